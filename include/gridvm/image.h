@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * image.h - the host's image store: DATADIR/images/NAME.img (raw) or
+ * NAME.qcow2. VMs never write an image; each gets a qcow2 overlay with the
+ * image as its backing file. Images appear under their name only when
+ * complete (built or copied under a temporary name, then renamed).
+ */
+#ifndef GRIDVM_IMAGE_H
+#define GRIDVM_IMAGE_H
+
+#include <gridvm/host.h>
+
+/* Path and format ("raw"/"qcow2") of image @name; -ENOENT if unknown.
+ * *path is malloc'd. */
+int gv_image_resolve(const char *datadir, const char *name, char **path,
+		     const char **format) GV_WUR;
+
+/* All images as a JSON array of {name, format, path, size, allocated}. */
+json_t *gv_image_list(const char *datadir);
+
+/* Copy @file (raw or qcow2, detected by qemu-img) into the store. */
+int gv_image_import(gv_host *h, const char *name, const char *file, gv_err *e) GV_WUR;
+
+/* debootstrap @suite (with extra @packages, comma separated, may be NULL)
+ * into a raw ext4 image @name. Progress lines go to @log_fd if >= 0. */
+int gv_image_build(gv_host *h, const char *name, const char *suite,
+		   const char *packages, const char *mirror, int log_fd,
+		   gv_err *e) GV_WUR;
+
+/* Delete an image no VM uses. */
+int gv_image_delete(gv_host *h, const char *name, gv_err *e) GV_WUR;
+
+#endif

@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: MIT */
+/* agent.c - HTTP+JSON API of gridvmd (libmicrohttpd on a unix socket). */
+#include <gridvm/agent.h>
+#include <gridvm/image.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct gv_agent {
+	gv_host *h;
+	struct MHD_Daemon *mhd;
+	int fd;
+	char *sock;
+};
+
+struct req {
+	char *body;
+	size_t len;
+};
+
+static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status,
+				  const char *type, void *data, size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+		len, data, MHD_RESPMEM_MUST_FREE);
+	enum MHD_Result ret;
+
+	MHD_add_response_header(r, "Content-Type", type);
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* Sends @j (reference stolen). */
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT);
+
+	json_decref(j);
+	return send_bytes(c, status, "application/json", s, strlen(s));
+}
+
+static unsigned status_of(int rc)
+{
+	switch (rc) {
+	case -ENOENT: return 404;
+	case -EEXIST:
+	case -EBUSY: return 409;
+	case -EINVAL: return 400;
+	default: return 500;
+	}
+}
+
+static enum MHD_Result send_result(struct MHD_Connection *c, int rc, gv_err *e,
+				   json_t *ok)
+{
+	if (rc < 0) {
+		json_decref(ok);
+		return send_json(c, status_of(rc), json_pack("{s:s}", "error", e->msg));
+	}
+	return send_json(c, 200, ok ? ok : json_object());
+}
+
+static const char *jstr(json_t *j, const char *k)
+{
+	return json_string_value(json_object_get(j, k));
+}
+
+static enum MHD_Result vm_verb(gv_agent *a, struct MHD_Connection *c,
+			       const char *name, const char *verb, json_t *body)
+{
+	gv_err e = { "" };
+	json_t *out = NULL;
+	int rc;
+
+	if (!strcmp(verb, "start"))
+		rc = gv_vm_start(a->h, name, &e);
+	else if (!strcmp(verb, "pause"))
+		rc = gv_vm_pause(a->h, name, &e);
+	else if (!strcmp(verb, "resume"))
+		rc = gv_vm_resume(a->h, name, &e);
+	else if (!strcmp(verb, "stop")) {
+		json_t *t = json_object_get(body, "timeout_ms");
+		rc = gv_vm_stop(a->h, name, t ? (uint64_t)json_integer_value(t) : 3000, &e);
+	} else if (!strcmp(verb, "save"))
+		rc = gv_vm_save(a->h, name, jstr(body, "path"), &e);
+	else if (!strcmp(verb, "restore"))
+		rc = gv_vm_restore(a->h, name, jstr(body, "path"), &e);
+	else
+		return send_json(c, 404, json_pack("{s:s}", "error", "unknown verb"));
+	if (rc == 0)
+		rc = gv_vm_show(a->h, name, &out, &e);
+	return send_result(c, rc, &e, out);
+}
+
+static enum MHD_Result vm_log(gv_agent *a, struct MHD_Connection *c,
+			      const char *name, const char *which)
+{
+	const char *off = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "offset");
+	const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+	uint64_t offset = off ? strtoull(off, NULL, 10) : 0;
+	uint64_t wait_ms = wait ? strtoull(wait, NULL, 10) : 0;
+	gv_vmstate st;
+	gv_err e = { "" };
+	char *data = NULL, hdr[32];
+	size_t len = 0;
+	int rc;
+
+	if (wait_ms > 60000)
+		wait_ms = 60000;
+	rc = gv_vm_read_log(a->h, name, which, offset, wait_ms, 1 << 20, &data, &len,
+			    &st, &e);
+	if (rc < 0) {
+		free(data);
+		return send_result(c, rc, &e, NULL);
+	}
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, data,
+								 MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, "Content-Type", "application/octet-stream");
+	MHD_add_response_header(r, "X-Gridvm-State", gv_vmstate_name(st));
+	snprintf(hdr, sizeof(hdr), "%llu", (unsigned long long)(offset + len));
+	MHD_add_response_header(r, "X-Gridvm-Offset", hdr);
+	enum MHD_Result ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result vm_create(gv_agent *a, struct MHD_Connection *c, json_t *body)
+{
+	gv_vmdef *d = NULL;
+	gv_err e = { "" };
+	json_t *out = NULL;
+	int rc = gv_vmdef_from_json(body, &d, e.msg, sizeof(e.msg));
+	char *name = d ? strdup(d->name) : NULL;
+
+	if (rc == 0)
+		rc = gv_vm_create(a->h, d, &e);
+	if (rc == 0)
+		rc = gv_vm_show(a->h, name, &out, &e);
+	free(name);
+	return send_result(c, rc, &e, out);
+}
+
+static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
+				 const char *method, const char *rest, json_t *body)
+{
+	char name[128] = "", sub[64] = "", which[32] = "";
+	gv_err e = { "" };
+	json_t *out = NULL;
+	int rc;
+
+	if (!*rest) {
+		if (!strcmp(method, "GET"))
+			return send_json(c, 200, gv_vm_list(a->h));
+		if (!strcmp(method, "POST"))
+			return vm_create(a, c, body);
+		return send_json(c, 405, json_pack("{s:s}", "error", "method not allowed"));
+	}
+	sscanf(rest, "/%127[^/]/%63[^/]/%31s", name, sub, which);
+	if (!*sub && !strcmp(method, "GET")) {
+		rc = gv_vm_show(a->h, name, &out, &e);
+		return send_result(c, rc, &e, out);
+	}
+	if (!*sub && !strcmp(method, "DELETE")) {
+		const char *f = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "force");
+		rc = gv_vm_delete(a->h, name, f && !strcmp(f, "1"), &e);
+		return send_result(c, rc, &e, NULL);
+	}
+	if (!strcmp(sub, "log") && !strcmp(method, "GET"))
+		return vm_log(a, c, name, which);
+	if (*sub && !strcmp(method, "POST"))
+		return vm_verb(a, c, name, sub, body);
+	return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+}
+
+/* Image builds stream their log through a pipe into the response. */
+struct build {
+	gv_agent *a;
+	json_t *body;
+	int wfd, rfd;
+};
+
+static void *build_thread(void *arg)
+{
+	struct build *b = arg;
+	gv_err e = { "" };
+	int rc = gv_image_build(b->a->h, jstr(b->body, "name") ? jstr(b->body, "name") : "",
+				jstr(b->body, "suite"), jstr(b->body, "packages"),
+				jstr(b->body, "mirror"), b->wfd, &e);
+	json_t *res = json_pack("{s:b}", "ok", rc == 0);
+	char *s;
+
+	if (rc < 0)
+		json_object_set_new(res, "error", json_string(e.msg));
+	s = json_dumps(res, JSON_COMPACT);
+	dprintf(b->wfd, "GRIDVM-RESULT %s\n", s);
+	free(s);
+	json_decref(res);
+	json_decref(b->body);
+	close(b->wfd);
+	return NULL;
+}
+
+static ssize_t build_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct build *b = cls;
+	ssize_t n;
+
+	do
+		n = read(b->rfd, buf, max);
+	while (n < 0 && errno == EINTR);
+	return n > 0 ? n : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void build_free(void *cls)
+{
+	struct build *b = cls;
+
+	close(b->rfd);
+	free(b);
+}
+
+static enum MHD_Result image_build(gv_agent *a, struct MHD_Connection *c, json_t *body)
+{
+	struct build *b = calloc(1, sizeof(*b));
+	int p[2];
+	pthread_t t;
+
+	if (!b || pipe2(p, O_CLOEXEC) < 0)
+		abort();
+	b->a = a;
+	b->body = json_incref(body);
+	b->rfd = p[0];
+	b->wfd = p[1];
+	pthread_create(&t, NULL, build_thread, b);
+	pthread_detach(t);
+	struct MHD_Response *r = MHD_create_response_from_callback(
+		MHD_SIZE_UNKNOWN, 4096, build_read, b, build_free);
+	MHD_add_response_header(r, "Content-Type", "text/plain");
+	enum MHD_Result ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result route_images(gv_agent *a, struct MHD_Connection *c,
+				    const char *method, const char *rest, json_t *body)
+{
+	gv_err e = { "" };
+	int rc;
+
+	if (!*rest && !strcmp(method, "GET"))
+		return send_json(c, 200, gv_image_list(gv_host_datadir(a->h)));
+	if (!strcmp(rest, "/import") && !strcmp(method, "POST")) {
+		const char *n = jstr(body, "name"), *f = jstr(body, "file");
+		if (!n || !f)
+			return send_json(c, 400, json_pack("{s:s}", "error",
+							   "name and file are required"));
+		rc = gv_image_import(a->h, n, f, &e);
+		return send_result(c, rc, &e, NULL);
+	}
+	if (!strcmp(rest, "/build") && !strcmp(method, "POST"))
+		return image_build(a, c, body);
+	if (*rest == '/' && !strcmp(method, "DELETE")) {
+		rc = gv_image_delete(a->h, rest + 1, &e);
+		return send_result(c, rc, &e, NULL);
+	}
+	return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+			       const char *method, const char *version,
+			       const char *upload, size_t *upload_size, void **con_cls)
+{
+	gv_agent *a = cls;
+	struct req *rq = *con_cls;
+	json_t *body = NULL;
+	enum MHD_Result ret;
+
+	if (!rq) {
+		*con_cls = rq = calloc(1, sizeof(*rq));
+		return rq ? MHD_YES : MHD_NO;
+	}
+	if (*upload_size) {
+		rq->body = realloc(rq->body, rq->len + *upload_size + 1);
+		memcpy(rq->body + rq->len, upload, *upload_size);
+		rq->len += *upload_size;
+		rq->body[rq->len] = '\0';
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (rq->len) {
+		body = json_loadb(rq->body, rq->len, 0, NULL);
+		if (!body)
+			return send_json(c, 400, json_pack("{s:s}", "error",
+							   "request body is not JSON"));
+	}
+	if (!strcmp(url, "/v1/host") && !strcmp(method, "GET"))
+		ret = send_json(c, 200, gv_host_info(a->h));
+	else if (!strncmp(url, "/v1/vms", 7))
+		ret = route_vms(a, c, method, url + 7, body);
+	else if (!strncmp(url, "/v1/images", 10))
+		ret = route_images(a, c, method, url + 10, body);
+	else
+		ret = send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+	json_decref(body);
+	return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	struct req *rq = *con_cls;
+
+	if (rq) {
+		free(rq->body);
+		free(rq);
+	}
+	*con_cls = NULL;
+}
+
+static int listen_unix(const char *path, gv_err *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return gv_err_set(e, -ENAMETOOLONG, "socket path too long: %s", path);
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return gv_err_set(e, -errno, "socket: %s", strerror(errno));
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
+		int r = -errno;
+		close(fd);
+		return gv_err_set(e, r, "cannot listen on %s: %s", path, strerror(-r));
+	}
+	chmod(path, 0600);
+	return fd;
+}
+
+int gv_agent_start(gv_host *h, const char *sock_path, gv_agent **out, gv_err *e)
+{
+	gv_agent *a = calloc(1, sizeof(*a));
+	int fd = listen_unix(sock_path, e);
+
+	if (!a)
+		abort();
+	if (fd < 0) {
+		free(a);
+		return fd;
+	}
+	a->h = h;
+	a->fd = fd;
+	a->sock = strdup(sock_path);
+	a->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
+					  MHD_USE_INTERNAL_POLLING_THREAD,
+				  0, NULL, NULL, handler, a,
+				  MHD_OPTION_LISTEN_SOCKET, fd,
+				  MHD_OPTION_NOTIFY_COMPLETED, completed, a,
+				  MHD_OPTION_CONNECTION_TIMEOUT, 0u, MHD_OPTION_END);
+	if (!a->mhd) {
+		close(fd);
+		free(a->sock);
+		free(a);
+		return gv_err_set(e, -EIO, "cannot start the HTTP server");
+	}
+	*out = a;
+	return 0;
+}
+
+void gv_agent_stop(gv_agent *a)
+{
+	if (!a)
+		return;
+	MHD_stop_daemon(a->mhd); /* closes the listening socket */
+	unlink(a->sock);
+	free(a->sock);
+	free(a);
+}

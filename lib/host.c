@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: MIT */
+/* host.c - the host context: data directory, database, locks, refresh. */
+#include "host_internal.h"
+
+#include <gridvm/cgroup.h>
+#include <gridvm/jobout.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int gv_err_set(gv_err *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (e) {
+		va_start(ap, fmt);
+		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+int gv_host_open(const char *datadir, gv_host **out, gv_err *e)
+{
+	gv_host *h = calloc(1, sizeof(*h));
+	char *vmdir = gv_strdupf("%s/vms", datadir);
+	char *db = gv_strdupf("%s/gridvm.db", datadir);
+	int r;
+
+	if (!h)
+		abort();
+	h->datadir = strdup(datadir);
+	pthread_mutex_init(&h->mu, NULL);
+	r = gv_mkdir_p(vmdir, 0755);
+	if (r < 0) {
+		gv_err_set(e, r, "cannot create %s: %s", vmdir, strerror(-r));
+		goto fail;
+	}
+	r = gv_store_open(db, &h->store);
+	if (r < 0) {
+		gv_err_set(e, r, "cannot open database %s", db);
+		goto fail;
+	}
+	r = gv_accel_choose(NULL, &h->accel);
+	if (r < 0) {
+		gv_err_set(e, r, "invalid GRIDVM_ACCEL (use auto, kvm or tcg)");
+		goto fail;
+	}
+	free(vmdir);
+	free(db);
+	*out = h;
+	return 0;
+fail:
+	free(vmdir);
+	free(db);
+	gv_host_close(h);
+	return r;
+}
+
+void gv_host_close(gv_host *h)
+{
+	if (!h)
+		return;
+	gv_store_close(h->store);
+	while (h->locks) {
+		struct vmlock *l = h->locks;
+		h->locks = l->next;
+		pthread_mutex_destroy(&l->mu);
+		free(l);
+	}
+	pthread_mutex_destroy(&h->mu);
+	free(h->datadir);
+	free(h);
+}
+
+const char *gv_host_datadir(const gv_host *h)
+{
+	return h->datadir;
+}
+
+struct vmlock *host_vm_lock(gv_host *h, const char *name)
+{
+	struct vmlock *l;
+
+	pthread_mutex_lock(&h->mu);
+	for (l = h->locks; l; l = l->next)
+		if (!strcmp(l->name, name))
+			break;
+	if (!l) {
+		l = calloc(1, sizeof(*l));
+		if (!l)
+			abort();
+		snprintf(l->name, sizeof(l->name), "%s", name);
+		pthread_mutex_init(&l->mu, NULL);
+		l->next = h->locks;
+		h->locks = l;
+	}
+	l->refs++;
+	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_lock(&l->mu);
+	return l;
+}
+
+void host_vm_unlock(gv_host *h, struct vmlock *l)
+{
+	pthread_mutex_unlock(&l->mu);
+	pthread_mutex_lock(&h->mu);
+	l->refs--;
+	pthread_mutex_unlock(&h->mu);
+}
+
+int host_get(gv_host *h, const char *name, gv_vmrec **out, gv_err *e)
+{
+	int r = gv_store_vm_get(h->store, name, out);
+
+	if (r == -ENOENT)
+		return gv_err_set(e, r, "no such VM: %s", name);
+	if (r < 0)
+		return gv_err_set(e, r, "cannot read the record of VM %s", name);
+	return 0;
+}
+
+int host_put(gv_host *h, gv_vmrec *r, gv_err *e)
+{
+	int q = gv_store_vm_update(h->store, r);
+
+	if (q < 0)
+		return gv_err_set(e, q, "cannot update the record of VM %s",
+				  r->def->name);
+	return 0;
+}
+
+bool host_qemu_alive(int pid, const gv_vmpaths *p)
+{
+	char path[64], *cmd = NULL;
+	size_t len;
+	bool ok = false;
+
+	if (!gv_pid_alive(pid))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	if (gv_read_file(path, &cmd, &len) < 0)
+		return false;
+	for (size_t i = 0; i < len; i += strlen(cmd + i) + 1)
+		if (strstr(cmd + i, p->qmp))
+			ok = true;
+	free(cmd);
+	return ok;
+}
+
+int host_qmp(const gv_vmpaths *p, gv_qmp **q, gv_err *e)
+{
+	int r = gv_qmp_connect(p->qmp, 5000, q);
+
+	if (r < 0)
+		return gv_err_set(e, r, "cannot talk to QEMU's monitor %s: %s",
+				  p->qmp, strerror(-r));
+	return 0;
+}
+
+int host_qmp_cmd(const gv_vmpaths *p, const char *cmd, json_t *args,
+		 int timeout_ms, json_t **ret, gv_err *e)
+{
+	gv_qmp *q;
+	char *msg = NULL;
+	int r = host_qmp(p, &q, e);
+
+	if (r < 0)
+		return r;
+	r = gv_qmp_execute(q, cmd, args, timeout_ms, ret, &msg);
+	if (r < 0)
+		gv_err_set(e, r, "QEMU refused %s: %s", cmd,
+			   msg ? msg : strerror(-r));
+	free(msg);
+	gv_qmp_free(q);
+	return r;
+}
+
+static char *qemu_log_tail(const gv_vmpaths *p)
+{
+	char *log = NULL, line[300];
+
+	if (gv_read_file(p->qemulog, &log, NULL) < 0 || !*log) {
+		free(log);
+		return NULL;
+	}
+	gv_last_line(log, line, sizeof(line));
+	free(log);
+	return strdup(line);
+}
+
+bool host_refresh(gv_host *h, gv_vmrec *r)
+{
+	gv_vmpaths p;
+	int code;
+
+	if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED)
+		return false;
+	gv_vmpaths_init(&p, h->datadir, r->def->name);
+	if (host_qemu_alive(r->pid, &p)) {
+		gv_vmpaths_clear(&p);
+		return false;
+	}
+	free(r->error);
+	r->error = NULL;
+	if (gv_jobout_exit_code(p.jobout, &code) == 0) {
+		r->state = GV_VM_STOPPED;
+		r->exit_code = code;
+	} else {
+		char *tail = qemu_log_tail(&p);
+		r->state = GV_VM_FAILED;
+		r->exit_code = -1;
+		r->error = gv_strdupf("the VM ended without reporting the job's "
+				      "exit status%s%s",
+				      tail ? "; QEMU said: " : "",
+				      tail ? tail : "");
+		free(tail);
+	}
+	r->pid = 0;
+	unlink(p.qmp);
+	gv_cgroup_remove(r->def->name);
+	if (gv_store_vm_update(h->store, r) < 0)
+		fprintf(stderr, "gridvm: cannot store the state of %s\n", r->def->name);
+	gv_vmpaths_clear(&p);
+	return true;
+}
+
+static void refresh_one(gv_host *h, const char *name, bool sync_runstate)
+{
+	struct vmlock *l = host_vm_lock(h, name);
+	gv_vmrec *r = NULL;
+	gv_vmpaths p;
+	json_t *st = NULL;
+
+	if (gv_store_vm_get(h->store, name, &r) < 0 || host_refresh(h, r) ||
+	    !sync_runstate || (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED))
+		goto out;
+	/* reattach: ask QEMU itself whether the guest runs */
+	gv_vmpaths_init(&p, h->datadir, name);
+	if (host_qmp_cmd(&p, "query-status", NULL, 5000, &st, NULL) == 0) {
+		bool running = json_is_true(json_object_get(st, "running"));
+		gv_vmstate want = running ? GV_VM_RUNNING : GV_VM_PAUSED;
+		if (want != r->state) {
+			r->state = want;
+			if (gv_store_vm_update(h->store, r) < 0)
+				fprintf(stderr, "gridvm: cannot store %s\n", name);
+		}
+	}
+	json_decref(st);
+	gv_vmpaths_clear(&p);
+out:
+	gv_vmrec_free(r);
+	host_vm_unlock(h, l);
+}
+
+static void for_each_vm(gv_host *h, bool sync)
+{
+	char **names = NULL;
+
+	if (gv_store_vm_names(h->store, &names) < 0)
+		return;
+	for (char **n = names; *n; n++)
+		refresh_one(h, *n, sync);
+	gv_strv_free(names);
+}
+
+void gv_host_reattach(gv_host *h)
+{
+	for_each_vm(h, true);
+}
+
+void gv_host_refresh_all(gv_host *h)
+{
+	for_each_vm(h, false);
+}
+
+static json_t *qemu_version(void)
+{
+	char *argv[] = { "qemu-system-x86_64", "--version", NULL }, *out = NULL;
+	json_t *j;
+
+	if (gv_run(argv, &out) != 0) {
+		free(out);
+		return json_null();
+	}
+	out[strcspn(out, "\n")] = '\0';
+	j = json_string(out);
+	free(out);
+	return j;
+}
+
+json_t *gv_host_info(gv_host *h)
+{
+	char *kernel = gv_strdupf("%s/guest/vmlinuz", h->datadir);
+	char *kver = gv_strdupf("%s/guest/kernel-version", h->datadir), *kv = NULL;
+	const char *cg = gv_cgroup_version();
+	json_t *j;
+
+	if (gv_read_file(kver, &kv, NULL) == 0)
+		kv[strcspn(kv, "\n")] = '\0';
+	j = json_pack("{s:s, s:s, s:s, s:o, s:i, s:I}",
+		      "datadir", h->datadir, "accel", h->accel.name,
+		      "accel_reason", h->accel.reason, "qemu", qemu_version(),
+		      "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN),
+		      "memory_mib", (json_int_t)((uint64_t)sysconf(_SC_PHYS_PAGES) *
+						 (uint64_t)sysconf(_SC_PAGESIZE) >> 20));
+	json_object_set_new(j, "cgroup", cg ? json_string(cg) : json_null());
+	json_object_set_new(j, "guest_kernel",
+			    access(kernel, R_OK) == 0 ? json_string(kernel) : json_null());
+	json_object_set_new(j, "guest_kernel_version", kv ? json_string(kv) : json_null());
+	free(kernel);
+	free(kver);
+	free(kv);
+	return j;
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/* host_internal.h - what host.c and vm.c share inside the library. */
+#ifndef GRIDVM_HOST_INTERNAL_H
+#define GRIDVM_HOST_INTERNAL_H
+
+#include <gridvm/host.h>
+#include <gridvm/qmp.h>
+#include <pthread.h>
+
+struct vmlock {
+	char name[64];
+	pthread_mutex_t mu;
+	int refs;
+	struct vmlock *next;
+};
+
+struct gv_host {
+	char *datadir;
+	gv_store *store;
+	gv_accel accel;
+	pthread_mutex_t mu; /* protects the lock list */
+	struct vmlock *locks;
+};
+
+/* Per-VM lock; unlock with host_vm_unlock. */
+struct vmlock *host_vm_lock(gv_host *h, const char *name);
+void host_vm_unlock(gv_host *h, struct vmlock *l);
+
+/* Load @name's record, mapping -ENOENT to a message. */
+int host_get(gv_host *h, const char *name, gv_vmrec **out, gv_err *e);
+int host_put(gv_host *h, gv_vmrec *r, gv_err *e);
+
+/* If QEMU of a running/paused VM is gone, record how the VM ended.
+ * @return true if the record changed (and was stored). Lock held. */
+bool host_refresh(gv_host *h, gv_vmrec *r);
+
+/* Is @pid the QEMU process of this VM (alive, and its command line names
+ * the VM's QMP socket)? */
+bool host_qemu_alive(int pid, const gv_vmpaths *p);
+
+/* Connect to the VM's monitor. */
+int host_qmp(const gv_vmpaths *p, gv_qmp **q, gv_err *e);
+/* One command on a fresh connection. */
+int host_qmp_cmd(const gv_vmpaths *p, const char *cmd, json_t *args,
+		 int timeout_ms, json_t **ret, gv_err *e);
+
+#endif

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/* builtin-image.c - `gridvm image VERB`: the host's image store. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <gridvm/util.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int img_usage(FILE *f, const char *text)
+{
+	fputs(text, f);
+	return f == stdout ? 0 : 2;
+}
+
+struct build_result {
+	bool ok;
+	char *error;
+};
+
+static void on_build_line(void *ud, const char *line)
+{
+	struct build_result *br = ud;
+
+	if (!strncmp(line, "GRIDVM-RESULT ", 14)) {
+		json_t *j = json_loads(line + 14, 0, NULL);
+		br->ok = json_is_true(json_object_get(j, "ok"));
+		const char *e = json_string_value(json_object_get(j, "error"));
+		br->error = e ? strdup(e) : NULL;
+		json_decref(j);
+		return;
+	}
+	fprintf(stderr, "  %s\n", line);
+}
+
+static int image_build(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "suite", required_argument, NULL, 's' },
+		{ "packages", required_argument, NULL, 'p' },
+		{ "mirror", required_argument, NULL, 'M' },
+		{ "help", no_argument, NULL, 'h' }, { 0 } };
+	static const char help[] =
+		"Usage: gridvm image build NAME --suite SUITE [--packages P1,P2]\n"
+		"Build a Debian root filesystem image with debootstrap (minbase) as a\n"
+		"raw ext4 disk. Jobs in VMs using it run with its own software.\n\n"
+		"  -s, --suite SUITE     bullseye, bookworm, trixie, ...\n"
+		"  -p, --packages LIST   extra packages, comma separated\n"
+		"      --mirror URL      Debian mirror (default http://deb.debian.org/debian)\n";
+	json_t *body = json_object();
+	struct build_result br = { false, NULL };
+	char *err = NULL;
+	int c, rc;
+	gv_client *cl;
+
+	while ((c = getopt_long(argc, argv, "s:p:h", opts, NULL)) != -1) {
+		if (c == 's')
+			json_object_set_new(body, "suite", json_string(optarg));
+		else if (c == 'p')
+			json_object_set_new(body, "packages", json_string(optarg));
+		else if (c == 'M')
+			json_object_set_new(body, "mirror", json_string(optarg));
+		else
+			return img_usage(c == 'h' ? stdout : stderr, help);
+	}
+	if (optind >= argc)
+		return cli_error("missing image name"), 2;
+	if (!cli_name_ok(argv[optind], "image"))
+		return 2;
+	if (!json_object_get(body, "suite"))
+		json_object_set_new(body, "suite", json_string(argv[optind]));
+	json_object_set_new(body, "name", json_string(argv[optind]));
+	cl = cli_connect();
+	fprintf(stderr, "gridvm: building image %s (debootstrap %s)...\n", argv[optind],
+		json_string_value(json_object_get(body, "suite")));
+	rc = gv_client_stream(cl, "/v1/images/build", body, on_build_line, &br, &err);
+	if (rc < 0)
+		cli_error("%s", err);
+	else if (!br.ok)
+		cli_error("%s", br.error ? br.error : "the build ended without a result");
+	else
+		printf("built image %s\n", argv[optind]);
+	free(err);
+	free(br.error);
+	json_decref(body);
+	gv_client_free(cl);
+	return rc == 0 && br.ok ? 0 : 1;
+}
+
+static int image_list(int argc, char **argv)
+{
+	json_t *imgs = NULL, *im;
+	size_t i;
+	gv_client *cl;
+
+	if (cli_wants_help(argc, argv))
+		return img_usage(stdout, "Usage: gridvm image list [--json]\n"
+					 "List the images of this host.\n");
+	cl = cli_connect();
+	if (cli_call(cl, "GET", "/v1/images", NULL, &imgs) < 0)
+		return 1;
+	if (argc > 1 && !strcmp(argv[1], "--json")) {
+		cli_print_json(imgs);
+	} else {
+		printf("%-20s %-6s %10s %10s\n", "NAME", "FORMAT", "SIZE", "ON DISK");
+		json_array_foreach(imgs, i, im) {
+			char a[32], b[32];
+			printf("%-20s %-6s %10s %10s\n",
+			       json_string_value(json_object_get(im, "name")),
+			       json_string_value(json_object_get(im, "format")),
+			       gv_fmt_size((uint64_t)json_integer_value(json_object_get(im, "size")), a, sizeof(a)),
+			       gv_fmt_size((uint64_t)json_integer_value(json_object_get(im, "allocated")), b, sizeof(b)));
+		}
+	}
+	json_decref(imgs);
+	gv_client_free(cl);
+	return 0;
+}
+
+static int image_import(int argc, char **argv)
+{
+	json_t *body;
+	char *abs;
+	gv_client *cl;
+	int rc;
+
+	if (cli_wants_help(argc, argv))
+		return img_usage(stdout, "Usage: gridvm image import NAME FILE\n"
+					 "Copy a raw or qcow2 disk image into the store.\n");
+	if (argc != 3)
+		return cli_error("usage: gridvm image import NAME FILE"), 2;
+	if (!cli_name_ok(argv[1], "image"))
+		return 2;
+	abs = cli_abspath(argv[2]);
+	if (!abs)
+		return cli_error("no such file: %s", argv[2]), 1;
+	body = json_pack("{s:s, s:s}", "name", argv[1], "file", abs);
+	cl = cli_connect();
+	rc = cli_call(cl, "POST", "/v1/images/import", body, NULL) < 0 ? 1 : 0;
+	if (rc == 0)
+		printf("imported image %s\n", argv[1]);
+	json_decref(body);
+	free(abs);
+	gv_client_free(cl);
+	return rc;
+}
+
+static int image_delete(int argc, char **argv)
+{
+	char *path;
+	gv_client *cl;
+	int rc;
+
+	if (cli_wants_help(argc, argv))
+		return img_usage(stdout, "Usage: gridvm image delete NAME\n"
+					 "Delete an image that no VM uses.\n");
+	if (argc != 2)
+		return cli_error("usage: gridvm image delete NAME"), 2;
+	if (!cli_name_ok(argv[1], "image"))
+		return 2;
+	cl = cli_connect();
+	path = gv_strdupf("/v1/images/%s", argv[1]);
+	rc = cli_call(cl, "DELETE", path, NULL, NULL) < 0 ? 1 : 0;
+	if (rc == 0)
+		printf("deleted image %s\n", argv[1]);
+	free(path);
+	gv_client_free(cl);
+	return rc;
+}
+
+static const struct cli_cmd image_cmds[] = {
+	{ "build", image_build, "build a Debian image with debootstrap" },
+	{ "list", image_list, "list images (--json)" },
+	{ "import", image_import, "import a raw or qcow2 image file" },
+	{ "delete", image_delete, "delete an unused image" },
+	{ NULL, NULL, NULL } };
+
+int cmd_image(int argc, char **argv)
+{
+	return cli_dispatch("gridvm image", image_cmds, argc, argv);
+}

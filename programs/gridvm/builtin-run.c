@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/* builtin-run.c - `gridvm run -- CMD`: a fresh VM, the job, its exit code. */
+#include "cli.h"
+#include "vmopts.h"
+
+#include <errno.h>
+#include <gridvm/util.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: gridvm run [OPTIONS] -- COMMAND [ARGS...]\n"
+		"Boot a fresh VM, run COMMAND in it, stream its output and exit\n"
+		"with its exit code (125 if the VM itself failed).\n\n" VMOPTS_HELP
+		"  -n, --name NAME       name of the VM (default run-<random>)\n"
+		"      --keep            keep the VM afterwards (see 'gridvm vm list')\n"
+		"  -h, --help            show this help\n");
+}
+
+static void on_sigint(int sig)
+{
+	cli_interrupted = sig;
+}
+
+int vmopts_apply(json_t *d, int c, const char *arg)
+{
+	uint64_t v;
+
+	switch (c) {
+	case 'i':
+		json_object_set_new(d, "image", json_string(arg));
+		return 1;
+	case 'c':
+		json_object_set_new(d, "vcpus", json_integer(atoi(arg)));
+		if (atoi(arg) < 1)
+			return cli_error("invalid --cpus '%s'", arg), -1;
+		return 1;
+	case 'm':
+		if (gv_parse_size(arg, 1 << 20, &v) < 0 || v < (1 << 20))
+			return cli_error("invalid memory size '%s' (e.g. 512M, 2G)", arg), -1;
+		json_object_set_new(d, "memory_mib", json_integer((json_int_t)(v >> 20)));
+		return 1;
+	case 'e':
+		if (!strchr(arg, '='))
+			return cli_error("--env wants NAME=VALUE, not '%s'", arg), -1;
+		json_array_append_new(json_object_get(d, "env"), json_string(arg));
+		return 1;
+	case 'w':
+		json_object_set_new(d, "workdir", json_string(arg));
+		return 1;
+	case 1001:
+		json_object_set_new(d, "cpu_weight", json_integer(atoi(arg)));
+		return 1;
+	case 1002:
+		json_object_set_new(d, "cpu_cap_pct", json_integer(atoi(arg)));
+		return 1;
+	case 1003:
+		json_object_set_new(d, "disk_iops", json_integer(atoll(arg)));
+		return 1;
+	case 1004:
+		if (gv_parse_size(arg, 1, &v) < 0)
+			return cli_error("invalid --disk-bps '%s'", arg), -1;
+		json_object_set_new(d, "disk_bps", json_integer((json_int_t)v));
+		return 1;
+	case 1005:
+		json_object_set_new(d, "accel", json_string(arg));
+		return 1;
+	}
+	return 0;
+}
+
+static json_t *job_argv(int argc, char **argv)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; i < argc; i++)
+		json_array_append_new(a, json_string(argv[i]));
+	return a;
+}
+
+static char *random_name(void)
+{
+	unsigned v = (unsigned)getpid() ^ (unsigned)gv_now_ms() * 2654435761u;
+
+	return gv_strdupf("run-%08x", v);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = { VMOPTS_LONG,
+		{ "name", required_argument, NULL, 'n' },
+		{ "keep", no_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' }, { 0 } };
+	json_t *d = json_pack("{s:s, s:[], s:b}", "image", "default", "env", "ephemeral", 1);
+	char *name = NULL, *path;
+	bool keep = false;
+	int c, code;
+	gv_client *cl;
+
+	while ((c = getopt_long(argc, argv, "+" VMOPTS_SHORT "n:h", opts, NULL)) != -1) {
+		int r = vmopts_apply(d, c, optarg);
+		if (r < 0)
+			return 2;
+		if (r)
+			continue;
+		if (c == 'n')
+			name = strdup(optarg);
+		else if (c == 'k')
+			keep = true;
+		else if (c == 'h')
+			return usage(stdout), 0;
+		else
+			return usage(stderr), 2;
+	}
+	if (optind >= argc)
+		return cli_error("no command given (gridvm run [OPTIONS] -- COMMAND)"), 2;
+	if (!name)
+		name = random_name();
+	if (!cli_name_ok(name, "VM"))
+		return 2;
+	json_object_set_new(d, "name", json_string(name));
+	json_object_set_new(d, "job", job_argv(argc - optind, argv + optind));
+	json_object_set_new(d, "ephemeral", json_boolean(!keep));
+	cl = cli_connect();
+	if (cli_call(cl, "POST", "/v1/vms", d, NULL) < 0)
+		return 125;
+	signal(SIGINT, on_sigint);
+	signal(SIGTERM, on_sigint);
+	path = gv_strdupf("/v1/vms/%s/start", name);
+	code = cli_call(cl, "POST", path, NULL, NULL) < 0 ? -2 : cli_follow_job(cl, name, true);
+	free(path);
+	if (code == -1 && !cli_interrupted) {
+		json_t *vm = NULL;
+		path = gv_strdupf("/v1/vms/%s", name);
+		if (gv_client_call(cl, "GET", path, NULL, &vm, &(char *){ NULL }) == 0)
+			cli_error("VM %s failed: %s", name,
+				  json_string_value(json_object_get(vm, "error"))
+					  ?: "no exit status");
+		json_decref(vm);
+		free(path);
+	}
+	if (!keep || cli_interrupted) {
+		path = gv_strdupf("/v1/vms/%s?force=1", name);
+		(void)cli_call(cl, "DELETE", path, NULL, NULL);
+		free(path);
+	}
+	json_decref(d);
+	gv_client_free(cl);
+	free(name);
+	if (cli_interrupted)
+		return 130;
+	return code >= 0 ? code : 125;
+}

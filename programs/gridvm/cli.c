@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/* cli.c - helpers shared by the gridvm subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <gridvm/jobout.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+volatile sig_atomic_t cli_interrupted;
+
+int cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("gridvm: error: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+bool cli_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return true;
+	}
+	return false;
+}
+
+int cli_dispatch(const char *prog, const struct cli_cmd *cmds, int argc, char **argv)
+{
+	const char *verb = argc > 1 ? argv[1] : NULL;
+
+	if (verb && strcmp(verb, "help") && strcmp(verb, "-h") && strcmp(verb, "--help")) {
+		for (const struct cli_cmd *c = cmds; c->name; c++)
+			if (!strcmp(c->name, verb))
+				return c->fn(argc - 1, argv + 1);
+		cli_error("unknown command '%s %s' (see '%s --help')", prog, verb, prog);
+		return 2;
+	}
+	FILE *f = verb ? stdout : stderr;
+	fprintf(f, "Usage: %s COMMAND [ARGS]\n\nCommands:\n", prog);
+	for (const struct cli_cmd *c = cmds; c->name; c++)
+		fprintf(f, "  %-10s %s\n", c->name, c->summary);
+	fprintf(f, "\nRun '%s COMMAND --help' for more.\n", prog);
+	return verb ? 0 : 2;
+}
+
+static char *agent_binary(void)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *p;
+
+	if (getenv("GRIDVMD"))
+		return strdup(getenv("GRIDVMD"));
+	if (n > 0) {
+		self[n] = '\0';
+		p = gv_strdupf("%s/gridvmd", dirname(self));
+		if (access(p, X_OK) == 0)
+			return p;
+		free(p);
+	}
+	return strdup("/usr/local/bin/gridvmd");
+}
+
+gv_client *cli_connect(void)
+{
+	char *sock = gv_client_socket_path(), *bin = agent_binary(), *err = NULL;
+	gv_client *c = NULL;
+	const char *no = getenv("GRIDVM_NO_AUTOSTART");
+
+	if (gv_client_new(sock, no && *no ? NULL : bin, &c, &err) < 0) {
+		cli_error("%s", err);
+		exit(1);
+	}
+	free(sock);
+	free(bin);
+	return c;
+}
+
+int cli_call(gv_client *c, const char *method, const char *path, json_t *body,
+	     json_t **resp)
+{
+	char *err = NULL;
+
+	if (gv_client_call(c, method, path, body, resp, &err) < 0) {
+		cli_error("%s", err);
+		free(err);
+		return -1;
+	}
+	return 0;
+}
+
+void cli_print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	puts(s ? s : "null");
+	free(s);
+}
+
+char *cli_abspath(const char *path)
+{
+	char *dup = strdup(path), *dir = dirname(dup), real[PATH_MAX], *r;
+	char *base = strdup(path);
+
+	if (!realpath(dir, real)) {
+		free(dup);
+		free(base);
+		return NULL;
+	}
+	r = gv_strdupf("%s/%s", strcmp(real, "/") ? real : "", basename(base));
+	free(dup);
+	free(base);
+	return r;
+}
+
+bool cli_name_ok(const char *name, const char *what)
+{
+	if (gv_name_valid(name))
+		return true;
+	cli_error("invalid %s name '%s' (use 1-63 letters, digits, '.', '_', '-')",
+		  what, name);
+	return false;
+}
+
+/* Frames to stdout/stderr. */
+struct follow {
+	int exit_code;
+};
+
+static void write_all(FILE *f, const uint8_t *d, uint32_t n)
+{
+	fwrite(d, 1, n, f);
+	fflush(f);
+}
+
+static void on_frame(void *ud, char type, const uint8_t *d, uint32_t n)
+{
+	struct follow *fl = ud;
+
+	switch (type) {
+	case 'O': write_all(stdout, d, n); break;
+	case 'E': write_all(stderr, d, n); break;
+	case 'M': fprintf(stderr, "gridvm: guest: %.*s\n", (int)n, d); break;
+	case 'X':
+		if (n == 4)
+			fl->exit_code = (int)((uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 |
+					      (uint32_t)d[2] << 8 | d[3]);
+		break;
+	}
+}
+
+int cli_follow_job(gv_client *c, const char *name, bool from_start)
+{
+	struct follow fl = { -1 };
+	uint64_t off = 0, next;
+	char *buf = NULL, state[16], *err = NULL;
+	size_t blen = 0;
+
+	(void)from_start;
+	while (!cli_interrupted) {
+		char *data = NULL, *path;
+		size_t len = 0;
+		path = gv_strdupf("/v1/vms/%s/log/job?offset=%llu&wait=1000", name,
+				  (unsigned long long)off);
+		int r = gv_client_get_raw(c, path, &data, &len, state, &next, &err);
+		free(path);
+		if (r < 0) {
+			cli_error("%s", err);
+			free(err);
+			break;
+		}
+		buf = realloc(buf, blen + len + 1);
+		memcpy(buf + blen, data, len);
+		blen += len;
+		off = next;
+		free(data);
+		size_t used = gv_jobout_parse((uint8_t *)buf, blen, on_frame, &fl);
+		memmove(buf, buf + used, blen - used);
+		blen -= used;
+		bool live = !strcmp(state, "running") || !strcmp(state, "paused");
+		if (!live && len == 0)
+			break;
+	}
+	free(buf);
+	return fl.exit_code;
+}

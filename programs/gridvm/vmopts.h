@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* vmopts.h - the VM options shared by `gridvm run` and `gridvm vm create`. */
+#ifndef GRIDVM_VMOPTS_H
+#define GRIDVM_VMOPTS_H
+
+#include <getopt.h>
+#include <jansson.h>
+
+#define VMOPTS_HELP \
+	"  -i, --image NAME      image for the VM's disk (default: default)\n" \
+	"  -c, --cpus N          virtual CPUs (default 1)\n" \
+	"  -m, --memory SIZE     memory, e.g. 512M or 1G (default 256M)\n" \
+	"  -e, --env NAME=VALUE  environment of the job (repeatable)\n" \
+	"  -w, --workdir DIR     working directory of the job\n" \
+	"      --cpu-weight N    relative CPU share, 1-10000 (default 100)\n" \
+	"      --cpu-cap PCT     CPU cap in percent of one core (e.g. 50)\n" \
+	"      --disk-iops N     disk I/O operations per second limit\n" \
+	"      --disk-bps SIZE   disk bytes per second limit (e.g. 20M)\n" \
+	"      --accel A         auto, kvm or tcg (default auto)\n"
+
+#define VMOPTS_LONG \
+	{ "image", required_argument, NULL, 'i' }, \
+	{ "cpus", required_argument, NULL, 'c' }, \
+	{ "memory", required_argument, NULL, 'm' }, \
+	{ "env", required_argument, NULL, 'e' }, \
+	{ "workdir", required_argument, NULL, 'w' }, \
+	{ "cpu-weight", required_argument, NULL, 1001 }, \
+	{ "cpu-cap", required_argument, NULL, 1002 }, \
+	{ "disk-iops", required_argument, NULL, 1003 }, \
+	{ "disk-bps", required_argument, NULL, 1004 }, \
+	{ "accel", required_argument, NULL, 1005 }
+
+#define VMOPTS_SHORT "i:c:m:e:w:"
+
+/* Apply option @c with @arg to the definition @d. @return 1 if handled,
+ * 0 if not a VM option, -1 after printing an error. */
+int vmopts_apply(json_t *d, int c, const char *arg);
+
+#endif

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gridvmd - the node agent. Owns the VMs of this host and serves the
+ * gridvm API on a unix socket. Stopping it leaves the VMs running; the next
+ * gridvmd reattaches to them.
+ */
+#include <gridvm/agent.h>
+#include <gridvm/client.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t quit;
+
+static void on_signal(int sig)
+{
+	quit = sig;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: gridvmd [OPTIONS]\n"
+		"The gridvm node agent: runs this host's VMs and serves the API.\n\n"
+		"  -d, --data-dir DIR  data directory (default $GRIDVM_DATA or %s)\n"
+		"  -s, --socket PATH   API socket (default DATA/gridvmd.sock)\n"
+		"      --daemon        detach and log to DATA/gridvmd.log\n"
+		"  -h, --help          show this help\n",
+		gv_data_dir());
+}
+
+static int daemonize(const char *datadir)
+{
+	char *log = gv_strdupf("%s/gridvmd.log", datadir);
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if (fork() > 0)
+		_exit(0);
+	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	free(log);
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+	}
+	fd = open("/dev/null", O_RDONLY);
+	dup2(fd, 0);
+	return 0;
+}
+
+/* One agent per data directory. */
+static int take_lock(const char *datadir)
+{
+	char *path = gv_strdupf("%s/gridvmd.lock", datadir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+	free(path);
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return -1;
+	return fd;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "data-dir", required_argument, NULL, 'd' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "daemon", no_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 } };
+	char *sock = NULL;
+	bool daemon = false;
+	gv_host *h = NULL;
+	gv_agent *a = NULL;
+	gv_err e = { "" };
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "d:s:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': setenv("GRIDVM_DATA", optarg, 1); break;
+		case 's': sock = strdup(optarg); break;
+		case 'D': daemon = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!sock)
+		sock = gv_client_socket_path();
+	if (gv_mkdir_p(gv_data_dir(), 0755) < 0) {
+		fprintf(stderr, "gridvmd: cannot create %s: %s\n", gv_data_dir(),
+			strerror(errno));
+		return 1;
+	}
+	if (take_lock(gv_data_dir()) < 0) {
+		fprintf(stderr, "gridvmd: another agent runs on %s\n", gv_data_dir());
+		return 1;
+	}
+	if (daemon && daemonize(gv_data_dir()) < 0)
+		return 1;
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	r = gv_host_open(gv_data_dir(), &h, &e);
+	if (r == 0) {
+		gv_host_reattach(h);
+		r = gv_agent_start(h, sock, &a, &e);
+	}
+	if (r < 0) {
+		fprintf(stderr, "gridvmd: %s\n", e.msg);
+		gv_host_close(h);
+		return 1;
+	}
+	fprintf(stderr, "gridvmd: serving %s on %s\n", gv_data_dir(), sock);
+	while (!quit) {
+		sleep(1);
+		gv_host_refresh_all(h);
+	}
+	fprintf(stderr, "gridvmd: signal %d, stopping (VMs keep running)\n", (int)quit);
+	gv_agent_stop(a);
+	gv_host_close(h);
+	free(sock);
+	return 0;
+}
