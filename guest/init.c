@@ -35,7 +35,9 @@
  * The job ends when its main process exits: then every process left is
  * killed, the pipes are drained and the exit frame is sent.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

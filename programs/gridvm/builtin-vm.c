@@ -25,9 +25,16 @@ static int vm_create(int argc, char **argv)
 		"  -j, --job CMD         the job, a shell command line (sh -c CMD);\n"
 		"                        or give the job's argv after --\n";
 	json_t *d = json_pack("{s:s, s:[]}", "image", "default", "env");
+	const char *name = NULL;
 	int c, rc;
 	gv_client *cl;
 
+	if (argc > 1 && argv[1][0] != '-') { /* NAME before the options */
+		name = argv[1];
+		argv[1] = argv[0];
+		argc--;
+		argv++;
+	}
 	while ((c = getopt_long(argc, argv, "+" VMOPTS_SHORT "j:h", opts, NULL)) != -1) {
 		int r = vmopts_apply(d, c, optarg);
 		if (r < 0)
@@ -41,14 +48,16 @@ static int vm_create(int argc, char **argv)
 					"NAME [OPTIONS] [-- COMMAND...]",
 					"Define a VM (it is started by 'gridvm vm start').", help);
 	}
-	if (optind >= argc)
+	if (!name && optind < argc)
+		name = argv[optind++];
+	if (!name)
 		return cli_error("missing VM name (gridvm vm create NAME ...)"), 2;
-	if (!cli_name_ok(argv[optind], "VM"))
+	if (!cli_name_ok(name, "VM"))
 		return 2;
-	json_object_set_new(d, "name", json_string(argv[optind]));
-	if (optind + 1 < argc) {
+	json_object_set_new(d, "name", json_string(name));
+	if (optind < argc) {
 		json_t *job = json_array();
-		int i = optind + 1;
+		int i = optind;
 		if (!strcmp(argv[i], "--"))
 			i++;
 		for (; i < argc; i++)
@@ -58,7 +67,7 @@ static int vm_create(int argc, char **argv)
 	cl = cli_connect();
 	rc = cli_call(cl, "POST", "/v1/vms", d, NULL) < 0 ? 1 : 0;
 	if (rc == 0)
-		printf("created VM %s\n", argv[optind]);
+		printf("created VM %s\n", name);
 	json_decref(d);
 	gv_client_free(cl);
 	return rc;
@@ -301,8 +310,7 @@ static int show_log(int argc, char **argv, const char *which)
 		return 2;
 	cl = cli_connect();
 	if (!strcmp(which, "job")) {
-		int code = cli_follow_job(cl, argv[1], true);
-		(void)code;
+		(void)cli_follow_job(cl, argv[1], follow);
 		gv_client_free(cl);
 		return 0;
 	}

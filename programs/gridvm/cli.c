@@ -161,19 +161,18 @@ static void on_frame(void *ud, char type, const uint8_t *d, uint32_t n)
 	}
 }
 
-int cli_follow_job(gv_client *c, const char *name, bool from_start)
+int cli_follow_job(gv_client *c, const char *name, bool follow)
 {
 	struct follow fl = { -1 };
 	uint64_t off = 0, next;
 	char *buf = NULL, state[16], *err = NULL;
 	size_t blen = 0;
 
-	(void)from_start;
 	while (!cli_interrupted) {
 		char *data = NULL, *path;
 		size_t len = 0;
-		path = gv_strdupf("/v1/vms/%s/log/job?offset=%llu&wait=1000", name,
-				  (unsigned long long)off);
+		path = gv_strdupf("/v1/vms/%s/log/job?offset=%llu&wait=%d", name,
+				  (unsigned long long)off, follow ? 1000 : 0);
 		int r = gv_client_get_raw(c, path, &data, &len, state, &next, &err);
 		free(path);
 		if (r < 0) {
@@ -190,7 +189,7 @@ int cli_follow_job(gv_client *c, const char *name, bool from_start)
 		memmove(buf, buf + used, blen - used);
 		blen -= used;
 		bool live = !strcmp(state, "running") || !strcmp(state, "paused");
-		if (!live && len == 0)
+		if ((!live || !follow) && len == 0)
 			break;
 	}
 	free(buf);

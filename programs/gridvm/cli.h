@@ -42,8 +42,9 @@ int cmd_vm(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_host(int argc, char **argv);
 
-/* Stream a VM's job output to stdout/stderr until the job ends. Returns
+/* Print a VM's job output to stdout/stderr; with @follow until the job
+ * ends. Returns
  * the job's exit code, or -1 if the VM ended without one. */
-int cli_follow_job(gv_client *c, const char *name, bool from_start);
+int cli_follow_job(gv_client *c, const char *name, bool follow);
 
 #endif

@@ -1,0 +1,53 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# setup.sh - everything gridvm needs on a fresh Debian 12 machine (root):
+# installs the Debian packages, builds and installs gridvm, prepares the
+# default guest (Debian cloud kernel + our initramfs + a busybox image) and
+# runs the demo: a VM boots, runs a job, its output and exit code come back.
+#
+#   scripts/setup.sh [--no-demo]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEMO=1
+[ "${1:-}" = "--no-demo" ] && DEMO=0
+DATADIR=${GRIDVM_DATA:-/var/lib/gridvm}
+
+PKGS=(build-essential meson ninja-build pkg-config
+      libjansson-dev libsqlite3-dev libssl-dev libcmocka-dev libmicrohttpd-dev
+      libcurl4-openssl-dev libzstd-dev liblz4-dev zlib1g-dev
+      qemu-system-x86 qemu-utils busybox-static debootstrap e2fsprogs cpio kmod
+      iproute2 procps python3)
+
+if [ "$(id -u)" != 0 ]; then
+	echo "setup.sh: run as root (it installs packages and prepares $DATADIR)" >&2
+	exit 1
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "== installing ${missing[*]}"
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+echo "== building"
+[ -d build ] || meson setup build --prefix=/usr/local -Dwerror=true
+ninja -C build
+ninja -C build install >/dev/null
+
+echo "== preparing the default guest in $DATADIR"
+bash scripts/prepare-guest.sh "$DATADIR" build/guest/gridvm-init
+
+if [ $DEMO = 1 ]; then
+	echo "== demo: gridvm run -- sh -c 'echo hello from \$(uname -r); exit 3'"
+	set +e
+	/usr/local/bin/gridvm run -- sh -c 'echo hello from $(uname -r) in a gridvm VM; exit 3'
+	rc=$?
+	set -e
+	echo "== the job exited with $rc (expected 3)"
+	[ $rc = 3 ] || exit 1
+fi

@@ -1,0 +1,70 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# test.sh - the whole test suite: unit tests (also under ASan+UBSan) and
+# end-to-end tests with real VMs under TCG. Needs scripts/setup.sh first.
+# The last line is "N passed, N failed".
+#
+#   scripts/test.sh [--quick] [E2E_NAME...]   (--quick: unit tests only)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PASS=0
+FAIL=0
+FAILED=()
+QUICK=0
+[ "${1:-}" = "--quick" ] && { QUICK=1; shift; }
+
+result() { # name rc
+	if [ "$2" = 0 ]; then
+		PASS=$((PASS + 1)); echo "PASS $1"
+	else
+		FAIL=$((FAIL + 1)); FAILED+=("$1"); echo "FAIL $1"
+	fi
+}
+
+unit_tests() { # builddir label
+	local dir=$1 label=$2 t
+	for t in "$dir"/tests/test-*; do
+		[ -x "$t" ] || continue
+		local log
+		log=$(mktemp)
+		timeout 300 "$t" >"$log" 2>&1
+		local rc=$?
+		[ $rc = 0 ] || sed 's/^/    /' "$log" | tail -40
+		rm -f "$log"
+		result "$label/$(basename "$t")" $rc
+	done
+}
+
+echo "== build"
+[ -d build ] || meson setup build --prefix=/usr/local -Dwerror=true >/dev/null
+ninja -C build >/dev/null || { result build 1; echo "$PASS passed, $FAIL failed"; exit 1; }
+unit_tests build unit
+
+echo "== sanitizer build (ASan+UBSan)"
+[ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined \
+	-Db_lundef=false -Dwerror=true >/dev/null
+if ninja -C build-asan >/dev/null; then
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 unit_tests build-asan asan
+else
+	result asan-build 1
+fi
+
+if [ $QUICK = 0 ]; then
+	echo "== end-to-end tests (real VMs under TCG)"
+	tests=("$@")
+	[ ${#tests[@]} = 0 ] && tests=($(cd tests/e2e && ls test-*.sh | sed 's/\.sh$//'))
+	for t in "${tests[@]}"; do
+		start=$(date +%s)
+		log=$(mktemp)
+		ROOT=$ROOT timeout 1800 bash "tests/e2e/$t.sh" >"$log" 2>&1
+		rc=$?
+		[ $rc = 0 ] || sed 's/^/    /' "$log" | tail -40
+		rm -f "$log"
+		result "e2e/$t ($(( $(date +%s) - start ))s)" $rc
+	done
+fi
+
+[ ${#FAILED[@]} = 0 ] || printf 'failed: %s\n' "${FAILED[@]}"
+echo "$PASS passed, $FAIL failed"
+[ $FAIL = 0 ]

@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: MIT
+# lib.sh - shared by the end-to-end tests: a private data directory with
+# its own agent, the guest prepared by setup.sh, cleanup on exit.
+set -euo pipefail
+ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+GV="$ROOT/build/programs/gridvm"
+GVD="$ROOT/build/programs/gridvmd"
+SYSDATA=${GRIDVM_SYSDATA:-/var/lib/gridvm}
+# debootstrap images are slow to build: keep them between runs
+IMGCACHE=${GRIDVM_TEST_IMAGES:-/var/tmp/gridvm-test-images}
+
+fail() { echo "FAILED: $*" >&2; exit 1; }
+expect_eq() { # what got want
+	[ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
+	echo "ok: $1"
+}
+
+gv_setup() {
+	export GRIDVM_DATA
+	GRIDVM_DATA=$(mktemp -d /var/tmp/gvtest.XXXXXX)
+	export GRIDVM_SOCKET="$GRIDVM_DATA/gridvmd.sock"
+	export GRIDVMD="$GVD"
+	[ -f "$SYSDATA/guest/vmlinuz" ] || fail "no guest in $SYSDATA (run scripts/setup.sh)"
+	ln -s "$SYSDATA/guest" "$GRIDVM_DATA/guest"
+	mkdir -p "$GRIDVM_DATA/images"
+	ln -s "$SYSDATA/images/default.img" "$GRIDVM_DATA/images/default.img"
+	trap gv_teardown EXIT
+}
+
+agent_pid() {
+	pgrep -f "gridvmd --daemon --socket $GRIDVM_SOCKET" | head -1 || true
+}
+
+gv_teardown() {
+	local rc=$?
+	pkill -f "gridvmd --daemon --socket $GRIDVM_SOCKET" 2>/dev/null || true
+	pkill -9 -f "$GRIDVM_DATA/vms/" 2>/dev/null || true
+	sleep 0.3
+	rm -rf "$GRIDVM_DATA"
+	exit $rc
+}
+
+# wait_for SECONDS CMD...: retry CMD until it succeeds
+wait_for() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.2
+	done
+}
+
+vm_state() { "$GV" vm show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])'; }
+vm_field() { "$GV" vm show "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)$2)"; }
+last_count() { "$GV" vm logs "$1" | tail -1; }
