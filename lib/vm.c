@@ -101,17 +101,21 @@ out:
 	return r;
 }
 
-/* Wait until @pid is gone, up to @ms; then SIGKILL. */
+/* Wait until @pid, our QEMU, is gone, up to @ms; then SIGKILL. Once it is
+ * known to be ours, only the pid is watched: an exiting process has an
+ * empty command line before it disappears. */
 static void wait_gone(int pid, const gv_vmpaths *p, uint64_t ms)
 {
 	uint64_t end = gv_now_ms() + ms;
 
-	while (host_qemu_alive(pid, p) && gv_now_ms() < end)
+	if (!host_qemu_alive(pid, p))
+		return;
+	while (gv_pid_alive(pid) && gv_now_ms() < end)
 		usleep(20000);
-	if (host_qemu_alive(pid, p)) {
+	if (gv_pid_alive(pid)) {
 		kill(pid, SIGKILL);
 		end = gv_now_ms() + 5000;
-		while (host_qemu_alive(pid, p) && gv_now_ms() < end)
+		while (gv_pid_alive(pid) && gv_now_ms() < end)
 			usleep(10000);
 	}
 }

@@ -169,21 +169,28 @@ static int vm_restore(int argc, char **argv)
 
 static int vm_delete(int argc, char **argv)
 {
+	const char *name = NULL;
 	bool force = false;
 	char *path;
 	int rc;
 	gv_client *cl;
 
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--force"))
-			force = true;
 	if (cli_wants_help(argc, argv))
 		return vm_usage(stdout, "delete", "NAME [--force]",
 				"Delete a VM and its disk overlay (--force: also a running one).",
 				NULL);
-	if (argc < 2 || argv[argc - 1][0] == '-')
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--force"))
+			force = true;
+		else if (argv[i][0] == '-')
+			return cli_error("unknown option %s", argv[i]), 2;
+		else if (!name)
+			name = argv[i];
+		else
+			return cli_error("one VM name at a time"), 2;
+	}
+	if (!name)
 		return cli_error("missing VM name (gridvm vm delete NAME)"), 2;
-	const char *name = argv[1][0] == '-' ? argv[2] : argv[1];
 	if (!cli_name_ok(name, "VM"))
 		return 2;
 	cl = cli_connect();

@@ -52,4 +52,8 @@ wait_for() {
 
 vm_state() { "$GV" vm show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])'; }
 vm_field() { "$GV" vm show "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)$2)"; }
-last_count() { "$GV" vm logs "$1" | tail -1; }
+last_count() { local n; n=$("$GV" vm logs "$1" | tail -1); echo "${n:-0}"; }
+# count_reaches VM N SECONDS: the counter job of VM prints N or more
+count_reaches() { wait_for "$3" sh -c "[ \"\$('$GV' vm logs $1 | tail -1)\" -ge $2 ] 2>/dev/null"; }
+# proc_alive PID: the process exists and is not a zombie
+proc_alive() { [ -r /proc/$1/stat ] && ! awk '{exit !($3 == "Z" || $3 == "X")}' /proc/$1/stat; }

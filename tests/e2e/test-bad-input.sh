@@ -22,7 +22,8 @@ no_vms() {
 
 expect_err "unknown image" "no such image: nosuch" "$GV" run --image nosuch -- true
 no_vms "unknown image"
-expect_err "memory beyond the host" "more than this host has" "$GV" run --memory 100T -- true
+expect_err "memory beyond the host" "more than this host has" "$GV" run --memory 2T -- true
+expect_err "absurd memory" "invalid memory size" "$GV" run --memory 100T -- true
 expect_err "unparsable memory" "invalid memory size" "$GV" run --memory lots -- true
 expect_err "tiny memory" "invalid memory size" "$GV" vm create tiny --memory 1M
 no_vms "bad memory"

@@ -5,8 +5,8 @@ gv_setup
 "$GV" host info >/dev/null   # start the agent once
 
 for i in 1 2 3 4; do
-	("$GV" run --memory 192M -- sh -c "sleep 2; echo vm $i; exit $((10 + i))" \
-		>"$GRIDVM_DATA/out.$i" 2>&1; echo $? >"$GRIDVM_DATA/rc.$i") &
+	(rc=0; "$GV" run --memory 192M -- sh -c "sleep 2; echo vm $i; exit $((10 + i))" \
+		>"$GRIDVM_DATA/out.$i" 2>&1 || rc=$?; echo $rc >"$GRIDVM_DATA/rc.$i") &
 done
 wait
 for i in 1 2 3 4; do

@@ -9,19 +9,19 @@ gv_setup
 expect_eq "created" "$(vm_state calc)" defined
 "$GV" vm start calc >/dev/null
 expect_eq "running" "$(vm_state calc)" running
-wait_for 60 sh -c "[ \"\$('$GV' vm logs calc | tail -1)\" -ge 3 ]" || fail "counter never reached 3"
+count_reaches calc 3 60 || fail "counter never reached 3"
 
 "$GV" vm pause calc >/dev/null
 expect_eq "paused" "$(vm_state calc)" paused
 a=$(last_count calc); sleep 2; b=$(last_count calc)
 expect_eq "no progress while paused" "$b" "$a"
 "$GV" vm resume calc >/dev/null
-wait_for 30 sh -c "[ \"\$('$GV' vm logs calc | tail -1)\" -gt $b ]" || fail "no progress after resume"
+count_reaches calc $((b + 1)) 30 || fail "no progress after resume"
 
 pid=$(vm_field calc '["pid"]')
 "$GV" vm save calc "$GRIDVM_DATA/calc.state" >/dev/null
 expect_eq "saved" "$(vm_state calc)" saved
-kill -0 "$pid" 2>/dev/null && fail "QEMU still running after save"
+proc_alive "$pid" && fail "QEMU still running after save"
 [ -s "$GRIDVM_DATA/calc.state" ] || fail "no state file"
 saved=$(last_count calc)
 sleep 1
@@ -29,7 +29,7 @@ expect_eq "nothing printed while saved" "$(last_count calc)" "$saved"
 
 "$GV" vm restore calc "$GRIDVM_DATA/calc.state" >/dev/null
 expect_eq "restored" "$(vm_state calc)" running
-wait_for 60 sh -c "[ \"\$('$GV' vm logs calc | tail -1)\" -ge $((saved + 3)) ]" || fail "no progress after restore"
+count_reaches calc $((saved + 3)) 60 || fail "no progress after restore"
 # the whole output is 1, 2, 3, ... without a restart from 1
 "$GV" vm logs calc | python3 -c '
 import sys
