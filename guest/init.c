@@ -24,7 +24,7 @@
  *
  * Port protocol: virtio-serial port named "org.gridvm.job", guest -> host
  * only, a sequence of frames: 1 byte type, 4 bytes big-endian payload
- * length, payload.
+ * length, payload (at most 64 KiB).
  *   'S' job started (exec succeeded), empty    'O' stdout bytes
  *   'M' message from init, human text          'E' stderr bytes
  *   'X' exit: 4-byte big-endian int, the exit status or 128+signal; it is
@@ -64,9 +64,10 @@
 #define NEWROOT "/newroot"
 #define SPEC_MAX (1u << 20)
 #define CHUNK 65536 /* bytes read from a job pipe at a time = max frame payload */
+#define PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 enum { EXIT_SETUP = 125, EXIT_NOEXEC = 126, EXIT_NOTFOUND = 127 };
-enum child_stage { STAGE_STDIO, STAGE_CHROOT, STAGE_CHDIR, STAGE_EXEC };
+enum { STAGE_STDIO, STAGE_CHROOT, STAGE_CHDIR, STAGE_EXEC };
 
 struct job {
 	const char *root;     /* block device, NULL: run in the initramfs */
@@ -74,12 +75,6 @@ struct job {
 	const char *hostname; /* NULL: leave as is */
 	char **env;           /* NULL-terminated */
 	char **argv;          /* NULL-terminated, at least one entry */
-};
-
-/* Reported by the child through a CLOEXEC pipe when it fails before exec. */
-struct child_report {
-	int stage;
-	int err;
 };
 
 extern char **environ;
@@ -92,25 +87,38 @@ static const char *const modules[] = {
 static const char *const root_mounts[][2] = {
 	{ "proc", "proc" }, { "sys", "sysfs" }, { "dev", "devtmpfs" }, { "tmp", "tmpfs" },
 };
+#define N_ROOT_MOUNTS (sizeof(root_mounts) / sizeof(root_mounts[0]))
 
 static int port_fd = -1;
 static bool root_mounted;
-static char pending[1024]; /* messages logged before the port was open */
+static char pending[1024]; /* messages from before the port was open */
 static unsigned char frame_buf[5 + CHUNK];
 
-static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void send_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void logmsg(const char *fmt, ...)
+static long now_ms(void)
 {
-	char line[600];
 	struct timespec ts;
-	va_list ap;
-	int n;
 
 	clock_gettime(CLOCK_BOOTTIME, &ts);
-	n = snprintf(line, sizeof(line), "gridvm-init: [%ld.%03ld] ", (long)ts.tv_sec,
-		     ts.tv_nsec / 1000000);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+/* Sleep a tick; false once the deadline end (from now_ms()) has passed. */
+static bool tick_until(long end)
+{
+	const struct timespec tick = { 0, 5 * 1000000 };
+
+	if (now_ms() >= end)
+		return false;
+	nanosleep(&tick, NULL);
+	return true;
+}
+
+static void PRINTF(1, 2) logmsg(const char *fmt, ...)
+{
+	char line[600];
+	long ms = now_ms();
+	int n = snprintf(line, sizeof(line), "gridvm-init: [%ld.%03ld] ", ms / 1000, ms % 1000);
+	va_list ap;
 
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
@@ -119,30 +127,8 @@ static void logmsg(const char *fmt, ...)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
 	if (write(STDERR_FILENO, line, n) < 0) {
-		/* nowhere else to report it */
+		/* the console is all we have */
 	}
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
-
-/* Poll until path exists; returns 0, or -1 after timeout_ms. */
-static int wait_for_path(const char *path, long timeout_ms)
-{
-	long end = now_ms() + timeout_ms;
-	const struct timespec tick = { 0, 5 * 1000000 };
-
-	while (access(path, F_OK) < 0) {
-		if (now_ms() >= end)
-			return -1;
-		nanosleep(&tick, NULL);
-	}
-	return 0;
 }
 
 /* Write everything, retrying on EINTR, partial writes and EAGAIN. */
@@ -153,19 +139,16 @@ static int write_all(int fd, const void *buf, size_t len)
 	while (len > 0) {
 		ssize_t n = write(fd, p, len);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
 
-				poll(&pfd, 1, 1000);
-				continue;
-			}
+			poll(&pfd, 1, 1000);
+		} else if (n < 0 && errno != EINTR) {
 			return -errno;
+		} else if (n > 0) {
+			p += n;
+			len -= n;
 		}
-		p += n;
-		len -= n;
 	}
 	return 0;
 }
@@ -178,34 +161,29 @@ static void put_be32(unsigned char *p, uint32_t v)
 	p[3] = v;
 }
 
-/* Send one frame; payloads longer than CHUNK are split into several frames. */
+/* Send one frame (payload truncated to CHUNK); a port error closes the port. */
 static void send_frame(char type, const void *payload, size_t len)
 {
-	const char *p = payload;
+	int r;
 
-	do {
-		size_t n = len < CHUNK ? len : CHUNK;
-
-		if (port_fd < 0)
-			return;
-		frame_buf[0] = type;
-		put_be32(frame_buf + 1, n);
-		if (n && p != (const char *)frame_buf + 5)
-			memmove(frame_buf + 5, p, n);
-		int r = write_all(port_fd, frame_buf, 5 + n);
-		if (r < 0) {
-			logmsg("cannot write to the job port: %s", strerror(-r));
-			close(port_fd);
-			port_fd = -1;
-			return;
-		}
-		p += n;
-		len -= n;
-	} while (len > 0);
+	if (port_fd < 0)
+		return;
+	if (len > CHUNK)
+		len = CHUNK;
+	frame_buf[0] = type;
+	put_be32(frame_buf + 1, len);
+	if (len && payload != frame_buf + 5)
+		memmove(frame_buf + 5, payload, len);
+	r = write_all(port_fd, frame_buf, 5 + len);
+	if (r < 0) {
+		logmsg("cannot write to the job port: %s", strerror(-r));
+		close(port_fd);
+		port_fd = -1;
+	}
 }
 
-/* Log a message on the console and send it as an 'M' frame (or keep it). */
-static void send_msg(const char *fmt, ...)
+/* Log on the console and send as an 'M' frame (kept until the port opens). */
+static void PRINTF(1, 2) send_msg(const char *fmt, ...)
 {
 	char text[512];
 	va_list ap;
@@ -222,19 +200,10 @@ static void send_msg(const char *fmt, ...)
 	}
 }
 
-static void send_exit(int code)
-{
-	unsigned char be[4];
-
-	put_be32(be, (uint32_t)code);
-	send_frame('X', be, sizeof(be));
-}
-
-static void mount_or_log(const char *src, const char *dir, const char *type,
-			 unsigned long flags, const char *data)
+static void mount_early(const char *dir, const char *type, unsigned long flags)
 {
 	mkdir(dir, 0755);
-	if (mount(src, dir, type, flags, data) < 0 && errno != EBUSY)
+	if (mount(type, dir, type, flags, NULL) < 0 && errno != EBUSY)
 		logmsg("cannot mount %s on %s: %s", type, dir, strerror(errno));
 }
 
@@ -242,9 +211,7 @@ static void setup_console(void)
 {
 	int fd = open("/dev/console", O_RDWR | O_NOCTTY);
 
-	if (fd < 0)
-		return;
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; fd >= 0 && i < 3; i++)
 		if (fd != i)
 			dup2(fd, i);
 	if (fd > 2)
@@ -259,79 +226,65 @@ static void load_modules(void)
 
 		snprintf(path, sizeof(path), "/lib/modules/%s.ko", modules[i]);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
+		if (fd < 0)
 			send_msg("cannot open module %s: %s", path, strerror(errno));
-			continue;
-		}
-		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+		else if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
 			send_msg("cannot load module %s: %s", modules[i], strerror(errno));
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 	}
 }
 
-/* Find the job port by its name; returns an fd or -1 after timeout_ms. */
-static int open_port(long timeout_ms)
+/* Open /dev/<port> for the port named name in sysfs; -1 if there is none. */
+static int open_named_port(const char *name)
 {
-	long end = now_ms() + timeout_ms;
-	const struct timespec tick = { 0, 5 * 1000000 };
+	DIR *d = opendir(VPORTS);
+	struct dirent *de;
+	int fd = -1;
 
-	do {
-		DIR *d = opendir(VPORTS);
-		struct dirent *de;
+	while (d && fd < 0 && (de = readdir(d))) {
+		char path[300], buf[64] = "";
+		FILE *f;
 
-		while (d && (de = readdir(d))) {
-			char path[300], name[64] = "";
-			FILE *f;
-
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), VPORTS "/%s/name", de->d_name);
-			f = fopen(path, "re");
-			if (!f)
-				continue;
-			if (!fgets(name, sizeof(name), f))
-				name[0] = 0;
-			fclose(f);
-			name[strcspn(name, "\n")] = 0;
-			if (strcmp(name, PORT_NAME))
-				continue;
-			snprintf(path, sizeof(path), "/dev/%s", de->d_name);
-			int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
-			if (fd >= 0) {
-				closedir(d);
-				return fd;
-			}
-		}
-		if (d)
-			closedir(d);
-		nanosleep(&tick, NULL);
-	} while (now_ms() < end);
-	return -1;
+		snprintf(path, sizeof(path), VPORTS "/%s/name", de->d_name);
+		if (de->d_name[0] == '.' || !(f = fopen(path, "re")))
+			continue;
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		fclose(f);
+		buf[strcspn(buf, "\n")] = 0;
+		snprintf(path, sizeof(path), "/dev/%s", de->d_name);
+		if (!strcmp(buf, name))
+			fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+	}
+	if (d)
+		closedir(d);
+	return fd;
 }
 
-/* Read the whole job spec into a NUL-terminated heap buffer. */
+/* Read the whole job spec into a NUL-terminated heap buffer, or NULL. */
 static char *read_spec(size_t *len)
 {
+	long end = now_ms() + 2000;
 	char *buf = malloc(SPEC_MAX + 1);
-	size_t n = 0;
+	ssize_t r = 1;
 	int fd;
 
-	if (!buf || wait_for_path(JOB_SPEC, 2000) < 0 ||
-	    (fd = open(JOB_SPEC, O_RDONLY | O_CLOEXEC)) < 0) {
+	while ((fd = open(JOB_SPEC, O_RDONLY | O_CLOEXEC)) < 0 && tick_until(end))
+		;
+	if (fd < 0 || !buf) {
 		free(buf);
 		return NULL;
 	}
-	for (;;) {
-		ssize_t r = read(fd, buf + n, SPEC_MAX - n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0 || (n += r) == SPEC_MAX)
-			break;
-	}
+	for (*len = 0; *len < SPEC_MAX && (r > 0 || (r < 0 && errno == EINTR));)
+		if ((r = read(fd, buf + *len, SPEC_MAX - *len)) > 0)
+			*len += r;
 	close(fd);
-	buf[n] = 0;
-	*len = n;
+	if (r < 0) {
+		free(buf);
+		return NULL;
+	}
+	buf[*len] = 0;
 	return buf;
 }
 
@@ -353,7 +306,7 @@ static int env_set(char **env, size_t *count, char *entry)
 	return 0;
 }
 
-/* Parse spec (modified in place, must outlive job); 0 or -1 with a message. */
+/* Parse spec (modified in place, must outlive job); 0, or -1 after an 'M'. */
 static int job_parse(char *spec, size_t len, struct job *job)
 {
 	static char *defaults[] = {
@@ -362,9 +315,8 @@ static int job_parse(char *spec, size_t len, struct job *job)
 	};
 	size_t nenv = 0, nargs = 0, pos = 0;
 
-	*job = (struct job){ 0 };
-	job->env = calloc(3 + len / 2 + 1, sizeof(char *));
-	job->argv = calloc(len / 2 + 2, sizeof(char *));
+	*job = (struct job){ .env = calloc(3 + len / 2 + 1, sizeof(char *)),
+			     .argv = calloc(len / 2 + 2, sizeof(char *)) };
 	if (!job->env || !job->argv) {
 		send_msg("job spec: out of memory");
 		return -1;
@@ -382,8 +334,7 @@ static int job_parse(char *spec, size_t len, struct job *job)
 		pos = nl + 1 - spec;
 		if (!*line)
 			break;
-		val = strchr(line, '=');
-		if (!val) {
+		if (!(val = strchr(line, '='))) {
 			send_msg("job spec: bad header line '%s'", line);
 			return -1;
 		}
@@ -394,20 +345,16 @@ static int job_parse(char *spec, size_t len, struct job *job)
 			job->workdir = val;
 		} else if (!strcmp(line, "hostname")) {
 			job->hostname = val;
-		} else if (!strcmp(line, "env")) {
-			if (env_set(job->env, &nenv, val) < 0) {
-				send_msg("job spec: bad env entry '%s'", val);
-				return -1;
-			}
-		} else {
+		} else if (strcmp(line, "env")) {
 			send_msg("job spec: unknown key '%s'", line);
+			return -1;
+		} else if (env_set(job->env, &nenv, val) < 0) {
+			send_msg("job spec: bad env entry '%s'", val);
 			return -1;
 		}
 	}
-	while (pos < len) {
+	for (; pos < len; pos += strlen(spec + pos) + 1)
 		job->argv[nargs++] = spec + pos;
-		pos += strlen(spec + pos) + 1;
-	}
 	if (nargs == 0 || !job->argv[0][0]) {
 		send_msg("job spec: no command");
 		return -1;
@@ -415,11 +362,16 @@ static int job_parse(char *spec, size_t len, struct job *job)
 	return 0;
 }
 
+/* Mount dev at NEWROOT with proc, sys, dev and tmp inside; 0 or -1 after 'M'. */
 static int setup_root(const char *dev)
 {
-	if (wait_for_path(dev, 10000) < 0) {
-		send_msg("cannot mount %s: device did not appear", dev);
-		return -1;
+	long end = now_ms() + 10000;
+
+	while (access(dev, F_OK) < 0) {
+		if (!tick_until(end)) {
+			send_msg("cannot mount %s: device did not appear", dev);
+			return -1;
+		}
 	}
 	mkdir(NEWROOT, 0755);
 	if (mount(dev, NEWROOT, "ext4", 0, NULL) < 0) {
@@ -427,13 +379,13 @@ static int setup_root(const char *dev)
 		return -1;
 	}
 	root_mounted = true;
-	for (size_t i = 0; i < sizeof(root_mounts) / sizeof(root_mounts[0]); i++) {
+	for (size_t i = 0; i < N_ROOT_MOUNTS; i++) {
+		const char *type = root_mounts[i][1];
 		char dir[64];
 
 		snprintf(dir, sizeof(dir), NEWROOT "/%s", root_mounts[i][0]);
 		if ((mkdir(dir, 0755) < 0 && errno != EEXIST) ||
-		    mount(root_mounts[i][1], dir, root_mounts[i][1], MS_NOSUID,
-			  i == 3 ? "mode=1777" : NULL) < 0) {
+		    mount(type, dir, type, MS_NOSUID, i == 3 ? "mode=1777" : NULL) < 0) {
 			send_msg("cannot mount %s: %s", dir, strerror(errno));
 			return -1;
 		}
@@ -443,27 +395,26 @@ static int setup_root(const char *dev)
 
 static void teardown_root(void)
 {
-	if (!root_mounted)
-		return;
-	for (size_t i = sizeof(root_mounts) / sizeof(root_mounts[0]); i-- > 0;) {
+	for (size_t i = N_ROOT_MOUNTS; root_mounted && i-- > 0;) {
 		char dir[64];
 
 		snprintf(dir, sizeof(dir), NEWROOT "/%s", root_mounts[i][0]);
 		if (umount2(dir, 0) < 0)
 			umount2(dir, MNT_DETACH);
 	}
-	if (umount2(NEWROOT, 0) < 0) {
+	if (root_mounted && umount2(NEWROOT, 0) < 0) {
 		logmsg("cannot unmount " NEWROOT ": %s; remounting read-only", strerror(errno));
 		mount(NULL, NEWROOT, NULL, MS_REMOUNT | MS_RDONLY, NULL);
 	}
 	root_mounted = false;
 }
 
-/* In the forked child: set up and exec; on failure report through status. */
-static void __attribute__((noreturn)) child_exec(const struct job *job, int out, int err, int status)
+/* In the forked child: set up and exec; on failure report {stage, errno}. */
+static void __attribute__((noreturn)) child_exec(const struct job *job, int out, int err,
+						  int status)
 {
-	struct child_report rep = { STAGE_STDIO, 0 };
 	const char *wd = job->workdir;
+	int rep[2] = { STAGE_STDIO, 0 };
 	sigset_t none;
 	int null;
 
@@ -473,27 +424,26 @@ static void __attribute__((noreturn)) child_exec(const struct job *job, int out,
 	null = open("/dev/null", O_RDWR);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
 		goto fail;
-	rep.stage = STAGE_CHROOT;
+	rep[0] = STAGE_CHROOT;
 	if (job->root && chroot(NEWROOT) < 0)
 		goto fail;
-	rep.stage = STAGE_CHDIR;
+	rep[0] = STAGE_CHDIR;
 	if (!wd)
 		wd = access("/root", X_OK) == 0 ? "/root" : "/";
 	if (chdir(wd) < 0)
 		goto fail;
-	rep.stage = STAGE_EXEC;
+	rep[0] = STAGE_EXEC;
 	environ = job->env;
 	execvp(job->argv[0], job->argv);
 fail:
-	rep.err = errno;
-	if (write(status, &rep, sizeof(rep)) < 0) {
-		/* the parent will see a short report */
+	rep[1] = errno;
+	if (write(status, rep, sizeof(rep)) < 0) {
+		/* the parent sees a short report */
 	}
-	_exit(rep.stage != STAGE_EXEC ? EXIT_SETUP :
-	      rep.err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
+	_exit(rep[0] != STAGE_EXEC ? EXIT_SETUP : rep[1] == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
 }
 
-/* Reap children; returns true when pid has exited (its status in *status). */
+/* Reap all exited children; true if pid was one of them (status in *status). */
 static bool reap(pid_t pid, int *status)
 {
 	bool found = false;
@@ -524,12 +474,11 @@ static int job_relay(pid_t pid, int out, int err, int sigfd)
 			break;
 		}
 		for (int i = 0; i < 2; i++) {
-			if (p[i].fd < 0 || !p[i].revents)
-				continue;
-			ssize_t n = read(p[i].fd, frame_buf + 5, CHUNK);
+			ssize_t n = p[i].revents ? read(p[i].fd, frame_buf + 5, CHUNK) : -1;
+
 			if (n > 0) {
 				send_frame(i ? 'E' : 'O', frame_buf + 5, n);
-			} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+			} else if (p[i].revents && (n == 0 || (errno != EINTR && errno != EAGAIN))) {
 				close(p[i].fd);
 				p[i].fd = -1;
 			}
@@ -539,7 +488,7 @@ static int job_relay(pid_t pid, int out, int err, int sigfd)
 
 			while (read(sigfd, &si, sizeof(si)) > 0)
 				;
-			if (!exited && reap(pid, &status)) {
+			if (reap(pid, &status)) {
 				exited = true;
 				kill(-1, SIGKILL); /* leftovers would keep the pipes open */
 			}
@@ -553,19 +502,15 @@ static int job_relay(pid_t pid, int out, int err, int sigfd)
 /* Run the job; returns its exit code (or 125/126/127 after an 'M' frame). */
 static int job_run(const struct job *job, int sigfd)
 {
-	int out[2], err[2], status[2];
-	struct child_report rep;
+	static const char *const what[] = { "set up stdio", "chroot to " NEWROOT,
+					    "chdir to the workdir" };
+	int out[2], err[2], status[2], rep[2], st = 0;
 	ssize_t n;
 	pid_t pid;
 
 	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
-	    pipe2(status, O_CLOEXEC) < 0) {
-		send_msg("cannot create pipes: %s", strerror(errno));
-		return EXIT_SETUP;
-	}
-	pid = fork();
-	if (pid < 0) {
-		send_msg("cannot fork: %s", strerror(errno));
+	    pipe2(status, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
+		send_msg("cannot start the job: %s", strerror(errno));
 		return EXIT_SETUP;
 	}
 	if (pid == 0)
@@ -574,45 +519,42 @@ static int job_run(const struct job *job, int sigfd)
 	close(err[1]);
 	close(status[1]);
 	do
-		n = read(status[0], &rep, sizeof(rep));
+		n = read(status[0], rep, sizeof(rep));
 	while (n < 0 && errno == EINTR);
 	close(status[0]);
-	if (n != 0) {
-		static const char *const what[] = { "set up stdio", "chroot to " NEWROOT,
-						    "chdir to", "execute" };
-		int st = 0;
-
-		waitpid(pid, &st, 0);
-		if (n != sizeof(rep))
-			rep = (struct child_report){ STAGE_STDIO, EIO };
-		send_msg("cannot %s %s: %s", what[rep.stage],
-			 rep.stage == STAGE_CHDIR ? (job->workdir ? job->workdir : "/root")
-			 : rep.stage == STAGE_EXEC ? job->argv[0] : "",
-			 strerror(rep.err));
-		close(out[0]);
-		close(err[0]);
-		return WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_SETUP;
+	if (n == 0) {
+		send_frame('S', NULL, 0);
+		logmsg("job started: %s", job->argv[0]);
+		return job_relay(pid, out[0], err[0], sigfd);
 	}
-	send_frame('S', NULL, 0);
-	logmsg("job started: %s", job->argv[0]);
-	return job_relay(pid, out[0], err[0], sigfd);
+	waitpid(pid, &st, 0);
+	if (n != sizeof(rep) || rep[0] < STAGE_STDIO || rep[0] > STAGE_EXEC)
+		memcpy(rep, (int[2]){ STAGE_STDIO, EIO }, sizeof(rep));
+	if (rep[0] == STAGE_EXEC)
+		send_msg("cannot execute %s: %s", job->argv[0], strerror(rep[1]));
+	else
+		send_msg("cannot %s: %s", what[rep[0]], strerror(rep[1]));
+	close(out[0]);
+	close(err[0]);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_SETUP;
 }
 
-/* Kill what is left, sync, unmount, send the exit frame and power off. */
+/* Kill what is left, sync, unmount, send the exit frame (code >= 0), power off. */
 static void __attribute__((noreturn)) finish(int code)
 {
 	long end = now_ms() + 2000;
-	const struct timespec tick = { 0, 5 * 1000000 };
+	unsigned char be[4];
 
 	kill(-1, SIGKILL);
-	while (waitpid(-1, NULL, WNOHANG) >= 0 && now_ms() < end)
-		nanosleep(&tick, NULL);
+	while (waitpid(-1, NULL, WNOHANG) >= 0 && tick_until(end))
+		;
 	sync();
 	teardown_root();
 	sync();
 	if (code >= 0) {
 		logmsg("job exited with %d", code);
-		send_exit(code);
+		put_be32(be, (uint32_t)code);
+		send_frame('X', be, sizeof(be));
 	}
 	if (port_fd >= 0)
 		close(port_fd);
@@ -624,27 +566,29 @@ static void __attribute__((noreturn)) finish(int code)
 
 int main(void)
 {
+	long end;
 	struct job job;
 	sigset_t chld;
 	size_t len;
 	char *spec;
 	int sigfd;
 
-	mount_or_log("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-	mount_or_log("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-	mount_or_log("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+	mount_early("/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+	mount_early("/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+	mount_early("/dev", "devtmpfs", MS_NOSUID);
 	setup_console();
 	logmsg("loading modules");
 	load_modules();
-	port_fd = open_port(5000);
+	end = now_ms() + 5000;
+	while ((port_fd = open_named_port(PORT_NAME)) < 0 && tick_until(end))
+		;
 	if (port_fd < 0) {
 		logmsg("cannot find virtio-serial port " PORT_NAME);
 		finish(-1);
 	}
 	if (pending[0])
 		send_frame('M', pending, strlen(pending) - 1);
-	spec = read_spec(&len);
-	if (!spec) {
+	if (!(spec = read_spec(&len))) {
 		send_msg("cannot read the job spec " JOB_SPEC ": %s", strerror(errno));
 		finish(EXIT_SETUP);
 	}
@@ -659,8 +603,7 @@ int main(void)
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &chld, NULL);
-	sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (sigfd < 0) {
+	if ((sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
 		send_msg("signalfd: %s", strerror(errno));
 		finish(EXIT_SETUP);
 	}

@@ -327,7 +327,7 @@ char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
 					"-display", "none", "-no-reboot",
 					"-kernel", p->kernel, "-initrd", p->initrd,
 					"-append",
-					"console=ttyS0 quiet panic=-1",
+					"console=ttyS0 quiet panic=-1 cryptomgr.notests",
 					"-chardev", NULL });
 	argf(&a, gv_strdupf("file,id=con0,path=%s,append=on", p->console));
 	args(&a, (const char *const[]){ "-serial", "chardev:con0", "-fw_cfg", NULL });

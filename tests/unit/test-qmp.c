@@ -65,6 +65,9 @@ struct peer {
 struct fixture {
 	struct peer p;
 	gv_qmp *q;
+	pid_t pid;            /* a real QEMU, if > 0 */
+	char dir[64];         /* temporary directory for sockets, or "" */
+	char sock[100];       /* fits a sockaddr_un */
 };
 
 #define EXPECT(cmd) { .kind = STEP_EXPECT, .text = (cmd) }
@@ -288,6 +291,7 @@ static int setup(void **state)
 		return -1;
 	f->p.fd = -1;
 	f->p.listen_fd = -1;
+	f->pid = -1;
 	*state = f;
 	return 0;
 }
@@ -303,9 +307,25 @@ static int teardown(void **state)
 	}
 	if (f->p.running)
 		pthread_join(f->p.thread, NULL);
+	if (f->pid > 0) {
+		kill(f->pid, SIGKILL);
+		waitpid(f->pid, NULL, 0);
+	}
+	if (f->sock[0])
+		unlink(f->sock);
+	if (f->dir[0])
+		rmdir(f->dir);
 	json_decref(f->p.cmds);
 	free(f);
 	return 0;
+}
+
+/* A fresh directory for a socket; both are removed in teardown. */
+static void make_sock_path(struct fixture *f)
+{
+	snprintf(f->dir, sizeof(f->dir), "/tmp/gv-test-qmp-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->sock, sizeof(f->sock), "%s/qmp.sock", f->dir);
 }
 
 static int64_t now_ms(void)
@@ -421,13 +441,13 @@ static void test_connect_unix_path(void **state)
 	};
 	struct fixture *f = *state;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char dir[] = "/tmp/gv-test-qmp-XXXXXX";
 	json_t *ret;
 	gv_qmp *q = NULL;
 
-	assert_non_null(mkdtemp(dir));
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/qmp.sock", dir);
-	assert_int_equal(gv_qmp_connect(sa.sun_path, 200, &q), -ENOENT);
+	make_sock_path(f);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->sock);
+	assert_int_equal(gv_qmp_connect(f->sock, 200, &q), -ENOENT);
+	assert_null(q);
 	f->p.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_int_equal(bind(f->p.listen_fd, (struct sockaddr *)&sa,
 			      sizeof(sa)), 0);
@@ -435,13 +455,11 @@ static void test_connect_unix_path(void **state)
 	f->p.script = script;
 	peer_start(&f->p);
 
-	assert_int_equal(gv_qmp_connect(sa.sun_path, 1000, &f->q), 0);
+	assert_int_equal(gv_qmp_connect(f->sock, 1000, &f->q), 0);
 	ret = run_ok(f->q, "query-name", NULL);
 	assert_string_equal(str_at(ret, "name"), "vm0");
 	json_decref(ret);
 	peer_finish(f);
-	unlink(sa.sun_path);
-	rmdir(dir);
 }
 
 static void test_reply_trickled_byte_by_byte(void **state)
@@ -797,36 +815,33 @@ static void test_events_survive_close(void **state)
 	peer_finish(f);
 }
 
-/* White-box: relies on the first command id being "gv-1", so the whole
- * conversation can be queued in the socket before the client starts. */
 static void test_event_queue_is_bounded(void **state)
 {
+	static char flood[32768];
+	const struct step script[] = { HELLO, SEND(flood), DONE };
 	struct fixture *f = *state;
-	char buf[64];
+	char name[16];
+	size_t len = 0;
 	json_t *ev;
-	int sv[2], i;
+	int i;
 
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	snprintf(buf, sizeof(buf), "{\"QMP\": {}}{\"return\": {}, "
-		 "\"id\": \"gv-1\"}");
-	assert_int_equal(write_all(sv[1], buf, strlen(buf)), 0);
-	for (i = 0; i < 1100; i++) {
-		snprintf(buf, sizeof(buf), "{\"event\": \"E%d\"}", i);
-		assert_int_equal(write_all(sv[1], buf, strlen(buf)), 0);
-	}
-	assert_int_equal(gv_qmp_open_fd(sv[0], 1000, &f->q), 0);
+	for (i = 0; i < 1100; i++)
+		len += (size_t)snprintf(flood + len, sizeof(flood) - len,
+					"{\"event\": \"E%d\"}", i);
+	assert_true(len < sizeof(flood));
+	open_client(f, script);
 	/* waiting for something else reads (and queues) all 1100 ... */
 	assert_int_equal(gv_qmp_wait_event(f->q, "NOPE", 200, NULL),
 			 -ETIMEDOUT);
 	/* ... of which the oldest 76 were dropped to keep 1024 */
 	for (i = 76; i < 1100; i++) {
 		assert_int_equal(gv_qmp_wait_event(f->q, NULL, 0, &ev), 0);
-		snprintf(buf, sizeof(buf), "E%d", i);
-		assert_string_equal(str_at(ev, "event"), buf);
+		snprintf(name, sizeof(name), "E%d", i);
+		assert_string_equal(str_at(ev, "event"), name);
 		json_decref(ev);
 	}
 	assert_int_equal(gv_qmp_wait_event(f->q, NULL, 0, NULL), -ETIMEDOUT);
-	close(sv[1]);
+	peer_finish(f);
 }
 
 static void test_bad_arguments(void **state)
@@ -854,64 +869,11 @@ static void test_bad_arguments(void **state)
 
 /* ---- real QEMU ---- */
 
-struct qemu_fixture {
-	pid_t pid;
-	char dir[64];
-	char sock[128];
-	gv_qmp *q;
-};
-
-static bool in_path(const char *prog)
-{
-	const char *path = getenv("PATH");
-	char buf[4096];
-
-	while (path && *path) {
-		size_t n = strcspn(path, ":");
-
-		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, prog);
-		if (n > 0 && access(buf, X_OK) == 0)
-			return true;
-		path += n + (path[n] == ':');
-	}
-	return false;
-}
-
-static int qemu_setup(void **state)
-{
-	struct qemu_fixture *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		return -1;
-	f->pid = -1;
-	*state = f;
-	return 0;
-}
-
-static int qemu_teardown(void **state)
-{
-	struct qemu_fixture *f = *state;
-
-	gv_qmp_free(f->q);
-	if (f->pid > 0) {
-		kill(f->pid, SIGKILL);
-		waitpid(f->pid, NULL, 0);
-	}
-	if (f->sock[0])
-		unlink(f->sock);
-	if (f->dir[0])
-		rmdir(f->dir);
-	free(f);
-	return 0;
-}
-
-static void qemu_spawn(struct qemu_fixture *f)
+static void qemu_spawn(struct fixture *f)
 {
 	char qmp[160];
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/gv-test-qemu-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->sock, sizeof(f->sock), "%s/qmp.sock", f->dir);
+	make_sock_path(f);
 	snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", f->sock);
 	f->pid = fork();
 	assert_true(f->pid >= 0);
@@ -928,7 +890,7 @@ static void qemu_spawn(struct qemu_fixture *f)
 }
 
 /* QEMU creates the socket a moment after it starts: retry until then. */
-static void qemu_connect(struct qemu_fixture *f)
+static void qemu_connect(struct fixture *f)
 {
 	int64_t deadline = now_ms() + 10000;
 	int r;
@@ -978,12 +940,12 @@ static int wait_exit(pid_t pid, int timeout_ms)
 
 static void test_real_qemu(void **state)
 {
-	struct qemu_fixture *f = *state;
+	struct fixture *f = *state;
 	char *msg = NULL;
 	json_t *ev = NULL;
 	int r;
 
-	if (!in_path("qemu-system-x86_64"))
+	if (system("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0)
 		skip();
 	qemu_spawn(f);
 	qemu_connect(f);
@@ -1016,35 +978,34 @@ static void test_real_qemu(void **state)
 	f->pid = -1;
 }
 
-#define PEER_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		PEER_TEST(test_handshake_and_return),
-		PEER_TEST(test_greeting_without_qmp),
-		PEER_TEST(test_capabilities_refused),
-		PEER_TEST(test_silent_peer_handshake_timeout),
-		PEER_TEST(test_connect_unix_path),
-		PEER_TEST(test_reply_trickled_byte_by_byte),
-		PEER_TEST(test_two_objects_in_one_write),
-		PEER_TEST(test_large_reply),
-		PEER_TEST(test_arguments_are_escaped),
-		PEER_TEST(test_error_reply),
-		PEER_TEST(test_foreign_and_idless_replies_ignored),
-		PEER_TEST(test_idless_error_answers_pending),
-		PEER_TEST(test_timeout_then_stale_reply),
-		PEER_TEST(test_close_mid_reply),
-		PEER_TEST(test_send_to_closed_peer),
-		PEER_TEST(test_garbage),
-		PEER_TEST(test_malformed_object),
-		PEER_TEST(test_events_interleaved),
-		PEER_TEST(test_wait_event_timeout),
-		PEER_TEST(test_events_survive_close),
-		PEER_TEST(test_event_queue_is_bounded),
-		PEER_TEST(test_bad_arguments),
-		cmocka_unit_test_setup_teardown(test_real_qemu, qemu_setup,
-						qemu_teardown),
+		TEST(test_handshake_and_return),
+		TEST(test_greeting_without_qmp),
+		TEST(test_capabilities_refused),
+		TEST(test_silent_peer_handshake_timeout),
+		TEST(test_connect_unix_path),
+		TEST(test_reply_trickled_byte_by_byte),
+		TEST(test_two_objects_in_one_write),
+		TEST(test_large_reply),
+		TEST(test_arguments_are_escaped),
+		TEST(test_error_reply),
+		TEST(test_foreign_and_idless_replies_ignored),
+		TEST(test_idless_error_answers_pending),
+		TEST(test_timeout_then_stale_reply),
+		TEST(test_close_mid_reply),
+		TEST(test_send_to_closed_peer),
+		TEST(test_garbage),
+		TEST(test_malformed_object),
+		TEST(test_events_interleaved),
+		TEST(test_wait_event_timeout),
+		TEST(test_events_survive_close),
+		TEST(test_event_queue_is_bounded),
+		TEST(test_bad_arguments),
+		TEST(test_real_qemu),
 	};
 
 	/* SIGPIPE keeps its default action: a client write without

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/* test-vmdef.c - VM definition: validation, JSON round trip, job spec and
+ * the QEMU command line it becomes. */
+#include <gridvm/vmdef.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+static gv_vmdef *parse(const char *text, char *err, size_t len)
+{
+	json_t *j = json_loads(text, 0, NULL);
+	gv_vmdef *d = NULL;
+
+	assert_non_null(j);
+	if (gv_vmdef_from_json(j, &d, err, len) < 0)
+		d = NULL;
+	json_decref(j);
+	return d;
+}
+
+/* Index of @s in @argv, or -1. */
+static int find(char **argv, const char *s)
+{
+	for (int i = 0; argv[i]; i++)
+		if (!strcmp(argv[i], s))
+			return i;
+	return -1;
+}
+
+static void test_defaults_and_roundtrip(void **state)
+{
+	char err[200];
+	gv_vmdef *d = parse("{\"name\":\"calc\",\"image\":\"default\","
+			    "\"job\":[\"/bin/sh\",\"-c\",\"echo hi\"]}", err, sizeof(err));
+	assert_non_null(d);
+	assert_int_equal(d->vcpus, 1);
+	assert_int_equal(d->memory_mib, 256);
+	assert_string_equal(d->image, "default");
+	assert_string_equal(d->job[2], "echo hi");
+
+	json_t *j = gv_vmdef_to_json(d);
+	gv_vmdef *d2 = NULL;
+	assert_int_equal(gv_vmdef_from_json(j, &d2, err, sizeof(err)), 0);
+	assert_string_equal(d2->name, "calc");
+	assert_int_equal(d2->memory_mib, 256);
+	assert_string_equal(d2->job[0], "/bin/sh");
+	assert_null(d2->job[3]);
+	json_decref(j);
+	gv_vmdef_free(d);
+	gv_vmdef_free(d2);
+}
+
+static void test_validation(void **state)
+{
+	char err[200];
+
+	assert_null(parse("{\"name\":\"a/b\"}", err, sizeof(err)));
+	assert_non_null(strstr(err, "invalid VM name"));
+	assert_null(parse("{\"name\":\"x\",\"memory_mib\":4}", err, sizeof(err)));
+	assert_non_null(strstr(err, "invalid memory size 4 MiB"));
+	assert_null(parse("{\"name\":\"x\",\"vcpus\":100}", err, sizeof(err)));
+	assert_non_null(strstr(err, "vCPU"));
+	assert_null(parse("{\"name\":\"x\",\"cpu_cap_pct\":300}", err, sizeof(err)));
+	assert_non_null(strstr(err, "CPU cap"));
+	assert_null(parse("{\"name\":\"x\",\"accel\":\"xen\"}", err, sizeof(err)));
+	assert_non_null(strstr(err, "accelerator"));
+	assert_null(parse("[1,2]", err, sizeof(err)));
+}
+
+static void test_qemu_argv(void **state)
+{
+	char err[200];
+	gv_vmdef *d = parse("{\"name\":\"vm1\",\"image\":\"deb\",\"vcpus\":2,"
+			    "\"memory_mib\":1024,\"job\":[\"true\"]}", err, sizeof(err));
+	gv_vmpaths p;
+	char **argv;
+	int i;
+
+	gv_vmpaths_init(&p, "/data", "vm1");
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg,thread=multi", false);
+	assert_string_equal(argv[0], "qemu-system-x86_64");
+	i = find(argv, "-accel");
+	assert_true(i > 0);
+	assert_string_equal(argv[i + 1], "tcg,thread=multi");
+	assert_string_equal(argv[find(argv, "-cpu") + 1], "max");
+	assert_string_equal(argv[find(argv, "-smp") + 1], "2");
+	assert_string_equal(argv[find(argv, "-m") + 1], "1024M");
+	assert_string_equal(argv[find(argv, "-kernel") + 1], "/data/guest/vmlinuz");
+	assert_string_equal(argv[find(argv, "-initrd") + 1], "/data/guest/initrd.img");
+	assert_true(find(argv, "driver=file,filename=/data/vms/vm1/disk.qcow2,node-name=file0") > 0);
+	assert_true(find(argv, "virtio-blk-pci,drive=qcow0,id=vda") > 0);
+	assert_true(find(argv, "unix:/data/vms/vm1/qmp.sock,server=on,wait=off") > 0);
+	assert_true(find(argv, "name=opt/gridvm/job,file=/data/vms/vm1/job.spec") > 0);
+	assert_true(find(argv, "file,id=gvjob,path=/data/vms/vm1/job.out,append=on") > 0);
+	assert_true(find(argv, "-daemonize") > 0);
+	assert_true(find(argv, "-S") > 0);
+	assert_int_equal(find(argv, "-incoming"), -1);
+	assert_int_equal(find(argv, "-object"), -1);
+	gv_strv_free(argv);
+
+	argv = gv_vmdef_qemu_argv(d, &p, "kvm", true);
+	assert_string_equal(argv[find(argv, "-cpu") + 1], "host");
+	assert_string_equal(argv[find(argv, "-incoming") + 1], "defer");
+	gv_strv_free(argv);
+	gv_vmpaths_clear(&p);
+	gv_vmdef_free(d);
+}
+
+static void test_argv_throttle_and_no_disk(void **state)
+{
+	char err[200];
+	gv_vmdef *d = parse("{\"name\":\"t\",\"image\":\"i\",\"disk_iops\":100,"
+			    "\"disk_bps\":1048576}", err, sizeof(err));
+	gv_vmpaths p;
+	char **argv;
+	int obj, dev;
+
+	gv_vmpaths_init(&p, "/d", "t");
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg", false);
+	obj = find(argv, "throttle-group,id=thr0,x-iops-total=100,x-bps-total=1048576");
+	dev = find(argv, "virtio-blk-pci,drive=disk0,id=vda");
+	assert_true(obj > 0);
+	assert_true(dev > obj); /* the group is defined before its user */
+	assert_true(find(argv, "driver=throttle,file=qcow0,node-name=disk0,throttle-group=thr0") > 0);
+	gv_strv_free(argv);
+	gv_vmdef_free(d);
+
+	d = parse("{\"name\":\"t\"}", err, sizeof(err));
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg", false);
+	assert_int_equal(find(argv, "-blockdev"), -1); /* no image, no disk */
+	gv_strv_free(argv);
+	gv_vmpaths_clear(&p);
+	gv_vmdef_free(d);
+}
+
+static void test_jobspec(void **state)
+{
+	char err[200];
+	gv_vmdef *d = parse("{\"name\":\"j\",\"image\":\"i\",\"workdir\":\"/tmp\","
+			    "\"env\":[\"A=1\",\"BAD=x\\ny\"],"
+			    "\"job\":[\"sh\",\"-c\",\"echo 'a b'\"]}", err, sizeof(err));
+	size_t len;
+	char *spec = gv_vmdef_jobspec(d, &len);
+	const char want[] = "hostname=j\nroot=/dev/vda\nworkdir=/tmp\nenv=A=1\n\n"
+			    "sh\0-c\0echo 'a b'";
+
+	assert_int_equal(len, sizeof(want));
+	assert_memory_equal(spec, want, sizeof(want));
+	free(spec);
+	gv_vmdef_free(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_and_roundtrip),
+		cmocka_unit_test(test_validation),
+		cmocka_unit_test(test_qemu_argv),
+		cmocka_unit_test(test_argv_throttle_and_no_disk),
+		cmocka_unit_test(test_jobspec),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
