@@ -2,10 +2,11 @@
 /*
  * gridvm-init: PID 1 of the gridvm guest initramfs.
  *
- * Mounts the pseudo filesystems, loads the virtio and fw_cfg modules, reads
- * the job spec from fw_cfg, runs the job once (optionally chrooted into an
- * ext4 disk), streams its output to the host over a virtio-serial port and
- * powers the VM off.  Built static: gcc -std=c17 -static -Os.
+ * Mounts the pseudo filesystems, loads the virtio, fw_cfg, ACPI button and
+ * evdev modules, reads the job spec from fw_cfg, runs the job once
+ * (optionally chrooted into an ext4 disk), streams its output to the host
+ * over a virtio-serial port and powers the VM off.  Built static:
+ * gcc -std=c17 -static -Os.
  *
  * Job spec: fw_cfg file "opt/gridvm/job", read from
  * /sys/firmware/qemu_fw_cfg/by_name/opt/gridvm/job/raw.
@@ -34,6 +35,13 @@
  * found), 126 (found but not executable) or 125 (any other setup failure).
  * The job ends when its main process exits: then every process left is
  * killed, the pipes are drained and the exit frame is sent.
+ *
+ * Graceful stop: the host presses the ACPI power button (QMP
+ * system_powerdown).  The first press sends SIGTERM to the job's process
+ * group, a second one SIGKILL, each announced by an 'M' frame; the job then
+ * ends as above (exit 143 unless it handles SIGTERM).  A press before the job
+ * started powers off after 'M' and 'X' 143.  Every /dev/input/event* device
+ * with a KEY_POWER key counts as a power button.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -49,6 +57,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/input.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
@@ -61,12 +71,14 @@
 #define JOB_SPEC "/sys/firmware/qemu_fw_cfg/by_name/opt/gridvm/job/raw"
 #define PORT_NAME "org.gridvm.job"
 #define VPORTS "/sys/class/virtio-ports"
+#define INPUT_DIR "/dev/input"
+#define MAX_BUTTONS 4
 #define NEWROOT "/newroot"
 #define SPEC_MAX (1u << 20)
 #define CHUNK 65536 /* bytes read from a job pipe at a time = max frame payload */
 #define PRINTF(f, a) __attribute__((format(printf, f, a)))
 
-enum { EXIT_SETUP = 125, EXIT_NOEXEC = 126, EXIT_NOTFOUND = 127 };
+enum { EXIT_SETUP = 125, EXIT_NOEXEC = 126, EXIT_NOTFOUND = 127, EXIT_STOPPED = 128 + SIGTERM };
 enum { STAGE_STDIO, STAGE_CHROOT, STAGE_CHDIR, STAGE_EXEC };
 
 struct job {
@@ -84,12 +96,16 @@ static const char *const modules[] = {
 	"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
 	"virtio_pci", "virtio_blk", "virtio_console", "qemu_fw_cfg",
 };
+/* the power button; without them a stop is a forced kill, the job still runs */
+static const char *const button_modules[] = { "button", "evdev" };
 static const char *const root_mounts[][2] = {
 	{ "proc", "proc" }, { "sys", "sysfs" }, { "dev", "devtmpfs" }, { "tmp", "tmpfs" },
 };
 #define N_ROOT_MOUNTS (sizeof(root_mounts) / sizeof(root_mounts[0]))
 
 static int port_fd = -1;
+static int button_fds[MAX_BUTTONS]; /* evdev devices with a power key */
+static int n_buttons;
 static bool root_mounted;
 static char pending[1024]; /* messages from before the port was open */
 static unsigned char frame_buf[5 + CHUNK];
@@ -218,21 +234,88 @@ static void setup_console(void)
 		close(fd);
 }
 
+/* Load /lib/modules/name.ko; 0 (also if already loaded) or negative errno. */
+static int load_module(const char *name)
+{
+	char path[128];
+	int fd, r = 0;
+
+	snprintf(path, sizeof(path), "/lib/modules/%s.ko", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
 static void load_modules(void)
 {
-	for (size_t i = 0; i < sizeof(modules) / sizeof(modules[0]); i++) {
-		char path[128];
+	int r;
+
+	for (size_t i = 0; i < sizeof(modules) / sizeof(modules[0]); i++)
+		if ((r = load_module(modules[i])) < 0)
+			send_msg("cannot load module %s: %s", modules[i], strerror(-r));
+	for (size_t i = 0; i < sizeof(button_modules) / sizeof(button_modules[0]); i++)
+		if ((r = load_module(button_modules[i])) < 0)
+			logmsg("cannot load module %s: %s; the power button will not work",
+			       button_modules[i], strerror(-r));
+}
+
+/* True if the evdev device fd has a KEY_POWER key. */
+static bool has_power_key(int fd)
+{
+	enum { LBITS = 8 * sizeof(unsigned long) };
+	unsigned long keys[KEY_MAX / LBITS + 1] = { 0 };
+
+	if (ioctl(fd, EVIOCGBIT(EV_KEY, sizeof(keys)), keys) < 0)
+		return false;
+	return keys[KEY_POWER / LBITS] >> (KEY_POWER % LBITS) & 1;
+}
+
+/* Open every INPUT_DIR/event* with a power key into button_fds. */
+static void buttons_open(void)
+{
+	DIR *d = opendir(INPUT_DIR);
+	struct dirent *de;
+
+	while (d && n_buttons < MAX_BUTTONS && (de = readdir(d))) {
+		char path[300], name[64] = "";
 		int fd;
 
-		snprintf(path, sizeof(path), "/lib/modules/%s.ko", modules[i]);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			send_msg("cannot open module %s: %s", path, strerror(errno));
-		else if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
-			send_msg("cannot load module %s: %s", modules[i], strerror(errno));
-		if (fd >= 0)
+		if (strncmp(de->d_name, "event", 5))
+			continue;
+		snprintf(path, sizeof(path), INPUT_DIR "/%s", de->d_name);
+		if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0)
+			continue;
+		if (!has_power_key(fd)) {
 			close(fd);
+			continue;
+		}
+		ioctl(fd, EVIOCGNAME(sizeof(name) - 1), name);
+		logmsg("power button: %s \"%s\"", path, name);
+		button_fds[n_buttons++] = fd;
 	}
+	if (d)
+		closedir(d);
+	if (n_buttons == 0)
+		logmsg("no power button found; a stop will be a forced kill");
+}
+
+/* Power key presses pending on a button fd; -1 if it failed (e.g. vanished). */
+static int button_presses(int fd)
+{
+	struct input_event ev[16];
+	int presses = 0;
+	ssize_t n;
+
+	while ((n = read(fd, ev, sizeof(ev))) > 0 || (n < 0 && errno == EINTR))
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(ev[0]); i++)
+			presses += ev[i].type == EV_KEY && ev[i].code == KEY_POWER && ev[i].value == 1;
+	if (n < 0 && errno != EAGAIN && presses == 0)
+		return -1;
+	return presses;
 }
 
 /* Open /dev/<port> for the port named name in sysfs; -1 if there is none. */
@@ -443,6 +526,20 @@ fail:
 	_exit(rep[0] != STAGE_EXEC ? EXIT_SETUP : rep[1] == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
 }
 
+/* A power button press while the job runs: SIGTERM its group, then SIGKILL. */
+static void job_power_pressed(pid_t pgid)
+{
+	static int presses;
+
+	if (presses++ == 0) {
+		send_msg("power button pressed: sending SIGTERM to the job");
+		kill(-pgid, SIGTERM);
+	} else {
+		send_msg("power button pressed again: sending SIGKILL to the job");
+		kill(-pgid, SIGKILL);
+	}
+}
+
 /* Reap all exited children; true if pid was one of them (status in *status). */
 static bool reap(pid_t pid, int *status)
 {
@@ -459,30 +556,54 @@ static bool reap(pid_t pid, int *status)
 	return found;
 }
 
-/* Relay the job's pipes to the port until both close and pid has exited. */
+/* Send what the job's pipes p[0] and p[1] have as frames; close them at EOF. */
+static void relay_pipes(struct pollfd *p)
+{
+	for (int i = 0; i < 2; i++) {
+		ssize_t n = p[i].revents ? read(p[i].fd, frame_buf + 5, CHUNK) : -1;
+
+		if (n > 0) {
+			send_frame(i ? 'E' : 'O', frame_buf + 5, n);
+		} else if (p[i].revents && (n == 0 || (errno != EINTR && errno != EAGAIN))) {
+			close(p[i].fd);
+			p[i].fd = -1;
+		}
+	}
+}
+
+/* Handle the power buttons in p[0..n-1]; one that fails is no longer polled. */
+static void relay_buttons(struct pollfd *p, int n, pid_t pgid)
+{
+	for (int i = 0; i < n; i++) {
+		int presses = p[i].revents ? button_presses(p[i].fd) : 0;
+
+		if (presses < 0)
+			p[i].fd = -1;
+		while (presses-- > 0)
+			job_power_pressed(pgid);
+	}
+}
+
+/* Relay the job's pipes to the port until both close and pid has exited;
+ * pid leads its own process group, which the power buttons signal. */
 static int job_relay(pid_t pid, int out, int err, int sigfd)
 {
-	struct pollfd p[3] = { { out, POLLIN, 0 }, { err, POLLIN, 0 }, { sigfd, POLLIN, 0 } };
+	struct pollfd p[3 + MAX_BUTTONS] = { { out, POLLIN, 0 }, { err, POLLIN, 0 },
+					     { sigfd, POLLIN, 0 } };
 	bool exited = false;
 	int status = 0;
 
+	for (int i = 0; i < n_buttons; i++)
+		p[3 + i] = (struct pollfd){ button_fds[i], POLLIN, 0 };
 	while (p[0].fd >= 0 || p[1].fd >= 0 || !exited) {
-		if (poll(p, 3, -1) < 0) {
+		if (poll(p, 3 + n_buttons, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			logmsg("poll: %s", strerror(errno));
 			break;
 		}
-		for (int i = 0; i < 2; i++) {
-			ssize_t n = p[i].revents ? read(p[i].fd, frame_buf + 5, CHUNK) : -1;
-
-			if (n > 0) {
-				send_frame(i ? 'E' : 'O', frame_buf + 5, n);
-			} else if (p[i].revents && (n == 0 || (errno != EINTR && errno != EAGAIN))) {
-				close(p[i].fd);
-				p[i].fd = -1;
-			}
-		}
+		relay_pipes(p);
+		relay_buttons(p + 3, n_buttons, pid);
 		if (p[2].revents) {
 			struct signalfd_siginfo si;
 
@@ -564,6 +685,17 @@ static void __attribute__((noreturn)) finish(int code)
 	_exit(1); /* the kernel panics; with panic=-1 and -no-reboot QEMU exits */
 }
 
+/* A press before the job started: power off without running it. */
+static void check_early_press(void)
+{
+	for (int i = 0; i < n_buttons; i++) {
+		if (button_presses(button_fds[i]) > 0) {
+			send_msg("power button pressed before the job started: powering off");
+			finish(EXIT_STOPPED);
+		}
+	}
+}
+
 int main(void)
 {
 	long end;
@@ -579,6 +711,7 @@ int main(void)
 	setup_console();
 	logmsg("loading modules");
 	load_modules();
+	buttons_open();
 	end = now_ms() + 5000;
 	while ((port_fd = open_named_port(PORT_NAME)) < 0 && tick_until(end))
 		;
@@ -607,5 +740,6 @@ int main(void)
 		send_msg("signalfd: %s", strerror(errno));
 		finish(EXIT_SETUP);
 	}
+	check_early_press();
 	finish(job_run(&job, sigfd));
 }

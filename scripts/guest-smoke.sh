@@ -5,7 +5,7 @@
 #
 # Usage: guest-smoke.sh [-d DATADIR] [-r ROOTDEV|-n] [-w WORKDIR] [-e NAME=VALUE]...
 #                       [-H HOSTNAME] [-a APPEND] [-Q QEMU_ARG]... [-k] [-t SECONDS]
-#                       -- COMMAND [ARG]...
+#                       [-p SECONDS] -- COMMAND [ARG]...
 #        guest-smoke.sh [options] -s SPECFILE
 #   -d DATADIR   output of prepare-guest.sh (default /tmp/gvdata)
 #   -r ROOTDEV   root= for the job spec (default /dev/vda); -n: no root, run in
@@ -15,6 +15,8 @@
 #   -s SPECFILE  use this raw job spec instead of building one (no COMMAND)
 #   -k           keep the VM directory (console.log, job.spec, job.out, stdout, stderr)
 #   -t SECONDS   kill QEMU after this long (default 300)
+#   -p SECONDS   press the power button (QMP system_powerdown) this long after
+#                the 'S' frame, as a graceful stop does; repeat -p for more presses
 # Prints each frame with the time since QEMU was started, then a summary.
 # Exits with the job's exit code, or 124 if QEMU did not exit by itself in time.
 # A manual check for developers; needs qemu-system-x86, qemu-utils and python3.
@@ -28,9 +30,10 @@ append=
 keep=
 limit=300
 specfile=
+presses=
 envs=()
 extra=()
-while getopts "d:r:nw:e:H:a:Q:s:kt:h" opt; do
+while getopts "d:r:nw:e:H:a:Q:s:kt:p:h" opt; do
 	case $opt in
 	d) datadir=$OPTARG ;;
 	r) root=$OPTARG ;;
@@ -43,7 +46,8 @@ while getopts "d:r:nw:e:H:a:Q:s:kt:h" opt; do
 	s) specfile=$OPTARG ;;
 	k) keep=1 ;;
 	t) limit=$OPTARG ;;
-	*) sed -n '4,20s/^# \{0,1\}//p' "$0"; exit 2 ;;
+	p) presses+=" $OPTARG" ;;
+	*) sed -n '4,22s/^# \{0,1\}//p' "$0"; exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
@@ -95,16 +99,32 @@ qpid=$!
 
 # Follow job.out while QEMU runs; decode frames as they arrive.
 set +e
-python3 - "$vmdir" "$start" "$qpid" <<'EOF'
-import hashlib, os, struct, sys, time
+python3 - "$vmdir" "$start" "$qpid" "$presses" <<'EOF'
+import hashlib, os, socket, struct, sys, time
 
 vmdir, start, qpid = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+presses = sorted(float(s) for s in sys.argv[4].split())  # seconds after 'S'
+started = pressed = None
 out = {b'O': open(os.path.join(vmdir, 'stdout'), 'wb'),
        b'E': open(os.path.join(vmdir, 'stderr'), 'wb')}
 sums = {b'O': hashlib.sha256(), b'E': hashlib.sha256()}
 sizes = {b'O': 0, b'E': 0}
 exit_code = None
 buf = b''
+
+def powerdown():  # one QMP session: the greeting, two commands, their replies
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(os.path.join(vmdir, 'qmp.sock'))
+        f = s.makefile('rwb')
+        f.readline()
+        for cmd in (b'qmp_capabilities', b'system_powerdown'):
+            f.write(b'{"execute": "%s"}\n' % cmd)
+            f.flush()
+            while b'"return"' not in (line := f.readline()) and b'"error"' not in line:
+                if not line:
+                    break
+    print('[%7.3fs] > system_powerdown %s' % (time.time() - start, line.strip().decode()))
+    return time.time()
 
 def alive():  # QEMU is the shell's child, not ours: look at /proc
     try:
@@ -136,12 +156,16 @@ with open(os.path.join(vmdir, 'job.out'), 'rb') as f:
                 print('%s X %d' % (stamp, exit_code))
             elif t == b'S':
                 print('%s S' % stamp)
+                started = time.time()
             elif t == b'M':
                 print('%s M %s' % (stamp, payload.decode('utf-8', 'replace')))
             else:
                 print('%s %s (%d bytes)' % (stamp, t.decode('latin-1'), n))
         if not chunk and not running:
             break
+        if running and presses and started and time.time() >= started + presses[0]:
+            presses.pop(0)
+            pressed = powerdown()
         if not chunk:
             time.sleep(0.02)
 if buf:
@@ -149,6 +173,8 @@ if buf:
 for t, name in ((b'O', 'stdout'), (b'E', 'stderr')):
     print('%s: %d bytes sha256 %s' % (name, sizes[t], sums[t].hexdigest()))
 print('exit: %s' % exit_code)
+if pressed:
+    print('QEMU exited %.3fs after the last system_powerdown' % (time.time() - pressed))
 sys.exit(exit_code if exit_code is not None else 1)
 EOF
 job_rc=$?

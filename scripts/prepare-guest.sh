@@ -9,7 +9,8 @@
 #   DATADIR/guest/vmlinuz         kernel of the package behind linux-image-cloud-amd64
 #   DATADIR/guest/kernel-version  its version, e.g. 6.1.0-56-cloud-amd64
 #   DATADIR/guest/initrd.img      gzip'd newc cpio: /init (INIT_BINARY), busybox,
-#                                 the virtio/fw_cfg modules in /lib/modules (flat)
+#                                 the virtio/fw_cfg/ACPI button/evdev modules in
+#                                 /lib/modules (flat)
 #   DATADIR/guest/build-id        kernel version + sha256 of init + recipe version
 #   DATADIR/images/default.img    64 MiB raw ext4 job root with busybox
 #
@@ -21,9 +22,9 @@
 # written to a temporary name beside it and renamed into place.
 set -euo pipefail
 
-RECIPE=1 # bump when the initrd layout changes
+RECIPE=2 # bump when the initrd layout changes (2: button, evdev)
 MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
-	virtio_pci virtio_blk virtio_console qemu_fw_cfg)
+	virtio_pci virtio_blk virtio_console qemu_fw_cfg button evdev)
 BUSYBOX=/bin/busybox
 IMAGE_SIZE=64M
 export PATH="$PATH:/usr/sbin:/sbin"
