@@ -39,9 +39,10 @@
  * Graceful stop: the host presses the ACPI power button (QMP
  * system_powerdown).  The first press sends SIGTERM to the job's process
  * group, a second one SIGKILL, each announced by an 'M' frame; the job then
- * ends as above (exit 143 unless it handles SIGTERM).  A press before the job
- * started powers off after 'M' and 'X' 143.  Every /dev/input/event* device
- * with a KEY_POWER key counts as a power button.
+ * ends as above (exit 143 unless it handles SIGTERM).  A press during setup
+ * is seen once setup is done: 'M', 'X' 143 and power off, the job never runs.
+ * A press before the button module is loaded (early boot) is lost.  Every
+ * /dev/input/event* device with a KEY_POWER key counts as a power button.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -49,6 +50,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/input.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -57,7 +59,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/input.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
@@ -78,7 +79,8 @@
 #define CHUNK 65536 /* bytes read from a job pipe at a time = max frame payload */
 #define PRINTF(f, a) __attribute__((format(printf, f, a)))
 
-enum { EXIT_SETUP = 125, EXIT_NOEXEC = 126, EXIT_NOTFOUND = 127, EXIT_STOPPED = 128 + SIGTERM };
+enum { EXIT_SETUP = 125, EXIT_NOEXEC = 126, EXIT_NOTFOUND = 127 };
+enum { EXIT_STOPPED = 128 + SIGTERM }; /* power button before the job started */
 enum { STAGE_STDIO, STAGE_CHROOT, STAGE_CHDIR, STAGE_EXEC };
 
 struct job {
@@ -294,7 +296,7 @@ static void buttons_open(void)
 			continue;
 		}
 		ioctl(fd, EVIOCGNAME(sizeof(name) - 1), name);
-		logmsg("power button: %s \"%s\"", path, name);
+		logmsg("watching %s \"%s\" for the power key", path, name);
 		button_fds[n_buttons++] = fd;
 	}
 	if (d)
@@ -685,7 +687,7 @@ static void __attribute__((noreturn)) finish(int code)
 	_exit(1); /* the kernel panics; with panic=-1 and -no-reboot QEMU exits */
 }
 
-/* A press before the job started: power off without running it. */
+/* A press before the job started (buffered since buttons_open): power off. */
 static void check_early_press(void)
 {
 	for (int i = 0; i < n_buttons; i++) {

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -295,6 +297,24 @@ static int get_state(gv_host *h, const char *name, gv_vmstate *state, gv_err *e)
 	return rc;
 }
 
+/* Wait until @path changes or @ms pass. Uses inotify so new output is
+ * seen at once; falls back to sleeping if inotify is unavailable. */
+static void wait_change(const char *path, uint64_t ms)
+{
+	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	struct pollfd pfd;
+
+	if (fd < 0 || inotify_add_watch(fd, path, IN_MODIFY | IN_CLOSE_WRITE) < 0) {
+		if (fd >= 0)
+			close(fd);
+		usleep(ms > 30 ? 30000 : (useconds_t)ms * 1000);
+		return;
+	}
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	(void)poll(&pfd, 1, (int)ms);
+	close(fd);
+}
+
 int gv_vm_read_log(gv_host *h, const char *name, const char *which,
 		   uint64_t offset, uint64_t wait_ms, size_t max, char **data,
 		   size_t *len, gv_vmstate *state, gv_err *e)
@@ -313,13 +333,15 @@ int gv_vm_read_log(gv_host *h, const char *name, const char *which,
 		if (rc < 0)
 			break;
 		bool live = *state == GV_VM_RUNNING || *state == GV_VM_PAUSED;
-		if (file_size(path) > offset || !live || gv_now_ms() >= end) {
+		uint64_t now = gv_now_ms();
+		if (file_size(path) > offset || !live || now >= end) {
 			rc = read_from(path, offset, max, data, len);
 			if (rc < 0)
 				gv_err_set(e, rc, "cannot read %s: %s", path, strerror(-rc));
 			break;
 		}
-		usleep(30000);
+		/* wake on new bytes; look at the VM's state every 200 ms */
+		wait_change(path, end - now < 200 ? end - now : 200);
 	}
 	gv_vmpaths_clear(&p);
 	return rc;
