@@ -212,6 +212,10 @@ bool host_refresh(gv_host *h, gv_vmrec *r)
 	if (gv_jobout_exit_code(p.jobout, &code) == 0) {
 		r->state = GV_VM_STOPPED;
 		r->exit_code = code;
+	} else if (r->def->boot_disk) {
+		/* a guest of its own: powering off is how it ends */
+		r->state = GV_VM_STOPPED;
+		r->exit_code = -1;
 	} else {
 		char *tail = qemu_log_tail(&p);
 		r->state = GV_VM_FAILED;

@@ -56,6 +56,24 @@ static int create_files(gv_host *h, const gv_vmdef *d, const gv_vmpaths *p,
 	return r;
 }
 
+/* The kernel and initramfs a VM boots must exist (not for firmware boot). */
+static int check_boot_files(gv_host *h, const gv_vmdef *d, const gv_vmpaths *p,
+			    gv_err *e)
+{
+	if (d->boot_disk)
+		return 0;
+	if (d->kernel && access(d->kernel, R_OK) < 0)
+		return gv_err_set(e, -ENOENT, "kernel %s: %s", d->kernel, strerror(errno));
+	if (d->initrd && access(d->initrd, R_OK) < 0)
+		return gv_err_set(e, -ENOENT, "initrd %s: %s", d->initrd, strerror(errno));
+	if ((!d->kernel && access(p->kernel, R_OK) < 0) ||
+	    (!d->initrd && access(p->initrd, R_OK) < 0))
+		return gv_err_set(e, -ENOENT, "guest kernel or initramfs missing in "
+				  "%s/guest (run scripts/setup.sh to prepare the guest)",
+				  h->datadir);
+	return 0;
+}
+
 int gv_vm_create(gv_host *h, gv_vmdef *d, gv_err *e)
 {
 	gv_vmrec rec = { .def = d, .state = GV_VM_DEFINED, .exit_code = -1 };
@@ -78,12 +96,9 @@ int gv_vm_create(gv_host *h, gv_vmdef *d, gv_err *e)
 		r = gv_err_set(e, -EEXIST, "a VM named %s exists already", d->name);
 		goto out;
 	}
-	if (access(p.kernel, R_OK) < 0 || access(p.initrd, R_OK) < 0) {
-		r = gv_err_set(e, -ENOENT, "guest kernel or initramfs missing in %s/guest"
-			       " (run scripts/setup.sh to prepare the guest)",
-			       h->datadir);
+	r = check_boot_files(h, d, &p, e);
+	if (r < 0)
 		goto out;
-	}
 	gv_rm_rf(p.dir); /* leftovers of a crashed create */
 	r = create_files(h, d, &p, e);
 	if (r == 0) {
@@ -165,9 +180,9 @@ static int spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 
 	if (r->def->accel && gv_accel_choose(r->def->accel, &acc) < 0)
 		return gv_err_set(e, -EINVAL, "invalid accelerator %s", r->def->accel);
-	if (access(p->kernel, R_OK) < 0)
-		return gv_err_set(e, -ENOENT, "guest kernel missing: %s (run "
-				  "scripts/setup.sh to prepare the guest)", p->kernel);
+	rc = check_boot_files(h, r->def, p, e);
+	if (rc < 0)
+		return rc;
 	unlink(p->qmp);
 	unlink(p->pidfile);
 	unlink(p->qemulog);

@@ -50,6 +50,9 @@ void gv_vmdef_free(gv_vmdef *d)
 	gv_strv_free(d->env);
 	free(d->workdir);
 	free(d->accel);
+	free(d->kernel);
+	free(d->initrd);
+	free(d->append);
 	free(d);
 }
 
@@ -115,6 +118,19 @@ static int validate(const gv_vmdef *d, char *errbuf, size_t len)
 		snprintf(errbuf, len, "invalid image name '%s'", d->image);
 		return -EINVAL;
 	}
+	if (d->boot_disk && !d->image) {
+		snprintf(errbuf, len, "booting from the disk needs an image (--image)");
+		return -EINVAL;
+	}
+	if (d->boot_disk && (d->kernel || d->initrd || d->append)) {
+		snprintf(errbuf, len, "a kernel, initrd or command line makes no sense "
+			 "when booting from the disk");
+		return -EINVAL;
+	}
+	if ((d->kernel && d->kernel[0] != '/') || (d->initrd && d->initrd[0] != '/')) {
+		snprintf(errbuf, len, "kernel and initrd must be absolute paths");
+		return -EINVAL;
+	}
 	if (d->accel && strcmp(d->accel, "auto") && strcmp(d->accel, "kvm") &&
 	    strcmp(d->accel, "tcg")) {
 		snprintf(errbuf, len, "invalid accelerator '%s' (auto, kvm, tcg)",
@@ -153,6 +169,10 @@ int gv_vmdef_from_json(json_t *j, gv_vmdef **out, char *errbuf, size_t len)
 	d->disk_bps = (uint64_t)json_integer_value(json_object_get(j, "disk_bps"));
 	d->accel = opt_str(j, "accel");
 	d->ephemeral = json_is_true(json_object_get(j, "ephemeral"));
+	d->boot_disk = json_is_true(json_object_get(j, "boot_disk"));
+	d->kernel = opt_str(j, "kernel");
+	d->initrd = opt_str(j, "initrd");
+	d->append = opt_str(j, "append");
 	r = validate(d, errbuf, len);
 	if (r < 0) {
 		gv_vmdef_free(d);
@@ -179,6 +199,13 @@ json_t *gv_vmdef_to_json(const gv_vmdef *d)
 		json_object_set_new(j, "workdir", json_string(d->workdir));
 	if (d->accel)
 		json_object_set_new(j, "accel", json_string(d->accel));
+	json_object_set_new(j, "boot_disk", json_boolean(d->boot_disk));
+	if (d->kernel)
+		json_object_set_new(j, "kernel", json_string(d->kernel));
+	if (d->initrd)
+		json_object_set_new(j, "initrd", json_string(d->initrd));
+	if (d->append)
+		json_object_set_new(j, "append", json_string(d->append));
 	return j;
 }
 
@@ -239,7 +266,7 @@ char *gv_vmdef_jobspec(const gv_vmdef *d, size_t *len)
 	struct buf b = { 0 };
 
 	buf_kv(&b, "hostname", d->name);
-	if (d->image)
+	if (d->image && !d->boot_disk)
 		buf_kv(&b, "root", "/dev/vda");
 	if (d->workdir)
 		buf_kv(&b, "workdir", d->workdir);
@@ -252,6 +279,8 @@ char *gv_vmdef_jobspec(const gv_vmdef *d, size_t *len)
 	*len = b.len;
 	return b.p;
 }
+
+#define GV_DEFAULT_APPEND "console=ttyS0 quiet panic=-1 cryptomgr.notests"
 
 /* argv builder */
 struct argv {
@@ -304,8 +333,8 @@ static void add_disk(struct argv *a, const gv_vmdef *d, const gv_vmpaths *p)
 		       "throttle-group=thr0");
 	}
 	arg(a, "-device");
-	argf(a, gv_strdupf("virtio-blk-pci,drive=%s,id=vda",
-			   thr ? "disk0" : "qcow0"));
+	argf(a, gv_strdupf("virtio-blk-pci,drive=%s,id=vda%s",
+			   thr ? "disk0" : "qcow0", d->boot_disk ? ",bootindex=0" : ""));
 }
 
 char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
@@ -324,11 +353,13 @@ char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
 	arg(&a, "-m");
 	argf(&a, gv_strdupf("%lluM", (unsigned long long)d->memory_mib));
 	args(&a, (const char *const[]){ "-nodefaults", "-no-user-config",
-					"-display", "none", "-no-reboot",
-					"-kernel", p->kernel, "-initrd", p->initrd,
-					"-append",
-					"console=ttyS0 quiet panic=-1 cryptomgr.notests",
-					"-chardev", NULL });
+					"-display", "none", "-no-reboot", NULL });
+	if (!d->boot_disk)
+		args(&a, (const char *const[]){
+				 "-kernel", d->kernel ? d->kernel : p->kernel,
+				 "-initrd", d->initrd ? d->initrd : p->initrd,
+				 "-append", d->append ? d->append : GV_DEFAULT_APPEND, NULL });
+	arg(&a, "-chardev");
 	argf(&a, gv_strdupf("file,id=con0,path=%s,append=on", p->console));
 	args(&a, (const char *const[]){ "-serial", "chardev:con0", "-fw_cfg", NULL });
 	argf(&a, gv_strdupf("name=opt/gridvm/job,file=%s", p->jobspec));

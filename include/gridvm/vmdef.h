@@ -28,6 +28,10 @@ typedef struct gv_vmdef {
 	uint64_t disk_iops;    /* total I/O operations per second, 0 = none */
 	uint64_t disk_bps;     /* total bytes per second, 0 = none */
 	char *accel;           /* NULL/"auto", "kvm" or "tcg" */
+	bool boot_disk;        /* firmware boot of the (bootable) disk */
+	char *kernel;          /* direct kernel boot: NULL = the gridvm guest */
+	char *initrd;          /* NULL = the gridvm initramfs */
+	char *append;          /* kernel command line, NULL = the default */
 	bool ephemeral;        /* created by `gridvm run`, deleted after */
 } gv_vmdef;
 

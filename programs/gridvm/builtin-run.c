@@ -68,6 +68,23 @@ int vmopts_apply(json_t *d, int c, const char *arg)
 	case 1005:
 		json_object_set_new(d, "accel", json_string(arg));
 		return 1;
+	case 1006:
+		if (strcmp(arg, "disk") && strcmp(arg, "kernel"))
+			return cli_error("--boot wants disk or kernel, not '%s'", arg), -1;
+		json_object_set_new(d, "boot_disk", json_boolean(!strcmp(arg, "disk")));
+		return 1;
+	case 1007:
+	case 1008: {
+		char *abs = cli_abspath(arg);
+		if (!abs)
+			return cli_error("no such file: %s", arg), -1;
+		json_object_set_new(d, c == 1007 ? "kernel" : "initrd", json_string(abs));
+		free(abs);
+		return 1;
+	}
+	case 1009:
+		json_object_set_new(d, "append", json_string(arg));
+		return 1;
 	}
 	return 0;
 }

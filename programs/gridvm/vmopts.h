@@ -16,7 +16,12 @@
 	"      --cpu-cap PCT     CPU cap in percent of one core (e.g. 50)\n" \
 	"      --disk-iops N     disk I/O operations per second limit\n" \
 	"      --disk-bps SIZE   disk bytes per second limit (e.g. 20M)\n" \
-	"      --accel A         auto, kvm or tcg (default auto)\n"
+	"      --accel A         auto, kvm or tcg (default auto)\n" \
+	"      --boot disk       boot the image through the firmware (a bootable\n" \
+	"                        disk with its own OS) instead of the gridvm guest\n" \
+	"      --kernel FILE     boot this kernel instead of the gridvm guest's\n" \
+	"      --initrd FILE     with this initramfs\n" \
+	"      --append STRING   and this kernel command line\n"
 
 #define VMOPTS_LONG \
 	{ "image", required_argument, NULL, 'i' }, \
@@ -28,7 +33,11 @@
 	{ "cpu-cap", required_argument, NULL, 1002 }, \
 	{ "disk-iops", required_argument, NULL, 1003 }, \
 	{ "disk-bps", required_argument, NULL, 1004 }, \
-	{ "accel", required_argument, NULL, 1005 }
+	{ "accel", required_argument, NULL, 1005 }, \
+	{ "boot", required_argument, NULL, 1006 }, \
+	{ "kernel", required_argument, NULL, 1007 }, \
+	{ "initrd", required_argument, NULL, 1008 }, \
+	{ "append", required_argument, NULL, 1009 }
 
 #define VMOPTS_SHORT "i:c:m:e:w:"
 

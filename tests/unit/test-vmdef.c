@@ -137,6 +137,44 @@ static void test_argv_throttle_and_no_disk(void **state)
 	gv_vmdef_free(d);
 }
 
+static void test_argv_firmware_boot(void **state)
+{
+	char err[200];
+	gv_vmdef *d = parse("{\"name\":\"fw\",\"image\":\"iso\",\"boot_disk\":true}",
+			    err, sizeof(err));
+	gv_vmpaths p;
+	char **argv;
+	size_t len;
+	char *spec;
+
+	assert_non_null(d);
+	gv_vmpaths_init(&p, "/d", "fw");
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg", false);
+	assert_int_equal(find(argv, "-kernel"), -1);
+	assert_int_equal(find(argv, "-initrd"), -1);
+	assert_true(find(argv, "virtio-blk-pci,drive=qcow0,id=vda,bootindex=0") > 0);
+	spec = gv_vmdef_jobspec(d, &len);
+	assert_null(strstr(spec, "root=")); /* the disk is not the job's root */
+	free(spec);
+	gv_strv_free(argv);
+	gv_vmdef_free(d);
+
+	d = parse("{\"name\":\"k\",\"kernel\":\"/k/vmlinuz\",\"append\":\"quiet\"}",
+		  err, sizeof(err));
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg", false);
+	assert_string_equal(argv[find(argv, "-kernel") + 1], "/k/vmlinuz");
+	assert_string_equal(argv[find(argv, "-initrd") + 1], "/d/guest/initrd.img");
+	assert_string_equal(argv[find(argv, "-append") + 1], "quiet");
+	gv_strv_free(argv);
+	gv_vmdef_free(d);
+
+	assert_null(parse("{\"name\":\"x\",\"boot_disk\":true}", err, sizeof(err)));
+	assert_non_null(strstr(err, "needs an image"));
+	assert_null(parse("{\"name\":\"x\",\"kernel\":\"rel/vmlinuz\"}", err, sizeof(err)));
+	assert_non_null(strstr(err, "absolute"));
+	gv_vmpaths_clear(&p);
+}
+
 static void test_jobspec(void **state)
 {
 	char err[200];
@@ -161,6 +199,7 @@ int main(void)
 		cmocka_unit_test(test_validation),
 		cmocka_unit_test(test_qemu_argv),
 		cmocka_unit_test(test_argv_throttle_and_no_disk),
+		cmocka_unit_test(test_argv_firmware_boot),
 		cmocka_unit_test(test_jobspec),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
