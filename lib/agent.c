@@ -90,7 +90,7 @@ static enum MHD_Result vm_verb(gv_agent *a, struct MHD_Connection *c,
 		rc = gv_vm_resume(a->h, name, &e);
 	else if (!strcmp(verb, "stop")) {
 		json_t *t = json_object_get(body, "timeout_ms");
-		rc = gv_vm_stop(a->h, name, t ? (uint64_t)json_integer_value(t) : 3000, &e);
+		rc = gv_vm_stop(a->h, name, t ? (uint64_t)json_integer_value(t) : 10000, &e);
 	} else if (!strcmp(verb, "save"))
 		rc = gv_vm_save(a->h, name, jstr(body, "path"), &e);
 	else if (!strcmp(verb, "restore"))

@@ -50,6 +50,14 @@ else
 	result asan-build 1
 fi
 
+echo "== fuzzers (libFuzzer, ${FUZZ_SECONDS:-20}s each)"
+log=$(mktemp)
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash fuzz/run.sh >"$log" 2>&1
+rc=$?
+[ $rc = 0 ] || tail -40 "$log" | sed 's/^/    /'
+rm -f "$log"
+result fuzz $rc
+
 if [ $QUICK = 0 ]; then
 	echo "== end-to-end tests (real VMs under TCG)"
 	tests=("$@")

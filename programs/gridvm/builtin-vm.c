@@ -99,7 +99,7 @@ static int simple_verb(int argc, char **argv, const char *verb, const char *done
 		else {
 			const char *args = needs_path ? "NAME FILE" : may_path ? "NAME [FILE]" : "NAME";
 			const char *o = is_stop ? "  -t, --timeout DUR  wait this long for a clean "
-						  "power-off before forcing (default 3s)\n"
+						  "power-off before forcing (default 10s)\n"
 						  "  -f, --force        stop at once\n"
 						  "      --json         print the VM as JSON\n"
 						: "      --json         print the VM as JSON\n";

@@ -46,3 +46,15 @@ expect_eq "started again" "$(vm_state calc)" running
 [ -e "$GRIDVM_DATA/vms/calc" ] && fail "VM directory left behind"
 "$GV" vm show calc 2>/dev/null && fail "VM still known"
 echo "ok: deleted"
+
+# graceful stop: the job gets SIGTERM through the ACPI power button
+"$GV" vm create term --job 'trap "echo got TERM; exit 7" TERM; echo up; while :; do sleep 0.2; done' >/dev/null
+"$GV" vm start term >/dev/null
+wait_for 60 sh -c "'$GV' vm logs term | grep -q up" || fail "term job never started"
+# (the init loads the power-button driver before it starts the job)
+"$GV" vm stop term --timeout 60s >/dev/null
+expect_eq "stopped" "$(vm_state term)" stopped
+expect_eq "the job saw SIGTERM and chose its exit code" "$(vm_field term '["exit_code"]')" 7
+"$GV" vm logs term 2>/dev/null | grep -q "got TERM" || fail "no TERM output"
+echo "ok: graceful stop"
+"$GV" vm delete term >/dev/null

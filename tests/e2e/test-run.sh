@@ -37,3 +37,14 @@ expect_eq "env/workdir/cpus/memory" "$out" "bar /tmp 2 1"
 
 # ephemeral VMs are gone afterwards
 expect_eq "no VMs left" "$("$GV" vm list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 0
+
+# Ctrl-C on gridvm run: exit 130, and the VM is gone
+"$GV" run --name intr -- sleep 100 >/dev/null 2>&1 &
+runpid=$!
+wait_for 60 sh -c "'$GV' vm show intr --json 2>/dev/null | grep -q '\"state\": \"running\"'" || fail "intr never ran"
+kill -INT $runpid
+wait $runpid && rc=0 || rc=$?
+expect_eq "interrupted run" "$rc" 130
+"$GV" vm show intr >/dev/null 2>&1 && fail "interrupted VM left behind"
+pgrep -f "$GRIDVM_DATA/vms/intr/" >/dev/null && fail "QEMU of the interrupted VM still runs"
+echo "ok: nothing left after Ctrl-C"

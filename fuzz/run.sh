@@ -1,0 +1,19 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# run.sh - build the libFuzzer harnesses from the real sources and run each
+# briefly (FUZZ_SECONDS, default 20). Exit status non-zero on any finding.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${FUZZ_OUT:-build-fuzz}
+SECS=${FUZZ_SECONDS:-20}
+mkdir -p "$OUT"
+CFLAGS=(-std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude)
+clang "${CFLAGS[@]}" -o "$OUT/fuzz-qmp" fuzz/fuzz-qmp.c lib/qmp.c -ljansson
+clang "${CFLAGS[@]}" -o "$OUT/fuzz-jobout" fuzz/fuzz-jobout.c lib/jobout.c lib/util.c -lm
+for f in qmp jobout; do
+	mkdir -p "$OUT/corpus-$f"
+	cp fuzz/seeds/$f/* "$OUT/corpus-$f/" 2>/dev/null || true
+	echo "fuzz-$f: ${SECS}s"
+	"$OUT/fuzz-$f" -max_total_time="$SECS" -max_len=4096 -timeout=5 \
+		-print_final_stats=0 "$OUT/corpus-$f" 2>&1 | tail -2
+done
