@@ -145,29 +145,6 @@ int gv_image_import(gv_host *h, const char *name, const char *file, gv_err *e)
 	return r;
 }
 
-/* Run @argv with stdout/stderr to @log_fd (or /dev/null). */
-static int run_logged(char *const argv[], int log_fd)
-{
-	pid_t pid = fork();
-	int st;
-
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDWR);
-		dup2(null, 0);
-		dup2(log_fd >= 0 ? log_fd : null, 1);
-		dup2(log_fd >= 0 ? log_fd : null, 2);
-		execvp(argv[0], argv);
-		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 static uint64_t du_bytes(const char *dir)
 {
 	char *argv[] = { "du", "-sxb", (char *)dir, NULL }, *out = NULL;
@@ -190,7 +167,7 @@ static int make_ext4(const char *root, const char *img, int log_fd, gv_err *e)
 	char *argv[] = { "mkfs.ext4", "-q", "-F", "-L", "gridvm-root", "-d",
 			 (char *)root, (char *)img, sz, NULL };
 	dprintf(log_fd, "gridvm: making a %s ext4 image from %s\n", sz, root);
-	r = run_logged(argv, log_fd);
+	r = gv_run_to_fd(argv, log_fd, false);
 	if (r != 0)
 		return gv_err_set(e, -EIO, "mkfs.ext4 failed (exit %d)", r);
 	return 0;
@@ -224,7 +201,7 @@ int gv_image_build(gv_host *h, const char *name, const char *suite,
 			 NULL };
 	dprintf(log_fd, "gridvm: debootstrap %s into %s (this takes minutes)\n", suite,
 		root);
-	r = run_logged(argv, log_fd);
+	r = gv_run_to_fd(argv, log_fd, false);
 	if (r != 0) {
 		r = gv_err_set(e, -EIO, "debootstrap %s failed (exit %d); see the log "
 			       "above", suite, r);

@@ -313,6 +313,30 @@ int gv_run(char *const argv[], char **output)
 	return 128 + WTERMSIG(status);
 }
 
+int gv_run_to_fd(char *const argv[], int fd, bool new_session)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		if (new_session)
+			setsid();
+		dup2(null, 0);
+		dup2(fd >= 0 ? fd : null, 1);
+		dup2(fd >= 0 ? fd : null, 2);
+		execvp(argv[0], argv);
+		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 bool gv_pid_alive(pid_t pid)
 {
 	char path[64], *buf = NULL, *p;

@@ -148,26 +148,12 @@ static int read_pid(const char *pidfile)
 
 static int exec_qemu(char **argv, const gv_vmpaths *p)
 {
-	pid_t pid = fork();
-	int status;
+	int log = open(p->qemulog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	int rc = gv_run_to_fd(argv, log, true);
 
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		int log = open(p->qemulog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		int null = open("/dev/null", O_RDWR);
-		setsid();
-		dup2(null, 0);
-		dup2(log >= 0 ? log : null, 1);
-		dup2(log >= 0 ? log : null, 2);
-		execvp(argv[0], argv);
-		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	if (log >= 0)
+		close(log);
+	return rc;
 }
 
 /* Start QEMU paused (-S) for @r; on success r->pid is set. */

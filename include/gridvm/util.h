@@ -48,6 +48,11 @@ int gv_read_file(const char *path, char **buf, size_t *len) GV_WUR;
  * status (0..255), 128+signal, or a negative errno if it could not run. */
 int gv_run(char *const argv[], char **output) GV_WUR;
 
+/* Run @argv with stdin from /dev/null and stdout+stderr to @fd (or
+ * /dev/null if @fd < 0), in a new session if @setsid; wait for it.
+ * @return as gv_run. */
+int gv_run_to_fd(char *const argv[], int fd, bool new_session) GV_WUR;
+
 /* Is the process alive (and not a zombie)? */
 bool gv_pid_alive(pid_t pid);
 

@@ -89,7 +89,7 @@ static int simple_verb(int argc, char **argv, const char *verb, const char *done
 	int c, rc;
 	gv_client *cl;
 
-	while ((c = getopt_long(argc, argv, "+t:fh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:fh", opts, NULL)) != -1) {
 		if (c == 't' && is_stop && gv_parse_duration_ms(optarg, &ms) == 0)
 			json_object_set_new(body, "timeout_ms", json_integer((json_int_t)ms));
 		else if (c == 'f' && is_stop)
