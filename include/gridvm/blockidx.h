@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * blockidx.h - the block index of one image: the SHA-256 of every
+ * fixed-size block, zero blocks marked, plus the SHA-256 of the whole
+ * image. Written next to the image as NAME.gvidx (format: docs/blockidx.md)
+ * and rebuilt when the image changes (size or mtime differ from what the
+ * index recorded).
+ */
+#ifndef GRIDVM_BLOCKIDX_H
+#define GRIDVM_BLOCKIDX_H
+
+#include <gridvm/util.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#define GV_HASH_LEN 32
+#define GV_BLOCKIDX_DEFAULT_SHIFT 12 /* 4 KiB */
+
+typedef struct gv_blockidx {
+	uint32_t block_shift;     /* block size = 1 << block_shift (9..24) */
+	uint64_t image_size;      /* bytes; the last block may be short */
+	uint64_t nblocks;
+	uint64_t image_mtime_ns;  /* of the image when indexed */
+	uint8_t image_sha256[GV_HASH_LEN];
+	uint8_t *hashes;          /* nblocks * 32 bytes; all-zero = zero block */
+	uint64_t zero_blocks;
+} gv_blockidx;
+
+/* Is block @i all zeros (never stored, never sent)? */
+static inline bool gv_blockidx_is_zero(const gv_blockidx *x, uint64_t i)
+{
+	static const uint8_t z[GV_HASH_LEN];
+	return memcmp(x->hashes + i * GV_HASH_LEN, z, GV_HASH_LEN) == 0;
+}
+
+void gv_blockidx_free(gv_blockidx *x);
+
+/* Hash the raw image file @path with @threads threads (0 = all CPUs).
+ * @progress, if not NULL, is called now and then with bytes done.
+ * @return 0 or a negative errno. */
+int gv_blockidx_build(const char *path, uint32_t block_shift, unsigned threads,
+		      void (*progress)(void *ud, uint64_t done, uint64_t total),
+		      void *ud, gv_blockidx **out) GV_WUR;
+
+/* Serialize / parse the file format; load verifies the trailer checksum
+ * and every header field (-EBADMSG for a corrupt file). */
+int gv_blockidx_save(const gv_blockidx *x, const char *path) GV_WUR;
+int gv_blockidx_load(const char *path, gv_blockidx **out) GV_WUR;
+/* Parse from memory (for the fuzzer and the transfer protocol). */
+int gv_blockidx_parse(const uint8_t *buf, size_t len, gv_blockidx **out) GV_WUR;
+/* The serialized bytes (malloc'd). */
+int gv_blockidx_serialize(const gv_blockidx *x, uint8_t **buf, size_t *len) GV_WUR;
+
+/* The index of image file @image_path kept at @idx_path: loaded if it is
+ * current, else (re)built and saved. */
+int gv_blockidx_get(const char *image_path, const char *idx_path,
+		    uint32_t block_shift, gv_blockidx **out) GV_WUR;
+
+#endif
