@@ -10,7 +10,9 @@ mkdir -p "$OUT"
 CFLAGS=(-std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude)
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-qmp" fuzz/fuzz-qmp.c lib/qmp.c -ljansson
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-jobout" fuzz/fuzz-jobout.c lib/jobout.c lib/util.c -lm
-for f in qmp jobout; do
+clang "${CFLAGS[@]}" -o "$OUT/fuzz-blockidx" fuzz/fuzz-blockidx.c lib/blockidx.c lib/util.c \
+	-lcrypto -lm -lpthread
+for f in qmp jobout blockidx; do
 	mkdir -p "$OUT/corpus-$f"
 	cp fuzz/seeds/$f/* "$OUT/corpus-$f/" 2>/dev/null || true
 	echo "fuzz-$f: ${SECS}s"

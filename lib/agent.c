@@ -251,6 +251,24 @@ static enum MHD_Result image_build(gv_agent *a, struct MHD_Connection *c, json_t
 	return ret;
 }
 
+static enum MHD_Result image_similarity(gv_agent *a, struct MHD_Connection *c,
+					json_t *body)
+{
+	json_t *names = json_object_get(body, "names"), *v, *out = NULL;
+	char **n = calloc(json_array_size(names) + 1, sizeof(*n));
+	gv_err e = { "" };
+	size_t i;
+	int rc;
+
+	if (!n)
+		abort();
+	json_array_foreach(names, i, v)
+		n[i] = (char *)(json_string_value(v) ? json_string_value(v) : "");
+	rc = gv_image_similarity(a->h, n, json_array_size(names), &out, &e);
+	free(n);
+	return send_result(c, rc, &e, out);
+}
+
 static enum MHD_Result route_images(gv_agent *a, struct MHD_Connection *c,
 				    const char *method, const char *rest, json_t *body)
 {
@@ -269,6 +287,16 @@ static enum MHD_Result route_images(gv_agent *a, struct MHD_Connection *c,
 	}
 	if (!strcmp(rest, "/build") && !strcmp(method, "POST"))
 		return image_build(a, c, body);
+	if (!strcmp(rest, "/similarity") && !strcmp(method, "POST"))
+		return image_similarity(a, c, body);
+	if (*rest == '/' && strlen(rest) > 7 && !strcmp(rest + strlen(rest) - 6, "/index") &&
+	    !strcmp(method, "POST")) {
+		char name[128];
+		json_t *out = NULL;
+		snprintf(name, sizeof(name), "%.*s", (int)(strlen(rest) - 7), rest + 1);
+		rc = gv_image_index(a->h, name, &out, &e);
+		return send_result(c, rc, &e, out);
+	}
 	if (*rest == '/' && !strcmp(method, "DELETE")) {
 		rc = gv_image_delete(a->h, rest + 1, &e);
 		return send_result(c, rc, &e, NULL);

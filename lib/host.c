@@ -68,6 +68,7 @@ void gv_host_close(gv_host *h)
 	if (!h)
 		return;
 	gv_store_close(h->store);
+	gv_hostidx_close(h->hostidx);
 	while (h->locks) {
 		struct vmlock *l = h->locks;
 		h->locks = l->next;
@@ -113,6 +114,23 @@ void host_vm_unlock(gv_host *h, struct vmlock *l)
 	pthread_mutex_lock(&h->mu);
 	l->refs--;
 	pthread_mutex_unlock(&h->mu);
+}
+
+int host_hostidx(gv_host *h, gv_hostidx **out, gv_err *e)
+{
+	char *dir;
+	int r = 0;
+
+	if (!h->hostidx) {
+		dir = gv_strdupf("%s/hostidx", h->datadir);
+		r = gv_hostidx_open(dir, &h->hostidx);
+		if (r < 0)
+			gv_err_set(e, r, "cannot open the host block index in %s: %s", dir,
+				   strerror(-r));
+		free(dir);
+	}
+	*out = h->hostidx;
+	return r;
 }
 
 int host_get(gv_host *h, const char *name, gv_vmrec **out, gv_err *e)

@@ -4,6 +4,7 @@
 #define GRIDVM_HOST_INTERNAL_H
 
 #include <gridvm/host.h>
+#include <gridvm/hostidx.h>
 #include <gridvm/qmp.h>
 #include <pthread.h>
 
@@ -20,7 +21,11 @@ struct gv_host {
 	gv_accel accel;
 	pthread_mutex_t mu; /* protects the lock list */
 	struct vmlock *locks;
+	gv_hostidx *hostidx; /* opened on first use, under @mu */
 };
+
+/* The host-wide block index, opened on first use. Call with h->mu held. */
+int host_hostidx(gv_host *h, gv_hostidx **out, gv_err *e);
 
 /* Per-VM lock; unlock with host_vm_unlock. */
 struct vmlock *host_vm_lock(gv_host *h, const char *name);
@@ -43,5 +48,8 @@ int host_qmp(const gv_vmpaths *p, gv_qmp **q, gv_err *e);
 /* One command on a fresh connection. */
 int host_qmp_cmd(const gv_vmpaths *p, const char *cmd, json_t *args,
 		 int timeout_ms, json_t **ret, gv_err *e);
+
+/* Forget an image's block index (it left the store). */
+void image_unindex(gv_host *h, const char *name);
 
 #endif

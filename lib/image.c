@@ -243,6 +243,8 @@ int gv_image_delete(gv_host *h, const char *name, gv_err *e)
 	gv_strv_free(names);
 	if (r == 0 && unlink(path) < 0)
 		r = gv_err_set(e, -errno, "cannot delete %s: %s", path, strerror(errno));
+	if (r == 0)
+		image_unindex(h, name);
 	free(path);
 	return r;
 }

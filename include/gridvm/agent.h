@@ -12,6 +12,8 @@
  *          raw bytes; headers X-Gridvm-State and X-Gridvm-Offset
  *   GET    /v1/images                 DELETE /v1/images/NAME
  *   POST   /v1/images/import          {"name", "file"}
+ *   POST   /v1/images/NAME/index      block index + host-wide index
+ *   POST   /v1/images/similarity      {"names": [...]}
  *   POST   /v1/images/build           {"name", "suite", "packages", "mirror"}
  *          streams log lines as text/plain, then a last line
  *          "GRIDVM-RESULT <json>" with {"ok": bool, "error": "..."}

@@ -27,6 +27,18 @@ int gv_image_build(gv_host *h, const char *name, const char *suite,
 		   const char *packages, const char *mirror, int log_fd,
 		   gv_err *e) GV_WUR;
 
+/* Build (or load, if current) the block index of raw image @name, next
+ * to it as NAME.gvidx, and register the image in the host-wide block
+ * index. *summary: name, block_size, blocks, zero_blocks, image_sha256,
+ * seconds, rebuilt. */
+int gv_image_index(gv_host *h, const char *name, json_t **summary, gv_err *e) GV_WUR;
+
+/* The similarity table of @n images (their block indexes are built if
+ * needed). *out: {"images": [...], "block_size": N, "rows": [{"name",
+ * "nonzero_blocks", "in": {other: share...}, "in_all_others": share}]}. */
+int gv_image_similarity(gv_host *h, char *const *names, size_t n, json_t **out,
+			gv_err *e) GV_WUR;
+
 /* Delete an image no VM uses. */
 int gv_image_delete(gv_host *h, const char *name, gv_err *e) GV_WUR;
 

@@ -168,11 +168,107 @@ static int image_delete(int argc, char **argv)
 	return rc;
 }
 
+static int image_index(int argc, char **argv)
+{
+	json_t *out = NULL;
+	char *path;
+	gv_client *cl;
+	int rc;
+	bool json = argc > 2 && !strcmp(argv[2], "--json");
+
+	if (cli_wants_help(argc, argv))
+		return img_usage(stdout, "Usage: gridvm image index NAME [--json]\n"
+					 "Hash every 4 KiB block of a raw image (SHA-256, zero blocks\n"
+					 "marked), keep the index next to the image, and add the image\n"
+					 "to this host's block index.\n");
+	if (argc < 2 || argv[1][0] == '-')
+		return cli_error("usage: gridvm image index NAME [--json]"), 2;
+	if (!cli_name_ok(argv[1], "image"))
+		return 2;
+	cl = cli_connect();
+	path = gv_strdupf("/v1/images/%s/index", argv[1]);
+	rc = cli_call(cl, "POST", path, NULL, &out) < 0 ? 1 : 0;
+	if (rc == 0 && json) {
+		cli_print_json(out);
+	} else if (rc == 0) {
+		char a[32];
+		uint64_t size = (uint64_t)json_integer_value(json_object_get(out, "image_size"));
+		double secs = json_real_value(json_object_get(out, "seconds"));
+		printf("%s: %s, %lld blocks of %lld bytes, %lld zero\nsha256 %s\n"
+		       "index %s (%.2f s%s)\n", argv[1], gv_fmt_size(size, a, sizeof(a)),
+		       json_integer_value(json_object_get(out, "blocks")),
+		       json_integer_value(json_object_get(out, "block_size")),
+		       json_integer_value(json_object_get(out, "zero_blocks")),
+		       json_string_value(json_object_get(out, "image_sha256")),
+		       json_string_value(json_object_get(out, "index")), secs,
+		       json_is_true(json_object_get(out, "was_indexed")) ? "" : ", new");
+	}
+	json_decref(out);
+	free(path);
+	gv_client_free(cl);
+	return rc;
+}
+
+static int image_similarity(int argc, char **argv)
+{
+	json_t *body = json_pack("{s:[]}", "names"), *out = NULL, *row;
+	bool json = false;
+	size_t i;
+	int rc;
+	gv_client *cl;
+
+	if (cli_wants_help(argc, argv))
+		return img_usage(stdout, "Usage: gridvm image similarity A B [C...] [--json]\n"
+					 "For each image, the share of its non-zero blocks found in\n"
+					 "each other image and in all the others together.\n");
+	for (int k = 1; k < argc; k++) {
+		if (!strcmp(argv[k], "--json"))
+			json = true;
+		else if (cli_name_ok(argv[k], "image"))
+			json_array_append_new(json_object_get(body, "names"), json_string(argv[k]));
+		else
+			return 2;
+	}
+	if (json_array_size(json_object_get(body, "names")) < 2)
+		return cli_error("name two images or more"), 2;
+	cl = cli_connect();
+	rc = cli_call(cl, "POST", "/v1/images/similarity", body, &out) < 0 ? 1 : 0;
+	if (rc == 0 && json)
+		cli_print_json(out);
+	else if (rc == 0) {
+		json_t *rows = json_object_get(out, "rows");
+		printf("%-16s %12s", "image", "blocks");
+		json_array_foreach(rows, i, row)
+			printf(" %12.12s", json_string_value(json_object_get(row, "name")));
+		printf(" %12s\n", "all others");
+		json_array_foreach(rows, i, row) {
+			json_t *in = json_object_get(row, "in"), *r2;
+			size_t j;
+			printf("%-16s %12lld", json_string_value(json_object_get(row, "name")),
+			       json_integer_value(json_object_get(row, "nonzero_blocks")));
+			json_array_foreach(rows, j, r2) {
+				json_t *v = json_object_get(in, json_string_value(json_object_get(r2, "name")));
+				if (j == i)
+					printf(" %12s", "-");
+				else
+					printf(" %11.1f%%", 100 * json_real_value(v));
+			}
+			printf(" %11.1f%%\n", 100 * json_real_value(json_object_get(row, "in_all_others")));
+		}
+	}
+	json_decref(body);
+	json_decref(out);
+	gv_client_free(cl);
+	return rc;
+}
+
 static const struct cli_cmd image_cmds[] = {
 	{ "build", image_build, "build a Debian image with debootstrap" },
 	{ "list", image_list, "list images (--json)" },
 	{ "import", image_import, "import a raw or qcow2 image file" },
 	{ "delete", image_delete, "delete an unused image" },
+	{ "index", image_index, "hash an image's blocks into its block index" },
+	{ "similarity", image_similarity, "share of blocks images have in common" },
 	{ NULL, NULL, NULL } };
 
 int cmd_image(int argc, char **argv)
