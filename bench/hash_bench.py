@@ -24,8 +24,9 @@ MIB = 1 << 20
 ZERO_EVERY = 8  # one 4 MiB region in 8 is zeros: 12.5 % zero blocks
 
 
-def sh(argv, **kw):
-    return subprocess.run(argv, check=True, capture_output=True, text=True, **kw).stdout
+def sh(argv):
+    return subprocess.run(argv, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          text=True).stdout
 
 
 def build_bench():
@@ -87,8 +88,7 @@ def bench_file(path, runs):
 
 
 def openssl_speed():
-    out = sh(["openssl", "speed", "-evp", "sha256", "-bytes", "4096", "-seconds", "3"],
-             stderr=subprocess.DEVNULL)
+    out = sh(["openssl", "speed", "-evp", "sha256", "-bytes", "4096", "-seconds", "3"])
     kbs = float(out.strip().splitlines()[-1].split()[-1].rstrip("k"))
     return kbs * 1000  # bytes per second
 

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,69 +183,112 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 	return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
 }
 
-/* Image builds stream their log through a pipe into the response. */
-struct build {
+/* Long jobs (image build, image fetch) stream their log lines through a
+ * pipe into the response; the last line is "GRIDVM-RESULT <json>". */
+struct stream_job;
+typedef json_t *(*stream_fn)(struct stream_job *j);
+
+struct stream_job {
 	gv_agent *a;
 	json_t *body;
 	int wfd, rfd;
+	stream_fn fn;
 };
 
-static void *build_thread(void *arg)
+static json_t *job_result(int rc, gv_err *e, json_t *extra)
 {
-	struct build *b = arg;
-	gv_err e = { "" };
-	int rc = gv_image_build(b->a->h, jstr(b->body, "name") ? jstr(b->body, "name") : "",
-				jstr(b->body, "suite"), jstr(b->body, "packages"),
-				jstr(b->body, "mirror"), b->wfd, &e);
 	json_t *res = json_pack("{s:b}", "ok", rc == 0);
-	char *s;
 
 	if (rc < 0)
-		json_object_set_new(res, "error", json_string(e.msg));
-	s = json_dumps(res, JSON_COMPACT);
-	dprintf(b->wfd, "GRIDVM-RESULT %s\n", s);
+		json_object_set_new(res, "error", json_string(e->msg));
+	if (extra)
+		json_object_set_new(res, "summary", extra);
+	return res;
+}
+
+static json_t *build_job(struct stream_job *j)
+{
+	gv_err e = { "" };
+	const char *name = jstr(j->body, "name");
+	int rc = gv_image_build(j->a->h, name ? name : "", jstr(j->body, "suite"),
+				jstr(j->body, "packages"), jstr(j->body, "mirror"), j->wfd, &e);
+
+	return job_result(rc, &e, NULL);
+}
+
+static void fetch_progress(void *ud, const json_t *p)
+{
+	struct stream_job *j = ud;
+	char *s = json_dumps(p, JSON_COMPACT);
+
+	dprintf(j->wfd, "PROGRESS %s\n", s);
+	free(s);
+}
+
+static json_t *fetch_job(struct stream_job *j)
+{
+	gv_err e = { "" };
+	json_t *sum = NULL;
+	gv_image_fetch_opts o = {
+		.name = jstr(j->body, "name"), .from = jstr(j->body, "from"),
+		.as = jstr(j->body, "as"), .codec = jstr(j->body, "codec"),
+		.level = (int)json_integer_value(json_object_get(j->body, "level")),
+		.timeout_ms = (int)json_integer_value(json_object_get(j->body, "timeout_ms")),
+		.no_local = json_is_true(json_object_get(j->body, "no_local")),
+		.progress = fetch_progress, .ud = j };
+	int rc = gv_image_fetch(j->a->h, &o, &sum, &e);
+
+	return job_result(rc, &e, sum);
+}
+
+static void *stream_thread(void *arg)
+{
+	struct stream_job *j = arg;
+	json_t *res = j->fn(j);
+	char *s = json_dumps(res, JSON_COMPACT);
+
+	dprintf(j->wfd, "GRIDVM-RESULT %s\n", s);
 	free(s);
 	json_decref(res);
-	json_decref(b->body);
-	close(b->wfd);
+	json_decref(j->body);
+	close(j->wfd);
 	return NULL;
 }
 
-static ssize_t build_read(void *cls, uint64_t pos, char *buf, size_t max)
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
-	struct build *b = cls;
+	struct stream_job *j = cls;
 	ssize_t n;
 
 	do
-		n = read(b->rfd, buf, max);
+		n = read(j->rfd, buf, max);
 	while (n < 0 && errno == EINTR);
 	return n > 0 ? n : MHD_CONTENT_READER_END_OF_STREAM;
 }
 
-static void build_free(void *cls)
+static void stream_free(void *cls)
 {
-	struct build *b = cls;
+	struct stream_job *j = cls;
 
-	close(b->rfd);
-	free(b);
+	close(j->rfd);
+	free(j);
 }
 
-static enum MHD_Result image_build(gv_agent *a, struct MHD_Connection *c, json_t *body)
+static enum MHD_Result stream(gv_agent *a, struct MHD_Connection *c, json_t *body,
+			      stream_fn fn)
 {
-	struct build *b = calloc(1, sizeof(*b));
+	struct stream_job *j = calloc(1, sizeof(*j));
 	int p[2];
 	pthread_t t;
 
-	if (!b || pipe2(p, O_CLOEXEC) < 0)
+	if (!j || pipe2(p, O_CLOEXEC) < 0)
 		abort();
-	b->a = a;
-	b->body = json_incref(body);
-	b->rfd = p[0];
-	b->wfd = p[1];
-	pthread_create(&t, NULL, build_thread, b);
+	signal(SIGPIPE, SIG_IGN); /* a client that goes away must not kill us */
+	*j = (struct stream_job){ a, json_incref(body), p[1], p[0], fn };
+	pthread_create(&t, NULL, stream_thread, j);
 	pthread_detach(t);
 	struct MHD_Response *r = MHD_create_response_from_callback(
-		MHD_SIZE_UNKNOWN, 4096, build_read, b, build_free);
+		MHD_SIZE_UNKNOWN, 4096, stream_read, j, stream_free);
 	MHD_add_response_header(r, "Content-Type", "text/plain");
 	enum MHD_Result ret = MHD_queue_response(c, 200, r);
 	MHD_destroy_response(r);
@@ -286,7 +330,9 @@ static enum MHD_Result route_images(gv_agent *a, struct MHD_Connection *c,
 		return send_result(c, rc, &e, NULL);
 	}
 	if (!strcmp(rest, "/build") && !strcmp(method, "POST"))
-		return image_build(a, c, body);
+		return stream(a, c, body, build_job);
+	if (!strcmp(rest, "/fetch") && !strcmp(method, "POST"))
+		return stream(a, c, body, fetch_job);
 	if (!strcmp(rest, "/similarity") && !strcmp(method, "POST"))
 		return image_similarity(a, c, body);
 	if (*rest == '/' && strlen(rest) > 7 && !strcmp(rest + strlen(rest) - 6, "/index") &&

@@ -36,7 +36,9 @@ int gv_host_open(const char *datadir, gv_host **out, gv_err *e)
 	if (!h)
 		abort();
 	h->datadir = strdup(datadir);
+	h->grid_key = gv_strdupf("%s/grid.key", datadir);
 	pthread_mutex_init(&h->mu, NULL);
+	pthread_mutex_init(&h->idx_mu, NULL);
 	r = gv_mkdir_p(vmdir, 0755);
 	if (r < 0) {
 		gv_err_set(e, r, "cannot create %s: %s", vmdir, strerror(-r));
@@ -76,6 +78,8 @@ void gv_host_close(gv_host *h)
 		free(l);
 	}
 	pthread_mutex_destroy(&h->mu);
+	pthread_mutex_destroy(&h->idx_mu);
+	free(h->grid_key);
 	free(h->datadir);
 	free(h);
 }

@@ -21,10 +21,12 @@ struct gv_host {
 	gv_accel accel;
 	pthread_mutex_t mu; /* protects the lock list */
 	struct vmlock *locks;
-	gv_hostidx *hostidx; /* opened on first use, under @mu */
+	gv_hostidx *hostidx; /* opened on first use, under @idx_mu */
+	pthread_mutex_t idx_mu;
+	char *grid_key;      /* path of the grid key file */
 };
 
-/* The host-wide block index, opened on first use. Call with h->mu held. */
+/* The host-wide block index, opened on first use. Call with h->idx_mu held. */
 int host_hostidx(gv_host *h, gv_hostidx **out, gv_err *e);
 
 /* Per-VM lock; unlock with host_vm_unlock. */

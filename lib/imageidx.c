@@ -68,12 +68,12 @@ int gv_image_index(gv_host *h, const char *name, json_t **summary, gv_err *e)
 	r = image_blockidx(h, name, &path, &idx_path, &bi, e);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&h->mu);
+	pthread_mutex_lock(&h->idx_mu);
 	r = host_hostidx(h, &hi, e);
 	if (r == 0 && (r = gv_hostidx_add(hi, name, path, idx_path, bi, NULL)) < 0)
 		gv_err_set(e, r, "cannot add %s to the host block index: %s", name,
 			   strerror(-r));
-	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_unlock(&h->idx_mu);
 	if (r == 0) {
 		sha = hex(bi->image_sha256, GV_HASH_LEN);
 		*summary = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:f, s:s}", "name", name,
@@ -148,12 +148,12 @@ void image_unindex(gv_host *h, const char *name)
 	char *idx = gv_strdupf("%s/images/%s.gvidx", h->datadir, name);
 	gv_hostidx *hi;
 
-	pthread_mutex_lock(&h->mu);
+	pthread_mutex_lock(&h->idx_mu);
 	if (host_hostidx(h, &hi, NULL) == 0) {
 		int r = gv_hostidx_remove(hi, name); /* -ENOENT: never indexed */
 		(void)r;
 	}
-	pthread_mutex_unlock(&h->mu);
+	pthread_mutex_unlock(&h->idx_mu);
 	unlink(idx);
 	free(idx);
 }

@@ -14,6 +14,8 @@
  *   POST   /v1/images/import          {"name", "file"}
  *   POST   /v1/images/NAME/index      block index + host-wide index
  *   POST   /v1/images/similarity      {"names": [...]}
+ *   POST   /v1/images/fetch           {"name", "from", "as", "codec", "level"}
+ *          streams "PROGRESS <json>" lines, then "GRIDVM-RESULT <json>"
  *   POST   /v1/images/build           {"name", "suite", "packages", "mirror"}
  *          streams log lines as text/plain, then a last line
  *          "GRIDVM-RESULT <json>" with {"ok": bool, "error": "..."}

@@ -39,6 +39,31 @@ int gv_image_index(gv_host *h, const char *name, json_t **summary, gv_err *e) GV
 int gv_image_similarity(gv_host *h, char *const *names, size_t n, json_t **out,
 			gv_err *e) GV_WUR;
 
+typedef struct gv_image_fetch_opts {
+	const char *name;     /* image on the source */
+	const char *from;     /* HOST or HOST:PORT of the source agent */
+	const char *as;       /* local name, NULL = the same */
+	const char *codec;    /* none, zlib, lz4, zstd (default zstd) */
+	int level;
+	int timeout_ms;
+	bool no_local;        /* do not use blocks this host holds */
+	void (*progress)(void *ud, const json_t *p);
+	void *ud;
+} gv_image_fetch_opts;
+
+/* Fetch an image from another host's agent with the deduplicating
+ * transfer (xfer.h); the image is indexed on arrival. */
+int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
+		   gv_err *e) GV_WUR;
+
+/* The grid key file the host uses (default DATADIR/grid.key). */
+void gv_host_set_grid_key(gv_host *h, const char *path);
+const char *gv_host_grid_key(gv_host *h);
+
+/* The transfer server's resolver (gv_xfer_resolve_fn) over the store of
+ * the gv_host passed as @ud: raw images only. */
+int image_xfer_resolve(void *ud, const char *name, char **path, char **idx_path);
+
 /* Delete an image no VM uses. */
 int gv_image_delete(gv_host *h, const char *name, gv_err *e) GV_WUR;
 

@@ -2,7 +2,13 @@
 /* builtin-host.c - `gridvm host info`: accelerator choice and host facts. */
 #include "cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <gridvm/util.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int host_info(int argc, char **argv)
 {
@@ -34,7 +40,39 @@ static int host_info(int argc, char **argv)
 	return 0;
 }
 
+static int host_keygen(int argc, char **argv)
+{
+	uint8_t key[32];
+	char hex[65], *path;
+	int fd;
+
+	if (cli_wants_help(argc, argv)) {
+		puts("Usage: gridvm host keygen [FILE]\n"
+		     "Make a new grid key (default DATA/grid.key). Copy the same file to\n"
+		     "every host of the grid: agents serve images only to peers holding it.");
+		return 0;
+	}
+	path = argc > 1 ? strdup(argv[1]) : gv_strdupf("%s/grid.key", gv_data_dir());
+	if (RAND_bytes(key, sizeof(key)) != 1)
+		return cli_error("no randomness"), 1;
+	for (int i = 0; i < 32; i++)
+		sprintf(hex + 2 * i, "%02x", key[i]);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		cli_error("cannot create %s: %s%s", path, strerror(errno),
+			  errno == EEXIST ? " (remove it first to replace the key)" : "");
+		free(path);
+		return 1;
+	}
+	dprintf(fd, "%s\n", hex);
+	close(fd);
+	printf("wrote a new grid key to %s\n", path);
+	free(path);
+	return 0;
+}
+
 static const struct cli_cmd host_cmds[] = {
+	{ "keygen", host_keygen, "make a new grid key for authenticating hosts" },
 	{ "info", host_info, "accelerator, QEMU version, cgroups, guest kernel" },
 	{ NULL, NULL, NULL } };
 

@@ -6,6 +6,7 @@
 #include <gridvm/util.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int img_usage(FILE *f, const char *text)
 {
@@ -262,11 +263,147 @@ static int image_similarity(int argc, char **argv)
 	return rc;
 }
 
+struct fetch_ui {
+	bool tty, json;
+	json_t *result;
+};
+
+static void progress_bar(const json_t *p)
+{
+	double total = (double)json_integer_value(json_object_get(p, "blocks_total"));
+	double done = (double)json_integer_value(json_object_get(p, "blocks_done"));
+	double local = (double)json_integer_value(json_object_get(p, "blocks_local"));
+	double secs = json_real_value(json_object_get(p, "seconds"));
+	double wire = (double)json_integer_value(json_object_get(p, "bytes_on_wire"));
+	double frac = total > 0 ? done / total : 0, rate = secs > 0 ? wire / secs : 0;
+	double eta = frac > 0.001 ? secs / frac - secs : 0;
+	char bar[31], w[32];
+	int fill = (int)(frac * 30);
+
+	memset(bar, '#', (size_t)fill);
+	memset(bar + fill, '.', (size_t)(30 - fill));
+	bar[30] = '\0';
+	fprintf(stderr, "\r%-7s [%s] %5.1f%%  %9s on wire  %7.2f MB/s  local %4.1f%%  ETA %3.0fs ",
+		json_string_value(json_object_get(p, "phase")), bar, 100 * frac,
+		gv_fmt_size((uint64_t)wire, w, sizeof(w)), rate / 1e6,
+		total > 0 ? 100 * local / total : 0, eta);
+}
+
+static void on_fetch_line(void *ud, const char *line)
+{
+	struct fetch_ui *ui = ud;
+
+	if (!strncmp(line, "PROGRESS ", 9)) {
+		json_t *p = json_loads(line + 9, 0, NULL);
+		if (p && ui->tty)
+			progress_bar(p);
+		json_decref(p);
+	} else if (!strncmp(line, "GRIDVM-RESULT ", 14)) {
+		ui->result = json_loads(line + 14, 0, NULL);
+	}
+}
+
+static void print_fetch_summary(const char *name, json_t *s)
+{
+	char a[32], b[32];
+
+#define I(k) ((long long)json_integer_value(json_object_get(s, k)))
+	printf("fetched %s: %s in %.2f s, %s on the wire\n", name,
+	       gv_fmt_size((uint64_t)I("image_size"), a, sizeof(a)),
+	       json_real_value(json_object_get(s, "seconds")),
+	       gv_fmt_size((uint64_t)I("bytes_on_wire"), b, sizeof(b)));
+	printf("blocks: %lld total, %lld zero, %lld found locally, %lld resumed, "
+	       "%lld sent (%s)\nsha256 %s\n", I("blocks_total"), I("blocks_zero"),
+	       I("blocks_local"), I("blocks_resumed"), I("blocks_remote"),
+	       json_string_value(json_object_get(s, "codec")),
+	       json_string_value(json_object_get(s, "image_sha256")));
+#undef I
+}
+
+static int image_fetch(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "from", required_argument, NULL, 'f' },
+		{ "as", required_argument, NULL, 'a' },
+		{ "compress", required_argument, NULL, 'c' },
+		{ "no-local", no_argument, NULL, 'n' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "help", no_argument, NULL, 'h' }, { 0 } };
+	static const char help[] =
+		"Usage: gridvm image fetch NAME --from HOST[:PORT] [OPTIONS]\n"
+		"Copy image NAME from another host's agent, sending only the blocks\n"
+		"this host does not hold already. Resumes when re-run after a failure.\n\n"
+		"  -f, --from HOST[:PORT]   the source agent (port 7878 by default)\n"
+		"  -a, --as NAME            local name (default: the same)\n"
+		"  -c, --compress C[:LEVEL] none, zlib, lz4 or zstd (default zstd)\n"
+		"      --no-local           do not reuse local blocks (for comparisons)\n"
+		"      --timeout DUR        give up when the peer is silent this long (30s)\n"
+		"      --json               print the summary as JSON\n";
+	json_t *body = json_object(), *res;
+	struct fetch_ui ui = { isatty(2), false, NULL };
+	char *err = NULL, *colon;
+	uint64_t ms;
+	int c, rc;
+	gv_client *cl;
+
+	while ((c = getopt_long(argc, argv, "f:a:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': json_object_set_new(body, "from", json_string(optarg)); break;
+		case 'a': json_object_set_new(body, "as", json_string(optarg)); break;
+		case 'n': json_object_set_new(body, "no_local", json_true()); break;
+		case 'J': ui.json = true; break;
+		case 'c':
+			colon = strchr(optarg, ':');
+			if (colon) {
+				json_object_set_new(body, "level", json_integer(atoi(colon + 1)));
+				*colon = '\0';
+			}
+			json_object_set_new(body, "codec", json_string(optarg));
+			break;
+		case 't':
+			if (gv_parse_duration_ms(optarg, &ms) < 0)
+				return cli_error("invalid --timeout '%s'", optarg), 2;
+			json_object_set_new(body, "timeout_ms", json_integer((json_int_t)ms));
+			break;
+		default:
+			return img_usage(c == 'h' ? stdout : stderr, help);
+		}
+	}
+	if (optind >= argc || !json_object_get(body, "from"))
+		return cli_error("usage: gridvm image fetch NAME --from HOST[:PORT]"), 2;
+	if (!cli_name_ok(argv[optind], "image"))
+		return 2;
+	json_object_set_new(body, "name", json_string(argv[optind]));
+	cl = cli_connect();
+	rc = gv_client_stream(cl, "/v1/images/fetch", body, on_fetch_line, &ui, &err);
+	if (ui.tty)
+		fputc('\n', stderr);
+	res = ui.result;
+	if (rc < 0)
+		cli_error("%s", err);
+	else if (!res || !json_is_true(json_object_get(res, "ok")))
+		cli_error("%s", res && json_string_value(json_object_get(res, "error"))
+					? json_string_value(json_object_get(res, "error"))
+					: "the fetch ended without a result");
+	else if (ui.json)
+		cli_print_json(json_object_get(res, "summary"));
+	else
+		print_fetch_summary(argv[optind], json_object_get(res, "summary"));
+	rc = rc == 0 && res && json_is_true(json_object_get(res, "ok")) ? 0 : 1;
+	json_decref(res);
+	json_decref(body);
+	free(err);
+	gv_client_free(cl);
+	return rc;
+}
+
 static const struct cli_cmd image_cmds[] = {
 	{ "build", image_build, "build a Debian image with debootstrap" },
 	{ "list", image_list, "list images (--json)" },
 	{ "import", image_import, "import a raw or qcow2 image file" },
 	{ "delete", image_delete, "delete an unused image" },
+	{ "fetch", image_fetch, "copy an image from another host (dedup transfer)" },
 	{ "index", image_index, "hash an image's blocks into its block index" },
 	{ "similarity", image_similarity, "share of blocks images have in common" },
 	{ NULL, NULL, NULL } };

@@ -6,6 +6,8 @@
  */
 #include <gridvm/agent.h>
 #include <gridvm/client.h>
+#include <gridvm/image.h>
+#include <gridvm/xfer.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,8 +35,12 @@ static void usage(FILE *f)
 		"  -d, --data-dir DIR  data directory (default $GRIDVM_DATA or %s)\n"
 		"  -s, --socket PATH   API socket (default DATA/gridvmd.sock)\n"
 		"      --daemon        detach and log to DATA/gridvmd.log\n"
+		"  -l, --listen ADDR   serve images to peer hosts on ADDR[:PORT] (TCP,\n"
+		"                      port %d); peers must hold the grid key\n"
+		"  -k, --grid-key FILE the grid's shared key (default DATA/grid.key;\n"
+		"                      make one with 'gridvm host keygen')\n"
 		"  -h, --help          show this help\n",
-		gv_data_dir());
+		gv_data_dir(), GV_XFER_PORT);
 }
 
 static int daemonize(const char *datadir)
@@ -74,26 +80,46 @@ static int take_lock(const char *datadir)
 	return fd;
 }
 
+static int start_transfer(gv_host *h, const char *addr, gv_xfer_server **xs, gv_err *e)
+{
+	uint8_t key[GV_XFER_KEY_LEN];
+	int r = gv_xfer_key_load(gv_host_grid_key(h), key);
+
+	if (r < 0)
+		return gv_err_set(e, r, "cannot read the grid key %s (%s); create it with "
+				  "'gridvm host keygen' and copy it to every host",
+				  gv_host_grid_key(h), strerror(-r));
+	r = gv_xfer_server_start(addr, key, image_xfer_resolve, h, xs, e->msg, sizeof(e->msg));
+	if (r == 0)
+		fprintf(stderr, "gridvmd: serving images on %s\n", addr);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "data-dir", required_argument, NULL, 'd' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "daemon", no_argument, NULL, 'D' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "grid-key", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 } };
-	char *sock = NULL;
+	char *sock = NULL, *listen = NULL, *keyfile = NULL;
+	gv_xfer_server *xs = NULL;
 	bool daemon = false;
 	gv_host *h = NULL;
 	gv_agent *a = NULL;
 	gv_err e = { "" };
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "d:s:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:s:l:k:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': setenv("GRIDVM_DATA", optarg, 1); break;
 		case 's': sock = strdup(optarg); break;
 		case 'D': daemon = true; break;
+		case 'l': listen = optarg; break;
+		case 'k': keyfile = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -119,8 +145,13 @@ int main(int argc, char **argv)
 		gv_host_reattach(h);
 		r = gv_agent_start(h, sock, &a, &e);
 	}
+	if (r == 0 && keyfile)
+		gv_host_set_grid_key(h, keyfile);
+	if (r == 0 && listen)
+		r = start_transfer(h, listen, &xs, &e);
 	if (r < 0) {
 		fprintf(stderr, "gridvmd: %s\n", e.msg);
+		gv_agent_stop(a);
 		gv_host_close(h);
 		return 1;
 	}
@@ -130,6 +161,7 @@ int main(int argc, char **argv)
 		gv_host_refresh_all(h);
 	}
 	fprintf(stderr, "gridvmd: signal %d, stopping (VMs keep running)\n", (int)quit);
+	gv_xfer_server_stop(xs);
 	gv_agent_stop(a);
 	gv_host_close(h);
 	free(sock);

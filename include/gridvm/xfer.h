@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xfer.h - the deduplicating block transfer between gridvm hosts.
+ *
+ * The source serves its images to peers that prove they hold the grid's
+ * shared key. The destination receives the image's block index first,
+ * rebuilds every block it already holds anywhere on the host (host-wide
+ * block index, each candidate verified by its SHA-256), then asks for the
+ * missing blocks in runs with many requests in flight; the source sends
+ * them compressed (none, zlib, lz4 or zstd). Every received block is
+ * checked against its hash before it is written; zero blocks are holes;
+ * the whole-image SHA-256 is checked at the end; the image appears under
+ * its name only when complete. An interrupted fetch resumes: blocks
+ * already in the partial file that match their hash are kept.
+ * Protocol: docs/transfer-protocol.md.
+ */
+#ifndef GRIDVM_XFER_H
+#define GRIDVM_XFER_H
+
+#include <gridvm/hostidx.h>
+#include <jansson.h>
+
+#define GV_XFER_PORT 7878
+#define GV_XFER_KEY_LEN 32
+
+typedef enum gv_codec {
+	GV_CODEC_NONE = 0,
+	GV_CODEC_ZLIB = 1,
+	GV_CODEC_LZ4 = 2,
+	GV_CODEC_ZSTD = 3,
+} gv_codec;
+
+/* "none", "zlib", "lz4", "zstd" <-> enum; -EINVAL if unknown. */
+int gv_codec_parse(const char *s);
+const char *gv_codec_name(gv_codec c);
+
+/* Read a grid key file: 64 hex characters (32 bytes). */
+int gv_xfer_key_load(const char *path, uint8_t key[GV_XFER_KEY_LEN]) GV_WUR;
+
+/* --- source side --------------------------------------------------- */
+
+/* Resolve an image name to its raw file and block index path; the
+ * server calls it for every OPEN. Returns 0 or a negative errno. */
+typedef int (*gv_xfer_resolve_fn)(void *ud, const char *name, char **path,
+				  char **idx_path);
+
+typedef struct gv_xfer_server gv_xfer_server;
+
+/* Listen on @addr ("IP:PORT" or "IP") and serve each peer in a thread. */
+int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
+			 gv_xfer_resolve_fn resolve, void *ud,
+			 gv_xfer_server **out, char *err, size_t errlen) GV_WUR;
+void gv_xfer_server_stop(gv_xfer_server *s);
+
+/* --- destination side ---------------------------------------------- */
+
+typedef struct gv_fetch_opts {
+	const char *host;          /* peer address */
+	int port;                  /* 0 = GV_XFER_PORT */
+	const char *image;         /* name on the source */
+	const char *dest;          /* final path of the image file */
+	gv_codec codec;
+	int level;                 /* codec level, 0 = its default */
+	unsigned window;           /* requests in flight, 0 = default (64) */
+	unsigned run_blocks;       /* max blocks per request, 0 = 256 */
+	gv_hostidx *hostidx;       /* local blocks, may be NULL */
+	const uint8_t *key;        /* GV_XFER_KEY_LEN bytes */
+	int timeout_ms;            /* per read/write, 0 = 30000 */
+	/* progress, called now and then; @done_bytes counts every block
+	 * settled (zero, local, remote) */
+	void (*progress)(void *ud, const json_t *p);
+	void *ud;
+} gv_fetch_opts;
+
+/* Fetch; on success *summary (blocks_total, blocks_zero, blocks_local,
+ * blocks_remote, blocks_resumed, bytes_on_wire, seconds, image_sha256,
+ * ...); on failure a message in @err. The partial file DEST.partial is
+ * kept for a resume unless the error makes it useless. */
+int gv_fetch(const gv_fetch_opts *o, json_t **summary, char *err, size_t errlen) GV_WUR;
+
+#endif

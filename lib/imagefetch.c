@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/* imagefetch.c - an image from another host: the store's side of the
+ * deduplicating transfer, and the resolver its server uses. */
+#include "host_internal.h"
+
+#include <gridvm/image.h>
+#include <gridvm/xfer.h>
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gv_host_set_grid_key(gv_host *h, const char *path)
+{
+	free(h->grid_key);
+	h->grid_key = strdup(path);
+}
+
+const char *gv_host_grid_key(gv_host *h)
+{
+	return h->grid_key;
+}
+
+/* "host", "host:port", "[v6]:port" */
+static int split_peer(const char *from, char *host, size_t len, int *port)
+{
+	const char *colon = strrchr(from, ':');
+
+	*port = GV_XFER_PORT;
+	if (colon && !strchr(colon, ']') && strchr(from, ':') == colon) {
+		*port = atoi(colon + 1);
+		snprintf(host, len, "%.*s", (int)(colon - from), from);
+	} else {
+		snprintf(host, len, "%s", from);
+	}
+	return *host && *port > 0 && *port < 65536 ? 0 : -EINVAL;
+}
+
+int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
+		   gv_err *e)
+{
+	const char *as = o->as && *o->as ? o->as : o->name, *fmt;
+	uint8_t key[GV_XFER_KEY_LEN];
+	char host[256], err[512], *dst, *existing = NULL;
+	gv_fetch_opts fo = { 0 };
+	gv_hostidx *hi = NULL;
+	json_t *idx = NULL;
+	int port, codec, r;
+
+	if (!o->name || !gv_name_valid(o->name) || !gv_name_valid(as))
+		return gv_err_set(e, -EINVAL, "invalid image name '%s'", o->name ? o->name : "");
+	if (!o->from || split_peer(o->from, host, sizeof(host), &port) < 0)
+		return gv_err_set(e, -EINVAL, "invalid source host '%s' (HOST[:PORT])",
+				  o->from ? o->from : "");
+	codec = gv_codec_parse(o->codec && *o->codec ? o->codec : "zstd");
+	if (codec < 0)
+		return gv_err_set(e, -EINVAL, "unknown compression '%s' (none, zlib, lz4, "
+				  "zstd)", o->codec);
+	if (gv_image_resolve(h->datadir, as, &existing, &fmt) == 0) {
+		free(existing);
+		return gv_err_set(e, -EEXIST, "an image named %s exists already", as);
+	}
+	r = gv_xfer_key_load(h->grid_key, key);
+	if (r < 0)
+		return gv_err_set(e, r, "cannot read the grid key %s: %s", h->grid_key,
+				  strerror(-r));
+	dst = gv_strdupf("%s/images/%s.img", h->datadir, as);
+	fo = (gv_fetch_opts){ .host = host, .port = port, .image = o->name, .dest = dst,
+			      .codec = (gv_codec)codec, .level = o->level, .key = key,
+			      .timeout_ms = o->timeout_ms, .progress = o->progress,
+			      .ud = o->ud };
+	pthread_mutex_lock(&h->idx_mu);
+	if (!o->no_local && host_hostidx(h, &hi, NULL) == 0)
+		fo.hostidx = hi;
+	r = gv_fetch(&fo, summary, err, sizeof(err));
+	pthread_mutex_unlock(&h->idx_mu);
+	OPENSSL_cleanse(key, sizeof(key));
+	if (r < 0)
+		gv_err_set(e, r, "%s", err);
+	else if (gv_image_index(h, as, &idx, e) < 0)
+		json_object_set_new(*summary, "index_error", json_string(e->msg));
+	json_decref(idx);
+	free(dst);
+	return r;
+}
+
+int image_xfer_resolve(void *ud, const char *name, char **path, char **idx_path)
+{
+	gv_host *h = ud;
+	const char *fmt;
+	int r = gv_image_resolve(h->datadir, name, path, &fmt);
+
+	if (r < 0)
+		return r;
+	if (strcmp(fmt, "raw")) {
+		free(*path);
+		return -ENOTSUP;
+	}
+	*idx_path = gv_strdupf("%s/images/%s.gvidx", h->datadir, name);
+	return 0;
+}

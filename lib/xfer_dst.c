@@ -1,0 +1,563 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xfer_dst.c - the destination side of the block transfer (gv_fetch).
+ *
+ * Phases: connect and authenticate; receive the block index; prepare the
+ * partial file (resuming: keep every block that already matches its hash);
+ * rebuild blocks found on this host; ask for the rest in runs with a
+ * window of requests in flight, verifying every block before writing;
+ * copy blocks that repeat inside the image; check the whole-image SHA-256;
+ * rename into place.
+ */
+#include "xfer_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+enum { B_NEEDED = 0, B_DONE = 1, B_ZERO = 2 };
+
+struct srcfd {
+	uint32_t id;
+	int fd;
+};
+
+struct fetch {
+	const gv_fetch_opts *o;
+	struct xconn c;
+	gv_blockidx *bi;
+	uint64_t bs;
+	int fd;
+	char *partial, *marker;
+	uint8_t *state;
+	uint64_t *followers; /* pairs (leader, follower) */
+	size_t nfollow;
+	uint64_t n_zero, n_local, n_remote, n_resumed, n_dup;
+	uint64_t t0, last_progress;
+	struct srcfd src[16];
+	int nsrc;
+	char *err;
+	size_t errlen;
+};
+
+static int fail(struct fetch *f, int r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct fetch *f, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(f->err, f->errlen, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+static uint64_t block_len(struct fetch *f, uint64_t b)
+{
+	uint64_t off = b * f->bs;
+
+	return off + f->bs <= f->bi->image_size ? f->bs : f->bi->image_size - off;
+}
+
+static bool hash_ok(struct fetch *f, uint64_t b, const uint8_t *data)
+{
+	uint8_t h[GV_HASH_LEN];
+
+	EVP_Digest(data, block_len(f, b), h, NULL, EVP_sha256(), NULL);
+	return memcmp(h, f->bi->hashes + b * GV_HASH_LEN, GV_HASH_LEN) == 0;
+}
+
+static void progress(struct fetch *f, const char *phase, bool force)
+{
+	uint64_t now = gv_now_ms(), done;
+	json_t *p;
+
+	if (!f->o->progress || (!force && now - f->last_progress < 200))
+		return;
+	f->last_progress = now;
+	done = f->n_zero + f->n_local + f->n_remote + f->n_resumed + f->n_dup;
+	p = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "phase", phase,
+		      "blocks_total", (json_int_t)f->bi->nblocks, "blocks_done", (json_int_t)done,
+		      "blocks_zero", (json_int_t)f->n_zero,
+		      "blocks_local", (json_int_t)(f->n_local + f->n_dup + f->n_resumed),
+		      "blocks_remote", (json_int_t)f->n_remote,
+		      "bytes_on_wire", (json_int_t)(f->c.bytes_rx + f->c.bytes_tx),
+		      "image_size", (json_int_t)f->bi->image_size, "seconds",
+		      (double)(now - f->t0) / 1000.0);
+	f->o->progress(f->o->ud, p);
+	json_decref(p);
+}
+
+static int connect_peer(struct fetch *f)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
+	char port[16];
+	int fd, r, timeout = f->o->timeout_ms ? f->o->timeout_ms : 30000;
+
+	snprintf(port, sizeof(port), "%d", f->o->port ? f->o->port : GV_XFER_PORT);
+	r = getaddrinfo(f->o->host, port, &hints, &ai);
+	if (r != 0)
+		return fail(f, -EHOSTUNREACH, "unknown host %s: %s", f->o->host, gai_strerror(r));
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	r = fd < 0 ? -errno : connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 ? -errno : 0;
+	freeaddrinfo(ai);
+	if (r == -EINPROGRESS) {
+		struct pollfd p = { fd, POLLOUT, 0 };
+		socklen_t sl = sizeof(r);
+		if (poll(&p, 1, timeout) != 1)
+			r = -ETIMEDOUT;
+		else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &r, &sl) == 0)
+			r = -r;
+	}
+	if (r < 0) {
+		if (fd >= 0)
+			close(fd);
+		return fail(f, r, "cannot reach %s:%s: %s", f->o->host, port, strerror(-r));
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	xconn_init(&f->c, fd, timeout);
+	return xauth_client(&f->c, f->o->key, f->err, f->errlen);
+}
+
+static int recv_frame(struct fetch *f, uint8_t want, uint8_t **p, size_t *n)
+{
+	uint8_t type;
+	int r = xconn_recv(&f->c, &type, p, n);
+
+	if (r == -ECONNRESET)
+		return fail(f, r, "the source closed the connection");
+	if (r == -ETIMEDOUT)
+		return fail(f, r, "the source stopped answering (timeout)");
+	if (r == -EBADMSG)
+		return fail(f, r, "the source sent a frame that fails its MAC; disconnected");
+	if (r < 0)
+		return fail(f, r, "connection to the source failed: %s", strerror(-r));
+	if (type == XT_ERROR)
+		return fail(f, -EPROTO, "the source says: %.*s", (int)(*n > 200 ? 200 : *n), *p);
+	if (type != want)
+		return fail(f, -EPROTO, "protocol error: unexpected frame 0x%02x", type);
+	return 0;
+}
+
+static int get_index(struct fetch *f)
+{
+	json_t *j = json_pack("{s:s, s:s, s:i}", "image", f->o->image, "codec",
+			      gv_codec_name(f->o->codec), "level", f->o->level);
+	char *text = json_dumps(j, JSON_COMPACT);
+	uint8_t *p, *raw;
+	size_t n, rawlen;
+	int r = xconn_send(&f->c, XT_OPEN, text, strlen(text), NULL, 0);
+
+	free(text);
+	json_decref(j);
+	if (r == 0)
+		r = recv_frame(f, XT_INDEX, &p, &n);
+	if (r < 0)
+		return r;
+	rawlen = n >= 4 ? get_be32(p) : 0;
+	raw = rawlen && rawlen <= (1u << 30) ? malloc(rawlen) : NULL;
+	if (!raw || ZSTD_decompress(raw, rawlen, p + 4, n - 4) != rawlen ||
+	    gv_blockidx_parse(raw, rawlen, &f->bi) < 0) {
+		free(raw);
+		return fail(f, -EBADMSG, "the source sent a damaged block index");
+	}
+	free(raw);
+	f->bs = 1ULL << f->bi->block_shift;
+	f->state = calloc(f->bi->nblocks + 1, 1);
+	return f->state ? 0 : -ENOMEM;
+}
+
+static char *hex32(const uint8_t *b)
+{
+	char *s = malloc(65);
+
+	for (int i = 0; i < 32; i++)
+		sprintf(s + 2 * i, "%02x", b[i]);
+	return s;
+}
+
+/* Keep the blocks of an earlier attempt that match their hashes. */
+static int resume_scan(struct fetch *f)
+{
+	uint8_t *buf = malloc(f->bs);
+	static const uint8_t zero[1 << 16];
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t b = 0; b < f->bi->nblocks; b++) {
+		uint64_t len = block_len(f, b);
+		if (pread(f->fd, buf, len, (off_t)(b * f->bs)) != (ssize_t)len)
+			break;
+		if (gv_blockidx_is_zero(f->bi, b)) {
+			if (len <= sizeof(zero) && memcmp(buf, zero, len))
+				fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					  (off_t)(b * f->bs), (off_t)len);
+			f->state[b] = B_ZERO;
+			f->n_zero++;
+		} else if (hash_ok(f, b, buf)) {
+			f->state[b] = B_DONE;
+			f->n_resumed++;
+		}
+		progress(f, "resume", false);
+	}
+	free(buf);
+	return 0;
+}
+
+static int prepare(struct fetch *f)
+{
+	char *want = hex32(f->bi->image_sha256), *have = NULL;
+	struct stat st;
+	bool resume = gv_read_file(f->marker, &have, NULL) == 0 && !strcmp(have, want) &&
+		      stat(f->partial, &st) == 0 && (uint64_t)st.st_size == f->bi->image_size;
+	int r = 0;
+
+	f->fd = open(f->partial, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0644);
+	if (f->fd < 0)
+		r = fail(f, -errno, "cannot create %s: %s", f->partial, strerror(errno));
+	else if (!resume && ftruncate(f->fd, (off_t)f->bi->image_size) < 0)
+		r = fail(f, -errno, "cannot size %s: %s", f->partial, strerror(errno));
+	else if (!resume && (r = gv_write_file_atomic(f->marker, want, strlen(want))) < 0)
+		fail(f, r, "cannot write %s", f->marker);
+	if (r == 0 && resume)
+		r = resume_scan(f);
+	for (uint64_t b = 0; r == 0 && !resume && b < f->bi->nblocks; b++)
+		if (gv_blockidx_is_zero(f->bi, b)) {
+			f->state[b] = B_ZERO;
+			f->n_zero++;
+		}
+	free(want);
+	free(have);
+	return r;
+}
+
+static int source_fd(struct fetch *f, uint32_t id)
+{
+	const char *path;
+	uint32_t shift;
+
+	for (int i = 0; i < f->nsrc; i++)
+		if (f->src[i].id == id)
+			return f->src[i].fd;
+	if (gv_hostidx_source(f->o->hostidx, id, NULL, &path, &shift) < 0 ||
+	    shift != f->bi->block_shift || f->nsrc == 16)
+		return -1;
+	f->src[f->nsrc] = (struct srcfd){ id, open(path, O_RDONLY | O_CLOEXEC) };
+	return f->src[f->nsrc++].fd;
+}
+
+static int write_block(struct fetch *f, uint64_t b, const uint8_t *data, uint64_t len)
+{
+	if (pwrite(f->fd, data, len, (off_t)(b * f->bs)) != (ssize_t)len)
+		return fail(f, errno == ENOSPC ? -ENOSPC : -EIO, "cannot write %s: %s",
+			    f->partial, strerror(errno ? errno : EIO));
+	return 0;
+}
+
+/* Rebuild the blocks this host already holds anywhere. */
+static int local_blocks(struct fetch *f)
+{
+	uint8_t *buf = malloc(f->bs);
+	int r = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t b = 0; r == 0 && f->o->hostidx && b < f->bi->nblocks; b++) {
+		gv_hostidx_loc loc;
+		uint64_t len = block_len(f, b);
+		int sfd;
+		if (f->state[b] != B_NEEDED ||
+		    gv_hostidx_lookup(f->o->hostidx, f->bi->hashes + b * GV_HASH_LEN, &loc) < 0 ||
+		    (sfd = source_fd(f, loc.source)) < 0)
+			continue;
+		if (pread(sfd, buf, len, (off_t)loc.block * (off_t)f->bs) != (ssize_t)len ||
+		    !hash_ok(f, b, buf))
+			continue; /* a stale or false candidate: fetch it */
+		r = write_block(f, b, buf, len);
+		f->state[b] = B_DONE;
+		f->n_local++;
+		progress(f, "local", false);
+	}
+	free(buf);
+	return r;
+}
+
+static int cmp_hash(const void *a, const void *b, void *ud)
+{
+	const struct fetch *f = ud;
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	int c = memcmp(f->bi->hashes + x * GV_HASH_LEN, f->bi->hashes + y * GV_HASH_LEN,
+		       GV_HASH_LEN);
+
+	return c ? c : x < y ? -1 : x > y;
+}
+
+/* Blocks that repeat inside the image are fetched once: the first of
+ * each group is the leader, the others follow it. */
+static int group_repeats(struct fetch *f)
+{
+	uint64_t *need = NULL, n = 0;
+
+	for (uint64_t b = 0; b < f->bi->nblocks; b++)
+		n += f->state[b] == B_NEEDED;
+	need = malloc((n ? n : 1) * sizeof(*need));
+	f->followers = malloc((n ? n : 1) * 2 * sizeof(uint64_t));
+	if (!need || !f->followers) {
+		free(need);
+		return -ENOMEM;
+	}
+	n = 0;
+	for (uint64_t b = 0; b < f->bi->nblocks; b++)
+		if (f->state[b] == B_NEEDED)
+			need[n++] = b;
+	qsort_r(need, n, sizeof(*need), cmp_hash, f);
+	for (uint64_t i = 1, lead = 0; i < n; i++) {
+		if (memcmp(f->bi->hashes + need[i] * GV_HASH_LEN,
+			   f->bi->hashes + need[lead] * GV_HASH_LEN, GV_HASH_LEN)) {
+			lead = i;
+			continue;
+		}
+		f->followers[2 * f->nfollow] = need[lead];
+		f->followers[2 * f->nfollow++ + 1] = need[i];
+		f->state[need[i]] = B_DONE; /* settled by copy_followers */
+	}
+	free(need);
+	return 0;
+}
+
+struct run {
+	uint64_t first;
+	uint32_t count;
+};
+
+static struct run *make_runs(struct fetch *f, size_t *nruns)
+{
+	unsigned max = f->o->run_blocks ? f->o->run_blocks : 256;
+	struct run *runs = NULL;
+	size_t n = 0, cap = 0;
+
+	for (uint64_t b = 0; b < f->bi->nblocks; b++) {
+		if (f->state[b] != B_NEEDED)
+			continue;
+		if (n && runs[n - 1].first + runs[n - 1].count == b && runs[n - 1].count < max) {
+			runs[n - 1].count++;
+			continue;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 1024;
+			runs = realloc(runs, cap * sizeof(*runs));
+			if (!runs)
+				abort();
+		}
+		runs[n++] = (struct run){ b, 1 };
+	}
+	*nruns = n;
+	return runs;
+}
+
+static int send_req(struct fetch *f, const struct run *r)
+{
+	uint8_t req[12];
+
+	put_be64(req, r->first);
+	put_be32(req + 8, r->count);
+	return xconn_send(&f->c, XT_REQ, req, sizeof(req), NULL, 0);
+}
+
+/* One DATA frame answering run @r: decompress, verify every block, write. */
+static int take_data(struct fetch *f, const struct run *r, uint8_t **buf, size_t *cap)
+{
+	uint64_t last = r->first + r->count - 1;
+	size_t want = (size_t)((r->count - 1) * f->bs + block_len(f, last)), n;
+	uint8_t *p;
+	int rc = recv_frame(f, XT_DATA, &p, &n);
+
+	if (rc < 0)
+		return rc;
+	if (n < 17 || get_be64(p) != r->first || get_be32(p + 8) != r->count ||
+	    get_be32(p + 13) != want || p[12] > GV_CODEC_ZSTD)
+		return fail(f, -EPROTO, "the source answered a request it was not asked");
+	if (want > *cap) {
+		*cap = want;
+		*buf = realloc(*buf, want);
+		if (!*buf)
+			return -ENOMEM;
+	}
+	if (xcodec_decompress((gv_codec)p[12], p + 17, n - 17, *buf, want) < 0)
+		return fail(f, -EBADMSG, "blocks %llu+%u do not decompress; disconnected",
+			    (unsigned long long)r->first, r->count);
+	for (uint32_t i = 0; i < r->count; i++) {
+		if (!hash_ok(f, r->first + i, *buf + i * f->bs)) {
+			xconn_send_error(&f->c, "block %llu does not match its hash",
+					 (unsigned long long)(r->first + i));
+			return fail(f, -EBADMSG, "block %llu from the source does not match its "
+				    "SHA-256; disconnected, nothing of it was written",
+				    (unsigned long long)(r->first + i));
+		}
+	}
+	rc = write_block(f, r->first, *buf, want);
+	for (uint32_t i = 0; rc == 0 && i < r->count; i++)
+		f->state[r->first + i] = B_DONE;
+	f->n_remote += r->count;
+	return rc;
+}
+
+/* Ask for the missing runs with up to a window of requests in flight. */
+static int remote_blocks(struct fetch *f)
+{
+	unsigned window = f->o->window ? f->o->window : 64;
+	size_t nruns, head = 0, next = 0, cap = 0;
+	struct run *runs = make_runs(f, &nruns);
+	uint8_t *buf = NULL;
+	int r = 0;
+
+	while (r == 0 && head < nruns) {
+		while (r == 0 && next < nruns && next - head < window)
+			r = send_req(f, &runs[next++]);
+		if (r < 0) {
+			fail(f, r, "cannot send to the source: %s", strerror(-r));
+			break;
+		}
+		r = take_data(f, &runs[head++], &buf, &cap);
+		progress(f, "remote", false);
+	}
+	free(buf);
+	free(runs);
+	return r;
+}
+
+static int copy_followers(struct fetch *f)
+{
+	uint8_t *buf = malloc(f->bs);
+	int r = 0;
+
+	for (size_t i = 0; buf && r == 0 && i < f->nfollow; i++) {
+		uint64_t lead = f->followers[2 * i], b = f->followers[2 * i + 1];
+		uint64_t len = block_len(f, b);
+		if (pread(f->fd, buf, len, (off_t)(lead * f->bs)) != (ssize_t)len)
+			r = fail(f, -EIO, "cannot read back block %llu", (unsigned long long)lead);
+		else
+			r = write_block(f, b, buf, len);
+		f->n_dup++;
+	}
+	free(buf);
+	return buf ? r : -ENOMEM;
+}
+
+static int whole_sha256(int fd, uint8_t out[GV_HASH_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint8_t *buf = malloc(1 << 20);
+	off_t off = 0;
+	ssize_t n;
+	int r = 0;
+
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	while (buf && (n = pread(fd, buf, 1 << 20, off)) > 0) {
+		EVP_DigestUpdate(ctx, buf, (size_t)n);
+		off += n;
+	}
+	if (!buf || n < 0)
+		r = -EIO;
+	EVP_DigestFinal_ex(ctx, out, NULL);
+	EVP_MD_CTX_free(ctx);
+	free(buf);
+	return r;
+}
+
+static int finish(struct fetch *f)
+{
+	uint8_t h[GV_HASH_LEN];
+	int r = xconn_send(&f->c, XT_DONE, NULL, 0, NULL, 0);
+
+	(void)r;
+	progress(f, "verify", true);
+	if (fsync(f->fd) < 0)
+		return fail(f, -errno, "cannot sync %s: %s", f->partial, strerror(errno));
+	if (whole_sha256(f->fd, h) < 0)
+		return fail(f, -EIO, "cannot read back %s", f->partial);
+	if (memcmp(h, f->bi->image_sha256, GV_HASH_LEN)) {
+		unlink(f->partial);
+		unlink(f->marker);
+		return fail(f, -EBADMSG, "the assembled image does not match the source's "
+			    "SHA-256; discarded");
+	}
+	if (rename(f->partial, f->o->dest) < 0)
+		return fail(f, -errno, "cannot rename into %s: %s", f->o->dest, strerror(errno));
+	unlink(f->marker);
+	return 0;
+}
+
+static json_t *summary(struct fetch *f)
+{
+	char *sha = hex32(f->bi->image_sha256);
+	json_t *j = json_pack(
+		"{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:s, s:s}",
+		"image", f->o->image, "image_size", (json_int_t)f->bi->image_size,
+		"block_size", (json_int_t)f->bs, "blocks_total", (json_int_t)f->bi->nblocks,
+		"blocks_zero", (json_int_t)f->n_zero,
+		"blocks_local", (json_int_t)(f->n_local + f->n_dup),
+		"blocks_resumed", (json_int_t)f->n_resumed,
+		"blocks_remote", (json_int_t)f->n_remote,
+		"bytes_on_wire", (json_int_t)(f->c.bytes_rx + f->c.bytes_tx),
+		"bytes_received", (json_int_t)f->c.bytes_rx,
+		"seconds", (double)(gv_now_ms() - f->t0) / 1000.0, "image_sha256", sha,
+		"codec", gv_codec_name(f->o->codec));
+	free(sha);
+	return j;
+}
+
+int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
+{
+	struct fetch f = { .o = o, .fd = -1, .err = err, .errlen = errlen };
+	int r;
+
+	f.c.fd = -1;
+	f.t0 = gv_now_ms();
+	f.partial = gv_strdupf("%s.partial", o->dest);
+	f.marker = gv_strdupf("%s.partial.src", o->dest);
+	err[0] = '\0';
+	r = connect_peer(&f);
+	if (r == 0)
+		r = get_index(&f);
+	if (r == 0)
+		r = prepare(&f);
+	if (r == 0)
+		r = local_blocks(&f);
+	if (r == 0)
+		r = group_repeats(&f);
+	if (r == 0)
+		r = remote_blocks(&f);
+	if (r == 0)
+		r = copy_followers(&f);
+	if (r == 0)
+		r = finish(&f);
+	if (r == 0) {
+		progress(&f, "done", true);
+		*out = summary(&f);
+	} else if (!err[0]) {
+		snprintf(err, errlen, "transfer failed: %s", strerror(-r));
+	}
+	xconn_close(&f.c);
+	if (f.fd >= 0)
+		close(f.fd);
+	for (int i = 0; i < f.nsrc; i++)
+		if (f.src[i].fd >= 0)
+			close(f.src[i].fd);
+	gv_blockidx_free(f.bi);
+	free(f.state);
+	free(f.followers);
+	free(f.partial);
+	free(f.marker);
+	return r;
+}

@@ -1,0 +1,416 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xfer_proto.c - the transfer protocol's frames, its mutual
+ * authentication (HMAC-SHA256 challenge-response over a shared grid key,
+ * then a MAC on every frame with per-direction keys and sequence numbers)
+ * and its compression codecs.
+ */
+#include "xfer_internal.h"
+
+#include <errno.h>
+#include <lz4.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+static const char *const codec_names[] = { "none", "zlib", "lz4", "zstd" };
+
+int gv_codec_parse(const char *s)
+{
+	for (int i = 0; i < 4; i++)
+		if (s && !strcmp(s, codec_names[i]))
+			return i;
+	return -EINVAL;
+}
+
+const char *gv_codec_name(gv_codec c)
+{
+	return (unsigned)c < 4 ? codec_names[c] : "?";
+}
+
+int gv_xfer_key_load(const char *path, uint8_t key[GV_XFER_KEY_LEN])
+{
+	char *text = NULL;
+	int r = gv_read_file(path, &text, NULL);
+
+	if (r < 0)
+		return r;
+	for (int i = 0; i < GV_XFER_KEY_LEN && r == 0; i++) {
+		unsigned v;
+		if (sscanf(text + 2 * i, "%2x", &v) != 1)
+			r = -EINVAL;
+		key[i] = (uint8_t)v;
+	}
+	OPENSSL_cleanse(text, strlen(text));
+	free(text);
+	return r;
+}
+
+void xconn_init(struct xconn *c, int fd, int timeout_ms)
+{
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+
+	memset(c, 0, sizeof(*c));
+	c->fd = fd;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+void xconn_close(struct xconn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	EVP_MAC_CTX_free(c->mac_tx);
+	EVP_MAC_CTX_free(c->mac_rx);
+	free(c->buf);
+	c->fd = -1;
+	c->mac_tx = c->mac_rx = NULL;
+	c->buf = NULL;
+}
+
+static int io_errno(void)
+{
+	return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+}
+
+static int write_all(struct xconn *c, const void *p, size_t n, int flags)
+{
+	const uint8_t *b = p;
+
+	while (n > 0) {
+		ssize_t w = send(c->fd, b, n, MSG_NOSIGNAL | flags);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return io_errno();
+		b += w;
+		n -= (size_t)w;
+		c->bytes_tx += (uint64_t)w;
+	}
+	return 0;
+}
+
+static int read_all(struct xconn *c, void *p, size_t n)
+{
+	uint8_t *b = p;
+
+	while (n > 0) {
+		ssize_t r = recv(c->fd, b, n, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return io_errno();
+		if (r == 0)
+			return -ECONNRESET;
+		b += r;
+		n -= (size_t)r;
+		c->bytes_rx += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* MAC over seq || type || a || b with @ctx. */
+static void frame_mac(EVP_MAC_CTX *ctx, uint64_t seq, uint8_t type, const void *a,
+		      size_t alen, const void *b, size_t blen, uint8_t out[32])
+{
+	uint8_t hdr[9];
+	size_t outl;
+
+	put_be64(hdr, seq);
+	hdr[8] = type;
+	EVP_MAC_init(ctx, NULL, 0, NULL);
+	EVP_MAC_update(ctx, hdr, sizeof(hdr));
+	if (alen)
+		EVP_MAC_update(ctx, a, alen);
+	if (blen)
+		EVP_MAC_update(ctx, b, blen);
+	EVP_MAC_final(ctx, out, &outl, 32);
+}
+
+int xconn_send(struct xconn *c, uint8_t type, const void *a, size_t alen,
+	       const void *b, size_t blen)
+{
+	uint8_t hdr[5], mac[32];
+	size_t len = 1 + alen + blen + (c->authed ? XFER_MAC_LEN : 0);
+	int r;
+
+	if (len > XFER_MAX_FRAME)
+		return -EMSGSIZE;
+	put_be32(hdr, (uint32_t)len);
+	hdr[4] = type;
+	r = write_all(c, hdr, sizeof(hdr), MSG_MORE);
+	if (r == 0 && alen)
+		r = write_all(c, a, alen, MSG_MORE);
+	if (r == 0 && blen)
+		r = write_all(c, b, blen, c->authed ? MSG_MORE : 0);
+	if (r == 0 && c->authed) {
+		frame_mac(c->mac_tx, c->seq_tx++, type, a, alen, b, blen, mac);
+		r = write_all(c, mac, XFER_MAC_LEN, 0);
+	}
+	return r;
+}
+
+int xconn_recv(struct xconn *c, uint8_t *type, uint8_t **payload, size_t *len)
+{
+	uint8_t hdr[5], mac[32];
+	size_t n, maclen = c->authed ? XFER_MAC_LEN : 0;
+	int r = read_all(c, hdr, sizeof(hdr));
+
+	if (r < 0)
+		return r;
+	n = get_be32(hdr);
+	if (n < 1 + maclen || n > XFER_MAX_FRAME)
+		return -EBADMSG;
+	n -= 1 + maclen;
+	if (n + maclen > c->cap) {
+		c->cap = n + maclen + 4096;
+		c->buf = realloc(c->buf, c->cap);
+		if (!c->buf)
+			return -ENOMEM;
+	}
+	r = read_all(c, c->buf, n + maclen);
+	if (r < 0)
+		return r;
+	if (c->authed) {
+		frame_mac(c->mac_rx, c->seq_rx++, hdr[4], c->buf, n, NULL, 0, mac);
+		if (CRYPTO_memcmp(mac, c->buf + n, XFER_MAC_LEN))
+			return -EBADMSG;
+	}
+	*type = hdr[4];
+	*payload = c->buf;
+	*len = n;
+	return 0;
+}
+
+void xconn_send_error(struct xconn *c, const char *fmt, ...)
+{
+	char msg[300];
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	r = xconn_send(c, XT_ERROR, msg, strlen(msg), NULL, 0);
+	(void)r;
+}
+
+/* HMAC-SHA256(key, label || cn || sn) */
+static void derive(const uint8_t *key, const char *label, const uint8_t *cn,
+		   const uint8_t *sn, uint8_t out[32])
+{
+	EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(m);
+	OSSL_PARAM p[] = { OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+							    "SHA256", 0),
+			   OSSL_PARAM_construct_end() };
+	size_t outl;
+
+	EVP_MAC_init(ctx, key, GV_XFER_KEY_LEN, p);
+	EVP_MAC_update(ctx, (const uint8_t *)label, strlen(label));
+	EVP_MAC_update(ctx, cn, XFER_NONCE_LEN);
+	EVP_MAC_update(ctx, sn, XFER_NONCE_LEN);
+	EVP_MAC_final(ctx, out, &outl, 32);
+	EVP_MAC_CTX_free(ctx);
+	EVP_MAC_free(m);
+}
+
+static EVP_MAC_CTX *mac_ctx(const uint8_t key[32])
+{
+	EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(m);
+	OSSL_PARAM p[] = { OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+							    "SHA256", 0),
+			   OSSL_PARAM_construct_end() };
+
+	EVP_MAC_init(ctx, key, 32, p);
+	EVP_MAC_free(m);
+	return ctx;
+}
+
+static void start_macs(struct xconn *c, const uint8_t *key, const uint8_t *cn,
+		       const uint8_t *sn, bool client)
+{
+	uint8_t c2s[32], s2c[32];
+
+	derive(key, "gridvm-xfer c2s", cn, sn, c2s);
+	derive(key, "gridvm-xfer s2c", cn, sn, s2c);
+	c->mac_tx = mac_ctx(client ? c2s : s2c);
+	c->mac_rx = mac_ctx(client ? s2c : c2s);
+	c->authed = true;
+	OPENSSL_cleanse(c2s, sizeof(c2s));
+	OPENSSL_cleanse(s2c, sizeof(s2c));
+}
+
+static int expect(struct xconn *c, uint8_t want, uint8_t **p, size_t *n, char *err,
+		  size_t len)
+{
+	uint8_t type;
+	int r = xconn_recv(c, &type, p, n);
+
+	if (r < 0) {
+		snprintf(err, len, "%s", r == -ECONNRESET ? "the peer closed the connection"
+				   : r == -EBADMSG ? "the peer sent a malformed frame"
+						   : strerror(-r));
+		return r;
+	}
+	if (type == XT_ERROR) {
+		snprintf(err, len, "the peer says: %.*s", (int)(*n > 200 ? 200 : *n), *p);
+		return -EPROTO;
+	}
+	if (type != want) {
+		snprintf(err, len, "protocol error: expected frame '%c', got 0x%02x", want,
+			 type);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int xauth_client(struct xconn *c, const uint8_t *key, char *err, size_t len)
+{
+	uint8_t hello[8 + 2 + XFER_NONCE_LEN], cn[XFER_NONCE_LEN], proof[32], *p;
+	size_t n;
+	int r;
+
+	RAND_bytes(cn, sizeof(cn));
+	memcpy(hello, XFER_MAGIC, 8);
+	hello[8] = 0;
+	hello[9] = XFER_VERSION;
+	memcpy(hello + 10, cn, sizeof(cn));
+	r = xconn_send(c, XT_HELLO, hello, sizeof(hello), NULL, 0);
+	if (r == 0)
+		r = expect(c, XT_HELLO_OK, &p, &n, err, len);
+	if (r < 0)
+		return r;
+	if (n != 2 + XFER_NONCE_LEN + 32 || p[0] != 0 || p[1] != XFER_VERSION) {
+		snprintf(err, len, "the peer speaks another protocol version");
+		return -EPROTO;
+	}
+	uint8_t sn[XFER_NONCE_LEN], sproof[32];
+	memcpy(sn, p + 2, sizeof(sn));
+	memcpy(sproof, p + 2 + XFER_NONCE_LEN, 32);
+	derive(key, "gridvm-xfer server", cn, sn, proof);
+	if (CRYPTO_memcmp(proof, sproof, 32)) {
+		snprintf(err, len, "the peer does not hold the grid key (authentication "
+			 "failed)");
+		return -EACCES;
+	}
+	derive(key, "gridvm-xfer client", cn, sn, proof);
+	r = xconn_send(c, XT_AUTH, proof, 32, NULL, 0);
+	if (r == 0) {
+		start_macs(c, key, cn, sn, true);
+		r = expect(c, XT_AUTH_OK, &p, &n, err, len);
+	}
+	return r;
+}
+
+int xauth_server(struct xconn *c, const uint8_t *key, char *err, size_t len)
+{
+	uint8_t sn[XFER_NONCE_LEN], cn[XFER_NONCE_LEN], out[2 + XFER_NONCE_LEN + 32];
+	uint8_t proof[32], *p;
+	size_t n;
+	int r = expect(c, XT_HELLO, &p, &n, err, len);
+
+	if (r < 0)
+		return r;
+	if (n != 10 + XFER_NONCE_LEN || memcmp(p, XFER_MAGIC, 8) || p[8] != 0 ||
+	    p[9] != XFER_VERSION) {
+		xconn_send_error(c, "unsupported protocol or version");
+		snprintf(err, len, "peer sent a bad hello");
+		return -EPROTO;
+	}
+	memcpy(cn, p + 10, sizeof(cn));
+	RAND_bytes(sn, sizeof(sn));
+	out[0] = 0;
+	out[1] = XFER_VERSION;
+	memcpy(out + 2, sn, sizeof(sn));
+	derive(key, "gridvm-xfer server", cn, sn, out + 2 + XFER_NONCE_LEN);
+	r = xconn_send(c, XT_HELLO_OK, out, sizeof(out), NULL, 0);
+	if (r == 0)
+		r = expect(c, XT_AUTH, &p, &n, err, len);
+	if (r < 0)
+		return r;
+	derive(key, "gridvm-xfer client", cn, sn, proof);
+	if (n != 32 || CRYPTO_memcmp(proof, p, 32)) {
+		xconn_send_error(c, "authentication failed");
+		snprintf(err, len, "peer failed authentication");
+		return -EACCES;
+	}
+	start_macs(c, key, cn, sn, false);
+	return xconn_send(c, XT_AUTH_OK, NULL, 0, NULL, 0);
+}
+
+int xcodec_compress(gv_codec codec, int level, const uint8_t *in, size_t n,
+		    uint8_t **out, size_t *outlen)
+{
+	size_t cap;
+
+	switch (codec) {
+	case GV_CODEC_NONE: cap = n; break;
+	case GV_CODEC_ZLIB: cap = compressBound(n); break;
+	case GV_CODEC_LZ4: cap = (size_t)LZ4_compressBound((int)n); break;
+	case GV_CODEC_ZSTD: cap = ZSTD_compressBound(n); break;
+	default: return -EINVAL;
+	}
+	*out = malloc(cap ? cap : 1);
+	if (!*out)
+		return -ENOMEM;
+	if (codec == GV_CODEC_NONE) {
+		memcpy(*out, in, n);
+		*outlen = n;
+	} else if (codec == GV_CODEC_ZLIB) {
+		uLongf dl = cap;
+		if (compress2(*out, &dl, in, n, level ? level : 6) != Z_OK)
+			goto fail;
+		*outlen = dl;
+	} else if (codec == GV_CODEC_LZ4) {
+		int w = LZ4_compress_fast((const char *)in, (char *)*out, (int)n, (int)cap,
+					  level > 1 ? level : 1);
+		if (w <= 0)
+			goto fail;
+		*outlen = (size_t)w;
+	} else {
+		size_t w = ZSTD_compress(*out, cap, in, n, level ? level : 3);
+		if (ZSTD_isError(w))
+			goto fail;
+		*outlen = w;
+	}
+	return 0;
+fail:
+	free(*out);
+	*out = NULL;
+	return -EIO;
+}
+
+int xcodec_decompress(gv_codec codec, const uint8_t *in, size_t n, uint8_t *out,
+		      size_t rawlen)
+{
+	switch (codec) {
+	case GV_CODEC_NONE:
+		if (n != rawlen)
+			return -EBADMSG;
+		memcpy(out, in, n);
+		return 0;
+	case GV_CODEC_ZLIB: {
+		uLongf dl = rawlen;
+		return uncompress(out, &dl, in, n) == Z_OK && dl == rawlen ? 0 : -EBADMSG;
+	}
+	case GV_CODEC_LZ4:
+		return LZ4_decompress_safe((const char *)in, (char *)out, (int)n,
+					   (int)rawlen) == (int)rawlen ? 0 : -EBADMSG;
+	case GV_CODEC_ZSTD: {
+		size_t w = ZSTD_decompress(out, rawlen, in, n);
+		return !ZSTD_isError(w) && w == rawlen ? 0 : -EBADMSG;
+	}
+	}
+	return -EBADMSG;
+}

@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xfer_src.c - the source side of the block transfer: a TCP server that
+ * authenticates each peer, sends the requested image's block index and
+ * then the blocks it asks for, compressed, in the order asked.
+ */
+#include "xfer_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <openssl/crypto.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#define MAX_RUN 4096 /* blocks per request */
+
+struct gv_xfer_server {
+	int lfd;
+	pthread_t thread;
+	volatile int stop;
+	uint8_t key[GV_XFER_KEY_LEN];
+	gv_xfer_resolve_fn resolve;
+	void *ud;
+};
+
+struct session {
+	gv_xfer_server *srv;
+	struct xconn c;
+	gv_blockidx *bi;
+	int img;
+	gv_codec codec;
+	int level;
+	char err[256];
+};
+
+static int send_index(struct session *s)
+{
+	uint8_t *raw = NULL, *z = NULL, hdr[4];
+	size_t rawlen = 0, zlen, cap;
+	int r = gv_blockidx_serialize(s->bi, &raw, &rawlen);
+
+	if (r < 0)
+		return r;
+	cap = ZSTD_compressBound(rawlen);
+	z = malloc(cap);
+	zlen = z ? ZSTD_compress(z, cap, raw, rawlen, 3) : 0;
+	if (!z || ZSTD_isError(zlen) || rawlen > UINT32_MAX)
+		r = -EIO;
+	else {
+		put_be32(hdr, (uint32_t)rawlen);
+		r = xconn_send(&s->c, XT_INDEX, hdr, 4, z, zlen);
+	}
+	free(raw);
+	free(z);
+	return r;
+}
+
+static int open_image(struct session *s, const uint8_t *p, size_t n)
+{
+	json_t *j = json_loadb((const char *)p, n, 0, NULL);
+	const char *name = json_string_value(json_object_get(j, "image"));
+	const char *codec = json_string_value(json_object_get(j, "codec"));
+	char *path = NULL, *idx = NULL;
+	int r, c = gv_codec_parse(codec ? codec : "none");
+
+	s->level = (int)json_integer_value(json_object_get(j, "level"));
+	if (!name || c < 0) {
+		xconn_send_error(&s->c, "bad OPEN request");
+		json_decref(j);
+		return -EPROTO;
+	}
+	s->codec = (gv_codec)c;
+	r = s->srv->resolve(s->srv->ud, name, &path, &idx);
+	if (r < 0)
+		xconn_send_error(&s->c, "no such image: %s", name);
+	if (r == 0 && (r = gv_blockidx_get(path, idx, GV_BLOCKIDX_DEFAULT_SHIFT, &s->bi)) < 0)
+		xconn_send_error(&s->c, "cannot index image %s: %s", name, strerror(-r));
+	if (r == 0 && (s->img = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		r = -errno;
+		xconn_send_error(&s->c, "cannot open image %s", name);
+	}
+	free(path);
+	free(idx);
+	json_decref(j);
+	return r < 0 ? r : send_index(s);
+}
+
+static int send_run(struct session *s, const uint8_t *p, size_t n)
+{
+	uint64_t first = n == 12 ? get_be64(p) : 0, bs = 1ULL << s->bi->block_shift;
+	uint32_t count = n == 12 ? get_be32(p + 8) : 0;
+	uint8_t hdr[17], *buf, *z = NULL;
+	size_t len, zlen = 0;
+	ssize_t got;
+	int r;
+
+	if (n != 12 || count == 0 || count > MAX_RUN || first >= s->bi->nblocks ||
+	    count > s->bi->nblocks - first) {
+		xconn_send_error(&s->c, "bad block request");
+		return -EPROTO;
+	}
+	len = count * bs;
+	if (first * bs + len > s->bi->image_size)
+		len = s->bi->image_size - first * bs;
+	buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	got = pread(s->img, buf, len, (off_t)(first * bs));
+	r = got == (ssize_t)len ? xcodec_compress(s->codec, s->level, buf, len, &z, &zlen)
+				: -EIO;
+	if (r == 0) {
+		put_be64(hdr, first);
+		put_be32(hdr + 8, count);
+		hdr[12] = (uint8_t)s->codec;
+		put_be32(hdr + 13, (uint32_t)len);
+		r = xconn_send(&s->c, XT_DATA, hdr, sizeof(hdr), z, zlen);
+	} else {
+		xconn_send_error(&s->c, "cannot read blocks %llu+%u", (unsigned long long)first,
+				 count);
+	}
+	free(buf);
+	free(z);
+	return r;
+}
+
+static void serve(struct session *s)
+{
+	uint8_t type, *p;
+	size_t n;
+	int r = xauth_server(&s->c, s->srv->key, s->err, sizeof(s->err));
+
+	if (r == 0)
+		r = xconn_recv(&s->c, &type, &p, &n);
+	if (r == 0 && type == XT_OPEN)
+		r = open_image(s, p, n);
+	else if (r == 0)
+		r = -EPROTO;
+	while (r == 0) {
+		r = xconn_recv(&s->c, &type, &p, &n);
+		if (r < 0 || type == XT_DONE || type == XT_ERROR)
+			break;
+		if (type != XT_REQ) {
+			xconn_send_error(&s->c, "unexpected frame 0x%02x", type);
+			break;
+		}
+		r = send_run(s, p, n);
+	}
+}
+
+static void *session_thread(void *arg)
+{
+	struct session *s = arg;
+
+	serve(s);
+	xconn_close(&s->c);
+	if (s->img >= 0)
+		close(s->img);
+	gv_blockidx_free(s->bi);
+	free(s);
+	return NULL;
+}
+
+static void *accept_thread(void *arg)
+{
+	gv_xfer_server *srv = arg;
+
+	while (!srv->stop) {
+		struct pollfd pfd = { srv->lfd, POLLIN, 0 };
+		if (poll(&pfd, 1, 200) <= 0)
+			continue;
+		int fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		struct session *s = calloc(1, sizeof(*s));
+		pthread_t t;
+		if (!s) {
+			close(fd);
+			continue;
+		}
+		s->srv = srv;
+		s->img = -1;
+		xconn_init(&s->c, fd, 60000);
+		if (pthread_create(&t, NULL, session_thread, s) != 0) {
+			xconn_close(&s->c);
+			free(s);
+			continue;
+		}
+		pthread_detach(t);
+	}
+	return NULL;
+}
+
+static int listen_on(const char *addr, char *err, size_t len)
+{
+	char host[256], port[16] = "7878";
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE }, *ai = NULL;
+	const char *colon = strrchr(addr, ':');
+	int fd = -1, one = 1, r;
+
+	snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - addr) : (int)strlen(addr),
+		 addr);
+	if (colon)
+		snprintf(port, sizeof(port), "%s", colon + 1);
+	r = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
+	if (r != 0) {
+		snprintf(err, len, "bad listen address %s: %s", addr, gai_strerror(r));
+		return -EINVAL;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+		r = -errno;
+		snprintf(err, len, "cannot listen on %s: %s", addr, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = r;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
+			 gv_xfer_resolve_fn resolve, void *ud, gv_xfer_server **out,
+			 char *err, size_t errlen)
+{
+	gv_xfer_server *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	s->lfd = listen_on(addr, err, errlen);
+	if (s->lfd < 0) {
+		int r = s->lfd;
+		free(s);
+		return r;
+	}
+	memcpy(s->key, key, GV_XFER_KEY_LEN);
+	s->resolve = resolve;
+	s->ud = ud;
+	if (pthread_create(&s->thread, NULL, accept_thread, s) != 0) {
+		close(s->lfd);
+		free(s);
+		snprintf(err, errlen, "cannot start the transfer server thread");
+		return -EAGAIN;
+	}
+	*out = s;
+	return 0;
+}
+
+void gv_xfer_server_stop(gv_xfer_server *s)
+{
+	if (!s)
+		return;
+	s->stop = 1;
+	pthread_join(s->thread, NULL);
+	close(s->lfd);
+	OPENSSL_cleanse(s->key, sizeof(s->key));
+	free(s);
+}

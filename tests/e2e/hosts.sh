@@ -1,0 +1,493 @@
+# SPDX-License-Identifier: MIT
+# hosts.sh - several "hosts" on this one machine for end-to-end tests and
+# benchmarks: network namespaces joined by veth pairs to a Linux bridge,
+# each host optionally running its own gridvm node agent, with optional
+# rate shaping of each host's link. Needs root and iproute2 (ip, tc).
+#
+#   source tests/e2e/lib.sh      # optional (fail, wait_for, gv_setup, ...)
+#   source tests/e2e/hosts.sh
+#   hosts_up 3 [RATE]            # h1..h3, RATE e.g. 100mbit, 20mbit, 2mbit
+#   hosts_agent_start 1; hosts_agent_start 2
+#   hosts_gv 1 vm list           # the gridvm CLI against h1's agent
+#   hosts_exec 2 ss -tln         # any command inside h2's namespace
+#   ...                          # hosts_down runs on EXIT (also on failure)
+#
+# Functions (I is a host number, 1..N):
+#   hosts_up N [RATE]     create the bridge and N hosts; register cleanup
+#   hosts_down            kill agents/QEMUs/anything in the namespaces,
+#                         delete namespaces, veths, bridge, HOSTS_DIR;
+#                         idempotent (safe to run twice)
+#   hosts_reap            remove leftovers of earlier runs whose owner died
+#                         (hosts_up does this first)
+#   hosts_shape I RATE    shape both directions of I's link (tbf, replaces)
+#   hosts_unshape I       remove the shaping of I's link
+#   hosts_cut I           take I's link down (bridge-side veth down)
+#   hosts_restore I       bring it up again
+#   hosts_exec I CMD...   run CMD inside I's namespace
+#   hosts_ping I IP       one ICMP echo from I to IP (ping, or python3)
+#   hosts_agent_start I   start gridvmd for I inside its namespace
+#   hosts_agent_stop I    SIGTERM I's agent (VMs keep running)
+#   hosts_gv I ARGS...    run the gridvm CLI against I's agent
+#   hosts_wire_bytes I    tx+rx bytes so far on I's eth0 (ns side)
+#
+# Variables set by hosts_up (arrays are indexed 1..N; bash cannot export
+# arrays, so child processes see only the exported scalars):
+#   HOSTS_ID      short id of this run (exported), chosen from $$ mod 10000
+#   HOSTS_N       number of hosts (exported)
+#   HOSTS_DIR     private directory, mktemp -d /var/tmp/gvhosts.ID.XXXXXX;
+#                 host I's agent data dir is $HOSTS_DIR/hI (exported)
+#   HOSTS_BRIDGE  the bridge, gvbrID (root namespace)
+#   HOSTS_IPS     "IP1 IP2 ..." (exported, for scripts in other languages)
+#   HOST_NS[I]    namespace gvIDhI        HOST_IP[I]   its address
+#   HOST_VETH[I]  bridge-side veth gvIDvI (the namespace side is "eth0")
+#   HOST_DATA[I]  agent data dir          HOST_SOCK[I] agent API socket
+#   HOST_AGENT_PID[I]  set by hosts_agent_start
+#
+# Addresses: all hosts of one run share the /24 10.(100 + ID/256).(ID%256),
+# host I has .I (so at most 254 hosts). The bridge has no address and the
+# namespaces have no default route: hosts reach each other and nothing
+# else (not the root namespace, not the network; IPv6 is disabled on the
+# links, so no link-local path either). Different runs have different
+# bridges, so even equal subnets could not mix; distinct ones just make
+# captures and logs unambiguous.
+#
+# Shaping (tbf, on the egress of eth0 in the namespace and on the egress of
+# the bridge-side veth, so both directions): rate as given; burst =
+# max(rate_in_bytes_per_s / 250, 4 * 1540) bytes, i.e. 4 ms worth of
+# traffic but at least four full frames; latency 50ms (the queue holds
+# 50 ms of traffic; beyond that packets are dropped, TCP backs off).
+# RATE is an integer with a tc unit: bit kbit mbit gbit (decimal, bits/s)
+# or bps kbps mbps gbps (bytes/s), case-insensitive; a bare number is bit/s.
+#
+# Cleanup and leftovers: hosts_up writes /run/gridvm-hosts/ID (owner pid and
+# its start time) BEFORE it creates anything, and every object carries the
+# id in its name (gvIDhI, gvIDvI, gvbrID, /var/tmp/gvhosts.ID.*). hosts_reap
+# (run by every hosts_up, under a lock) destroys everything of an id whose
+# owner process is gone (e.g. a test killed with SIGKILL), and any gv*
+# namespace, link or directory whose id has no state file at all. /run is
+# a tmpfs, like the namespaces it outlives nothing at a reboot.
+#
+# Combining with lib.sh: source lib.sh, then hosts.sh; call gv_setup (if
+# the test also wants a single-host data dir) BEFORE hosts_up. hosts_up
+# chains the EXIT trap it finds (gv_teardown): on exit hosts_down runs first,
+# then the old trap with the original exit status. A trap set after hosts_up
+# replaces ours; such a trap must call hosts_down itself (it is idempotent;
+# gv_teardown does not know about it). Call hosts_up in the main shell, not
+# in a subshell or $(...): its EXIT trap would fire when the subshell ends.
+#
+# Surprises: if br_netfilter is loaded, bridged frames pass the iptables
+# FORWARD chain; a DROP policy there (Docker sets one) silently breaks
+# traffic between the hosts. Then use sysctl net.bridge.bridge-nf-call-
+# iptables=0 or iptables -I FORWARD -i gvbrID -o gvbrID -j ACCEPT.
+# `ip netns exec` gives the command a private mount namespace with its own
+# /sys; files under /var/tmp and unix sockets in them are shared, which is
+# why the CLI can talk to an agent from the root namespace.
+
+set -euo pipefail
+
+ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+GV=${GV:-"$ROOT/build/programs/gridvm"}
+GVD=${GVD:-"$ROOT/build/programs/gridvmd"}
+HOSTS_RUN=/run/gridvm-hosts        # state files, one per live run
+HOSTS_TMPBASE=/var/tmp             # HOSTS_DIR is created here
+HOSTS_PORT=${HOSTS_PORT:-7878}     # the agents' TCP port
+
+declare -F fail >/dev/null || fail() { echo "FAILED: $*" >&2; exit 1; }
+
+HOSTS_UP=0
+HOSTS__PREV_TRAP=""
+declare -ga HOST_NS=() HOST_IP=() HOST_VETH=() HOST_DATA=() HOST_SOCK=() HOST_AGENT_PID=()
+
+# --- internals ---------------------------------------------------------
+
+# hosts__start_time PID: the start time of PID (field 22 of its stat), or ""
+hosts__start_time() {
+	local s
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+	s=${s##*) }                  # the fields after "(comm) "
+	# shellcheck disable=SC2086
+	set -- $s
+	echo "${20}"
+}
+
+# hosts__alive PID: exists and is not a zombie
+hosts__alive() {
+	local s
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	s=${s##*) }
+	[ "${s:0:1}" != Z ] && [ "${s:0:1}" != X ]
+}
+
+# hosts__pids_using DIR: processes whose command line mentions DIR/
+hosts__pids_using() {
+	local p pid args
+	for p in /proc/[0-9]*; do
+		pid=${p#/proc/}
+		[ "$pid" = $$ ] || [ "$pid" = "$BASHPID" ] && continue
+		{ mapfile -d '' -t args <"$p/cmdline"; } 2>/dev/null || continue
+		[[ " ${args[*]-} " == *"$1/"* ]] && echo "$pid"
+	done
+	return 0
+}
+
+# hosts__kill PID...: SIGTERM, up to 3 s grace, then SIGKILL
+hosts__kill() {
+	local p left i
+	[ $# -gt 0 ] || return 0
+	kill -TERM "$@" 2>/dev/null || true
+	for i in $(seq 30); do
+		left=()
+		for p in "$@"; do hosts__alive "$p" && left+=("$p"); done
+		[ ${#left[@]} -gt 0 ] || return 0
+		[ "$i" -lt 30 ] && sleep 0.1
+	done
+	kill -KILL "${left[@]}" 2>/dev/null || true
+	for i in $(seq 20); do
+		left=()
+		for p in "$@"; do hosts__alive "$p" && left+=("$p"); done
+		[ ${#left[@]} -gt 0 ] || return 0
+		sleep 0.1
+	done
+	echo "hosts: processes did not die: ${left[*]}" >&2
+}
+
+# hosts__namespaces ID: our namespaces of run ID (all runs if ID is "")
+hosts__namespaces() {
+	local re="^gv${1:-[0-9]+}h[0-9]+\$"
+	ip netns list 2>/dev/null | awk '{print $1}' | grep -E "$re" || true
+}
+
+# hosts__links ID: our root-namespace links (bridge, veths) of run ID
+hosts__links() {
+	local re="^gv(br${1:-[0-9]+}|${1:-[0-9]+}v[0-9]+)\$" l
+	for l in /sys/class/net/gv*; do
+		[ -e "$l" ] || continue
+		l=${l##*/}
+		[[ $l =~ $re ]] && echo "$l"
+	done
+	return 0
+}
+
+# hosts__destroy ID: remove everything of run ID (safe to repeat)
+hosts__destroy() {
+	local id=$1 ns l d pids=()
+	for ns in $(hosts__namespaces "$id"); do
+		# shellcheck disable=SC2207
+		pids+=($(ip netns pids "$ns" 2>/dev/null || true))
+	done
+	for d in "$HOSTS_TMPBASE"/gvhosts."$id".*; do
+		# shellcheck disable=SC2207
+		[ -d "$d" ] && pids+=($(hosts__pids_using "$d"))
+	done
+	hosts__kill ${pids[@]+"${pids[@]}"}
+	for l in $(hosts__links "$id"); do   # veths first, deleting one end
+		[[ $l == gvbr* ]] || ip link del "$l" 2>/dev/null || true
+	done
+	for l in $(hosts__links "$id"); do ip link del "$l" 2>/dev/null || true; done
+	for ns in $(hosts__namespaces "$id"); do ip netns del "$ns" 2>/dev/null || true; done
+	for d in "$HOSTS_TMPBASE"/gvhosts."$id".*; do
+		[ -d "$d" ] && rm -rf --one-file-system "$d"
+	done
+	rm -f "$HOSTS_RUN/$id"
+}
+
+# hosts__owner_alive ID: the run ID's recorded owner still runs
+hosts__owner_alive() {
+	local k v pid="" start=""
+	[ -f "$HOSTS_RUN/$1" ] || return 1
+	while IFS='=' read -r k v; do
+		case $k in owner_pid) pid=$v ;; owner_start) start=$v ;; esac
+	done <"$HOSTS_RUN/$1"
+	[ -n "$pid" ] && hosts__alive "$pid" && [ "$(hosts__start_time "$pid")" = "$start" ]
+}
+
+# hosts__ids_present: ids of all state files, namespaces, links and dirs
+hosts__ids_present() {
+	local f
+	for f in "$HOSTS_RUN"/*; do
+		[ -f "$f" ] && [[ ${f##*/} =~ ^[0-9]+$ ]] && echo "${f##*/}"
+	done
+	hosts__namespaces "" | sed -E 's/^gv([0-9]+)h.*/\1/'
+	hosts__links "" | sed -E 's/^gv(br)?([0-9]+).*/\2/'
+	for f in "$HOSTS_TMPBASE"/gvhosts.*.*; do
+		[ -d "$f" ] && [[ $f =~ gvhosts\.([0-9]+)\. ]] && echo "${BASH_REMATCH[1]}"
+	done
+	return 0
+}
+
+# hosts__reap_locked: hosts_reap, the caller holds the lock
+hosts__reap_locked() {
+	local id
+	for id in $(hosts__ids_present | sort -un); do
+		[ "$id" = "${HOSTS_ID:-}" ] && [ "$HOSTS_UP" = 1 ] && continue
+		hosts__owner_alive "$id" && continue
+		echo "hosts: removing leftovers of run $id" >&2
+		hosts__destroy "$id"
+	done
+}
+
+# hosts__lock / hosts__unlock: serialize id allocation and reaping
+hosts__lock() {
+	mkdir -p "$HOSTS_RUN"
+	exec {HOSTS__LOCKFD}>"$HOSTS_RUN/lock"
+	flock -w 60 "$HOSTS__LOCKFD" || fail "hosts: cannot lock $HOSTS_RUN/lock"
+}
+hosts__unlock() { exec {HOSTS__LOCKFD}>&-; }
+
+# hosts__host I: check that host I exists
+hosts__host() {
+	[ "$HOSTS_UP" = 1 ] || fail "hosts: not up (call hosts_up first)"
+	[[ ${1:-} =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le "$HOSTS_N" ] ||
+		fail "hosts: no host '${1:-}' (have 1..$HOSTS_N)"
+}
+
+# hosts__rate_bits RATE: the rate in bit/s
+hosts__rate_bits() {
+	local r=${1,,} n
+	[[ $r =~ ^([0-9]+)([a-z]*)$ ]] || fail "hosts: bad rate '$1'"
+	n=${BASH_REMATCH[1]}
+	case ${BASH_REMATCH[2]} in
+	"" | bit) echo "$n" ;;
+	kbit) echo $((n * 1000)) ;;
+	mbit) echo $((n * 1000000)) ;;
+	gbit) echo $((n * 1000000000)) ;;
+	bps) echo $((n * 8)) ;;
+	kbps) echo $((n * 8000)) ;;
+	mbps) echo $((n * 8000000)) ;;
+	gbps) echo $((n * 8000000000)) ;;
+	*) fail "hosts: bad rate unit in '$1'" ;;
+	esac
+}
+
+# hosts__tbf_args RATE: tc arguments of a tbf for RATE (see the header)
+hosts__tbf_args() {
+	local bits burst
+	bits=$(hosts__rate_bits "$1")
+	[ "$bits" -gt 0 ] || fail "hosts: rate must be positive: '$1'"
+	burst=$((bits / 8 / 250))
+	[ "$burst" -ge $((4 * 1540)) ] || burst=$((4 * 1540))
+	echo "tbf rate ${bits}bit burst $burst latency 50ms"
+}
+
+hosts__no_ipv6() { # DEV (root namespace)
+	local f=/proc/sys/net/ipv6/conf/$1/disable_ipv6
+	[ -w "$f" ] && echo 1 >"$f"
+	return 0
+}
+
+hosts__on_exit() {
+	local rc=$?
+	set +e
+	hosts_down
+	if [ -n "$HOSTS__PREV_TRAP" ]; then
+		(exit "$rc")             # the old trap sees the original $?
+		eval "$HOSTS__PREV_TRAP"
+	fi
+	exit "$rc"
+}
+
+# --- API -----------------------------------------------------------------
+
+hosts_reap() {
+	hosts__lock
+	hosts__reap_locked
+	hosts__unlock
+}
+
+hosts_up() {
+	local n=${1:-} rate=${2:-} i id ns veth cur
+	[ "$(id -u)" = 0 ] || fail "hosts_up: needs root"
+	[[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 254 ] ||
+		fail "hosts_up: want 1..254 hosts, got '$n'"
+	[ "$HOSTS_UP" = 0 ] || fail "hosts_up: already up (run $HOSTS_ID)"
+	[ -z "$rate" ] || hosts__tbf_args "$rate" >/dev/null   # validate early
+
+	hosts__lock
+	hosts__reap_locked
+	id=$(($$ % 10000))
+	while [ -e "$HOSTS_RUN/$id" ] || [ -n "$(hosts__namespaces "$id")$(hosts__links "$id")" ]; do
+		id=$(((id + 1) % 10000))
+	done
+	printf 'owner_pid=%s\nowner_start=%s\n' "$BASHPID" "$(hosts__start_time "$BASHPID")" \
+		>"$HOSTS_RUN/$id"
+	hosts__unlock
+
+	export HOSTS_ID=$id HOSTS_N=$n HOSTS_DIR HOSTS_IPS=""
+	HOSTS_UP=1
+	# the cleanup is armed before the first object exists
+	cur=$(trap -p EXIT)
+	if [[ $cur != *hosts__on_exit* ]]; then
+		HOSTS__PREV_TRAP=""
+		if [ -n "$cur" ]; then
+			eval "set -- $cur"
+			HOSTS__PREV_TRAP=$3
+		fi
+		trap hosts__on_exit EXIT
+	fi
+
+	HOSTS_DIR=$(mktemp -d "$HOSTS_TMPBASE/gvhosts.$id.XXXXXX")
+	echo "dir=$HOSTS_DIR" >>"$HOSTS_RUN/$id"
+	(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$HOSTS_DIR/grid.key")
+	chmod 600 "$HOSTS_DIR/grid.key"
+
+	HOSTS_BRIDGE=gvbr$id
+	ip link add "$HOSTS_BRIDGE" type bridge stp_state 0
+	hosts__no_ipv6 "$HOSTS_BRIDGE"
+	ip link set "$HOSTS_BRIDGE" up
+
+	for ((i = 1; i <= n; i++)); do
+		ns=gv${id}h$i
+		veth=gv${id}v$i
+		HOST_NS[i]=$ns
+		HOST_VETH[i]=$veth
+		HOST_IP[i]=10.$((100 + id / 256)).$((id % 256)).$i
+		HOST_DATA[i]=$HOSTS_DIR/h$i
+		HOST_SOCK[i]=$HOSTS_DIR/h$i/gridvmd.sock
+		HOSTS_IPS="${HOSTS_IPS:+$HOSTS_IPS }${HOST_IP[i]}"
+		ip netns add "$ns"
+		ip link add "$veth" type veth peer name eth0 netns "$ns"
+		hosts__no_ipv6 "$veth"
+		ip link set "$veth" master "$HOSTS_BRIDGE" up
+		ip netns exec "$ns" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1
+		ip -n "$ns" addr add "${HOST_IP[i]}/24" dev eth0
+		ip -n "$ns" link set lo up
+		ip -n "$ns" link set eth0 up
+		[ -z "$rate" ] || hosts_shape "$i" "$rate"
+	done
+}
+
+hosts_down() {
+	local id=${HOSTS_ID:-}
+	[ -n "$id" ] || return 0
+	hosts__destroy "$id"
+	HOSTS_UP=0
+	HOST_NS=() HOST_IP=() HOST_VETH=() HOST_DATA=() HOST_SOCK=() HOST_AGENT_PID=()
+	unset HOSTS_ID HOSTS_N HOSTS_DIR HOSTS_IPS HOSTS_BRIDGE
+}
+
+hosts_shape() {
+	local i=${1:-} rate=${2:-} tbf
+	hosts__host "$i"
+	[ -n "$rate" ] || fail "usage: hosts_shape I RATE"
+	tbf=$(hosts__tbf_args "$rate")
+	# shellcheck disable=SC2086
+	tc -n "${HOST_NS[i]}" qdisc replace dev eth0 root $tbf
+	# shellcheck disable=SC2086
+	tc qdisc replace dev "${HOST_VETH[i]}" root $tbf
+}
+
+hosts_unshape() {
+	hosts__host "${1:-}"
+	tc -n "${HOST_NS[$1]}" qdisc del dev eth0 root 2>/dev/null || true
+	tc qdisc del dev "${HOST_VETH[$1]}" root 2>/dev/null || true
+}
+
+hosts_cut() {
+	hosts__host "${1:-}"
+	ip link set "${HOST_VETH[$1]}" down
+}
+
+hosts_restore() {
+	hosts__host "${1:-}"
+	ip link set "${HOST_VETH[$1]}" up
+}
+
+hosts_exec() {
+	hosts__host "${1:-}"
+	local ns=${HOST_NS[$1]}
+	shift
+	ip netns exec "$ns" "$@"
+}
+
+# hosts_ping I IP: one echo request, 2 s timeout; python3 if no ping(8)
+hosts_ping() {
+	hosts__host "${1:-}"
+	if command -v ping >/dev/null; then
+		ip netns exec "${HOST_NS[$1]}" ping -c1 -W2 -q "$2" >/dev/null
+		return
+	fi
+	ip netns exec "${HOST_NS[$1]}" python3 - "$2" <<'EOF'
+import os, select, socket, struct, sys, time
+dst = sys.argv[1]
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b + b"\0" * (len(b) % 2)))
+    s = (s >> 16) + (s & 0xFFFF)
+    return ~(s + (s >> 16)) & 0xFFFF
+ident, data = os.getpid() & 0xFFFF, b"gridvm-hosts-ping"
+pkt = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + data
+pkt = pkt[:2] + struct.pack("!H", csum(pkt)) + pkt[4:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+try:
+    s.sendto(pkt, (dst, 0))
+except OSError:
+    sys.exit(1)
+end = time.monotonic() + 2
+while (left := end - time.monotonic()) > 0:
+    if not select.select([s], [], [], left)[0]:
+        break
+    buf, addr = s.recvfrom(4096)
+    h = (buf[0] & 15) * 4
+    typ, _, _, rid, _ = struct.unpack("!BBHHH", buf[h:h + 8])
+    if typ == 0 and rid == ident and addr[0] == dst:
+        sys.exit(0)
+sys.exit(1)
+EOF
+}
+
+hosts_gv() {
+	hosts__host "${1:-}"
+	local i=$1
+	shift
+	env GRIDVM_DATA="${HOST_DATA[i]}" GRIDVM_SOCKET="${HOST_SOCK[i]}" \
+		GRIDVM_NO_AUTOSTART=1 "$GV" "$@"
+}
+
+hosts_agent_start() {
+	hosts__host "${1:-}"
+	local i=$1 sysdata=${GRIDVM_SYSDATA:-/var/lib/gridvm} data pid end
+	data=${HOST_DATA[i]}
+	[ -x "$GVD" ] || fail "hosts_agent_start: no agent binary $GVD"
+	[ -f "$sysdata/guest/vmlinuz" ] || fail "no guest in $sysdata (run scripts/setup.sh)"
+	mkdir -p "$data/images"
+	ln -sfn "$sysdata/guest" "$data/guest"
+	ln -sf "$sysdata/images/default.img" "$data/images/default.img"
+	# --daemon: the foreground process returns once the agent forked, its
+	# own errors (bad options, lock held) go to the same log
+	ip netns exec "${HOST_NS[i]}" env GRIDVM_DATA="$data" "$GVD" --daemon \
+		--socket "${HOST_SOCK[i]}" --listen "${HOST_IP[i]}:$HOSTS_PORT" \
+		--grid-key "$HOSTS_DIR/grid.key" >>"$data/gridvmd.log" 2>&1 ||
+		fail "agent of h$i did not start: $(tail -20 "$data/gridvmd.log")"
+	end=$((SECONDS + 10))
+	until [ -S "${HOST_SOCK[i]}" ] && hosts_gv "$i" host info >/dev/null 2>&1; do
+		[ $SECONDS -lt $end ] ||
+			fail "agent of h$i does not answer on ${HOST_SOCK[i]}: $(tail -20 "$data/gridvmd.log")"
+		sleep 0.1
+	done
+	HOST_AGENT_PID[i]=""
+	for pid in $(ip netns pids "${HOST_NS[i]}"); do
+		if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = gridvmd ] &&
+			tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "${HOST_SOCK[i]}"; then
+			HOST_AGENT_PID[i]=$pid
+		fi
+	done
+}
+
+hosts_agent_stop() {
+	hosts__host "${1:-}"
+	local pid=${HOST_AGENT_PID[$1]:-} end=$((SECONDS + 10))
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	while hosts__alive "$pid"; do
+		[ $SECONDS -lt $end ] || fail "agent of h$1 (pid $pid) does not stop"
+		sleep 0.1
+	done
+	HOST_AGENT_PID[$1]=""
+}
+
+hosts_wire_bytes() {
+	hosts__host "${1:-}"
+	local rx tx
+	read -r rx tx < <(ip netns exec "${HOST_NS[$1]}" \
+		cat /sys/class/net/eth0/statistics/rx_bytes /sys/class/net/eth0/statistics/tx_bytes | paste -sd' ')
+	echo $((rx + tx))
+}
