@@ -256,6 +256,17 @@ int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 	return 0;
 }
 
+int gv_xfer_server_port(const gv_xfer_server *s)
+{
+	struct sockaddr_storage sa;
+	socklen_t len = sizeof(sa);
+
+	if (getsockname(s->lfd, (struct sockaddr *)&sa, &len) < 0)
+		return -errno;
+	return ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
+					     : ((struct sockaddr_in6 *)&sa)->sin6_port);
+}
+
 void gv_xfer_server_stop(gv_xfer_server *s)
 {
 	if (!s)

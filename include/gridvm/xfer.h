@@ -51,6 +51,8 @@ int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 			 gv_xfer_resolve_fn resolve, void *ud,
 			 gv_xfer_server **out, char *err, size_t errlen) GV_WUR;
 void gv_xfer_server_stop(gv_xfer_server *s);
+/* The TCP port the server listens on (useful after asking for port 0). */
+int gv_xfer_server_port(const gv_xfer_server *s);
 
 /* --- destination side ---------------------------------------------- */
 

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: MIT
+# shellcheck shell=bash
 # hosts.sh - several "hosts" on this one machine for end-to-end tests and
 # benchmarks: network namespaces joined by veth pairs to a Linux bridge,
 # each host optionally running its own gridvm node agent, with optional
@@ -47,9 +48,11 @@
 # host I has .I (so at most 254 hosts). The bridge has no address and the
 # namespaces have no default route: hosts reach each other and nothing
 # else (not the root namespace, not the network; IPv6 is disabled on the
-# links, so no link-local path either). Different runs have different
-# bridges, so even equal subnets could not mix; distinct ones just make
-# captures and logs unambiguous.
+# links, so no link-local path either). In the root namespace the /24 gets
+# an "unreachable" route, so a client that wrongly runs there fails at once
+# instead of sending to the default gateway: run clients with hosts_exec.
+# Different runs have different bridges, so even equal subnets could not
+# mix; distinct ones keep routes, captures and logs unambiguous.
 #
 # Shaping (tbf, on the egress of eth0 in the namespace and on the egress of
 # the bridge-side veth, so both directions): rate as given; burst =
@@ -151,6 +154,9 @@ hosts__kill() {
 	echo "hosts: processes did not die: ${left[*]}" >&2
 }
 
+# hosts__subnet ID: the first three octets of run ID's /24
+hosts__subnet() { echo "10.$((100 + $1 / 256)).$(($1 % 256))"; }
+
 # hosts__namespaces ID: our namespaces of run ID (all runs if ID is "")
 hosts__namespaces() {
 	local re="^gv${1:-[0-9]+}h[0-9]+\$"
@@ -185,6 +191,7 @@ hosts__destroy() {
 	done
 	for l in $(hosts__links "$id"); do ip link del "$l" 2>/dev/null || true; done
 	for ns in $(hosts__namespaces "$id"); do ip netns del "$ns" 2>/dev/null || true; done
+	ip route del unreachable "$(hosts__subnet "$id").0/24" 2>/dev/null || true
 	for d in "$HOSTS_TMPBASE"/gvhosts."$id".*; do
 		[ -d "$d" ] && rm -rf --one-file-system "$d"
 	done
@@ -237,33 +244,29 @@ hosts__unlock() { exec {HOSTS__LOCKFD}>&-; }
 # hosts__host I: check that host I exists
 hosts__host() {
 	[ "$HOSTS_UP" = 1 ] || fail "hosts: not up (call hosts_up first)"
-	[[ ${1:-} =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le "$HOSTS_N" ] ||
+	if ! [[ ${1:-} =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ] || [ "$1" -gt "$HOSTS_N" ]; then
 		fail "hosts: no host '${1:-}' (have 1..$HOSTS_N)"
+	fi
 }
 
-# hosts__rate_bits RATE: the rate in bit/s
-hosts__rate_bits() {
-	local r=${1,,} n
-	[[ $r =~ ^([0-9]+)([a-z]*)$ ]] || fail "hosts: bad rate '$1'"
-	n=${BASH_REMATCH[1]}
-	case ${BASH_REMATCH[2]} in
-	"" | bit) echo "$n" ;;
-	kbit) echo $((n * 1000)) ;;
-	mbit) echo $((n * 1000000)) ;;
-	gbit) echo $((n * 1000000000)) ;;
-	bps) echo $((n * 8)) ;;
-	kbps) echo $((n * 8000)) ;;
-	mbps) echo $((n * 8000000)) ;;
-	gbps) echo $((n * 8000000000)) ;;
-	*) fail "hosts: bad rate unit in '$1'" ;;
-	esac
-}
-
-# hosts__tbf_args RATE: tc arguments of a tbf for RATE (see the header)
+# hosts__tbf_args RATE: tc arguments of a tbf for RATE (see the header);
+# returns 1 for a malformed or zero rate
 hosts__tbf_args() {
-	local bits burst
-	bits=$(hosts__rate_bits "$1")
-	[ "$bits" -gt 0 ] || fail "hosts: rate must be positive: '$1'"
+	local r=${1,,} n bits burst
+	[[ $r =~ ^([0-9]+)([a-z]*)$ ]] || return 1
+	n=$((10#${BASH_REMATCH[1]}))
+	case ${BASH_REMATCH[2]} in
+	"" | bit) bits=$n ;;
+	kbit) bits=$((n * 1000)) ;;
+	mbit) bits=$((n * 1000000)) ;;
+	gbit) bits=$((n * 1000000000)) ;;
+	bps) bits=$((n * 8)) ;;
+	kbps) bits=$((n * 8000)) ;;
+	mbps) bits=$((n * 8000000)) ;;
+	gbps) bits=$((n * 8000000000)) ;;
+	*) return 1 ;;
+	esac
+	[ "$bits" -gt 0 ] || return 1
 	burst=$((bits / 8 / 250))
 	[ "$burst" -ge $((4 * 1540)) ] || burst=$((4 * 1540))
 	echo "tbf rate ${bits}bit burst $burst latency 50ms"
@@ -297,10 +300,12 @@ hosts_reap() {
 hosts_up() {
 	local n=${1:-} rate=${2:-} i id ns veth cur
 	[ "$(id -u)" = 0 ] || fail "hosts_up: needs root"
-	[[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 254 ] ||
+	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 254 ]; then
 		fail "hosts_up: want 1..254 hosts, got '$n'"
+	fi
 	[ "$HOSTS_UP" = 0 ] || fail "hosts_up: already up (run $HOSTS_ID)"
-	[ -z "$rate" ] || hosts__tbf_args "$rate" >/dev/null   # validate early
+	[ -z "$rate" ] || hosts__tbf_args "$rate" >/dev/null ||
+		fail "hosts_up: bad rate '$rate' (want e.g. 20mbit)"
 
 	hosts__lock
 	hosts__reap_locked
@@ -330,6 +335,10 @@ hosts_up() {
 	(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$HOSTS_DIR/grid.key")
 	chmod 600 "$HOSTS_DIR/grid.key"
 
+	# root-namespace traffic to our subnet (a test bug: clients belong in
+	# a host) fails at once instead of following the default route out
+	ip route add unreachable "$(hosts__subnet "$id").0/24" 2>/dev/null || true
+
 	HOSTS_BRIDGE=gvbr$id
 	ip link add "$HOSTS_BRIDGE" type bridge stp_state 0
 	hosts__no_ipv6 "$HOSTS_BRIDGE"
@@ -340,7 +349,7 @@ hosts_up() {
 		veth=gv${id}v$i
 		HOST_NS[i]=$ns
 		HOST_VETH[i]=$veth
-		HOST_IP[i]=10.$((100 + id / 256)).$((id % 256)).$i
+		HOST_IP[i]=$(hosts__subnet "$id").$i
 		HOST_DATA[i]=$HOSTS_DIR/h$i
 		HOST_SOCK[i]=$HOSTS_DIR/h$i/gridvmd.sock
 		HOSTS_IPS="${HOSTS_IPS:+$HOSTS_IPS }${HOST_IP[i]}"
@@ -369,7 +378,7 @@ hosts_shape() {
 	local i=${1:-} rate=${2:-} tbf
 	hosts__host "$i"
 	[ -n "$rate" ] || fail "usage: hosts_shape I RATE"
-	tbf=$(hosts__tbf_args "$rate")
+	tbf=$(hosts__tbf_args "$rate") || fail "hosts_shape: bad rate '$rate' (want e.g. 20mbit)"
 	# shellcheck disable=SC2086
 	tc -n "${HOST_NS[i]}" qdisc replace dev eth0 root $tbf
 	# shellcheck disable=SC2086
@@ -410,7 +419,8 @@ hosts_ping() {
 import os, select, socket, struct, sys, time
 dst = sys.argv[1]
 def csum(b):
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b + b"\0" * (len(b) % 2)))
+    b += b"\0" * (len(b) % 2)
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
     s = (s >> 16) + (s & 0xFFFF)
     return ~(s + (s >> 16)) & 0xFFFF
 ident, data = os.getpid() & 0xFFFF, b"gridvm-hosts-ping"

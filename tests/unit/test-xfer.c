@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-xfer.c - the block transfer against the real server and against a
+ * scripted hostile one: images arrive identical, zero blocks are holes,
+ * local and repeated blocks are not sent, resume keeps verified blocks, a
+ * wrong key and a tampered block are refused.
+ */
+#include "../../lib/xfer_internal.h"
+
+#include <gridvm/hostidx.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <cmocka.h>
+
+#define NBLK 3000
+static char dir[64];
+static uint8_t key[GV_XFER_KEY_LEN] = { 1, 2, 3, 4, 5 };
+
+/* Block kinds: i%5==0 zero, i%5==1 repeats of one content, else unique;
+ * the last block is short. */
+static void make_image(const char *path, uint32_t salt)
+{
+	FILE *f = fopen(path, "wb");
+	uint8_t b[4096];
+
+	assert_non_null(f);
+	for (uint32_t i = 0; i < NBLK; i++) {
+		memset(b, 0, sizeof(b));
+		if (i % 5 == 1)
+			memcpy(b, "the same block", 14);
+		else if (i % 5)
+			snprintf((char *)b, sizeof(b), "block %u salt %u", i, i % 2 ? 0 : salt);
+		fwrite(b, 1, i == NBLK - 1 ? 1000 : sizeof(b), f);
+	}
+	fclose(f);
+}
+
+static int resolve(void *ud, const char *name, char **path, char **idx)
+{
+	if (strcmp(name, "img"))
+		return -ENOENT;
+	*path = gv_strdupf("%s/src.img", dir);
+	*idx = gv_strdupf("%s/src.gvidx", dir);
+	return 0;
+}
+
+static char *file_sha(const char *path)
+{
+	char *cmd = gv_strdupf("sha256sum < %s", path), *out = malloc(65);
+	FILE *p = popen(cmd, "r");
+
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%64s", out), 1);
+	pclose(p);
+	free(cmd);
+	return out;
+}
+
+static int do_fetch(int port, const char *dest, gv_hostidx *hi, gv_codec codec,
+		    const uint8_t *k, json_t **sum, char *err)
+{
+	gv_fetch_opts o = { .host = "127.0.0.1", .port = port, .image = "img", .dest = dest,
+			    .codec = codec, .hostidx = hi, .key = k, .timeout_ms = 5000 };
+	*sum = NULL;
+	return gv_fetch(&o, sum, err, 512);
+}
+
+static long long field(json_t *j, const char *k)
+{
+	return json_integer_value(json_object_get(j, k));
+}
+
+static void test_fetch_codecs_and_dedup(void **state)
+{
+	gv_xfer_server *s;
+	char err[512], *src, *want;
+	int port;
+
+	snprintf(dir, sizeof(dir), "/tmp/gv-xfer-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	src = gv_strdupf("%s/src.img", dir);
+	make_image(src, 7);
+	want = file_sha(src);
+	assert_int_equal(gv_xfer_server_start("127.0.0.1:0", key, resolve, NULL, &s, err,
+					      sizeof(err)), 0);
+	port = gv_xfer_server_port(s);
+	for (int c = GV_CODEC_NONE; c <= GV_CODEC_ZSTD; c++) {
+		char *dest = gv_strdupf("%s/dst-%d.img", dir, c), *got;
+		json_t *sum;
+		struct stat st;
+		assert_int_equal(do_fetch(port, dest, NULL, (gv_codec)c, key, &sum, err), 0);
+		got = file_sha(dest);
+		assert_string_equal(got, want);
+		assert_int_equal(field(sum, "blocks_total"), NBLK);
+		assert_int_equal(field(sum, "blocks_zero"), NBLK / 5);
+		/* the repeated block is sent once, its copies are made locally */
+		assert_int_equal(field(sum, "blocks_local"), NBLK / 5 - 1);
+		assert_int_equal(field(sum, "blocks_remote"), NBLK - 2 * (NBLK / 5) + 1);
+		assert_int_equal(stat(dest, &st), 0);
+		assert_true(st.st_blocks * 512 < st.st_size); /* zero blocks are holes */
+		json_decref(sum);
+		free(got);
+		free(dest);
+	}
+
+	/* with a similar image on this host, only what differs is sent */
+	char *other = gv_strdupf("%s/other.img", dir), *oidx = gv_strdupf("%s/other.gvidx", dir);
+	char *hdir = gv_strdupf("%s/hidx", dir), *dest = gv_strdupf("%s/dst-local.img", dir);
+	gv_hostidx *hi;
+	gv_blockidx *bi;
+	json_t *sum;
+	make_image(other, 8); /* differs in the even unique blocks */
+	assert_int_equal(gv_hostidx_open(hdir, &hi), 0);
+	assert_int_equal(gv_blockidx_get(other, oidx, 12, &bi), 0);
+	assert_int_equal(gv_hostidx_add(hi, "other", other, oidx, bi, NULL), 0);
+	assert_int_equal(do_fetch(port, dest, hi, GV_CODEC_ZSTD, key, &sum, err), 0);
+	char *got = file_sha(dest);
+	assert_string_equal(got, want);
+	int even_unique = 0;
+	for (int i = 0; i < NBLK; i++)
+		even_unique += i % 5 > 1 && i % 2 == 0;
+	assert_int_equal(field(sum, "blocks_remote"), even_unique);
+	json_decref(sum);
+	free(got);
+	gv_blockidx_free(bi);
+	gv_hostidx_close(hi);
+	free(other);
+	free(oidx);
+	free(hdir);
+	free(dest);
+
+	/* a peer without the key gets nothing */
+	uint8_t bad[GV_XFER_KEY_LEN] = { 9 };
+	dest = gv_strdupf("%s/dst-bad.img", dir);
+	assert_int_equal(do_fetch(port, dest, NULL, GV_CODEC_ZSTD, bad, &sum, err), -EACCES);
+	assert_non_null(strstr(err, "authentication failed"));
+	assert_int_equal(access(dest, F_OK), -1);
+	free(dest);
+
+	/* unknown image */
+	gv_fetch_opts o = { .host = "127.0.0.1", .port = port, .image = "nope",
+			    .dest = "/nonexistent/x", .key = key, .timeout_ms = 5000 };
+	assert_true(gv_fetch(&o, &sum, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "no such image: nope"));
+
+	gv_xfer_server_stop(s);
+	free(src);
+	free(want);
+}
+
+static void test_resume(void **state)
+{
+	gv_xfer_server *s;
+	char err[512], *src = gv_strdupf("%s/src.img", dir), *want = file_sha(src);
+	char *dest = gv_strdupf("%s/resumed.img", dir);
+	char *partial = gv_strdupf("%s.partial", dest), *marker = gv_strdupf("%s.partial.src", dest);
+	char *cmd;
+	json_t *sum;
+	gv_blockidx *bi;
+
+	/* an earlier attempt wrote the first 1000 blocks, one of them torn */
+	char *idx = gv_strdupf("%s/src.gvidx", dir);
+	assert_int_equal(gv_blockidx_load(idx, &bi), 0);
+	free(idx);
+	cmd = gv_strdupf("cp %s %s && printf torn | dd of=%s bs=1 seek=%d conv=notrunc "
+			 "2>/dev/null && dd if=/dev/zero of=%s bs=4096 seek=1000 count=2000 "
+			 "conv=notrunc 2>/dev/null && truncate -s %llu %s", src, partial,
+			 partial, 4096 * 7 + 10, partial, (unsigned long long)bi->image_size,
+			 partial);
+	assert_int_equal(system(cmd), 0);
+	FILE *m = fopen(marker, "w");
+	for (int i = 0; i < 32; i++)
+		fprintf(m, "%02x", bi->image_sha256[i]);
+	fclose(m);
+	assert_int_equal(gv_xfer_server_start("127.0.0.1:0", key, resolve, NULL, &s, err,
+					      sizeof(err)), 0);
+	assert_int_equal(do_fetch(gv_xfer_server_port(s), dest, NULL, GV_CODEC_LZ4, key,
+				  &sum, err), 0);
+	char *got = file_sha(dest);
+	assert_string_equal(got, want);
+	/* blocks 0..999 that are not zero, minus the torn block 7, were kept */
+	int kept = 0;
+	for (int i = 0; i < 1000; i++)
+		kept += i % 5 != 0 && i != 7;
+	assert_int_equal(field(sum, "blocks_resumed"), kept);
+	assert_int_equal(access(partial, F_OK), -1);
+	assert_int_equal(access(marker, F_OK), -1);
+	json_decref(sum);
+	gv_xfer_server_stop(s);
+	gv_blockidx_free(bi);
+	free(got);
+	free(cmd);
+	free(src);
+	free(want);
+	free(dest);
+	free(partial);
+	free(marker);
+}
+
+/* A hostile source: authenticates properly, then sends a wrong block. */
+static void *evil_server(void *arg)
+{
+	int lfd = *(int *)arg, fd = accept(lfd, NULL, NULL);
+	struct xconn c;
+	char err[200];
+	uint8_t type, *p, hdr[17];
+	size_t n;
+	gv_blockidx *bi;
+	char *idx = gv_strdupf("%s/src.gvidx", dir);
+
+	xconn_init(&c, fd, 5000);
+	if (xauth_server(&c, key, err, sizeof(err)) == 0 &&
+	    xconn_recv(&c, &type, &p, &n) == 0 && gv_blockidx_load(idx, &bi) == 0) {
+		uint8_t *raw, *z, lenb[4];
+		size_t rawlen;
+		int r = gv_blockidx_serialize(bi, &raw, &rawlen);
+		size_t zl = 0;
+		(void)r;
+		xcodec_compress(GV_CODEC_ZSTD, 3, raw, rawlen, &z, &zl);
+		put_be32(lenb, (uint32_t)rawlen);
+		r = xconn_send(&c, XT_INDEX, lenb, 4, z, zl);
+		free(raw);
+		free(z);
+		if (xconn_recv(&c, &type, &p, &n) == 0 && type == XT_REQ) {
+			uint64_t first = get_be64(p);
+			uint32_t count = get_be32(p + 8);
+			uint8_t *data = calloc(count, 4096);
+			memset(data, 'X', 4096); /* not what the hash says */
+			put_be64(hdr, first);
+			put_be32(hdr + 8, count);
+			hdr[12] = GV_CODEC_NONE;
+			put_be32(hdr + 13, count * 4096);
+			r = xconn_send(&c, XT_DATA, hdr, 17, data, count * 4096);
+			free(data);
+		}
+		gv_blockidx_free(bi);
+	}
+	sleep(1);
+	xconn_close(&c);
+	free(idx);
+	return NULL;
+}
+
+static void test_tampered_block(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t sl = sizeof(sa);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	pthread_t t;
+	char err[512], *dest = gv_strdupf("%s/evil.img", dir);
+	char *partial = gv_strdupf("%s.partial", dest);
+	json_t *sum;
+	uint8_t buf[4096], zero[4096] = { 0 };
+
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	getsockname(lfd, (struct sockaddr *)&sa, &sl);
+	pthread_create(&t, NULL, evil_server, &lfd);
+	assert_int_equal(do_fetch(ntohs(sa.sin_port), dest, NULL, GV_CODEC_NONE, key, &sum,
+				  err), -EBADMSG);
+	assert_non_null(strstr(err, "does not match its SHA-256"));
+	assert_int_equal(access(dest, F_OK), -1); /* nothing under the image's name */
+	int fd = open(partial, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, 4096, 4096), 4096); /* block 1 was asked first */
+	assert_memory_equal(buf, zero, 4096);                  /* and never written */
+	close(fd);
+	pthread_join(t, NULL);
+	close(lfd);
+	free(dest);
+	free(partial);
+	assert_int_equal(gv_rm_rf(dir), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fetch_codecs_and_dedup),
+		cmocka_unit_test(test_resume),
+		cmocka_unit_test(test_tampered_block),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
