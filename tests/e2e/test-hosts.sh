@@ -8,8 +8,8 @@
 # agents start inside their namespaces (through a shim that drops --listen
 # and --grid-key while gridvmd lacks them); hosts_down leaves nothing.
 # No timing thresholds: throughputs are only printed.
-HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR
+HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/lib.sh"
 source "$HERE/hosts.sh"
 
