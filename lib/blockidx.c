@@ -268,8 +268,10 @@ int gv_blockidx_build(const char *path, uint32_t block_shift, unsigned threads,
 	int r;
 
 	*out = NULL;
-	if (block_shift < 9 || block_shift > 24 || !md_get())
+	if (block_shift < 9 || block_shift > 24)
 		return -EINVAL;
+	if (!md_get())
+		return -EIO;
 	r = build_open(&b, path, block_shift, &st);
 	if (r == 0 && progress)
 		progress(ud, 0, b.size);

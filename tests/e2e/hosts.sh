@@ -20,6 +20,7 @@
 #                         idempotent (safe to run twice)
 #   hosts_reap            remove leftovers of earlier runs whose owner died
 #                         (hosts_up does this first)
+#   hosts_attach          in a child bash script: use the parent's hosts
 #   hosts_shape I RATE    shape both directions of I's link (tbf, replaces)
 #   hosts_unshape I       remove the shaping of I's link
 #   hosts_cut I           take I's link down (bridge-side veth down)
@@ -32,7 +33,8 @@
 #   hosts_wire_bytes I    tx+rx bytes so far on I's eth0 (ns side)
 #
 # Variables set by hosts_up (arrays are indexed 1..N; bash cannot export
-# arrays, so child processes see only the exported scalars):
+# arrays, so child processes see only the exported scalars; a child bash
+# script can rebuild the arrays with hosts_attach):
 #   HOSTS_ID      short id of this run (exported), chosen from $$ mod 10000
 #   HOSTS_N       number of hosts (exported)
 #   HOSTS_DIR     private directory, mktemp -d /var/tmp/gvhosts.ID.XXXXXX;
@@ -78,13 +80,21 @@
 # gv_teardown does not know about it). Call hosts_up in the main shell, not
 # in a subshell or $(...): its EXIT trap would fire when the subshell ends.
 #
-# Surprises: if br_netfilter is loaded, bridged frames pass the iptables
-# FORWARD chain; a DROP policy there (Docker sets one) silently breaks
-# traffic between the hosts. Then use sysctl net.bridge.bridge-nf-call-
-# iptables=0 or iptables -I FORWARD -i gvbrID -o gvbrID -j ACCEPT.
-# `ip netns exec` gives the command a private mount namespace with its own
-# /sys; files under /var/tmp and unix sockets in them are shared, which is
-# why the CLI can talk to an agent from the root namespace.
+# Surprises:
+# - If br_netfilter is loaded, bridged frames pass the iptables FORWARD
+#   chain; a DROP policy there (Docker sets one) silently breaks traffic
+#   between the hosts. Then use sysctl net.bridge.bridge-nf-call-iptables=0
+#   or iptables -I FORWARD -i gvbrID -o gvbrID -j ACCEPT. net.ipv4.ip_forward
+#   is not needed (bridging is layer 2) and left alone.
+# - All links have MTU 1500 whatever the machine's own NIC has.
+# - veth does GSO/GRO: unshaped, a 64 KiB super-packet is counted with one
+#   set of headers, so hosts_wire_bytes is payload plus a little; tbf
+#   splits super-packets larger than its burst, so shaped links count
+#   per-segment headers (a few % more). No preamble/FCS is ever counted.
+# - `ip netns exec` gives the command a private mount namespace with its
+#   own /sys; files under /var/tmp and unix sockets in them are shared,
+#   which is why the CLI can talk to an agent from the root namespace. Any
+#   QEMU an agent starts inherits the namespace (so it has no way out).
 
 set -euo pipefail
 
@@ -97,9 +107,12 @@ HOSTS_PORT=${HOSTS_PORT:-7878}     # the agents' TCP port
 
 declare -F fail >/dev/null || fail() { echo "FAILED: $*" >&2; exit 1; }
 
-HOSTS_UP=0
-HOSTS__PREV_TRAP=""
-declare -ga HOST_NS=() HOST_IP=() HOST_VETH=() HOST_DATA=() HOST_SOCK=() HOST_AGENT_PID=()
+if [ -z "${HOSTS__SOURCED:-}" ]; then # sourcing twice keeps a live run
+	HOSTS__SOURCED=1
+	HOSTS_UP=0 # 0: down, 1: up (this shell owns it), 2: attached
+	HOSTS__PREV_TRAP=""
+	declare -ga HOST_NS=() HOST_IP=() HOST_VETH=() HOST_DATA=() HOST_SOCK=() HOST_AGENT_PID=()
+fi
 
 # --- internals ---------------------------------------------------------
 
@@ -241,9 +254,25 @@ hosts__lock() {
 }
 hosts__unlock() { exec {HOSTS__LOCKFD}>&-; }
 
+# hosts__fill: the names and addresses of run HOSTS_ID (HOSTS_N hosts)
+hosts__fill() {
+	local i net
+	net=$(hosts__subnet "$HOSTS_ID")
+	HOSTS_BRIDGE=gvbr$HOSTS_ID
+	export HOSTS_IPS=""
+	for ((i = 1; i <= HOSTS_N; i++)); do
+		HOST_NS[i]=gv${HOSTS_ID}h$i
+		HOST_VETH[i]=gv${HOSTS_ID}v$i
+		HOST_IP[i]=$net.$i
+		HOST_DATA[i]=$HOSTS_DIR/h$i
+		HOST_SOCK[i]=$HOSTS_DIR/h$i/gridvmd.sock
+		HOSTS_IPS="${HOSTS_IPS:+$HOSTS_IPS }${HOST_IP[i]}"
+	done
+}
+
 # hosts__host I: check that host I exists
 hosts__host() {
-	[ "$HOSTS_UP" = 1 ] || fail "hosts: not up (call hosts_up first)"
+	[ "$HOSTS_UP" != 0 ] || fail "hosts: not up (call hosts_up first)"
 	if ! [[ ${1:-} =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ] || [ "$1" -gt "$HOSTS_N" ]; then
 		fail "hosts: no host '${1:-}' (have 1..$HOSTS_N)"
 	fi
@@ -298,7 +327,7 @@ hosts_reap() {
 }
 
 hosts_up() {
-	local n=${1:-} rate=${2:-} i id ns veth cur
+	local n=${1:-} rate=${2:-} i id me cur
 	[ "$(id -u)" = 0 ] || fail "hosts_up: needs root"
 	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 254 ]; then
 		fail "hosts_up: want 1..254 hosts, got '$n'"
@@ -313,11 +342,11 @@ hosts_up() {
 	while [ -e "$HOSTS_RUN/$id" ] || [ -n "$(hosts__namespaces "$id")$(hosts__links "$id")" ]; do
 		id=$(((id + 1) % 10000))
 	done
-	printf 'owner_pid=%s\nowner_start=%s\n' "$BASHPID" "$(hosts__start_time "$BASHPID")" \
-		>"$HOSTS_RUN/$id"
+	me=$BASHPID   # not inside $(...): there BASHPID is the subshell's
+	printf 'owner_pid=%s\nowner_start=%s\n' "$me" "$(hosts__start_time "$me")" >"$HOSTS_RUN/$id"
 	hosts__unlock
 
-	export HOSTS_ID=$id HOSTS_N=$n HOSTS_DIR HOSTS_IPS=""
+	export HOSTS_ID=$id HOSTS_N=$n HOSTS_DIR=""
 	HOSTS_UP=1
 	# the cleanup is armed before the first object exists
 	cur=$(trap -p EXIT)
@@ -332,6 +361,7 @@ hosts_up() {
 
 	HOSTS_DIR=$(mktemp -d "$HOSTS_TMPBASE/gvhosts.$id.XXXXXX")
 	echo "dir=$HOSTS_DIR" >>"$HOSTS_RUN/$id"
+	hosts__fill
 	(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$HOSTS_DIR/grid.key")
 	chmod 600 "$HOSTS_DIR/grid.key"
 
@@ -339,36 +369,38 @@ hosts_up() {
 	# a host) fails at once instead of following the default route out
 	ip route add unreachable "$(hosts__subnet "$id").0/24" 2>/dev/null || true
 
-	HOSTS_BRIDGE=gvbr$id
 	ip link add "$HOSTS_BRIDGE" type bridge stp_state 0
 	hosts__no_ipv6 "$HOSTS_BRIDGE"
 	ip link set "$HOSTS_BRIDGE" up
 
 	for ((i = 1; i <= n; i++)); do
-		ns=gv${id}h$i
-		veth=gv${id}v$i
-		HOST_NS[i]=$ns
-		HOST_VETH[i]=$veth
-		HOST_IP[i]=$(hosts__subnet "$id").$i
-		HOST_DATA[i]=$HOSTS_DIR/h$i
-		HOST_SOCK[i]=$HOSTS_DIR/h$i/gridvmd.sock
-		HOSTS_IPS="${HOSTS_IPS:+$HOSTS_IPS }${HOST_IP[i]}"
-		ip netns add "$ns"
-		ip link add "$veth" type veth peer name eth0 netns "$ns"
-		hosts__no_ipv6 "$veth"
-		ip link set "$veth" master "$HOSTS_BRIDGE" up
-		ip netns exec "$ns" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1
-		ip -n "$ns" addr add "${HOST_IP[i]}/24" dev eth0
-		ip -n "$ns" link set lo up
-		ip -n "$ns" link set eth0 up
+		ip netns add "${HOST_NS[i]}"
+		ip link add "${HOST_VETH[i]}" type veth peer name eth0 netns "${HOST_NS[i]}"
+		hosts__no_ipv6 "${HOST_VETH[i]}"
+		ip link set "${HOST_VETH[i]}" master "$HOSTS_BRIDGE" up
+		ip netns exec "${HOST_NS[i]}" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1
+		ip -n "${HOST_NS[i]}" addr add "${HOST_IP[i]}/24" dev eth0
+		ip -n "${HOST_NS[i]}" link set lo up
+		ip -n "${HOST_NS[i]}" link set eth0 up
 		[ -z "$rate" ] || hosts_shape "$i" "$rate"
 	done
 }
 
+# hosts_attach: in a child script of the shell that ran hosts_up, use its
+# hosts (from the exported HOSTS_ID, HOSTS_N, HOSTS_DIR). hosts_down does
+# nothing there: the owner cleans up.
+hosts_attach() {
+	[ "$HOSTS_UP" = 0 ] || fail "hosts_attach: already up"
+	if [ -z "${HOSTS_ID:-}" ] || [ -z "${HOSTS_N:-}" ] || [ ! -d "${HOSTS_DIR:-}" ]; then
+		fail "hosts_attach: no HOSTS_ID/HOSTS_N/HOSTS_DIR from a parent's hosts_up"
+	fi
+	hosts__fill
+	HOSTS_UP=2
+}
+
 hosts_down() {
-	local id=${HOSTS_ID:-}
-	[ -n "$id" ] || return 0
-	hosts__destroy "$id"
+	[ "$HOSTS_UP" = 1 ] || return 0   # not up, or only attached
+	hosts__destroy "$HOSTS_ID"
 	HOSTS_UP=0
 	HOST_NS=() HOST_IP=() HOST_VETH=() HOST_DATA=() HOST_SOCK=() HOST_AGENT_PID=()
 	unset HOSTS_ID HOSTS_N HOSTS_DIR HOSTS_IPS HOSTS_BRIDGE
@@ -465,7 +497,7 @@ hosts_agent_start() {
 	# own errors (bad options, lock held) go to the same log
 	ip netns exec "${HOST_NS[i]}" env GRIDVM_DATA="$data" "$GVD" --daemon \
 		--socket "${HOST_SOCK[i]}" --listen "${HOST_IP[i]}:$HOSTS_PORT" \
-		--grid-key "$HOSTS_DIR/grid.key" >>"$data/gridvmd.log" 2>&1 ||
+		--grid-key "${HOSTS_KEY_OVERRIDE:-$HOSTS_DIR/grid.key}" >>"$data/gridvmd.log" 2>&1 ||
 		fail "agent of h$i did not start: $(tail -20 "$data/gridvmd.log")"
 	end=$((SECONDS + 10))
 	until [ -S "${HOST_SOCK[i]}" ] && hosts_gv "$i" host info >/dev/null 2>&1; do

@@ -31,8 +31,8 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 mbits() { python3 -c "import sys; print('%.1f' % ($1 * 8 / 1000 / max($2, 1)))"; }
 # our_objects ID: namespaces and links of run ID that still exist
 our_objects() {
-	ip netns list | awk '{print $1}' | grep -E "^gv$1h[0-9]+\$" || true
-	ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 |
+	ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^gv$1h[0-9]+\$" || true
+	ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 |
 		grep -E "^gv(br$1|$1v[0-9]+)\$" || true
 }
 # tc_rate DEV [NS]: the rate (bit/s) of the tbf root qdisc of DEV
@@ -45,22 +45,23 @@ print(q["options"]["rate"] * 8 if q["kind"] == "tbf" else q["kind"])'
 
 # --- a run killed with SIGKILL; the next hosts_up cleans up after it ----
 info=$(mktemp)
+klog=$(mktemp)
 bash -c 'source "$1"; hosts_up 2
 	hosts_exec 1 sleep 600 &
 	bash -c "exec -a $HOSTS_DIR/marker sleep 600" &
-	echo "$HOSTS_ID $HOSTS_DIR" >"$2"; wait' _ "$HERE/hosts.sh" "$info" &
+	echo "$HOSTS_ID $HOSTS_DIR" >"$2"; wait' _ "$HERE/hosts.sh" "$info" 2>"$klog" &
 child=$!
-wait_for 20 test -s "$info" || fail "the run to be killed did not come up"
+wait_for 20 test -s "$info" || fail "the run to be killed did not come up: $(cat "$klog")"
 read -r kid kdir <"$info"
-rm -f "$info"
+rm -f "$info" "$klog"
 kpids=$(ip netns pids "gv${kid}h1"; pgrep -f "^$kdir/marker")
 [ "$(echo "$kpids" | wc -w)" = 2 ] || fail "killed run: want 2 processes, got '$kpids'"
-kill -KILL "$child"
-wait "$child" 2>/dev/null || true
-if [ -z "$(our_objects "$kid")" ] || [ ! -d "$kdir" ]; then
-	fail "SIGKILL left nothing behind?"
+nobj=$(our_objects "$kid" | wc -l)
+if [ "$nobj" != 5 ] || [ ! -d "$kdir" ]; then
+	fail "run $kid: want 2 namespaces, a bridge, 2 veths and $kdir, got $nobj objects"
 fi
-echo "ok: run $kid killed with SIGKILL left $(our_objects "$kid" | wc -l) objects behind"
+{ kill -KILL "$child" && wait "$child"; } 2>/dev/null || true   # no "Killed" job message
+echo "ok: run $kid killed with SIGKILL, leaving $nobj objects, 2 processes and $kdir"
 
 hosts_up 3   # reaps the killed run first
 [ -z "$(our_objects "$kid")" ] || fail "leftovers of run $kid: $(our_objects "$kid" | xargs)"
@@ -87,6 +88,15 @@ done
 echo "ok: the hosts ping each other, have loopback, and no route out"
 ip route get "${HOST_IP[1]}" >/dev/null 2>&1 && fail "the root namespace routes to ${HOST_IP[1]}"
 echo "ok: the root namespace has no route to the hosts"
+
+# another process's reaper leaves a live run alone; a child script can
+# attach to our hosts, and its hosts_down and exit leave them up
+before=$(our_objects "$HOSTS_ID" | xargs)
+bash -c 'source "$1"; hosts_reap' _ "$HERE/hosts.sh"
+expect_eq "hosts_reap elsewhere keeps this live run" "$(our_objects "$HOSTS_ID" | xargs)" "$before"
+bash -c 'source "$1"; hosts_attach; hosts_ping 3 "${HOST_IP[1]}"; hosts_down' _ "$HERE/hosts.sh" ||
+	fail "hosts_attach in a child: h3 cannot ping h1"
+expect_eq "hosts_attach in a child, then its hosts_down" "$(our_objects "$HOSTS_ID" | xargs)" "$before"
 
 # --- an 8 MiB transfer h2 -> h1 ------------------------------------------------
 www=$HOSTS_DIR/www
