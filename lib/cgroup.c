@@ -32,13 +32,26 @@ const char *gv_cgroup_version(void)
 	return NULL;
 }
 
+static char scope[16] = "default";
+
+void gv_cgroup_set_scope(const char *datadir)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (const char *p = datadir; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	snprintf(scope, sizeof(scope), "%08x", h);
+}
+
+/* gridvm/<scope>-<vm>: agents of different data directories on one
+ * machine never share a group, even for VMs of the same name. */
 static char *group_dir(const char *vm)
 {
 	const char *v = gv_cgroup_version();
 
 	if (!v)
 		return NULL;
-	return gv_strdupf("%s/gridvm/%s", !strcmp(v, "v2") ? V2_ROOT : V1_ROOT, vm);
+	return gv_strdupf("%s/gridvm/%s-%s", !strcmp(v, "v2") ? V2_ROOT : V1_ROOT, scope, vm);
 }
 
 static int write_str(const char *dir, const char *file, const char *val)

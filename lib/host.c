@@ -37,6 +37,7 @@ int gv_host_open(const char *datadir, gv_host **out, gv_err *e)
 		abort();
 	h->datadir = strdup(datadir);
 	h->grid_key = gv_strdupf("%s/grid.key", datadir);
+	gv_cgroup_set_scope(datadir);
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_mutex_init(&h->idx_mu, NULL);
 	r = gv_mkdir_p(vmdir, 0755);

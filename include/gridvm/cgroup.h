@@ -3,13 +3,16 @@
  * cgroup.h - CPU weight and CPU cap of a VM's QEMU process through the
  * cgroup cpu controller, v2 (cpu.weight, cpu.max) or v1 (cpu.shares,
  * cpu.cfs_quota_us), whichever the host mounts. Each VM gets the group
- * gridvm/<name>.
+ * gridvm/<scope>-<name>, the scope derived from the agent's data directory.
  */
 #ifndef GRIDVM_CGROUP_H
 #define GRIDVM_CGROUP_H
 
 #include <gridvm/util.h>
 #include <jansson.h>
+
+/* Set the scope (once per process) from the agent's data directory. */
+void gv_cgroup_set_scope(const char *datadir);
 
 /* "v2", "v1" or NULL when no cpu controller is available. */
 const char *gv_cgroup_version(void);

@@ -13,7 +13,7 @@ cg=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["cgroup"]["version"
 if [ "$cg" = v1 ]; then
 	expect_eq "cpu.shares" "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["cgroup"]["cpu.shares"])' <<<"$show")" 2048
 	expect_eq "cpu.cfs_quota_us" "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["cgroup"]["cpu.cfs_quota_us"])' <<<"$show")" 50000
-	grep -q "gridvm/res" /proc/$pid/cgroup || fail "QEMU is not in its cgroup"
+	grep -qE "gridvm/[0-9a-f]{8}-res" /proc/$pid/cgroup || fail "QEMU is not in its cgroup"
 else
 	expect_eq "cpu.weight" "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["cgroup"]["cpu.weight"])' <<<"$show")" 200
 	expect_eq "cpu.max" "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["cgroup"]["cpu.max"])' <<<"$show")" "50000 100000"
