@@ -38,7 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < GV_HASH_LEN || !(copy = malloc(size)))
 		return 0;
 	memcpy(copy, data, size);
-	EVP_Digest(copy, size - GV_HASH_LEN, copy + size - GV_HASH_LEN, NULL, EVP_sha256(), NULL);
+	EVP_Digest(copy, size - GV_HASH_LEN, copy + size - GV_HASH_LEN, NULL,
+		   EVP_sha256(), NULL);
 	check(copy, size);
 	free(copy);
 	return 0;

@@ -235,6 +235,9 @@ static json_t *fetch_job(struct stream_job *j)
 		.level = (int)json_integer_value(json_object_get(j->body, "level")),
 		.timeout_ms = (int)json_integer_value(json_object_get(j->body, "timeout_ms")),
 		.no_local = json_is_true(json_object_get(j->body, "no_local")),
+		.iterative = json_is_true(json_object_get(j->body, "iterative")),
+		.freeze_cmd = jstr(j->body, "freeze_cmd"), .thaw_cmd = jstr(j->body, "thaw_cmd"),
+		.max_passes = (unsigned)json_integer_value(json_object_get(j->body, "max_passes")),
 		.progress = fetch_progress, .ud = j };
 	int rc = gv_image_fetch(j->a->h, &o, &sum, &e);
 

@@ -1,13 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * blockidx.c - the block index of an image: SHA-256 of every block (zero
- * blocks marked by an all-zero hash) and of the whole image, built by
- * worker threads; its file format (docs/blockidx.md) with a checksum.
- *
- * Build: the calling thread reads the image in order and feeds the
- * whole-image digest (inherently sequential); threads - 1 workers claim
- * chunks of the file, read them themselves and hash their blocks. With
- * threads == 1 the caller does both in one pass.
+ * blockidx.c - the block index of an image: the SHA-256 of every block and
+ * of the whole image, built by worker threads beside one thread that
+ * streams the whole-image digest; the index file format with its checksum.
+ * Format and design: docs/blockidx.md.
  */
 #include <gridvm/blockidx.h>
 
@@ -30,13 +26,13 @@
 struct build {
 	int fd;
 	uint64_t size, nchunks;
-	size_t chunk;              /* multiple of the block size */
+	size_t chunk; /* multiple of the block size */
 	gv_blockidx *x;
 	void (*progress)(void *ud, uint64_t done, uint64_t total);
 	void *ud;
-	_Atomic uint64_t next;     /* next chunk a worker claims */
-	_Atomic uint64_t zero;     /* zero blocks found */
-	_Atomic uint64_t hashed;   /* bytes block-hashed */
+	_Atomic uint64_t next;	 /* next chunk a worker claims */
+	_Atomic uint64_t zero;	 /* zero blocks found */
+	_Atomic uint64_t hashed; /* bytes block-hashed */
 	_Atomic int err;
 };
 
@@ -86,15 +82,10 @@ static int read_full(int fd, uint8_t *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
-}
-
 /* Hash the blocks of chunk @k, held in @buf. A zero block (also a short
  * last one) keeps its all-zero hash from calloc. */
-static int hash_blocks(struct build *b, EVP_MD_CTX *c, const uint8_t *buf,
-		       uint64_t k, size_t len)
+static int hash_blocks(struct build *b, EVP_MD_CTX *c, const uint8_t *buf, uint64_t k,
+		       size_t len)
 {
 	uint32_t shift = b->x->block_shift;
 	size_t bs = (size_t)1 << shift;
@@ -104,8 +95,8 @@ static int hash_blocks(struct build *b, EVP_MD_CTX *c, const uint8_t *buf,
 	for (size_t o = 0; o < len && r == 0; o += bs, blk++) {
 		size_t n = len - o < bs ? len - o : bs;
 
-		if (all_zero(buf + o, n))
-			zero++;
+		if (buf[o] == 0 && memcmp(buf + o, buf + o + 1, n - 1) == 0)
+			zero++; /* all zero */
 		else
 			r = sha256(c, buf + o, n, b->x->hashes + blk * GV_HASH_LEN);
 	}
@@ -145,8 +136,8 @@ static void *worker(void *arg)
 
 /* The caller's part: read the image in order into the whole-image digest
  * @img (and, if @blocks, hash the blocks too); report progress. */
-static int digest_pass(struct build *b, EVP_MD_CTX *img, EVP_MD_CTX *c,
-		       uint8_t *buf, bool blocks)
+static int digest_pass(struct build *b, EVP_MD_CTX *img, EVP_MD_CTX *c, uint8_t *buf,
+		       bool blocks)
 {
 	uint64_t last = gv_now_ms();
 	int r = 0;
@@ -259,11 +250,11 @@ static int build_open(struct build *b, const char *path, uint32_t shift, struct 
 	return 0;
 }
 
-int gv_blockidx_build(const char *path, uint32_t block_shift, unsigned threads,
-		      void (*progress)(void *ud, uint64_t done, uint64_t total),
-		      void *ud, gv_blockidx **out)
+static int build(const char *path, uint32_t block_shift, unsigned threads,
+		 void (*progress)(void *ud, uint64_t done, uint64_t total), void *ud,
+		 bool strict, gv_blockidx **out)
 {
-	struct build b = { .fd = -1, .progress = progress, .ud = ud };
+	struct build b = {.fd = -1, .progress = progress, .ud = ud};
 	struct stat st, now;
 	int r;
 
@@ -279,7 +270,8 @@ int gv_blockidx_build(const char *path, uint32_t block_shift, unsigned threads,
 		r = run_threads(&b, pick_threads(threads, b.nchunks));
 	if (r == 0 && fstat(b.fd, &now) < 0)
 		r = -errno;
-	if (r == 0 && (now.st_size != st.st_size || mtime_ns(&now) != mtime_ns(&st)))
+	if (r == 0 && strict &&
+	    (now.st_size != st.st_size || mtime_ns(&now) != mtime_ns(&st)))
 		r = -EAGAIN; /* the image was written while we read it */
 	if (r == 0) {
 		b.x->zero_blocks = atomic_load(&b.zero);
@@ -292,6 +284,18 @@ int gv_blockidx_build(const char *path, uint32_t block_shift, unsigned threads,
 	if (b.fd >= 0)
 		close(b.fd);
 	return r;
+}
+
+int gv_blockidx_build(const char *path, uint32_t block_shift, unsigned threads,
+		      void (*progress)(void *ud, uint64_t done, uint64_t total), void *ud,
+		      gv_blockidx **out)
+{
+	return build(path, block_shift, threads, progress, ud, true, out);
+}
+
+int gv_blockidx_build_live(const char *path, uint32_t block_shift, gv_blockidx **out)
+{
+	return build(path, block_shift, 0, NULL, NULL, false, out);
 }
 
 /* ---- the file format (docs/blockidx.md) ---- */
@@ -362,8 +366,8 @@ static int parse_header(const uint8_t *buf, size_t len, size_t *need)
 	uint32_t shift;
 	uint64_t n;
 
-	if (len < HDR_LEN || memcmp(buf, MAGIC, 8) != 0 || get_le(buf + 8, 4) != VERSION ||
-	    memcmp(buf + 80, zero, sizeof(zero)) != 0)
+	if (len < HDR_LEN || memcmp(buf, MAGIC, 8) != 0 ||
+	    get_le(buf + 8, 4) != VERSION || memcmp(buf + 80, zero, sizeof(zero)) != 0)
 		return -EBADMSG;
 	shift = (uint32_t)get_le(buf + 12, 4);
 	n = get_le(buf + 24, 8);
@@ -373,20 +377,11 @@ static int parse_header(const uint8_t *buf, size_t len, size_t *need)
 	return *need ? 0 : -EBADMSG;
 }
 
-static uint64_t count_zero(const gv_blockidx *x)
-{
-	static const uint8_t z[GV_HASH_LEN];
-	uint64_t n = 0;
-
-	for (uint64_t i = 0; i < x->nblocks; i++)
-		n += memcmp(x->hashes + i * GV_HASH_LEN, z, GV_HASH_LEN) == 0;
-	return n;
-}
-
 int gv_blockidx_parse(const uint8_t *buf, size_t len, gv_blockidx **out)
 {
 	uint8_t sum[GV_HASH_LEN];
 	gv_blockidx *x;
+	uint64_t zero = 0;
 	size_t need;
 	int r;
 
@@ -406,7 +401,9 @@ int gv_blockidx_parse(const uint8_t *buf, size_t len, gv_blockidx **out)
 	memcpy(x->image_sha256, buf + 48, GV_HASH_LEN);
 	if (x->nblocks)
 		memcpy(x->hashes, buf + HDR_LEN, len - HDR_LEN - GV_HASH_LEN);
-	if (count_zero(x) != x->zero_blocks) {
+	for (uint64_t i = 0; i < x->nblocks; i++)
+		zero += gv_blockidx_is_zero(x, i);
+	if (zero != x->zero_blocks) {
 		gv_blockidx_free(x);
 		return -EBADMSG;
 	}
@@ -441,8 +438,9 @@ int gv_blockidx_load(const char *path, gv_blockidx **out)
 	if (fd < 0)
 		return -errno;
 	r = fstat(fd, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : -EBADMSG;
-	if (r == 0 && (st.st_size < HDR_LEN || read_full(fd, hdr, HDR_LEN, 0) < 0 ||
-		       parse_header(hdr, HDR_LEN, &need) < 0 || (uint64_t)st.st_size != need))
+	if (r == 0 &&
+	    (st.st_size < HDR_LEN || read_full(fd, hdr, HDR_LEN, 0) < 0 ||
+	     parse_header(hdr, HDR_LEN, &need) < 0 || (uint64_t)st.st_size != need))
 		r = -EBADMSG;
 	if (r == 0 && !(buf = malloc(need)))
 		r = -ENOMEM;
@@ -455,8 +453,8 @@ int gv_blockidx_load(const char *path, gv_blockidx **out)
 	return r;
 }
 
-int gv_blockidx_get(const char *image_path, const char *idx_path,
-		    uint32_t block_shift, gv_blockidx **out)
+int gv_blockidx_get(const char *image_path, const char *idx_path, uint32_t block_shift,
+		    gv_blockidx **out)
 {
 	gv_blockidx *x = NULL;
 	struct stat st;
@@ -468,8 +466,8 @@ int gv_blockidx_get(const char *image_path, const char *idx_path,
 	r = gv_blockidx_load(idx_path, &x);
 	if (r < 0 && r != -ENOENT && r != -EBADMSG)
 		return r;
-	if (r == 0 && x->block_shift == block_shift && x->image_size == (uint64_t)st.st_size &&
-	    x->image_mtime_ns == mtime_ns(&st)) {
+	if (r == 0 && x->block_shift == block_shift &&
+	    x->image_size == (uint64_t)st.st_size && x->image_mtime_ns == mtime_ns(&st)) {
 		*out = x;
 		return 0;
 	}

@@ -38,6 +38,34 @@ static int split_peer(const char *from, char *host, size_t len, int *port)
 	return *host && *port > 0 && *port < 65536 ? 0 : -EINVAL;
 }
 
+static int run_hook(const char *cmd)
+{
+	char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+
+	return cmd && *cmd ? (gv_run(argv, NULL) == 0 ? 0 : -ECANCELED) : 0;
+}
+
+static int freeze_hook(void *ud)
+{
+	return run_hook(((const gv_image_fetch_opts *)ud)->freeze_cmd);
+}
+
+static void thaw_hook(void *ud)
+{
+	int r = run_hook(((const gv_image_fetch_opts *)ud)->thaw_cmd);
+
+	(void)r;
+}
+
+/* gv_fetch has one user pointer: progress and hooks share it. */
+static void progress_hook(void *ud, const json_t *p)
+{
+	const gv_image_fetch_opts *o = ud;
+
+	if (o->progress)
+		o->progress(o->ud, p);
+}
+
 int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 		   gv_err *e)
 {
@@ -69,8 +97,10 @@ int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 	dst = gv_strdupf("%s/images/%s.img", h->datadir, as);
 	fo = (gv_fetch_opts){ .host = host, .port = port, .image = o->name, .dest = dst,
 			      .codec = (gv_codec)codec, .level = o->level, .key = key,
-			      .timeout_ms = o->timeout_ms, .progress = o->progress,
-			      .ud = o->ud };
+			      .timeout_ms = o->timeout_ms, .progress = progress_hook,
+			      .ud = (void *)o, .iterative = o->iterative,
+			      .max_passes = o->max_passes, .freeze = freeze_hook,
+			      .thaw = thaw_hook };
 	pthread_mutex_lock(&h->idx_mu);
 	if (!o->no_local && host_hostidx(h, &hi, NULL) == 0)
 		fo.hostidx = hi;

@@ -42,6 +42,9 @@ struct fetch {
 	uint64_t *followers; /* pairs (leader, follower) */
 	size_t nfollow;
 	uint64_t n_zero, n_local, n_remote, n_resumed, n_dup;
+	bool tolerant;     /* early iterative passes: a changed block is retried */
+	uint64_t rejected; /* blocks that changed under us in this pass */
+	json_t *passes;
 	uint64_t t0, last_progress;
 	struct srcfd src[16];
 	int nsrc;
@@ -149,29 +152,40 @@ static int recv_frame(struct fetch *f, uint8_t want, uint8_t **p, size_t *n)
 	return 0;
 }
 
-static int get_index(struct fetch *f)
+/* An INDEX frame: the block index, zstd-compressed. */
+static int recv_index(struct fetch *f, gv_blockidx **bi)
 {
-	json_t *j = json_pack("{s:s, s:s, s:i}", "image", f->o->image, "codec",
-			      gv_codec_name(f->o->codec), "level", f->o->level);
-	char *text = json_dumps(j, JSON_COMPACT);
 	uint8_t *p, *raw;
 	size_t n, rawlen;
-	int r = xconn_send(&f->c, XT_OPEN, text, strlen(text), NULL, 0);
+	int r = recv_frame(f, XT_INDEX, &p, &n);
 
-	free(text);
-	json_decref(j);
-	if (r == 0)
-		r = recv_frame(f, XT_INDEX, &p, &n);
 	if (r < 0)
 		return r;
 	rawlen = n >= 4 ? get_be32(p) : 0;
 	raw = rawlen && rawlen <= (1u << 30) ? malloc(rawlen) : NULL;
 	if (!raw || ZSTD_decompress(raw, rawlen, p + 4, n - 4) != rawlen ||
-	    gv_blockidx_parse(raw, rawlen, &f->bi) < 0) {
+	    gv_blockidx_parse(raw, rawlen, bi) < 0) {
 		free(raw);
 		return fail(f, -EBADMSG, "the source sent a damaged block index");
 	}
 	free(raw);
+	return 0;
+}
+
+static int get_index(struct fetch *f)
+{
+	json_t *j = json_pack("{s:s, s:s, s:i, s:b}", "image", f->o->image, "codec",
+			      gv_codec_name(f->o->codec), "level", f->o->level, "live",
+			      f->o->iterative);
+	char *text = json_dumps(j, JSON_COMPACT);
+	int r = xconn_send(&f->c, XT_OPEN, text, strlen(text), NULL, 0);
+
+	free(text);
+	json_decref(j);
+	if (r == 0)
+		r = recv_index(f, &f->bi);
+	if (r < 0)
+		return r;
 	f->bs = 1ULL << f->bi->block_shift;
 	f->state = calloc(f->bi->nblocks + 1, 1);
 	return f->state ? 0 : -ENOMEM;
@@ -374,6 +388,26 @@ static int send_req(struct fetch *f, const struct run *r)
 	return xconn_send(&f->c, XT_REQ, req, sizeof(req), NULL, 0);
 }
 
+/* An early iterative pass: the source is being written, so a block may
+ * have changed since it was hashed. Write the blocks that verify; leave
+ * the others for the next pass (they are never written unverified). */
+static int take_changing(struct fetch *f, const struct run *r, const uint8_t *buf)
+{
+	int rc = 0;
+
+	for (uint32_t i = 0; rc == 0 && i < r->count; i++) {
+		uint64_t b = r->first + i;
+		if (!hash_ok(f, b, buf + i * f->bs)) {
+			f->rejected++;
+			continue;
+		}
+		rc = write_block(f, b, buf + i * f->bs, block_len(f, b));
+		f->state[b] = B_DONE;
+		f->n_remote++;
+	}
+	return rc;
+}
+
 /* One DATA frame answering run @r: decompress, verify every block, write. */
 static int take_data(struct fetch *f, const struct run *r, uint8_t **buf, size_t *cap)
 {
@@ -397,13 +431,15 @@ static int take_data(struct fetch *f, const struct run *r, uint8_t **buf, size_t
 		return fail(f, -EBADMSG, "blocks %llu+%u do not decompress; disconnected",
 			    (unsigned long long)r->first, r->count);
 	for (uint32_t i = 0; i < r->count; i++) {
-		if (!hash_ok(f, r->first + i, *buf + i * f->bs)) {
-			xconn_send_error(&f->c, "block %llu does not match its hash",
-					 (unsigned long long)(r->first + i));
-			return fail(f, -EBADMSG, "block %llu from the source does not match its "
-				    "SHA-256; disconnected, nothing of it was written",
-				    (unsigned long long)(r->first + i));
-		}
+		if (hash_ok(f, r->first + i, *buf + i * f->bs))
+			continue;
+		if (f->tolerant)
+			return take_changing(f, r, *buf);
+		xconn_send_error(&f->c, "block %llu does not match its hash",
+				 (unsigned long long)(r->first + i));
+		return fail(f, -EBADMSG, "block %llu from the source does not match its "
+			    "SHA-256; disconnected, nothing of it was written",
+			    (unsigned long long)(r->first + i));
 	}
 	rc = write_block(f, r->first, *buf, want);
 	for (uint32_t i = 0; rc == 0 && i < r->count; i++)
@@ -444,6 +480,10 @@ static int copy_followers(struct fetch *f)
 	for (size_t i = 0; buf && r == 0 && i < f->nfollow; i++) {
 		uint64_t lead = f->followers[2 * i], b = f->followers[2 * i + 1];
 		uint64_t len = block_len(f, b);
+		if (f->state[lead] != B_DONE) { /* its leader changed under us */
+			f->state[b] = B_NEEDED;
+			continue;
+		}
 		if (pread(f->fd, buf, len, (off_t)(lead * f->bs)) != (ssize_t)len)
 			r = fail(f, -EIO, "cannot read back block %llu", (unsigned long long)lead);
 		else
@@ -498,6 +538,125 @@ static int finish(struct fetch *f)
 	return 0;
 }
 
+/* Ask the source to hash its image again and mark every block that
+ * changed since the index we worked from. */
+static int rehash_diff(struct fetch *f, bool final, uint64_t *changed)
+{
+	char body[32];
+	gv_blockidx *nb = NULL;
+	uint8_t *st;
+	int r;
+
+	snprintf(body, sizeof(body), "{\"final\": %s}", final ? "true" : "false");
+	r = xconn_send(&f->c, XT_REHASH, body, strlen(body), NULL, 0);
+	if (r == 0)
+		r = recv_index(f, &nb);
+	if (r < 0)
+		return r;
+	if (nb->block_shift != f->bi->block_shift || !(st = calloc(nb->nblocks + 1, 1))) {
+		gv_blockidx_free(nb);
+		return fail(f, -EPROTO, "the source changed the block size");
+	}
+	if (nb->image_size != f->bi->image_size && ftruncate(f->fd, (off_t)nb->image_size) < 0) {
+		free(st);
+		gv_blockidx_free(nb);
+		return fail(f, -errno, "cannot resize %s", f->partial);
+	}
+	*changed = 0;
+	f->n_zero = 0;
+	for (uint64_t b = 0; b < nb->nblocks; b++) {
+		bool known = b < f->bi->nblocks && nb->image_size == f->bi->image_size;
+		uint8_t old = b < f->bi->nblocks ? f->state[b] : B_NEEDED;
+		const uint8_t *h = nb->hashes + b * GV_HASH_LEN;
+		if (gv_blockidx_is_zero(nb, b)) {
+			if (old != B_ZERO)
+				fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					  (off_t)(b * f->bs), (off_t)f->bs);
+			*changed += old != B_ZERO;
+			st[b] = B_ZERO;
+			f->n_zero++;
+		} else if (old == B_DONE && known &&
+			   !memcmp(h, f->bi->hashes + b * GV_HASH_LEN, GV_HASH_LEN)) {
+			st[b] = B_DONE;
+		} else {
+			*changed += old != B_NEEDED;
+			st[b] = B_NEEDED;
+		}
+	}
+	free(f->state);
+	f->state = st;
+	gv_blockidx_free(f->bi);
+	f->bi = nb;
+	return 0;
+}
+
+static int one_pass(struct fetch *f)
+{
+	int r = local_blocks(f);
+
+	if (r == 0)
+		r = group_repeats(f);
+	if (r == 0)
+		r = remote_blocks(f);
+	if (r == 0)
+		r = copy_followers(f);
+	free(f->followers);
+	f->followers = NULL;
+	f->nfollow = 0;
+	return r;
+}
+
+static void record_pass(struct fetch *f, unsigned pass, uint64_t changed, uint64_t wire0,
+			uint64_t sent0, uint64_t t0, bool frozen)
+{
+	json_array_append_new(
+		f->passes,
+		json_pack("{s:i, s:I, s:I, s:I, s:I, s:f, s:b}", "pass", pass, "blocks_changed",
+			  (json_int_t)changed, "blocks_sent", (json_int_t)(f->n_remote - sent0),
+			  "blocks_changing", (json_int_t)f->rejected, "bytes_on_wire",
+			  (json_int_t)(f->c.bytes_rx + f->c.bytes_tx - wire0), "seconds",
+			  (double)(gv_now_ms() - t0) / 1000.0, "frozen", frozen));
+}
+
+/* Passes while the source is written, then one with the writer frozen. */
+static int iterate(struct fetch *f)
+{
+	unsigned maxp = f->o->max_passes ? f->o->max_passes : 5;
+	uint64_t conv = f->o->converge_blocks ? f->o->converge_blocks : 64, changed = 0;
+	int r = 0;
+
+	f->passes = json_array();
+	f->tolerant = true;
+	for (unsigned pass = 1; r == 0 && pass <= maxp; pass++) {
+		uint64_t w0 = f->c.bytes_rx + f->c.bytes_tx, s0 = f->n_remote, t0 = gv_now_ms();
+		f->rejected = 0;
+		if (pass > 1)
+			r = rehash_diff(f, false, &changed);
+		else
+			for (uint64_t b = 0; b < f->bi->nblocks; b++)
+				changed += f->state[b] == B_NEEDED;
+		if (r == 0)
+			r = one_pass(f);
+		record_pass(f, pass, changed, w0, s0, t0, false);
+		if (pass > 1 && changed + f->rejected <= conv)
+			break;
+	}
+	if (r < 0)
+		return r;
+	if (f->o->freeze && f->o->freeze(f->o->ud) < 0)
+		return fail(f, -ECANCELED, "the freeze of the writer failed");
+	uint64_t w0 = f->c.bytes_rx + f->c.bytes_tx, s0 = f->n_remote, t0 = gv_now_ms();
+	f->tolerant = false;
+	f->rejected = 0;
+	r = rehash_diff(f, true, &changed);
+	if (r == 0)
+		r = one_pass(f);
+	record_pass(f, (unsigned)json_array_size(f->passes) + 1, changed, w0, s0, t0, true);
+	if (f->o->thaw)
+		f->o->thaw(f->o->ud);
+	return r;
+}
+
 static json_t *summary(struct fetch *f)
 {
 	char *sha = hex32(f->bi->image_sha256);
@@ -513,6 +672,8 @@ static json_t *summary(struct fetch *f)
 		"bytes_received", (json_int_t)f->c.bytes_rx,
 		"seconds", (double)(gv_now_ms() - f->t0) / 1000.0, "image_sha256", sha,
 		"codec", gv_codec_name(f->o->codec));
+	if (f->passes)
+		json_object_set(j, "passes", f->passes);
 	free(sha);
 	return j;
 }
@@ -533,13 +694,7 @@ int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 	if (r == 0)
 		r = prepare(&f);
 	if (r == 0)
-		r = local_blocks(&f);
-	if (r == 0)
-		r = group_repeats(&f);
-	if (r == 0)
-		r = remote_blocks(&f);
-	if (r == 0)
-		r = copy_followers(&f);
+		r = o->iterative ? iterate(&f) : one_pass(&f);
 	if (r == 0)
 		r = finish(&f);
 	if (r == 0) {
@@ -557,6 +712,7 @@ int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 	gv_blockidx_free(f.bi);
 	free(f.state);
 	free(f.followers);
+	json_decref(f.passes);
 	free(f.partial);
 	free(f.marker);
 	return r;

@@ -22,6 +22,7 @@ enum xfer_type {
 	XT_INDEX = 'I',      /* s->c: u32 raw length, zstd(serialized block index) */
 	XT_REQ = 'R',        /* c->s: u64 first block, u32 count */
 	XT_DATA = 'D',       /* s->c: u64 first, u32 count, u8 codec, u32 raw length, data */
+	XT_REHASH = 'X',     /* c->s: JSON {"final": bool}; answered by a new INDEX */
 	XT_DONE = 'Q',       /* c->s: empty, the end */
 	XT_ERROR = 'E',      /* either: UTF-8 text, then the sender closes */
 };

@@ -38,6 +38,7 @@ struct session {
 	int img;
 	gv_codec codec;
 	int level;
+	char name[256];
 	char err[256];
 };
 
@@ -78,10 +79,16 @@ static int open_image(struct session *s, const uint8_t *p, size_t n)
 		return -EPROTO;
 	}
 	s->codec = (gv_codec)c;
+	snprintf(s->name, sizeof(s->name), "%s", name);
 	r = s->srv->resolve(s->srv->ud, name, &path, &idx);
 	if (r < 0)
 		xconn_send_error(&s->c, "no such image: %s", name);
-	if (r == 0 && (r = gv_blockidx_get(path, idx, GV_BLOCKIDX_DEFAULT_SHIFT, &s->bi)) < 0)
+	/* a live (iterative) transfer hashes the image as it is being written */
+	if (r == 0 && json_is_true(json_object_get(j, "live")))
+		r = gv_blockidx_build_live(path, GV_BLOCKIDX_DEFAULT_SHIFT, &s->bi);
+	else if (r == 0)
+		r = gv_blockidx_get(path, idx, GV_BLOCKIDX_DEFAULT_SHIFT, &s->bi);
+	if (r < 0 && r != -ENOENT)
 		xconn_send_error(&s->c, "cannot index image %s: %s", name, strerror(-r));
 	if (r == 0 && (s->img = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
 		r = -errno;
@@ -131,6 +138,34 @@ static int send_run(struct session *s, const uint8_t *p, size_t n)
 	return r;
 }
 
+/* Iterative transfers: hash the image again (it may be changing; the
+ * final pass, with the writer frozen, must see a stable file). */
+static int rehash(struct session *s, const uint8_t *p, size_t n)
+{
+	json_t *j = json_loadb((const char *)p, n, 0, NULL);
+	bool final = json_is_true(json_object_get(j, "final"));
+	char *path = NULL, *idx = NULL;
+	gv_blockidx *bi = NULL;
+	int r = s->srv->resolve(s->srv->ud, s->name, &path, &idx);
+
+	json_decref(j);
+	if (r == 0)
+		r = final ? gv_blockidx_build(path, GV_BLOCKIDX_DEFAULT_SHIFT, 0, NULL, NULL, &bi)
+			  : gv_blockidx_build_live(path, GV_BLOCKIDX_DEFAULT_SHIFT, &bi);
+	if (r < 0) {
+		xconn_send_error(&s->c, "%s", r == -EAGAIN ? "the image is still being written "
+				 "(the final pass needs the writer frozen)"
+				 : "cannot hash the image again");
+	} else {
+		gv_blockidx_free(s->bi);
+		s->bi = bi;
+		r = send_index(s);
+	}
+	free(path);
+	free(idx);
+	return r;
+}
+
 static void serve(struct session *s)
 {
 	uint8_t type, *p;
@@ -147,6 +182,10 @@ static void serve(struct session *s)
 		r = xconn_recv(&s->c, &type, &p, &n);
 		if (r < 0 || type == XT_DONE || type == XT_ERROR)
 			break;
+		if (type == XT_REHASH) {
+			r = rehash(s, p, n);
+			continue;
+		}
 		if (type != XT_REQ) {
 			xconn_send_error(&s->c, "unexpected frame 0x%02x", type);
 			break;

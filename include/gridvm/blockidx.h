@@ -43,6 +43,12 @@ int gv_blockidx_build(const char *path, uint32_t block_shift, unsigned threads,
 		      void (*progress)(void *ud, uint64_t done, uint64_t total),
 		      void *ud, gv_blockidx **out) GV_WUR;
 
+/* The same for a file that is being written: no -EAGAIN; each block's
+ * hash is of what was read at that moment, so the index may describe no
+ * single instant of the file (the iterative transfer's early passes). */
+int gv_blockidx_build_live(const char *path, uint32_t block_shift,
+			   gv_blockidx **out) GV_WUR;
+
 /* Serialize / parse the file format; load verifies the trailer checksum
  * and every header field (-EBADMSG for a corrupt file). */
 int gv_blockidx_save(const gv_blockidx *x, const char *path) GV_WUR;

@@ -47,6 +47,10 @@ typedef struct gv_image_fetch_opts {
 	int level;
 	int timeout_ms;
 	bool no_local;        /* do not use blocks this host holds */
+	bool iterative;       /* the source is being written: passes, then */
+	const char *freeze_cmd; /* this shell command stops the writer, */
+	const char *thaw_cmd;   /* and this one lets it go on */
+	unsigned max_passes;
 	void (*progress)(void *ud, const json_t *p);
 	void *ud;
 } gv_image_fetch_opts;

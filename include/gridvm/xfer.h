@@ -68,6 +68,16 @@ typedef struct gv_fetch_opts {
 	gv_hostidx *hostidx;       /* local blocks, may be NULL */
 	const uint8_t *key;        /* GV_XFER_KEY_LEN bytes */
 	int timeout_ms;            /* per read/write, 0 = 30000 */
+	/* iterative mode, for a disk that is being written: passes that send
+	 * only what changed since the previous one, until fewer than
+	 * @converge_blocks changed (default 64) or @max_passes (default 5);
+	 * then @freeze (the caller stops the writer), a last exact pass, and
+	 * @thaw (also after a failure). */
+	bool iterative;
+	unsigned max_passes;
+	uint64_t converge_blocks;
+	int (*freeze)(void *ud);
+	void (*thaw)(void *ud);
 	/* progress, called now and then; @done_bytes counts every block
 	 * settled (zero, local, remote) */
 	void (*progress)(void *ud, const json_t *p);

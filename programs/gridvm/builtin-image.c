@@ -317,6 +317,17 @@ static void print_fetch_summary(const char *name, json_t *s)
 	       I("blocks_local"), I("blocks_resumed"), I("blocks_remote"),
 	       json_string_value(json_object_get(s, "codec")),
 	       json_string_value(json_object_get(s, "image_sha256")));
+	json_t *passes = json_object_get(s, "passes"), *p;
+	size_t i;
+	json_array_foreach(passes, i, p)
+		printf("pass %lld%s: %lld blocks changed, %lld sent, %s on the wire, %.2f s\n",
+		       (long long)json_integer_value(json_object_get(p, "pass")),
+		       json_is_true(json_object_get(p, "frozen")) ? " (writer frozen)" : "",
+		       (long long)json_integer_value(json_object_get(p, "blocks_changed")),
+		       (long long)json_integer_value(json_object_get(p, "blocks_sent")),
+		       gv_fmt_size((uint64_t)json_integer_value(json_object_get(p, "bytes_on_wire")),
+				   a, sizeof(a)),
+		       json_real_value(json_object_get(p, "seconds")));
 #undef I
 }
 
@@ -329,6 +340,10 @@ static int image_fetch(int argc, char **argv)
 		{ "no-local", no_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'J' },
+		{ "iterative", no_argument, NULL, 'i' },
+		{ "freeze-cmd", required_argument, NULL, 'F' },
+		{ "thaw-cmd", required_argument, NULL, 'T' },
+		{ "max-passes", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' }, { 0 } };
 	static const char help[] =
 		"Usage: gridvm image fetch NAME --from HOST[:PORT] [OPTIONS]\n"
@@ -339,6 +354,13 @@ static int image_fetch(int argc, char **argv)
 		"  -c, --compress C[:LEVEL] none, zlib, lz4 or zstd (default zstd)\n"
 		"      --no-local           do not reuse local blocks (for comparisons)\n"
 		"      --timeout DUR        give up when the peer is silent this long (30s)\n"
+		"      --iterative          the source image is being written: copy it in\n"
+		"                           passes that send only what changed, then a\n"
+		"                           last pass with the writer frozen\n"
+		"      --freeze-cmd CMD     shell command that freezes the writer (run\n"
+		"                           by this host's agent before the last pass)\n"
+		"      --thaw-cmd CMD       shell command that lets the writer go on\n"
+		"      --max-passes N       passes before freezing at the latest (5)\n"
 		"      --json               print the summary as JSON\n";
 	json_t *body = json_object(), *res;
 	struct fetch_ui ui = { isatty(2), false, NULL };
@@ -353,6 +375,10 @@ static int image_fetch(int argc, char **argv)
 		case 'a': json_object_set_new(body, "as", json_string(optarg)); break;
 		case 'n': json_object_set_new(body, "no_local", json_true()); break;
 		case 'J': ui.json = true; break;
+		case 'i': json_object_set_new(body, "iterative", json_true()); break;
+		case 'F': json_object_set_new(body, "freeze_cmd", json_string(optarg)); break;
+		case 'T': json_object_set_new(body, "thaw_cmd", json_string(optarg)); break;
+		case 'P': json_object_set_new(body, "max_passes", json_integer(atoi(optarg))); break;
 		case 'c':
 			colon = strchr(optarg, ':');
 			if (colon) {

@@ -431,6 +431,17 @@ hosts_cut() {
 hosts_restore() {
 	hosts__host "${1:-}"
 	ip link set "${HOST_VETH[$1]}" up
+	# the bridge port needs a moment before it forwards again: wait until
+	# another host answers (up to 10 s)
+	local j end=$((SECONDS + 10))
+	for j in $(seq 1 "$HOSTS_N"); do
+		[ "$j" = "$1" ] && continue
+		until hosts_ping "$1" "${HOST_IP[$j]}" 2>/dev/null; do
+			[ $SECONDS -lt $end ] || return 0
+			sleep 0.2
+		done
+		return 0
+	done
 }
 
 hosts_exec() {

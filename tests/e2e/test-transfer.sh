@@ -64,7 +64,10 @@ hosts_gv 2 image delete src >/dev/null
 for victim in 2 1; do
 	( hosts_gv 2 image fetch src --from "${HOST_IP[1]}" --timeout 5s >/dev/null 2>&1 || true ) &
 	fetcher=$!
-	sleep "1.$((RANDOM % 10))"
+	# kill at a random point after the first blocks have landed
+	part="${HOST_DATA[2]}/images/src.img.partial"
+	wait_for 60 sh -c "[ -f $part ] && [ \$(stat -c %b $part) -gt 2048 ]" || fail "the transfer never started"
+	sleep "0.$((RANDOM % 10))"
 	kill -9 "${HOST_AGENT_PID[$victim]}"
 	wait $fetcher
 	[ -f "${HOST_DATA[2]}/images/src.img" ] && fail "image complete although its transfer was killed"
@@ -93,6 +96,37 @@ hosts_gv 2 image fetch src --from "${HOST_IP[1]}" --json >"$W/s4.json"
 expect_eq "sha256 after a cut link" "$(sha256sum <"${HOST_DATA[2]}/images/src.img" | cut -d' ' -f1)" "$want"
 [ "$(sum_field blocks_resumed "$W/s4.json")" -gt 0 ] || fail "nothing resumed after the cut"
 hosts_unshape 2
+
+# 4b. iterative mode: the source image is written during the transfer; the
+# last pass runs with the writer frozen, and the result equals the source
+# as it was at that moment
+cp --sparse=always "$W/src.img" "${HOST_DATA[1]}/images/live.img"
+python3 - "${HOST_DATA[1]}/images/live.img" <<'PY' &
+import os, random, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY)
+n = os.fstat(fd).st_size // 4096
+while True:
+    os.pwrite(fd, os.urandom(4096), random.randrange(n) * 4096)
+    time.sleep(0.002)
+PY
+writer=$!
+sleep 0.5
+hosts_gv 2 image fetch live --from "${HOST_IP[1]}" --iterative --max-passes 4 \
+	--freeze-cmd "kill -STOP $writer && sha256sum <${HOST_DATA[1]}/images/live.img >$W/frozen.sha" \
+	--thaw-cmd "kill -CONT $writer" --json >"$W/it.json"
+kill "$writer"; wait "$writer" 2>/dev/null || true
+expect_eq "iterative result = source when frozen" \
+	"$(sha256sum <"${HOST_DATA[2]}/images/live.img")" "$(cat "$W/frozen.sha")"
+python3 - "$W/it.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+p = s["passes"]
+assert len(p) >= 2 and p[-1]["frozen"] and not p[0]["frozen"], p
+for x in p:
+    print("ok: pass %d%s: %d blocks changed, %d sent, %d bytes, %.2f s" % (
+        x["pass"], " (frozen)" if x["frozen"] else "", x["blocks_changed"],
+        x["blocks_sent"], x["bytes_on_wire"], x["seconds"]))
+PY
 
 # 5. a peer without the grid key gets nothing
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"${HOST_DATA[3]}/other.key"

@@ -99,14 +99,15 @@ static void check_index(const gv_blockidx *x, const uint8_t *d, size_t size,
 	assert_int_equal(x->block_shift, shift);
 	assert_int_equal(x->image_size, size);
 	assert_int_equal(x->nblocks, nb);
-	assert_int_equal(x->image_mtime_ns,
-			 (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec);
+	assert_int_equal(x->image_mtime_ns, (uint64_t)st.st_mtim.tv_sec * 1000000000u +
+						(uint64_t)st.st_mtim.tv_nsec);
 	for (uint64_t i = 0; i < nb; i++) {
 		size_t off = i * bs, n = size - off < bs ? size - off : bs;
 		bool is_zero = true;
 
 		for (size_t o = 0; o < n && is_zero; o += sizeof(z))
-			is_zero = !memcmp(d + off + o, z, n - o < sizeof(z) ? n - o : sizeof(z));
+			is_zero = !memcmp(d + off + o, z,
+					  n - o < sizeof(z) ? n - o : sizeof(z));
 		if (is_zero)
 			memset(h, 0, sizeof(h));
 		else
@@ -139,9 +140,9 @@ static void on_progress(void *ud, uint64_t done, uint64_t total)
 static void test_build_matches_reference(void **state)
 {
 	struct fx *f = *state;
-	static const size_t sizes[] = { 3 * 1048576 + 1234, 640 * 1024 + 100, 4096 * 3, 1 };
-	static const uint32_t shifts[] = { 12, 16 };
-	static const unsigned threads[] = { 1, 2, 3, 0 };
+	static const size_t sizes[] = {3 * 1048576 + 1234, 640 * 1024 + 100, 4096 * 3, 1};
+	static const uint32_t shifts[] = {12, 16};
+	static const unsigned threads[] = {1, 2, 3, 0};
 
 	for (size_t s = 0; s < 4; s++) {
 		uint8_t *d = make_data(sizes[s], s == 1);
@@ -149,11 +150,13 @@ static void test_build_matches_reference(void **state)
 		write_data(f->img, d, sizes[s]);
 		for (size_t k = 0; k < 2; k++)
 			for (size_t t = 0; t < 4; t++) {
-				struct prog p = { .monotonic = true };
+				struct prog p = {.monotonic = true};
 				gv_blockidx *x;
 
-				assert_int_equal(gv_blockidx_build(f->img, shifts[k], threads[t],
-								   on_progress, &p, &x), 0);
+				assert_int_equal(gv_blockidx_build(f->img, shifts[k],
+								   threads[t],
+								   on_progress, &p, &x),
+						 0);
 				check_index(x, d, sizes[s], shifts[k], f->img);
 				assert_true(p.calls >= 2 && p.monotonic);
 				assert_int_equal(p.last, sizes[s]);
@@ -189,7 +192,7 @@ static void test_empty_and_errors(void **state)
 static void meddle(void *ud, uint64_t done, uint64_t total)
 {
 	const char *path = ud;
-	struct timespec ts[2] = { { 1000000, 0 }, { 1000000, 0 } };
+	struct timespec ts[2] = {{1000000, 0}, {1000000, 0}};
 
 	if (done == 0 && total > 1)
 		assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
@@ -209,9 +212,11 @@ static void test_image_changed_while_hashing(void **state)
 
 	for (unsigned t = 1; t <= 2; t++) {
 		write_data(f->img, d, 2 << 20);
-		assert_int_equal(gv_blockidx_build(f->img, 12, t, meddle, f->img, &x), -EAGAIN);
+		assert_int_equal(gv_blockidx_build(f->img, 12, t, meddle, f->img, &x),
+				 -EAGAIN);
 		assert_null(x);
-		assert_int_equal(gv_blockidx_build(f->img, 12, t, shrink, f->img, &x), -EAGAIN);
+		assert_int_equal(gv_blockidx_build(f->img, 12, t, shrink, f->img, &x),
+				 -EAGAIN);
 		assert_null(x);
 	}
 	free(d);
@@ -319,17 +324,22 @@ static void test_corruption_rejected(void **state)
 	c[len] = 0;
 	expect_bad(c, len + 1);
 	/* semantically wrong with a valid trailer */
-	struct { size_t off; int n; uint64_t v; } edits[] = {
-		{ 8, 4, 2 },                       /* version */
-		{ 12, 4, 8 }, { 12, 4, 25 },       /* block_shift */
-		{ 12, 4, 13 },                     /* nblocks no longer matches */
-		{ 16, 8, x->image_size + 4096 },   /* image size vs nblocks */
-		{ 16, 8, UINT64_MAX },             /* huge, overflows naive math */
-		{ 24, 8, x->nblocks - 1 },
-		{ 24, 8, UINT64_MAX / 32 },
-		{ 40, 8, x->zero_blocks + 1 },     /* zero count */
-		{ 40, 8, x->zero_blocks - 1 },
-		{ 100, 1, 1 },                     /* reserved */
+	struct {
+		size_t off;
+		int n;
+		uint64_t v;
+	} edits[] = {
+	    {8, 4, 2}, /* version */
+	    {12, 4, 8},
+	    {12, 4, 25},		   /* block_shift */
+	    {12, 4, 13},		   /* nblocks no longer matches */
+	    {16, 8, x->image_size + 4096}, /* image size vs nblocks */
+	    {16, 8, UINT64_MAX},	   /* huge, overflows naive math */
+	    {24, 8, x->nblocks - 1},
+	    {24, 8, UINT64_MAX / 32},
+	    {40, 8, x->zero_blocks + 1}, /* zero count */
+	    {40, 8, x->zero_blocks - 1},
+	    {100, 1, 1}, /* reserved */
 	};
 	for (size_t e = 0; e < sizeof(edits) / sizeof(edits[0]); e++) {
 		memcpy(c, buf, len);
@@ -372,7 +382,7 @@ static ino_t inode(const char *path)
 static void test_get_rebuilds(void **state)
 {
 	struct fx *f = *state;
-	struct timespec ts[2] = { { 2000000, 5 }, { 2000000, 5 } };
+	struct timespec ts[2] = {{2000000, 5}, {2000000, 5}};
 	gv_blockidx *x = NULL, *y = NULL;
 	uint8_t *d;
 	size_t size;
@@ -426,12 +436,14 @@ static void test_get_rebuilds(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_build_matches_reference, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_empty_and_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_image_changed_while_hashing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_corruption_rejected, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_get_rebuilds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_build_matches_reference, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_empty_and_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_image_changed_while_hashing, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_corruption_rejected, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_get_rebuilds, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -209,6 +209,85 @@ static void test_resume(void **state)
 	free(marker);
 }
 
+/* A writer that keeps changing blocks of the source until frozen. */
+static volatile int writer_stop;
+static pthread_t writer_thread;
+static int writes;
+
+static void *writer(void *arg)
+{
+	char *path = gv_strdupf("%s/live.img", dir);
+	int fd = open(path, O_WRONLY);
+	unsigned seed = 42;
+
+	while (!writer_stop) {
+		char b[64];
+		int blk = (int)(rand_r(&seed) % NBLK);
+		snprintf(b, sizeof(b), "changed %d", writes++);
+		assert_true(pwrite(fd, b, strlen(b), (off_t)blk * 4096 + 100) > 0);
+		usleep(200);
+	}
+	close(fd);
+	free(path);
+	return NULL;
+}
+
+static int freeze(void *ud)
+{
+	writer_stop = 1;
+	pthread_join(writer_thread, NULL);
+	(*(int *)ud)++;
+	return 0;
+}
+
+static void thaw(void *ud)
+{
+	(*(int *)ud) += 10;
+}
+
+static int resolve_live(void *ud, const char *name, char **path, char **idx)
+{
+	*path = gv_strdupf("%s/live.img", dir);
+	*idx = gv_strdupf("%s/live.gvidx", dir);
+	return 0;
+}
+
+static void test_iterative(void **state)
+{
+	gv_xfer_server *s;
+	char err[512], *src = gv_strdupf("%s/live.img", dir), *dest = gv_strdupf("%s/it.img", dir);
+	char *want, *got;
+	json_t *sum, *passes, *last;
+	int frozen = 0;
+
+	make_image(src, 3);
+	writer_stop = 0;
+	pthread_create(&writer_thread, NULL, writer, NULL);
+	assert_int_equal(gv_xfer_server_start("127.0.0.1:0", key, resolve_live, NULL, &s, err,
+					      sizeof(err)), 0);
+	gv_fetch_opts o = { .host = "127.0.0.1", .port = gv_xfer_server_port(s), .image = "live",
+			    .dest = dest, .codec = GV_CODEC_ZSTD, .key = key, .timeout_ms = 5000,
+			    .iterative = true, .max_passes = 4, .run_blocks = 16, .window = 2,
+			    .freeze = freeze, .thaw = thaw, .ud = &frozen };
+	assert_int_equal(gv_fetch(&o, &sum, err, sizeof(err)), 0);
+	assert_int_equal(frozen, 11); /* frozen once, thawed once */
+	assert_true(writes > 0);
+	want = file_sha(src);
+	got = file_sha(dest);
+	assert_string_equal(got, want); /* identical to the source as frozen */
+	passes = json_object_get(sum, "passes");
+	assert_true(json_array_size(passes) >= 2);
+	last = json_array_get(passes, json_array_size(passes) - 1);
+	assert_true(json_is_true(json_object_get(last, "frozen")));
+	assert_false(json_is_true(json_object_get(json_array_get(passes, 0), "frozen")));
+	json_decref(sum);
+	gv_xfer_server_stop(s);
+	free(src);
+	free(dest);
+	free(want);
+	free(got);
+}
+
 /* A hostile source: authenticates properly, then sends a wrong block. */
 static void *evil_server(void *arg)
 {
@@ -289,6 +368,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fetch_codecs_and_dedup),
 		cmocka_unit_test(test_resume),
+		cmocka_unit_test(test_iterative),
 		cmocka_unit_test(test_tampered_block),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
