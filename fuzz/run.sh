@@ -12,7 +12,10 @@ clang "${CFLAGS[@]}" -o "$OUT/fuzz-qmp" fuzz/fuzz-qmp.c lib/qmp.c -ljansson
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-jobout" fuzz/fuzz-jobout.c lib/jobout.c lib/util.c -lm
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-blockidx" fuzz/fuzz-blockidx.c lib/blockidx.c lib/util.c \
 	-lcrypto -lm -lpthread
-for f in qmp jobout blockidx; do
+XFER_SRC=(lib/xfer_dst.c lib/xfer_proto.c lib/blockidx.c lib/hostidx.c lib/util.c)
+clang "${CFLAGS[@]}" -o "$OUT/fuzz-xfer" fuzz/fuzz-xfer.c "${XFER_SRC[@]}" \
+	-ljansson -lcrypto -lzstd -llz4 -lz -lm -lpthread
+for f in qmp jobout blockidx xfer; do
 	mkdir -p "$OUT/corpus-$f"
 	cp fuzz/seeds/$f/* "$OUT/corpus-$f/" 2>/dev/null || true
 	echo "fuzz-$f: ${SECS}s"

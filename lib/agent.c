@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* agent.c - HTTP+JSON API of gridvmd (libmicrohttpd on a unix socket). */
 #include <gridvm/agent.h>
+#include <gridvm/checkpoint.h>
 #include <gridvm/image.h>
 
 #include <errno.h>
@@ -135,6 +136,31 @@ static enum MHD_Result vm_log(gv_agent *a, struct MHD_Connection *c,
 	return ret;
 }
 
+/* /v1/vms/NAME/checkpoints[/ID]: POST creates, GET lists or shows,
+ * DELETE deletes; POST /v1/vms/NAME/checkpoints/restore {"id"} restores. */
+static enum MHD_Result vm_checkpoints(gv_agent *a, struct MHD_Connection *c,
+				      const char *method, const char *name, const char *id,
+				      json_t *body)
+{
+	gv_err e = { "" };
+	json_t *out = NULL;
+	int rc;
+
+	if (!*id && !strcmp(method, "POST"))
+		rc = gv_checkpoint_create(a->h, name, &out, &e);
+	else if (!*id && !strcmp(method, "GET"))
+		return send_json(c, 200, gv_checkpoint_list(a->h, name));
+	else if (!strcmp(id, "restore") && !strcmp(method, "POST"))
+		rc = gv_checkpoint_restore(a->h, name, jstr(body, "id"), &e);
+	else if (!strcmp(method, "GET"))
+		rc = gv_checkpoint_show(a->h, name, id, &out, &e);
+	else if (!strcmp(method, "DELETE"))
+		rc = gv_checkpoint_delete(a->h, name, id, &e);
+	else
+		return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+	return send_result(c, rc, &e, out);
+}
+
 static enum MHD_Result vm_create(gv_agent *a, struct MHD_Connection *c, json_t *body)
 {
 	gv_vmdef *d = NULL;
@@ -154,7 +180,7 @@ static enum MHD_Result vm_create(gv_agent *a, struct MHD_Connection *c, json_t *
 static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 				 const char *method, const char *rest, json_t *body)
 {
-	char name[128] = "", sub[64] = "", which[32] = "";
+	char name[128] = "", sub[64] = "", which[64] = "";
 	gv_err e = { "" };
 	json_t *out = NULL;
 	int rc;
@@ -166,7 +192,7 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 			return vm_create(a, c, body);
 		return send_json(c, 405, json_pack("{s:s}", "error", "method not allowed"));
 	}
-	sscanf(rest, "/%127[^/]/%63[^/]/%31s", name, sub, which);
+	sscanf(rest, "/%127[^/]/%63[^/]/%63s", name, sub, which);
 	if (!*sub && !strcmp(method, "GET")) {
 		rc = gv_vm_show(a->h, name, &out, &e);
 		return send_result(c, rc, &e, out);
@@ -178,6 +204,8 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 	}
 	if (!strcmp(sub, "log") && !strcmp(method, "GET"))
 		return vm_log(a, c, name, which);
+	if (!strcmp(sub, "checkpoints"))
+		return vm_checkpoints(a, c, method, name, which, body);
 	if (*sub && !strcmp(method, "POST"))
 		return vm_verb(a, c, name, sub, body);
 	return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
@@ -380,7 +408,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			return send_json(c, 400, json_pack("{s:s}", "error",
 							   "request body is not JSON"));
 	}
-	if (!strcmp(url, "/v1/host") && !strcmp(method, "GET"))
+	if (!strcmp(url, "/v1/checkpoints") && !strcmp(method, "GET"))
+		ret = send_json(c, 200, gv_checkpoint_list(a->h, NULL));
+	else if (!strcmp(url, "/v1/host") && !strcmp(method, "GET"))
 		ret = send_json(c, 200, gv_host_info(a->h));
 	else if (!strncmp(url, "/v1/vms", 7))
 		ret = route_vms(a, c, method, url + 7, body);

@@ -3,6 +3,7 @@
 #include "host_internal.h"
 
 #include <gridvm/cgroup.h>
+#include <gridvm/checkpoint.h>
 #include <gridvm/jobout.h>
 
 #include <errno.h>
@@ -40,6 +41,7 @@ int gv_host_open(const char *datadir, gv_host **out, gv_err *e)
 	gv_cgroup_set_scope(datadir);
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_mutex_init(&h->idx_mu, NULL);
+	pthread_mutex_init(&h->ckpt_mu, NULL);
 	r = gv_mkdir_p(vmdir, 0755);
 	if (r < 0) {
 		gv_err_set(e, r, "cannot create %s: %s", vmdir, strerror(-r));
@@ -80,6 +82,7 @@ void gv_host_close(gv_host *h)
 	}
 	pthread_mutex_destroy(&h->mu);
 	pthread_mutex_destroy(&h->idx_mu);
+	pthread_mutex_destroy(&h->ckpt_mu);
 	free(h->grid_key);
 	free(h->datadir);
 	free(h);
@@ -235,6 +238,8 @@ bool host_refresh(gv_host *h, gv_vmrec *r)
 	if (gv_jobout_exit_code(p.jobout, &code) == 0) {
 		r->state = GV_VM_STOPPED;
 		r->exit_code = code;
+		if (code == 0 && r->def->checkpoint_drop_on_success)
+			host_checkpoint_drop_all(h, r->def->name);
 	} else if (r->def->boot_disk) {
 		/* a guest of its own: powering off is how it ends */
 		r->state = GV_VM_STOPPED;
@@ -302,9 +307,35 @@ void gv_host_reattach(gv_host *h)
 	for_each_vm(h, true);
 }
 
+/* Periodic checkpoints of the running VMs that ask for them. */
+static void periodic_checkpoints(gv_host *h)
+{
+	char **names = NULL;
+
+	if (gv_store_vm_names(h->store, &names) < 0)
+		return;
+	for (char **n = names; *n; n++) {
+		gv_vmrec *r = NULL;
+		json_t *man = NULL;
+		if (gv_store_vm_get(h->store, *n, &r) == 0 && r->state == GV_VM_RUNNING &&
+		    r->def->checkpoint_every_s > 0 &&
+		    gv_now_s() - (host_checkpoint_last(h, *n) > r->started
+					  ? host_checkpoint_last(h, *n) : r->started) >=
+			    r->def->checkpoint_every_s) {
+			gv_err e;
+			if (gv_checkpoint_create(h, *n, &man, &e) < 0)
+				fprintf(stderr, "gridvmd: periodic checkpoint of %s: %s\n", *n, e.msg);
+		}
+		json_decref(man);
+		gv_vmrec_free(r);
+	}
+	gv_strv_free(names);
+}
+
 void gv_host_refresh_all(gv_host *h)
 {
 	for_each_vm(h, false);
+	periodic_checkpoints(h);
 }
 
 static json_t *qemu_version(void)

@@ -23,6 +23,7 @@ struct gv_host {
 	struct vmlock *locks;
 	gv_hostidx *hostidx; /* opened on first use, under @idx_mu */
 	pthread_mutex_t idx_mu;
+	pthread_mutex_t ckpt_mu; /* checkpoint creation vs chunk GC */
 	char *grid_key;      /* path of the grid key file */
 };
 
@@ -50,6 +51,23 @@ int host_qmp(const gv_vmpaths *p, gv_qmp **q, gv_err *e);
 /* One command on a fresh connection. */
 int host_qmp_cmd(const gv_vmpaths *p, const char *cmd, json_t *args,
 		 int timeout_ms, json_t **ret, gv_err *e);
+
+/* From vm.c: start QEMU (paused, -S) for @r, kill it, wait for it. */
+int vm_spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, bool incoming,
+		  gv_err *e);
+void vm_kill_qemu(gv_vmrec *r, const gv_vmpaths *p);
+void vm_wait_gone(int pid, const gv_vmpaths *p, uint64_t ms);
+
+/* From vmsave.c: poll query-migrate until completed (0) or failed; run
+ * one command on an open monitor connection. */
+int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e);
+int host_qmp_run(gv_qmp *q, const char *cmd, json_t *args, gv_err *e);
+
+/* Checkpoint retention (checkpoint.c): keep the VM's last N; drop all;
+ * when the newest was made (0 if none). */
+void host_checkpoint_retain(gv_host *h, const char *vm);
+void host_checkpoint_drop_all(gv_host *h, const char *vm);
+int64_t host_checkpoint_last(gv_host *h, const char *vm);
 
 /* Forget an image's block index (it left the store). */
 void image_unindex(gv_host *h, const char *name);

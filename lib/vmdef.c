@@ -118,6 +118,10 @@ static int validate(const gv_vmdef *d, char *errbuf, size_t len)
 		snprintf(errbuf, len, "invalid image name '%s'", d->image);
 		return -EINVAL;
 	}
+	if (d->checkpoint_every_s < 0 || d->checkpoint_keep < 0) {
+		snprintf(errbuf, len, "invalid checkpoint period or retention");
+		return -EINVAL;
+	}
 	if (d->boot_disk && !d->image) {
 		snprintf(errbuf, len, "booting from the disk needs an image (--image)");
 		return -EINVAL;
@@ -170,6 +174,10 @@ int gv_vmdef_from_json(json_t *j, gv_vmdef **out, char *errbuf, size_t len)
 	d->accel = opt_str(j, "accel");
 	d->ephemeral = json_is_true(json_object_get(j, "ephemeral"));
 	d->boot_disk = json_is_true(json_object_get(j, "boot_disk"));
+	d->checkpoint_every_s = (int)json_integer_value(json_object_get(j, "checkpoint_every_s"));
+	d->checkpoint_keep = (int)json_integer_value(json_object_get(j, "checkpoint_keep"));
+	d->checkpoint_drop_on_success =
+		json_is_true(json_object_get(j, "checkpoint_drop_on_success"));
 	d->kernel = opt_str(j, "kernel");
 	d->initrd = opt_str(j, "initrd");
 	d->append = opt_str(j, "append");
@@ -200,6 +208,10 @@ json_t *gv_vmdef_to_json(const gv_vmdef *d)
 	if (d->accel)
 		json_object_set_new(j, "accel", json_string(d->accel));
 	json_object_set_new(j, "boot_disk", json_boolean(d->boot_disk));
+	json_object_set_new(j, "checkpoint_every_s", json_integer(d->checkpoint_every_s));
+	json_object_set_new(j, "checkpoint_keep", json_integer(d->checkpoint_keep));
+	json_object_set_new(j, "checkpoint_drop_on_success",
+			    json_boolean(d->checkpoint_drop_on_success));
 	if (d->kernel)
 		json_object_set_new(j, "kernel", json_string(d->kernel));
 	if (d->initrd)

@@ -25,14 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Declared in vm.c; spawn and kill are shared through these wrappers. */
-int vm_spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
-		  bool incoming, gv_err *e);
-void vm_kill_qemu(gv_vmrec *r, const gv_vmpaths *p);
-void vm_wait_gone(int pid, const gv_vmpaths *p, uint64_t ms);
-
 /* Poll query-migrate until it completes or fails. */
-static int wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e)
+int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e)
 {
 	uint64_t end = gv_now_ms() + timeout_ms;
 
@@ -58,12 +52,12 @@ static int wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e)
 			return -EIO;
 		}
 		json_decref(ret);
-		usleep(50000);
+		usleep(10000);
 	}
 	return gv_err_set(e, -ETIMEDOUT, "migration did not finish in time");
 }
 
-static int qmp_run(gv_qmp *q, const char *cmd, json_t *args, gv_err *e)
+int host_qmp_run(gv_qmp *q, const char *cmd, json_t *args, gv_err *e)
 {
 	char *msg = NULL;
 	int r = gv_qmp_execute(q, cmd, args, 10000, NULL, &msg);
@@ -95,12 +89,12 @@ static int save_stream(gv_qmp *q, const char *tmp, gv_err *e)
 {
 	char *uri = gv_strdupf("exec:cat > '%s'", tmp);
 	json_t *args = json_pack("{s:s}", "uri", uri);
-	int r = qmp_run(q, "migrate", args, e);
+	int r = host_qmp_run(q, "migrate", args, e);
 
 	json_decref(args);
 	free(uri);
 	if (r == 0)
-		r = wait_migration(q, 30 * 60 * 1000, e);
+		r = host_wait_migration(q, 30 * 60 * 1000, e);
 	if (r == 0 && (r = fsync_path(tmp)) < 0)
 		gv_err_set(e, r, "cannot sync %s: %s", tmp, strerror(-r));
 	return r;
@@ -116,7 +110,7 @@ static int do_save(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 
 	rc = host_qmp(p, &q, e);
 	if (rc == 0 && was_running)
-		rc = qmp_run(q, "stop", NULL, e);
+		rc = host_qmp_run(q, "stop", NULL, e);
 	if (rc == 0)
 		rc = save_stream(q, tmp, e);
 	if (rc == 0 && rename(tmp, path) < 0)
@@ -124,10 +118,10 @@ static int do_save(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 	if (rc < 0) {
 		unlink(tmp);
 		if (q && was_running)
-			(void)qmp_run(q, "cont", NULL, NULL);
+			(void)host_qmp_run(q, "cont", NULL, NULL);
 		goto out;
 	}
-	(void)qmp_run(q, "quit", NULL, NULL);
+	(void)host_qmp_run(q, "quit", NULL, NULL);
 	vm_wait_gone(r->pid, p, 10000);
 	unlink(p->qmp);
 	gv_cgroup_remove(r->def->name);
@@ -201,11 +195,11 @@ static int do_restore(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 	if (rc == 0)
 		rc = host_qmp(p, &q, e);
 	if (rc == 0)
-		rc = qmp_run(q, "migrate-incoming", args, e);
+		rc = host_qmp_run(q, "migrate-incoming", args, e);
 	if (rc == 0)
-		rc = wait_migration(q, 30 * 60 * 1000, e);
+		rc = host_wait_migration(q, 30 * 60 * 1000, e);
 	if (rc == 0)
-		rc = qmp_run(q, "cont", NULL, e);
+		rc = host_qmp_run(q, "cont", NULL, e);
 	gv_qmp_free(q);
 	json_decref(args);
 	free(uri);

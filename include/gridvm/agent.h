@@ -10,6 +10,10 @@
  *          body: {"path": "...", "timeout_ms": N} where it applies
  *   GET    /v1/vms/NAME/log/{job,console}?offset=N&wait=MS
  *          raw bytes; headers X-Gridvm-State and X-Gridvm-Offset
+ *   POST   /v1/vms/NAME/checkpoints   create; GET: list
+ *   GET    /v1/vms/NAME/checkpoints/ID        DELETE: delete
+ *   POST   /v1/vms/NAME/checkpoints/restore   {"id": ID or absent = latest}
+ *   GET    /v1/checkpoints            all VMs' checkpoints
  *   GET    /v1/images                 DELETE /v1/images/NAME
  *   POST   /v1/images/import          {"name", "file"}
  *   POST   /v1/images/NAME/index      block index + host-wide index

@@ -33,6 +33,9 @@ typedef struct gv_vmdef {
 	char *initrd;          /* NULL = the gridvm initramfs */
 	char *append;          /* kernel command line, NULL = the default */
 	bool ephemeral;        /* created by `gridvm run`, deleted after */
+	int checkpoint_every_s;   /* periodic checkpoints, 0 = none */
+	int checkpoint_keep;      /* keep the last N, 0 = all */
+	bool checkpoint_drop_on_success; /* delete them when the job exits 0 */
 } gv_vmdef;
 
 /* Paths of the files one VM uses, all inside its directory. */

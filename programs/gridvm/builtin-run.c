@@ -85,6 +85,17 @@ int vmopts_apply(json_t *d, int c, const char *arg)
 	case 1009:
 		json_object_set_new(d, "append", json_string(arg));
 		return 1;
+	case 1010:
+		if (gv_parse_duration_ms(arg, &v) < 0 || v < 1000)
+			return cli_error("invalid --checkpoint-every '%s' (e.g. 30s, 10m)", arg), -1;
+		json_object_set_new(d, "checkpoint_every_s", json_integer((json_int_t)(v / 1000)));
+		return 1;
+	case 1011:
+		json_object_set_new(d, "checkpoint_keep", json_integer(atoi(arg)));
+		return 1;
+	case 1012:
+		json_object_set_new(d, "checkpoint_drop_on_success", json_true());
+		return 1;
 	}
 	return 0;
 }
@@ -146,6 +157,9 @@ int cmd_run(int argc, char **argv)
 		return 125;
 	signal(SIGINT, on_sigint);
 	signal(SIGTERM, on_sigint);
+	if (isatty(2))
+		fprintf(stderr, "gridvm: booting VM %s (image %s)...\n", name,
+			json_string_value(json_object_get(d, "image")) ?: "none");
 	path = gv_strdupf("/v1/vms/%s/start", name);
 	code = cli_call(cl, "POST", path, NULL, NULL) < 0 ? -2 : cli_follow_job(cl, name, true);
 	free(path);

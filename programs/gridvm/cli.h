@@ -41,6 +41,7 @@ int cmd_run(int argc, char **argv);
 int cmd_vm(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_host(int argc, char **argv);
+int cmd_checkpoint(int argc, char **argv);
 
 /* Print a VM's job output to stdout/stderr; with @follow until the job
  * ends. Returns

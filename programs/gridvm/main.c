@@ -7,7 +7,8 @@
 static const struct cli_cmd commands[] = {
 	{ "run", cmd_run, "run a command in a fresh VM and return its exit code" },
 	{ "vm", cmd_vm, "create and manage VMs" },
-	{ "image", cmd_image, "build, import and list images" },
+	{ "image", cmd_image, "build, import, index, fetch and list images" },
+	{ "checkpoint", cmd_checkpoint, "checkpoint VMs and restore them" },
 	{ "host", cmd_host, "facts about this host (accelerator, QEMU, cgroups)" },
 	{ NULL, NULL, NULL } };
 

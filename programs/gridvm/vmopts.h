@@ -21,7 +21,11 @@
 	"                        disk with its own OS) instead of the gridvm guest\n" \
 	"      --kernel FILE     boot this kernel instead of the gridvm guest's\n" \
 	"      --initrd FILE     with this initramfs\n" \
-	"      --append STRING   and this kernel command line\n"
+	"      --append STRING   and this kernel command line\n" \
+	"      --checkpoint-every DUR  checkpoint the VM periodically (e.g. 10m)\n" \
+	"      --checkpoint-keep N     keep only the last N checkpoints\n" \
+	"      --checkpoint-drop-on-success  delete the checkpoints when the job\n" \
+	"                        exits with 0\n"
 
 #define VMOPTS_LONG \
 	{ "image", required_argument, NULL, 'i' }, \
@@ -37,7 +41,10 @@
 	{ "boot", required_argument, NULL, 1006 }, \
 	{ "kernel", required_argument, NULL, 1007 }, \
 	{ "initrd", required_argument, NULL, 1008 }, \
-	{ "append", required_argument, NULL, 1009 }
+	{ "append", required_argument, NULL, 1009 }, \
+	{ "checkpoint-every", required_argument, NULL, 1010 }, \
+	{ "checkpoint-keep", required_argument, NULL, 1011 }, \
+	{ "checkpoint-drop-on-success", no_argument, NULL, 1012 }
 
 #define VMOPTS_SHORT "i:c:m:e:w:"
 

@@ -1,0 +1,706 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * checkpoint.c - checkpoints of VMs into the chunk store (checkpoint.h).
+ *
+ * Create: QEMU migrates the running guest to a unix socket the agent
+ * listens on; a thread cuts the stream into content-defined chunks as it
+ * arrives. When QEMU reports completion the guest is stopped; the agent
+ * stores the disk overlay (fixed 64 KiB chunks, qcow2's cluster size),
+ * notes how much job output exists, syncs, and lets the guest go on. The
+ * pause is QEMU's downtime plus that disk step; both are reported.
+ */
+#include "host_internal.h"
+
+#include <gridvm/checkpoint.h>
+#include <gridvm/chunk.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DISK_CHUNK (64u << 10)
+
+struct capture {
+	gv_chunkstore *cs;
+	json_t *chunks; /* [[sha256 hex, length], ...] */
+	uint64_t bytes, added;
+	int err;
+};
+
+static int capture_chunk(void *ud, const uint8_t *d, size_t n)
+{
+	struct capture *c = ud;
+	uint8_t h[32];
+	char hex[65];
+	uint64_t added;
+	int r = gv_chunkstore_put(c->cs, d, n, h, &added);
+
+	if (r < 0)
+		return c->err = r;
+	gv_hash_hex(h, hex);
+	json_array_append_new(c->chunks, json_pack("[s, I]", hex, (json_int_t)n));
+	c->bytes += n;
+	c->added += added;
+	return 0;
+}
+
+struct memcap {
+	int lfd;
+	struct capture cap;
+	pthread_t thread;
+};
+
+static void *memcap_thread(void *arg)
+{
+	struct memcap *m = arg;
+	struct pollfd p = { m->lfd, POLLIN, 0 };
+	gv_cdc *cdc = gv_cdc_new();
+	uint8_t *buf = malloc(1 << 20);
+	int fd = -1;
+	ssize_t n;
+
+	if (!cdc || !buf || poll(&p, 1, 60000) != 1 ||
+	    (fd = accept4(m->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+		m->cap.err = -ETIMEDOUT;
+		goto out;
+	}
+	while (m->cap.err == 0 && (n = read(fd, buf, 1 << 20)) > 0)
+		if (gv_cdc_feed(cdc, buf, (size_t)n, capture_chunk, &m->cap) < 0)
+			break;
+	if (m->cap.err == 0 && gv_cdc_finish(cdc, capture_chunk, &m->cap) < 0)
+		m->cap.err = m->cap.err ? m->cap.err : -EIO;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	gv_cdc_free(cdc);
+	return NULL;
+}
+
+static int unix_listen(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	unlink(path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+static int capture_disk(struct capture *c, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint8_t *buf = malloc(DISK_CHUNK);
+	ssize_t n;
+	int r = 0;
+
+	if (fd < 0 || !buf) {
+		free(buf);
+		if (fd >= 0)
+			close(fd);
+		return fd < 0 ? -errno : -ENOMEM;
+	}
+	while (r == 0 && (n = read(fd, buf, DISK_CHUNK)) > 0)
+		r = capture_chunk(c, buf, (size_t)n);
+	close(fd);
+	free(buf);
+	return r;
+}
+
+static char *ckpt_dir(gv_host *h, const char *vm)
+{
+	return gv_strdupf("%s/checkpoints/%s", h->datadir, vm);
+}
+
+static char *new_id(void)
+{
+	struct timespec ts;
+	struct tm tm;
+	char buf[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(buf, sizeof(buf), "%Y%m%d-%H%M%S", &tm);
+	return gv_strdupf("%s-%03ld", buf, ts.tv_nsec / 1000000);
+}
+
+/* Run the migration into the capture thread; on return the guest is
+ * stopped (postmigrate) if it succeeded. */
+static int capture_memory(const gv_vmpaths *p, gv_qmp *q, struct memcap *m,
+			  json_t **migstat, gv_err *e)
+{
+	char *sock = gv_strdupf("%s/ckpt.sock", p->dir), *uri = gv_strdupf("unix:%s", sock);
+	json_t *args = json_pack("{s:s}", "uri", uri);
+	int r;
+
+	m->lfd = unix_listen(sock);
+	if (m->lfd < 0) {
+		r = gv_err_set(e, m->lfd, "cannot listen on %s", sock);
+		goto out;
+	}
+	pthread_create(&m->thread, NULL, memcap_thread, m);
+	r = host_qmp_run(q, "migrate", args, e);
+	if (r == 0)
+		r = host_wait_migration(q, 30 * 60 * 1000, e);
+	if (r < 0)
+		(void)host_qmp_run(q, "migrate_cancel", NULL, NULL);
+	if (r == 0 && gv_qmp_execute(q, "query-migrate", NULL, 5000, migstat, NULL) < 0)
+		*migstat = NULL;
+	if (r < 0)
+		shutdown(m->lfd, SHUT_RDWR);
+	pthread_join(m->thread, NULL);
+	close(m->lfd);
+	if (r == 0 && m->cap.err < 0)
+		r = gv_err_set(e, m->cap.err, "cannot store the memory stream: %s",
+			       strerror(-m->cap.err));
+out:
+	unlink(sock);
+	json_decref(args);
+	free(uri);
+	free(sock);
+	return r;
+}
+
+static uint64_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		syncfs(fd);
+		close(fd);
+	}
+}
+
+/* The manifest: what was captured and what it cost. */
+static json_t *manifest(gv_vmrec *r, const char *id, struct memcap *m, struct capture *d,
+			json_t *migstat, uint64_t jobout, double pause_ms, double secs)
+{
+	json_t *ram = json_object_get(migstat, "ram");
+	json_t *j = json_pack("{s:i, s:s, s:s, s:I, s:s, s:I, s:f, s:f}", "version", 1,
+			      "id", id, "vm", r->def->name, "created", (json_int_t)gv_now_s(),
+			      "state", gv_vmstate_name(r->state), "jobout_bytes",
+			      (json_int_t)jobout, "pause_ms", pause_ms, "seconds", secs);
+
+	json_object_set_new(j, "def", gv_vmdef_to_json(r->def));
+	json_object_set_new(j, "qemu_downtime_ms", json_incref(json_object_get(migstat, "downtime")));
+	json_object_set_new(j, "memory", json_pack("{s:I, s:O, s:O}", "bytes",
+						   (json_int_t)m->cap.bytes, "chunks", m->cap.chunks,
+						   "qemu_ram", ram ? ram : json_null()));
+	json_object_set_new(j, "disk", json_pack("{s:s, s:I, s:i, s:O}", "file", "disk.qcow2",
+						 "bytes", (json_int_t)d->bytes, "chunk_size",
+						 DISK_CHUNK, "chunks", d->chunks));
+	json_object_set_new(j, "bytes_added", json_integer((json_int_t)(m->cap.added + d->added)));
+	return j;
+}
+
+static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out, gv_err *e)
+{
+	struct memcap m = { .lfd = -1 };
+	struct capture d = { 0 };
+	char *dir = ckpt_dir(h, r->def->name), *id = new_id(), *path = NULL, *text;
+	char *csdir = gv_strdupf("%s/chunks", h->datadir);
+	bool was_running = r->state == GV_VM_RUNNING;
+	json_t *migstat = NULL, *man = NULL;
+	uint64_t t0 = gv_now_ms(), t_stop = 0, jobout = 0;
+	gv_qmp *q = NULL;
+	int rc = gv_chunkstore_open(csdir, &m.cap.cs);
+
+	m.cap.chunks = json_array();
+	d.chunks = json_array();
+	d.cs = m.cap.cs;
+	if (rc == 0)
+		rc = gv_mkdir_p(dir, 0755);
+	if (rc < 0) {
+		gv_err_set(e, rc, "cannot prepare the checkpoint store: %s", strerror(-rc));
+		goto out;
+	}
+	rc = host_qmp(p, &q, e);
+	if (rc == 0)
+		rc = capture_memory(p, q, &m, &migstat, e);
+	t_stop = gv_now_ms();
+	if (rc == 0 && (rc = capture_disk(&d, p->disk)) < 0)
+		gv_err_set(e, rc, "cannot store the disk: %s", strerror(-rc));
+	jobout = file_size(p->jobout);
+	if (rc == 0)
+		sync_dir(csdir);
+	if (q && was_running && host_qmp_run(q, "cont", NULL, rc == 0 ? e : NULL) < 0 && rc == 0)
+		rc = -EIO;
+	if (rc < 0)
+		goto out;
+	double downtime = (double)json_integer_value(json_object_get(migstat, "downtime"));
+	double pause = was_running ? downtime + (double)(gv_now_ms() - t_stop) : 0;
+	man = manifest(r, id, &m, &d, migstat, jobout, pause,
+		       (double)(gv_now_ms() - t0) / 1000.0);
+	path = gv_strdupf("%s/%s.json", dir, id);
+	text = json_dumps(man, JSON_INDENT(1));
+	rc = gv_write_file_atomic(path, text, strlen(text));
+	free(text);
+	if (rc < 0)
+		gv_err_set(e, rc, "cannot write %s", path);
+out:
+	if (rc == 0) {
+		json_object_del(man, "def");
+		json_object_del(json_object_get(man, "memory"), "chunks");
+		json_object_del(json_object_get(man, "disk"), "chunks");
+		*out = man;
+	} else {
+		json_decref(man);
+	}
+	gv_qmp_free(q);
+	gv_chunkstore_close(m.cap.cs);
+	json_decref(m.cap.chunks);
+	json_decref(d.chunks);
+	json_decref(migstat);
+	free(dir);
+	free(id);
+	free(path);
+	free(csdir);
+	return rc;
+}
+
+int gv_checkpoint_create(gv_host *h, const char *vm, json_t **manifest_out, gv_err *e)
+{
+	struct vmlock *l = host_vm_lock(h, vm);
+	gv_vmrec *r = NULL;
+	gv_vmpaths p;
+	int rc = host_get(h, vm, &r, e);
+
+	if (rc == 0) {
+		host_refresh(h, r);
+		gv_vmpaths_init(&p, h->datadir, vm);
+		if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED)
+			rc = gv_err_set(e, -EBUSY, "cannot checkpoint VM %s: it is %s", vm,
+					gv_vmstate_name(r->state));
+		else {
+			pthread_mutex_lock(&h->ckpt_mu);
+			rc = do_create(h, r, &p, manifest_out, e);
+			pthread_mutex_unlock(&h->ckpt_mu);
+		}
+		gv_vmpaths_clear(&p);
+	}
+	gv_vmrec_free(r);
+	host_vm_unlock(h, l);
+	if (rc == 0)
+		host_checkpoint_retain(h, vm);
+	return rc;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* Manifest ids of @vm, oldest first (ids sort by time). */
+static char **list_ids(gv_host *h, const char *vm)
+{
+	char *dir = ckpt_dir(h, vm);
+	struct dirent **ents = NULL;
+	int n = scandir(dir, &ents, NULL, by_name);
+	char **ids = calloc(n > 0 ? (size_t)n + 1 : 1, sizeof(*ids));
+	size_t k = 0;
+
+	for (int i = 0; i < n; i++) {
+		size_t len = strlen(ents[i]->d_name);
+		if (len > 5 && !strcmp(ents[i]->d_name + len - 5, ".json"))
+			ids[k++] = gv_strdupf("%.*s", (int)(len - 5), ents[i]->d_name);
+		free(ents[i]);
+	}
+	free(ents);
+	free(dir);
+	return ids;
+}
+
+static int load_manifest(gv_host *h, const char *vm, const char *id, json_t **out, gv_err *e)
+{
+	char *path;
+
+	if (!gv_name_valid(vm) || !id || !gv_name_valid(id))
+		return gv_err_set(e, -ENOENT, "no such checkpoint: %s %s", vm, id ? id : "");
+	path = gv_strdupf("%s/checkpoints/%s/%s.json", h->datadir, vm, id);
+	*out = json_load_file(path, 0, NULL);
+	free(path);
+	if (!*out)
+		return gv_err_set(e, -ENOENT, "no such checkpoint: %s %s", vm, id);
+	return 0;
+}
+
+static json_t *summary_of(json_t *man)
+{
+	json_t *s = json_deep_copy(man);
+
+	json_object_del(s, "def");
+	json_object_del(json_object_get(s, "memory"), "chunks");
+	json_object_del(json_object_get(s, "disk"), "chunks");
+	return s;
+}
+
+json_t *gv_checkpoint_list(gv_host *h, const char *vm)
+{
+	json_t *a = json_array();
+	char **vms = NULL, **ids;
+
+	if (!vm) {
+		char *dir = gv_strdupf("%s/checkpoints", h->datadir);
+		struct dirent **ents = NULL;
+		int n = scandir(dir, &ents, NULL, by_name);
+		vms = calloc(n > 0 ? (size_t)n + 1 : 1, sizeof(*vms));
+		for (int i = 0, k = 0; i < n; i++) {
+			if (ents[i]->d_name[0] != '.')
+				vms[k++] = strdup(ents[i]->d_name);
+			free(ents[i]);
+		}
+		free(ents);
+		free(dir);
+	}
+	for (size_t v = 0; vm ? v < 1 : vms[v] != NULL; v++) {
+		const char *name = vm ? vm : vms[v];
+		ids = list_ids(h, name);
+		for (char **id = ids; *id; id++) {
+			json_t *man = NULL;
+			if (load_manifest(h, name, *id, &man, NULL) == 0)
+				json_array_append_new(a, summary_of(man));
+			json_decref(man);
+		}
+		gv_strv_free(ids);
+	}
+	gv_strv_free(vms);
+	return a;
+}
+
+int gv_checkpoint_show(gv_host *h, const char *vm, const char *id, json_t **out, gv_err *e)
+{
+	json_t *man = NULL;
+	int r = load_manifest(h, vm, id, &man, e);
+
+	if (r == 0) {
+		*out = summary_of(man);
+		json_object_set_new(*out, "memory_chunks",
+				    json_integer((json_int_t)json_array_size(json_object_get(
+					    json_object_get(man, "memory"), "chunks"))));
+		json_object_set_new(*out, "disk_chunks",
+				    json_integer((json_int_t)json_array_size(json_object_get(
+					    json_object_get(man, "disk"), "chunks"))));
+	}
+	json_decref(man);
+	return r;
+}
+
+/* --- deleting, and the chunks nothing refers to any more ---------- */
+
+struct refs {
+	uint8_t (*h)[32];
+	size_t n, cap;
+};
+
+static void refs_add_list(struct refs *rf, json_t *chunks)
+{
+	json_t *c;
+	size_t i;
+
+	json_array_foreach(chunks, i, c) {
+		if (rf->n == rf->cap) {
+			rf->cap = rf->cap ? rf->cap * 2 : 4096;
+			rf->h = realloc(rf->h, rf->cap * 32);
+			if (!rf->h)
+				abort();
+		}
+		if (gv_hash_parse(json_string_value(json_array_get(c, 0)), rf->h[rf->n]) == 0)
+			rf->n++;
+	}
+}
+
+static int cmp32(const void *a, const void *b)
+{
+	return memcmp(a, b, 32);
+}
+
+static bool refs_keep(void *ud, const uint8_t hash[32])
+{
+	struct refs *rf = ud;
+
+	return bsearch(hash, rf->h, rf->n, 32, cmp32) != NULL;
+}
+
+/* Delete every chunk no manifest of any VM refers to. h->ckpt_mu held. */
+static int chunk_gc(gv_host *h, uint64_t *freed)
+{
+	json_t *all = gv_checkpoint_list(h, NULL), *s;
+	struct refs rf = { 0 };
+	gv_chunkstore *cs = NULL;
+	char *csdir = gv_strdupf("%s/chunks", h->datadir);
+	size_t i;
+	int r;
+
+	json_array_foreach(all, i, s) {
+		json_t *man = NULL;
+		if (load_manifest(h, json_string_value(json_object_get(s, "vm")),
+				  json_string_value(json_object_get(s, "id")), &man, NULL) < 0)
+			continue;
+		refs_add_list(&rf, json_object_get(json_object_get(man, "memory"), "chunks"));
+		refs_add_list(&rf, json_object_get(json_object_get(man, "disk"), "chunks"));
+		json_decref(man);
+	}
+	qsort(rf.h, rf.n, 32, cmp32);
+	r = gv_chunkstore_open(csdir, &cs);
+	if (r == 0)
+		r = gv_chunkstore_gc(cs, refs_keep, &rf, freed);
+	gv_chunkstore_close(cs);
+	json_decref(all);
+	free(rf.h);
+	free(csdir);
+	return r;
+}
+
+static int delete_locked(gv_host *h, const char *vm, const char *id, gv_err *e)
+{
+	json_t *man = NULL;
+	char *path;
+	uint64_t freed = 0;
+	int r = load_manifest(h, vm, id, &man, e);
+
+	json_decref(man);
+	if (r < 0)
+		return r;
+	path = gv_strdupf("%s/checkpoints/%s/%s.json", h->datadir, vm, id);
+	if (unlink(path) < 0)
+		r = gv_err_set(e, -errno, "cannot delete %s: %s", path, strerror(errno));
+	free(path);
+	if (r == 0 && (r = chunk_gc(h, &freed)) < 0)
+		gv_err_set(e, r, "cannot clean the chunk store: %s", strerror(-r));
+	return r;
+}
+
+int gv_checkpoint_delete(gv_host *h, const char *vm, const char *id, gv_err *e)
+{
+	int r;
+
+	pthread_mutex_lock(&h->ckpt_mu);
+	r = delete_locked(h, vm, id, e);
+	pthread_mutex_unlock(&h->ckpt_mu);
+	return r;
+}
+
+void host_checkpoint_retain(gv_host *h, const char *vm)
+{
+	gv_vmrec *r = NULL;
+	char **ids;
+	size_t n;
+
+	if (gv_store_vm_get(h->store, vm, &r) < 0)
+		return;
+	ids = list_ids(h, vm);
+	n = gv_strv_len(ids);
+	pthread_mutex_lock(&h->ckpt_mu);
+	for (size_t i = 0; r->def->checkpoint_keep > 0 && i + (size_t)r->def->checkpoint_keep < n; i++)
+		if (delete_locked(h, vm, ids[i], NULL) < 0)
+			break;
+	pthread_mutex_unlock(&h->ckpt_mu);
+	gv_strv_free(ids);
+	gv_vmrec_free(r);
+}
+
+void host_checkpoint_drop_all(gv_host *h, const char *vm)
+{
+	char **ids = list_ids(h, vm);
+
+	pthread_mutex_lock(&h->ckpt_mu);
+	for (char **id = ids; *id; id++)
+		if (delete_locked(h, vm, *id, NULL) < 0)
+			break;
+	pthread_mutex_unlock(&h->ckpt_mu);
+	gv_strv_free(ids);
+}
+
+int64_t host_checkpoint_last(gv_host *h, const char *vm)
+{
+	char **ids = list_ids(h, vm);
+	size_t n = gv_strv_len(ids);
+	json_t *man = NULL;
+	int64_t t = 0;
+
+	if (n && load_manifest(h, vm, ids[n - 1], &man, NULL) == 0)
+		t = json_integer_value(json_object_get(man, "created"));
+	json_decref(man);
+	gv_strv_free(ids);
+	return t;
+}
+
+/* --- restore ------------------------------------------------------ */
+
+static int rebuild_disk(gv_chunkstore *cs, json_t *chunks, const char *path, gv_err *e)
+{
+	char *tmp = gv_strdupf("%s.restoring", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), r = 0;
+	json_t *c;
+	size_t i;
+
+	if (fd < 0)
+		r = gv_err_set(e, -errno, "cannot create %s: %s", tmp, strerror(errno));
+	json_array_foreach(chunks, i, c) {
+		uint8_t h[32], *data = NULL;
+		size_t len = 0;
+		if (r < 0)
+			break;
+		if (gv_hash_parse(json_string_value(json_array_get(c, 0)), h) < 0 ||
+		    gv_chunkstore_get(cs, h, &data, &len) < 0)
+			r = gv_err_set(e, -EBADMSG, "a disk chunk of the checkpoint is missing "
+				       "or damaged");
+		else if (write(fd, data, len) != (ssize_t)len)
+			r = gv_err_set(e, -EIO, "cannot write %s", tmp);
+		free(data);
+	}
+	if (fd >= 0 && r == 0 && fsync(fd) < 0)
+		r = gv_err_set(e, -errno, "cannot sync %s", tmp);
+	if (fd >= 0)
+		close(fd);
+	if (r == 0 && rename(tmp, path) < 0)
+		r = gv_err_set(e, -errno, "cannot replace %s", path);
+	if (r < 0)
+		unlink(tmp);
+	free(tmp);
+	return r;
+}
+
+/* Connect to QEMU's incoming socket and write the memory stream. */
+static int feed_memory(gv_chunkstore *cs, json_t *chunks, const char *sock, gv_err *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), r = -ECONNREFUSED;
+	uint64_t end = gv_now_ms() + 10000;
+	json_t *c;
+	size_t i;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	while (fd >= 0 && gv_now_ms() < end &&
+	       (r = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0) < 0)
+		usleep(10000);
+	if (r < 0) {
+		if (fd >= 0)
+			close(fd);
+		return gv_err_set(e, r, "cannot connect to QEMU's incoming socket");
+	}
+	json_array_foreach(chunks, i, c) {
+		uint8_t h[32], *data = NULL;
+		size_t len = 0, off = 0;
+		if (gv_hash_parse(json_string_value(json_array_get(c, 0)), h) < 0 ||
+		    gv_chunkstore_get(cs, h, &data, &len) < 0) {
+			r = gv_err_set(e, -EBADMSG, "a memory chunk of the checkpoint is missing "
+				       "or damaged");
+			break;
+		}
+		while (r == 0 && off < len) {
+			ssize_t w = send(fd, data + off, len - off, MSG_NOSIGNAL);
+			if (w <= 0)
+				r = gv_err_set(e, -EPIPE, "QEMU stopped reading the checkpoint");
+			else
+				off += (size_t)w;
+		}
+		free(data);
+		if (r < 0)
+			break;
+	}
+	close(fd);
+	return r;
+}
+
+static int do_restore(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t *man, gv_err *e)
+{
+	char *csdir = gv_strdupf("%s/chunks", h->datadir);
+	char *sock = gv_strdupf("%s/restore.sock", p->dir), *uri = gv_strdupf("unix:%s", sock);
+	json_t *args = json_pack("{s:s}", "uri", uri);
+	bool run = !strcmp(json_string_value(json_object_get(man, "state")) ?: "", "running");
+	uint64_t jobout = (uint64_t)json_integer_value(json_object_get(man, "jobout_bytes"));
+	gv_chunkstore *cs = NULL;
+	gv_qmp *q = NULL;
+	int rc = gv_chunkstore_open(csdir, &cs);
+
+	vm_kill_qemu(r, p);
+	if (rc == 0)
+		rc = rebuild_disk(cs, json_object_get(json_object_get(man, "disk"), "chunks"),
+				  p->disk, e);
+	if (rc == 0 && file_size(p->jobout) > jobout && truncate(p->jobout, (off_t)jobout) < 0)
+		rc = gv_err_set(e, -errno, "cannot roll back the job output");
+	if (rc == 0)
+		rc = vm_spawn_qemu(h, r, p, true, e);
+	if (rc == 0)
+		rc = host_qmp(p, &q, e);
+	unlink(sock);
+	if (rc == 0)
+		rc = host_qmp_run(q, "migrate-incoming", args, e);
+	if (rc == 0)
+		rc = feed_memory(cs, json_object_get(json_object_get(man, "memory"), "chunks"),
+				 sock, e);
+	if (rc == 0)
+		rc = host_wait_migration(q, 10 * 60 * 1000, e);
+	if (rc == 0 && run)
+		rc = host_qmp_run(q, "cont", NULL, e);
+	if (rc == 0) {
+		r->state = run ? GV_VM_RUNNING : GV_VM_PAUSED;
+		r->started = gv_now_s();
+		free(r->error);
+		r->error = NULL;
+		rc = host_put(h, r, e);
+	}
+	if (rc < 0) {
+		vm_kill_qemu(r, p);
+		r->state = GV_VM_FAILED;
+		free(r->error);
+		r->error = gv_strdupf("restore failed: %s", e->msg);
+		(void)host_put(h, r, NULL);
+	}
+	unlink(sock);
+	gv_qmp_free(q);
+	gv_chunkstore_close(cs);
+	json_decref(args);
+	free(uri);
+	free(sock);
+	free(csdir);
+	return rc;
+}
+
+int gv_checkpoint_restore(gv_host *h, const char *vm, const char *id, gv_err *e)
+{
+	struct vmlock *l = host_vm_lock(h, vm);
+	gv_vmrec *r = NULL;
+	gv_vmpaths p;
+	json_t *man = NULL;
+	char **ids = list_ids(h, vm);
+	size_t n = gv_strv_len(ids);
+	int rc = host_get(h, vm, &r, e);
+
+	if (rc == 0 && !id && !n)
+		rc = gv_err_set(e, -ENOENT, "VM %s has no checkpoints", vm);
+	if (rc == 0)
+		rc = load_manifest(h, vm, id ? id : ids[n - 1], &man, e);
+	if (rc == 0) {
+		host_refresh(h, r);
+		gv_vmpaths_init(&p, h->datadir, vm);
+		rc = do_restore(h, r, &p, man, e);
+		gv_vmpaths_clear(&p);
+	}
+	json_decref(man);
+	gv_strv_free(ids);
+	gv_vmrec_free(r);
+	host_vm_unlock(h, l);
+	return rc;
+}
