@@ -54,8 +54,8 @@ RATES=100mbit,20mbit,2mbit
 MAX_MEASURE=600
 HASH_RUNS=3
 RES=/var/tmp/gridvm-bench-transfer
-DOC=$ROOT/docs/bench-transfer.md
-SVG=$ROOT/docs/bench-transfer.svg
+DOC=${BENCH_DOC:-$ROOT/docs/bench-transfer.md}
+SVG=${BENCH_SVG:-$ROOT/docs/bench-transfer.svg}
 REPORT_ONLY=0
 WRITE_DOC=1
 METHODS=(plain gridvm-nolocal gridvm-none gridvm-zlib gridvm-lz4 gridvm-zstd rsync casync)
@@ -333,7 +333,7 @@ def fmt_mb(x):
 def svg_chart(rows, rates, ideal, path):
     """two panels of grouped bars (log scale): wall time and bytes on the wire"""
     W, PH, L, R, T = 980, 330, 70, 20, 40
-    H = T + 2 * PH + 120
+    H = T + 2 * PH + 60
     meths = [m for m in ORDER if any(r["method"] == m for r in rows)]
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
            'font-family="sans-serif" font-size="11">' % (W, H),
@@ -347,8 +347,8 @@ def svg_chart(rows, rates, ideal, path):
     gw = (W - L - R) / len(meths)
     bw = gw * 0.8 / len(rates)
 
-    def panel(y0, title, key, unit, hline=None):
-        vals = [r[key] for r in rows if r.get(key)]
+    def panel(y0, title, get, label, hline=None):
+        vals = [get(r) for r in rows if not r.get("error") and get(r) > 0]
         lo = 10 ** math.floor(math.log10(min(vals + ([hline] if hline else []))))
         hi = 10 ** math.ceil(math.log10(max(vals)))
         top, bot = y0 + 20, y0 + PH - 40
@@ -362,50 +362,47 @@ def svg_chart(rows, rates, ideal, path):
         while e <= hi * 1.0001:
             out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>'
                        % (L, y(e), W - R, y(e)))
-            out.append('<text x="%d" y="%.1f" text-anchor="end">%s</text>'
-                       % (L - 6, y(e) + 4, ("%g" % e) + unit))
+            out.append('<text x="%d" y="%.1f" text-anchor="end">%g</text>'
+                       % (L - 6, y(e) + 4, e))
             e *= 10
         out.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#000"/>' % (L, bot, W - R, bot))
         for i, m in enumerate(meths):
             x0 = L + i * gw + gw * 0.1
             for j, rt in enumerate(rates):
                 r = next((r for r in rows if r["method"] == m and r["rate"] == rt), None)
-                if not r or not r.get(key):
+                if not r or r.get("error") or get(r) <= 0:
                     continue
-                v, x = r[key], x0 + j * bw
+                v, x = get(r), x0 + j * bw
                 fill = COLORS[j % len(COLORS)]
+                meas = r["measured"]
                 out.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"%s>'
-                           '<title>%s, %s: %s</title></rect>'
-                           % (x, y(v), bw - 2, bot - y(v),
-                              "url(#hatch)" if not r["measured"] else fill,
-                              ' stroke="%s" stroke-width="2"' % fill if not r["measured"] else "",
+                           '<title>%s, %s: %s%s</title></rect>'
+                           % (x, y(v), bw - 2, bot - y(v), fill if meas else "url(#hatch)",
+                              "" if meas else ' stroke="%s" stroke-width="2"' % fill,
                               html.escape(METHOD_LABEL[m].split(",")[0]), rate_label(rt),
-                              fmt_s(v) + " s" if key == "seconds" else fmt_mb(v) + " MB"))
-                lab = fmt_s(v) if key == "seconds" else fmt_mb(v)
+                              label(v), "" if meas else " (computed)"))
                 out.append('<text x="%.1f" y="%.1f" font-size="9" text-anchor="middle">%s</text>'
-                           % (x + (bw - 2) / 2, y(v) - 3, lab))
+                           % (x + (bw - 2) / 2, y(v) - 3, label(v)))
             out.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>'
                        % (L + i * gw + gw / 2, bot + 16, html.escape(SHORT[m])))
         if hline:
             out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#c00" '
                        'stroke-dasharray="6,4"/>' % (L, y(hline), W - R, y(hline)))
-            out.append('<text x="%d" y="%.1f" fill="#c00" text-anchor="end">ideal %s MB</text>'
-                       % (W - R - 4, y(hline) - 4, fmt_mb(hline)))
+            out.append('<text x="%d" y="%.1f" fill="#c00" text-anchor="end">ideal %s</text>'
+                       % (W - R - 4, y(hline) - 4, label(hline)))
 
-    panel(T, "wall time (s, log scale)", "seconds", " s")
-    panel(T + PH, "bytes on the wire at h2's eth0, rx + tx (MB, log scale)", "wire", " MB"
-          if False else "", ideal)
-    ly = T + 2 * PH - 10
+    panel(T, "wall time (seconds, log scale)", lambda r: r["seconds"], fmt_s)
+    panel(T + PH, "bytes on the wire at h2's eth0, rx + tx (MB, log scale)",
+          lambda r: r["wire"] / MB, lambda v: ("%.1f" if v >= 10 else "%.2f") % v, ideal / MB)
+    ly = T + 2 * PH - 5
     for j, rt in enumerate(rates):
         out.append('<rect x="%d" y="%d" width="14" height="12" fill="%s"/>'
-                   % (L + j * 150, ly, COLORS[j % len(COLORS)]))
-        out.append('<text x="%d" y="%d">%s</text>' % (L + j * 150 + 20, ly + 10, rate_label(rt)))
+                   % (L + j * 130, ly, COLORS[j % len(COLORS)]))
+        out.append('<text x="%d" y="%d">%s</text>' % (L + j * 130 + 20, ly + 10, rate_label(rt)))
     out.append('<rect x="%d" y="%d" width="14" height="12" fill="url(#hatch)" stroke="#555"/>'
-               % (L + len(rates) * 150, ly))
-    out.append('<text x="%d" y="%d">computed from bytes and link rate, not measured</text>'
-               % (L + len(rates) * 150 + 20, ly + 10))
-    out.append('<text x="%d" y="%d" fill="#555">bytes panel in MB = 10^6 bytes; the axis labels '
-               'are bytes</text>' % (L, ly + 30))
+               % (L + len(rates) * 130, ly))
+    out.append('<text x="%d" y="%d">computed from the bytes and the link rate, not measured</text>'
+               % (L + len(rates) * 130 + 20, ly + 10))
     out.append("</svg>")
     open(path, "w").write("\n".join(out) + "\n")
 
@@ -829,15 +826,16 @@ setup_plain() {
 	wait_port 2 "$NC_PORT"
 }
 run_plain() {
-	hosts_exec 1 nc -N "${HOST_IP[2]}" "$NC_PORT" <"$SRC_IMG" >/dev/null
-	wait "$NC_PID"
+	hosts_exec 1 nc -N "${HOST_IP[2]}" "$NC_PORT" <"$SRC_IMG" >/dev/null || return 1
+	wait "$NC_PID" || return 1
+	NOTE="not sparse-aware: all $(stat -c %s "$SRC_IMG") bytes sent and written"
 }
 clean_plain() { rm -f "$DST/plain.img"; }
 
 gv_fetch() { # CODEC [--no-local]
 	local j=$RES/fetch-$TAG.json
 	hosts_gv 2 image fetch "$PLUS" --from "${HOST_IP[1]}" --compress "$1" ${2:-} --json >"$j" \
-		2>"$RES/fetch-$TAG.err"
+		2>"$RES/fetch-$TAG.err" || return 1
 	APP=$(jget "$j" 'd["bytes_on_wire"]')
 	NOTE="$(jget "$j" '"%d blocks sent, %d local, %d zero; gridvm reports %.2f s" % (d["blocks_remote"], d["blocks_local"], d["blocks_zero"], d["seconds"])')"
 }
@@ -859,7 +857,7 @@ setup_rsync() {
 run_rsync() {
 	local l=$RES/rsync-$TAG.log
 	hosts_exec 2 rsync --inplace --no-whole-file -z --stats --debug=NSTR \
-		"rsync://${HOST_IP[1]}:$RSYNC_PORT/img/$PLUS.img" "$OUT" >"$l" 2>&1
+		"rsync://${HOST_IP[1]}:$RSYNC_PORT/img/$PLUS.img" "$OUT" >"$l" 2>&1 || return 1
 	APP=$(awk '/^Total bytes sent:/ { gsub(",", "", $4); s = $4 }
 		/^Total bytes received:/ { gsub(",", "", $4); r = $4 } END { print s + r }' "$l")
 	RSYNC_COMPRESS=$(grep -oiE "compress: [a-z0-9]+" "$l" | head -1 | awk '{print $2}')
@@ -874,7 +872,7 @@ run_casync() {
 	for s in "${LOCAL_IMAGES[@]}"; do seeds+=("--seed=${HOST_DATA[2]}/images/$s.img"); done
 	hosts_exec 2 casync extract --store="http://${HOST_IP[1]}:$HTTP_PORT/store.castr" \
 		"${seeds[@]}" "http://${HOST_IP[1]}:$HTTP_PORT/$PLUS.caibx" "$OUT" \
-		>"$RES/casync-$TAG.log" 2>&1
+		>"$RES/casync-$TAG.log" 2>&1 || return 1
 	NOTE=""
 }
 clean_casync() { rm -f "$OUT"; }
@@ -892,10 +890,13 @@ estimate() {
 
 # xfer RATE METHOD: measure (or compute) one method on the current link
 xfer() {
-	local rate=$1 m=$2 bits busy pred fn b0 r0 c1 c2 t0 t1 b1 r1 rx tx secs
-	bits=$(rate_bits "$rate")
-	busy=${LAST_BUSY[$m]:-$(estimate "$m")}
-	pred=$(awk -v b="$busy" -v r="$bits" 'BEGIN { printf "%.1f", b * 8 / r }')
+	local rate=$1 m=$2 bits busy pred fn b0 r0 c1 c2 t0 t1 b1 r1 rx tx secs rc
+	pred=0
+	if [ "$rate" != loopback ]; then
+		bits=$(rate_bits "$rate")
+		busy=${LAST_BUSY[$m]:-$(estimate "$m")}
+		pred=$(awk -v b="$busy" -v r="$bits" 'BEGIN { printf "%.1f", b * 8 / r }')
+	fi
 	if awk -v p="$pred" -v x="$MAX_MEASURE" 'BEGIN { exit !(p > x) }'; then
 		if [ -z "${LAST_BUSY[$m]:-}" ]; then
 			log "$rate $m: would take ~${pred} s, no faster link measured it: skipped"
@@ -914,10 +915,12 @@ xfer() {
 	c1=$(agent_ticks 1); c2=$(agent_ticks 2)
 	log "$rate $m: running (~${pred} s of transfer)"
 	t0=$(now)
-	if ! "run_$fn"; then
+	rc=0
+	"run_$fn" || rc=$?
+	if [ $rc != 0 ]; then
 		log "$rate $m: FAILED (see $RES/*$TAG*)"
-		rec xfer s:rate="$rate" s:method="$m" measured=true seconds=0 rx=0 tx=0 \
-			s:error="exit status $?; logs in $RES"
+		rec "$([ "$rate" = loopback ] && echo loop || echo xfer)" s:rate="$rate" s:method="$m" \
+			measured=true seconds=0 rx=0 tx=0 s:error="exit status $rc; logs in $RES"
 		case $m in gridvm-*) hosts_gv 2 image delete "$PLUS" >/dev/null 2>&1 || true ;;
 			*) "clean_$fn" ;; esac
 		return 0
@@ -1006,15 +1009,16 @@ main() {
 	hosts_gv 1 image similarity "${IMAGES[@]}" --json >"$RES/similarity.json"
 	hosts_gv 1 image similarity "${IMAGES[@]}" | tee "$RES/similarity.txt"
 	BASIS=$(jget "$RES/similarity.json" \
-		'max((x for x in d["rows"] if x["name"] == "'$PLUS'"), key=lambda x: 0)["in"].__class__ and max(next(x for x in d["rows"] if x["name"] == "'$PLUS'")["in"].items(), key=lambda kv: kv[1])[0]')
+		"max(next(x for x in d['rows'] if x['name'] == '$PLUS')['in'].items(), key=lambda kv: kv[1])[0]")
 	rec meta s:key=basis s:value="$BASIS"
 	log "most similar to $PLUS: $BASIS"
 
 	# the ideal
-	t0=$(now)
+	local lidx=()
+	for n in "${LOCAL_IMAGES[@]}"; do lidx+=("${HOST_DATA[2]}/images/$n.gvidx"); done
+	log "the ideal: missing unique blocks, compressed"
 	$PY "$HELPER" ideal "$SRC_IMG" "${HOST_DATA[1]}/images/$PLUS.gvidx" "$RES/ideal.json" \
-		"${LOCAL_IMAGES[@]/#/${HOST_DATA[2]}/images/}" | sed "s/\.img\b//" >&2
-	for ((i = 0; i < ${#LOCAL_IMAGES[@]}; i++)); do :; done
+		"${lidx[@]}" >&2
 
 	# casync: index + chunk store on h1, served over HTTP
 	t0=$(now)

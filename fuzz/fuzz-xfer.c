@@ -41,7 +41,7 @@ static void setup(void)
 static void send_valid_index(struct xconn *c)
 {
 	gv_blockidx bi = { .block_shift = 12, .image_size = 8 * 4096, .nblocks = 8 };
-	uint8_t block[4096], hashes[8 * 32], *raw = NULL, *z = NULL, len[4];
+	uint8_t block[4096], hashes[8 * 32], *raw = NULL, *z = NULL, len[8];
 	size_t rawlen, zlen;
 
 	for (int i = 0; i < 8; i++) {
@@ -52,7 +52,8 @@ static void send_valid_index(struct xconn *c)
 	if (gv_blockidx_serialize(&bi, &raw, &rawlen) == 0 &&
 	    xcodec_compress(GV_CODEC_ZSTD, 1, raw, rawlen, &z, &zlen) == 0) {
 		put_be32(len, (uint32_t)rawlen);
-		(void)xconn_send(c, XT_INDEX, len, 4, z, zlen);
+		put_be32(len + 4, (uint32_t)zlen);
+		(void)xconn_send(c, XT_INDEX, len, 8, z, zlen);
 	}
 	free(raw);
 	free(z);

@@ -155,21 +155,42 @@ static int recv_frame(struct fetch *f, uint8_t want, uint8_t **p, size_t *n)
 /* An INDEX frame: the block index, zstd-compressed. */
 static int recv_index(struct fetch *f, gv_blockidx **bi)
 {
-	uint8_t *p, *raw;
-	size_t n, rawlen;
-	int r = recv_frame(f, XT_INDEX, &p, &n);
+	uint8_t *p, *raw = NULL, *z = NULL;
+	size_t n, rawlen, zlen, have;
+	int r;
 
-	if (r < 0)
-		return r;
-	rawlen = n >= 4 ? get_be32(p) : 0;
-	raw = rawlen && rawlen <= (1u << 30) ? malloc(rawlen) : NULL;
-	if (!raw || ZSTD_decompress(raw, rawlen, p + 4, n - 4) != rawlen ||
-	    gv_blockidx_parse(raw, rawlen, bi) < 0) {
-		free(raw);
-		return fail(f, -EBADMSG, "the source sent a damaged block index");
+	/* the source may hash a large image first: wait longer for this */
+	xconn_timeout(&f->c, 30 * 60 * 1000);
+	r = recv_frame(f, XT_INDEX, &p, &n);
+	if (r < 0 || n < 8)
+		goto out;
+	rawlen = get_be32(p);
+	zlen = get_be32(p + 4);
+	have = n - 8;
+	z = rawlen && zlen && have <= zlen ? malloc(zlen) : NULL;
+	raw = z ? malloc(rawlen) : NULL;
+	if (!raw) {
+		r = -EBADMSG;
+		goto out;
 	}
+	memcpy(z, p + 8, have);
+	while (r == 0 && have < zlen && (r = recv_frame(f, XT_INDEX_MORE, &p, &n)) == 0) {
+		if (n > zlen - have)
+			r = -EBADMSG;
+		else
+			memcpy(z + have, p, n);
+		have += n;
+	}
+	if (r == 0 && (ZSTD_decompress(raw, rawlen, z, zlen) != rawlen ||
+		       gv_blockidx_parse(raw, rawlen, bi) < 0))
+		r = -EBADMSG;
+out:
+	xconn_timeout(&f->c, f->o->timeout_ms ? f->o->timeout_ms : 30000);
 	free(raw);
-	return 0;
+	free(z);
+	if (r == -EBADMSG || (r == 0 && !*bi) || (r == 0 && n < 8 && !*bi))
+		return fail(f, -EBADMSG, "the source sent a damaged block index");
+	return r;
 }
 
 static int get_index(struct fetch *f)
@@ -210,15 +231,18 @@ static int resume_scan(struct fetch *f)
 		return -ENOMEM;
 	for (uint64_t b = 0; b < f->bi->nblocks; b++) {
 		uint64_t len = block_len(f, b);
-		if (pread(f->fd, buf, len, (off_t)(b * f->bs)) != (ssize_t)len)
-			break;
+		bool got = pread(f->fd, buf, len, (off_t)(b * f->bs)) == (ssize_t)len;
 		if (gv_blockidx_is_zero(f->bi, b)) {
-			if (len <= sizeof(zero) && memcmp(buf, zero, len))
+			bool dirty = !got;
+			for (uint64_t o = 0; got && !dirty && o < len; o += sizeof(zero))
+				dirty = memcmp(buf + o, zero, len - o < sizeof(zero) ? len - o
+										  : sizeof(zero)) != 0;
+			if (dirty)
 				fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 					  (off_t)(b * f->bs), (off_t)len);
 			f->state[b] = B_ZERO;
 			f->n_zero++;
-		} else if (hash_ok(f, b, buf)) {
+		} else if (got && hash_ok(f, b, buf)) {
 			f->state[b] = B_DONE;
 			f->n_resumed++;
 		}
@@ -532,7 +556,8 @@ static int finish(struct fetch *f)
 		return fail(f, -EBADMSG, "the assembled image does not match the source's "
 			    "SHA-256; discarded");
 	}
-	if (rename(f->partial, f->o->dest) < 0)
+	/* never over an image that appeared meanwhile */
+	if (renameat2(AT_FDCWD, f->partial, AT_FDCWD, f->o->dest, RENAME_NOREPLACE) < 0)
 		return fail(f, -errno, "cannot rename into %s: %s", f->o->dest, strerror(errno));
 	unlink(f->marker);
 	return 0;
@@ -643,8 +668,11 @@ static int iterate(struct fetch *f)
 	}
 	if (r < 0)
 		return r;
-	if (f->o->freeze && f->o->freeze(f->o->ud) < 0)
+	if (f->o->freeze && f->o->freeze(f->o->ud) < 0) {
+		if (f->o->thaw) /* whatever it froze must go on */
+			f->o->thaw(f->o->ud);
 		return fail(f, -ECANCELED, "the freeze of the writer failed");
+	}
 	uint64_t w0 = f->c.bytes_rx + f->c.bytes_tx, s0 = f->n_remote, t0 = gv_now_ms();
 	f->tolerant = false;
 	f->rejected = 0;

@@ -10,6 +10,11 @@
 #define XFER_MAGIC "GRIDVMX1"
 #define XFER_VERSION 1
 #define XFER_MAX_FRAME (32u << 20)
+#define XFER_MAX_PREAUTH 256 /* frames before authentication are tiny */
+#define XFER_INDEX_PART (16u << 20)
+/* The size of the index parts the source sends (XFER_INDEX_PART; tests
+ * make it small to exercise the reassembly). */
+extern size_t xfer_index_part;
 #define XFER_MAC_LEN 16
 #define XFER_NONCE_LEN 32
 
@@ -19,7 +24,10 @@ enum xfer_type {
 	XT_AUTH = 'A',       /* c->s: client proof */
 	XT_AUTH_OK = 'a',    /* s->c: empty; from here on frames carry MACs */
 	XT_OPEN = 'O',       /* c->s: JSON {"image", "codec", "level"} */
-	XT_INDEX = 'I',      /* s->c: u32 raw length, zstd(serialized block index) */
+	XT_INDEX = 'I',      /* s->c: u32 raw length, u32 compressed length, first part
+			      * of zstd(serialized block index); the rest follows in
+			      * XT_INDEX_MORE frames */
+	XT_INDEX_MORE = 'i', /* s->c: next part of the compressed index */
 	XT_REQ = 'R',        /* c->s: u64 first block, u32 count */
 	XT_DATA = 'D',       /* s->c: u64 first, u32 count, u8 codec, u32 raw length, data */
 	XT_REHASH = 'X',     /* c->s: JSON {"final": bool}; answered by a new INDEX */
@@ -40,6 +48,8 @@ struct xconn {
 /* Set up @c on connected socket @fd with read/write timeouts. */
 void xconn_init(struct xconn *c, int fd, int timeout_ms);
 void xconn_close(struct xconn *c);
+/* Change the read/write timeout (e.g. while the peer hashes an image). */
+void xconn_timeout(struct xconn *c, int timeout_ms);
 
 /* Send one frame whose payload is @a then @b (either may be empty). */
 int xconn_send(struct xconn *c, uint8_t type, const void *a, size_t alen,

@@ -44,6 +44,9 @@ int gv_xfer_key_load(const char *path, uint8_t key[GV_XFER_KEY_LEN])
 
 	if (r < 0)
 		return r;
+	if (strspn(text, "0123456789abcdefABCDEF") != 2 * GV_XFER_KEY_LEN ||
+	    (text[2 * GV_XFER_KEY_LEN] && text[2 * GV_XFER_KEY_LEN] != '\n'))
+		r = -EINVAL; /* exactly 64 hex digits */
 	for (int i = 0; i < GV_XFER_KEY_LEN && r == 0; i++) {
 		unsigned v;
 		if (sscanf(text + 2 * i, "%2x", &v) != 1)
@@ -55,14 +58,19 @@ int gv_xfer_key_load(const char *path, uint8_t key[GV_XFER_KEY_LEN])
 	return r;
 }
 
-void xconn_init(struct xconn *c, int fd, int timeout_ms)
+void xconn_timeout(struct xconn *c, int timeout_ms)
 {
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+void xconn_init(struct xconn *c, int fd, int timeout_ms)
+{
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	xconn_timeout(c, timeout_ms);
 }
 
 void xconn_close(struct xconn *c)
@@ -168,7 +176,7 @@ int xconn_recv(struct xconn *c, uint8_t *type, uint8_t **payload, size_t *len)
 	if (r < 0)
 		return r;
 	n = get_be32(hdr);
-	if (n < 1 + maclen || n > XFER_MAX_FRAME)
+	if (n < 1 + maclen || n > (c->authed ? XFER_MAX_FRAME : XFER_MAX_PREAUTH))
 		return -EBADMSG;
 	n -= 1 + maclen;
 	if (n + maclen > c->cap) {

@@ -22,10 +22,14 @@
 
 #define MAX_RUN 4096 /* blocks per request */
 
+size_t xfer_index_part = XFER_INDEX_PART;
+
 struct gv_xfer_server {
 	int lfd;
 	pthread_t thread;
 	volatile int stop;
+	int sessions; /* live session threads, under @mu */
+	pthread_mutex_t mu;
 	uint8_t key[GV_XFER_KEY_LEN];
 	gv_xfer_resolve_fn resolve;
 	void *ud;
@@ -44,7 +48,7 @@ struct session {
 
 static int send_index(struct session *s)
 {
-	uint8_t *raw = NULL, *z = NULL, hdr[4];
+	uint8_t *raw = NULL, *z = NULL, hdr[8];
 	size_t rawlen = 0, zlen, cap;
 	int r = gv_blockidx_serialize(s->bi, &raw, &rawlen);
 
@@ -53,11 +57,19 @@ static int send_index(struct session *s)
 	cap = ZSTD_compressBound(rawlen);
 	z = malloc(cap);
 	zlen = z ? ZSTD_compress(z, cap, raw, rawlen, 3) : 0;
-	if (!z || ZSTD_isError(zlen) || rawlen > UINT32_MAX)
+	if (!z || ZSTD_isError(zlen) || rawlen > UINT32_MAX) {
+		xconn_send_error(&s->c, "the block index is too large to send");
 		r = -EIO;
-	else {
+	} else {
+		/* parts of at most 16 MiB: an index may be larger than a frame */
+		size_t first = zlen < xfer_index_part ? zlen : xfer_index_part;
 		put_be32(hdr, (uint32_t)rawlen);
-		r = xconn_send(&s->c, XT_INDEX, hdr, 4, z, zlen);
+		put_be32(hdr + 4, (uint32_t)zlen);
+		r = xconn_send(&s->c, XT_INDEX, hdr, 8, z, first);
+		for (size_t off = first; r == 0 && off < zlen; off += xfer_index_part) {
+			size_t part = zlen - off < xfer_index_part ? zlen - off : xfer_index_part;
+			r = xconn_send(&s->c, XT_INDEX_MORE, z + off, part, NULL, 0);
+		}
 	}
 	free(raw);
 	free(z);
@@ -172,6 +184,10 @@ static void serve(struct session *s)
 	size_t n;
 	int r = xauth_server(&s->c, s->srv->key, s->err, sizeof(s->err));
 
+	/* an authenticated peer may take its time (hashing its own disk for a
+	 * resume, say) between requests */
+	if (r == 0)
+		xconn_timeout(&s->c, 30 * 60 * 1000);
 	if (r == 0)
 		r = xconn_recv(&s->c, &type, &p, &n);
 	if (r == 0 && type == XT_OPEN)
@@ -194,9 +210,12 @@ static void serve(struct session *s)
 	}
 }
 
+#define MAX_SESSIONS 64
+
 static void *session_thread(void *arg)
 {
 	struct session *s = arg;
+	gv_xfer_server *srv = s->srv;
 
 	serve(s);
 	xconn_close(&s->c);
@@ -204,6 +223,9 @@ static void *session_thread(void *arg)
 		close(s->img);
 	gv_blockidx_free(s->bi);
 	free(s);
+	pthread_mutex_lock(&srv->mu);
+	srv->sessions--;
+	pthread_mutex_unlock(&srv->mu);
 	return NULL;
 }
 
@@ -216,20 +238,35 @@ static void *accept_thread(void *arg)
 		if (poll(&pfd, 1, 200) <= 0)
 			continue;
 		int fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			usleep(100000); /* EMFILE and friends: do not spin */
 			continue;
-		struct session *s = calloc(1, sizeof(*s));
+		}
+		pthread_mutex_lock(&srv->mu);
+		bool full = srv->sessions >= MAX_SESSIONS;
+		if (!full)
+			srv->sessions++;
+		pthread_mutex_unlock(&srv->mu);
+		struct session *s = full ? NULL : calloc(1, sizeof(*s));
 		pthread_t t;
 		if (!s) {
 			close(fd);
+			if (!full) {
+				pthread_mutex_lock(&srv->mu);
+				srv->sessions--;
+				pthread_mutex_unlock(&srv->mu);
+			}
 			continue;
 		}
 		s->srv = srv;
 		s->img = -1;
-		xconn_init(&s->c, fd, 60000);
+		xconn_init(&s->c, fd, 10000); /* the handshake must be quick */
 		if (pthread_create(&t, NULL, session_thread, s) != 0) {
 			xconn_close(&s->c);
 			free(s);
+			pthread_mutex_lock(&srv->mu);
+			srv->sessions--;
+			pthread_mutex_unlock(&srv->mu);
 			continue;
 		}
 		pthread_detach(t);
@@ -283,6 +320,7 @@ int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 		return r;
 	}
 	memcpy(s->key, key, GV_XFER_KEY_LEN);
+	pthread_mutex_init(&s->mu, NULL);
 	s->resolve = resolve;
 	s->ud = ud;
 	if (pthread_create(&s->thread, NULL, accept_thread, s) != 0) {
@@ -313,6 +351,19 @@ void gv_xfer_server_stop(gv_xfer_server *s)
 	s->stop = 1;
 	pthread_join(s->thread, NULL);
 	close(s->lfd);
-	OPENSSL_cleanse(s->key, sizeof(s->key));
-	free(s);
+	/* sessions use the server's key and resolver: wait for them (they
+	 * end within their timeouts); a server still in use is leaked, never
+	 * freed under a session */
+	for (int i = 0; i < 100; i++) {
+		pthread_mutex_lock(&s->mu);
+		int left = s->sessions;
+		pthread_mutex_unlock(&s->mu);
+		if (!left) {
+			OPENSSL_cleanse(s->key, sizeof(s->key));
+			pthread_mutex_destroy(&s->mu);
+			free(s);
+			return;
+		}
+		usleep(50000);
+	}
 }
