@@ -797,7 +797,7 @@ agent_ticks() { # I: utime + stime of I's agent, in clock ticks
 	s=${s##*) }
 	# shellcheck disable=SC2086
 	set -- $s
-	echo $(($12 + $13))
+	echo $((${12} + ${13}))
 }
 wait_port() { # I PORT
 	local i
@@ -974,8 +974,8 @@ main() {
 
 	# 2. the hosts
 	hosts_up 2
-	hosts_agent_start 1
-	hosts_agent_start 2
+	wait_bin "$GVD"; hosts_agent_start 1
+	wait_bin "$GVD"; hosts_agent_start 2
 	DST=${HOST_DATA[2]}/bench
 	mkdir -p "$DST" "$HOSTS_DIR/cas"
 	log "hosts up (run $HOSTS_ID, $HOSTS_DIR); importing the images"

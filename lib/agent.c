@@ -221,7 +221,20 @@ struct stream_job {
 	json_t *body;
 	int wfd, rfd;
 	stream_fn fn;
+	int refs; /* the thread and the response; the last one frees */
+	pthread_mutex_t mu;
 };
+
+static void stream_unref(struct stream_job *j)
+{
+	pthread_mutex_lock(&j->mu);
+	bool last = --j->refs == 0;
+	pthread_mutex_unlock(&j->mu);
+	if (last) {
+		pthread_mutex_destroy(&j->mu);
+		free(j);
+	}
+}
 
 static json_t *job_result(int rc, gv_err *e, json_t *extra)
 {
@@ -253,6 +266,12 @@ static void fetch_progress(void *ud, const json_t *p)
 	free(s);
 }
 
+/* 0 = the default; else 1 s .. 1 h */
+static int clamp_ms(json_int_t v)
+{
+	return v <= 0 ? 0 : v < 1000 ? 1000 : v > 3600000 ? 3600000 : (int)v;
+}
+
 static json_t *fetch_job(struct stream_job *j)
 {
 	gv_err e = { "" };
@@ -261,7 +280,7 @@ static json_t *fetch_job(struct stream_job *j)
 		.name = jstr(j->body, "name"), .from = jstr(j->body, "from"),
 		.as = jstr(j->body, "as"), .codec = jstr(j->body, "codec"),
 		.level = (int)json_integer_value(json_object_get(j->body, "level")),
-		.timeout_ms = (int)json_integer_value(json_object_get(j->body, "timeout_ms")),
+		.timeout_ms = clamp_ms(json_integer_value(json_object_get(j->body, "timeout_ms"))),
 		.no_local = json_is_true(json_object_get(j->body, "no_local")),
 		.iterative = json_is_true(json_object_get(j->body, "iterative")),
 		.freeze_cmd = jstr(j->body, "freeze_cmd"), .thaw_cmd = jstr(j->body, "thaw_cmd"),
@@ -282,7 +301,8 @@ static void *stream_thread(void *arg)
 	free(s);
 	json_decref(res);
 	json_decref(j->body);
-	close(j->wfd);
+	close(j->wfd); /* a reader that went away only makes writes fail */
+	stream_unref(j);
 	return NULL;
 }
 
@@ -302,7 +322,7 @@ static void stream_free(void *cls)
 	struct stream_job *j = cls;
 
 	close(j->rfd);
-	free(j);
+	stream_unref(j);
 }
 
 static enum MHD_Result stream(gv_agent *a, struct MHD_Connection *c, json_t *body,
@@ -315,8 +335,17 @@ static enum MHD_Result stream(gv_agent *a, struct MHD_Connection *c, json_t *bod
 	if (!j || pipe2(p, O_CLOEXEC) < 0)
 		abort();
 	signal(SIGPIPE, SIG_IGN); /* a client that goes away must not kill us */
-	*j = (struct stream_job){ a, json_incref(body), p[1], p[0], fn };
-	pthread_create(&t, NULL, stream_thread, j);
+	*j = (struct stream_job){ .a = a, .body = json_incref(body), .wfd = p[1],
+				  .rfd = p[0], .fn = fn, .refs = 2 };
+	pthread_mutex_init(&j->mu, NULL);
+	if (pthread_create(&t, NULL, stream_thread, j) != 0) {
+		close(p[0]);
+		close(p[1]);
+		json_decref(j->body);
+		pthread_mutex_destroy(&j->mu);
+		free(j);
+		return send_json(c, 500, json_pack("{s:s}", "error", "cannot start a thread"));
+	}
 	pthread_detach(t);
 	struct MHD_Response *r = MHD_create_response_from_callback(
 		MHD_SIZE_UNKNOWN, 4096, stream_read, j, stream_free);

@@ -15,6 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static struct vmlock *host_vm_lock_ref(gv_host *h, const char *name);
+static void host_vm_unref(gv_host *h, struct vmlock *l);
+
 int gv_err_set(gv_err *e, int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -93,7 +96,32 @@ const char *gv_host_datadir(const gv_host *h)
 	return h->datadir;
 }
 
+/* Drop a reference; the last one removes the lock from the list. */
+static void host_vm_unref(gv_host *h, struct vmlock *l)
+{
+	pthread_mutex_lock(&h->mu);
+	if (--l->refs == 0) {
+		for (struct vmlock **pp = &h->locks; *pp; pp = &(*pp)->next)
+			if (*pp == l) {
+				*pp = l->next;
+				break;
+			}
+		pthread_mutex_destroy(&l->mu);
+		free(l);
+	}
+	pthread_mutex_unlock(&h->mu);
+}
+
 struct vmlock *host_vm_lock(gv_host *h, const char *name)
+{
+	struct vmlock *l = host_vm_lock_ref(h, name);
+
+	pthread_mutex_lock(&l->mu);
+	return l;
+}
+
+/* Find or make the lock of @name and take a reference (not the lock). */
+static struct vmlock *host_vm_lock_ref(gv_host *h, const char *name)
 {
 	struct vmlock *l;
 
@@ -112,16 +140,23 @@ struct vmlock *host_vm_lock(gv_host *h, const char *name)
 	}
 	l->refs++;
 	pthread_mutex_unlock(&h->mu);
-	pthread_mutex_lock(&l->mu);
 	return l;
+}
+
+struct vmlock *host_vm_trylock(gv_host *h, const char *name)
+{
+	struct vmlock *l = host_vm_lock_ref(h, name);
+
+	if (pthread_mutex_trylock(&l->mu) == 0)
+		return l;
+	host_vm_unref(h, l);
+	return NULL;
 }
 
 void host_vm_unlock(gv_host *h, struct vmlock *l)
 {
 	pthread_mutex_unlock(&l->mu);
-	pthread_mutex_lock(&h->mu);
-	l->refs--;
-	pthread_mutex_unlock(&h->mu);
+	host_vm_unref(h, l);
 }
 
 int host_hostidx(gv_host *h, gv_hostidx **out, gv_err *e)
@@ -263,48 +298,92 @@ bool host_refresh(gv_host *h, gv_vmrec *r)
 	return true;
 }
 
-static void refresh_one(gv_host *h, const char *name, bool sync_runstate)
+/* QEMU stopped the guest on its own (disk full, internal error, guest
+ * panic): the job will not go on, record the VM as failed. */
+static bool guest_broken(const char *status)
 {
-	struct vmlock *l = host_vm_lock(h, name);
-	gv_vmrec *r = NULL;
+	return status && (!strcmp(status, "io-error") || !strcmp(status, "internal-error") ||
+			  !strcmp(status, "guest-panicked") || !strcmp(status, "shutdown"));
+}
+
+/* Ask QEMU itself how the guest is (reattach, and now and then). */
+static void sync_runstate(gv_host *h, gv_vmrec *r)
+{
 	gv_vmpaths p;
 	json_t *st = NULL;
+	gv_vmstate want = r->state;
 
-	if (gv_store_vm_get(h->store, name, &r) < 0 || host_refresh(h, r) ||
-	    !sync_runstate || (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED))
-		goto out;
-	/* reattach: ask QEMU itself whether the guest runs */
-	gv_vmpaths_init(&p, h->datadir, name);
+	gv_vmpaths_init(&p, h->datadir, r->def->name);
 	if (host_qmp_cmd(&p, "query-status", NULL, 5000, &st, NULL) == 0) {
-		bool running = json_is_true(json_object_get(st, "running"));
-		gv_vmstate want = running ? GV_VM_RUNNING : GV_VM_PAUSED;
-		if (want != r->state) {
-			r->state = want;
-			if (gv_store_vm_update(h->store, r) < 0)
-				fprintf(stderr, "gridvm: cannot store %s\n", name);
+		const char *status = json_string_value(json_object_get(st, "status"));
+		want = json_is_true(json_object_get(st, "running")) ? GV_VM_RUNNING : GV_VM_PAUSED;
+		if (guest_broken(status)) {
+			vm_kill_qemu(r, &p);
+			want = GV_VM_FAILED;
+			free(r->error);
+			r->error = gv_strdupf("QEMU stopped the guest: %s", status);
 		}
+	}
+	if (want != r->state) {
+		r->state = want;
+		if (gv_store_vm_update(h->store, r) < 0)
+			fprintf(stderr, "gridvm: cannot store %s\n", r->def->name);
 	}
 	json_decref(st);
 	gv_vmpaths_clear(&p);
-out:
-	gv_vmrec_free(r);
-	host_vm_unlock(h, l);
 }
 
-static void for_each_vm(gv_host *h, bool sync)
+/* VMs of `gridvm run` whose CLI went away are removed 10 min after they
+ * ended (the CLI removes them itself when it is there to read the end). */
+static bool ephemeral_expired(gv_host *h, gv_vmrec *r)
+{
+	gv_vmpaths p;
+	struct stat st;
+	bool old;
+
+	if (!r->def->ephemeral || (r->state != GV_VM_STOPPED && r->state != GV_VM_FAILED))
+		return false;
+	gv_vmpaths_init(&p, h->datadir, r->def->name);
+	old = stat(p.jobout, &st) < 0 || gv_now_s() - st.st_mtime > 600;
+	gv_vmpaths_clear(&p);
+	return old;
+}
+
+static void refresh_one(gv_host *h, const char *name, bool sync, bool wait)
+{
+	struct vmlock *l = wait ? host_vm_lock(h, name) : host_vm_trylock(h, name);
+	gv_vmrec *r = NULL;
+	bool expired = false;
+
+	if (!l) /* a long verb runs on this VM; it keeps the record current */
+		return;
+	if (gv_store_vm_get(h->store, name, &r) == 0 && !host_refresh(h, r) && sync &&
+	    (r->state == GV_VM_RUNNING || r->state == GV_VM_PAUSED))
+		sync_runstate(h, r);
+	expired = r && ephemeral_expired(h, r);
+	gv_vmrec_free(r);
+	host_vm_unlock(h, l);
+	if (expired) {
+		gv_err e;
+		if (gv_vm_delete(h, name, true, &e) < 0)
+			fprintf(stderr, "gridvmd: cannot remove %s: %s\n", name, e.msg);
+	}
+}
+
+static void for_each_vm(gv_host *h, bool sync, bool wait)
 {
 	char **names = NULL;
 
 	if (gv_store_vm_names(h->store, &names) < 0)
 		return;
 	for (char **n = names; *n; n++)
-		refresh_one(h, *n, sync);
+		refresh_one(h, *n, sync, wait);
 	gv_strv_free(names);
 }
 
 void gv_host_reattach(gv_host *h)
 {
-	for_each_vm(h, true);
+	for_each_vm(h, true, true);
 }
 
 /* Periodic checkpoints of the running VMs that ask for them. */
@@ -334,7 +413,9 @@ static void periodic_checkpoints(gv_host *h)
 
 void gv_host_refresh_all(gv_host *h)
 {
-	for_each_vm(h, false);
+	static unsigned tick;
+
+	for_each_vm(h, ++tick % 5 == 0, false); /* ask QEMU every 5th time */
 	periodic_checkpoints(h);
 }
 

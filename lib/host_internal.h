@@ -33,6 +33,8 @@ int host_hostidx(gv_host *h, gv_hostidx **out, gv_err *e);
 /* Per-VM lock; unlock with host_vm_unlock. */
 struct vmlock *host_vm_lock(gv_host *h, const char *name);
 void host_vm_unlock(gv_host *h, struct vmlock *l);
+/* The lock if it is free now, else NULL. */
+struct vmlock *host_vm_trylock(gv_host *h, const char *name);
 
 /* Load @name's record, mapping -ENOENT to a message. */
 int host_get(gv_host *h, const char *name, gv_vmrec **out, gv_err *e);

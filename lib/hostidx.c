@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ struct source {
 };
 
 struct gv_hostidx {
+	pthread_rwlock_t lock;
 	char *tab_path, *src_path;
 	int fd;
 	size_t map_len;
@@ -104,7 +106,7 @@ static void slot_put(struct tab_hdr *hdr, uint64_t key, uint32_t source,
 	struct slot *s = (struct slot *)(hdr + 1);
 	uint64_t mask = hdr->nslots - 1;
 
-	for (uint64_t i = key & mask;; i = (i + 1) & mask) {
+	for (uint64_t i = key & mask, n = 0; n < hdr->nslots; i = (i + 1) & mask, n++) {
 		if (!s[i].source1) {
 			s[i] = (struct slot){ key, source + 1, block };
 			hdr->used++;
@@ -229,20 +231,24 @@ static int rebuild(gv_hostidx *h)
 
 	tab_unmap(h);
 	r = tab_resize(h, slots);
-	for (size_t i = 0; r == 0 && i < h->nsrc; i++) {
+	for (size_t i = 0; i < h->nsrc; i++) {
 		gv_blockidx *bi = NULL;
 		struct source *s = &h->src[i];
-		if (gv_blockidx_get(s->path, s->idx, s->shift, &bi) < 0) {
-			source_clear(s);
+		if (r < 0 || gv_blockidx_get(s->path, s->idx, s->shift, &bi) < 0) {
+			source_clear(s); /* gone, or no room left to index it */
 			continue;
 		}
 		r = add_blocks(h, s->id, bi);
 		gv_blockidx_free(bi);
+		if (r < 0) {
+			source_clear(s);
+			continue;
+		}
 		h->src[keep++] = *s;
 	}
+	h->nsrc = keep;
 	if (r < 0)
 		return r;
-	h->nsrc = keep;
 	r = sources_save(h);
 	mark(h, 0);
 	return r;
@@ -278,6 +284,7 @@ int gv_hostidx_open(const char *dir, gv_hostidx **out)
 	if (!h)
 		return -ENOMEM;
 	h->fd = -1;
+	pthread_rwlock_init(&h->lock, NULL);
 	h->tab_path = gv_strdupf("%s/hostidx.tab", dir);
 	h->src_path = gv_strdupf("%s/hostidx.sources", dir);
 	r = gv_mkdir_p(dir, 0755);
@@ -304,6 +311,7 @@ void gv_hostidx_close(gv_hostidx *h)
 	free(h->src);
 	free(h->tab_path);
 	free(h->src_path);
+	pthread_rwlock_destroy(&h->lock);
 	free(h);
 }
 
@@ -315,7 +323,7 @@ static ssize_t find_source(gv_hostidx *h, const char *name)
 	return -1;
 }
 
-int gv_hostidx_remove(gv_hostidx *h, const char *name)
+static int remove_locked(gv_hostidx *h, const char *name)
 {
 	ssize_t i = find_source(h, name);
 
@@ -326,13 +334,25 @@ int gv_hostidx_remove(gv_hostidx *h, const char *name)
 	return rebuild(h);
 }
 
-int gv_hostidx_add(gv_hostidx *h, const char *name, const char *path,
-		   const char *idx_path, const gv_blockidx *bi, uint32_t *id)
+int gv_hostidx_remove(gv_hostidx *h, const char *name)
+{
+	int r;
+
+	pthread_rwlock_wrlock(&h->lock);
+	r = remove_locked(h, name);
+	pthread_rwlock_unlock(&h->lock);
+	return r;
+}
+
+static int add_locked(gv_hostidx *h, const char *name, const char *path,
+		      const char *idx_path, const gv_blockidx *bi, uint32_t *id)
 {
 	uint32_t nid;
 	int r;
 
-	if (find_source(h, name) >= 0 && (r = gv_hostidx_remove(h, name)) < 0)
+	if (!h->hdr)
+		return -EIO; /* an earlier failure left no table */
+	if (find_source(h, name) >= 0 && (r = remove_locked(h, name)) < 0)
 		return r;
 	nid = h->next_id++;
 	mark(h, 1);
@@ -353,44 +373,68 @@ int gv_hostidx_add(gv_hostidx *h, const char *name, const char *path,
 	return 0;
 }
 
+int gv_hostidx_add(gv_hostidx *h, const char *name, const char *path,
+		   const char *idx_path, const gv_blockidx *bi, uint32_t *id)
+{
+	int r;
+
+	pthread_rwlock_wrlock(&h->lock);
+	r = add_locked(h, name, path, idx_path, bi, id);
+	pthread_rwlock_unlock(&h->lock);
+	return r;
+}
+
 int gv_hostidx_lookup(gv_hostidx *h, const uint8_t hash[GV_HASH_LEN],
 		      gv_hostidx_loc *loc)
 {
-	uint64_t key = hash_key(hash), mask = h->hdr->nslots - 1;
+	uint64_t key = hash_key(hash), mask;
+	int r = -ENOENT;
 
-	for (uint64_t i = key & mask;; i = (i + 1) & mask) {
+	pthread_rwlock_rdlock(&h->lock);
+	mask = h->hdr ? h->hdr->nslots - 1 : 0;
+	for (uint64_t i = key & mask, n = 0; h->hdr && n <= mask; i = (i + 1) & mask, n++) {
 		const struct slot *s = &h->slots[i];
 		if (!s->source1)
-			return -ENOENT;
+			break;
 		if (s->key == key) {
 			loc->source = s->source1 - 1;
 			loc->block = s->block;
-			return 0;
+			r = 0;
+			break;
 		}
 	}
+	pthread_rwlock_unlock(&h->lock);
+	return r;
 }
 
-int gv_hostidx_source(gv_hostidx *h, uint32_t id, const char **name,
-		      const char **path, uint32_t *block_shift)
+int gv_hostidx_source(gv_hostidx *h, uint32_t id, char **name, char **path,
+		      uint32_t *block_shift)
 {
+	int r = -ENOENT;
+
+	pthread_rwlock_rdlock(&h->lock);
 	for (size_t i = 0; i < h->nsrc; i++) {
 		if (h->src[i].id != id)
 			continue;
 		if (name)
-			*name = h->src[i].name;
+			*name = strdup(h->src[i].name);
 		if (path)
-			*path = h->src[i].path;
+			*path = strdup(h->src[i].path);
 		if (block_shift)
 			*block_shift = h->src[i].shift;
-		return 0;
+		r = 0;
+		break;
 	}
-	return -ENOENT;
+	pthread_rwlock_unlock(&h->lock);
+	return r;
 }
 
 void gv_hostidx_stats_get(gv_hostidx *h, gv_hostidx_stats *st)
 {
-	st->slots = h->hdr->nslots;
-	st->used = h->hdr->used;
+	pthread_rwlock_rdlock(&h->lock);
+	st->slots = h->hdr ? h->hdr->nslots : 0;
+	st->used = h->hdr ? h->hdr->used : 0;
 	st->sources = h->nsrc;
 	st->file_bytes = h->map_len;
+	pthread_rwlock_unlock(&h->lock);
 }

@@ -103,9 +103,9 @@ int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 			      .thaw = thaw_hook };
 	pthread_mutex_lock(&h->idx_mu);
 	if (!o->no_local && host_hostidx(h, &hi, NULL) == 0)
-		fo.hostidx = hi;
-	r = gv_fetch(&fo, summary, err, sizeof(err));
+		fo.hostidx = hi; /* thread-safe: no lock held during the fetch */
 	pthread_mutex_unlock(&h->idx_mu);
+	r = gv_fetch(&fo, summary, err, sizeof(err));
 	OPENSSL_cleanse(key, sizeof(key));
 	if (r < 0)
 		gv_err_set(e, r, "%s", err);

@@ -190,7 +190,9 @@ int gv_rm_rf(const char *path)
 
 int gv_write_file_atomic(const char *path, const void *buf, size_t len)
 {
-	char *tmp = gv_strdupf("%s.tmp.%d", path, (int)getpid());
+	static unsigned long seq;
+	char *tmp = gv_strdupf("%s.tmp.%d.%lu", path, (int)getpid(),
+			       __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
 	int fd, r = 0;
 	const char *p = buf;
 

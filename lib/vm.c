@@ -199,6 +199,9 @@ static int spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 
 static void kill_qemu(gv_vmrec *r, const gv_vmpaths *p)
 {
+	/* an agent that died mid-start or mid-restore knew no pid yet */
+	if (r->pid <= 0)
+		r->pid = read_pid(p->pidfile);
 	if (r->pid > 0 && host_qemu_alive(r->pid, p)) {
 		kill(r->pid, SIGKILL);
 		wait_gone(r->pid, p, 5000);
@@ -320,6 +323,12 @@ static int do_stop(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 	uint64_t timeout = *(const uint64_t *)arg;
 	int code;
 
+	if (r->state == GV_VM_SAVED) { /* forget the saved state, keep the disk */
+		r->state = GV_VM_STOPPED;
+		free(r->state_file);
+		r->state_file = NULL;
+		return host_put(h, r, e);
+	}
 	if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED)
 		return bad_state(r, "stop", e);
 	if (timeout > 0) {

@@ -100,6 +100,24 @@ static int save_stream(gv_qmp *q, const char *tmp, gv_err *e)
 	return r;
 }
 
+/* Stop a migration that is still going (up to 5 s). */
+static void cancel_migration(gv_qmp *q)
+{
+	(void)host_qmp_run(q, "migrate_cancel", NULL, NULL);
+	for (int i = 0; i < 100; i++) {
+		json_t *ret = NULL;
+		if (gv_qmp_execute(q, "query-migrate", NULL, 2000, &ret, NULL) < 0)
+			return;
+		const char *st = json_string_value(json_object_get(ret, "status"));
+		bool done = !st || (strcmp(st, "active") && strcmp(st, "cancelling") &&
+				    strcmp(st, "setup"));
+		json_decref(ret);
+		if (done)
+			return;
+		usleep(50000);
+	}
+}
+
 static int do_save(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 		   const char *path, gv_err *e)
 {
@@ -116,6 +134,8 @@ static int do_save(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 	if (rc == 0 && rename(tmp, path) < 0)
 		rc = gv_err_set(e, -errno, "cannot write %s: %s", path, strerror(errno));
 	if (rc < 0) {
+		if (q)
+			cancel_migration(q);
 		unlink(tmp);
 		if (q && was_running)
 			(void)host_qmp_run(q, "cont", NULL, NULL);
@@ -232,6 +252,12 @@ int gv_vm_restore(gv_host *h, const char *name, const char *path, gv_err *e)
 	}
 	if (!path)
 		path = r->state_file;
+	if (r->state_file && strcmp(path, r->state_file)) {
+		rc = gv_err_set(e, -EINVAL, "VM %s was saved to %s; restore it from that file "
+				"(or 'gridvm vm stop %s' to discard the saved state)", name,
+				r->state_file, name);
+		goto out;
+	}
 	if (!path || !path_ok_for_shell(path)) {
 		rc = gv_err_set(e, -EINVAL, "the state file must be an absolute path "
 				"without quotes or backslashes");

@@ -281,17 +281,22 @@ static int prepare(struct fetch *f)
 
 static int source_fd(struct fetch *f, uint32_t id)
 {
-	const char *path;
+	char *path = NULL;
 	uint32_t shift;
+	int fd;
 
 	for (int i = 0; i < f->nsrc; i++)
 		if (f->src[i].id == id)
 			return f->src[i].fd;
 	if (gv_hostidx_source(f->o->hostidx, id, NULL, &path, &shift) < 0 ||
-	    shift != f->bi->block_shift || f->nsrc == 16)
+	    shift != f->bi->block_shift || f->nsrc == 16) {
+		free(path);
 		return -1;
-	f->src[f->nsrc] = (struct srcfd){ id, open(path, O_RDONLY | O_CLOEXEC) };
-	return f->src[f->nsrc++].fd;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	f->src[f->nsrc++] = (struct srcfd){ id, fd };
+	return fd;
 }
 
 static int write_block(struct fetch *f, uint64_t b, const uint8_t *data, uint64_t len)

@@ -13,7 +13,9 @@
  * The sources (id, name, image path, block-index path) are kept in a small
  * JSON file next to the table. The table is a cache: when it is found
  * damaged or was left dirty by a crash, it is rebuilt from the sources'
- * block indexes. Format and sizing: docs/hostidx.md.
+ * block indexes. Format and sizing: docs/hostidx.md. All calls are
+ * thread-safe (a reader-writer lock: lookups run in parallel, add and
+ * remove exclusively).
  */
 #ifndef GRIDVM_HOSTIDX_H
 #define GRIDVM_HOSTIDX_H
@@ -50,10 +52,10 @@ int gv_hostidx_remove(gv_hostidx *h, const char *name) GV_WUR;
 int gv_hostidx_lookup(gv_hostidx *h, const uint8_t hash[GV_HASH_LEN],
 		      gv_hostidx_loc *loc) GV_WUR;
 
-/* Path and block size of source @id (pointers valid until the next
- * add/remove), or -ENOENT. */
-int gv_hostidx_source(gv_hostidx *h, uint32_t id, const char **name,
-		      const char **path, uint32_t *block_shift) GV_WUR;
+/* Name and path (malloc'd copies, either pointer may be NULL) and block
+ * size of source @id, or -ENOENT. */
+int gv_hostidx_source(gv_hostidx *h, uint32_t id, char **name, char **path,
+		      uint32_t *block_shift) GV_WUR;
 
 void gv_hostidx_stats_get(gv_hostidx *h, gv_hostidx_stats *st);
 

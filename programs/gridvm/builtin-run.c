@@ -157,6 +157,7 @@ int cmd_run(int argc, char **argv)
 		return 125;
 	signal(SIGINT, on_sigint);
 	signal(SIGTERM, on_sigint);
+	signal(SIGHUP, on_sigint);
 	if (isatty(2))
 		fprintf(stderr, "gridvm: booting VM %s (image %s)...\n", name,
 			json_string_value(json_object_get(d, "image")) ?: "none");
@@ -181,7 +182,7 @@ int cmd_run(int argc, char **argv)
 	json_decref(d);
 	gv_client_free(cl);
 	free(name);
-	if (cli_interrupted)
-		return 130;
+	if (cli_interrupted) /* 130 for Ctrl-C, 141 for a closed pipe, ... */
+		return 128 + cli_interrupted;
 	return code >= 0 ? code : 125;
 }

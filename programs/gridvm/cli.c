@@ -141,8 +141,10 @@ struct follow {
 
 static void write_all(FILE *f, const uint8_t *d, uint32_t n)
 {
-	fwrite(d, 1, n, f);
-	fflush(f);
+	/* the reader went away (e.g. `gridvm run ... | head -1`): stop, so
+	 * the VM is removed instead of running on unread */
+	if (fwrite(d, 1, n, f) != n || fflush(f) != 0)
+		cli_interrupted = SIGPIPE;
 }
 
 static void on_frame(void *ud, char type, const uint8_t *d, uint32_t n)

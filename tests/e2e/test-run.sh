@@ -48,3 +48,12 @@ expect_eq "interrupted run" "$rc" 130
 "$GV" vm show intr >/dev/null 2>&1 && fail "interrupted VM left behind"
 pgrep -f "$GRIDVM_DATA/vms/intr/" >/dev/null && fail "QEMU of the interrupted VM still runs"
 echo "ok: nothing left after Ctrl-C"
+
+# a reader that goes away (`| head -1`): the VM is removed, not left running
+set +o pipefail
+first=$("$GV" run --name piped -- seq 1 1000000 | head -1)
+set -o pipefail
+expect_eq "first line through a pipe" "$first" 1
+wait_for 30 sh -c "! '$GV' vm show piped >/dev/null 2>&1" || fail "VM of a closed pipe left behind"
+pgrep -f "$GRIDVM_DATA/vms/piped/" >/dev/null && fail "its QEMU still runs"
+echo "ok: nothing left after the reader closed the pipe"

@@ -78,7 +78,7 @@ static void test_add_lookup_reopen(void **state)
 	gv_blockidx *a, *b;
 	gv_hostidx_stats st, st2;
 	gv_hostidx_loc loc;
-	const char *name, *path;
+	char *name = NULL, *path = NULL;
 	uint8_t none[32] = { 1, 2, 3 };
 
 	snprintf(dir, sizeof(dir), "/tmp/gv-hostidx-XXXXXX");
@@ -94,6 +94,8 @@ static void test_add_lookup_reopen(void **state)
 	assert_int_equal(gv_hostidx_source(h, loc.source, &name, &path, NULL), 0);
 	assert_string_equal(name, "a");
 	assert_int_equal(loc.block, 35100);
+	free(name);
+	free(path);
 	gv_hostidx_stats_get(h, &st);
 	assert_int_equal(st.sources, 2);
 	assert_int_equal(st.used, 105000 - 105000 / 7); /* distinct non-zero blocks */
