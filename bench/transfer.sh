@@ -51,14 +51,14 @@ IMAGES=(bullseye bookworm trixie bookworm-plus)
 LOCAL_IMAGES=(bullseye bookworm trixie)
 PLUS=bookworm-plus
 RATES=100mbit,20mbit,2mbit
-MAX_MEASURE=600
+MAX_MEASURE=300
 HASH_RUNS=3
 RES=/var/tmp/gridvm-bench-transfer
 DOC=${BENCH_DOC:-$ROOT/docs/bench-transfer.md}
 SVG=${BENCH_SVG:-$ROOT/docs/bench-transfer.svg}
 REPORT_ONLY=0
 WRITE_DOC=1
-METHODS=(plain gridvm-nolocal gridvm-none gridvm-zlib gridvm-lz4 gridvm-zstd rsync casync)
+METHODS=(plain gridvm-nolocal gridvm-none gridvm-zlib gridvm-lz4 gridvm-zstd rsync rsync-tmp casync)
 PY=/usr/bin/python3
 NC_PORT=9000 RSYNC_PORT=8873 HTTP_PORT=8080
 
@@ -302,14 +302,19 @@ METHOD_LABEL = {
     "gridvm-zlib": "gridvm, local blocks, zlib",
     "gridvm-lz4": "gridvm, local blocks, lz4",
     "gridvm-zstd": "gridvm, local blocks, zstd",
-    "rsync": "rsync -z, basis = %s",
+    "rsync": "rsync -z --inplace, basis = %s",
+    "rsync-tmp": "rsync -z (no --inplace), basis = %s",
     "casync": "casync extract, 3 seeds",
 }
 SHORT = {"plain": "plain", "gridvm-nolocal": "gv no-local", "gridvm-none": "gv none",
          "gridvm-zlib": "gv zlib", "gridvm-lz4": "gv lz4", "gridvm-zstd": "gv zstd",
-         "rsync": "rsync", "casync": "casync"}
+         "rsync": "rsync inplace", "rsync-tmp": "rsync tmp", "casync": "casync"}
 ORDER = list(METHOD_LABEL)
 COLORS = ["#3b6ea5", "#e08a2c", "#4b9a4b", "#a04b8f"]
+
+
+def label(m, basis):
+    return METHOD_LABEL[m] % basis if "%s" in METHOD_LABEL[m] else METHOD_LABEL[m]
 
 
 def rate_bits(r):
@@ -541,10 +546,16 @@ def report(res, doc, svg):
              "- **gridvm --no-local**: `gridvm image fetch --no-local --compress zstd`: "
              "every distinct non-zero block is sent; zero blocks and repeats are not.\n"
              "- **gridvm, local blocks**: `gridvm image fetch --compress none|zlib|lz4|zstd`.\n"
-             "- **rsync**: `rsync --inplace --no-whole-file -z` (compression on; it "
-             "negotiated %s) from an rsync daemon in h1's namespace; before it runs, h2's "
-             "%s image is copied (`cp --sparse=always`, untimed) to the destination "
-             "file name as the basis.\n"
+             "- **rsync --inplace**: `rsync --inplace --no-whole-file -z --stats` "
+             "(compression on; it negotiated %s) from an rsync daemon in h1's namespace; "
+             "before it runs, h2's %s image is copied (`cp --sparse=always`, untimed) to "
+             "the destination file name as the basis.\n"
+             "- **rsync (no --inplace)**: the same without `--inplace`, rsync's default: "
+             "it writes a temporary file and renames it, so it can use a basis block "
+             "wherever it lies. With `--inplace` rsync can only use basis data at or after "
+             "the position it is writing (earlier data may already be overwritten); the "
+             "extra packages push most of bookworm's files to later offsets in "
+             "bookworm-plus, so `--inplace` finds almost nothing but zeros.\n"
              "- **casync**: `casync make` of bookworm-plus on h1 (index + chunk store, "
              "default chunking: 64 KiB average, zstd), served by `python3 -m http.server "
              "-p HTTP/1.1` in h1's namespace; on h2 `casync extract` with "
@@ -559,7 +570,7 @@ def report(res, doc, svg):
             r = next((r for r in xf if r["rate"] == rt and r["method"] == m), None)
             if not r:
                 continue
-            lab = METHOD_LABEL[m] % basis if "%s" in METHOD_LABEL[m] else METHOD_LABEL[m]
+            lab = label(m, basis)
             if r.get("error"):
                 rows.append([lab, "failed: " + r["error"], "", "", "", "", ""])
                 continue
@@ -578,17 +589,24 @@ def report(res, doc, svg):
     good = [r for r in xf if r["measured"] and r.get("wire")]
     svg_chart(xf, rates, ideal_z, svg)
 
-    # how well "bytes / rate" predicts a measured time
-    o.append("\nHow far a measured time is from bytes × 8 / rate (busier direction), "
-             "which is how the computed rows were made:\n")
+    # how well the formula of the computed rows predicts measured times
+    o.append("\nHow well the rule for the computed rows predicts a measured time: for each "
+             "method measured on two links, the slower link's time predicted from the "
+             "faster one's (its time beyond bytes × 8 / rate, taken as fixed, plus the "
+             "busier direction's bytes × 8 / the slower rate):\n")
     rows = []
-    for r in good:
-        pred = max(r["rx"], r["tx"]) * 8 / rate_bits(r["rate"])
-        if r["method"] in ("plain", "gridvm-nolocal", "gridvm-zstd") and r["seconds"] > 5:
-            rows.append([rate_label(r["rate"]), r["method"], fmt_s(r["seconds"]), fmt_s(pred),
-                         "%.2f" % (r["seconds"] / pred)])
-    o.append(md_table(["link", "method", "measured (s)", "bytes × 8 / rate (s)", "ratio"],
-                      rows))
+    for m in ORDER:
+        ms = [r for r in good if r["method"] == m]
+        ms.sort(key=lambda r: -rate_bits(r["rate"]))
+        for a, b in zip(ms, ms[1:]):
+            busy = max(a["rx"], a["tx"])
+            fixed = max(a["seconds"] - busy * 8 / rate_bits(a["rate"]), 0)
+            pred = fixed + busy * 8 / rate_bits(b["rate"])
+            rows.append([SHORT[m], "%s → %s" % (rate_label(a["rate"]), rate_label(b["rate"])),
+                         fmt_s(fixed), fmt_s(pred), fmt_s(b["seconds"]),
+                         "%+.1f %%" % (100 * (pred / b["seconds"] - 1))])
+    o.append(md_table(["method", "links", "fixed part (s)", "predicted (s)", "measured (s)",
+                       "error"], rows))
 
     o.append("\n## Unshaped loopback\n")
     lp = [r for r in R if r["kind"] == "loop"]
@@ -601,14 +619,49 @@ def report(res, doc, svg):
              "Throughput is the image size over the wall time.\n")
     rows = []
     for r in lp:
-        lab = METHOD_LABEL[r["method"]] % basis if "%s" in METHOD_LABEL[r["method"]] \
-            else METHOD_LABEL[r["method"]]
+        lab = label(r["method"], basis)
+        if r.get("error"):
+            rows.append([lab, "failed: " + r["error"], "", "", "", ""])
+            continue
         rows.append([lab, fmt_s(r["seconds"]), fmt_mb(r["rx"] + r["tx"]),
                      "%.0f" % (imgs[PLUS_NAME]["size"] / r["seconds"] / MB),
                      "%.2f" % r["cpu_src"] if "cpu_src" in r else "",
                      "%.2f" % r["cpu_dst"] if "cpu_dst" in r else ""])
     o.append(md_table(["method", "wall (s)", "wire (MB)", "image MB/s", "CPU s source agent",
                        "CPU s destination agent"], rows))
+    ph = [r for r in R if r["kind"] == "phases"]
+    if ph:
+        o.append("\nWhere a gridvm fetch spends its time (unshaped; one more fetch each, "
+                 "through the agent's API to get its progress lines, which come at most every "
+                 "200 ms, so each phase is ±0.2 s): rebuilding blocks found on h2, receiving "
+                 "the missing ones, syncing and checking the whole-image SHA-256, and after the "
+                 "transfer indexing the new image (`gridvm image index` of it, done by the "
+                 "fetch) plus the API round trip.\n")
+        rows = []
+        for r in ph:
+            first, last, res = {}, {}, None
+            for line in open(r["log"]):
+                if line.startswith("PROGRESS "):
+                    p = json.loads(line[9:])
+                    first.setdefault(p["phase"], p["seconds"])
+                    last[p["phase"]] = p["seconds"]
+                elif line.startswith("GRIDVM-RESULT "):
+                    res = json.loads(line[14:])
+            if not res or not res.get("ok"):
+                continue
+            end = res["summary"]["seconds"]
+            order = [x for x in ("local", "remote", "verify", "done") if x in first]
+            cells = {}
+            for a, b in zip(order, order[1:]):
+                cells[a] = first[b] - first[a]
+            rows.append([r["codec"].replace("--no-local", " --no-local"),
+                         "%.1f" % cells["local"] if "local" in cells else "-",
+                         "%.1f" % cells["remote"] if "remote" in cells else "-",
+                         "%.1f" % (end - first["verify"]) if "verify" in first else "-",
+                         "%.2f" % end, "%.2f" % (r["wall"] - end), "%.2f" % r["wall"]])
+        o.append(md_table(["codec", "local blocks (s)", "remote blocks (s)",
+                           "sync + verify (s)", "fetch total (s)",
+                           "index the result + API (s)", "wall (s)"], rows))
     if dd:
         o.append("\nReading the image from the page cache (`dd bs=1M of=/dev/null`, warm): "
                  + ", ".join("%s %.2f GB/s" % (r["image"], r["bytes"] / r["seconds"] / 1e9)
@@ -626,18 +679,24 @@ def report(res, doc, svg):
                 "hashing benchmark on synthetic files." if os.path.exists(
                     os.path.join(os.path.dirname(doc), "bench-hash.md")) else ""))
     rows = []
+
+    def med(n, tool, key="seconds"):
+        v = [r[key] for r in hs if r["image"] == n and r["tool"] == tool and key in r]
+        return (statistics.median(v), min(v)) if v else (None, None)
     for n in meta["images"].split(","):
         size = imgs[n]["size"]
         row = [n, "%.0f" % (size / MB)]
-        for tool in ("gridvm-index", "sha256sum", "openssl"):
-            v = [r["seconds"] for r in hs if r["image"] == n and r["tool"] == tool]
-            row.append("%.3f (%.3f), %.2f GB/s" % (statistics.median(v), min(v),
-                                                   size / statistics.median(v) / 1e9)
-                       if v else "")
+        for tool, key in (("gridvm-index", "seconds"), ("gridvm-index", "agent_seconds"),
+                          ("sha256sum", "seconds"), ("openssl", "seconds")):
+            md, mn = med(n, tool, key)
+            row.append("%.3f (%.3f), %.2f GB/s" % (md, mn, size / md / 1e9) if md else "")
+        md, _ = med(n, "gridvm-index-current")
+        row.append("%.3f" % md if md else "")
         row.append("%.3f" % (size / mach["sha256_one_core"]) if mach["sha256_one_core"] else "")
         rows.append(row)
-    o.append(md_table(["image", "MB", "gridvm image index (s)", "sha256sum (s)",
-                       "openssl dgst (s)", "bound (s)"], rows))
+    o.append(md_table(["image", "MB", "gridvm image index, wall (s)",
+                       "the agent's own time (s)", "sha256sum (s)", "openssl dgst (s)",
+                       "index already current (s)", "bound (s)"], rows))
 
     # --- targets ---------------------------------------------------------
     o.append("\n## Targets\n")
@@ -654,10 +713,10 @@ def report(res, doc, svg):
                          "met" if g["wire"] <= 1.05 * ideal_z else "**not met**"])
     for rt in rates:
         g = next((r for r in xf if r["rate"] == rt and r["method"] == "gridvm-zstd"), None)
-        for other in ("rsync", "casync"):
+        for other in ("rsync", "rsync-tmp", "casync"):
             o_ = next((r for r in xf if r["rate"] == rt and r["method"] == other), None)
             if g and o_ and not g.get("error") and not o_.get("error"):
-                rows.append(["gridvm (zstd) faster than %s, %s" % (other, rate_label(rt)),
+                rows.append(["gridvm (zstd) faster than %s, %s" % (SHORT[other], rate_label(rt)),
                              "%s s vs %s s (%.1fx)" % (fmt_s(g["seconds"]), fmt_s(o_["seconds"]),
                                                        o_["seconds"] / g["seconds"]),
                              "met" if g["seconds"] < o_["seconds"] else "**not met**"])
@@ -666,10 +725,12 @@ def report(res, doc, svg):
             v = [r["seconds"] for r in hs if r["image"] == n and r["tool"] == "gridvm-index"]
             if v:
                 frac = imgs[n]["size"] / min(v) / mach["sha256_one_core"]
+                ossl = min(r["seconds"] for r in hs if r["image"] == n and r["tool"] == "openssl")
                 rows.append(["hashing near the SHA-256 limit, %s" % n,
-                             "%.0f %% of one core's SHA-256 (best run), %.0f %% (median)"
+                             "%.0f %% of one core's SHA-256 speed (best run; median %.0f %%); "
+                             "%.0f %% of openssl dgst's speed"
                              % (100 * frac, 100 * imgs[n]["size"] / statistics.median(v)
-                                / mach["sha256_one_core"]),
+                                / mach["sha256_one_core"], 100 * ossl / min(v)),
                              "met" if frac >= 0.8 else "**not met**"])
     o.append(md_table(["target", "result", "verdict"], rows))
 
@@ -856,7 +917,7 @@ setup_rsync() {
 }
 run_rsync() {
 	local l=$RES/rsync-$TAG.log
-	hosts_exec 2 rsync --inplace --no-whole-file -z --stats --debug=NSTR \
+	hosts_exec 2 rsync $RSYNC_INPLACE --no-whole-file -z --stats --debug=NSTR \
 		"rsync://${HOST_IP[1]}:$RSYNC_PORT/img/$PLUS.img" "$OUT" >"$l" 2>&1 || return 1
 	APP=$(awk '/^Total bytes sent:/ { gsub(",", "", $4); s = $4 }
 		/^Total bytes received:/ { gsub(",", "", $4); r = $4 } END { print s + r }' "$l")
@@ -865,6 +926,12 @@ run_rsync() {
 		END { printf "literal data %.1f MB, matched %.1f MB", l / 1e6, m / 1e6 }' "$l"); basis copy $BASIS_COPY s (untimed)"
 }
 clean_rsync() { rm -f "$OUT"; }
+# the same without --inplace: rsync's default, a temporary file renamed into
+# place, so basis blocks can be used wherever they are
+setup_rsync_tmp() { setup_rsync; }
+run_rsync_tmp() { RSYNC_INPLACE="" run_rsync; }
+clean_rsync_tmp() { rm -f "$OUT" "$DST"/.bookworm-plus.img.*; }
+RSYNC_INPLACE=--inplace
 
 setup_casync() { OUT=$DST/$PLUS.img; rm -f "$OUT"; }
 run_casync() {
@@ -877,7 +944,7 @@ run_casync() {
 }
 clean_casync() { rm -f "$OUT"; }
 
-declare -A LAST_BUSY LAST_RX LAST_TX LAST_APP LAST_RATE
+declare -A LAST_BUSY LAST_RX LAST_TX LAST_APP LAST_RATE LAST_SECS
 # estimate METHOD: bytes of the busier direction, before any measurement
 estimate() {
 	case $1 in
@@ -902,10 +969,14 @@ xfer() {
 			log "$rate $m: would take ~${pred} s, no faster link measured it: skipped"
 			return 0
 		fi
-		log "$rate $m: would take ~${pred} s: computed from ${LAST_RATE[$m]}"
-		rec xfer s:rate="$rate" s:method="$m" measured=false seconds="$pred" \
+		secs=$(awk -v b="$busy" -v r="$bits" -v t="${LAST_SECS[$m]}" \
+			-v r0="$(rate_bits "${LAST_RATE[$m]}")" \
+			'BEGIN { o = t - b * 8 / r0; if (o < 0) o = 0; printf "%.1f", o + b * 8 / r }')
+		log "$rate $m: would take ~${pred} s: computed from ${LAST_RATE[$m]}: $secs s"
+		rec xfer s:rate="$rate" s:method="$m" measured=false seconds="$secs" \
 			rx="${LAST_RX[$m]}" tx="${LAST_TX[$m]}" app="${LAST_APP[$m]:-0}" \
-			s:note="computed: bytes measured at ${LAST_RATE[$m]}, × 8 / $rate"
+			s:from="${LAST_RATE[$m]}" \
+			s:note="computed from ${LAST_RATE[$m]}: its time beyond bytes × 8 / rate, plus bytes × 8 / $rate"
 		return 0
 	fi
 	fn=${m//-/_}
@@ -946,10 +1017,25 @@ xfer() {
 	else
 		rec xfer s:rate="$rate" s:method="$m" measured=true seconds="$secs" rx="$rx" tx="$tx" \
 			app="${APP:-0}" cpu_src="$c1" cpu_dst="$c2" s:note="$NOTE"
-		LAST_RX[$m]=$rx LAST_TX[$m]=$tx LAST_APP[$m]=${APP:-0} LAST_RATE[$m]=$rate
+		LAST_RX[$m]=$rx LAST_TX[$m]=$tx LAST_APP[$m]=${APP:-0} LAST_RATE[$m]=$rate LAST_SECS[$m]=$secs
 		LAST_BUSY[$m]=$((rx > tx ? rx : tx))
 	fi
 	case $m in gridvm-*) clean_gridvm ;; *) "clean_$fn" ;; esac
+}
+
+# phases CODEC [--no-local]: one unshaped fetch through the agent's API (the
+# CLI shows progress only on a terminal) to time its phases from the
+# PROGRESS lines: local blocks, remote blocks, verify; then the indexing
+phases() {
+	local j=$RES/phases-$1${2:-}.log body t0
+	hosts_gv 2 image delete "$PLUS" >/dev/null 2>&1 || true
+	body="{\"name\": \"$PLUS\", \"from\": \"${HOST_IP[1]}\", \"codec\": \"$1\"$([ -n "${2:-}" ] && echo ', "no_local": true')}"
+	t0=$(now)
+	curl -sSN --unix-socket "${HOST_SOCK[2]}" -H 'Content-Type: application/json' \
+		-d "$body" http://gridvmd/v1/images/fetch >"$j" 2>&1 ||
+		{ log "phases: the API call failed: $(tail -2 "$j")"; return 0; }
+	rec phases s:codec="$1${2:-}" wall="$(sub "$t0" "$(now)")" s:log="$j"
+	hosts_gv 2 image delete "$PLUS" >/dev/null 2>&1 || true
 }
 
 # --- main -----------------------------------------------------------------------
@@ -1057,7 +1143,11 @@ main() {
 	hosts_unshape 1
 	hosts_unshape 2
 	log "=== unshaped"
-	for n in plain gridvm-nolocal gridvm-zstd gridvm-zstd gridvm-none; do xfer loopback "$n"; done
+	for n in plain gridvm-nolocal gridvm-zstd gridvm-zstd gridvm-none rsync rsync-tmp casync; do
+		xfer loopback "$n"
+	done
+	phases zstd
+	phases zstd --no-local
 	for n in "$PLUS" bookworm; do
 		local f=${HOST_DATA[1]}/images/$n.img
 		[ -f "$f" ] || continue
@@ -1074,13 +1164,18 @@ main() {
 		cat "$f" >/dev/null
 		for ((i = 1; i <= HASH_RUNS; i++)); do
 			rm -f "${HOST_DATA[1]}/images/$n.gvidx"
-			t0=$(now); hosts_gv 1 image index "$n" >/dev/null
-			rec hash s:image="$n" s:tool=gridvm-index seconds="$(sub "$t0" "$(now)")"
+			t0=$(now); hosts_gv 1 image index "$n" --json >"$RES/hash-$n.json"
+			rec hash s:image="$n" s:tool=gridvm-index seconds="$(sub "$t0" "$(now)")" \
+				agent_seconds="$(jget "$RES/hash-$n.json" 'd["seconds"]')"
 			t0=$(now); sha256sum "$f" >/dev/null
 			rec hash s:image="$n" s:tool=sha256sum seconds="$(sub "$t0" "$(now)")"
 			t0=$(now); openssl dgst -sha256 "$f" >/dev/null
 			rec hash s:image="$n" s:tool=openssl seconds="$(sub "$t0" "$(now)")"
 		done
+		# the same command when the index is current: RPC, loading the index,
+		# re-adding it to the host-wide index (no hashing)
+		t0=$(now); hosts_gv 1 image index "$n" >/dev/null
+		rec hash s:image="$n" s:tool=gridvm-index-current seconds="$(sub "$t0" "$(now)")"
 	done
 
 	rec meta s:key=total_seconds value=$((SECONDS - t_start))

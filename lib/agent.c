@@ -3,6 +3,7 @@
 #include <gridvm/agent.h>
 #include <gridvm/checkpoint.h>
 #include <gridvm/image.h>
+#include <gridvm/migrate.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+struct stream_job;
 
 struct gv_agent {
 	gv_host *h;
@@ -177,6 +180,10 @@ static enum MHD_Result vm_create(gv_agent *a, struct MHD_Connection *c, json_t *
 	return send_result(c, rc, &e, out);
 }
 
+static enum MHD_Result stream(gv_agent *a, struct MHD_Connection *c, json_t *body,
+			      json_t *(*fn)(struct stream_job *j));
+static json_t *migrate_job(struct stream_job *j);
+
 static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 				 const char *method, const char *rest, json_t *body)
 {
@@ -206,6 +213,14 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 		return vm_log(a, c, name, which);
 	if (!strcmp(sub, "checkpoints"))
 		return vm_checkpoints(a, c, method, name, which, body);
+	if (!strcmp(sub, "migrate") && !strcmp(method, "POST")) {
+		json_t *b = json_is_object(body) ? json_incref(body) : json_object();
+		enum MHD_Result ret;
+		json_object_set_new(b, "name", json_string(name));
+		ret = stream(a, c, b, migrate_job);
+		json_decref(b);
+		return ret;
+	}
 	if (*sub && !strcmp(method, "POST"))
 		return vm_verb(a, c, name, sub, body);
 	return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
@@ -213,7 +228,6 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 
 /* Long jobs (image build, image fetch) stream their log lines through a
  * pipe into the response; the last line is "GRIDVM-RESULT <json>". */
-struct stream_job;
 typedef json_t *(*stream_fn)(struct stream_job *j);
 
 struct stream_job {
@@ -287,6 +301,28 @@ static json_t *fetch_job(struct stream_job *j)
 		.max_passes = (unsigned)json_integer_value(json_object_get(j->body, "max_passes")),
 		.progress = fetch_progress, .ud = j };
 	int rc = gv_image_fetch(j->a->h, &o, &sum, &e);
+
+	return job_result(rc, &e, sum);
+}
+
+static void migrate_progress(void *ud, const char *phase, const json_t *info)
+{
+	struct stream_job *j = ud;
+	json_t *p = json_pack("{s:s, s:O?}", "phase", phase, "info", (json_t *)info);
+	char *s = json_dumps(p, JSON_COMPACT);
+
+	dprintf(j->wfd, "PROGRESS %s\n", s);
+	free(s);
+	json_decref(p);
+}
+
+static json_t *migrate_job(struct stream_job *j)
+{
+	gv_err e = { "" };
+	json_t *sum = NULL;
+	int rc = gv_vm_migrate(j->a->h, jstr(j->body, "name"), jstr(j->body, "to"),
+			       json_is_true(json_object_get(j->body, "cold")), migrate_progress, j,
+			       &sum, &e);
 
 	return job_result(rc, &e, sum);
 }

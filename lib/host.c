@@ -87,6 +87,7 @@ void gv_host_close(gv_host *h)
 	pthread_mutex_destroy(&h->idx_mu);
 	pthread_mutex_destroy(&h->ckpt_mu);
 	free(h->grid_key);
+	free(h->xfer_addr);
 	free(h->datadir);
 	free(h);
 }

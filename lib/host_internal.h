@@ -25,6 +25,7 @@ struct gv_host {
 	pthread_mutex_t idx_mu;
 	pthread_mutex_t ckpt_mu; /* checkpoint creation vs chunk GC */
 	char *grid_key;      /* path of the grid key file */
+	char *xfer_addr;     /* where peers reach this agent (--listen) */
 };
 
 /* The host-wide block index, opened on first use. Call with h->idx_mu held. */
@@ -59,6 +60,15 @@ int vm_spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, bool incoming,
 		  gv_err *e);
 void vm_kill_qemu(gv_vmrec *r, const gv_vmpaths *p);
 void vm_wait_gone(int pid, const gv_vmpaths *p, uint64_t ms);
+
+/* The verbs' bodies, for callers that hold the VM's lock already
+ * (migration). vm_delete_locked: @arg non-NULL forces. */
+int vm_save_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *path,
+		   gv_err *e);
+int vm_restore_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *path,
+		      gv_err *e);
+int vm_delete_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *arg,
+		     gv_err *e);
 
 /* From vmsave.c: poll query-migrate until completed (0) or failed; run
  * one command on an open monitor connection. */

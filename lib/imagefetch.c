@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void gv_host_set_grid_key(gv_host *h, const char *path)
 {
@@ -23,19 +24,10 @@ const char *gv_host_grid_key(gv_host *h)
 	return h->grid_key;
 }
 
-/* "host", "host:port", "[v6]:port" */
-static int split_peer(const char *from, char *host, size_t len, int *port)
+void gv_host_set_xfer_addr(gv_host *h, const char *addr)
 {
-	const char *colon = strrchr(from, ':');
-
-	*port = GV_XFER_PORT;
-	if (colon && !strchr(colon, ']') && strchr(from, ':') == colon) {
-		*port = atoi(colon + 1);
-		snprintf(host, len, "%.*s", (int)(colon - from), from);
-	} else {
-		snprintf(host, len, "%s", from);
-	}
-	return *host && *port > 0 && *port < 65536 ? 0 : -EINVAL;
+	free(h->xfer_addr);
+	h->xfer_addr = strdup(addr);
 }
 
 static int run_hook(const char *cmd)
@@ -79,7 +71,7 @@ int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 
 	if (!o->name || !gv_name_valid(o->name) || !gv_name_valid(as))
 		return gv_err_set(e, -EINVAL, "invalid image name '%s'", o->name ? o->name : "");
-	if (!o->from || split_peer(o->from, host, sizeof(host), &port) < 0)
+	if (!o->from || gv_xfer_peer_parse(o->from, host, sizeof(host), &port) < 0)
 		return gv_err_set(e, -EINVAL, "invalid source host '%s' (HOST[:PORT])",
 				  o->from ? o->from : "");
 	codec = gv_codec_parse(o->codec && *o->codec ? o->codec : "zstd");
@@ -116,11 +108,38 @@ int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 	return r;
 }
 
+/* "vm:NAME:disk|state|jobout": a migrating VM's files (see migrate.c). */
+static int resolve_vm_file(gv_host *h, const char *name, char **path, char **idx_path)
+{
+	char vm[64], kind[16];
+	static const char *const files[][2] = { { "disk", "disk.qcow2" },
+						{ "state", "migrate.state" },
+						{ "jobout", "job.out" } };
+
+	if (sscanf(name, "vm:%63[^:]:%15s", vm, kind) != 2 || !gv_name_valid(vm))
+		return -ENOENT;
+	for (size_t i = 0; i < 3; i++) {
+		if (strcmp(kind, files[i][0]))
+			continue;
+		*path = gv_strdupf("%s/vms/%s/%s", h->datadir, vm, files[i][1]);
+		*idx_path = gv_strdupf("%s/vms/%s/.%s.gvidx", h->datadir, vm, kind);
+		if (access(*path, R_OK) == 0)
+			return 0;
+		free(*path);
+		free(*idx_path);
+	}
+	return -ENOENT;
+}
+
 int image_xfer_resolve(void *ud, const char *name, char **path, char **idx_path)
 {
 	gv_host *h = ud;
 	const char *fmt;
-	int r = gv_image_resolve(h->datadir, name, path, &fmt);
+	int r;
+
+	if (!strncmp(name, "vm:", 3))
+		return resolve_vm_file(h, name, path, idx_path);
+	r = gv_image_resolve(h->datadir, name, path, &fmt);
 
 	if (r < 0)
 		return r;

@@ -353,8 +353,8 @@ int gv_vm_stop(gv_host *h, const char *name, uint64_t timeout_ms, gv_err *e)
 	return with_vm(h, name, do_stop, &timeout_ms, e);
 }
 
-static int do_delete(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
-		     const void *arg, gv_err *e)
+int vm_delete_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *arg,
+		     gv_err *e)
 {
 	bool force = arg != NULL;
 	int rc;
@@ -372,7 +372,7 @@ static int do_delete(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 
 int gv_vm_delete(gv_host *h, const char *name, bool force, gv_err *e)
 {
-	return with_vm(h, name, do_delete, force ? "force" : NULL, e);
+	return with_vm(h, name, vm_delete_locked, force ? "force" : NULL, e);
 }
 
 static int do_show(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,

@@ -118,8 +118,8 @@ static void cancel_migration(gv_qmp *q)
 	}
 }
 
-static int do_save(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
-		   const char *path, gv_err *e)
+int vm_save_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *path,
+		   gv_err *e)
 {
 	char *tmp = gv_strdupf("%s.partial", path);
 	bool was_running = r->state == GV_VM_RUNNING;
@@ -179,7 +179,7 @@ int gv_vm_save(gv_host *h, const char *name, const char *path, gv_err *e)
 			rc = gv_err_set(e, -EBUSY, "cannot save VM %s: it is %s", name,
 					gv_vmstate_name(r->state));
 		else
-			rc = do_save(h, r, &p, path, e);
+			rc = vm_save_locked(h, r, &p, path, e);
 		gv_vmpaths_clear(&p);
 	}
 	gv_vmrec_free(r);
@@ -204,8 +204,8 @@ static int check_state_file(const char *path, gv_err *e)
 	return 0;
 }
 
-static int do_restore(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
-		      const char *path, gv_err *e)
+int vm_restore_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *path,
+		      gv_err *e)
 {
 	char *uri = gv_strdupf("exec:cat '%s'", path);
 	json_t *args = json_pack("{s:s}", "uri", uri);
@@ -266,7 +266,7 @@ int gv_vm_restore(gv_host *h, const char *name, const char *path, gv_err *e)
 	rc = check_state_file(path, e);
 	if (rc == 0) {
 		gv_vmpaths_init(&p, h->datadir, name);
-		rc = do_restore(h, r, &p, path, e);
+		rc = vm_restore_locked(h, r, &p, path, e);
 		gv_vmpaths_clear(&p);
 	}
 out:

@@ -252,13 +252,32 @@ static int resume_scan(struct fetch *f)
 	return 0;
 }
 
+static int prepare_in_place(struct fetch *f)
+{
+	struct stat st;
+
+	f->fd = open(f->partial, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (f->fd < 0)
+		return fail(f, -errno, "cannot open %s: %s", f->partial, strerror(errno));
+	if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size != f->bi->image_size &&
+	    ftruncate(f->fd, (off_t)f->bi->image_size) < 0)
+		return fail(f, -errno, "cannot size %s: %s", f->partial, strerror(errno));
+	return resume_scan(f); /* keep every block that already matches */
+}
+
 static int prepare(struct fetch *f)
 {
 	char *want = hex32(f->bi->image_sha256), *have = NULL;
 	struct stat st;
-	bool resume = gv_read_file(f->marker, &have, NULL) == 0 && !strcmp(have, want) &&
-		      stat(f->partial, &st) == 0 && (uint64_t)st.st_size == f->bi->image_size;
+	bool resume;
 	int r = 0;
+
+	if (f->o->in_place) {
+		free(want);
+		return prepare_in_place(f);
+	}
+	resume = gv_read_file(f->marker, &have, NULL) == 0 && !strcmp(have, want) &&
+		 stat(f->partial, &st) == 0 && (uint64_t)st.st_size == f->bi->image_size;
 
 	f->fd = open(f->partial, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0644);
 	if (f->fd < 0)
@@ -556,11 +575,14 @@ static int finish(struct fetch *f)
 	if (whole_sha256(f->fd, h) < 0)
 		return fail(f, -EIO, "cannot read back %s", f->partial);
 	if (memcmp(h, f->bi->image_sha256, GV_HASH_LEN)) {
-		unlink(f->partial);
+		if (!f->o->in_place)
+			unlink(f->partial);
 		unlink(f->marker);
 		return fail(f, -EBADMSG, "the assembled image does not match the source's "
 			    "SHA-256; discarded");
 	}
+	if (f->o->in_place)
+		return 0;
 	/* never over an image that appeared meanwhile */
 	if (renameat2(AT_FDCWD, f->partial, AT_FDCWD, f->o->dest, RENAME_NOREPLACE) < 0)
 		return fail(f, -errno, "cannot rename into %s: %s", f->o->dest, strerror(errno));
@@ -648,6 +670,8 @@ static void record_pass(struct fetch *f, unsigned pass, uint64_t changed, uint64
 			  (double)(gv_now_ms() - t0) / 1000.0, "frozen", frozen));
 }
 
+static int final_pass(struct fetch *f);
+
 /* Passes while the source is written, then one with the writer frozen. */
 static int iterate(struct fetch *f)
 {
@@ -671,8 +695,16 @@ static int iterate(struct fetch *f)
 		if (pass > 1 && changed + f->rejected <= conv)
 			break;
 	}
-	if (r < 0)
+	if (r < 0 || f->o->no_final)
 		return r;
+	return final_pass(f);
+}
+
+static int final_pass(struct fetch *f)
+{
+	uint64_t changed = 0;
+	int r;
+
 	if (f->o->freeze && f->o->freeze(f->o->ud) < 0) {
 		if (f->o->thaw) /* whatever it froze must go on */
 			f->o->thaw(f->o->ud);
@@ -718,7 +750,7 @@ int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 
 	f.c.fd = -1;
 	f.t0 = gv_now_ms();
-	f.partial = gv_strdupf("%s.partial", o->dest);
+	f.partial = o->in_place ? strdup(o->dest) : gv_strdupf("%s.partial", o->dest);
 	f.marker = gv_strdupf("%s.partial.src", o->dest);
 	err[0] = '\0';
 	r = connect_peer(&f);
@@ -728,7 +760,9 @@ int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 		r = prepare(&f);
 	if (r == 0)
 		r = o->iterative ? iterate(&f) : one_pass(&f);
-	if (r == 0)
+	if (r == 0 && o->iterative && o->no_final && fsync(f.fd) < 0)
+		r = fail(&f, -errno, "cannot sync %s", f.partial);
+	else if (r == 0 && !(o->iterative && o->no_final))
 		r = finish(&f);
 	if (r == 0) {
 		progress(&f, "done", true);
@@ -748,5 +782,33 @@ int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 	json_decref(f.passes);
 	free(f.partial);
 	free(f.marker);
+	return r;
+}
+
+int gv_xfer_control(const char *host, int port, const uint8_t key[GV_XFER_KEY_LEN],
+		    json_t *request, int timeout_ms, json_t **reply, char *err, size_t errlen)
+{
+	gv_fetch_opts o = { .host = host, .port = port, .key = key, .timeout_ms = 30000 };
+	struct fetch f = { .o = &o, .fd = -1, .err = err, .errlen = errlen };
+	char *text = json_dumps(request, JSON_COMPACT);
+	uint8_t *p;
+	size_t n;
+	int r;
+
+	f.c.fd = -1;
+	err[0] = '\0';
+	r = connect_peer(&f);
+	if (r == 0)
+		r = xconn_send(&f.c, XT_CTRL, text, strlen(text), NULL, 0);
+	if (r == 0) {
+		xconn_timeout(&f.c, timeout_ms);
+		r = recv_frame(&f, XT_CTRL_OK, &p, &n);
+	}
+	if (r == 0 && !(*reply = json_loadb((const char *)p, n, 0, NULL)))
+		r = fail(&f, -EBADMSG, "the peer sent a reply that is not JSON");
+	if (r < 0 && !err[0])
+		snprintf(err, errlen, "%s", strerror(-r));
+	xconn_close(&f.c);
+	free(text);
 	return r;
 }

@@ -31,6 +31,8 @@ enum xfer_type {
 	XT_REQ = 'R',        /* c->s: u64 first block, u32 count */
 	XT_DATA = 'D',       /* s->c: u64 first, u32 count, u8 codec, u32 raw length, data */
 	XT_REHASH = 'X',     /* c->s: JSON {"final": bool}; answered by a new INDEX */
+	XT_CTRL = 'C',       /* c->s: JSON control request (agent to agent) */
+	XT_CTRL_OK = 'c',    /* s->c: JSON reply */
 	XT_DONE = 'Q',       /* c->s: empty, the end */
 	XT_ERROR = 'E',      /* either: UTF-8 text, then the sender closes */
 };

@@ -37,6 +37,29 @@ const char *gv_codec_name(gv_codec c)
 	return (unsigned)c < 4 ? codec_names[c] : "?";
 }
 
+int gv_xfer_peer_parse(const char *s, char *host, size_t len, int *port)
+{
+	const char *colon = s ? strrchr(s, ':') : NULL;
+
+	*port = GV_XFER_PORT;
+	if (!s || !*s)
+		return -EINVAL;
+	if (s[0] == '[') { /* [v6]:port */
+		const char *end = strchr(s, ']');
+		if (!end)
+			return -EINVAL;
+		snprintf(host, len, "%.*s", (int)(end - s - 1), s + 1);
+		if (end[1] == ':')
+			*port = atoi(end + 2);
+	} else if (colon && strchr(s, ':') == colon) {
+		snprintf(host, len, "%.*s", (int)(colon - s), s);
+		*port = atoi(colon + 1);
+	} else {
+		snprintf(host, len, "%s", s);
+	}
+	return *host && *port > 0 && *port < 65536 ? 0 : -EINVAL;
+}
+
 int gv_xfer_key_load(const char *path, uint8_t key[GV_XFER_KEY_LEN])
 {
 	char *text = NULL;
@@ -155,9 +178,11 @@ int xconn_send(struct xconn *c, uint8_t type, const void *a, size_t alen,
 		return -EMSGSIZE;
 	put_be32(hdr, (uint32_t)len);
 	hdr[4] = type;
-	r = write_all(c, hdr, sizeof(hdr), MSG_MORE);
+	/* MSG_MORE only where more of the frame follows: a corked last piece
+	 * would wait for the kernel's 200 ms cork timeout */
+	r = write_all(c, hdr, sizeof(hdr), alen || blen || c->authed ? MSG_MORE : 0);
 	if (r == 0 && alen)
-		r = write_all(c, a, alen, MSG_MORE);
+		r = write_all(c, a, alen, blen || c->authed ? MSG_MORE : 0);
 	if (r == 0 && blen)
 		r = write_all(c, b, blen, c->authed ? MSG_MORE : 0);
 	if (r == 0 && c->authed) {

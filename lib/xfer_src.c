@@ -32,6 +32,7 @@ struct gv_xfer_server {
 	pthread_mutex_t mu;
 	uint8_t key[GV_XFER_KEY_LEN];
 	gv_xfer_resolve_fn resolve;
+	gv_xfer_control_fn control;
 	void *ud;
 };
 
@@ -178,6 +179,27 @@ static int rehash(struct session *s, const uint8_t *p, size_t n)
 	return r;
 }
 
+static int control(struct session *s, const uint8_t *p, size_t n)
+{
+	json_t *req = json_loadb((const char *)p, n, 0, NULL), *rep;
+	char *text;
+	int r;
+
+	if (!req || !s->srv->control) {
+		json_decref(req);
+		xconn_send_error(&s->c, "%s", req ? "this agent takes no control requests"
+						  : "bad control request");
+		return -EPROTO;
+	}
+	rep = s->srv->control(s->srv->ud, req);
+	text = json_dumps(rep, JSON_COMPACT);
+	r = xconn_send(&s->c, XT_CTRL_OK, text, strlen(text), NULL, 0);
+	free(text);
+	json_decref(rep);
+	json_decref(req);
+	return r;
+}
+
 static void serve(struct session *s)
 {
 	uint8_t type, *p;
@@ -190,6 +212,11 @@ static void serve(struct session *s)
 		xconn_timeout(&s->c, 30 * 60 * 1000);
 	if (r == 0)
 		r = xconn_recv(&s->c, &type, &p, &n);
+	while (r == 0 && type == XT_CTRL) { /* control requests, then maybe data */
+		r = control(s, p, n);
+		if (r == 0)
+			r = xconn_recv(&s->c, &type, &p, &n);
+	}
 	if (r == 0 && type == XT_OPEN)
 		r = open_image(s, p, n);
 	else if (r == 0)
@@ -331,6 +358,11 @@ int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 	}
 	*out = s;
 	return 0;
+}
+
+void gv_xfer_server_set_control(gv_xfer_server *s, gv_xfer_control_fn fn)
+{
+	s->control = fn;
 }
 
 int gv_xfer_server_port(const gv_xfer_server *s)

@@ -14,6 +14,8 @@
  *   GET    /v1/vms/NAME/checkpoints/ID        DELETE: delete
  *   POST   /v1/vms/NAME/checkpoints/restore   {"id": ID or absent = latest}
  *   GET    /v1/checkpoints            all VMs' checkpoints
+ *   POST   /v1/vms/NAME/migrate       {"to": "HOST[:PORT]", "cold": bool}
+ *          streams "PROGRESS <json>" lines, then "GRIDVM-RESULT <json>"
  *   GET    /v1/images                 DELETE /v1/images/NAME
  *   POST   /v1/images/import          {"name", "file"}
  *   POST   /v1/images/NAME/index      block index + host-wide index

@@ -34,6 +34,9 @@ typedef enum gv_codec {
 int gv_codec_parse(const char *s);
 const char *gv_codec_name(gv_codec c);
 
+/* "host", "host:port" or "[v6]:port"; *port defaults to GV_XFER_PORT. */
+int gv_xfer_peer_parse(const char *s, char *host, size_t len, int *port) GV_WUR;
+
 /* Read a grid key file: 64 hex characters (32 bytes). */
 int gv_xfer_key_load(const char *path, uint8_t key[GV_XFER_KEY_LEN]) GV_WUR;
 
@@ -44,6 +47,11 @@ int gv_xfer_key_load(const char *path, uint8_t key[GV_XFER_KEY_LEN]) GV_WUR;
 typedef int (*gv_xfer_resolve_fn)(void *ud, const char *name, char **path,
 				  char **idx_path);
 
+/* Agent-to-agent requests (migration) arriving on an authenticated
+ * connection: answer with a new JSON reference (e.g. {"ok": true} or
+ * {"ok": false, "error": "..."}). */
+typedef json_t *(*gv_xfer_control_fn)(void *ud, json_t *request);
+
 typedef struct gv_xfer_server gv_xfer_server;
 
 /* Listen on @addr ("IP:PORT" or "IP") and serve each peer in a thread. */
@@ -51,6 +59,14 @@ int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 			 gv_xfer_resolve_fn resolve, void *ud,
 			 gv_xfer_server **out, char *err, size_t errlen) GV_WUR;
 void gv_xfer_server_stop(gv_xfer_server *s);
+/* Handle control requests with @fn (NULL: refuse them). */
+void gv_xfer_server_set_control(gv_xfer_server *s, gv_xfer_control_fn fn);
+
+/* Send one control request to the agent at @host:@port and wait up to
+ * @timeout_ms for its reply (*reply: new reference). */
+int gv_xfer_control(const char *host, int port, const uint8_t key[GV_XFER_KEY_LEN],
+		    json_t *request, int timeout_ms, json_t **reply, char *err,
+		    size_t errlen) GV_WUR;
 /* The TCP port the server listens on (useful after asking for port 0). */
 int gv_xfer_server_port(const gv_xfer_server *s);
 
@@ -65,6 +81,9 @@ typedef struct gv_fetch_opts {
 	int level;                 /* codec level, 0 = its default */
 	unsigned window;           /* requests in flight, 0 = default (64) */
 	unsigned run_blocks;       /* max blocks per request, 0 = 256 */
+	bool in_place;             /* write into @dest itself (it may be open
+				    * elsewhere, e.g. by an incoming QEMU) and
+				    * keep every block that already matches */
 	gv_hostidx *hostidx;       /* local blocks, may be NULL */
 	const uint8_t *key;        /* GV_XFER_KEY_LEN bytes */
 	int timeout_ms;            /* per read/write, 0 = 30000 */
@@ -76,6 +95,9 @@ typedef struct gv_fetch_opts {
 	bool iterative;
 	unsigned max_passes;
 	uint64_t converge_blocks;
+	bool no_final;             /* iterative: stop after the early passes,
+				    * no freeze, no final check (the caller
+				    * finishes later with an in-place fetch) */
 	int (*freeze)(void *ud);
 	void (*thaw)(void *ud);
 	/* progress, called now and then; @done_bytes counts every block

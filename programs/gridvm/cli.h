@@ -42,6 +42,7 @@ int cmd_vm(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_host(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
 
 /* Print a VM's job output to stdout/stderr; with @follow until the job
  * ends. Returns

@@ -9,6 +9,7 @@ static const struct cli_cmd commands[] = {
 	{ "vm", cmd_vm, "create and manage VMs" },
 	{ "image", cmd_image, "build, import, index, fetch and list images" },
 	{ "checkpoint", cmd_checkpoint, "checkpoint VMs and restore them" },
+	{ "migrate", cmd_migrate, "move a VM to another host, live or cold" },
 	{ "host", cmd_host, "facts about this host (accelerator, QEMU, cgroups)" },
 	{ NULL, NULL, NULL } };
 

@@ -7,6 +7,7 @@
 #include <gridvm/agent.h>
 #include <gridvm/client.h>
 #include <gridvm/image.h>
+#include <gridvm/migrate.h>
 #include <gridvm/xfer.h>
 
 #include <errno.h>
@@ -90,8 +91,14 @@ static int start_transfer(gv_host *h, const char *addr, gv_xfer_server **xs, gv_
 				  "'gridvm host keygen' and copy it to every host",
 				  gv_host_grid_key(h), strerror(-r));
 	r = gv_xfer_server_start(addr, key, image_xfer_resolve, h, xs, e->msg, sizeof(e->msg));
-	if (r == 0)
-		fprintf(stderr, "gridvmd: serving images on %s\n", addr);
+	if (r == 0) {
+		char full[300];
+		snprintf(full, sizeof(full), strchr(addr, ':') ? "%s" : "%s:%d", addr,
+			 GV_XFER_PORT);
+		gv_host_set_xfer_addr(h, full);
+		gv_xfer_server_set_control(*xs, gv_migrate_control);
+		fprintf(stderr, "gridvmd: serving images and migrations on %s\n", full);
+	}
 	return r;
 }
 

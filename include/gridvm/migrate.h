@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * migrate.h - moving a VM to another host's agent, cold or live.
+ *
+ * Both agents must serve transfers (gridvmd --listen) and hold the grid
+ * key. The source drives; the destination answers control requests on
+ * the authenticated transfer connection and pulls the VM's files with the
+ * deduplicating transfer (a base image it already holds is not sent).
+ *
+ * Cold: suspend to a state file; the destination fetches disk overlay,
+ * state and job output, restores, and reports the VM running; only then
+ * does the source delete its copy. On any failure the source restores
+ * the VM from its state file.
+ *
+ * Live: the destination copies the disk overlay while the guest runs and
+ * starts an incoming QEMU; memory goes QEMU to QEMU with
+ * pause-before-switchover; while the guest is paused there, the
+ * destination copies the disk blocks that changed since (each verified),
+ * then the source lets QEMU switch over; the destination confirms the VM
+ * runs before the source removes its copy. Until that confirmation the
+ * source can always cancel and resume: the VM runs on exactly one host.
+ */
+#ifndef GRIDVM_MIGRATE_H
+#define GRIDVM_MIGRATE_H
+
+#include <gridvm/host.h>
+
+typedef void (*gv_migrate_progress)(void *ud, const char *phase, const json_t *info);
+
+/* Move VM @name to the agent at @to ("HOST[:PORT]"). */
+int gv_vm_migrate(gv_host *h, const char *name, const char *to, bool cold,
+		  gv_migrate_progress progress, void *ud, json_t **summary,
+		  gv_err *e) GV_WUR;
+
+/* The destination's handler of control requests (gv_xfer_control_fn,
+ * with the gv_host as @ud). */
+json_t *gv_migrate_control(void *ud, json_t *request);
+
+#endif

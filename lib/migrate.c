@@ -1,0 +1,615 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * migrate.c - cold and live migration between agents (migrate.h).
+ *
+ * mig_src_* runs on the host the VM leaves, mig_dst_* on the host it goes
+ * to. The source holds the VM's lock from start to end, so nothing else
+ * touches the VM meanwhile; the destination is driven by control requests
+ * ("cold-in", "live-prepare", "live-disk", "live-confirm", "live-abort").
+ */
+#include "host_internal.h"
+
+#include <gridvm/image.h>
+#include <gridvm/migrate.h>
+#include <gridvm/xfer.h>
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- destination ------------------------------------------------- */
+
+static json_t *reply_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static json_t *reply_err(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+/* Pull "vm:NAME:KIND" from the source into @dest. */
+static int mig_dst_pull(gv_host *h, const char *from, const char *vm, const char *kind,
+			const char *dest, bool local, bool in_place, bool live, gv_err *e)
+{
+	uint8_t key[GV_XFER_KEY_LEN];
+	char host[256], err[512], *res = gv_strdupf("vm:%s:%s", vm, kind);
+	gv_fetch_opts fo = { 0 };
+	gv_hostidx *hi = NULL;
+	json_t *sum = NULL;
+	int port, r = gv_xfer_peer_parse(from, host, sizeof(host), &port);
+
+	if (r == 0 && (r = gv_xfer_key_load(h->grid_key, key)) < 0)
+		gv_err_set(e, r, "cannot read the grid key %s", h->grid_key);
+	if (r == 0 && local) {
+		pthread_mutex_lock(&h->idx_mu);
+		if (host_hostidx(h, &hi, NULL) < 0)
+			hi = NULL;
+		pthread_mutex_unlock(&h->idx_mu);
+	}
+	fo = (gv_fetch_opts){ .host = host, .port = port, .image = res, .dest = dest,
+			      .codec = GV_CODEC_ZSTD, .key = key, .hostidx = hi,
+			      .in_place = in_place, .iterative = live, .no_final = live,
+			      .max_passes = 3 };
+	if (r == 0 && (r = gv_fetch(&fo, &sum, err, sizeof(err))) < 0)
+		gv_err_set(e, r, "cannot copy the VM's %s: %s", kind, err);
+	OPENSSL_cleanse(key, sizeof(key));
+	json_decref(sum);
+	free(res);
+	return r;
+}
+
+/* The base image: use ours, or fetch it from the source (deduplicated). */
+static int mig_dst_base(gv_host *h, const char *image, const char *from, gv_err *e)
+{
+	gv_image_fetch_opts o = { .name = image, .from = from };
+	const char *fmt;
+	char *path = NULL;
+	json_t *sum = NULL;
+	int r;
+
+	if (!image || gv_image_resolve(h->datadir, image, &path, &fmt) == 0) {
+		free(path);
+		return 0;
+	}
+	r = gv_image_fetch(h, &o, &sum, e);
+	json_decref(sum);
+	return r;
+}
+
+/* The overlay names its backing file by the source's path: point it at
+ * ours (the content is the same, the transfer checked it). */
+static int mig_dst_rebase(gv_host *h, const gv_vmdef *d, const gv_vmpaths *p, gv_err *e)
+{
+	const char *fmt;
+	char *img = NULL, *out = NULL, line[300];
+	int r;
+
+	if (!d->image)
+		return 0;
+	if (gv_image_resolve(h->datadir, d->image, &img, &fmt) < 0)
+		return gv_err_set(e, -ENOENT, "no base image %s here", d->image);
+	char *argv[] = { "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", img, "-F",
+			 (char *)fmt, p->disk, NULL };
+	r = gv_run(argv, &out);
+	if (r != 0)
+		r = gv_err_set(e, -EIO, "cannot rebase the disk: %s",
+			       gv_last_line(out, line, sizeof(line)));
+	free(out);
+	free(img);
+	return r;
+}
+
+/* Record @d as a VM of this host in @state, with its job spec. */
+static int mig_dst_record(gv_host *h, gv_vmdef *d, const gv_vmpaths *p, gv_vmstate state,
+			  const char *state_file, gv_err *e)
+{
+	gv_vmrec rec = { .def = d, .state = state, .exit_code = -1,
+			 .state_file = (char *)state_file, .created = gv_now_s() };
+	size_t len;
+	char *spec = gv_vmdef_jobspec(d, &len);
+	int r = gv_write_file_atomic(p->jobspec, spec, len);
+
+	free(spec);
+	if (r == 0 && (r = gv_store_vm_insert(h->store, &rec)) < 0)
+		gv_err_set(e, r, "cannot record VM %s", d->name);
+	return r;
+}
+
+/* Parse the request's VM and make sure the name is free here. */
+static int mig_dst_begin(gv_host *h, json_t *req, gv_vmdef **d, gv_vmpaths *p, gv_err *e)
+{
+	gv_vmrec *old = NULL;
+	int r = gv_vmdef_from_json(json_object_get(req, "vm"), d, e->msg, sizeof(e->msg));
+
+	if (r < 0)
+		return r;
+	if (gv_store_vm_get(h->store, (*d)->name, &old) == 0) {
+		gv_vmrec_free(old);
+		gv_vmdef_free(*d);
+		*d = NULL;
+		return gv_err_set(e, -EEXIST, "a VM named %s exists on the destination already",
+				  json_string_value(json_object_get(json_object_get(req, "vm"), "name")));
+	}
+	gv_vmpaths_init(p, h->datadir, (*d)->name);
+	r = gv_mkdir_p(p->dir, 0755);
+	if (r < 0)
+		gv_err_set(e, r, "cannot create %s", p->dir);
+	return r;
+}
+
+/* Undo a half-made VM here. */
+static void mig_dst_drop(gv_host *h, const char *name, const gv_vmpaths *p)
+{
+	gv_vmrec *r = NULL;
+
+	if (gv_store_vm_get(h->store, name, &r) == 0) {
+		vm_kill_qemu(r, p);
+		if (gv_store_vm_delete(h->store, name) < 0)
+			fprintf(stderr, "gridvmd: cannot forget VM %s\n", name);
+	}
+	gv_vmrec_free(r);
+	gv_rm_rf(p->dir);
+}
+
+static json_t *mig_dst_cold(gv_host *h, json_t *req)
+{
+	const char *from = json_string_value(json_object_get(req, "from"));
+	gv_vmdef *d = NULL;
+	gv_vmpaths p = { 0 };
+	gv_err e = { "" };
+	char *state, *name;
+	int r = mig_dst_begin(h, req, &d, &p, &e);
+
+	if (r < 0) {
+		gv_vmpaths_clear(&p);
+		return reply_err("%s", e.msg);
+	}
+	name = strdup(d->name);
+	state = gv_strdupf("%s/migrate.state", p.dir);
+	r = mig_dst_base(h, d->image, from, &e);
+	if (r == 0 && d->image)
+		r = mig_dst_pull(h, from, name, "disk", p.disk, true, false, false, &e);
+	if (r == 0)
+		r = mig_dst_rebase(h, d, &p, &e);
+	if (r == 0)
+		r = mig_dst_pull(h, from, name, "state", state, false, false, false, &e);
+	if (r == 0)
+		r = mig_dst_pull(h, from, name, "jobout", p.jobout, false, false, false, &e);
+	if (r == 0)
+		r = mig_dst_record(h, d, &p, GV_VM_SAVED, state, &e);
+	if (r == 0) { /* the control handler holds the VM's lock already */
+		gv_vmrec *rec = NULL;
+		r = host_get(h, name, &rec, &e);
+		if (r == 0)
+			r = vm_restore_locked(h, rec, &p, state, &e);
+		gv_vmrec_free(rec);
+	}
+	if (r < 0)
+		mig_dst_drop(h, name, &p);
+	gv_vmdef_free(d);
+	gv_vmpaths_clear(&p);
+	free(state);
+	free(name);
+	return r < 0 ? reply_err("%s", e.msg) : json_pack("{s:b}", "ok", 1);
+}
+
+/* The incoming QEMU listens on this host's transfer address, port 0:
+ * QEMU picks a free port, query-migrate tells which. */
+static int mig_dst_incoming(gv_host *h, const gv_vmpaths *p, char **uri, gv_err *e)
+{
+	char host[256];
+	int port, r = gv_xfer_peer_parse(h->xfer_addr, host, sizeof(host), &port);
+	char *listen = gv_strdupf("tcp:%s:0", host);
+	json_t *args = json_pack("{s:s}", "uri", listen), *st = NULL, *sa;
+	gv_qmp *q = NULL;
+
+	if (r == 0)
+		r = host_qmp(p, &q, e);
+	if (r == 0)
+		r = host_qmp_run(q, "migrate-incoming", args, e);
+	if (r == 0 && (r = gv_qmp_execute(q, "query-migrate", NULL, 5000, &st, NULL)) < 0)
+		gv_err_set(e, r, "query-migrate failed");
+	sa = json_array_get(json_object_get(st, "socket-address"), 0);
+	if (r == 0 && !json_string_value(json_object_get(sa, "port")))
+		r = gv_err_set(e, -EIO, "QEMU did not say where it listens");
+	if (r == 0)
+		*uri = gv_strdupf("tcp:%s:%s", host, json_string_value(json_object_get(sa, "port")));
+	json_decref(st);
+	json_decref(args);
+	gv_qmp_free(q);
+	free(listen);
+	return r;
+}
+
+static json_t *mig_dst_live_prepare(gv_host *h, json_t *req)
+{
+	const char *from = json_string_value(json_object_get(req, "from"));
+	gv_vmdef *d = NULL;
+	gv_vmpaths p = { 0 };
+	gv_vmrec *r = NULL;
+	gv_err e = { "" };
+	char *uri = NULL, *name;
+	json_t *rep;
+	int rc = mig_dst_begin(h, req, &d, &p, &e);
+
+	if (rc < 0) {
+		gv_vmpaths_clear(&p);
+		return reply_err("%s", e.msg);
+	}
+	name = strdup(d->name);
+	rc = mig_dst_base(h, d->image, from, &e);
+	/* the guest keeps writing: copy in passes, no final check yet */
+	if (rc == 0 && d->image)
+		rc = mig_dst_pull(h, from, name, "disk", p.disk, true, true, true, &e);
+	if (rc == 0)
+		rc = mig_dst_rebase(h, d, &p, &e);
+	if (rc == 0)
+		rc = mig_dst_pull(h, from, name, "jobout", p.jobout, false, true, true, &e);
+	if (rc == 0)
+		rc = mig_dst_record(h, d, &p, GV_VM_PAUSED, NULL, &e);
+	if (rc == 0 && (rc = host_get(h, name, &r, &e)) == 0)
+		rc = vm_spawn_qemu(h, r, &p, true, &e);
+	if (rc == 0 && (rc = host_put(h, r, &e)) == 0)
+		rc = mig_dst_incoming(h, &p, &uri, &e);
+	if (rc < 0)
+		mig_dst_drop(h, name, &p);
+	rep = rc < 0 ? reply_err("%s", e.msg) : json_pack("{s:b, s:s}", "ok", 1, "uri", uri);
+	gv_vmrec_free(r);
+	gv_vmdef_free(d);
+	gv_vmpaths_clear(&p);
+	free(uri);
+	free(name);
+	return rep;
+}
+
+/* The source is paused before switchover: copy the disk blocks that
+ * changed, strictly verified, into the file the incoming QEMU has open. */
+static json_t *mig_dst_live_disk(gv_host *h, json_t *req)
+{
+	const char *from = json_string_value(json_object_get(req, "from"));
+	const char *name = json_string_value(json_object_get(req, "name"));
+	gv_vmrec *r = NULL;
+	gv_vmpaths p;
+	gv_err e = { "" };
+	int rc;
+
+	if (!name || host_get(h, name, &r, &e) < 0)
+		return reply_err("%s", e.msg[0] ? e.msg : "no such VM");
+	gv_vmpaths_init(&p, h->datadir, name);
+	rc = r->def->image ? mig_dst_pull(h, from, name, "disk", p.disk, true, true, false, &e) : 0;
+	if (rc == 0)
+		rc = mig_dst_pull(h, from, name, "jobout", p.jobout, false, true, false, &e);
+	gv_vmpaths_clear(&p);
+	gv_vmrec_free(r);
+	return rc < 0 ? reply_err("%s", e.msg) : json_pack("{s:b}", "ok", 1);
+}
+
+/* QEMU here has all the state: let the guest run and say so. */
+static json_t *mig_dst_live_confirm(gv_host *h, json_t *req)
+{
+	const char *name = json_string_value(json_object_get(req, "name"));
+	gv_vmrec *r = NULL;
+	gv_vmpaths p;
+	gv_qmp *q = NULL;
+	gv_err e = { "" };
+	int rc;
+
+	if (!name || host_get(h, name, &r, &e) < 0)
+		return reply_err("%s", e.msg[0] ? e.msg : "no such VM");
+	gv_vmpaths_init(&p, h->datadir, name);
+	rc = host_qmp(&p, &q, &e);
+	if (rc == 0)
+		rc = host_wait_migration(q, 60000, &e);
+	if (rc == 0)
+		rc = host_qmp_run(q, "cont", NULL, &e);
+	if (rc == 0) {
+		r->state = GV_VM_RUNNING;
+		r->started = gv_now_s();
+		rc = host_put(h, r, &e);
+	}
+	gv_qmp_free(q);
+	gv_vmpaths_clear(&p);
+	gv_vmrec_free(r);
+	return rc < 0 ? reply_err("%s", e.msg) : json_pack("{s:b}", "ok", 1);
+}
+
+static json_t *mig_dst_live_abort(gv_host *h, json_t *req)
+{
+	const char *name = json_string_value(json_object_get(req, "name"));
+	gv_vmpaths p;
+
+	if (!name || !gv_name_valid(name))
+		return reply_err("no such VM");
+	gv_vmpaths_init(&p, h->datadir, name);
+	mig_dst_drop(h, name, &p);
+	gv_vmpaths_clear(&p);
+	return json_pack("{s:b}", "ok", 1);
+}
+
+json_t *gv_migrate_control(void *ud, json_t *req)
+{
+	gv_host *h = ud;
+	const char *op = json_string_value(json_object_get(req, "op"));
+	const char *name = json_string_value(json_object_get(json_object_get(req, "vm"), "name"));
+	struct vmlock *l;
+	json_t *rep;
+
+	if (!op)
+		return reply_err("no operation");
+	if (!name)
+		name = json_string_value(json_object_get(req, "name"));
+	if (!name || !gv_name_valid(name))
+		return reply_err("no VM name");
+	l = host_vm_lock(h, name);
+	if (!strcmp(op, "cold-in"))
+		rep = mig_dst_cold(h, req);
+	else if (!strcmp(op, "live-prepare"))
+		rep = mig_dst_live_prepare(h, req);
+	else if (!strcmp(op, "live-disk"))
+		rep = mig_dst_live_disk(h, req);
+	else if (!strcmp(op, "live-confirm"))
+		rep = mig_dst_live_confirm(h, req);
+	else if (!strcmp(op, "live-abort"))
+		rep = mig_dst_live_abort(h, req);
+	else
+		rep = reply_err("unknown operation %s", op);
+	host_vm_unlock(h, l);
+	return rep;
+}
+
+/* ---- source ------------------------------------------------------ */
+
+struct mig {
+	gv_host *h;
+	gv_vmrec *r;
+	const gv_vmpaths *p;
+	char host[256];
+	int port;
+	uint8_t key[GV_XFER_KEY_LEN];
+	gv_migrate_progress progress;
+	void *ud;
+	uint64_t t0;
+	gv_err *e;
+};
+
+static void phase(struct mig *m, const char *name, json_t *info)
+{
+	if (m->progress)
+		m->progress(m->ud, name, info);
+	json_decref(info);
+}
+
+/* One control request; a refusal becomes an error with its reason. */
+static int mig_src_ask(struct mig *m, json_t *req, int timeout_ms, json_t **rep)
+{
+	char err[512];
+	json_t *out = NULL;
+	int r = gv_xfer_control(m->host, m->port, m->key, req, timeout_ms, &out, err,
+				sizeof(err));
+
+	json_decref(req);
+	if (r < 0)
+		return gv_err_set(m->e, r, "the destination %s:%d: %s", m->host, m->port, err);
+	if (!json_is_true(json_object_get(out, "ok"))) {
+		r = gv_err_set(m->e, -EIO, "the destination refused: %s",
+			       json_string_value(json_object_get(out, "error")) ?: "no reason");
+		json_decref(out);
+		return r;
+	}
+	if (rep)
+		*rep = out;
+	else
+		json_decref(out);
+	return 0;
+}
+
+static json_t *vm_req(struct mig *m, const char *op)
+{
+	return json_pack("{s:s, s:o, s:s}", "op", op, "vm", gv_vmdef_to_json(m->r->def),
+			 "from", m->h->xfer_addr);
+}
+
+static int mig_src_cold(struct mig *m, json_t **summary)
+{
+	char *state = gv_strdupf("%s/migrate.state", m->p->dir);
+	gv_err local = { "" };
+	int r;
+
+	unlink(state);
+	phase(m, "suspend", NULL);
+	r = vm_save_locked(m->h, m->r, m->p, state, m->e);
+	if (r == 0) {
+		phase(m, "transfer", NULL);
+		r = mig_src_ask(m, vm_req(m, "cold-in"), 60 * 60 * 1000, NULL);
+		if (r < 0 && vm_restore_locked(m->h, m->r, m->p, state, &local) == 0) {
+			size_t n = strlen(m->e->msg);
+			snprintf(m->e->msg + n, sizeof(m->e->msg) - n, "; the VM runs here again");
+		}
+	}
+	if (r == 0) {
+		phase(m, "cleanup", NULL);
+		(void)vm_delete_locked(m->h, m->r, m->p, "force", &local);
+		*summary = json_pack("{s:s, s:s, s:f}", "mode", "cold", "to", m->h->xfer_addr,
+				     "seconds", (double)(gv_now_ms() - m->t0) / 1000.0);
+	}
+	free(state);
+	return r;
+}
+
+/* Poll until QEMU stops before switchover, reporting RAM progress. */
+static int mig_src_precopy(struct mig *m, gv_qmp *q)
+{
+	for (uint64_t end = gv_now_ms() + 60 * 60 * 1000; gv_now_ms() < end;) {
+		json_t *st = NULL;
+		int r = gv_qmp_execute(q, "query-migrate", NULL, 5000, &st, NULL);
+		const char *s = json_string_value(json_object_get(st, "status"));
+		if (r < 0 || !s || !strcmp(s, "failed") || !strcmp(s, "cancelled")) {
+			const char *why = json_string_value(json_object_get(st, "error-desc"));
+			json_decref(st);
+			return gv_err_set(m->e, -EIO, "memory migration %s%s%s", s ? s : "failed",
+					  why ? ": " : "", why ? why : "");
+		}
+		if (!strcmp(s, "pre-switchover")) {
+			json_decref(st);
+			return 0;
+		}
+		phase(m, "memory", json_incref(json_object_get(st, "ram")));
+		json_decref(st);
+		usleep(100000);
+	}
+	return gv_err_set(m->e, -ETIMEDOUT, "memory migration did not converge");
+}
+
+/* Back out before the switch: the VM goes on here, the destination
+ * forgets it. */
+static void mig_src_back_out(struct mig *m, gv_qmp *q)
+{
+	json_t *st = NULL;
+
+	(void)host_qmp_run(q, "migrate_cancel", NULL, NULL);
+	for (int i = 0; i < 100; i++) {
+		json_decref(st);
+		st = NULL;
+		if (gv_qmp_execute(q, "query-status", NULL, 2000, &st, NULL) < 0)
+			break;
+		const char *s = json_string_value(json_object_get(st, "status"));
+		if (s && strcmp(s, "finish-migrate") && strcmp(s, "pre-switchover") &&
+		    strcmp(s, "inmigrate"))
+			break;
+		usleep(50000);
+	}
+	if (!json_is_true(json_object_get(st, "running")) && m->r->state == GV_VM_RUNNING)
+		(void)host_qmp_run(q, "cont", NULL, NULL);
+	json_decref(st);
+	json_t *req = json_pack("{s:s, s:s}", "op", "live-abort", "name", m->r->def->name);
+	gv_err ignore;
+	gv_err *keep = m->e;
+	m->e = &ignore;
+	(void)mig_src_ask(m, req, 60000, NULL);
+	m->e = keep;
+}
+
+static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms)
+{
+	json_t *args = json_pack("{s:s}", "state", "pre-switchover");
+	uint64_t t = gv_now_ms();
+	int r;
+
+	phase(m, "disk-final", NULL);
+	r = mig_src_ask(m, json_pack("{s:s, s:s, s:s}", "op", "live-disk", "name",
+				     m->r->def->name, "from", m->h->xfer_addr),
+			60 * 60 * 1000, NULL);
+	if (r == 0)
+		r = host_qmp_run(q, "migrate-continue", args, m->e);
+	if (r == 0)
+		r = host_wait_migration(q, 10 * 60 * 1000, m->e);
+	*paused_ms = gv_now_ms() - t;
+	json_decref(args);
+	return r;
+}
+
+static int mig_src_live(struct mig *m, json_t **summary)
+{
+	json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
+				 "pause-before-switchover", "state", 1, "capability",
+				 "auto-converge", "state", 1);
+	json_t *rep = NULL, *args = NULL, *st = NULL;
+	gv_qmp *q = NULL;
+	uint64_t paused = 0;
+	int r;
+
+	phase(m, "prepare", NULL);
+	r = mig_src_ask(m, vm_req(m, "live-prepare"), 60 * 60 * 1000, &rep);
+	if (r == 0)
+		r = host_qmp(m->p, &q, m->e);
+	if (r == 0)
+		r = host_qmp_run(q, "migrate-set-capabilities", caps, m->e);
+	if (r == 0) {
+		args = json_pack("{s:s}", "uri", json_string_value(json_object_get(rep, "uri")));
+		r = host_qmp_run(q, "migrate", args, m->e);
+	}
+	if (r == 0)
+		r = mig_src_precopy(m, q);
+	if (r == 0)
+		r = mig_src_switch(m, q, &paused);
+	if (r == 0 && gv_qmp_execute(q, "query-migrate", NULL, 5000, &st, NULL) < 0)
+		st = NULL;
+	if (r == 0) {
+		phase(m, "confirm", NULL);
+		r = mig_src_ask(m, json_pack("{s:s, s:s}", "op", "live-confirm", "name",
+					     m->r->def->name), 120000, NULL);
+	}
+	if (r < 0 && q) {
+		mig_src_back_out(m, q);
+		size_t n = strlen(m->e->msg);
+		snprintf(m->e->msg + n, sizeof(m->e->msg) - n, "; the VM runs here still");
+	}
+	if (r == 0) {
+		gv_err local;
+		phase(m, "cleanup", NULL);
+		(void)host_qmp_run(q, "quit", NULL, NULL);
+		(void)vm_delete_locked(m->h, m->r, m->p, "force", &local);
+		*summary = json_pack("{s:s, s:s, s:f, s:O?, s:I, s:O?}", "mode", "live", "to",
+				     m->h->xfer_addr, "seconds",
+				     (double)(gv_now_ms() - m->t0) / 1000.0, "qemu_downtime_ms",
+				     json_object_get(st, "downtime"), "paused_ms",
+				     (json_int_t)paused, "ram", json_object_get(st, "ram"));
+	}
+	gv_qmp_free(q);
+	json_decref(caps);
+	json_decref(args);
+	json_decref(rep);
+	json_decref(st);
+	return r;
+}
+
+int gv_vm_migrate(gv_host *h, const char *name, const char *to, bool cold,
+		  gv_migrate_progress progress, void *ud, json_t **summary, gv_err *e)
+{
+	struct mig m = { .h = h, .progress = progress, .ud = ud, .t0 = gv_now_ms(), .e = e };
+	struct vmlock *l;
+	gv_vmpaths p;
+	int r;
+
+	if (!h->xfer_addr)
+		return gv_err_set(e, -EINVAL, "this agent serves no transfers; start gridvmd "
+				  "with --listen ADDR to migrate");
+	if (!to || gv_xfer_peer_parse(to, m.host, sizeof(m.host), &m.port) < 0)
+		return gv_err_set(e, -EINVAL, "invalid destination '%s' (HOST[:PORT])",
+				  to ? to : "");
+	{
+		char me[256];
+		int myport;
+		if (gv_xfer_peer_parse(h->xfer_addr, me, sizeof(me), &myport) == 0 &&
+		    !strcmp(me, m.host) && myport == m.port)
+			return gv_err_set(e, -EINVAL, "VM %s is on %s already", name, to);
+	}
+	if ((r = gv_xfer_key_load(h->grid_key, m.key)) < 0)
+		return gv_err_set(e, r, "cannot read the grid key %s", h->grid_key);
+	l = host_vm_lock(h, name);
+	r = host_get(h, name, &m.r, e);
+	if (r == 0) {
+		host_refresh(h, m.r);
+		gv_vmpaths_init(&p, h->datadir, name);
+		m.p = &p;
+		if (m.r->state != GV_VM_RUNNING && m.r->state != GV_VM_PAUSED)
+			r = gv_err_set(e, -EBUSY, "cannot migrate VM %s: it is %s", name,
+				       gv_vmstate_name(m.r->state));
+		else
+			r = cold ? mig_src_cold(&m, summary) : mig_src_live(&m, summary);
+		gv_vmpaths_clear(&p);
+	}
+	gv_vmrec_free(m.r);
+	host_vm_unlock(h, l);
+	OPENSSL_cleanse(m.key, sizeof(m.key));
+	return r;
+}

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/* builtin-migrate.c - `gridvm migrate VM --to HOST`: move a VM, live or cold. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <gridvm/util.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct mig_ui {
+	bool tty;
+	json_t *result;
+};
+
+static void on_line(void *ud, const char *line)
+{
+	struct mig_ui *ui = ud;
+
+	if (!strncmp(line, "PROGRESS ", 9)) {
+		json_t *p = json_loads(line + 9, 0, NULL), *ram = json_object_get(p, "info");
+		const char *phase = json_string_value(json_object_get(p, "phase"));
+		char a[32], b[32];
+		if (ui->tty && phase && ram && json_object_get(ram, "transferred"))
+			fprintf(stderr, "\r%-10s %10s sent, %10s remaining, %.1f MB/s   ", phase,
+				gv_fmt_size((uint64_t)json_integer_value(json_object_get(ram, "transferred")), a, sizeof(a)),
+				gv_fmt_size((uint64_t)json_integer_value(json_object_get(ram, "remaining")), b, sizeof(b)),
+				json_number_value(json_object_get(ram, "mbps")) / 8);
+		else if (ui->tty && phase)
+			fprintf(stderr, "\r%-10s%50s\n", phase, "");
+		json_decref(p);
+	} else if (!strncmp(line, "GRIDVM-RESULT ", 14)) {
+		ui->result = json_loads(line + 14, 0, NULL);
+	}
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "to", required_argument, NULL, 't' },
+		{ "cold", no_argument, NULL, 'c' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "help", no_argument, NULL, 'h' }, { 0 } };
+	static const char help[] =
+		"Usage: gridvm migrate VM --to HOST[:PORT] [--cold] [--json]\n"
+		"Move a running VM to another host's agent (both agents need --listen and\n"
+		"the same grid key). Live by default: the guest pauses only for the last\n"
+		"memory and disk changes. --cold suspends it, moves state and disk, and\n"
+		"resumes it there. Disk blocks the destination holds already are not sent.\n"
+		"Whatever fails, the VM keeps running on exactly one host.\n";
+	json_t *body = json_object(), *res, *sum;
+	struct mig_ui ui = { isatty(2), NULL };
+	char *path, *err = NULL;
+	bool json = false;
+	int c, rc;
+	gv_client *cl;
+
+	while ((c = getopt_long(argc, argv, "t:ch", opts, NULL)) != -1) {
+		if (c == 't')
+			json_object_set_new(body, "to", json_string(optarg));
+		else if (c == 'c')
+			json_object_set_new(body, "cold", json_true());
+		else if (c == 'J')
+			json = true;
+		else
+			return fputs(help, c == 'h' ? stdout : stderr), c == 'h' ? 0 : 2;
+	}
+	if (optind >= argc || !json_object_get(body, "to"))
+		return cli_error("usage: gridvm migrate VM --to HOST[:PORT] [--cold]"), 2;
+	if (!cli_name_ok(argv[optind], "VM"))
+		return 2;
+	cl = cli_connect();
+	path = gv_strdupf("/v1/vms/%s/migrate", argv[optind]);
+	rc = gv_client_stream(cl, path, body, on_line, &ui, &err);
+	res = ui.result;
+	sum = json_object_get(res, "summary");
+	if (rc < 0)
+		cli_error("%s", err);
+	else if (!json_is_true(json_object_get(res, "ok")))
+		cli_error("%s", json_string_value(json_object_get(res, "error")) ?: "no result");
+	else if (json)
+		cli_print_json(sum);
+	else
+		printf("migrated %s to %s (%s) in %.2f s%s\n", argv[optind],
+		       json_string_value(json_object_get(sum, "to")),
+		       json_string_value(json_object_get(sum, "mode")),
+		       json_number_value(json_object_get(sum, "seconds")),
+		       json_object_get(sum, "qemu_downtime_ms")
+			       ? gv_strdupf(", downtime %lld ms (QEMU), guest paused %lld ms",
+					    json_integer_value(json_object_get(sum, "qemu_downtime_ms")),
+					    json_integer_value(json_object_get(sum, "paused_ms")))
+			       : "");
+	rc = rc == 0 && json_is_true(json_object_get(res, "ok")) ? 0 : 1;
+	json_decref(res);
+	json_decref(body);
+	free(path);
+	free(err);
+	gv_client_free(cl);
+	return rc;
+}

@@ -1,0 +1,97 @@
+#!/bin/bash
+# Cold and live migration between two hosts (network namespaces, an agent
+# each): a job that counts and writes a file per step keeps counting on the
+# destination without a restart or a gap, every file it wrote is there, the
+# VM is never left on both hosts or on neither; failures leave it running
+# on the source; bad input gets clear errors.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/hosts.sh"
+hosts_up 3
+hosts_agent_start 1
+hosts_agent_start 2
+# each step: a new file on the VM's disk, then check that all are there
+JOB='i=0; while :; do i=$((i+1)); echo $i >/root/f$i; sync; n=$(ls /root | grep -c "^f"); if [ $n -eq $i ]; then echo $i; else echo "MISSING $i $n"; fi; sleep 0.3; done'
+
+state_on() { hosts_gv "$1" vm show "$2" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])' 2>/dev/null || echo absent; }
+last_on() { local n; n=$(hosts_gv "$1" vm logs "$2" 2>/dev/null | tail -1); echo "${n:-0}"; }
+reaches_on() { # HOST VM N
+	local end=$((SECONDS + 90))
+	while [ $SECONDS -lt $end ]; do
+		local n; n=$(last_on "$1" "$2")
+		case $n in MISSING*) fail "the job lost files: $n" ;; esac
+		[ "$n" -ge "$3" ] 2>/dev/null && return 0
+		sleep 0.3
+	done
+	return 1
+}
+check_log() { # HOST VM: output is 1..N exactly
+	hosts_gv "$1" vm logs "$2" | python3 -c '
+import sys
+lines = sys.stdin.read().split()
+assert not any(l.startswith("MISSING") for l in lines), lines
+nums = [int(l) for l in lines]
+assert nums == list(range(1, len(nums) + 1)), nums
+print(len(nums))'
+}
+only_on() { # HOST VM: running there, absent on the other agent
+	local other=$(( $1 == 1 ? 2 : 1 ))
+	expect_eq "$2 runs on h$1" "$(state_on "$1" "$2")" running
+	expect_eq "$2 is gone from h$other" "$(state_on "$other" "$2")" absent
+	pgrep -f "${HOST_DATA[$other]}/vms/$2/" >/dev/null && fail "a QEMU of $2 is left on h$other"
+	return 0
+}
+
+hosts_gv 1 vm create c --memory 256M --job "$JOB" >/dev/null
+hosts_gv 1 vm start c >/dev/null
+reaches_on 1 c 5 || fail "the job does not count"
+
+# cold: h1 -> h2
+hosts_gv 1 migrate c --to "${HOST_IP[2]}" --cold --json >"$HOSTS_DIR/cold.json"
+only_on 2 c
+at=$(last_on 2 c)
+reaches_on 2 c $((at + 5)) || fail "no progress after the cold migration"
+echo "ok: cold migration, counted 1..$(check_log 2 c) on h2"
+
+# live: h2 -> h1
+hosts_gv 2 migrate c --to "${HOST_IP[1]}" --json >"$HOSTS_DIR/live.json"
+only_on 1 c
+at=$(last_on 1 c)
+reaches_on 1 c $((at + 5)) || fail "no progress after the live migration"
+echo "ok: live migration, counted 1..$(check_log 1 c) on h1"
+python3 - "$HOSTS_DIR/live.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["mode"] == "live", s
+print("ok: QEMU downtime %s ms, guest paused %s ms, total %.2f s" % (
+    s.get("qemu_downtime_ms"), s.get("paused_ms"), s["seconds"]))
+PY
+
+# a destination that is not there: the VM stays and runs on the source
+hosts_gv 1 migrate c --to "${HOST_IP[3]}" 2>"$HOSTS_DIR/e" && fail "migrated to a host without an agent"
+grep -q "runs here still\|destination" "$HOSTS_DIR/e" || fail "unclear: $(cat "$HOSTS_DIR/e")"
+echo "ok: unreachable destination: $(head -1 "$HOSTS_DIR/e")"
+only_on 1 c
+hosts_gv 1 migrate c --to "${HOST_IP[3]}" --cold 2>"$HOSTS_DIR/e" && fail "cold-migrated to nowhere"
+echo "ok: cold to nowhere: $(head -1 "$HOSTS_DIR/e")"
+only_on 1 c
+at=$(last_on 1 c)
+reaches_on 1 c $((at + 3)) || fail "no progress after the failed migrations"
+check_log 1 c >/dev/null
+
+# a destination without the grid key refuses; the VM stays
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$HOSTS_DIR/other.key"
+HOSTS_KEY_OVERRIDE="$HOSTS_DIR/other.key" hosts_agent_start 3
+hosts_gv 1 migrate c --to "${HOST_IP[3]}" 2>"$HOSTS_DIR/e" && fail "migrated to a host with another key"
+grep -q "authentication failed" "$HOSTS_DIR/e" || fail "unclear: $(cat "$HOSTS_DIR/e")"
+echo "ok: wrong key: $(head -1 "$HOSTS_DIR/e")"
+only_on 1 c
+
+# bad input
+hosts_gv 1 migrate ghost --to "${HOST_IP[2]}" 2>"$HOSTS_DIR/e" && fail "migrated a missing VM"
+grep -q "no such VM: ghost" "$HOSTS_DIR/e" || fail "unclear: $(cat "$HOSTS_DIR/e")"
+hosts_gv 1 migrate c --to "${HOST_IP[1]}" 2>"$HOSTS_DIR/e" && fail "migrated to itself"
+grep -q "is on .* already" "$HOSTS_DIR/e" || fail "unclear: $(cat "$HOSTS_DIR/e")"
+hosts_gv 1 vm stop c --force >/dev/null
+hosts_gv 1 migrate c --to "${HOST_IP[2]}" 2>"$HOSTS_DIR/e" && fail "migrated a stopped VM"
+grep -q "cannot migrate VM c: it is stopped" "$HOSTS_DIR/e" || fail "unclear: $(cat "$HOSTS_DIR/e")"
+echo "ok: bad input refused"
