@@ -1029,7 +1029,9 @@ xfer() {
 phases() {
 	local j=$RES/phases-$1${2:-}.log body t0
 	hosts_gv 2 image delete "$PLUS" >/dev/null 2>&1 || true
-	body="{\"name\": \"$PLUS\", \"from\": \"${HOST_IP[1]}\", \"codec\": \"$1\"$([ -n "${2:-}" ] && echo ', "no_local": true')}"
+	body="{\"name\": \"$PLUS\", \"from\": \"${HOST_IP[1]}\", \"codec\": \"$1\""
+	[ -z "${2:-}" ] || body="$body, \"no_local\": true"
+	body="$body}"
 	t0=$(now)
 	curl -sSN --unix-socket "${HOST_SOCK[2]}" -H 'Content-Type: application/json' \
 		-d "$body" http://gridvmd/v1/images/fetch >"$j" 2>&1 ||

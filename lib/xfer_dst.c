@@ -167,20 +167,26 @@ static int recv_index(struct fetch *f, gv_blockidx **bi)
 	rawlen = get_be32(p);
 	zlen = get_be32(p + 4);
 	have = n - 8;
-	z = rawlen && zlen && have <= zlen ? malloc(zlen) : NULL;
-	raw = z ? malloc(rawlen) : NULL;
-	if (!raw) {
+	/* at most 1 GiB of index (32 M blocks); compressed data never grows
+	 * by more than a little; memory follows what actually arrives */
+	if (!rawlen || rawlen > (1u << 30) || !zlen || zlen > rawlen + rawlen / 64 + 4096 ||
+	    have > zlen || !(z = malloc(have ? have : 1))) {
 		r = -EBADMSG;
 		goto out;
 	}
 	memcpy(z, p + 8, have);
 	while (r == 0 && have < zlen && (r = recv_frame(f, XT_INDEX_MORE, &p, &n)) == 0) {
-		if (n > zlen - have)
+		uint8_t *nz = n <= zlen - have ? realloc(z, have + n) : NULL;
+		if (!nz) {
 			r = -EBADMSG;
-		else
-			memcpy(z + have, p, n);
+			break;
+		}
+		z = nz;
+		memcpy(z + have, p, n);
 		have += n;
 	}
+	if (r == 0 && !(raw = malloc(rawlen)))
+		r = -ENOMEM;
 	if (r == 0 && (ZSTD_decompress(raw, rawlen, z, zlen) != rawlen ||
 		       gv_blockidx_parse(raw, rawlen, bi) < 0))
 		r = -EBADMSG;

@@ -41,9 +41,14 @@ echo junk >"$GRIDVM_DATA/exists"
 expect_err "save over an existing file" "exists already" "$GV" vm save dup "$GRIDVM_DATA/exists"
 expect_err "delete a running VM" "stop it first" "$GV" vm delete dup
 "$GV" vm save dup "$GRIDVM_DATA/dup.state" >/dev/null
-expect_err "restore from a file that is not a VM state" "not a saved VM state" \
+expect_err "restore from another VM's or an older file" "was saved to" \
 	"$GV" vm restore dup "$GRIDVM_DATA/exists"
-expect_eq "still saved after the bad restore" "$(vm_state dup)" saved
+cp "$GRIDVM_DATA/dup.state" "$GRIDVM_DATA/dup.good"
+printf 'JUNK' | dd of="$GRIDVM_DATA/dup.state" conv=notrunc 2>/dev/null
+expect_err "restore from a damaged state file" "not a saved VM state" \
+	"$GV" vm restore dup "$GRIDVM_DATA/dup.state"
+expect_eq "still saved after the bad restores" "$(vm_state dup)" saved
+mv "$GRIDVM_DATA/dup.good" "$GRIDVM_DATA/dup.state"
 "$GV" vm restore dup "$GRIDVM_DATA/dup.state" >/dev/null
 expect_eq "good restore afterwards" "$(vm_state dup)" running
 
