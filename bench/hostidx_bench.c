@@ -7,6 +7,7 @@
  * process's resident memory.
  *
  *   gridvm-hostidx-bench [BLOCKS (default 4000000)] [DIR (default /var/tmp)]
+ *                        [LOOKUPS (default 4000000)]
  */
 #include <gridvm/hostidx.h>
 
@@ -86,6 +87,7 @@ static double lookups(gv_hostidx *h, gv_blockidx *b, uint64_t count, bool presen
 int main(int argc, char **argv)
 {
 	uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 4000000, hits;
+	uint64_t nl = argc > 3 ? strtoull(argv[3], NULL, 10) : 4000000;
 	char *dir = gv_strdupf("%s/gv-hostidx-bench.%d", argc > 2 ? argv[2] : "/var/tmp",
 			       (int)getpid());
 	gv_hostidx *h;
@@ -108,10 +110,10 @@ int main(int argc, char **argv)
 	}
 	add_s = now() - t0;
 	gv_hostidx_stats_get(h, &st);
-	hit_rate = lookups(h, b[0], 4000000, true, &hits);
-	if (hits != 4000000)
+	hit_rate = lookups(h, b[0], nl, true, &hits);
+	if (hits != nl)
 		return fprintf(stderr, "missed present blocks\n"), 1;
-	miss_rate = lookups(h, b[0], 4000000, false, &hits);
+	miss_rate = lookups(h, b[0], nl, false, &hits);
 	printf("| blocks indexed | %llu (%.1f GiB of 4 KiB blocks) |\n", (unsigned long long)st.used,
 	       (double)st.used * 4096 / (1 << 30));
 	printf("| table file | %.1f MiB, %.1f bytes per block (16-byte slots, load %.2f) |\n",
