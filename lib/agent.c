@@ -213,6 +213,10 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 		return vm_log(a, c, name, which);
 	if (!strcmp(sub, "checkpoints"))
 		return vm_checkpoints(a, c, method, name, which, body);
+	if (!strcmp(sub, "migrate-cancel") && !strcmp(method, "POST")) {
+		rc = gv_migrate_cancel(a->h, name, &e);
+		return send_result(c, rc, &e, NULL);
+	}
 	if (!strcmp(sub, "migrate") && !strcmp(method, "POST")) {
 		json_t *b = json_is_object(body) ? json_incref(body) : json_object();
 		enum MHD_Result ret;
@@ -473,7 +477,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			return send_json(c, 400, json_pack("{s:s}", "error",
 							   "request body is not JSON"));
 	}
-	if (!strcmp(url, "/v1/checkpoints") && !strcmp(method, "GET"))
+	if (!strcmp(url, "/v1/migrations") && !strcmp(method, "GET"))
+		ret = send_json(c, 200, gv_migrate_status(a->h));
+	else if (!strcmp(url, "/v1/checkpoints") && !strcmp(method, "GET"))
 		ret = send_json(c, 200, gv_checkpoint_list(a->h, NULL));
 	else if (!strcmp(url, "/v1/host") && !strcmp(method, "GET"))
 		ret = send_json(c, 200, gv_host_info(a->h));

@@ -370,6 +370,8 @@ json_t *gv_migrate_control(void *ud, json_t *req)
 
 struct mig {
 	gv_host *h;
+	const char *mode;
+	char to[300];
 	gv_vmrec *r;
 	const gv_vmpaths *p;
 	char host[256];
@@ -381,11 +383,103 @@ struct mig {
 	gv_err *e;
 };
 
+/* Phases, in the order they happen; a migration never goes back. */
+static const char *const phases[] = { "prepare", "suspend", "transfer", "memory",
+				      "disk-final", "switch", "confirm", "cleanup",
+				      "done", "aborted" };
+
+static int phase_index(const char *name)
+{
+	for (int i = 0; i < (int)(sizeof(phases) / sizeof(phases[0])); i++)
+		if (name && !strcmp(name, phases[i]))
+			return i;
+	return -1;
+}
+
+/* Persist the phase to VMDIR/migration.json (gridvm migrate status reads
+ * it; a restarted agent finds unfinished migrations by it). */
 static void phase(struct mig *m, const char *name, json_t *info)
 {
+	char *path = gv_strdupf("%s/migration.json", m->p->dir), *text, *old = NULL;
+	json_t *j, *prev = NULL;
+
+	if (gv_read_file(path, &old, NULL) == 0)
+		prev = json_loads(old, 0, NULL);
+	/* the guard: a phase is only ever replaced by a later one */
+	if (phase_index(name) >= phase_index(json_string_value(json_object_get(prev, "phase"))) ||
+	    !prev) {
+		j = json_pack("{s:s, s:s, s:s, s:I, s:f, s:O?}", "vm", m->r->def->name, "mode",
+			      m->mode, "to", m->to, "started", (json_int_t)(m->t0 / 1000),
+			      "seconds", (double)(gv_now_ms() - m->t0) / 1000.0, "info", info);
+		json_object_set_new(j, "phase", json_string(name));
+		text = json_dumps(j, JSON_COMPACT);
+		if (gv_write_file_atomic(path, text, strlen(text)) < 0)
+			fprintf(stderr, "gridvmd: cannot record the migration phase\n");
+		free(text);
+		json_decref(j);
+	}
 	if (m->progress)
 		m->progress(m->ud, name, info);
+	json_decref(prev);
 	json_decref(info);
+	free(old);
+	free(path);
+}
+
+/* `gridvm migrate cancel`: the source checks this between steps. */
+static pthread_mutex_t cancel_mu = PTHREAD_MUTEX_INITIALIZER;
+static char cancel_vm[64];
+
+static bool cancelled(struct mig *m)
+{
+	bool c;
+
+	pthread_mutex_lock(&cancel_mu);
+	c = !strcmp(cancel_vm, m->r->def->name);
+	if (c)
+		cancel_vm[0] = '\0';
+	pthread_mutex_unlock(&cancel_mu);
+	return c;
+}
+
+int gv_migrate_cancel(gv_host *h, const char *name, gv_err *e)
+{
+	char *path;
+	json_t *j;
+	int r = 0;
+
+	if (!gv_name_valid(name))
+		return gv_err_set(e, -ENOENT, "no such VM: %s", name);
+	path = gv_strdupf("%s/vms/%s/migration.json", h->datadir, name);
+	j = json_load_file(path, 0, NULL);
+	free(path);
+	if (!j || phase_index(json_string_value(json_object_get(j, "phase"))) >= phase_index("switch"))
+		r = gv_err_set(e, -EBUSY, "no migration of %s that can still be cancelled", name);
+	json_decref(j);
+	if (r == 0) {
+		pthread_mutex_lock(&cancel_mu);
+		snprintf(cancel_vm, sizeof(cancel_vm), "%s", name);
+		pthread_mutex_unlock(&cancel_mu);
+	}
+	return r;
+}
+
+json_t *gv_migrate_status(gv_host *h)
+{
+	json_t *a = json_array();
+	char **names = NULL;
+
+	if (gv_store_vm_names(h->store, &names) < 0)
+		return a;
+	for (char **n = names; *n; n++) {
+		char *path = gv_strdupf("%s/vms/%s/migration.json", h->datadir, *n);
+		json_t *j = json_load_file(path, 0, NULL);
+		if (j)
+			json_array_append_new(a, j);
+		free(path);
+	}
+	gv_strv_free(names);
+	return a;
 }
 
 /* One control request; a refusal becomes an error with its reason. */
@@ -435,6 +529,8 @@ static int mig_src_cold(struct mig *m, json_t **summary)
 			snprintf(m->e->msg + n, sizeof(m->e->msg) - n, "; the VM runs here again");
 		}
 	}
+	if (r < 0)
+		phase(m, "aborted", json_pack("{s:s}", "error", m->e->msg));
 	if (r == 0) {
 		phase(m, "cleanup", NULL);
 		(void)vm_delete_locked(m->h, m->r, m->p, "force", &local);
@@ -461,6 +557,10 @@ static int mig_src_precopy(struct mig *m, gv_qmp *q)
 		if (!strcmp(s, "pre-switchover")) {
 			json_decref(st);
 			return 0;
+		}
+		if (cancelled(m)) {
+			json_decref(st);
+			return gv_err_set(m->e, -ECANCELED, "migration cancelled");
 		}
 		phase(m, "memory", json_incref(json_object_get(st, "ram")));
 		json_decref(st);
@@ -508,8 +608,12 @@ static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms)
 	r = mig_src_ask(m, json_pack("{s:s, s:s, s:s}", "op", "live-disk", "name",
 				     m->r->def->name, "from", m->h->xfer_addr),
 			60 * 60 * 1000, NULL);
-	if (r == 0)
+	if (r == 0 && cancelled(m))
+		r = gv_err_set(m->e, -ECANCELED, "migration cancelled");
+	if (r == 0) {
+		phase(m, "switch", NULL);
 		r = host_qmp_run(q, "migrate-continue", args, m->e);
+	}
 	if (r == 0)
 		r = host_wait_migration(q, 10 * 60 * 1000, m->e);
 	*paused_ms = gv_now_ms() - t;
@@ -553,6 +657,8 @@ static int mig_src_live(struct mig *m, json_t **summary)
 		size_t n = strlen(m->e->msg);
 		snprintf(m->e->msg + n, sizeof(m->e->msg) - n, "; the VM runs here still");
 	}
+	if (r < 0)
+		phase(m, "aborted", json_pack("{s:s}", "error", m->e->msg));
 	if (r == 0) {
 		gv_err local;
 		phase(m, "cleanup", NULL);
@@ -575,7 +681,8 @@ static int mig_src_live(struct mig *m, json_t **summary)
 int gv_vm_migrate(gv_host *h, const char *name, const char *to, bool cold,
 		  gv_migrate_progress progress, void *ud, json_t **summary, gv_err *e)
 {
-	struct mig m = { .h = h, .progress = progress, .ud = ud, .t0 = gv_now_ms(), .e = e };
+	struct mig m = { .h = h, .progress = progress, .ud = ud, .t0 = gv_now_ms(), .e = e,
+			 .mode = cold ? "cold" : "live" };
 	struct vmlock *l;
 	gv_vmpaths p;
 	int r;
@@ -583,6 +690,7 @@ int gv_vm_migrate(gv_host *h, const char *name, const char *to, bool cold,
 	if (!h->xfer_addr)
 		return gv_err_set(e, -EINVAL, "this agent serves no transfers; start gridvmd "
 				  "with --listen ADDR to migrate");
+	snprintf(m.to, sizeof(m.to), "%s", to ? to : "");
 	if (!to || gv_xfer_peer_parse(to, m.host, sizeof(m.host), &m.port) < 0)
 		return gv_err_set(e, -EINVAL, "invalid destination '%s' (HOST[:PORT])",
 				  to ? to : "");
@@ -601,6 +709,9 @@ int gv_vm_migrate(gv_host *h, const char *name, const char *to, bool cold,
 		host_refresh(h, m.r);
 		gv_vmpaths_init(&p, h->datadir, name);
 		m.p = &p;
+		char *rec = gv_strdupf("%s/migration.json", p.dir);
+		unlink(rec); /* a new migration starts its own record */
+		free(rec);
 		if (m.r->state != GV_VM_RUNNING && m.r->state != GV_VM_PAUSED)
 			r = gv_err_set(e, -EBUSY, "cannot migrate VM %s: it is %s", name,
 				       gv_vmstate_name(m.r->state));

@@ -16,6 +16,8 @@
  *   GET    /v1/checkpoints            all VMs' checkpoints
  *   POST   /v1/vms/NAME/migrate       {"to": "HOST[:PORT]", "cold": bool}
  *          streams "PROGRESS <json>" lines, then "GRIDVM-RESULT <json>"
+ *   POST   /v1/vms/NAME/migrate-cancel    back out before the switch
+ *   GET    /v1/migrations             last recorded phase of each migration
  *   GET    /v1/images                 DELETE /v1/images/NAME
  *   POST   /v1/images/import          {"name", "file"}
  *   POST   /v1/images/NAME/index      block index + host-wide index

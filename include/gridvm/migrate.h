@@ -32,6 +32,11 @@ int gv_vm_migrate(gv_host *h, const char *name, const char *to, bool cold,
 		  gv_migrate_progress progress, void *ud, json_t **summary,
 		  gv_err *e) GV_WUR;
 
+/* Ask the running migration of @name to back out (before the switch). */
+int gv_migrate_cancel(gv_host *h, const char *name, gv_err *e) GV_WUR;
+/* The last recorded phase of every VM's migration on this host. */
+json_t *gv_migrate_status(gv_host *h);
+
 /* The destination's handler of control requests (gv_xfer_control_fn,
  * with the gv_host as @ud). */
 json_t *gv_migrate_control(void *ud, json_t *request);

@@ -34,8 +34,57 @@ static void on_line(void *ud, const char *line)
 	}
 }
 
+static int migrate_status(int argc, char **argv)
+{
+	json_t *out = NULL, *m;
+	size_t i;
+	gv_client *cl = cli_connect();
+
+	if (cli_call(cl, "GET", "/v1/migrations", NULL, &out) < 0)
+		return 1;
+	if (argc > 1 && !strcmp(argv[1], "--json")) {
+		cli_print_json(out);
+	} else {
+		printf("%-16s %-5s %-22s %-11s %8s  %s\n", "VM", "MODE", "TO", "PHASE", "SECONDS",
+		       "ERROR");
+		json_array_foreach(out, i, m)
+			printf("%-16s %-5s %-22s %-11s %8.1f  %s\n",
+			       json_string_value(json_object_get(m, "vm")),
+			       json_string_value(json_object_get(m, "mode")),
+			       json_string_value(json_object_get(m, "to")),
+			       json_string_value(json_object_get(m, "phase")),
+			       json_number_value(json_object_get(m, "seconds")),
+			       json_string_value(json_object_get(json_object_get(m, "info"), "error")) ?: "");
+	}
+	json_decref(out);
+	gv_client_free(cl);
+	return 0;
+}
+
+static int migrate_cancel(int argc, char **argv)
+{
+	char *path;
+	int rc;
+	gv_client *cl;
+
+	if (argc < 2 || !cli_name_ok(argv[1], "VM"))
+		return cli_error("usage: gridvm migrate cancel VM"), 2;
+	cl = cli_connect();
+	path = gv_strdupf("/v1/vms/%s/migrate-cancel", argv[1]);
+	rc = cli_call(cl, "POST", path, NULL, NULL) < 0 ? 1 : 0;
+	if (rc == 0)
+		printf("asked the migration of %s to back out\n", argv[1]);
+	free(path);
+	gv_client_free(cl);
+	return rc;
+}
+
 int cmd_migrate(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "status"))
+		return migrate_status(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "cancel"))
+		return migrate_cancel(argc - 1, argv + 1);
 	static const struct option opts[] = {
 		{ "to", required_argument, NULL, 't' },
 		{ "cold", no_argument, NULL, 'c' },
@@ -43,6 +92,8 @@ int cmd_migrate(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' }, { 0 } };
 	static const char help[] =
 		"Usage: gridvm migrate VM --to HOST[:PORT] [--cold] [--json]\n"
+		"       gridvm migrate status [--json]     phase of each migration\n"
+		"       gridvm migrate cancel VM           back out (before the switch)\n"
 		"Move a running VM to another host's agent (both agents need --listen and\n"
 		"the same grid key). Live by default: the guest pauses only for the last\n"
 		"memory and disk changes. --cold suspends it, moves state and disk, and\n"

@@ -78,6 +78,28 @@ at=$(last_on 1 c)
 reaches_on 1 c $((at + 3)) || fail "no progress after the failed migrations"
 check_log 1 c >/dev/null
 
+hosts_gv 1 migrate status --json | python3 -c '
+import json, sys
+m = [x for x in json.load(sys.stdin) if x["vm"] == "c"][0]
+assert m["phase"] == "aborted" and "error" in m["info"], m
+print("ok: migrate status records the failed attempt:", m["info"]["error"][:60])'
+
+# cancel in the middle of the memory copy (a slow link): the VM stays
+hosts_shape 2 4mbit
+( hosts_gv 1 migrate c --to "${HOST_IP[2]}" 2>"$HOSTS_DIR/cancel.err" >/dev/null || true ) &
+mig=$!
+wait_for 120 sh -c "'$GV' --help >/dev/null; GRIDVM_DATA='${HOST_DATA[1]}' GRIDVM_SOCKET='${HOST_SOCK[1]}' GRIDVM_NO_AUTOSTART=1 '$GV' migrate status --json | grep -q '\"phase\": \"memory\"'" \
+	|| fail "the migration never reached the memory phase"
+hosts_gv 1 migrate cancel c >/dev/null
+wait $mig
+grep -q "cancelled" "$HOSTS_DIR/cancel.err" || fail "not cancelled: $(cat "$HOSTS_DIR/cancel.err")"
+echo "ok: cancelled during the memory copy: $(head -1 "$HOSTS_DIR/cancel.err")"
+hosts_unshape 2
+only_on 1 c
+at=$(last_on 1 c)
+reaches_on 1 c $((at + 3)) || fail "no progress after the cancel"
+check_log 1 c >/dev/null
+
 # a destination without the grid key refuses; the VM stays
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$HOSTS_DIR/other.key"
 HOSTS_KEY_OVERRIDE="$HOSTS_DIR/other.key" hosts_agent_start 3
