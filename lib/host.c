@@ -350,6 +350,30 @@ static bool ephemeral_expired(gv_host *h, gv_vmrec *r)
 	return old;
 }
 
+/* At reattach: a VM that was arriving by migration and never confirmed
+ * (its agent died meanwhile) is dropped; the source kept it. */
+static bool drop_unconfirmed(gv_host *h, const char *name)
+{
+	gv_vmpaths p;
+	gv_vmrec *r = NULL;
+	char *mark;
+	bool drop;
+
+	gv_vmpaths_init(&p, h->datadir, name);
+	mark = gv_strdupf("%s/.incoming", p.dir);
+	drop = access(mark, F_OK) == 0 && gv_store_vm_get(h->store, name, &r) == 0;
+	if (drop) {
+		fprintf(stderr, "gridvmd: dropping %s, an unconfirmed incoming migration\n", name);
+		vm_kill_qemu(r, &p);
+		if (gv_store_vm_delete(h->store, name) == 0)
+			gv_rm_rf(p.dir);
+	}
+	gv_vmrec_free(r);
+	free(mark);
+	gv_vmpaths_clear(&p);
+	return drop;
+}
+
 static void refresh_one(gv_host *h, const char *name, bool sync, bool wait)
 {
 	struct vmlock *l = wait ? host_vm_lock(h, name) : host_vm_trylock(h, name);
@@ -358,6 +382,10 @@ static void refresh_one(gv_host *h, const char *name, bool sync, bool wait)
 
 	if (!l) /* a long verb runs on this VM; it keeps the record current */
 		return;
+	if (wait && drop_unconfirmed(h, name)) {
+		host_vm_unlock(h, l);
+		return;
+	}
 	if (gv_store_vm_get(h->store, name, &r) == 0 && !host_refresh(h, r) && sync &&
 	    (r->state == GV_VM_RUNNING || r->state == GV_VM_PAUSED))
 		sync_runstate(h, r);

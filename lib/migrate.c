@@ -142,8 +142,22 @@ static int mig_dst_begin(gv_host *h, json_t *req, gv_vmdef **d, gv_vmpaths *p, g
 	gv_vmpaths_init(p, h->datadir, (*d)->name);
 	r = gv_mkdir_p(p->dir, 0755);
 	if (r < 0)
-		gv_err_set(e, r, "cannot create %s", p->dir);
+		return gv_err_set(e, r, "cannot create %s", p->dir);
+	/* until the VM is confirmed here, a restarted agent drops it */
+	char *mark = gv_strdupf("%s/.incoming", p->dir);
+	r = gv_write_file_atomic(mark, "", 0);
+	free(mark);
+	if (r < 0)
+		gv_err_set(e, r, "cannot write in %s", p->dir);
 	return r;
+}
+
+static void mig_dst_settled(const gv_vmpaths *p)
+{
+	char *mark = gv_strdupf("%s/.incoming", p->dir);
+
+	unlink(mark);
+	free(mark);
 }
 
 /* Undo a half-made VM here. */
@@ -195,6 +209,8 @@ static json_t *mig_dst_cold(gv_host *h, json_t *req)
 	}
 	if (r < 0)
 		mig_dst_drop(h, name, &p);
+	else
+		mig_dst_settled(&p);
 	gv_vmdef_free(d);
 	gv_vmpaths_clear(&p);
 	free(state);
@@ -316,6 +332,8 @@ static json_t *mig_dst_live_confirm(gv_host *h, json_t *req)
 		r->started = gv_now_s();
 		rc = host_put(h, r, &e);
 	}
+	if (rc == 0)
+		mig_dst_settled(&p);
 	gv_qmp_free(q);
 	gv_vmpaths_clear(&p);
 	gv_vmrec_free(r);
@@ -360,6 +378,13 @@ json_t *gv_migrate_control(void *ud, json_t *req)
 		rep = mig_dst_live_confirm(h, req);
 	else if (!strcmp(op, "live-abort"))
 		rep = mig_dst_live_abort(h, req);
+	else if (!strcmp(op, "live-ping")) {
+		gv_vmrec *r = NULL;
+		rep = gv_store_vm_get(h->store, name, &r) == 0
+			      ? json_pack("{s:b}", "ok", 1)
+			      : reply_err("no incoming VM %s here", name);
+		gv_vmrec_free(r);
+	}
 	else
 		rep = reply_err("unknown operation %s", op);
 	host_vm_unlock(h, l);
@@ -544,6 +569,8 @@ static int mig_src_cold(struct mig *m, json_t **summary)
 /* Poll until QEMU stops before switchover, reporting RAM progress. */
 static int mig_src_precopy(struct mig *m, gv_qmp *q)
 {
+	uint64_t last_ping = gv_now_ms();
+
 	for (uint64_t end = gv_now_ms() + 60 * 60 * 1000; gv_now_ms() < end;) {
 		json_t *st = NULL;
 		int r = gv_qmp_execute(q, "query-migrate", NULL, 5000, &st, NULL);
@@ -561,6 +588,14 @@ static int mig_src_precopy(struct mig *m, gv_qmp *q)
 		if (cancelled(m)) {
 			json_decref(st);
 			return gv_err_set(m->e, -ECANCELED, "migration cancelled");
+		}
+		if (gv_now_ms() - last_ping > 3000) { /* is the destination still there? */
+			last_ping = gv_now_ms();
+			if (mig_src_ask(m, json_pack("{s:s, s:s}", "op", "live-ping", "name",
+						     m->r->def->name), 5000, NULL) < 0) {
+				json_decref(st);
+				return -EHOSTDOWN;
+			}
 		}
 		phase(m, "memory", json_incref(json_object_get(st, "ram")));
 		json_decref(st);

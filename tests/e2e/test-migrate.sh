@@ -100,6 +100,28 @@ at=$(last_on 1 c)
 reaches_on 1 c $((at + 3)) || fail "no progress after the cancel"
 check_log 1 c >/dev/null
 
+# the destination's agent killed during the memory copy: the source backs
+# out and keeps the VM; the restarted destination agent drops its
+# unconfirmed incoming copy
+hosts_shape 2 4mbit
+( hosts_gv 1 migrate c --to "${HOST_IP[2]}" 2>"$HOSTS_DIR/kill.err" >/dev/null || true ) &
+mig=$!
+wait_for 120 sh -c "GRIDVM_DATA='${HOST_DATA[1]}' GRIDVM_SOCKET='${HOST_SOCK[1]}' GRIDVM_NO_AUTOSTART=1 '$GV' migrate status --json | grep -q '\"phase\": \"memory\"'" \
+	|| fail "the migration never reached the memory phase"
+kill -9 "${HOST_AGENT_PID[2]}"
+wait $mig
+echo "ok: destination agent killed mid-copy: $(head -1 "$HOSTS_DIR/kill.err")"
+grep -q "runs here still" "$HOSTS_DIR/kill.err" || fail "unclear: $(cat "$HOSTS_DIR/kill.err")"
+hosts_unshape 2
+expect_eq "c still runs on h1" "$(state_on 1 c)" running
+hosts_agent_start 2
+no_qemu_on_h2() { ! pgrep -f "${HOST_DATA[2]}/vms/c/" >/dev/null; }
+wait_for 30 no_qemu_on_h2 || fail "the incoming QEMU on h2 was left"
+only_on 1 c
+at=$(last_on 1 c)
+reaches_on 1 c $((at + 3)) || fail "no progress after the destination died"
+check_log 1 c >/dev/null
+
 # a destination without the grid key refuses; the VM stays
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$HOSTS_DIR/other.key"
 HOSTS_KEY_OVERRIDE="$HOSTS_DIR/other.key" hosts_agent_start 3
