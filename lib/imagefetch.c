@@ -63,7 +63,7 @@ int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 {
 	const char *as = o->as && *o->as ? o->as : o->name, *fmt;
 	uint8_t key[GV_XFER_KEY_LEN];
-	char host[256], err[512], *dst, *existing = NULL;
+	char host[256], err[512], *dst, *idxdst, *existing = NULL;
 	gv_fetch_opts fo = { 0 };
 	gv_hostidx *hi = NULL;
 	json_t *idx = NULL;
@@ -87,8 +87,10 @@ int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 		return gv_err_set(e, r, "cannot read the grid key %s: %s", h->grid_key,
 				  strerror(-r));
 	dst = gv_strdupf("%s/images/%s.img", h->datadir, as);
+	idxdst = gv_strdupf("%s/images/%s.gvidx", h->datadir, as);
 	fo = (gv_fetch_opts){ .host = host, .port = port, .image = o->name, .dest = dst,
 			      .codec = (gv_codec)codec, .level = o->level, .key = key,
+			      .index_dest = idxdst,
 			      .timeout_ms = o->timeout_ms, .progress = progress_hook,
 			      .ud = (void *)o, .iterative = o->iterative,
 			      .max_passes = o->max_passes, .freeze = freeze_hook,
@@ -105,6 +107,7 @@ int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 		json_object_set_new(*summary, "index_error", json_string(e->msg));
 	json_decref(idx);
 	free(dst);
+	free(idxdst);
 	return r;
 }
 

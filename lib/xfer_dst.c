@@ -749,6 +749,20 @@ static json_t *summary(struct fetch *f)
 	return j;
 }
 
+/* The index we received describes the file we built (the whole-image
+ * digest matched): keep it, with this file's mtime, so it is current. */
+static void save_index(struct fetch *f)
+{
+	struct stat st;
+
+	if (stat(f->o->dest, &st) < 0)
+		return;
+	f->bi->image_mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL +
+				(uint64_t)st.st_mtim.tv_nsec;
+	if (gv_blockidx_save(f->bi, f->o->index_dest) < 0)
+		unlink(f->o->index_dest); /* it will be rebuilt when needed */
+}
+
 int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 {
 	struct fetch f = { .o = o, .fd = -1, .err = err, .errlen = errlen };
@@ -770,6 +784,8 @@ int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 		r = fail(&f, -errno, "cannot sync %s", f.partial);
 	else if (r == 0 && !(o->iterative && o->no_final))
 		r = finish(&f);
+	if (r == 0 && o->index_dest && !o->in_place)
+		save_index(&f);
 	if (r == 0) {
 		progress(&f, "done", true);
 		*out = summary(&f);

@@ -81,6 +81,8 @@ typedef struct gv_fetch_opts {
 	int level;                 /* codec level, 0 = its default */
 	unsigned window;           /* requests in flight, 0 = default (64) */
 	unsigned run_blocks;       /* max blocks per request, 0 = 256 */
+	const char *index_dest;    /* if set, save the received block index
+				    * there, current for @dest (no re-hash) */
 	bool in_place;             /* write into @dest itself (it may be open
 				    * elsewhere, e.g. by an incoming QEMU) and
 				    * keep every block that already matches */
