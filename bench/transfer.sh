@@ -8,10 +8,10 @@
 #   bench/transfer.sh                  # everything; writes docs/bench-transfer.md
 #                                      # and docs/bench-transfer.svg
 #   bench/transfer.sh --report-only    # re-write the doc from the last results
-#   options: --rates 100mbit,20mbit,2mbit  --max-measure SECONDS (600)
-#            --hash-runs N (3)  --results DIR  --no-doc
+#   options: --rates 100mbit,20mbit,2mbit  --max-measure SECONDS (300)
+#            --hash-runs N (3)  --results DIR  --no-doc  --methods LIST
 #
-# How long: about 40 minutes (most of it at 2 Mbit/s), plus about 2 minutes
+# How long: about 35 minutes (most of it at 2 Mbit/s), plus about 2 minutes
 # the first time to build the four debootstrap images (cached in
 # /var/tmp/gridvm-bench-images; delete a file there to rebuild it).
 #
@@ -25,11 +25,14 @@
 #  3. moves bookworm-plus from h1 to h2 over links shaped with tbf to each
 #     rate, with: a plain TCP copy (nc, the whole file, not sparse-aware),
 #     gridvm without local blocks, gridvm with local blocks and each codec,
-#     rsync (daemon on h1, the most similar image as the basis, -z) and
+#     rsync (daemon on h1, the most similar image as the basis, -z), once
+#     with --inplace --no-whole-file and once without --inplace, and
 #     casync (store served over HTTP from h1, the local images as seeds);
-#     wall time and bytes on h2's eth0 for each; methods whose transfer would
-#     take longer than --max-measure are computed from the bytes an earlier
-#     (faster) link measured and the link rate, and marked as computed;
+#     wall time and bytes on h2's eth0 for each, plus a 16 MiB nc stream per
+#     link for what TCP itself costs; methods whose transfer would take
+#     longer than --max-measure (300 s: keeps the run near 35 minutes) are
+#     computed from the bytes an earlier (faster) link measured and the
+#     link rate, and marked as computed;
 #  4. the ideal bytes (the missing unique blocks zstd-compressed in 1 MiB
 #     groups plus the zstd-compressed block index) and a model of what the
 #     gridvm protocol sends;
@@ -468,14 +471,14 @@ def report(res, doc, svg):
              "links with gridvm's block transfer against a plain copy, rsync and casync. "
              "Everything below was written by the script; only the Discussion at the end is "
              "by hand.\n" % round(meta["total_seconds"] / 60))
-    o.append("Recorded %s. The whole run took %.1f minutes%s; load average before: %s.\n"
+    o.append("Recorded %s. The whole run took %.1f minutes%s; load average before: %s."
              % (mach["date"], meta["total_seconds"] / 60,
                 " (images taken from the cache)" if not meta.get("built_images")
                 else " (including %d s of image building)" % meta.get("build_seconds", 0),
                 mach["loadavg"]) + (" Load average at the end: %s. Other sessions were "
                 "using this machine at the same time (their load shows in the CPU-bound "
                 "numbers: hashing and loopback)." % meta["loadavg_end"]
-                if "loadavg_end" in meta else ""))
+                if "loadavg_end" in meta else "") + "\n")
     o.append("## Machine\n")
     o.append(md_table(["", ""], [
         ["CPU", "%s, %d cores%s" % (mach["cpu"], mach["cores"], " (SHA-NI)" if mach["sha_ni"] else "")],
@@ -679,9 +682,10 @@ def report(res, doc, svg):
         o.append("\nWhere a gridvm fetch spends its time (unshaped; one more fetch each, "
                  "through the agent's API to get its progress lines, which come at most every "
                  "200 ms, so each phase is ±0.2 s): rebuilding blocks found on h2, receiving "
-                 "the missing ones, syncing and checking the whole-image SHA-256, and after the "
-                 "transfer indexing the new image (`gridvm image index` of it, done by the "
-                 "fetch) plus the API round trip.\n")
+                 "the missing ones, syncing and checking the whole-image SHA-256; then, after "
+                 "the fetch's own count of seconds, registering the new image in h2's block "
+                 "index (`gv_image_index`, which hashes the image again unless the fetch left "
+                 "a current `.gvidx`) plus the API round trip.\n")
         rows = []
         for r in ph:
             first, last, res = {}, {}, None

@@ -35,6 +35,7 @@ struct slot {
 struct source {
 	uint32_t id, shift;
 	char *name, *path, *idx;
+	uint8_t sha[32]; /* the image's whole SHA-256 when it was added */
 };
 
 struct gv_hostidx {
@@ -185,11 +186,15 @@ static int sources_save(gv_hostidx *h)
 	char *text;
 	int r;
 
-	for (size_t i = 0; i < h->nsrc; i++)
-		json_array_append_new(a, json_pack("{s:i, s:s, s:s, s:s, s:i}", "id",
+	for (size_t i = 0; i < h->nsrc; i++) {
+		char hex[65];
+		for (int k = 0; k < 32; k++)
+			sprintf(hex + 2 * k, "%02x", h->src[i].sha[k]);
+		json_array_append_new(a, json_pack("{s:i, s:s, s:s, s:s, s:i, s:s}", "id",
 						   h->src[i].id, "name", h->src[i].name,
 						   "path", h->src[i].path, "idx", h->src[i].idx,
-						   "block_shift", h->src[i].shift));
+						   "block_shift", h->src[i].shift, "sha256", hex));
+	}
 	j = json_pack("{s:i, s:i, s:o}", "version", 1, "next_id", h->next_id, "sources", a);
 	text = json_dumps(j, JSON_INDENT(1));
 	r = gv_write_file_atomic(h->src_path, text, strlen(text));
@@ -216,7 +221,13 @@ static void sources_load(gv_hostidx *h)
 		h->src[h->nsrc++] = (struct source){
 			(uint32_t)json_integer_value(json_object_get(e, "id")),
 			(uint32_t)json_integer_value(json_object_get(e, "block_shift")),
-			strdup(n), strdup(p), strdup(x) };
+			strdup(n), strdup(p), strdup(x), { 0 } };
+		const char *sha = json_string_value(json_object_get(e, "sha256"));
+		for (int k = 0; sha && strlen(sha) == 64 && k < 32; k++) {
+			unsigned v;
+			if (sscanf(sha + 2 * k, "%2x", &v) == 1)
+				h->src[h->nsrc - 1].sha[k] = (uint8_t)v;
+		}
 	}
 	json_decref(j);
 }
@@ -352,7 +363,16 @@ static int add_locked(gv_hostidx *h, const char *name, const char *path,
 
 	if (!h->hdr)
 		return -EIO; /* an earlier failure left no table */
-	if (find_source(h, name) >= 0 && (r = remove_locked(h, name)) < 0)
+	ssize_t old = find_source(h, name);
+	/* the same image again (same file, same content): nothing to do, no
+	 * rebuild of the table */
+	if (old >= 0 && !strcmp(h->src[old].path, path) &&
+	    !memcmp(h->src[old].sha, bi->image_sha256, 32) && !h->hdr->dirty) {
+		if (id)
+			*id = h->src[old].id;
+		return 0;
+	}
+	if (old >= 0 && (r = remove_locked(h, name)) < 0)
 		return r;
 	nid = h->next_id++;
 	mark(h, 1);
@@ -362,8 +382,9 @@ static int add_locked(gv_hostidx *h, const char *name, const char *path,
 	h->src = realloc(h->src, (h->nsrc + 1) * sizeof(*h->src));
 	if (!h->src)
 		abort();
-	h->src[h->nsrc++] = (struct source){ nid, bi->block_shift, strdup(name),
-					     strdup(path), strdup(idx_path) };
+	h->src[h->nsrc] = (struct source){ nid, bi->block_shift, strdup(name),
+					   strdup(path), strdup(idx_path), { 0 } };
+	memcpy(h->src[h->nsrc++].sha, bi->image_sha256, 32);
 	r = sources_save(h);
 	if (r < 0)
 		return r;

@@ -240,7 +240,7 @@ static int image_similarity(int argc, char **argv)
 		json_t *rows = json_object_get(out, "rows");
 		printf("%-16s %12s", "image", "blocks");
 		json_array_foreach(rows, i, row)
-			printf(" %12.12s", json_string_value(json_object_get(row, "name")));
+			printf(" %12s", json_string_value(json_object_get(row, "name")));
 		printf(" %12s\n", "all others");
 		json_array_foreach(rows, i, row) {
 			json_t *in = json_object_get(row, "in"), *r2;
