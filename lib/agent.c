@@ -505,37 +505,16 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
-static int listen_unix(const char *path, gv_err *e)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return gv_err_set(e, -ENAMETOOLONG, "socket path too long: %s", path);
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return gv_err_set(e, -errno, "socket: %s", strerror(errno));
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
-		int r = -errno;
-		close(fd);
-		return gv_err_set(e, r, "cannot listen on %s: %s", path, strerror(-r));
-	}
-	chmod(path, 0600);
-	return fd;
-}
-
 int gv_agent_start(gv_host *h, const char *sock_path, gv_agent **out, gv_err *e)
 {
 	gv_agent *a = calloc(1, sizeof(*a));
-	int fd = listen_unix(sock_path, e);
+	int fd = gv_unix_listen(sock_path, 64);
 
 	if (!a)
 		abort();
 	if (fd < 0) {
 		free(a);
-		return fd;
+		return gv_err_set(e, fd, "cannot listen on %s: %s", sock_path, strerror(-fd));
 	}
 	a->h = h;
 	a->fd = fd;

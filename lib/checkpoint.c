@@ -85,21 +85,6 @@ out:
 	return NULL;
 }
 
-static int unix_listen(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	unlink(path);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -errno;
-	}
-	return fd;
-}
-
 static int capture_disk(struct capture *c, const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -146,7 +131,7 @@ static int capture_memory(const gv_vmpaths *p, gv_qmp *q, struct memcap *m,
 	json_t *args = json_pack("{s:s}", "uri", uri);
 	int r;
 
-	m->lfd = unix_listen(sock);
+	m->lfd = gv_unix_listen(sock, 1);
 	if (m->lfd < 0) {
 		r = gv_err_set(e, m->lfd, "cannot listen on %s", sock);
 		goto out;
@@ -172,13 +157,6 @@ out:
 	free(uri);
 	free(sock);
 	return r;
-}
-
-static uint64_t file_size(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
 static void sync_dir(const char *dir)
@@ -240,7 +218,7 @@ static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out,
 	t_stop = gv_now_ms();
 	if (rc == 0 && (rc = capture_disk(&d, p->disk)) < 0)
 		gv_err_set(e, rc, "cannot store the disk: %s", strerror(-rc));
-	jobout = file_size(p->jobout);
+	jobout = gv_file_size(p->jobout);
 	if (rc == 0)
 		sync_dir(csdir);
 	if (q && was_running && host_qmp_run(q, "cont", NULL, rc == 0 ? e : NULL) < 0 && rc == 0)
@@ -638,7 +616,7 @@ static int do_restore(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t *man,
 	if (rc == 0)
 		rc = rebuild_disk(cs, json_object_get(json_object_get(man, "disk"), "chunks"),
 				  p->disk, e);
-	if (rc == 0 && file_size(p->jobout) > jobout && truncate(p->jobout, (off_t)jobout) < 0)
+	if (rc == 0 && gv_file_size(p->jobout) > jobout && truncate(p->jobout, (off_t)jobout) < 0)
 		rc = gv_err_set(e, -errno, "cannot roll back the job output");
 	if (rc == 0)
 		rc = vm_spawn_qemu(h, r, p, true, e);

@@ -77,23 +77,6 @@ int gv_cdc_finish(gv_cdc *c, gv_chunk_cb cb, void *ud)
 	return r;
 }
 
-void gv_hash_hex(const uint8_t hash[32], char out[65])
-{
-	for (int i = 0; i < 32; i++)
-		sprintf(out + 2 * i, "%02x", hash[i]);
-}
-
-int gv_hash_parse(const char *hex, uint8_t hash[32])
-{
-	for (int i = 0; i < 32; i++) {
-		unsigned v;
-		if (!hex || sscanf(hex + 2 * i, "%2x", &v) != 1)
-			return -EINVAL;
-		hash[i] = (uint8_t)v;
-	}
-	return strlen(hex) == 64 ? 0 : -EINVAL;
-}
-
 int gv_chunkstore_open(const char *dir, gv_chunkstore **out)
 {
 	gv_chunkstore *s = calloc(1, sizeof(*s));

@@ -188,8 +188,7 @@ static int sources_save(gv_hostidx *h)
 
 	for (size_t i = 0; i < h->nsrc; i++) {
 		char hex[65];
-		for (int k = 0; k < 32; k++)
-			sprintf(hex + 2 * k, "%02x", h->src[i].sha[k]);
+		gv_hash_hex(h->src[i].sha, hex);
 		json_array_append_new(a, json_pack("{s:i, s:s, s:s, s:s, s:i, s:s}", "id",
 						   h->src[i].id, "name", h->src[i].name,
 						   "path", h->src[i].path, "idx", h->src[i].idx,
@@ -222,12 +221,9 @@ static void sources_load(gv_hostidx *h)
 			(uint32_t)json_integer_value(json_object_get(e, "id")),
 			(uint32_t)json_integer_value(json_object_get(e, "block_shift")),
 			strdup(n), strdup(p), strdup(x), { 0 } };
-		const char *sha = json_string_value(json_object_get(e, "sha256"));
-		for (int k = 0; sha && strlen(sha) == 64 && k < 32; k++) {
-			unsigned v;
-			if (sscanf(sha + 2 * k, "%2x", &v) == 1)
-				h->src[h->nsrc - 1].sha[k] = (uint8_t)v;
-		}
+		if (gv_hash_parse(json_string_value(json_object_get(e, "sha256")),
+				  h->src[h->nsrc - 1].sha) < 0)
+			memset(h->src[h->nsrc - 1].sha, 0, 32); /* unknown: re-add rebuilds */
 	}
 	json_decref(j);
 }

@@ -13,17 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char *hex(const uint8_t *b, size_t n)
-{
-	char *s = malloc(2 * n + 1);
-
-	if (!s)
-		abort();
-	for (size_t i = 0; i < n; i++)
-		sprintf(s + 2 * i, "%02x", b[i]);
-	return s;
-}
-
 /* Load or build the block index of raw image @name. */
 static int image_blockidx(gv_host *h, const char *name, char **path, char **idx_path,
 			  gv_blockidx **bi, gv_err *e)
@@ -50,7 +39,7 @@ static int image_blockidx(gv_host *h, const char *name, char **path, char **idx_
 
 int gv_image_index(gv_host *h, const char *name, json_t **summary, gv_err *e)
 {
-	char *path = NULL, *idx_path = NULL, *sha;
+	char *path = NULL, *idx_path = NULL, sha[65];
 	gv_blockidx *bi = NULL;
 	gv_hostidx *hi;
 	uint64_t t0 = gv_now_ms();
@@ -75,7 +64,7 @@ int gv_image_index(gv_host *h, const char *name, json_t **summary, gv_err *e)
 			   strerror(-r));
 	pthread_mutex_unlock(&h->idx_mu);
 	if (r == 0) {
-		sha = hex(bi->image_sha256, GV_HASH_LEN);
+		gv_hash_hex(bi->image_sha256, sha);
 		*summary = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:f, s:s}", "name", name,
 				     "block_size", (json_int_t)1 << bi->block_shift,
 				     "image_size", (json_int_t)bi->image_size,
@@ -84,7 +73,6 @@ int gv_image_index(gv_host *h, const char *name, json_t **summary, gv_err *e)
 				     "image_sha256", sha, "seconds",
 				     (double)(gv_now_ms() - t0) / 1000.0, "index", idx_path);
 		json_object_set_new(*summary, "was_indexed", json_boolean(had));
-		free(sha);
 	}
 	gv_blockidx_free(bi);
 	free(path);

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -377,4 +379,51 @@ const char *gv_last_line(const char *text, char *buf, size_t len)
 		start--;
 	snprintf(buf, len, "%.*s", (int)(end - start), start);
 	return buf;
+}
+
+void gv_hash_hex(const uint8_t hash[32], char out[65])
+{
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", hash[i]);
+}
+
+int gv_hash_parse(const char *hex, uint8_t hash[32])
+{
+	if (!hex || strspn(hex, "0123456789abcdefABCDEF") != 64 || hex[64])
+		return -EINVAL;
+	for (int i = 0; i < 32; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return -EINVAL;
+		hash[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+uint64_t gv_file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+int gv_unix_listen(const char *path, int backlog)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	chmod(path, 0600);
+	return fd;
 }

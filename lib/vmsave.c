@@ -295,13 +295,6 @@ static int read_from(const char *path, uint64_t offset, size_t max, char **data,
 	return 0;
 }
 
-static uint64_t file_size(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
-
 static int get_state(gv_host *h, const char *name, gv_vmstate *state, gv_err *e)
 {
 	struct vmlock *l = host_vm_lock(h, name);
@@ -354,7 +347,7 @@ int gv_vm_read_log(gv_host *h, const char *name, const char *which,
 			break;
 		bool live = *state == GV_VM_RUNNING || *state == GV_VM_PAUSED;
 		uint64_t now = gv_now_ms();
-		if (file_size(path) > offset || !live || now >= end) {
+		if (gv_file_size(path) > offset || !live || now >= end) {
 			rc = read_from(path, offset, max, data, len);
 			if (rc < 0)
 				gv_err_set(e, rc, "cannot read %s: %s", path, strerror(-rc));

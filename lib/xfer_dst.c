@@ -218,15 +218,6 @@ static int get_index(struct fetch *f)
 	return f->state ? 0 : -ENOMEM;
 }
 
-static char *hex32(const uint8_t *b)
-{
-	char *s = malloc(65);
-
-	for (int i = 0; i < 32; i++)
-		sprintf(s + 2 * i, "%02x", b[i]);
-	return s;
-}
-
 /* Keep the blocks of an earlier attempt that match their hashes. */
 static int resume_scan(struct fetch *f)
 {
@@ -273,15 +264,14 @@ static int prepare_in_place(struct fetch *f)
 
 static int prepare(struct fetch *f)
 {
-	char *want = hex32(f->bi->image_sha256), *have = NULL;
+	char want[65], *have = NULL;
 	struct stat st;
 	bool resume;
 	int r = 0;
 
-	if (f->o->in_place) {
-		free(want);
+	if (f->o->in_place)
 		return prepare_in_place(f);
-	}
+	gv_hash_hex(f->bi->image_sha256, want);
 	resume = gv_read_file(f->marker, &have, NULL) == 0 && !strcmp(have, want) &&
 		 stat(f->partial, &st) == 0 && (uint64_t)st.st_size == f->bi->image_size;
 
@@ -299,7 +289,6 @@ static int prepare(struct fetch *f)
 			f->state[b] = B_ZERO;
 			f->n_zero++;
 		}
-	free(want);
 	free(have);
 	return r;
 }
@@ -730,7 +719,9 @@ static int final_pass(struct fetch *f)
 
 static json_t *summary(struct fetch *f)
 {
-	char *sha = hex32(f->bi->image_sha256);
+	char sha[65];
+
+	gv_hash_hex(f->bi->image_sha256, sha);
 	json_t *j = json_pack(
 		"{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:s, s:s}",
 		"image", f->o->image, "image_size", (json_int_t)f->bi->image_size,
@@ -745,7 +736,6 @@ static json_t *summary(struct fetch *f)
 		"codec", gv_codec_name(f->o->codec));
 	if (f->passes)
 		json_object_set(j, "passes", f->passes);
-	free(sha);
 	return j;
 }
 

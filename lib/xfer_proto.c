@@ -67,15 +67,8 @@ int gv_xfer_key_load(const char *path, uint8_t key[GV_XFER_KEY_LEN])
 
 	if (r < 0)
 		return r;
-	if (strspn(text, "0123456789abcdefABCDEF") != 2 * GV_XFER_KEY_LEN ||
-	    (text[2 * GV_XFER_KEY_LEN] && text[2 * GV_XFER_KEY_LEN] != '\n'))
-		r = -EINVAL; /* exactly 64 hex digits */
-	for (int i = 0; i < GV_XFER_KEY_LEN && r == 0; i++) {
-		unsigned v;
-		if (sscanf(text + 2 * i, "%2x", &v) != 1)
-			r = -EINVAL;
-		key[i] = (uint8_t)v;
-	}
+	text[strcspn(text, "\n")] = '\0'; /* exactly 64 hex digits, then a newline */
+	r = gv_hash_parse(text, key);
 	OPENSSL_cleanse(text, strlen(text));
 	free(text);
 	return r;

@@ -48,7 +48,5 @@ int gv_chunkstore_get(gv_chunkstore *s, const uint8_t hash[32], uint8_t **data,
 int gv_chunkstore_gc(gv_chunkstore *s, bool (*keep)(void *ud, const uint8_t hash[32]),
 		     void *ud, uint64_t *freed) GV_WUR;
 
-void gv_hash_hex(const uint8_t hash[32], char out[65]);
-int gv_hash_parse(const char *hex, uint8_t hash[32]) GV_WUR;
 
 #endif

@@ -59,6 +59,18 @@ bool gv_pid_alive(pid_t pid);
 /* The data directory: $GRIDVM_DATA, else the built-in default. */
 const char *gv_data_dir(void);
 
+/* A 32-byte hash as 64 lowercase hex digits (+ NUL), and back: exactly
+ * 64 hex digits, -EINVAL otherwise. */
+void gv_hash_hex(const uint8_t hash[32], char out[65]);
+int gv_hash_parse(const char *hex, uint8_t hash[32]) GV_WUR;
+
+/* Size of a file, 0 if it does not exist. */
+uint64_t gv_file_size(const char *path);
+
+/* A listening unix stream socket at @path (a stale one is replaced),
+ * mode 0600; the fd, or a negative errno. */
+int gv_unix_listen(const char *path, int backlog) GV_WUR;
+
 /* Last line of @text (without newline) copied to @buf; for error messages
  * that quote a helper program's complaint. */
 const char *gv_last_line(const char *text, char *buf, size_t len);

@@ -55,8 +55,7 @@ static int host_keygen(int argc, char **argv)
 	path = argc > 1 ? strdup(argv[1]) : gv_strdupf("%s/grid.key", gv_data_dir());
 	if (RAND_bytes(key, sizeof(key)) != 1)
 		return cli_error("no randomness"), 1;
-	for (int i = 0; i < 32; i++)
-		sprintf(hex + 2 * i, "%02x", key[i]);
+	gv_hash_hex(key, hex);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		cli_error("cannot create %s: %s%s", path, strerror(errno),
