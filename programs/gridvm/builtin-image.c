@@ -14,23 +14,8 @@ static int img_usage(FILE *f, const char *text)
 	return f == stdout ? 0 : 2;
 }
 
-struct build_result {
-	bool ok;
-	char *error;
-};
-
-static void on_build_line(void *ud, const char *line)
+static void on_build_text(void *ud, const char *line)
 {
-	struct build_result *br = ud;
-
-	if (!strncmp(line, "GRIDVM-RESULT ", 14)) {
-		json_t *j = json_loads(line + 14, 0, NULL);
-		br->ok = json_is_true(json_object_get(j, "ok"));
-		const char *e = json_string_value(json_object_get(j, "error"));
-		br->error = e ? strdup(e) : NULL;
-		json_decref(j);
-		return;
-	}
 	fprintf(stderr, "  %s\n", line);
 }
 
@@ -48,9 +33,7 @@ static int image_build(int argc, char **argv)
 		"  -s, --suite SUITE     bullseye, bookworm, trixie, ...\n"
 		"  -p, --packages LIST   extra packages, comma separated\n"
 		"      --mirror URL      Debian mirror (default http://deb.debian.org/debian)\n";
-	json_t *body = json_object();
-	struct build_result br = { false, NULL };
-	char *err = NULL;
+	json_t *body = json_object(), *sum = NULL;
 	int c, rc;
 	gv_client *cl;
 
@@ -74,18 +57,13 @@ static int image_build(int argc, char **argv)
 	cl = cli_connect();
 	fprintf(stderr, "gridvm: building image %s (debootstrap %s)...\n", argv[optind],
 		json_string_value(json_object_get(body, "suite")));
-	rc = gv_client_stream(cl, "/v1/images/build", body, on_build_line, &br, &err);
-	if (rc < 0)
-		cli_error("%s", err);
-	else if (!br.ok)
-		cli_error("%s", br.error ? br.error : "the build ended without a result");
-	else
+	rc = cli_stream(cl, "/v1/images/build", body, NULL, on_build_text, NULL, &sum);
+	if (rc == 0)
 		printf("built image %s\n", argv[optind]);
-	free(err);
-	free(br.error);
+	json_decref(sum);
 	json_decref(body);
 	gv_client_free(cl);
-	return rc == 0 && br.ok ? 0 : 1;
+	return rc == 0 ? 0 : 1;
 }
 
 static int image_list(int argc, char **argv)
@@ -263,11 +241,6 @@ static int image_similarity(int argc, char **argv)
 	return rc;
 }
 
-struct fetch_ui {
-	bool tty, json;
-	json_t *result;
-};
-
 static void progress_bar(const json_t *p)
 {
 	double total = (double)json_integer_value(json_object_get(p, "blocks_total"));
@@ -289,18 +262,10 @@ static void progress_bar(const json_t *p)
 		total > 0 ? 100 * local / total : 0, eta);
 }
 
-static void on_fetch_line(void *ud, const char *line)
+static void on_fetch_progress(void *ud, json_t *p)
 {
-	struct fetch_ui *ui = ud;
-
-	if (!strncmp(line, "PROGRESS ", 9)) {
-		json_t *p = json_loads(line + 9, 0, NULL);
-		if (p && ui->tty)
-			progress_bar(p);
-		json_decref(p);
-	} else if (!strncmp(line, "GRIDVM-RESULT ", 14)) {
-		ui->result = json_loads(line + 14, 0, NULL);
-	}
+	if (*(bool *)ud)
+		progress_bar(p);
 }
 
 static void print_fetch_summary(const char *name, json_t *s)
@@ -362,9 +327,9 @@ static int image_fetch(int argc, char **argv)
 		"      --thaw-cmd CMD       shell command that lets the writer go on\n"
 		"      --max-passes N       passes before freezing at the latest (5)\n"
 		"      --json               print the summary as JSON\n";
-	json_t *body = json_object(), *res;
-	struct fetch_ui ui = { isatty(2), false, NULL };
-	char *err = NULL, *colon;
+	json_t *body = json_object(), *sum = NULL;
+	bool tty = isatty(2), json = false;
+	char *colon;
 	uint64_t ms;
 	int c, rc;
 	gv_client *cl;
@@ -374,7 +339,7 @@ static int image_fetch(int argc, char **argv)
 		case 'f': json_object_set_new(body, "from", json_string(optarg)); break;
 		case 'a': json_object_set_new(body, "as", json_string(optarg)); break;
 		case 'n': json_object_set_new(body, "no_local", json_true()); break;
-		case 'J': ui.json = true; break;
+		case 'J': json = true; break;
 		case 'i': json_object_set_new(body, "iterative", json_true()); break;
 		case 'F': json_object_set_new(body, "freeze_cmd", json_string(optarg)); break;
 		case 'T': json_object_set_new(body, "thaw_cmd", json_string(optarg)); break;
@@ -402,26 +367,17 @@ static int image_fetch(int argc, char **argv)
 		return 2;
 	json_object_set_new(body, "name", json_string(argv[optind]));
 	cl = cli_connect();
-	rc = gv_client_stream(cl, "/v1/images/fetch", body, on_fetch_line, &ui, &err);
-	if (ui.tty)
+	rc = cli_stream(cl, "/v1/images/fetch", body, on_fetch_progress, NULL, &tty, &sum);
+	if (tty)
 		fputc('\n', stderr);
-	res = ui.result;
-	if (rc < 0)
-		cli_error("%s", err);
-	else if (!res || !json_is_true(json_object_get(res, "ok")))
-		cli_error("%s", res && json_string_value(json_object_get(res, "error"))
-					? json_string_value(json_object_get(res, "error"))
-					: "the fetch ended without a result");
-	else if (ui.json)
-		cli_print_json(json_object_get(res, "summary"));
-	else
-		print_fetch_summary(argv[optind], json_object_get(res, "summary"));
-	rc = rc == 0 && res && json_is_true(json_object_get(res, "ok")) ? 0 : 1;
-	json_decref(res);
+	if (rc == 0 && json)
+		cli_print_json(sum);
+	else if (rc == 0)
+		print_fetch_summary(argv[optind], sum);
+	json_decref(sum);
 	json_decref(body);
-	free(err);
 	gv_client_free(cl);
-	return rc;
+	return rc == 0 ? 0 : 1;
 }
 
 static const struct cli_cmd image_cmds[] = {

@@ -8,30 +8,21 @@
 #include <string.h>
 #include <unistd.h>
 
-struct mig_ui {
-	bool tty;
-	json_t *result;
-};
-
-static void on_line(void *ud, const char *line)
+static void on_progress(void *ud, json_t *p)
 {
-	struct mig_ui *ui = ud;
+	json_t *ram = json_object_get(p, "info");
+	const char *phase = json_string_value(json_object_get(p, "phase"));
+	char a[32], b[32];
 
-	if (!strncmp(line, "PROGRESS ", 9)) {
-		json_t *p = json_loads(line + 9, 0, NULL), *ram = json_object_get(p, "info");
-		const char *phase = json_string_value(json_object_get(p, "phase"));
-		char a[32], b[32];
-		if (ui->tty && phase && ram && json_object_get(ram, "transferred"))
-			fprintf(stderr, "\r%-10s %10s sent, %10s remaining, %.1f MB/s   ", phase,
-				gv_fmt_size((uint64_t)json_integer_value(json_object_get(ram, "transferred")), a, sizeof(a)),
-				gv_fmt_size((uint64_t)json_integer_value(json_object_get(ram, "remaining")), b, sizeof(b)),
-				json_number_value(json_object_get(ram, "mbps")) / 8);
-		else if (ui->tty && phase)
-			fprintf(stderr, "\r%-10s%50s\n", phase, "");
-		json_decref(p);
-	} else if (!strncmp(line, "GRIDVM-RESULT ", 14)) {
-		ui->result = json_loads(line + 14, 0, NULL);
-	}
+	if (!*(bool *)ud || !phase)
+		return;
+	if (ram && json_object_get(ram, "transferred"))
+		fprintf(stderr, "\r%-10s %10s sent, %10s remaining, %.1f MB/s   ", phase,
+			gv_fmt_size((uint64_t)json_integer_value(json_object_get(ram, "transferred")), a, sizeof(a)),
+			gv_fmt_size((uint64_t)json_integer_value(json_object_get(ram, "remaining")), b, sizeof(b)),
+			json_number_value(json_object_get(ram, "mbps")) / 8);
+	else
+		fprintf(stderr, "\r%-10s%50s\n", phase, "");
 }
 
 static int migrate_status(int argc, char **argv)
@@ -99,10 +90,9 @@ int cmd_migrate(int argc, char **argv)
 		"memory and disk changes. --cold suspends it, moves state and disk, and\n"
 		"resumes it there. Disk blocks the destination holds already are not sent.\n"
 		"Whatever fails, the VM keeps running on exactly one host.\n";
-	json_t *body = json_object(), *res, *sum;
-	struct mig_ui ui = { isatty(2), NULL };
-	char *path, *err = NULL;
-	bool json = false;
+	json_t *body = json_object(), *sum = NULL;
+	bool tty = isatty(2), json = false;
+	char *path;
 	int c, rc;
 	gv_client *cl;
 
@@ -122,16 +112,10 @@ int cmd_migrate(int argc, char **argv)
 		return 2;
 	cl = cli_connect();
 	path = gv_strdupf("/v1/vms/%s/migrate", argv[optind]);
-	rc = gv_client_stream(cl, path, body, on_line, &ui, &err);
-	res = ui.result;
-	sum = json_object_get(res, "summary");
-	if (rc < 0)
-		cli_error("%s", err);
-	else if (!json_is_true(json_object_get(res, "ok")))
-		cli_error("%s", json_string_value(json_object_get(res, "error")) ?: "no result");
-	else if (json)
+	rc = cli_stream(cl, path, body, on_progress, NULL, &tty, &sum);
+	if (rc == 0 && json)
 		cli_print_json(sum);
-	else
+	else if (rc == 0)
 		printf("migrated %s to %s (%s) in %.2f s%s\n", argv[optind],
 		       json_string_value(json_object_get(sum, "to")),
 		       json_string_value(json_object_get(sum, "mode")),
@@ -141,11 +125,10 @@ int cmd_migrate(int argc, char **argv)
 					    json_integer_value(json_object_get(sum, "qemu_downtime_ms")),
 					    json_integer_value(json_object_get(sum, "paused_ms")))
 			       : "");
-	rc = rc == 0 && json_is_true(json_object_get(res, "ok")) ? 0 : 1;
-	json_decref(res);
+	rc = rc == 0 ? 0 : 1;
+	json_decref(sum);
 	json_decref(body);
 	free(path);
-	free(err);
 	gv_client_free(cl);
 	return rc;
 }

@@ -197,3 +197,50 @@ int cli_follow_job(gv_client *c, const char *name, bool follow)
 	free(buf);
 	return fl.exit_code;
 }
+
+struct stream_ui {
+	void (*progress)(void *ud, json_t *p);
+	void (*text)(void *ud, const char *l);
+	void *ud;
+	json_t *result;
+};
+
+static void on_stream_line(void *ud, const char *line)
+{
+	struct stream_ui *s = ud;
+
+	if (!strncmp(line, "GRIDVM-RESULT ", 14)) {
+		json_decref(s->result);
+		s->result = json_loads(line + 14, 0, NULL);
+	} else if (!strncmp(line, "PROGRESS ", 9)) {
+		json_t *p = json_loads(line + 9, 0, NULL);
+		if (p && s->progress)
+			s->progress(s->ud, p);
+		json_decref(p);
+	} else if (s->text) {
+		s->text(s->ud, line);
+	}
+}
+
+int cli_stream(gv_client *c, const char *path, json_t *body,
+	       void (*progress)(void *ud, json_t *p), void (*text)(void *ud, const char *l),
+	       void *ud, json_t **summary)
+{
+	struct stream_ui s = { progress, text, ud, NULL };
+	char *err = NULL;
+	int rc = gv_client_stream(c, path, body, on_stream_line, &s, &err);
+
+	*summary = NULL;
+	if (rc < 0)
+		cli_error("%s", err);
+	else if (!json_is_true(json_object_get(s.result, "ok")))
+		cli_error("%s", json_string_value(json_object_get(s.result, "error"))
+				? json_string_value(json_object_get(s.result, "error"))
+				: "the job ended without a result");
+	else
+		*summary = json_incref(json_object_get(s.result, "summary"));
+	rc = rc == 0 && json_is_true(json_object_get(s.result, "ok")) ? 0 : -1;
+	json_decref(s.result);
+	free(err);
+	return rc;
+}

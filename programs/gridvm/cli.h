@@ -27,6 +27,15 @@ int cli_call(gv_client *c, const char *method, const char *path, json_t *body,
 
 extern volatile sig_atomic_t cli_interrupted;
 
+/* A long agent job (image build/fetch, migrate): POST @body to @path and
+ * read its streamed lines: "PROGRESS <json>" go to @progress, other text
+ * lines to @text (either may be NULL), and the last line
+ * "GRIDVM-RESULT <json>" decides. @return 0 and *summary (new reference,
+ * may be NULL) if the job succeeded; else prints the error, returns -1. */
+int cli_stream(gv_client *c, const char *path, json_t *body,
+	       void (*progress)(void *ud, json_t *p), void (*text)(void *ud, const char *l),
+	       void *ud, json_t **summary);
+
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_print_json(json_t *j);
 bool cli_wants_help(int argc, char **argv);
