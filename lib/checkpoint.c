@@ -256,28 +256,23 @@ out:
 	return rc;
 }
 
+static int create_verb(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *out,
+		       gv_err *e)
+{
+	int rc;
+
+	if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED)
+		return host_bad_state(r, "checkpoint", e);
+	pthread_mutex_lock(&h->ckpt_mu);
+	rc = do_create(h, r, p, (json_t **)out, e);
+	pthread_mutex_unlock(&h->ckpt_mu);
+	return rc;
+}
+
 int gv_checkpoint_create(gv_host *h, const char *vm, json_t **manifest_out, gv_err *e)
 {
-	struct vmlock *l = host_vm_lock(h, vm);
-	gv_vmrec *r = NULL;
-	gv_vmpaths p;
-	int rc = host_get(h, vm, &r, e);
+	int rc = host_with_vm(h, vm, create_verb, manifest_out, e);
 
-	if (rc == 0) {
-		host_refresh(h, r);
-		gv_vmpaths_init(&p, h->datadir, vm);
-		if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED)
-			rc = gv_err_set(e, -EBUSY, "cannot checkpoint VM %s: it is %s", vm,
-					gv_vmstate_name(r->state));
-		else {
-			pthread_mutex_lock(&h->ckpt_mu);
-			rc = do_create(h, r, &p, manifest_out, e);
-			pthread_mutex_unlock(&h->ckpt_mu);
-		}
-		gv_vmpaths_clear(&p);
-	}
-	gv_vmrec_free(r);
-	host_vm_unlock(h, l);
 	if (rc == 0)
 		host_checkpoint_retain(h, vm);
 	return rc;

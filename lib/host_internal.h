@@ -55,6 +55,15 @@ int host_qmp(const gv_vmpaths *p, gv_qmp **q, gv_err *e);
 int host_qmp_cmd(const gv_vmpaths *p, const char *cmd, json_t *args,
 		 int timeout_ms, json_t **ret, gv_err *e);
 
+/* The frame of every verb: lock the VM, load and refresh its record, call
+ * @fn with its paths, unlock. */
+typedef int (*host_verb_fn)(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
+			    const void *arg, gv_err *e);
+int host_with_vm(gv_host *h, const char *name, host_verb_fn fn, const void *arg,
+		 gv_err *e);
+/* -EBUSY, "cannot VERB VM NAME: it is STATE". */
+int host_bad_state(gv_vmrec *r, const char *verb, gv_err *e);
+
 /* From vm.c: start QEMU (paused, -S) for @r, kill it, wait for it. */
 int vm_spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, bool incoming,
 		  gv_err *e);

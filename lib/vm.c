@@ -226,12 +226,8 @@ void vm_wait_gone(int pid, const gv_vmpaths *p, uint64_t ms)
 	wait_gone(pid, p, ms);
 }
 
-/* Common frame for verbs: lock, load, refresh, call, unlock. */
-typedef int (*verb_fn)(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
-		       const void *arg, gv_err *e);
-
-static int with_vm(gv_host *h, const char *name, verb_fn fn, const void *arg,
-		   gv_err *e)
+int host_with_vm(gv_host *h, const char *name, host_verb_fn fn, const void *arg,
+		 gv_err *e)
 {
 	struct vmlock *l = host_vm_lock(h, name);
 	gv_vmrec *r = NULL;
@@ -249,7 +245,7 @@ static int with_vm(gv_host *h, const char *name, verb_fn fn, const void *arg,
 	return rc;
 }
 
-static int bad_state(gv_vmrec *r, const char *verb, gv_err *e)
+int host_bad_state(gv_vmrec *r, const char *verb, gv_err *e)
 {
 	return gv_err_set(e, -EBUSY, "cannot %s VM %s: it is %s", verb,
 			  r->def->name, gv_vmstate_name(r->state));
@@ -264,7 +260,7 @@ static int do_start(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 		return gv_err_set(e, -EBUSY, "VM %s is saved; use 'gridvm vm restore %s'",
 				  r->def->name, r->def->name);
 	if (r->state == GV_VM_RUNNING || r->state == GV_VM_PAUSED)
-		return bad_state(r, "start", e);
+		return host_bad_state(r, "start", e);
 	/* a fresh run: the job's output and exit status start anew */
 	unlink(p->jobout);
 	unlink(p->console);
@@ -288,7 +284,7 @@ static int do_start(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 
 int gv_vm_start(gv_host *h, const char *name, gv_err *e)
 {
-	return with_vm(h, name, do_start, NULL, e);
+	return host_with_vm(h, name, do_start, NULL, e);
 }
 
 static int do_pause(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
@@ -299,7 +295,7 @@ static int do_pause(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 	int rc;
 
 	if (r->state != from)
-		return bad_state(r, pause ? "pause" : "resume", e);
+		return host_bad_state(r, pause ? "pause" : "resume", e);
 	rc = host_qmp_cmd(p, pause ? "stop" : "cont", NULL, 5000, NULL, e);
 	if (rc < 0)
 		return rc;
@@ -309,12 +305,12 @@ static int do_pause(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 
 int gv_vm_pause(gv_host *h, const char *name, gv_err *e)
 {
-	return with_vm(h, name, do_pause, "pause", e);
+	return host_with_vm(h, name, do_pause, "pause", e);
 }
 
 int gv_vm_resume(gv_host *h, const char *name, gv_err *e)
 {
-	return with_vm(h, name, do_pause, NULL, e);
+	return host_with_vm(h, name, do_pause, NULL, e);
 }
 
 static int do_stop(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
@@ -330,7 +326,7 @@ static int do_stop(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 		return host_put(h, r, e);
 	}
 	if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED)
-		return bad_state(r, "stop", e);
+		return host_bad_state(r, "stop", e);
 	if (timeout > 0) {
 		if (r->state == GV_VM_PAUSED)
 			(void)host_qmp_cmd(p, "cont", NULL, 2000, NULL, NULL);
@@ -350,7 +346,7 @@ static int do_stop(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 
 int gv_vm_stop(gv_host *h, const char *name, uint64_t timeout_ms, gv_err *e)
 {
-	return with_vm(h, name, do_stop, &timeout_ms, e);
+	return host_with_vm(h, name, do_stop, &timeout_ms, e);
 }
 
 int vm_delete_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *arg,
@@ -372,7 +368,7 @@ int vm_delete_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *a
 
 int gv_vm_delete(gv_host *h, const char *name, bool force, gv_err *e)
 {
-	return with_vm(h, name, vm_delete_locked, force ? "force" : NULL, e);
+	return host_with_vm(h, name, vm_delete_locked, force ? "force" : NULL, e);
 }
 
 static int do_show(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
@@ -393,7 +389,7 @@ static int do_show(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 
 int gv_vm_show(gv_host *h, const char *name, json_t **out, gv_err *e)
 {
-	return with_vm(h, name, do_show, out, e);
+	return host_with_vm(h, name, do_show, out, e);
 }
 
 json_t *gv_vm_list(gv_host *h)

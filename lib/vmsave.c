@@ -156,13 +156,17 @@ out:
 	return rc;
 }
 
+static int save_verb(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *path,
+		     gv_err *e)
+{
+	if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED)
+		return host_bad_state(r, "save", e);
+	return vm_save_locked(h, r, p, path, e);
+}
+
 int gv_vm_save(gv_host *h, const char *name, const char *path, gv_err *e)
 {
-	struct vmlock *l;
-	gv_vmrec *r = NULL;
-	gv_vmpaths p;
 	struct stat st;
-	int rc;
 
 	if (!path || !path_ok_for_shell(path))
 		return gv_err_set(e, -EINVAL, "the state file must be an absolute path "
@@ -170,21 +174,7 @@ int gv_vm_save(gv_host *h, const char *name, const char *path, gv_err *e)
 	if (stat(path, &st) == 0)
 		return gv_err_set(e, -EEXIST, "%s exists already; choose another path",
 				  path);
-	l = host_vm_lock(h, name);
-	rc = host_get(h, name, &r, e);
-	if (rc == 0) {
-		host_refresh(h, r);
-		gv_vmpaths_init(&p, h->datadir, name);
-		if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED)
-			rc = gv_err_set(e, -EBUSY, "cannot save VM %s: it is %s", name,
-					gv_vmstate_name(r->state));
-		else
-			rc = vm_save_locked(h, r, &p, path, e);
-		gv_vmpaths_clear(&p);
-	}
-	gv_vmrec_free(r);
-	host_vm_unlock(h, l);
-	return rc;
+	return host_with_vm(h, name, save_verb, path, e);
 }
 
 /* QEMU's migration stream begins with "QEVM". */
