@@ -425,11 +425,12 @@ static void periodic_checkpoints(gv_host *h)
 	for (char **n = names; *n; n++) {
 		gv_vmrec *r = NULL;
 		json_t *man = NULL;
+		int64_t last = 0;
 		if (gv_store_vm_get(h->store, *n, &r) == 0 && r->state == GV_VM_RUNNING &&
 		    r->def->checkpoint_every_s > 0 &&
-		    gv_now_s() - (host_checkpoint_last(h, *n) > r->started
-					  ? host_checkpoint_last(h, *n) : r->started) >=
-			    r->def->checkpoint_every_s) {
+		    (last = host_checkpoint_last(h, *n)) < r->started)
+			last = r->started;
+		if (last && gv_now_s() - last >= r->def->checkpoint_every_s) {
 			gv_err e;
 			if (gv_checkpoint_create(h, *n, &man, &e) < 0)
 				fprintf(stderr, "gridvmd: periodic checkpoint of %s: %s\n", *n, e.msg);
