@@ -19,6 +19,6 @@ for f in qmp jobout blockidx xfer; do
 	mkdir -p "$OUT/corpus-$f"
 	cp fuzz/seeds/$f/* "$OUT/corpus-$f/" 2>/dev/null || true
 	echo "fuzz-$f: ${SECS}s"
-	"$OUT/fuzz-$f" -max_total_time="$SECS" -max_len=4096 -timeout=5 \
+	"$OUT/fuzz-$f" -max_total_time="$SECS" -max_len=4096 -timeout=5 -seed=${FUZZ_SEED:-1} \
 		-print_final_stats=0 "$OUT/corpus-$f" 2>&1 | tail -2
 done

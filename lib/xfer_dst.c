@@ -176,7 +176,8 @@ static int recv_index(struct fetch *f, gv_blockidx **bi)
 	}
 	memcpy(z, p + 8, have);
 	while (r == 0 && have < zlen && (r = recv_frame(f, XT_INDEX_MORE, &p, &n)) == 0) {
-		uint8_t *nz = n <= zlen - have ? realloc(z, have + n) : NULL;
+		/* an empty part is refused: realloc(z, 0) would free z */
+		uint8_t *nz = n && n <= zlen - have ? realloc(z, have + n) : NULL;
 		if (!nz) {
 			r = -EBADMSG;
 			break;
