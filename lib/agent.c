@@ -324,9 +324,11 @@ static json_t *migrate_job(struct stream_job *j)
 {
 	gv_err e = { "" };
 	json_t *sum = NULL;
-	int rc = gv_vm_migrate(j->a->h, jstr(j->body, "name"), jstr(j->body, "to"),
-			       json_is_true(json_object_get(j->body, "cold")), migrate_progress, j,
-			       &sum, &e);
+	gv_migrate_opts o = { .to = jstr(j->body, "to"),
+			      .cold = json_is_true(json_object_get(j->body, "cold")),
+			      .checkpoint = jstr(j->body, "checkpoint"),
+			      .progress = migrate_progress, .ud = j };
+	int rc = gv_vm_migrate(j->a->h, jstr(j->body, "name"), &o, &sum, &e);
 
 	return job_result(rc, &e, sum);
 }

@@ -89,6 +89,9 @@ int host_qmp_run(gv_qmp *q, const char *cmd, json_t *args, gv_err *e);
 void host_checkpoint_retain(gv_host *h, const char *vm);
 void host_checkpoint_drop_all(gv_host *h, const char *vm);
 int64_t host_checkpoint_last(gv_host *h, const char *vm);
+int host_checkpoint_export(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *id,
+			   gv_err *e);
+void host_checkpoint_unexport(const gv_vmpaths *p);
 
 /* Forget an image's block index (it left the store). */
 void image_unindex(gv_host *h, const char *name);

@@ -111,17 +111,21 @@ int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 	return r;
 }
 
-/* "vm:NAME:disk|state|jobout": a migrating VM's files (see migrate.c). */
+/* "vm:NAME:KIND": a migrating VM's files (see migrate.c); ckpt-* are a
+ * checkpoint exported for a restore on another host. */
 static int resolve_vm_file(gv_host *h, const char *name, char **path, char **idx_path)
 {
 	char vm[64], kind[16];
 	static const char *const files[][2] = { { "disk", "disk.qcow2" },
 						{ "state", "migrate.state" },
-						{ "jobout", "job.out" } };
+						{ "jobout", "job.out" },
+						{ "ckpt-disk", "ckpt.disk" },
+						{ "ckpt-state", "ckpt.state" },
+						{ "ckpt-jobout", "ckpt.jobout" } };
 
 	if (sscanf(name, "vm:%63[^:]:%15s", vm, kind) != 2 || !gv_name_valid(vm))
 		return -ENOENT;
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if (strcmp(kind, files[i][0]))
 			continue;
 		*path = gv_strdupf("%s/vms/%s/%s", h->datadir, vm, files[i][1]);

@@ -174,9 +174,13 @@ static void mig_dst_drop(gv_host *h, const char *name, const gv_vmpaths *p)
 	gv_rm_rf(p->dir);
 }
 
-static json_t *mig_dst_cold(gv_host *h, json_t *req)
+/* Cold migration, or a checkpoint restored here (@ckpt): pull disk,
+ * state and job output, restore, report the VM running. */
+static json_t *mig_dst_cold(gv_host *h, json_t *req, bool ckpt)
 {
 	const char *from = json_string_value(json_object_get(req, "from"));
+	const char *k_disk = ckpt ? "ckpt-disk" : "disk", *k_state = ckpt ? "ckpt-state" : "state";
+	const char *k_jobout = ckpt ? "ckpt-jobout" : "jobout";
 	gv_vmdef *d = NULL;
 	gv_vmpaths p = { 0 };
 	gv_err e = { "" };
@@ -191,13 +195,13 @@ static json_t *mig_dst_cold(gv_host *h, json_t *req)
 	state = gv_strdupf("%s/migrate.state", p.dir);
 	r = mig_dst_base(h, d->image, from, &e);
 	if (r == 0 && d->image)
-		r = mig_dst_pull(h, from, name, "disk", p.disk, true, false, false, &e);
+		r = mig_dst_pull(h, from, name, k_disk, p.disk, true, false, false, &e);
 	if (r == 0)
 		r = mig_dst_rebase(h, d, &p, &e);
 	if (r == 0)
-		r = mig_dst_pull(h, from, name, "state", state, false, false, false, &e);
+		r = mig_dst_pull(h, from, name, k_state, state, false, false, false, &e);
 	if (r == 0)
-		r = mig_dst_pull(h, from, name, "jobout", p.jobout, false, false, false, &e);
+		r = mig_dst_pull(h, from, name, k_jobout, p.jobout, false, false, false, &e);
 	if (r == 0)
 		r = mig_dst_record(h, d, &p, GV_VM_SAVED, state, &e);
 	if (r == 0) { /* the control handler holds the VM's lock already */
@@ -369,7 +373,9 @@ json_t *gv_migrate_control(void *ud, json_t *req)
 		return reply_err("no VM name");
 	l = host_vm_lock(h, name);
 	if (!strcmp(op, "cold-in"))
-		rep = mig_dst_cold(h, req);
+		rep = mig_dst_cold(h, req, false);
+	else if (!strcmp(op, "checkpoint-in"))
+		rep = mig_dst_cold(h, req, true);
 	else if (!strcmp(op, "live-prepare"))
 		rep = mig_dst_live_prepare(h, req);
 	else if (!strcmp(op, "live-disk"))
@@ -396,6 +402,7 @@ json_t *gv_migrate_control(void *ud, json_t *req)
 struct mig {
 	gv_host *h;
 	const char *mode;
+	const char *ckpt; /* restore this checkpoint there ("" = the latest) */
 	char to[300];
 	gv_vmrec *r;
 	const gv_vmpaths *p;
@@ -566,6 +573,36 @@ static int mig_src_cold(struct mig *m, json_t **summary)
 	return r;
 }
 
+/* A checkpoint restored on the destination: export it as files, the
+ * destination pulls them (deduplicated) and restores; only when it runs
+ * there does this host's instance go. Until then the VM here is left
+ * exactly as it was. */
+static int mig_src_checkpoint(struct mig *m, json_t **summary)
+{
+	int r;
+
+	phase(m, "prepare", NULL);
+	r = host_checkpoint_export(m->h, m->r, m->p, *m->ckpt ? m->ckpt : NULL, m->e);
+	if (r == 0) {
+		phase(m, "transfer", NULL);
+		r = mig_src_ask(m, vm_req(m, "checkpoint-in"), 60 * 60 * 1000, NULL);
+	}
+	host_checkpoint_unexport(m->p);
+	if (r < 0) {
+		size_t n = strlen(m->e->msg);
+		snprintf(m->e->msg + n, sizeof(m->e->msg) - n, "; the VM here is unchanged");
+		phase(m, "aborted", json_pack("{s:s}", "error", m->e->msg));
+		return r;
+	}
+	gv_err local;
+	phase(m, "cleanup", NULL);
+	(void)vm_delete_locked(m->h, m->r, m->p, "force", &local);
+	*summary = json_pack("{s:s, s:s, s:s, s:f}", "mode", "checkpoint", "checkpoint",
+			     *m->ckpt ? m->ckpt : "latest", "to", m->to, "seconds",
+			     (double)(gv_now_ms() - m->t0) / 1000.0);
+	return 0;
+}
+
 /* Poll until QEMU stops before switchover, reporting RAM progress. */
 static int mig_src_precopy(struct mig *m, gv_qmp *q)
 {
@@ -713,18 +750,23 @@ static int mig_src_live(struct mig *m, json_t **summary)
 	return r;
 }
 
-int gv_vm_migrate(gv_host *h, const char *name, const char *to, bool cold,
-		  gv_migrate_progress progress, void *ud, json_t **summary, gv_err *e)
+int gv_vm_migrate(gv_host *h, const char *name, const gv_migrate_opts *o, json_t **summary,
+		  gv_err *e)
 {
-	struct mig m = { .h = h, .progress = progress, .ud = ud, .t0 = gv_now_ms(), .e = e,
-			 .mode = cold ? "cold" : "live" };
+	const char *to = o->to;
+	struct mig m = { .h = h, .progress = o->progress, .ud = o->ud, .t0 = gv_now_ms(),
+			 .e = e, .ckpt = o->checkpoint,
+			 .mode = o->checkpoint ? "checkpoint" : o->cold ? "cold" : "live" };
 	struct vmlock *l;
 	gv_vmpaths p;
 	int r;
 
 	if (!h->xfer_addr)
 		return gv_err_set(e, -EINVAL, "this agent serves no transfers; start gridvmd "
-				  "with --listen ADDR to migrate");
+				  "with --listen ADDR to %s", o->checkpoint
+				  ? "restore on another host" : "migrate");
+	if (o->checkpoint && *o->checkpoint && !gv_name_valid(o->checkpoint))
+		return gv_err_set(e, -ENOENT, "no such checkpoint: %s", o->checkpoint);
 	snprintf(m.to, sizeof(m.to), "%s", to ? to : "");
 	if (!to || gv_xfer_peer_parse(to, m.host, sizeof(m.host), &m.port) < 0)
 		return gv_err_set(e, -EINVAL, "invalid destination '%s' (HOST[:PORT])",
@@ -734,7 +776,8 @@ int gv_vm_migrate(gv_host *h, const char *name, const char *to, bool cold,
 		int myport;
 		if (gv_xfer_peer_parse(h->xfer_addr, me, sizeof(me), &myport) == 0 &&
 		    !strcmp(me, m.host) && myport == m.port)
-			return gv_err_set(e, -EINVAL, "VM %s is on %s already", name, to);
+			return gv_err_set(e, -EINVAL, "VM %s is on %s already%s", name, to,
+					  o->checkpoint ? " (restore without --on)" : "");
 	}
 	if ((r = gv_xfer_key_load(h->grid_key, m.key)) < 0)
 		return gv_err_set(e, r, "cannot read the grid key %s", h->grid_key);
@@ -747,11 +790,13 @@ int gv_vm_migrate(gv_host *h, const char *name, const char *to, bool cold,
 		char *rec = gv_strdupf("%s/migration.json", p.dir);
 		unlink(rec); /* a new migration starts its own record */
 		free(rec);
-		if (m.r->state != GV_VM_RUNNING && m.r->state != GV_VM_PAUSED)
+		if (o->checkpoint)
+			r = mig_src_checkpoint(&m, summary);
+		else if (m.r->state != GV_VM_RUNNING && m.r->state != GV_VM_PAUSED)
 			r = gv_err_set(e, -EBUSY, "cannot migrate VM %s: it is %s", name,
 				       gv_vmstate_name(m.r->state));
 		else
-			r = cold ? mig_src_cold(&m, summary) : mig_src_live(&m, summary);
+			r = o->cold ? mig_src_cold(&m, summary) : mig_src_live(&m, summary);
 		gv_vmpaths_clear(&p);
 	}
 	gv_vmrec_free(m.r);

@@ -19,6 +19,10 @@
  * then the source lets QEMU switch over; the destination confirms the VM
  * runs before the source removes its copy. Until that confirmation the
  * source can always cancel and resume: the VM runs on exactly one host.
+ *
+ * Checkpoint restore on another host: like cold, but the files are those
+ * of a checkpoint (exported from the chunk store); the instance here keeps
+ * running untouched until the destination reports the VM running.
  */
 #ifndef GRIDVM_MIGRATE_H
 #define GRIDVM_MIGRATE_H
@@ -27,9 +31,18 @@
 
 typedef void (*gv_migrate_progress)(void *ud, const char *phase, const json_t *info);
 
-/* Move VM @name to the agent at @to ("HOST[:PORT]"). */
-int gv_vm_migrate(gv_host *h, const char *name, const char *to, bool cold,
-		  gv_migrate_progress progress, void *ud, json_t **summary,
+typedef struct gv_migrate_opts {
+	const char *to;		 /* the destination agent, "HOST[:PORT]" */
+	bool cold;		 /* suspend, move, resume (default: live) */
+	const char *checkpoint;	 /* instead: restore this checkpoint of the VM on
+				  * @to ("" = the latest); the instance here is
+				  * deleted once the VM runs there */
+	gv_migrate_progress progress;
+	void *ud;
+} gv_migrate_opts;
+
+/* Move VM @name to another agent (see gv_migrate_opts). */
+int gv_vm_migrate(gv_host *h, const char *name, const gv_migrate_opts *o, json_t **summary,
 		  gv_err *e) GV_WUR;
 
 /* Ask the running migration of @name to back out (before the switch). */

@@ -2,9 +2,11 @@
 /* builtin-checkpoint.c - `gridvm checkpoint VERB`: VM checkpoints. */
 #include "cli.h"
 
+#include <getopt.h>
 #include <gridvm/util.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static bool want_json(int argc, char **argv)
 {
@@ -145,27 +147,63 @@ static int ck_delete(int argc, char **argv)
 
 static int ck_restore(int argc, char **argv)
 {
-	const char *vm = arg_n(argc, argv, 0), *id = arg_n(argc, argv, 1);
-	json_t *body = json_object();
+	static const struct option opts[] = {
+		{ "on", required_argument, NULL, 'o' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "help", no_argument, NULL, 'h' }, { 0 } };
+	static const char help[] =
+		"Usage: gridvm checkpoint restore VM [ID] [--on HOST[:PORT]] [--json]\n"
+		"Put the VM back to a checkpoint (default: the latest): disk, memory and\n"
+		"job output; a running instance of the VM is replaced.\n"
+		"--on HOST restores it on another host's agent instead (both agents need\n"
+		"--listen and the grid key): that host fetches what it lacks with the\n"
+		"deduplicating transfer and continues the computation; the instance here\n"
+		"runs on untouched until then, and is deleted once the VM runs there.\n";
+	const char *vm, *id, *on = NULL;
+	json_t *body = json_object(), *sum = NULL;
+	bool tty = isatty(2), json = false;
 	char *path;
-	int rc;
+	int c, rc;
 	gv_client *cl;
 
-	if (cli_wants_help(argc, argv)) {
-		puts("Usage: gridvm checkpoint restore VM [ID]\n"
-		     "Put the VM back to a checkpoint (default: the latest): disk, memory and\n"
-		     "job output; a running instance of the VM is replaced.");
-		return 0;
+	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+		if (c == 'o')
+			on = optarg;
+		else if (c == 'J')
+			json = true;
+		else
+			return fputs(help, c == 'h' ? stdout : stderr), c == 'h' ? 0 : 2;
 	}
-	if (!vm || !cli_name_ok(vm, "VM") || (id && !cli_name_ok(id, "checkpoint")))
-		return cli_error("usage: gridvm checkpoint restore VM [ID]"), 2;
-	if (id)
-		json_object_set_new(body, "id", json_string(id));
+	vm = optind < argc ? argv[optind] : NULL;
+	id = optind + 1 < argc ? argv[optind + 1] : NULL;
+	if (!vm || optind + 2 < argc || !cli_name_ok(vm, "VM") ||
+	    (id && !cli_name_ok(id, "checkpoint")))
+		return cli_error("usage: gridvm checkpoint restore VM [ID] [--on HOST]"), 2;
 	cl = cli_connect();
-	path = gv_strdupf("/v1/vms/%s/checkpoints/restore", vm);
-	rc = cli_call(cl, "POST", path, body, NULL) < 0 ? 1 : 0;
-	if (rc == 0)
-		printf("%s: restored from checkpoint %s\n", vm, id ? id : "(latest)");
+	if (on) {
+		json_object_set_new(body, "to", json_string(on));
+		json_object_set_new(body, "checkpoint", json_string(id ? id : ""));
+		path = gv_strdupf("/v1/vms/%s/migrate", vm);
+		rc = cli_stream(cl, path, body, cli_migrate_progress, NULL, &tty, &sum) < 0;
+		if (rc == 0 && json)
+			cli_print_json(sum);
+		else if (rc == 0)
+			printf("%s: restored from checkpoint %s on %s in %.2f s\n", vm,
+			       id ? id : "(latest)", on,
+			       json_number_value(json_object_get(sum, "seconds")));
+	} else {
+		if (id)
+			json_object_set_new(body, "id", json_string(id));
+		path = gv_strdupf("/v1/vms/%s/checkpoints/restore", vm);
+		rc = cli_call(cl, "POST", path, body, NULL) < 0 ? 1 : 0;
+		if (rc == 0 && json) {
+			sum = json_pack("{s:s, s:s}", "vm", vm, "checkpoint", id ? id : "latest");
+			cli_print_json(sum);
+		}
+		else if (rc == 0)
+			printf("%s: restored from checkpoint %s\n", vm, id ? id : "(latest)");
+	}
+	json_decref(sum);
 	free(path);
 	json_decref(body);
 	gv_client_free(cl);

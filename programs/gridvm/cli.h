@@ -36,6 +36,9 @@ int cli_stream(gv_client *c, const char *path, json_t *body,
 	       void (*progress)(void *ud, json_t *p), void (*text)(void *ud, const char *l),
 	       void *ud, json_t **summary);
 
+/* Progress of a streamed migration (@ud points to a bool: show it). */
+void cli_migrate_progress(void *ud, json_t *p);
+
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_print_json(json_t *j);
 bool cli_wants_help(int argc, char **argv);

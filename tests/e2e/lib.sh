@@ -3,8 +3,8 @@
 # its own agent, the guest prepared by setup.sh, cleanup on exit.
 set -euo pipefail
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-GV="$ROOT/build/programs/gridvm"
-GVD="$ROOT/build/programs/gridvmd"
+GV=${GV:-"$ROOT/build/programs/gridvm"}
+GVD=${GVD:-"$ROOT/build/programs/gridvmd"}
 SYSDATA=${GRIDVM_SYSDATA:-/var/lib/gridvm}
 # debootstrap images are slow to build: keep them between runs
 IMGCACHE=${GRIDVM_TEST_IMAGES:-/var/tmp/gridvm-test-images}

@@ -12,34 +12,7 @@ hosts_agent_start 2
 # each step: a new file on the VM's disk, then check that all are there
 JOB='i=0; while :; do i=$((i+1)); echo $i >/root/f$i; sync; n=$(ls /root | grep -c "^f"); if [ $n -eq $i ]; then echo $i; else echo "MISSING $i $n"; fi; sleep 0.3; done'
 
-state_on() { hosts_gv "$1" vm show "$2" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])' 2>/dev/null || echo absent; }
-last_on() { local n; n=$(hosts_gv "$1" vm logs "$2" 2>/dev/null | tail -1); echo "${n:-0}"; }
-reaches_on() { # HOST VM N
-	local end=$((SECONDS + 90))
-	while [ $SECONDS -lt $end ]; do
-		local n; n=$(last_on "$1" "$2")
-		case $n in MISSING*) fail "the job lost files: $n" ;; esac
-		[ "$n" -ge "$3" ] 2>/dev/null && return 0
-		sleep 0.3
-	done
-	return 1
-}
-check_log() { # HOST VM: output is 1..N exactly
-	hosts_gv "$1" vm logs "$2" | python3 -c '
-import sys
-lines = sys.stdin.read().split()
-assert not any(l.startswith("MISSING") for l in lines), lines
-nums = [int(l) for l in lines]
-assert nums == list(range(1, len(nums) + 1)), nums
-print(len(nums))'
-}
-only_on() { # HOST VM: running there, absent on the other agent
-	local other=$(( $1 == 1 ? 2 : 1 ))
-	expect_eq "$2 runs on h$1" "$(state_on "$1" "$2")" running
-	expect_eq "$2 is gone from h$other" "$(state_on "$other" "$2")" absent
-	pgrep -f "${HOST_DATA[$other]}/vms/$2/" >/dev/null && fail "a QEMU of $2 is left on h$other"
-	return 0
-}
+source "$(dirname "$0")/hostvm.sh"
 
 hosts_gv 1 vm create c --memory 256M --job "$JOB" >/dev/null
 hosts_gv 1 vm start c >/dev/null
