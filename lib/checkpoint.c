@@ -747,6 +747,8 @@ int gv_checkpoint_restore(gv_host *h, const char *vm, const char *id, gv_err *e)
 
 	if (rc == 0 && !id && !n)
 		rc = gv_err_set(e, -ENOENT, "VM %s has no checkpoints", vm);
+	if (rc == 0 && host_migration_unsettled(h, vm, e))
+		rc = -EBUSY;
 	if (rc == 0)
 		rc = load_manifest(h, vm, id ? id : ids[n - 1], &man, e);
 	if (rc == 0) {

@@ -446,6 +446,8 @@ void gv_host_refresh_all(gv_host *h)
 	static unsigned tick;
 
 	for_each_vm(h, ++tick % 5 == 0, false); /* ask QEMU every 5th time */
+	if (tick % 5 == 0) /* after a restart: the first time within 5 s */
+		host_migrations_settle(h, false);
 	periodic_checkpoints(h);
 }
 

@@ -92,6 +92,12 @@ int64_t host_checkpoint_last(gv_host *h, const char *vm);
 int host_checkpoint_export(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *id,
 			   gv_err *e);
 void host_checkpoint_unexport(const gv_vmpaths *p);
+/* migrate.c: a VM whose migration is not settled yet (its driver died, or
+ * the destination's answer is missing) must not run here meanwhile. */
+bool host_migration_unsettled(gv_host *h, const char *name, gv_err *e);
+/* Settle such migrations (the monitor, every few seconds; @wait: wait
+ * for the VMs' locks instead of skipping busy VMs). */
+void host_migrations_settle(gv_host *h, bool wait);
 
 /* Forget an image's block index (it left the store). */
 void image_unindex(gv_host *h, const char *name);

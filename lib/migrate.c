@@ -384,7 +384,22 @@ json_t *gv_migrate_control(void *ud, json_t *req)
 		rep = mig_dst_live_confirm(h, req);
 	else if (!strcmp(op, "live-abort"))
 		rep = mig_dst_live_abort(h, req);
-	else if (!strcmp(op, "live-ping")) {
+	else if (!strcmp(op, "state")) { /* for a source settling a migration */
+		gv_vmrec *r = NULL;
+		gv_vmpaths p;
+		char *mark;
+		bool present = gv_store_vm_get(h->store, name, &r) == 0;
+		gv_vmpaths_init(&p, h->datadir, name);
+		mark = gv_strdupf("%s/.incoming", p.dir);
+		if (present)
+			host_refresh(h, r);
+		rep = json_pack("{s:b, s:b, s:b, s:b}", "ok", 1, "present", present, "running",
+				present && r->state == GV_VM_RUNNING, "settled",
+				present && access(mark, F_OK) != 0);
+		free(mark);
+		gv_vmpaths_clear(&p);
+		gv_vmrec_free(r);
+	} else if (!strcmp(op, "live-ping")) {
 		gv_vmrec *r = NULL;
 		rep = gv_store_vm_get(h->store, name, &r) == 0
 			      ? json_pack("{s:b}", "ok", 1)
@@ -412,6 +427,8 @@ struct mig {
 	gv_migrate_progress progress;
 	void *ud;
 	uint64_t t0;
+	bool was_running; /* the guest ran when the migration began */
+	bool held;	  /* GRIDVM_MIGRATE_HOLD applied already */
 	gv_err *e;
 };
 
@@ -426,6 +443,22 @@ static int phase_index(const char *name)
 		if (name && !strcmp(name, phases[i]))
 			return i;
 	return -1;
+}
+
+/* Failure injection for the tests: GRIDVM_MIGRATE_HOLD=PHASE:SECONDS in
+ * the source agent's environment stops the migration for that long once
+ * it has recorded PHASE, so a test can kill an agent or cut a link there. */
+static void hold(struct mig *m, const char *name)
+{
+	const char *env = getenv("GRIDVM_MIGRATE_HOLD"), *colon = env ? strchr(env, ':') : NULL;
+
+	if (!colon || m->held || strncmp(env, name, (size_t)(colon - env)) ||
+	    strlen(name) != (size_t)(colon - env))
+		return;
+	m->held = true;
+	fprintf(stderr, "gridvmd: migration of %s held at %s for %s s (GRIDVM_MIGRATE_HOLD)\n",
+		m->r->def->name, name, colon + 1);
+	sleep((unsigned)atoi(colon + 1));
 }
 
 /* Persist the phase to VMDIR/migration.json (gridvm migrate status reads
@@ -444,6 +477,7 @@ static void phase(struct mig *m, const char *name, json_t *info)
 			      m->mode, "to", m->to, "started", (json_int_t)(m->t0 / 1000),
 			      "seconds", (double)(gv_now_ms() - m->t0) / 1000.0, "info", info);
 		json_object_set_new(j, "phase", json_string(name));
+		json_object_set_new(j, "was_running", json_boolean(m->was_running));
 		text = json_dumps(j, JSON_COMPACT);
 		if (gv_write_file_atomic(path, text, strlen(text)) < 0)
 			fprintf(stderr, "gridvmd: cannot record the migration phase\n");
@@ -456,6 +490,7 @@ static void phase(struct mig *m, const char *name, json_t *info)
 	json_decref(info);
 	free(old);
 	free(path);
+	hold(m, name);
 }
 
 /* `gridvm migrate cancel`: the source checks this between steps. */
@@ -526,7 +561,7 @@ static int mig_src_ask(struct mig *m, json_t *req, int timeout_ms, json_t **rep)
 	if (r < 0)
 		return gv_err_set(m->e, r, "the destination %s:%d: %s", m->host, m->port, err);
 	if (!json_is_true(json_object_get(out, "ok"))) {
-		r = gv_err_set(m->e, -EIO, "the destination refused: %s",
+		r = gv_err_set(m->e, -EREMOTEIO, "the destination refused: %s",
 			       json_string_value(json_object_get(out, "error")) ?: "no reason");
 		json_decref(out);
 		return r;
@@ -641,9 +676,23 @@ static int mig_src_precopy(struct mig *m, gv_qmp *q)
 	return gv_err_set(m->e, -ETIMEDOUT, "memory migration did not converge");
 }
 
+/* Tell the destination to drop its half-made copy; false: it did not
+ * answer (the agent tells it later, see host_migrations_settle). */
+static bool mig_src_tell_abort(struct mig *m, int timeout_ms)
+{
+	json_t *req = json_pack("{s:s, s:s}", "op", "live-abort", "name", m->r->def->name);
+	gv_err ignore, *keep = m->e;
+	int r;
+
+	m->e = &ignore;
+	r = mig_src_ask(m, req, timeout_ms, NULL);
+	m->e = keep;
+	return r == 0;
+}
+
 /* Back out before the switch: the VM goes on here, the destination
- * forgets it. */
-static void mig_src_back_out(struct mig *m, gv_qmp *q)
+ * forgets it (true: it said so). */
+static bool mig_src_back_out(struct mig *m, gv_qmp *q)
 {
 	json_t *st = NULL;
 
@@ -659,15 +708,10 @@ static void mig_src_back_out(struct mig *m, gv_qmp *q)
 			break;
 		usleep(50000);
 	}
-	if (!json_is_true(json_object_get(st, "running")) && m->r->state == GV_VM_RUNNING)
+	if (!json_is_true(json_object_get(st, "running")) && m->was_running)
 		(void)host_qmp_run(q, "cont", NULL, NULL);
 	json_decref(st);
-	json_t *req = json_pack("{s:s, s:s}", "op", "live-abort", "name", m->r->def->name);
-	gv_err ignore;
-	gv_err *keep = m->e;
-	m->e = &ignore;
-	(void)mig_src_ask(m, req, 60000, NULL);
-	m->e = keep;
+	return mig_src_tell_abort(m, 60000);
 }
 
 static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms)
@@ -690,6 +734,139 @@ static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms)
 		r = host_wait_migration(q, 10 * 60 * 1000, m->e);
 	*paused_ms = gv_now_ms() - t;
 	json_decref(args);
+	return r;
+}
+
+/* Requests while settling: short, the monitor thread waits for them. */
+#define SETTLE_MS 15000
+
+/* The switch happened but the destination's confirmation did not come
+ * back: record it; host_migrations_settle() finishes it later. */
+static void mig_src_unresolved(struct mig *m)
+{
+	size_t n = strlen(m->e->msg);
+
+	snprintf(m->e->msg + n, sizeof(m->e->msg) - n,
+		 "; the guest may already run there, so it stays paused here until the "
+		 "destination answers (the agent keeps asking)");
+	phase(m, "confirm", json_pack("{s:s}", "unresolved", m->e->msg));
+	m->r->state = GV_VM_PAUSED;
+	free(m->r->error);
+	m->r->error = gv_strdupf("paused until its migration to %s is settled", m->to);
+	(void)host_put(m->h, m->r, NULL);
+}
+
+/* Where does the destination have the VM? 1: running there for good;
+ * 0: not there; -EAGAIN: not settled yet, or no answer. */
+static int mig_src_dest_state(struct mig *m)
+{
+	json_t *rep = NULL;
+	gv_err ignore, *keep = m->e;
+	int r;
+
+	m->e = &ignore;
+	r = mig_src_ask(m, json_pack("{s:s, s:s}", "op", "state", "name", m->r->def->name),
+			SETTLE_MS, &rep);
+	m->e = keep;
+	if (r == 0 && !json_is_true(json_object_get(rep, "present")))
+		r = 0;
+	else if (r == 0 && json_is_true(json_object_get(rep, "settled")) &&
+		 json_is_true(json_object_get(rep, "running")))
+		r = 1;
+	else
+		r = -EAGAIN;
+	json_decref(rep);
+	return r;
+}
+
+static void mig_src_moved(struct mig *m, gv_qmp *q)
+{
+	gv_err local;
+
+	phase(m, "cleanup", NULL);
+	if (q)
+		(void)host_qmp_run(q, "quit", NULL, NULL);
+	(void)vm_delete_locked(m->h, m->r, m->p, "force", &local);
+	fprintf(stderr, "gridvmd: migration of %s to %s settled: it runs there\n",
+		m->r->def->name, m->to);
+}
+
+/* Settle a migration whose driver is gone (the agent restarted) or that
+ * waits for the destination's answer, from its record @ph. 0: settled
+ * (either way); -EAGAIN: ask again later. The VM's lock is held. */
+static int mig_src_settle(struct mig *m, const char *ph)
+{
+	int idx = phase_index(ph), d;
+	const char *status = NULL;
+	gv_qmp *q = NULL;
+	json_t *st = NULL;
+	gv_err ignore;
+	int r = 0;
+
+	if (idx == phase_index("aborted")) { /* only the destination is left to tell */
+		if (!mig_src_tell_abort(m, SETTLE_MS))
+			return -EAGAIN;
+		phase(m, "aborted", json_pack("{s:s}", "error", "the migration was backed out"));
+		return 0;
+	}
+	if (host_qmp(m->p, &q, &ignore) == 0 &&
+	    gv_qmp_execute(q, "query-migrate", NULL, 5000, &st, NULL) == 0)
+		status = json_string_value(json_object_get(st, "status"));
+	if (idx >= phase_index("cleanup") && idx < phase_index("done")) {
+		mig_src_moved(m, q);
+		goto out;
+	}
+	if (!strcmp(m->mode, "live") && idx >= phase_index("switch") && status &&
+	    !strcmp(status, "completed")) {
+		/* the destination has everything: go forward if it can */
+		r = mig_src_ask(m, json_pack("{s:s, s:s}", "op", "live-confirm", "name",
+					     m->r->def->name), SETTLE_MS, NULL);
+		if (r == 0) {
+			mig_src_moved(m, q);
+			goto out;
+		}
+		if (r != -EREMOTEIO) {
+			r = -EAGAIN;
+			goto out;
+		}
+	} else if (strcmp(m->mode, "live") || (!q && idx >= phase_index("switch"))) {
+		/* cold, checkpoint, or no QEMU here: where is the VM? */
+		d = mig_src_dest_state(m);
+		if (d == 1) {
+			mig_src_moved(m, q);
+			goto out;
+		}
+		if (d < 0) {
+			r = -EAGAIN;
+			goto out;
+		}
+	}
+	/* the destination does not run it: it goes on here */
+	if (!q && !strcmp(m->mode, "live"))
+		(void)mig_src_tell_abort(m, SETTLE_MS);
+	if (!strcmp(m->mode, "checkpoint")) {
+		host_checkpoint_unexport(m->p);
+	} else if (q) {
+		(void)mig_src_back_out(m, q);
+		m->r->state = m->was_running ? GV_VM_RUNNING : GV_VM_PAUSED;
+		free(m->r->error);
+		m->r->error = NULL;
+		(void)host_put(m->h, m->r, NULL);
+	} else if (!strcmp(m->mode, "cold")) {
+		char *state = gv_strdupf("%s/migrate.state", m->p->dir);
+		if (vm_restore_locked(m->h, m->r, m->p, state, &ignore) < 0)
+			fprintf(stderr, "gridvmd: cannot restore %s after its migration: %s\n",
+				m->r->def->name, ignore.msg);
+		free(state);
+	}
+	phase(m, "aborted", json_pack("{s:s}", "error", "the migration was interrupted "
+				      "(agent restart or no answer); the VM stays here"));
+	fprintf(stderr, "gridvmd: migration of %s to %s backed out: it stays here\n",
+		m->r->def->name, m->to);
+	r = 0;
+out:
+	json_decref(st);
+	gv_qmp_free(q);
 	return r;
 }
 
@@ -723,14 +900,22 @@ static int mig_src_live(struct mig *m, json_t **summary)
 		phase(m, "confirm", NULL);
 		r = mig_src_ask(m, json_pack("{s:s, s:s}", "op", "live-confirm", "name",
 					     m->r->def->name), 120000, NULL);
+		if (r < 0 && r != -EREMOTEIO) {
+			/* no answer: the guest may already run there; resuming
+			 * it here could run it twice. It stays paused here and
+			 * the agent asks again until the destination answers. */
+			mig_src_unresolved(m);
+			goto out;
+		}
 	}
-	if (r < 0 && q) {
-		mig_src_back_out(m, q);
+	if (r < 0) {
+		/* a destination that took the VM in must drop it */
+		bool told = q ? mig_src_back_out(m, q) : !rep || mig_src_tell_abort(m, 60000);
 		size_t n = strlen(m->e->msg);
 		snprintf(m->e->msg + n, sizeof(m->e->msg) - n, "; the VM runs here still");
+		phase(m, "aborted", json_pack("{s:s, s:b}", "error", m->e->msg, "dest_pending",
+					      !told && rep));
 	}
-	if (r < 0)
-		phase(m, "aborted", json_pack("{s:s}", "error", m->e->msg));
 	if (r == 0) {
 		gv_err local;
 		phase(m, "cleanup", NULL);
@@ -742,6 +927,7 @@ static int mig_src_live(struct mig *m, json_t **summary)
 				     json_object_get(st, "downtime"), "paused_ms",
 				     (json_int_t)paused, "ram", json_object_get(st, "ram"));
 	}
+out:
 	gv_qmp_free(q);
 	json_decref(caps);
 	json_decref(args);
@@ -788,9 +974,15 @@ int gv_vm_migrate(gv_host *h, const char *name, const gv_migrate_opts *o, json_t
 		gv_vmpaths_init(&p, h->datadir, name);
 		m.p = &p;
 		char *rec = gv_strdupf("%s/migration.json", p.dir);
-		unlink(rec); /* a new migration starts its own record */
+		m.was_running = m.r->state == GV_VM_RUNNING;
+		if (host_migration_unsettled(h, name, e))
+			r = -EBUSY;
+		else
+			unlink(rec); /* a new migration starts its own record */
 		free(rec);
-		if (o->checkpoint)
+		if (r < 0)
+			;
+		else if (o->checkpoint)
 			r = mig_src_checkpoint(&m, summary);
 		else if (m.r->state != GV_VM_RUNNING && m.r->state != GV_VM_PAUSED)
 			r = gv_err_set(e, -EBUSY, "cannot migrate VM %s: it is %s", name,
@@ -803,4 +995,83 @@ int gv_vm_migrate(gv_host *h, const char *name, const gv_migrate_opts *o, json_t
 	host_vm_unlock(h, l);
 	OPENSSL_cleanse(m.key, sizeof(m.key));
 	return r;
+}
+
+/* The migration record of a VM that is still in flight, or NULL. */
+static json_t *inflight(gv_host *h, const char *name)
+{
+	char *path = gv_strdupf("%s/vms/%s/migration.json", h->datadir, name);
+	json_t *j = json_load_file(path, 0, NULL);
+	int idx = phase_index(json_string_value(json_object_get(j, "phase")));
+
+	free(path);
+	if (idx == phase_index("aborted") &&
+	    json_is_true(json_object_get(json_object_get(j, "info"), "dest_pending")))
+		return j;
+	if (idx < 0 || idx >= phase_index("done")) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+bool host_migration_unsettled(gv_host *h, const char *name, gv_err *e)
+{
+	json_t *j = inflight(h, name);
+
+	if (!j || phase_index(json_string_value(json_object_get(j, "phase"))) ==
+			  phase_index("aborted")) { /* it runs here; only the destination
+						     * is left to tell */
+		json_decref(j);
+		return false;
+	}
+	gv_err_set(e, -EBUSY, "VM %s has an unsettled migration to %s (phase %s); the agent "
+		   "settles it when the destination answers", name,
+		   json_string_value(json_object_get(j, "to")) ?: "?",
+		   json_string_value(json_object_get(j, "phase")) ?: "?");
+	json_decref(j);
+	return true;
+}
+
+void host_migrations_settle(gv_host *h, bool wait)
+{
+	/* (a VM whose destination does not answer costs up to SETTLE_MS
+	 * per call, which the caller's thread waits) */
+	char **names = NULL;
+
+	if (!h->xfer_addr || gv_store_vm_names(h->store, &names) < 0)
+		return;
+	for (char **n = names; *n; n++) {
+		json_t *j = inflight(h, *n);
+		struct vmlock *l;
+		struct mig m = { .h = h };
+		gv_vmpaths p;
+		gv_err e = { "" };
+
+		if (!j)
+			continue;
+		/* a migration that runs holds the lock: not ours to settle */
+		l = wait ? host_vm_lock(h, *n) : host_vm_trylock(h, *n);
+		if (l && gv_xfer_key_load(h->grid_key, m.key) == 0 &&
+		    host_get(h, *n, &m.r, &e) == 0 && (j = (json_decref(j), inflight(h, *n)))) {
+			const char *to = json_string_value(json_object_get(j, "to")) ?: "";
+			snprintf(m.to, sizeof(m.to), "%s", to);
+			m.mode = json_string_value(json_object_get(j, "mode")) ?: "live";
+			m.was_running = json_is_true(json_object_get(j, "was_running"));
+			m.t0 = (uint64_t)json_integer_value(json_object_get(j, "started")) * 1000;
+			m.held = true;
+			m.e = &e;
+			gv_vmpaths_init(&p, h->datadir, *n);
+			m.p = &p;
+			if (gv_xfer_peer_parse(to, m.host, sizeof(m.host), &m.port) == 0)
+				(void)mig_src_settle(&m, json_string_value(json_object_get(j, "phase")));
+			gv_vmpaths_clear(&p);
+		}
+		OPENSSL_cleanse(m.key, sizeof(m.key));
+		gv_vmrec_free(m.r);
+		json_decref(j);
+		if (l)
+			host_vm_unlock(h, l);
+	}
+	gv_strv_free(names);
 }

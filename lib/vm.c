@@ -261,6 +261,8 @@ static int do_start(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 				  r->def->name, r->def->name);
 	if (r->state == GV_VM_RUNNING || r->state == GV_VM_PAUSED)
 		return host_bad_state(r, "start", e);
+	if (host_migration_unsettled(h, r->def->name, e))
+		return -EBUSY;
 	/* a fresh run: the job's output and exit status start anew */
 	unlink(p->jobout);
 	unlink(p->console);
@@ -296,6 +298,8 @@ static int do_pause(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 
 	if (r->state != from)
 		return host_bad_state(r, pause ? "pause" : "resume", e);
+	if (!pause && host_migration_unsettled(h, r->def->name, e))
+		return -EBUSY;
 	rc = host_qmp_cmd(p, pause ? "stop" : "cont", NULL, 5000, NULL, e);
 	if (rc < 0)
 		return rc;

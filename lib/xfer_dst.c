@@ -801,7 +801,8 @@ int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 int gv_xfer_control(const char *host, int port, const uint8_t key[GV_XFER_KEY_LEN],
 		    json_t *request, int timeout_ms, json_t **reply, char *err, size_t errlen)
 {
-	gv_fetch_opts o = { .host = host, .port = port, .key = key, .timeout_ms = 30000 };
+	gv_fetch_opts o = { .host = host, .port = port, .key = key,
+			    .timeout_ms = timeout_ms < 30000 ? timeout_ms : 30000 };
 	struct fetch f = { .o = &o, .fd = -1, .err = err, .errlen = errlen };
 	char *text = json_dumps(request, JSON_COMPACT);
 	uint8_t *p;

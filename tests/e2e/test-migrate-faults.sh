@@ -1,0 +1,88 @@
+#!/bin/bash
+# Live migration failures at later phases: the source agent killed during
+# the memory copy and after the switch, and the link cut while the source
+# waits for the destination's confirmation. Each time the VM must end up
+# running on exactly one host, never on both, and its job (which writes a
+# file per step and checks they are all there) must go on without a gap.
+# GRIDVM_MIGRATE_HOLD=PHASE:SECONDS makes the source agent stop at a phase.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/hosts.sh"
+source "$(dirname "$0")/hostvm.sh"
+hosts_up 2
+GRIDVM_MIGRATE_HOLD=memory:8 hosts_agent_start 1
+hosts_agent_start 2
+JOB='i=0; while :; do i=$((i+1)); echo $i >/root/f$i; sync; n=$(ls /root | grep -c "^f"); if [ $n -eq $i ]; then echo $i; else echo "MISSING $i $n"; fi; sleep 0.3; done'
+phase_on() { # HOST VM: the phase of its migration record there, or "none"
+	hosts_gv "$1" migrate status --json | python3 -c '
+import json, sys
+m = [x for x in json.load(sys.stdin) if x["vm"] == sys.argv[1]]
+print(m[0]["phase"] if m else "none")' "$2"
+}
+wait_phase() { # HOST VM PHASE
+	local end=$((SECONDS + 120))
+	until [ "$(phase_on "$1" "$2")" = "$3" ]; do
+		[ $SECONDS -lt $end ] || fail "the migration never reached $3 (at $(phase_on "$1" "$2"))"
+		sleep 0.2
+	done
+}
+settles_on() { # HOST VM: wait until it runs there only
+	local other=$(( $1 == 1 ? 2 : 1 )) end=$((SECONDS + 90))
+	until [ "$(state_on "$1" "$2")" = running ] && [ "$(state_on "$other" "$2")" = absent ]; do
+		[ $SECONDS -lt $end ] || fail "$2 did not settle on h$1 (h1: $(state_on 1 "$2"), h2: $(state_on 2 "$2"))"
+		sleep 0.5
+	done
+	only_on "$1" "$2"
+	local at; at=$(last_on "$1" "$2")
+	reaches_on "$1" "$2" $((at + 3)) || fail "no progress on h$1"
+	echo "ok: counted 1..$(check_log "$1" "$2") on h$1"
+}
+
+hosts_gv 1 vm create c --memory 256M --job "$JOB" >/dev/null
+hosts_gv 1 vm start c >/dev/null
+reaches_on 1 c 4 || fail "the job does not count"
+
+# 1. the source agent dies during the memory copy: QEMU goes on alone up
+# to the pause before switchover; the restarted agent backs out
+( hosts_gv 1 migrate c --to "${HOST_IP[2]}" >/dev/null 2>&1 || true ) &
+mig=$!
+wait_phase 1 c memory
+kill -9 "${HOST_AGENT_PID[1]}"
+wait $mig
+sleep 3 # the guest reaches pre-switchover meanwhile, paused
+hosts_agent_start 1
+settles_on 1 c
+echo "ok: source agent killed during the memory copy: the VM runs on h1 only"
+
+# 2. the source agent dies after the switch, before the confirmation: the
+# destination has all the state; the restarted agent completes the move
+hosts_agent_stop 1
+GRIDVM_MIGRATE_HOLD=confirm:8 hosts_agent_start 1
+( hosts_gv 1 migrate c --to "${HOST_IP[2]}" >/dev/null 2>&1 || true ) &
+mig=$!
+wait_phase 1 c confirm
+kill -9 "${HOST_AGENT_PID[1]}"
+wait $mig
+expect_eq "c runs nowhere yet (paused on h1, unconfirmed on h2)" "$(state_on 2 c)" paused
+hosts_agent_start 1
+settles_on 2 c
+echo "ok: source agent killed after the switch: the VM moved to h2 and runs there only"
+
+# 3. the link is cut while the source waits for the confirmation: no
+# answer means the guest may run there, so it stays paused on h2 (the
+# source now) until the link is back, then the move completes
+hosts_agent_stop 2
+GRIDVM_MIGRATE_HOLD=confirm:4 hosts_agent_start 2
+( hosts_gv 2 migrate c --to "${HOST_IP[1]}" >/dev/null 2>"$HOSTS_DIR/cut.err" || true ) &
+mig=$!
+wait_phase 2 c confirm
+hosts_cut 1
+wait $mig
+grep -q "stays paused here" "$HOSTS_DIR/cut.err" || fail "unclear: $(cat "$HOSTS_DIR/cut.err")"
+echo "ok: link cut before the confirmation: $(head -c 160 "$HOSTS_DIR/cut.err")"
+expect_eq "c is paused on h2 meanwhile" "$(state_on 2 c)" paused
+hosts_gv 2 vm resume c 2>"$HOSTS_DIR/e" && fail "resumed a VM whose migration is unsettled"
+grep -q "unsettled migration" "$HOSTS_DIR/e" || fail "unclear: $(cat "$HOSTS_DIR/e")"
+echo "ok: resume refused meanwhile: $(head -1 "$HOSTS_DIR/e")"
+hosts_restore 1
+settles_on 1 c
+echo "ok: link back: the VM moved to h1 and runs there only"
