@@ -57,7 +57,7 @@ while True:
             buf[((step * {PAGES_PER_TICK} + k) * 4096) % ws] = step & 255
         print(step, work, flush=True)
 """
-JOB = ("cp -a /usr/lib/python3 /root/copy && "
+JOB = ("cp -a /usr/lib/python3.11 /root/copy && "
        f"dd if=/dev/urandom of=/root/fresh bs=1M count={DISK_RANDOM_MB} 2>/dev/null && sync && "
        f"echo READY && exec python3 -u -c '{PY}'")
 
@@ -131,6 +131,11 @@ class Observer:
         self.off[p] += len(new)
         b = self.buf[p] + new
         while len(b) >= 5:
+            if b[0:1] not in (b"S", b"O", b"E", b"M", b"X"):
+                # not a frame: the file was being rewritten (a copy in
+                # progress) when read; read it again from the start
+                self.off[p], self.buf[p], self.text[p] = 0, b"", b""
+                return
             n = struct.unpack(">I", b[1:5])[0]
             if len(b) < 5 + n:
                 break
@@ -181,6 +186,10 @@ class Observer:
             if s2 == s1 + 1 and b - a > best[0]:
                 best = (b - a, s1)
         return best[0]
+
+    def arrivals(self, t0, t1):
+        """[step, seconds since t0, work, file index] of each line in [t0, t1]."""
+        return sorted([s, round(t - t0, 4), w] for s, (t, w) in self.seen.items() if t0 <= t <= t1)
 
     def series(self, t0, t1, bin_s=0.1):
         """Work done per bin (by arrival time) from t0 to t1."""
@@ -266,7 +275,8 @@ def run_gridvm(rate, n):
     return dict(method="gridvm-live", rate=rate, seconds=t1 - t0, wire=w1 - w0,
                 qemu_downtime_ms=s.get("qemu_downtime_ms"), paused_ms=s.get("paused_ms"),
                 job_gap_ms=obs.gap(t0, t1 + 2) * 1000, overlay_bytes=overlay,
-                steps_after=after, series=obs.series(t0 - 2, t1 + 2), t_mig=[2.0, t1 - t0 + 2])
+                steps_after=after, series=obs.series(t0 - 2, t1 + 2), t_mig=[2.0, t1 - t0 + 2],
+                arrivals=obs.arrivals(t0, t1 + 2), summary=s)
 
 
 TEMPLATE = {}
@@ -284,9 +294,9 @@ def template():
     vmdir = info["dir"]
     keep = os.path.join(HDIR, "tmpl")
     os.makedirs(keep, exist_ok=True)
-    shutil.copy(os.path.join(vmdir, "jobspec"), keep)
+    shutil.copy(os.path.join(vmdir, "job.spec"), keep)
     gv(1, "vm", "delete", "--force", "tmpl")
-    TEMPLATE.update(argv=argv, vmdir=vmdir.rstrip("/") + "/", jobspec=keep + "/jobspec")
+    TEMPLATE.update(argv=argv, vmdir=vmdir.rstrip("/") + "/", jobspec=keep + "/job.spec")
     return TEMPLATE
 
 
@@ -295,7 +305,7 @@ def qemu_start(i, d, disk, incoming):
     os.makedirs(d, exist_ok=True)
     argv = []
     for a in t["argv"]:
-        a = a.replace(t["vmdir"] + "disk.qcow2", disk).replace(t["vmdir"] + "jobspec", t["jobspec"])
+        a = a.replace(t["vmdir"] + "disk.qcow2", disk).replace(t["vmdir"] + "job.spec", t["jobspec"])
         argv.append(a.replace(t["vmdir"], d + "/"))
     if incoming:  # the destination runs as soon as the state is in, as QEMU does
         argv = [a for a in argv if a != "-S"] + ["-incoming", "defer"]
@@ -369,7 +379,8 @@ def run_qemu(rate, n, mode):
                     qemu_downtime_ms=st.get("downtime"), paused_ms=None,
                     job_gap_ms=obs.gap(t0, t1 + 2) * 1000, overlay_bytes=overlay,
                     steps_after=obs.last_step(), series=obs.series(t0 - 2, t1 + 2),
-                    t_mig=[2.0, t1 - t0 + 2], disk_bytes=st.get("disk", {}).get("transferred"))
+                    t_mig=[2.0, t1 - t0 + 2], disk_bytes=st.get("disk", {}).get("transferred"),
+                    arrivals=obs.arrivals(t0, t1 + 2), summary=st)
     finally:
         obs.stop = True
         for q in (qs, qd):
@@ -493,7 +504,7 @@ def report(res, doc, svg):
          "Two network-namespace hosts on this machine (tests/e2e/hosts.sh), links shaped",
          "with tbf; both hosts hold the base image `%s` (debootstrap bookworm with" % IMAGE,
          "python3, %s). The VM: %s of memory, its disk an overlay of that image. The" % (mb(res.get("image_bytes")), res["memory"]),
-         "job first copies `/usr/lib/python3` (blocks the destination has in its base",
+         "job first copies `/usr/lib/python3.11` (blocks the destination has in its base",
          "image) and writes %d MiB of fresh random data to its disk, then prints a" % DISK_RANDOM_MB,
          "progress line every 10 ms while dirtying %d pages of a %d MiB buffer per line." % (PAGES_PER_TICK, WS_MB), "",
          "Methods, all in the same run:", "",

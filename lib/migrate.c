@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,8 +233,15 @@ static int mig_dst_incoming(gv_host *h, const gv_vmpaths *p, char **uri, gv_err 
 	json_t *args = json_pack("{s:s}", "uri", listen), *st = NULL, *sa;
 	gv_qmp *q = NULL;
 
+	json_t *caps = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
+				 "late-block-activate", "state", 1);
+
 	if (r == 0)
 		r = host_qmp(p, &q, e);
+	/* the disk is activated at cont (confirm), after its final copy */
+	if (r == 0)
+		r = host_qmp_run(q, "migrate-set-capabilities", caps, e);
+	json_decref(caps);
 	if (r == 0)
 		r = host_qmp_run(q, "migrate-incoming", args, e);
 	if (r == 0 && (r = gv_qmp_execute(q, "query-migrate", NULL, 5000, &st, NULL)) < 0)
@@ -308,6 +316,13 @@ static json_t *mig_dst_live_disk(gv_host *h, json_t *req)
 	rc = r->def->image ? mig_dst_pull(h, from, name, "disk", p.disk, true, true, false, &e) : 0;
 	if (rc == 0)
 		rc = mig_dst_pull(h, from, name, "jobout", p.jobout, false, true, false, &e);
+	if (rc == 0) { /* confirm runs the guest only after this */
+		char *mark = gv_strdupf("%s/.disk-final", p.dir);
+		rc = gv_write_file_atomic(mark, "", 0);
+		if (rc < 0)
+			gv_err_set(&e, rc, "cannot write in %s", p.dir);
+		free(mark);
+	}
 	gv_vmpaths_clear(&p);
 	gv_vmrec_free(r);
 	return rc < 0 ? reply_err("%s", e.msg) : json_pack("{s:b}", "ok", 1);
@@ -326,11 +341,20 @@ static json_t *mig_dst_live_confirm(gv_host *h, json_t *req)
 	if (!name || host_get(h, name, &r, &e) < 0)
 		return reply_err("%s", e.msg[0] ? e.msg : "no such VM");
 	gv_vmpaths_init(&p, h->datadir, name);
-	rc = host_qmp(&p, &q, &e);
+	char *mark = gv_strdupf("%s/.disk-final", p.dir);
+	rc = access(mark, F_OK) == 0 || r->state == GV_VM_RUNNING
+		     ? 0
+		     : gv_err_set(&e, -EIO, "the final copy of the disk did not complete here");
+	free(mark);
+	uint64_t t0 = gv_now_ms(), t_in = 0, t_run = 0;
+	if (rc == 0)
+		rc = host_qmp(&p, &q, &e);
 	if (rc == 0)
 		rc = host_wait_migration(q, 60000, &e);
+	t_in = gv_now_ms();
 	if (rc == 0)
 		rc = host_qmp_run(q, "cont", NULL, &e);
+	t_run = gv_now_ms();
 	if (rc == 0) {
 		r->state = GV_VM_RUNNING;
 		r->started = gv_now_s();
@@ -341,7 +365,10 @@ static json_t *mig_dst_live_confirm(gv_host *h, json_t *req)
 	gv_qmp_free(q);
 	gv_vmpaths_clear(&p);
 	gv_vmrec_free(r);
-	return rc < 0 ? reply_err("%s", e.msg) : json_pack("{s:b}", "ok", 1);
+	/* how long the guest waited here: for the incoming state, for cont */
+	return rc < 0 ? reply_err("%s", e.msg)
+		      : json_pack("{s:b, s:I, s:I}", "ok", 1, "incoming_wait_ms",
+				  (json_int_t)(t_in - t0), "cont_ms", (json_int_t)(t_run - t_in));
 }
 
 static json_t *mig_dst_live_abort(gv_host *h, json_t *req)
@@ -601,7 +628,7 @@ static int mig_src_cold(struct mig *m, json_t **summary)
 	if (r == 0) {
 		phase(m, "cleanup", NULL);
 		(void)vm_delete_locked(m->h, m->r, m->p, "force", &local);
-		*summary = json_pack("{s:s, s:s, s:f}", "mode", "cold", "to", m->h->xfer_addr,
+		*summary = json_pack("{s:s, s:s, s:f}", "mode", "cold", "to", m->to,
 				     "seconds", (double)(gv_now_ms() - m->t0) / 1000.0);
 	}
 	free(state);
@@ -714,24 +741,55 @@ static bool mig_src_back_out(struct mig *m, gv_qmp *q)
 	return mig_src_tell_abort(m, 60000);
 }
 
+struct disk_final {
+	struct mig m; /* a copy with its own error */
+	gv_err e;
+	int r;
+};
+
+static void *disk_final_thread(void *arg)
+{
+	struct disk_final *d = arg;
+
+	d->r = mig_src_ask(&d->m, json_pack("{s:s, s:s, s:s}", "op", "live-disk", "name",
+					    d->m.r->def->name, "from", d->m.h->xfer_addr),
+			   60 * 60 * 1000, NULL);
+	return NULL;
+}
+
+/* The guest is stopped (pre-switchover) and its disk quiet: the
+ * destination copies the last disk changes while QEMU sends the last
+ * memory pages and the device state; the destination activates its disk
+ * only when the guest is resumed there (late-block-activate), which
+ * confirm does once the disk copy is complete. */
 static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms)
 {
 	json_t *args = json_pack("{s:s}", "state", "pre-switchover");
+	struct disk_final d = { .m = *m };
 	uint64_t t = gv_now_ms();
-	int r;
+	pthread_t th;
+	int r = 0;
 
-	phase(m, "disk-final", NULL);
-	r = mig_src_ask(m, json_pack("{s:s, s:s, s:s}", "op", "live-disk", "name",
-				     m->r->def->name, "from", m->h->xfer_addr),
-			60 * 60 * 1000, NULL);
-	if (r == 0 && cancelled(m))
+	d.m.e = &d.e;
+	d.m.progress = NULL;
+	if (cancelled(m))
 		r = gv_err_set(m->e, -ECANCELED, "migration cancelled");
+	if (r == 0) {
+		phase(m, "disk-final", NULL);
+		if (pthread_create(&th, NULL, disk_final_thread, &d) != 0)
+			r = gv_err_set(m->e, -EAGAIN, "cannot start a thread");
+	}
 	if (r == 0) {
 		phase(m, "switch", NULL);
 		r = host_qmp_run(q, "migrate-continue", args, m->e);
+		if (r == 0)
+			r = host_wait_migration(q, 10 * 60 * 1000, m->e);
+		pthread_join(th, NULL);
+		if (r == 0 && d.r < 0) {
+			r = d.r;
+			*m->e = d.e;
+		}
 	}
-	if (r == 0)
-		r = host_wait_migration(q, 10 * 60 * 1000, m->e);
 	*paused_ms = gv_now_ms() - t;
 	json_decref(args);
 	return r;
@@ -875,9 +933,9 @@ static int mig_src_live(struct mig *m, json_t **summary)
 	json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
 				 "pause-before-switchover", "state", 1, "capability",
 				 "auto-converge", "state", 1);
-	json_t *rep = NULL, *args = NULL, *st = NULL;
+	json_t *rep = NULL, *args = NULL, *st = NULL, *conf = NULL;
 	gv_qmp *q = NULL;
-	uint64_t paused = 0;
+	uint64_t paused = 0, t_done = 0;
 	int r;
 
 	phase(m, "prepare", NULL);
@@ -896,10 +954,12 @@ static int mig_src_live(struct mig *m, json_t **summary)
 		r = mig_src_switch(m, q, &paused);
 	if (r == 0 && gv_qmp_execute(q, "query-migrate", NULL, 5000, &st, NULL) < 0)
 		st = NULL;
+	uint64_t t_conf = gv_now_ms();
 	if (r == 0) {
 		phase(m, "confirm", NULL);
 		r = mig_src_ask(m, json_pack("{s:s, s:s}", "op", "live-confirm", "name",
-					     m->r->def->name), 120000, NULL);
+					     m->r->def->name), 120000, &conf);
+		t_done = gv_now_ms();
 		if (r < 0 && r != -EREMOTEIO) {
 			/* no answer: the guest may already run there; resuming
 			 * it here could run it twice. It stays paused here and
@@ -921,16 +981,21 @@ static int mig_src_live(struct mig *m, json_t **summary)
 		phase(m, "cleanup", NULL);
 		(void)host_qmp_run(q, "quit", NULL, NULL);
 		(void)vm_delete_locked(m->h, m->r, m->p, "force", &local);
-		*summary = json_pack("{s:s, s:s, s:f, s:O?, s:I, s:O?}", "mode", "live", "to",
-				     m->h->xfer_addr, "seconds",
+		*summary = json_pack("{s:s, s:s, s:f, s:O?, s:I, s:I, s:O?, s:O?, s:O?}", "mode",
+				     "live", "to", m->to, "seconds",
 				     (double)(gv_now_ms() - m->t0) / 1000.0, "qemu_downtime_ms",
 				     json_object_get(st, "downtime"), "paused_ms",
-				     (json_int_t)paused, "ram", json_object_get(st, "ram"));
+				     (json_int_t)paused, "confirm_ms", (json_int_t)(t_done - t_conf),
+				     "dest_incoming_wait_ms",
+				     json_object_get(conf, "incoming_wait_ms"), "dest_cont_ms",
+				     json_object_get(conf, "cont_ms"), "ram",
+				     json_object_get(st, "ram"));
 	}
 out:
 	gv_qmp_free(q);
 	json_decref(caps);
 	json_decref(args);
+	json_decref(conf);
 	json_decref(rep);
 	json_decref(st);
 	return r;
