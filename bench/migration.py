@@ -7,15 +7,18 @@ Started by bench/migration.sh, which sets up two network-namespace hosts
 exports HOSTS_ID, HOSTS_DIR, HOSTS_IPS, ROOT, GV. Standard library only.
 
 Runs, for each link rate:
-  gridvm-live   gridvm migrate (dedup disk copy in passes + QEMU pre-copy)
+  gridvm-live   gridvm migrate (dedup disk copy in passes + QEMU pre-copy,
+                memory over multifd channels with zstd: the default)
+  gridvm-live-plain  the same with --compress none (one plain channel)
   qemu-blk      QEMU's own storage migration (the `block` capability) of the
                 whole disk to a blank disk on the destination
   qemu-blk-inc  the same, incremental (`block-incremental`): only the
                 overlay, onto an overlay of the destination's base image
   qemu-shared   QEMU's memory migration with the disk shared (both hosts
                 see the same file): the downtime baseline, no disk copied
-The QEMU runs use the exact command line gridvm gives QEMU (read from a
-VM gridvm started), started by hand in the namespaces, driven over QMP.
+The QEMU runs use the command line gridvm gives QEMU (read from a VM
+gridvm started; the disk as a named -drive, which QEMU's block migration
+needs), started by hand in the namespaces, driven over QMP.
 Every run: the same image, the same job (it copies a directory of the
 image, writes fresh random data, then reports its progress every 10 ms
 while dirtying memory), wall time, bytes on h2's link, QEMU's downtime
@@ -180,12 +183,7 @@ class Observer:
 
     def gap(self, t0, t1):
         """Longest time between consecutive steps arriving in [t0, t1]."""
-        pts = sorted((s, t) for s, (t, _) in self.seen.items() if t0 <= t <= t1)
-        best = (0.0, None)
-        for (s1, a), (s2, b) in zip(pts, pts[1:]):
-            if s2 == s1 + 1 and b - a > best[0]:
-                best = (b - a, s1)
-        return best[0]
+        return gap_of([[s, t] for s, (t, _) in self.seen.items() if t0 <= t <= t1])
 
     def arrivals(self, t0, t1):
         """[step, seconds since t0, work, file index] of each line in [t0, t1]."""
@@ -199,6 +197,13 @@ class Observer:
         for (ta, wa), (tb, wb) in zip(pts, pts[1:]):
             out[min(nb - 1, int((tb - t0) / bin_s))] += max(0, wb - wa)
         return out
+
+
+def gap_of(arrivals):
+    """The longest time between two lines arriving one after the other (by
+    step; a line lost at the switch does not hide the gap around it)."""
+    pts = sorted((a[0], a[1]) for a in arrivals)
+    return max([b - a for (_, a), (_, b) in zip(pts, pts[1:])] or [0.0])
 
 
 # --- a minimal QMP client ---------------------------------------------------
@@ -252,7 +257,7 @@ def wait_ready(obs, what):
         time.sleep(0.1)
 
 
-def run_gridvm(rate, n):
+def run_gridvm(rate, n, method="gridvm-live"):
     name = "g%d" % n
     gv(1, "vm", "create", name, "--image", IMAGE, "--memory", ARGS.memory, "--job", JOB)
     gv(1, "vm", "start", name)
@@ -262,7 +267,8 @@ def run_gridvm(rate, n):
     wait_ready(obs, name)
     overlay = vm_info(1, name).get("disk_overlay_bytes", 0)
     w0, t0 = wire(2), time.monotonic()
-    p = gv(1, "migrate", name, "--to", IPS[1], "--json")
+    p = gv(1, "migrate", name, "--to", IPS[1], "--json",
+           *(["--compress", "none"] if method == "gridvm-live-plain" else []))
     t1 = time.monotonic()
     w1 = wire(2)
     time.sleep(2)
@@ -272,7 +278,7 @@ def run_gridvm(rate, n):
         raise RuntimeError("gridvm-live: the VM does not run on h2")
     after = obs.last_step()
     gv(2, "vm", "delete", "--force", name)
-    return dict(method="gridvm-live", rate=rate, seconds=t1 - t0, wire=w1 - w0,
+    return dict(method=method, rate=rate, seconds=t1 - t0, wire=w1 - w0,
                 qemu_downtime_ms=s.get("qemu_downtime_ms"), paused_ms=s.get("paused_ms"),
                 job_gap_ms=obs.gap(t0, t1 + 2) * 1000, overlay_bytes=overlay,
                 steps_after=after, series=obs.series(t0 - 2, t1 + 2), t_mig=[2.0, t1 - t0 + 2],
@@ -307,9 +313,22 @@ def qemu_start(i, d, disk, incoming):
     for a in t["argv"]:
         a = a.replace(t["vmdir"] + "disk.qcow2", disk).replace(t["vmdir"] + "job.spec", t["jobspec"])
         argv.append(a.replace(t["vmdir"], d + "/"))
+    # QEMU's block migration moves named drives only: the same disk as a
+    # -drive with an id instead of gridvm's anonymous -blockdev nodes
+    out, k = [], 0
+    while k < len(argv):
+        if argv[k] == "-blockdev":
+            k += 2
+            continue
+        out.append(argv[k].replace("virtio-blk-pci,drive=qcow0", "virtio-blk-pci,drive=drive0"))
+        k += 1
+    argv = out + ["-drive", "if=none,id=drive0,format=qcow2,file=" + disk]
     if incoming:  # the destination runs as soon as the state is in, as QEMU does
         argv = [a for a in argv if a != "-S"] + ["-incoming", "defer"]
-    subprocess.run(["ip", "netns", "exec", ns(i), *argv], check=True)
+    argv = [a for a in argv if a != "-daemonize"]  # keep its errors
+    subprocess.Popen(["ip", "netns", "exec", ns(i), *argv], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=open(d + "/qemu.err", "w"),
+                     start_new_session=True)
     return QMP(d + "/qmp.sock")
 
 
@@ -370,7 +389,9 @@ def run_qemu(rate, n, mode):
         t1 = time.monotonic()
         w1 = wire(2)
         if st["status"] != "completed":
-            raise RuntimeError("%s: migration %s: %s" % (mode, st["status"], st.get("error-desc")))
+            err = open(dst + "/qemu.err").read().strip()[-500:]
+            raise RuntimeError("%s: migration %s: %s; destination QEMU said: %s" % (
+                mode, st["status"], st.get("error-desc"), err))
         time.sleep(2)
         if not qd.cmd("query-status").get("running"):
             raise RuntimeError("%s: the destination does not run" % mode)
@@ -397,20 +418,39 @@ def run_qemu(rate, n, mode):
 
 CK_MEM_MB = 4   # memory rewritten per round
 CK_DISK_MB = 2  # disk written per round
-CK_PY = f"""import os, time
-keep = bytearray(64 << 20)
+CK_PY = f"""import mmap, os, time
+# rewritten in place (no temporary copies): {CK_MEM_MB} MiB of a 64 MiB
+# buffer, then a {CK_DISK_MB} MiB buffer written to a new file with O_DIRECT
+# (no page-cache copy), both with fresh random data
+keep = mmap.mmap(-1, 64 << 20)
+fbuf = mmap.mmap(-1, {CK_DISK_MB} << 20)
+rnd = open("/dev/urandom", "rb", buffering=0)
+def fill(view):
+    while len(view):
+        view = view[rnd.readinto(view):]
+if SCATTER:  # incompressible from the start: a changed page costs its chunk
+    fill(memoryview(keep))
 r = 0
 while True:
     time.sleep(1)
     r += 1
     off = (r * {CK_MEM_MB} << 20) % len(keep)
-    keep[off:off + ({CK_MEM_MB} << 20)] = os.urandom({CK_MEM_MB} << 20)
-    with open("/root/round%d" % r, "wb") as f:
-        f.write(os.urandom({CK_DISK_MB} << 20))
-        os.fsync(f.fileno())
+    if SCATTER:  # one byte in each of SCATTER random pages
+        idx = memoryview(os.urandom(4 * SCATTER)).cast("I")
+        for i in idx:
+            keep[(i % (len(keep) >> 12)) << 12] = r & 255 or 1
+    else:
+        fill(memoryview(keep)[off:off + ({CK_MEM_MB} << 20)])
+        fill(memoryview(fbuf))
+        fd = os.open("/root/round%d" % r, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+        os.write(fd, fbuf)
+        os.fsync(fd)
+        os.close(fd)
     print("ROUND", r, flush=True)
 """
-CK_JOB = "echo READY && exec python3 -u -c '%s'" % CK_PY
+SCATTER_PAGES = 1024
+def ck_job(scatter):
+    return "echo READY && exec python3 -u -c '%s'" % ("SCATTER = %d\n" % scatter + CK_PY)
 
 
 def last_round(path, limit):
@@ -427,8 +467,10 @@ def last_round(path, limit):
     return last
 
 
-def run_checkpoints(n_ck):
-    gv(1, "vm", "create", "ck", "--image", IMAGE, "--memory", ARGS.memory, "--job", CK_JOB)
+def run_checkpoints(n_ck, scatter=0):
+    """Checkpoints of a job that changes contiguous data, or (@scatter)
+    one byte in each of that many random pages of its buffer per round."""
+    gv(1, "vm", "create", "ck", "--image", IMAGE, "--memory", ARGS.memory, "--job", ck_job(scatter))
     gv(1, "vm", "start", "ck")
     obs = Observer(["%s/vms/ck/job.out" % data(1)])
     if not obs.wait_line(lambda l: l.startswith("ROUND"), 600):
@@ -440,8 +482,10 @@ def run_checkpoints(n_ck):
         # the job output as of the checkpoint (its length is in the
         # manifest) tells exactly which rounds the checkpoint holds
         last = last_round("%s/vms/ck/job.out" % data(1), m["jobout_bytes"])
-        changed = None if prev_round is None else (last - prev_round) * (CK_MEM_MB + CK_DISK_MB) << 20
-        rows.append(dict(n=k + 1, pause_ms=m.get("pause_ms"), qemu_downtime_ms=m.get("qemu_downtime_ms"),
+        # per round: the rewritten part of the buffer, the file buffer, the file
+        per_round = SCATTER_PAGES * 4096 if scatter else (CK_MEM_MB + 2 * CK_DISK_MB) << 20
+        changed = None if prev_round is None else (last - prev_round) * per_round
+        rows.append(dict(n=k + 1, kind="scattered" if scatter else "contiguous", pause_ms=m.get("pause_ms"), qemu_downtime_ms=m.get("qemu_downtime_ms"),
                          bytes_added=m.get("bytes_added"), memory_bytes=m.get("memory", {}).get("bytes"),
                          rounds=None if prev_round is None else last - prev_round, changed=changed))
         prev_round = last
@@ -499,6 +543,11 @@ def chart(runs, path):
 
 def report(res, doc, svg):
     runs, cks = res["runs"], res.get("checkpoints", [])
+    for r in runs:  # from the raw arrivals, so a report can be redone
+        if r.get("arrivals"):
+            r["job_gap_ms"] = gap_of(r["arrivals"]) * 1000
+            steps = sorted(a[0] for a in r["arrivals"])
+            r["lost_lines"] = steps[-1] - steps[0] + 1 - len(steps)
     o = ["# Benchmark: live migration and checkpoints", "",
          "Produced by `bench/migration.sh` on %s, %s." % (res["date"], res["machine"]), "",
          "Two network-namespace hosts on this machine (tests/e2e/hosts.sh), links shaped",
@@ -510,15 +559,19 @@ def report(res, doc, svg):
          "Methods, all in the same run:", "",
          "- **gridvm-live**: `gridvm migrate VM --to h2` (disk overlay copied with the",
          "  deduplicating transfer in passes, QEMU pre-copy with pause-before-switchover",
-         "  and auto-converge, final disk blocks while paused, confirm, cleanup);",
+         "  and auto-converge over two multifd channels with zstd level 1, final disk",
+         "  blocks while the last memory goes, confirm, cleanup);",
+         "- **gridvm-live-plain**: the same with `--compress none` (one plain channel,",
+         "  as the QEMU runs below);",
          "- **qemu-blk**: QEMU's own storage migration (`block` capability) of the whole",
          "  disk onto a blank disk: what a host without the base image must do;",
          "- **qemu-blk-inc**: the same with `block-incremental`: only the overlay, onto an",
          "  overlay of the destination's base image (QEMU's best case here);",
          "- **qemu-shared**: QEMU's memory migration with the disk shared (same file): no",
          "  disk copied; the downtime baseline.", "",
-         "The QEMU runs use the command line gridvm gives QEMU, started by hand in the",
-         "namespaces and driven over QMP, with auto-converge like gridvm. *Bytes* are",
+         "The QEMU runs use the command line gridvm gives QEMU (the disk as a named",
+         "`-drive`, which block migration needs), started by hand in the namespaces and",
+         "driven over QMP, with auto-converge like gridvm. *Bytes* are",
          "counted on h2's link (both directions). *QEMU downtime* is QEMU's own figure",
          "(`query-migrate`); *guest paused* is gridvm's time from the pause before",
          "switchover to the switch; *job gap* is the longest time between two",
@@ -536,16 +589,23 @@ def report(res, doc, svg):
           "for each run; the shaded span is the migration.", ""]
     if cks:
         o += ["## Checkpoints", "",
-              "A VM (%s) whose job every second rewrites %d MiB of a 64 MiB buffer and" % (res["memory"], CK_MEM_MB),
-              "writes a %d MiB file, both fresh random data (incompressible, unique). %d" % (CK_DISK_MB, len(cks)),
-              "checkpoints %s s apart with `gridvm checkpoint create`. *Changed* is what the" % res.get("ck_interval"),
-              "job rewrote between two checkpoints (rounds x %d MiB); the guest kernel's own" % (CK_MEM_MB + CK_DISK_MB),
-              "changes come on top and are not counted in it.", "",
-              "| # | pause | QEMU downtime | stored (added) | changed by the job | ratio |",
-              "|---:|---:|---:|---:|---:|---:|"]
+              "A VM (%s) whose job every second rewrites in place %d MiB of a 64 MiB buffer" % (res["memory"], CK_MEM_MB),
+              "and a %d MiB buffer with fresh random data (incompressible, unique) and writes" % CK_DISK_MB,
+              "that buffer to a new file with O_DIRECT (no page-cache copy). %d checkpoints" % len(cks),
+              "%s s apart with `gridvm checkpoint create`. *Changed* is what the job" % res.get("ck_interval"),
+              "rewrote between two checkpoints (rounds x %d MiB: memory %d + %d MiB, disk %d MiB)," % (CK_MEM_MB + 2 * CK_DISK_MB, CK_MEM_MB, CK_DISK_MB, CK_DISK_MB),
+              "the round count read from the job output each checkpoint holds; what the",
+              "guest's kernel and the Python interpreter change besides is not in it.", "",
+              "The *scattered* job instead fills its 64 MiB buffer with random data once, then",
+              "sets one byte in each of %d random pages of it per round: changed counts those" % SCATTER_PAGES,
+              "pages whole (%d KiB a round), as a page is what QEMU sends. This is the worst" % (SCATTER_PAGES * 4),
+              "case for content-defined chunks of 64 KiB on average: one changed page makes",
+              "its whole chunk new.", "",
+              "| job | # | pause | QEMU downtime | stored (added) | changed by the job | ratio |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
         for c in cks:
             ratio = "%.2fx" % (c["bytes_added"] / c["changed"]) if c.get("changed") else "-"
-            o.append("| %d | %s | %s | %s | %s | %s |" % (c["n"], ms(c["pause_ms"]), ms(c["qemu_downtime_ms"]),
+            o.append("| %s | %d | %s | %s | %s | %s | %s |" % (c.get("kind", ""), c["n"], ms(c["pause_ms"]), ms(c["qemu_downtime_ms"]),
                                                       mb(c["bytes_added"]), mb(c["changed"]) if c["changed"] else "(first)", ratio))
         o.append("")
     o += ["## Discussion", "", res.get("discussion", "(see docs/migration.md)"), ""]
@@ -557,7 +617,7 @@ def main():
     global ARGS
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", default="100mbit,20mbit")
-    ap.add_argument("--methods", default="gridvm-live,qemu-blk,qemu-blk-inc,qemu-shared")
+    ap.add_argument("--methods", default="gridvm-live,gridvm-live-plain,qemu-blk,qemu-blk-inc,qemu-shared")
     ap.add_argument("--memory", default="384M")
     ap.add_argument("--checkpoints", type=int, default=5)
     ap.add_argument("--ck-interval", type=float, default=4)
@@ -577,7 +637,7 @@ def main():
             for m in ARGS.methods.split(","):
                 n += 1
                 log("%s at %s" % (m, rate))
-                r = run_gridvm(rate, n) if m == "gridvm-live" else run_qemu(rate, n, m)
+                r = run_gridvm(rate, n, m) if m.startswith("gridvm") else run_qemu(rate, n, m)
                 log("  %.1f s, %s on the wire, QEMU downtime %s, job gap %s" % (
                     r["seconds"], mb(r["wire"]), ms(r["qemu_downtime_ms"]), ms(r["job_gap_ms"])))
                 res["runs"].append(r)
@@ -585,7 +645,8 @@ def main():
             hosts("hosts_unshape 2")
         if ARGS.checkpoints:
             log("checkpoints")
-            res["checkpoints"] = run_checkpoints(ARGS.checkpoints)
+            res["checkpoints"] = (run_checkpoints(ARGS.checkpoints) +
+                                  run_checkpoints(ARGS.checkpoints, SCATTER_PAGES))
             for c in res["checkpoints"]:
                 log("  #%d pause %s, added %s, changed %s" % (c["n"], ms(c["pause_ms"]), mb(c["bytes_added"]), mb(c["changed"])))
         json.dump(res, open(resf, "w"), indent=1)

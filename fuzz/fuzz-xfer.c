@@ -3,11 +3,12 @@
  * fuzz-xfer.c - libFuzzer harness for the destination side of the block
  * transfer (lib/xfer_dst.c): a source that authenticates properly (a
  * hostile peer may hold the grid key) and then sends frames built from
- * the fuzz input. Byte 0 selects what is fuzzed: the block index frame,
- * or the data frames after a valid index of a small image. The real
- * gv_fetch parses them; any crash, hang, leak or write of unverified data
- * is a bug (the harness checks that no file appears under the final name
- * unless it matches the index).
+ * the fuzz input. Byte 0 selects what is fuzzed: bit 0, the block index
+ * frame or the data frames after a valid index of a small image; bit 1,
+ * a fetch in place with a base index (so index deltas are parsed). The
+ * real gv_fetch parses them; any crash, hang, leak or write of unverified
+ * data is a bug (the harness checks that no file appears under the final
+ * name unless it matches the index; in place the file exists anyway).
  */
 #include "../lib/xfer_internal.h"
 
@@ -38,17 +39,26 @@ static void setup(void)
 }
 
 /* A valid index of 8 blocks of 4 KiB: block i is filled with byte i. */
-static void send_valid_index(struct xconn *c)
+static uint8_t hashes[8 * 32];
+static gv_blockidx valid = { .block_shift = 12, .image_size = 8 * 4096, .nblocks = 8,
+			     .hashes = hashes };
+
+static void make_valid(void)
 {
-	gv_blockidx bi = { .block_shift = 12, .image_size = 8 * 4096, .nblocks = 8 };
-	uint8_t block[4096], hashes[8 * 32], *raw = NULL, *z = NULL, len[8];
-	size_t rawlen, zlen;
+	uint8_t block[4096];
 
 	for (int i = 0; i < 8; i++) {
 		memset(block, i + 1, sizeof(block));
 		EVP_Digest(block, sizeof(block), hashes + 32 * i, NULL, EVP_sha256(), NULL);
 	}
-	bi.hashes = hashes;
+}
+
+static void send_valid_index(struct xconn *c)
+{
+	gv_blockidx bi = valid;
+	uint8_t *raw = NULL, *z = NULL, len[8];
+	size_t rawlen, zlen;
+
 	if (gv_blockidx_serialize(&bi, &raw, &rawlen) == 0 &&
 	    xcodec_compress(GV_CODEC_ZSTD, 1, raw, rawlen, &z, &zlen) == 0) {
 		put_be32(len, (uint32_t)rawlen);
@@ -96,8 +106,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1 || size > 65536)
 		return 0;
-	if (lfd < 0)
+	if (lfd < 0) {
 		setup();
+		make_valid();
+	}
+	if (data[0] & 2) {
+		o.in_place = true;
+		o.base_index = &valid;
+	}
 	in = data;
 	in_len = size;
 	fd = mkstemp(dest);
@@ -113,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (access(dest, F_OK) != 0)
 			abort();
 		json_decref(sum);
-	} else if (access(dest, F_OK) == 0) {
+	} else if (!o.in_place && access(dest, F_OK) == 0) {
 		abort();
 	}
 	pthread_join(t, NULL);

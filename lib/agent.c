@@ -327,6 +327,7 @@ static json_t *migrate_job(struct stream_job *j)
 	gv_migrate_opts o = { .to = jstr(j->body, "to"),
 			      .cold = json_is_true(json_object_get(j->body, "cold")),
 			      .checkpoint = jstr(j->body, "checkpoint"),
+			      .compress = jstr(j->body, "compress"),
 			      .progress = migrate_progress, .ud = j };
 	int rc = gv_vm_migrate(j->a->h, jstr(j->body, "name"), &o, &sum, &e);
 

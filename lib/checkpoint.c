@@ -13,6 +13,10 @@
 
 #include <gridvm/checkpoint.h>
 #include <gridvm/chunk.h>
+#include <gridvm/hostidx.h>
+
+#include <openssl/evp.h>
+#include <pthread.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -191,6 +195,188 @@ static json_t *manifest(gv_vmrec *r, const char *id, struct memcap *m, struct ca
 	return j;
 }
 
+/* --- checkpoints in the host-wide block index ----------------------
+ * A checkpoint's disk (the overlay as of that instant) joins the host
+ * index as source "ckpt:VM:ID" whose path is its manifest; its block
+ * index (4 KiB blocks of the overlay) is ID.gvidx beside the manifest.
+ * Transfers read such blocks through host_checkpoint_read. */
+
+static int ckpt_blockidx(gv_chunkstore *cs, json_t *chunks, uint64_t size, gv_blockidx **out)
+{
+	gv_blockidx *bi = calloc(1, sizeof(*bi));
+	EVP_MD_CTX *whole = EVP_MD_CTX_new();
+	uint64_t b = 0;
+	json_t *c;
+	size_t i;
+	int r = bi && whole && EVP_DigestInit_ex(whole, EVP_sha256(), NULL) ? 0 : -ENOMEM;
+
+	if (r == 0) {
+		bi->block_shift = GV_BLOCKIDX_DEFAULT_SHIFT;
+		bi->image_size = size;
+		bi->nblocks = (size + 4095) / 4096;
+		bi->hashes = calloc(bi->nblocks ? bi->nblocks : 1, GV_HASH_LEN);
+		if (!bi->hashes)
+			r = -ENOMEM;
+	}
+	json_array_foreach(chunks, i, c) {
+		uint8_t h[32], *data = NULL;
+		size_t len = 0;
+		if (r < 0)
+			break;
+		if (gv_hash_parse(json_string_value(json_array_get(c, 0)), h) < 0 ||
+		    gv_chunkstore_get(cs, h, &data, &len) < 0) {
+			r = -EBADMSG;
+			break;
+		}
+		EVP_DigestUpdate(whole, data, len);
+		for (size_t off = 0; off < len && b < bi->nblocks; off += 4096, b++) {
+			size_t n = len - off < 4096 ? len - off : 4096;
+			bool zero = true;
+			for (size_t k = 0; zero && k < n; k++)
+				zero = data[off + k] == 0;
+			if (zero)
+				bi->zero_blocks++;
+			else
+				EVP_Digest(data + off, n, bi->hashes + b * GV_HASH_LEN, NULL,
+					   EVP_sha256(), NULL);
+		}
+		free(data);
+	}
+	if (r == 0 && b != bi->nblocks)
+		r = -EBADMSG;
+	if (r == 0)
+		EVP_DigestFinal_ex(whole, bi->image_sha256, NULL);
+	EVP_MD_CTX_free(whole);
+	if (r < 0) {
+		gv_blockidx_free(bi);
+		return r;
+	}
+	*out = bi;
+	return 0;
+}
+
+/* After a checkpoint is written (the guest runs again): its disk blocks
+ * join the host index. Failures only cost deduplication. */
+static void ckpt_index_add(gv_host *h, gv_chunkstore *cs, const char *vm, const char *id,
+			   json_t *chunks, uint64_t size)
+{
+	char *man = gv_strdupf("%s/checkpoints/%s/%s.json", h->datadir, vm, id);
+	char *idx = gv_strdupf("%s/checkpoints/%s/%s.gvidx", h->datadir, vm, id);
+	char *name = gv_strdupf("ckpt:%s:%s", vm, id);
+	gv_blockidx *bi = NULL;
+	gv_hostidx *hi = NULL;
+	struct stat st;
+	int r = ckpt_blockidx(cs, chunks, size, &bi);
+
+	if (r == 0 && stat(man, &st) == 0) /* current for the manifest */
+		bi->image_mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u +
+				     (uint64_t)st.st_mtim.tv_nsec;
+	if (r == 0)
+		r = gv_blockidx_save(bi, idx);
+	if (r == 0) {
+		pthread_mutex_lock(&h->idx_mu);
+		if ((r = host_hostidx(h, &hi, NULL)) == 0)
+			r = gv_hostidx_add(hi, name, man, idx, bi, NULL);
+		pthread_mutex_unlock(&h->idx_mu);
+	}
+	if (r < 0)
+		fprintf(stderr, "gridvmd: checkpoint %s of %s not in the host index: %s\n", id, vm,
+			strerror(-r));
+	gv_blockidx_free(bi);
+	free(man);
+	free(idx);
+	free(name);
+}
+
+static void ckpt_index_remove(gv_host *h, const char *vm, const char *id)
+{
+	char *idx = gv_strdupf("%s/checkpoints/%s/%s.gvidx", h->datadir, vm, id);
+	char *name = gv_strdupf("ckpt:%s:%s", vm, id);
+	gv_hostidx *hi = NULL;
+
+	pthread_mutex_lock(&h->idx_mu);
+	if (host_hostidx(h, &hi, NULL) == 0) {
+		int r = gv_hostidx_remove(hi, name); /* -ENOENT: never added */
+		(void)r;
+	}
+	pthread_mutex_unlock(&h->idx_mu);
+	unlink(idx);
+	free(idx);
+	free(name);
+}
+
+struct ckpt_reader {
+	gv_host *h;
+	char *path;	 /* the manifest of the chunks below */
+	json_t *chunks;	 /* its disk chunks */
+	gv_chunkstore *cs;
+	long cur;	 /* the chunk in @data, -1: none */
+	uint8_t *data;
+	size_t len;
+};
+
+void *host_checkpoint_reader(gv_host *h)
+{
+	struct ckpt_reader *c = calloc(1, sizeof(*c));
+	char *csdir = gv_strdupf("%s/chunks", h->datadir);
+
+	if (c && gv_chunkstore_open(csdir, &c->cs) < 0) {
+		free(c);
+		c = NULL;
+	}
+	if (c) {
+		c->h = h;
+		c->cur = -1;
+	}
+	free(csdir);
+	return c;
+}
+
+void host_checkpoint_reader_free(void *ud)
+{
+	struct ckpt_reader *c = ud;
+
+	if (!c)
+		return;
+	free(c->path);
+	json_decref(c->chunks);
+	gv_chunkstore_close(c->cs);
+	free(c->data);
+	free(c);
+}
+
+/* gv_fetch_opts.local_read: bytes of a checkpoint's disk, by manifest. */
+int host_checkpoint_read(void *ud, const char *path, void *buf, size_t len, uint64_t off)
+{
+	struct ckpt_reader *c = ud;
+	long k = (long)(off / DISK_CHUNK);
+	uint8_t h[32];
+
+	if (!c->path || strcmp(c->path, path)) {
+		json_t *man = json_load_file(path, 0, NULL);
+		free(c->path);
+		json_decref(c->chunks);
+		c->path = strdup(path);
+		c->chunks = json_incref(json_object_get(json_object_get(man, "disk"), "chunks"));
+		c->cur = -1;
+		json_decref(man);
+	}
+	if (k != c->cur) {
+		free(c->data);
+		c->data = NULL;
+		c->cur = -1;
+		if (gv_hash_parse(json_string_value(json_array_get(json_array_get(c->chunks,
+										   (size_t)k), 0)), h) < 0 ||
+		    gv_chunkstore_get(c->cs, h, &c->data, &c->len) < 0)
+			return -ENOENT;
+		c->cur = k;
+	}
+	if (off % DISK_CHUNK + len > c->len)
+		return -EIO;
+	memcpy(buf, c->data + off % DISK_CHUNK, len);
+	return 0;
+}
+
 static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out, gv_err *e)
 {
 	struct memcap m = { .lfd = -1 };
@@ -235,6 +421,8 @@ static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out,
 	free(text);
 	if (rc < 0)
 		gv_err_set(e, rc, "cannot write %s", path);
+	if (rc == 0)
+		ckpt_index_add(h, m.cap.cs, r->def->name, id, d.chunks, d.bytes);
 out:
 	if (rc == 0) {
 		json_object_del(man, "def");
@@ -454,6 +642,7 @@ static int delete_locked(gv_host *h, const char *vm, const char *id, gv_err *e)
 	json_decref(man);
 	if (r < 0)
 		return r;
+	ckpt_index_remove(h, vm, id);
 	path = gv_strdupf("%s/checkpoints/%s/%s.json", h->datadir, vm, id);
 	if (unlink(path) < 0)
 		r = gv_err_set(e, -errno, "cannot delete %s: %s", path, strerror(errno));

@@ -92,6 +92,11 @@ int64_t host_checkpoint_last(gv_host *h, const char *vm);
 int host_checkpoint_export(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *id,
 			   gv_err *e);
 void host_checkpoint_unexport(const gv_vmpaths *p);
+/* Reading checkpoint blocks the host index points at (gv_fetch_opts
+ * local_read with the reader as local_ud). */
+void *host_checkpoint_reader(gv_host *h);
+void host_checkpoint_reader_free(void *reader);
+int host_checkpoint_read(void *reader, const char *path, void *buf, size_t len, uint64_t off);
 /* migrate.c: a VM whose migration is not settled yet (its driver died, or
  * the destination's answer is missing) must not run here meanwhile. */
 bool host_migration_unsettled(gv_host *h, const char *name, gv_err *e);

@@ -228,6 +228,19 @@ static void sources_load(gv_hostidx *h)
 	json_decref(j);
 }
 
+/* A source's block index. A source whose path is a manifest (".json",
+ * a checkpoint: its blocks live in the chunk store) has the index file as
+ * its only record; for an image file the index is checked against the
+ * file and rebuilt if stale. */
+static int source_index(const struct source *s, gv_blockidx **bi)
+{
+	size_t n = strlen(s->path);
+
+	if (n > 5 && !strcmp(s->path + n - 5, ".json"))
+		return access(s->path, F_OK) < 0 ? -errno : gv_blockidx_load(s->idx, bi);
+	return gv_blockidx_get(s->path, s->idx, s->shift, bi);
+}
+
 /* Rebuild the table from every source's block index; sources whose index
  * cannot be had any more (image gone) are dropped. */
 static int rebuild(gv_hostidx *h)
@@ -241,7 +254,7 @@ static int rebuild(gv_hostidx *h)
 	for (size_t i = 0; i < h->nsrc; i++) {
 		gv_blockidx *bi = NULL;
 		struct source *s = &h->src[i];
-		if (r < 0 || gv_blockidx_get(s->path, s->idx, s->shift, &bi) < 0) {
+		if (r < 0 || source_index(s, &bi) < 0) {
 			source_clear(s); /* gone, or no room left to index it */
 			continue;
 		}

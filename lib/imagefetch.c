@@ -99,7 +99,10 @@ int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 	if (!o->no_local && host_hostidx(h, &hi, NULL) == 0)
 		fo.hostidx = hi; /* thread-safe: no lock held during the fetch */
 	pthread_mutex_unlock(&h->idx_mu);
+	if (fo.hostidx && (fo.local_ud = host_checkpoint_reader(h)))
+		fo.local_read = host_checkpoint_read;
 	r = gv_fetch(&fo, summary, err, sizeof(err));
+	host_checkpoint_reader_free(fo.local_ud);
 	OPENSSL_cleanse(key, sizeof(key));
 	if (r < 0)
 		gv_err_set(e, r, "%s", err);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- destination ------------------------------------------------- */
@@ -37,10 +38,34 @@ static json_t *reply_err(const char *fmt, ...)
 	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
 }
 
-/* Pull "vm:NAME:KIND" from the source into @dest. */
+/* The index saved by the last in-place pass into @dest, if @dest has not
+ * changed since (same size and modification time); else NULL. */
+static gv_blockidx *mig_dst_base_index(const char *dest, const char *idx)
+{
+	gv_blockidx *bi = NULL;
+	struct stat st;
+
+	if (stat(dest, &st) < 0 || gv_blockidx_load(idx, &bi) < 0)
+		return NULL;
+	if (bi->image_size != (uint64_t)st.st_size ||
+	    bi->image_mtime_ns != (uint64_t)st.st_mtim.tv_sec * 1000000000ULL +
+					  (uint64_t)st.st_mtim.tv_nsec) {
+		gv_blockidx_free(bi);
+		return NULL;
+	}
+	return bi;
+}
+
+/* Pull "vm:NAME:KIND" from the source into @dest. Live in-place passes
+ * keep the index of what they left in @dest (DIR/.KIND.base.gvidx); the
+ * next in-place pull then asks the source for the changes only. */
 static int mig_dst_pull(gv_host *h, const char *from, const char *vm, const char *kind,
 			const char *dest, bool local, bool in_place, bool live, gv_err *e)
 {
+	const char *slash = strrchr(dest, '/');
+	char *baseidx = gv_strdupf("%.*s/.%s.base.gvidx", slash ? (int)(slash - dest) : 1,
+				   slash ? dest : ".", kind);
+	gv_blockidx *base = in_place && !live ? mig_dst_base_index(dest, baseidx) : NULL;
 	uint8_t key[GV_XFER_KEY_LEN];
 	char host[256], err[512], *res = gv_strdupf("vm:%s:%s", vm, kind);
 	gv_fetch_opts fo = { 0 };
@@ -56,12 +81,18 @@ static int mig_dst_pull(gv_host *h, const char *from, const char *vm, const char
 			hi = NULL;
 		pthread_mutex_unlock(&h->idx_mu);
 	}
+	void *reader = hi ? host_checkpoint_reader(h) : NULL;
 	fo = (gv_fetch_opts){ .host = host, .port = port, .image = res, .dest = dest,
 			      .codec = GV_CODEC_ZSTD, .key = key, .hostidx = hi,
+			      .local_read = reader ? host_checkpoint_read : NULL, .local_ud = reader,
+			      .base_index = base, .index_dest = in_place && live ? baseidx : NULL,
 			      .in_place = in_place, .iterative = live, .no_final = live,
 			      .max_passes = 3 };
 	if (r == 0 && (r = gv_fetch(&fo, &sum, err, sizeof(err))) < 0)
 		gv_err_set(e, r, "cannot copy the VM's %s: %s", kind, err);
+	host_checkpoint_reader_free(reader);
+	gv_blockidx_free(base);
+	free(baseidx);
 	OPENSSL_cleanse(key, sizeof(key));
 	json_decref(sum);
 	free(res);
@@ -223,9 +254,29 @@ static json_t *mig_dst_cold(gv_host *h, json_t *req, bool ckpt)
 	return r < 0 ? reply_err("%s", e.msg) : json_pack("{s:b}", "ok", 1);
 }
 
+/* The memory stream's form, the same on both QEMUs: @compress "zstd"
+ * (multifd channels with zstd, for links slower than the guest's memory
+ * changes) or "none" (one plain channel). */
+static int mig_stream_setup(gv_qmp *q, const char *compress, gv_err *e)
+{
+	bool z = compress && !strcmp(compress, "zstd");
+	json_t *caps = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "multifd",
+				 "state", z);
+	json_t *par = json_pack("{s:i, s:s, s:i}", "multifd-channels", 2, "multifd-compression",
+				z ? "zstd" : "none", "multifd-zstd-level", 1);
+	int r = host_qmp_run(q, "migrate-set-capabilities", caps, e);
+
+	if (r == 0 && z)
+		r = host_qmp_run(q, "migrate-set-parameters", par, e);
+	json_decref(caps);
+	json_decref(par);
+	return r;
+}
+
 /* The incoming QEMU listens on this host's transfer address, port 0:
  * QEMU picks a free port, query-migrate tells which. */
-static int mig_dst_incoming(gv_host *h, const gv_vmpaths *p, char **uri, gv_err *e)
+static int mig_dst_incoming(gv_host *h, const gv_vmpaths *p, const char *compress, char **uri,
+			    gv_err *e)
 {
 	char host[256];
 	int port, r = gv_xfer_peer_parse(h->xfer_addr, host, sizeof(host), &port);
@@ -242,6 +293,8 @@ static int mig_dst_incoming(gv_host *h, const gv_vmpaths *p, char **uri, gv_err 
 	if (r == 0)
 		r = host_qmp_run(q, "migrate-set-capabilities", caps, e);
 	json_decref(caps);
+	if (r == 0)
+		r = mig_stream_setup(q, compress, e);
 	if (r == 0)
 		r = host_qmp_run(q, "migrate-incoming", args, e);
 	if (r == 0 && (r = gv_qmp_execute(q, "query-migrate", NULL, 5000, &st, NULL)) < 0)
@@ -287,7 +340,8 @@ static json_t *mig_dst_live_prepare(gv_host *h, json_t *req)
 	if (rc == 0 && (rc = host_get(h, name, &r, &e)) == 0)
 		rc = vm_spawn_qemu(h, r, &p, true, &e);
 	if (rc == 0 && (rc = host_put(h, r, &e)) == 0)
-		rc = mig_dst_incoming(h, &p, &uri, &e);
+		rc = mig_dst_incoming(h, &p, json_string_value(json_object_get(req, "compress")),
+				      &uri, &e);
 	if (rc < 0)
 		mig_dst_drop(h, name, &p);
 	rep = rc < 0 ? reply_err("%s", e.msg) : json_pack("{s:b, s:s}", "ok", 1, "uri", uri);
@@ -445,6 +499,7 @@ struct mig {
 	gv_host *h;
 	const char *mode;
 	const char *ckpt; /* restore this checkpoint there ("" = the latest) */
+	const char *compress; /* the memory stream: "zstd" or "none" */
 	char to[300];
 	gv_vmrec *r;
 	const gv_vmpaths *p;
@@ -939,11 +994,15 @@ static int mig_src_live(struct mig *m, json_t **summary)
 	int r;
 
 	phase(m, "prepare", NULL);
-	r = mig_src_ask(m, vm_req(m, "live-prepare"), 60 * 60 * 1000, &rep);
+	json_t *req = vm_req(m, "live-prepare");
+	json_object_set_new(req, "compress", json_string(m->compress));
+	r = mig_src_ask(m, req, 60 * 60 * 1000, &rep);
 	if (r == 0)
 		r = host_qmp(m->p, &q, m->e);
 	if (r == 0)
 		r = host_qmp_run(q, "migrate-set-capabilities", caps, m->e);
+	if (r == 0)
+		r = mig_stream_setup(q, m->compress, m->e);
 	if (r == 0) {
 		args = json_pack("{s:s}", "uri", json_string_value(json_object_get(rep, "uri")));
 		r = host_qmp_run(q, "migrate", args, m->e);
@@ -981,8 +1040,8 @@ static int mig_src_live(struct mig *m, json_t **summary)
 		phase(m, "cleanup", NULL);
 		(void)host_qmp_run(q, "quit", NULL, NULL);
 		(void)vm_delete_locked(m->h, m->r, m->p, "force", &local);
-		*summary = json_pack("{s:s, s:s, s:f, s:O?, s:I, s:I, s:O?, s:O?, s:O?}", "mode",
-				     "live", "to", m->to, "seconds",
+		*summary = json_pack("{s:s, s:s, s:s, s:f, s:O?, s:I, s:I, s:O?, s:O?, s:O?}", "mode",
+				     "live", "to", m->to, "compress", m->compress, "seconds",
 				     (double)(gv_now_ms() - m->t0) / 1000.0, "qemu_downtime_ms",
 				     json_object_get(st, "downtime"), "paused_ms",
 				     (json_int_t)paused, "confirm_ms", (json_int_t)(t_done - t_conf),
@@ -1006,7 +1065,7 @@ int gv_vm_migrate(gv_host *h, const char *name, const gv_migrate_opts *o, json_t
 {
 	const char *to = o->to;
 	struct mig m = { .h = h, .progress = o->progress, .ud = o->ud, .t0 = gv_now_ms(),
-			 .e = e, .ckpt = o->checkpoint,
+			 .e = e, .ckpt = o->checkpoint, .compress = o->compress ? o->compress : "zstd",
 			 .mode = o->checkpoint ? "checkpoint" : o->cold ? "cold" : "live" };
 	struct vmlock *l;
 	gv_vmpaths p;
@@ -1016,6 +1075,8 @@ int gv_vm_migrate(gv_host *h, const char *name, const gv_migrate_opts *o, json_t
 		return gv_err_set(e, -EINVAL, "this agent serves no transfers; start gridvmd "
 				  "with --listen ADDR to %s", o->checkpoint
 				  ? "restore on another host" : "migrate");
+	if (strcmp(m.compress, "zstd") && strcmp(m.compress, "none"))
+		return gv_err_set(e, -EINVAL, "unknown compression '%s' (zstd or none)", m.compress);
 	if (o->checkpoint && *o->checkpoint && !gv_name_valid(o->checkpoint))
 		return gv_err_set(e, -ENOENT, "no such checkpoint: %s", o->checkpoint);
 	snprintf(m.to, sizeof(m.to), "%s", to ? to : "");

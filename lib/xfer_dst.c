@@ -28,7 +28,8 @@ enum { B_NEEDED = 0, B_DONE = 1, B_ZERO = 2 };
 
 struct srcfd {
 	uint32_t id;
-	int fd;
+	int fd;     /* -1: read through local_read */
+	char *path;
 };
 
 struct fetch {
@@ -46,6 +47,8 @@ struct fetch {
 	uint64_t rejected; /* blocks that changed under us in this pass */
 	json_t *passes;
 	uint64_t t0, last_progress;
+	uint8_t *changed;  /* the index came as a delta: blocks it changed */
+	uint8_t last_type; /* of the last frame recv_frame took */
 	struct srcfd src[16];
 	int nsrc;
 	char *err;
@@ -147,9 +150,70 @@ static int recv_frame(struct fetch *f, uint8_t want, uint8_t **p, size_t *n)
 		return fail(f, r, "connection to the source failed: %s", strerror(-r));
 	if (type == XT_ERROR)
 		return fail(f, -EPROTO, "the source says: %.*s", (int)(*n > 200 ? 200 : *n), *p);
-	if (type != want)
+	if (type != want && !(want == XT_INDEX && type == XT_INDEX_DELTA && f->o->base_index))
 		return fail(f, -EPROTO, "protocol error: unexpected frame 0x%02x", type);
+	f->last_type = type;
 	return 0;
+}
+
+/* An INDEX_DELTA frame: the changes from o->base_index to the image now. */
+static int apply_delta(struct fetch *f, const uint8_t *p, size_t n, gv_blockidx **out)
+{
+	const gv_blockidx *base = f->o->base_index;
+	size_t rawlen = n >= 8 ? get_be32(p) : 0, zlen = n >= 8 ? get_be32(p + 4) : 0;
+	uint8_t *raw = NULL;
+	gv_blockidx *bi = NULL;
+	uint64_t count, prev = 0, tail;
+	int r = -EBADMSG;
+
+	if (n < 8 || zlen != n - 8 || rawlen < 61 || rawlen > (1u << 30) ||
+	    (rawlen - 61) % 40 || !(raw = malloc(rawlen)) ||
+	    ZSTD_decompress(raw, rawlen, p + 8, zlen) != rawlen || raw[0] != 'D')
+		goto out;
+	count = get_be64(raw + 53);
+	bi = calloc(1, sizeof(*bi));
+	if (!bi || count != (rawlen - 61) / 40)
+		goto out;
+	bi->block_shift = get_be32(raw + 1);
+	bi->image_size = get_be64(raw + 5);
+	bi->nblocks = get_be64(raw + 13);
+	memcpy(bi->image_sha256, raw + 21, GV_HASH_LEN);
+	if (bi->block_shift != base->block_shift || bi->nblocks > (1u << 25) ||
+	    bi->nblocks != (bi->image_size + (1ULL << bi->block_shift) - 1) >> bi->block_shift ||
+	    count > bi->nblocks)
+		goto out;
+	/* every block past the end of the base must be in the delta */
+	tail = bi->nblocks > base->nblocks ? bi->nblocks - base->nblocks : 0;
+	bi->hashes = calloc(bi->nblocks + 1, GV_HASH_LEN);
+	f->changed = calloc(bi->nblocks + 1, 1);
+	if (!bi->hashes || !f->changed)
+		goto out;
+	memcpy(bi->hashes, base->hashes,
+	       (bi->nblocks < base->nblocks ? bi->nblocks : base->nblocks) * GV_HASH_LEN);
+	for (uint64_t k = 0; k < count; k++) {
+		uint64_t b = get_be64(raw + 61 + k * 40);
+		if (b >= bi->nblocks || (k && b <= prev))
+			goto out;
+		memcpy(bi->hashes + b * GV_HASH_LEN, raw + 61 + k * 40 + 8, GV_HASH_LEN);
+		f->changed[b] = 1;
+		tail -= b >= base->nblocks;
+		prev = b;
+	}
+	if (tail)
+		goto out;
+	for (uint64_t b = 0; b < bi->nblocks; b++)
+		bi->zero_blocks += gv_blockidx_is_zero(bi, b);
+	*out = bi;
+	bi = NULL;
+	r = 0;
+out:
+	free(raw);
+	gv_blockidx_free(bi);
+	if (r < 0) {
+		free(f->changed);
+		f->changed = NULL;
+	}
+	return r;
 }
 
 /* An INDEX frame: the block index, zstd-compressed. */
@@ -162,6 +226,10 @@ static int recv_index(struct fetch *f, gv_blockidx **bi)
 	/* the source may hash a large image first: wait longer for this */
 	xconn_timeout(&f->c, 30 * 60 * 1000);
 	r = recv_frame(f, XT_INDEX, &p, &n);
+	if (r == 0 && f->last_type == XT_INDEX_DELTA) {
+		r = apply_delta(f, p, n, bi);
+		goto out;
+	}
 	if (r < 0 || n < 8)
 		goto out;
 	rawlen = get_be32(p);
@@ -204,8 +272,16 @@ static int get_index(struct fetch *f)
 {
 	json_t *j = json_pack("{s:s, s:s, s:i, s:b}", "image", f->o->image, "codec",
 			      gv_codec_name(f->o->codec), "level", f->o->level, "live",
-			      f->o->iterative);
-	char *text = json_dumps(j, JSON_COMPACT);
+			      f->o->iterative || f->o->base_index);
+	uint8_t d[GV_HASH_LEN];
+	char hex[65], *text;
+
+	if (f->o->base_index && f->o->in_place &&
+	    xfer_index_digest(f->o->base_index, d, NULL) == 0) {
+		gv_hash_hex(d, hex);
+		json_object_set_new(j, "base", json_string(hex));
+	}
+	text = json_dumps(j, JSON_COMPACT);
 	int r = xconn_send(&f->c, XT_OPEN, text, strlen(text), NULL, 0);
 
 	free(text);
@@ -272,7 +348,22 @@ static int prepare_in_place(struct fetch *f)
 	if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size != f->bi->image_size &&
 	    ftruncate(f->fd, (off_t)f->bi->image_size) < 0)
 		return fail(f, -errno, "cannot size %s: %s", f->partial, strerror(errno));
-	return resume_scan(f); /* keep every block that already matches */
+	if (!f->changed)
+		return resume_scan(f); /* keep every block that already matches */
+	/* a delta against the base index, which the file matches (the
+	 * caller's promise): only the changed blocks need work */
+	for (uint64_t b = 0; b < f->bi->nblocks; b++) {
+		bool zero = gv_blockidx_is_zero(f->bi, b);
+		if (zero && f->changed[b] &&
+		    fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)(b * f->bs), (off_t)block_len(f, b)) < 0)
+			return fail(f, -errno, "cannot clear a block of %s: %s", f->partial,
+				    strerror(errno));
+		f->state[b] = zero ? B_ZERO : f->changed[b] ? B_NEEDED : B_DONE;
+		f->n_zero += zero;
+		f->n_resumed += !zero && !f->changed[b];
+	}
+	return 0;
 }
 
 static int prepare(struct fetch *f)
@@ -306,24 +397,38 @@ static int prepare(struct fetch *f)
 	return r;
 }
 
-static int source_fd(struct fetch *f, uint32_t id)
+static struct srcfd *source_of(struct fetch *f, uint32_t id)
 {
 	char *path = NULL;
 	uint32_t shift;
-	int fd;
+	size_t n;
 
 	for (int i = 0; i < f->nsrc; i++)
 		if (f->src[i].id == id)
-			return f->src[i].fd;
+			return &f->src[i];
 	if (gv_hostidx_source(f->o->hostidx, id, NULL, &path, &shift) < 0 ||
 	    shift != f->bi->block_shift || f->nsrc == 16) {
 		free(path);
-		return -1;
+		return NULL;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	free(path);
-	f->src[f->nsrc++] = (struct srcfd){ id, fd };
-	return fd;
+	n = strlen(path);
+	f->src[f->nsrc] = (struct srcfd){ id, -1, path };
+	/* a manifest (a checkpoint) is read by the caller's hook */
+	if (n < 5 || strcmp(path + n - 5, ".json"))
+		f->src[f->nsrc].fd = open(path, O_RDONLY | O_CLOEXEC);
+	return &f->src[f->nsrc++];
+}
+
+static bool read_local(struct fetch *f, uint32_t id, uint64_t block, uint8_t *buf, uint64_t len)
+{
+	struct srcfd *s = source_of(f, id);
+	uint64_t off = block * f->bs;
+
+	if (!s)
+		return false;
+	if (s->fd >= 0)
+		return pread(s->fd, buf, len, (off_t)off) == (ssize_t)len;
+	return f->o->local_read && f->o->local_read(f->o->local_ud, s->path, buf, len, off) == 0;
 }
 
 static int write_block(struct fetch *f, uint64_t b, const uint8_t *data, uint64_t len)
@@ -345,13 +450,10 @@ static int local_blocks(struct fetch *f)
 	for (uint64_t b = 0; r == 0 && f->o->hostidx && b < f->bi->nblocks; b++) {
 		gv_hostidx_loc loc;
 		uint64_t len = block_len(f, b);
-		int sfd;
 		if (f->state[b] != B_NEEDED ||
-		    gv_hostidx_lookup(f->o->hostidx, f->bi->hashes + b * GV_HASH_LEN, &loc) < 0 ||
-		    (sfd = source_fd(f, loc.source)) < 0)
+		    gv_hostidx_lookup(f->o->hostidx, f->bi->hashes + b * GV_HASH_LEN, &loc) < 0)
 			continue;
-		if (pread(sfd, buf, len, (off_t)loc.block * (off_t)f->bs) != (ssize_t)len ||
-		    !hash_ok(f, b, buf))
+		if (!read_local(f, loc.source, loc.block, buf, len) || !hash_ok(f, b, buf))
 			continue; /* a stale or false candidate: fetch it */
 		r = write_block(f, b, buf, len);
 		f->state[b] = B_DONE;
@@ -790,7 +892,7 @@ int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 		r = fail(&f, -errno, "cannot sync %s", f.partial);
 	else if (r == 0 && !(o->iterative && o->no_final))
 		r = finish(&f);
-	if (r == 0 && o->index_dest && !o->in_place)
+	if (r == 0 && o->index_dest && (!o->in_place || o->no_final))
 		save_index(&f);
 	if (r == 0) {
 		progress(&f, "done", true);
@@ -801,11 +903,14 @@ int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 	xconn_close(&f.c);
 	if (f.fd >= 0)
 		close(f.fd);
-	for (int i = 0; i < f.nsrc; i++)
+	for (int i = 0; i < f.nsrc; i++) {
 		if (f.src[i].fd >= 0)
 			close(f.src[i].fd);
+		free(f.src[i].path);
+	}
 	gv_blockidx_free(f.bi);
 	free(f.state);
+	free(f.changed);
 	free(f.followers);
 	json_decref(f.passes);
 	free(f.partial);

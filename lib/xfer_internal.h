@@ -15,6 +15,9 @@
 /* The size of the index parts the source sends (XFER_INDEX_PART; tests
  * make it small to exercise the reassembly). */
 extern size_t xfer_index_part;
+/* SHA-256 of @bi serialized (how a client names the index it holds in
+ * OPEN "base"); a copy of @bi in *copy if not NULL. */
+int xfer_index_digest(const gv_blockidx *bi, uint8_t out[GV_HASH_LEN], gv_blockidx **copy);
 #define XFER_MAC_LEN 16
 #define XFER_NONCE_LEN 32
 
@@ -28,6 +31,9 @@ enum xfer_type {
 			      * of zstd(serialized block index); the rest follows in
 			      * XT_INDEX_MORE frames */
 	XT_INDEX_MORE = 'i', /* s->c: next part of the compressed index */
+	XT_INDEX_DELTA = 'J', /* s->c: u32 raw length, u32 compressed length, a
+			       * zstd-compressed delta against the index the
+			       * client named in OPEN "base" (docs) */
 	XT_REQ = 'R',        /* c->s: u64 first block, u32 count */
 	XT_DATA = 'D',       /* s->c: u64 first, u32 count, u8 codec, u32 raw length, data */
 	XT_REHASH = 'X',     /* c->s: JSON {"final": bool}; answered by a new INDEX */

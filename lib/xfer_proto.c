@@ -7,6 +7,8 @@
  */
 #include "xfer_internal.h"
 
+#include <openssl/evp.h>
+
 #include <errno.h>
 #include <lz4.h>
 #include <openssl/core_names.h>
@@ -439,4 +441,22 @@ int xcodec_decompress(gv_codec codec, const uint8_t *in, size_t n, uint8_t *out,
 	}
 	}
 	return -EBADMSG;
+}
+
+int xfer_index_digest(const gv_blockidx *bi, uint8_t out[GV_HASH_LEN], gv_blockidx **copy)
+{
+	gv_blockidx content = *bi; /* the file's time is the holder's business */
+	uint8_t *raw = NULL;
+	size_t len = 0;
+	int r;
+
+	content.image_mtime_ns = 0;
+	r = gv_blockidx_serialize(&content, &raw, &len);
+
+	if (r == 0 && !EVP_Digest(raw, len, out, NULL, EVP_sha256(), NULL))
+		r = -EIO;
+	if (r == 0 && copy)
+		r = gv_blockidx_parse(raw, len, copy);
+	free(raw);
+	return r;
 }

@@ -18,13 +18,26 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 #include <zstd.h>
 
 #define MAX_RUN 4096 /* blocks per request */
 
 size_t xfer_index_part = XFER_INDEX_PART;
 
+/* The last index sent of a live image, per name: a client that holds it
+ * may ask for the changes only (OPEN "base"). */
+#define IDX_CACHE 16
+struct idx_cache {
+	char name[256];
+	uint8_t digest[GV_HASH_LEN]; /* SHA-256 of the serialized index */
+	gv_blockidx *bi;
+	uint64_t used;
+};
+
 struct gv_xfer_server {
+	struct idx_cache cache[IDX_CACHE]; /* under @mu */
+	uint64_t cache_tick;
 	int lfd;
 	pthread_t thread;
 	volatile int stop;
@@ -77,6 +90,107 @@ static int send_index(struct session *s)
 	return r;
 }
 
+static void cache_put(struct session *s)
+{
+	gv_xfer_server *srv = s->srv;
+	uint8_t d[GV_HASH_LEN];
+	gv_blockidx *copy = NULL;
+	struct idx_cache *c = NULL;
+
+	if (xfer_index_digest(s->bi, d, &copy) < 0)
+		return;
+	pthread_mutex_lock(&srv->mu);
+	for (int i = 0; i < IDX_CACHE && !c; i++)
+		if (!strcmp(srv->cache[i].name, s->name))
+			c = &srv->cache[i];
+	for (int i = 0; i < IDX_CACHE && !c; i++)
+		if (!srv->cache[i].bi)
+			c = &srv->cache[i];
+	for (int i = 0; i < IDX_CACHE; i++) /* else the least recently used */
+		if (!c || srv->cache[i].used < c->used)
+			c = &srv->cache[i];
+	gv_blockidx_free(c->bi);
+	snprintf(c->name, sizeof(c->name), "%s", s->name);
+	memcpy(c->digest, d, sizeof(d));
+	c->bi = copy;
+	c->used = ++srv->cache_tick;
+	pthread_mutex_unlock(&srv->mu);
+}
+
+/* The changes from the cached index @base (same block size) to s->bi:
+ * 'D', u32 shift, u64 size, u64 nblocks, sha256, u64 count, then count
+ * times (u64 block, hash), blocks ascending. */
+static int send_delta(struct session *s, const gv_blockidx *base)
+{
+	const gv_blockidx *bi = s->bi;
+	uint64_t count = 0, k = 0;
+	size_t rawlen, cap, zlen;
+	uint8_t *raw, *z = NULL, hdr[8];
+	int r = 0;
+
+	for (uint64_t b = 0; b < bi->nblocks; b++)
+		count += b >= base->nblocks || memcmp(bi->hashes + b * GV_HASH_LEN,
+						      base->hashes + b * GV_HASH_LEN, GV_HASH_LEN);
+	if (count > bi->nblocks / 2) /* hardly smaller: the whole index */
+		return send_index(s);
+	rawlen = 1 + 4 + 8 + 8 + GV_HASH_LEN + 8 + count * (8 + GV_HASH_LEN);
+	raw = malloc(rawlen);
+	if (!raw)
+		return -ENOMEM;
+	raw[0] = 'D';
+	put_be32(raw + 1, bi->block_shift);
+	put_be64(raw + 5, bi->image_size);
+	put_be64(raw + 13, bi->nblocks);
+	memcpy(raw + 21, bi->image_sha256, GV_HASH_LEN);
+	put_be64(raw + 53, count);
+	for (uint64_t b = 0; b < bi->nblocks; b++) {
+		const uint8_t *h = bi->hashes + b * GV_HASH_LEN;
+		if (b < base->nblocks && !memcmp(h, base->hashes + b * GV_HASH_LEN, GV_HASH_LEN))
+			continue;
+		put_be64(raw + 61 + k * 40, b);
+		memcpy(raw + 61 + k * 40 + 8, h, GV_HASH_LEN);
+		k++;
+	}
+	cap = ZSTD_compressBound(rawlen);
+	z = malloc(cap);
+	zlen = z ? ZSTD_compress(z, cap, raw, rawlen, 3) : 0;
+	if (!z || ZSTD_isError(zlen) || zlen > xfer_index_part) {
+		free(raw);
+		free(z);
+		return send_index(s);
+	}
+	put_be32(hdr, (uint32_t)rawlen);
+	put_be32(hdr + 4, (uint32_t)zlen);
+	r = xconn_send(&s->c, XT_INDEX_DELTA, hdr, 8, z, zlen);
+	free(raw);
+	free(z);
+	return r;
+}
+
+/* Send s->bi whole, or as changes to the client's @base if we cached
+ * that; a live image's index is cached for the next request. */
+static int send_index_for(struct session *s, const char *base, bool live)
+{
+	uint8_t want[GV_HASH_LEN];
+	gv_blockidx *b = NULL;
+	int r;
+
+	if (base && live && gv_hash_parse(base, want) == 0) {
+		pthread_mutex_lock(&s->srv->mu);
+		for (int i = 0; i < IDX_CACHE && !b; i++)
+			if (s->srv->cache[i].bi && !strcmp(s->srv->cache[i].name, s->name) &&
+			    !memcmp(s->srv->cache[i].digest, want, GV_HASH_LEN) &&
+			    s->srv->cache[i].bi->block_shift == s->bi->block_shift)
+				(void)xfer_index_digest(s->srv->cache[i].bi, want, &b);
+		pthread_mutex_unlock(&s->srv->mu);
+	}
+	r = b ? send_delta(s, b) : send_index(s);
+	gv_blockidx_free(b);
+	if (r == 0 && live)
+		cache_put(s);
+	return r;
+}
+
 static int open_image(struct session *s, const uint8_t *p, size_t n)
 {
 	json_t *j = json_loadb((const char *)p, n, 0, NULL);
@@ -109,8 +223,11 @@ static int open_image(struct session *s, const uint8_t *p, size_t n)
 	}
 	free(path);
 	free(idx);
+	if (r == 0)
+		r = send_index_for(s, json_string_value(json_object_get(j, "base")),
+				   json_is_true(json_object_get(j, "live")));
 	json_decref(j);
-	return r < 0 ? r : send_index(s);
+	return r;
 }
 
 static int send_run(struct session *s, const uint8_t *p, size_t n)
@@ -172,7 +289,7 @@ static int rehash(struct session *s, const uint8_t *p, size_t n)
 	} else {
 		gv_blockidx_free(s->bi);
 		s->bi = bi;
-		r = send_index(s);
+		r = send_index_for(s, NULL, true);
 	}
 	free(path);
 	free(idx);
@@ -392,6 +509,8 @@ void gv_xfer_server_stop(gv_xfer_server *s)
 		pthread_mutex_unlock(&s->mu);
 		if (!left) {
 			OPENSSL_cleanse(s->key, sizeof(s->key));
+			for (int k = 0; k < IDX_CACHE; k++)
+				gv_blockidx_free(s->cache[k].bi);
 			pthread_mutex_destroy(&s->mu);
 			free(s);
 			return;

@@ -34,6 +34,8 @@ typedef void (*gv_migrate_progress)(void *ud, const char *phase, const json_t *i
 typedef struct gv_migrate_opts {
 	const char *to;		 /* the destination agent, "HOST[:PORT]" */
 	bool cold;		 /* suspend, move, resume (default: live) */
+	const char *compress;	 /* live: the memory stream, "zstd" (multifd
+				  * with zstd, the default) or "none" */
 	const char *checkpoint;	 /* instead: restore this checkpoint of the VM on
 				  * @to ("" = the latest); the instance here is
 				  * deleted once the VM runs there */

@@ -86,7 +86,18 @@ typedef struct gv_fetch_opts {
 	bool in_place;             /* write into @dest itself (it may be open
 				    * elsewhere, e.g. by an incoming QEMU) and
 				    * keep every block that already matches */
+	const gv_blockidx *base_index; /* in_place: the index @dest matches
+				    * exactly (saved by an earlier in-place
+				    * fetch with @index_dest, file untouched
+				    * since); the source then sends only the
+				    * changes if it still has that index, and
+				    * only changed blocks are read or written */
 	gv_hostidx *hostidx;       /* local blocks, may be NULL */
+	/* reads a local block of a source that is not a plain file (e.g. a
+	 * checkpoint, whose path is its manifest): 0 or -errno; NULL: every
+	 * source is a file, read with pread */
+	int (*local_read)(void *ud, const char *path, void *buf, size_t len, uint64_t off);
+	void *local_ud;
 	const uint8_t *key;        /* GV_XFER_KEY_LEN bytes */
 	int timeout_ms;            /* per read/write, 0 = 30000 */
 	/* iterative mode, for a disk that is being written: passes that send

@@ -80,28 +80,33 @@ int cmd_migrate(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "to", required_argument, NULL, 't' },
 		{ "cold", no_argument, NULL, 'c' },
+		{ "compress", required_argument, NULL, 'z' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' }, { 0 } };
 	static const char help[] =
-		"Usage: gridvm migrate VM --to HOST[:PORT] [--cold] [--json]\n"
+		"Usage: gridvm migrate VM --to HOST[:PORT] [--cold] [--compress zstd|none] [--json]\n"
 		"       gridvm migrate status [--json]     phase of each migration\n"
 		"       gridvm migrate cancel VM           back out (before the switch)\n"
 		"Move a running VM to another host's agent (both agents need --listen and\n"
 		"the same grid key). Live by default: the guest pauses only for the last\n"
 		"memory and disk changes. --cold suspends it, moves state and disk, and\n"
 		"resumes it there. Disk blocks the destination holds already are not sent.\n"
-		"Whatever fails, the VM keeps running on exactly one host.\n";
+		"Whatever fails, the VM keeps running on exactly one host.\n"
+		"--compress: the memory stream of a live migration, zstd (default: QEMU's\n"
+		"multifd channels with zstd level 1) or none (one plain channel).\n";
 	json_t *body = json_object(), *sum = NULL;
 	bool tty = isatty(2), json = false;
 	char *path;
 	int c, rc;
 	gv_client *cl;
 
-	while ((c = getopt_long(argc, argv, "t:ch", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:cz:h", opts, NULL)) != -1) {
 		if (c == 't')
 			json_object_set_new(body, "to", json_string(optarg));
 		else if (c == 'c')
 			json_object_set_new(body, "cold", json_true());
+		else if (c == 'z')
+			json_object_set_new(body, "compress", json_string(optarg));
 		else if (c == 'J')
 			json = true;
 		else

@@ -292,6 +292,70 @@ static void test_iterative(void **state)
 	free(got);
 }
 
+/* Live passes in place that keep their index, then a pull with that
+ * index as the base: only the changed blocks cross (a delta index), the
+ * file ends identical; a base the source does not know gets a whole
+ * index and the same result. */
+static void test_base_delta(void **state)
+{
+	gv_xfer_server *s;
+	char err[512], *src = gv_strdupf("%s/live.img", dir), *dest = gv_strdupf("%s/base.img", dir);
+	char *idx = gv_strdupf("%s/base.gvidx", dir), *want, *got;
+	gv_blockidx *base = NULL;
+	json_t *sum = NULL;
+	FILE *f;
+
+	(void)state;
+	make_image(src, 5);
+	assert_int_equal(gv_xfer_server_start("127.0.0.1:0", key, resolve_live, NULL, &s, err,
+					      sizeof(err)), 0);
+	gv_fetch_opts o = { .host = "127.0.0.1", .port = gv_xfer_server_port(s), .image = "live",
+			    .dest = dest, .codec = GV_CODEC_ZSTD, .key = key, .timeout_ms = 5000,
+			    .in_place = true, .iterative = true, .no_final = true,
+			    .max_passes = 2, .index_dest = idx };
+	assert_int_equal(gv_fetch(&o, &sum, err, sizeof(err)), 0);
+	json_decref(sum);
+	/* three blocks change at the source; the destination is untouched */
+	f = fopen(src, "r+b");
+	assert_non_null(f);
+	for (long b = 2; b < 5; b++) {
+		fseek(f, b * 4096, SEEK_SET);
+		fprintf(f, "changed block %ld", b);
+	}
+	fclose(f);
+	assert_int_equal(gv_blockidx_load(idx, &base), 0);
+	gv_fetch_opts o2 = { .host = "127.0.0.1", .port = gv_xfer_server_port(s), .image = "live",
+			     .dest = dest, .codec = GV_CODEC_ZSTD, .key = key, .timeout_ms = 5000,
+			     .in_place = true, .base_index = base };
+	assert_int_equal(gv_fetch(&o2, &sum, err, sizeof(err)), 0);
+	assert_int_equal(field(sum, "blocks_remote"), 3);
+	assert_true(field(sum, "bytes_received") < 8000); /* no whole index */
+	want = file_sha(src);
+	got = file_sha(dest);
+	assert_string_equal(got, want);
+	json_decref(sum);
+	free(got);
+	/* a base the source never sent: the whole index, the same file */
+	memset(base->hashes, 0x5a, GV_HASH_LEN);
+	f = fopen(src, "r+b");
+	fseek(f, 7 * 4096, SEEK_SET);
+	fprintf(f, "changed again");
+	fclose(f);
+	free(want);
+	want = file_sha(src);
+	assert_int_equal(gv_fetch(&o2, &sum, err, sizeof(err)), 0);
+	got = file_sha(dest);
+	assert_string_equal(got, want);
+	json_decref(sum);
+	gv_blockidx_free(base);
+	gv_xfer_server_stop(s);
+	free(src);
+	free(dest);
+	free(idx);
+	free(want);
+	free(got);
+}
+
 /* A hostile source: authenticates properly, then sends a wrong block. */
 static void *evil_server(void *arg)
 {
@@ -374,6 +438,7 @@ int main(void)
 		cmocka_unit_test(test_fetch_codecs_and_dedup),
 		cmocka_unit_test(test_resume),
 		cmocka_unit_test(test_iterative),
+		cmocka_unit_test(test_base_delta),
 		cmocka_unit_test(test_tampered_block),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
