@@ -162,7 +162,7 @@ static int digest_pass(struct build *b, EVP_MD_CTX *img, EVP_MD_CTX *c, uint8_t 
 	return atomic_load(&b->err);
 }
 
-static int run_threads(struct build *b, unsigned threads)
+static int run_threads(struct build *b, unsigned threads, bool whole)
 {
 	pthread_t tid[MAX_THREADS];
 	unsigned n = 0;
@@ -170,6 +170,17 @@ static int run_threads(struct build *b, unsigned threads)
 	uint8_t *buf = malloc(b->chunk);
 	int r = img && c && buf ? 0 : -ENOMEM;
 
+	if (r == 0 && !whole) { /* no whole-image digest: every thread hashes blocks */
+		while (n + 1 < threads && pthread_create(&tid[n], NULL, worker, b) == 0)
+			n++;
+		worker(b);
+		while (n > 0)
+			pthread_join(tid[--n], NULL);
+		free(buf);
+		EVP_MD_CTX_free(c);
+		EVP_MD_CTX_free(img);
+		return atomic_load(&b->err);
+	}
 	if (r == 0 && !EVP_DigestInit_ex2(img, md_get(), NULL))
 		r = -EIO;
 	while (r == 0 && n + 1 < threads && pthread_create(&tid[n], NULL, worker, b) == 0)
@@ -267,7 +278,7 @@ static int build(const char *path, uint32_t block_shift, unsigned threads,
 	if (r == 0 && progress)
 		progress(ud, 0, b.size);
 	if (r == 0)
-		r = run_threads(&b, pick_threads(threads, b.nchunks));
+		r = run_threads(&b, pick_threads(threads, b.nchunks), strict);
 	if (r == 0 && fstat(b.fd, &now) < 0)
 		r = -errno;
 	if (r == 0 && strict &&

@@ -490,3 +490,32 @@ json_t *gv_host_info(gv_host *h)
 	free(kv);
 	return j;
 }
+
+char *host_backing_path(const char *image_path)
+{
+	const char *base = strrchr(image_path, '/');
+
+	return gv_strdupf("../../images/%s", base ? base + 1 : image_path);
+}
+
+bool host_backing_is(const char *qcow2, const char *want)
+{
+	uint8_t h[20];
+	char name[1024];
+	int fd = open(qcow2, O_RDONLY | O_CLOEXEC);
+	bool same = false;
+
+	if (fd < 0)
+		return false;
+	if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) && !memcmp(h, "QFI\xfb", 4)) {
+		uint64_t off = 0;
+		uint32_t len = (uint32_t)h[16] << 24 | (uint32_t)h[17] << 16 |
+			       (uint32_t)h[18] << 8 | h[19];
+		for (int i = 8; i < 16; i++)
+			off = off << 8 | h[i];
+		same = len == strlen(want) && len < sizeof(name) &&
+		       pread(fd, name, len, (off_t)off) == (ssize_t)len && !memcmp(name, want, len);
+	}
+	close(fd);
+	return same;
+}

@@ -40,6 +40,11 @@ struct vmlock *host_vm_trylock(gv_host *h, const char *name);
 /* Load @name's record, mapping -ENOENT to a message. */
 int host_get(gv_host *h, const char *name, gv_vmrec **out, gv_err *e);
 int host_put(gv_host *h, gv_vmrec *r, gv_err *e);
+/* A VM's overlay names its base image relative to its own directory
+ * (DATA/vms/NAME/), the same on every host: "../../images/FILE". */
+char *host_backing_path(const char *image_path);
+/* Does the qcow2 file @qcow2 name @want as its backing file? */
+bool host_backing_is(const char *qcow2, const char *want);
 
 /* If QEMU of a running/paused VM is gone, record how the VM ended.
  * @return true if the record changed (and was stored). Lock held. */

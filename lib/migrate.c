@@ -88,8 +88,15 @@ static int mig_dst_pull(gv_host *h, const char *from, const char *vm, const char
 			      .base_index = base, .index_dest = in_place && live ? baseidx : NULL,
 			      .in_place = in_place, .iterative = live, .no_final = live,
 			      .max_passes = 3 };
+	uint64_t t0 = gv_now_ms();
 	if (r == 0 && (r = gv_fetch(&fo, &sum, err, sizeof(err))) < 0)
 		gv_err_set(e, r, "cannot copy the VM's %s: %s", kind, err);
+	if (r == 0 && in_place && !live) /* the final pass: the guest waits for it */
+		fprintf(stderr, "gridvmd: final copy of %s's %s: %llu ms, %s base, %lld blocks "
+			"sent, %lld bytes on the wire\n", vm, kind,
+			(unsigned long long)(gv_now_ms() - t0), base ? "with" : "no",
+			(long long)json_integer_value(json_object_get(sum, "blocks_remote")),
+			(long long)json_integer_value(json_object_get(sum, "bytes_on_wire")));
 	host_checkpoint_reader_free(reader);
 	gv_blockidx_free(base);
 	free(baseidx);
@@ -117,21 +124,30 @@ static int mig_dst_base(gv_host *h, const char *image, const char *from, gv_err 
 	return r;
 }
 
-/* The overlay names its backing file by the source's path: point it at
- * ours (the content is the same, the transfer checked it). */
+/* The overlay must name our copy of the base image (the content is the
+ * same, the transfer checked it): relative to the VM's directory, which
+ * overlays made here do already (then nothing is written, and the file
+ * stays as the transfer left it); an older one named the source's path. */
 static int mig_dst_rebase(gv_host *h, const gv_vmdef *d, const gv_vmpaths *p, gv_err *e)
 {
 	const char *fmt;
-	char *img = NULL, *out = NULL, line[300];
+	char *img = NULL, *out = NULL, *rel, line[300];
 	int r;
 
 	if (!d->image)
 		return 0;
 	if (gv_image_resolve(h->datadir, d->image, &img, &fmt) < 0)
 		return gv_err_set(e, -ENOENT, "no base image %s here", d->image);
-	char *argv[] = { "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", img, "-F",
+	rel = host_backing_path(img);
+	if (host_backing_is(p->disk, rel)) {
+		free(rel);
+		free(img);
+		return 0;
+	}
+	char *argv[] = { "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", rel, "-F",
 			 (char *)fmt, p->disk, NULL };
 	r = gv_run(argv, &out);
+	free(rel);
 	if (r != 0)
 		r = gv_err_set(e, -EIO, "cannot rebase the disk: %s",
 			       gv_last_line(out, line, sizeof(line)));
@@ -368,6 +384,8 @@ static json_t *mig_dst_live_disk(gv_host *h, json_t *req)
 		return reply_err("%s", e.msg[0] ? e.msg : "no such VM");
 	gv_vmpaths_init(&p, h->datadir, name);
 	rc = r->def->image ? mig_dst_pull(h, from, name, "disk", p.disk, true, true, false, &e) : 0;
+	if (rc == 0) /* the copy has the source's header again */
+		rc = mig_dst_rebase(h, r->def, &p, &e);
 	if (rc == 0)
 		rc = mig_dst_pull(h, from, name, "jobout", p.jobout, false, true, false, &e);
 	if (rc == 0) { /* confirm runs the guest only after this */
@@ -452,7 +470,11 @@ json_t *gv_migrate_control(void *ud, json_t *req)
 		name = json_string_value(json_object_get(req, "name"));
 	if (!name || !gv_name_valid(name))
 		return reply_err("no VM name");
+	uint64_t t0 = gv_now_ms();
 	l = host_vm_lock(h, name);
+	if (gv_now_ms() - t0 > 20)
+		fprintf(stderr, "gridvmd: %s of %s waited %llu ms for the VM\n", op, name,
+			(unsigned long long)(gv_now_ms() - t0));
 	if (!strcmp(op, "cold-in"))
 		rep = mig_dst_cold(h, req, false);
 	else if (!strcmp(op, "checkpoint-in"))

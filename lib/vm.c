@@ -44,9 +44,11 @@ static int create_files(gv_host *h, const gv_vmdef *d, const gv_vmpaths *p,
 		return gv_err_set(e, r, "no such image: %s (see 'gridvm image list')",
 				  d->image);
 	{
+		char *rel = host_backing_path(img);
 		char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F",
-				 (char *)fmt, "-b", img, p->disk, NULL };
+				 (char *)fmt, "-b", rel, p->disk, NULL };
 		r = gv_run(argv, &out);
+		free(rel);
 	}
 	if (r != 0)
 		gv_err_set(e, r = -EIO, "cannot create the disk overlay: %s",
