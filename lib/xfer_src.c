@@ -235,6 +235,8 @@ static int live_index(struct session *s, const char *path, gv_blockidx **out)
 		pthread_mutex_unlock(&s->srv->mu);
 	}
 	if (copy) {
+		fprintf(stderr, "gridvmd: %s unchanged since its last index: not hashed again\n",
+			s->name);
 		*out = copy;
 		return 0;
 	}
