@@ -585,8 +585,10 @@ def report(res, doc, svg):
     o += ["| link | method | total time | bytes on wire | QEMU downtime | guest paused | job gap |",
           "|---|---|---:|---:|---:|---:|---:|"]
     for r in runs:
+        blank = r.get("summary", {}).get("total-time") == 0  # QEMU reported nothing
         o.append("| %s | %s | %.1f s | %s | %s | %s | %s |" % (
-            r["rate"], r["method"], r["seconds"], mb(r["wire"]), ms(r["qemu_downtime_ms"]),
+            r["rate"], r["method"], r["seconds"], mb(r["wire"]),
+            "not reported" if blank else ms(r["qemu_downtime_ms"]),
             ms(r["paused_ms"]), ms(r["job_gap_ms"])))
     o += ["", "![guest throughput across live migrations](bench-migration.svg)", "",
           "The chart: the job's work (loop iterations) per 100 ms as its lines arrive,",
