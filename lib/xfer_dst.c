@@ -166,7 +166,9 @@ static int apply_delta(struct fetch *f, const uint8_t *p, size_t n, gv_blockidx 
 	uint64_t count, prev = 0, tail;
 	int r = -EBADMSG;
 
-	if (n < 8 || zlen != n - 8 || rawlen < 61 || rawlen > (1u << 30) ||
+	/* the entries are mostly hashes, which do not compress: a delta that
+	 * claims to grow more than 4x is a lie (and must not make us allocate) */
+	if (n < 8 || zlen != n - 8 || rawlen < 61 || rawlen > 4 * zlen + 4096 ||
 	    (rawlen - 61) % 40 || !(raw = malloc(rawlen)) ||
 	    ZSTD_decompress(raw, rawlen, p + 8, zlen) != rawlen || raw[0] != 'D')
 		goto out;
@@ -179,6 +181,7 @@ static int apply_delta(struct fetch *f, const uint8_t *p, size_t n, gv_blockidx 
 	bi->nblocks = get_be64(raw + 13);
 	memcpy(bi->image_sha256, raw + 21, GV_HASH_LEN);
 	if (bi->block_shift != base->block_shift || bi->nblocks > (1u << 25) ||
+	    bi->nblocks > base->nblocks + count || /* the new tail is all listed */
 	    bi->nblocks != (bi->image_size + (1ULL << bi->block_shift) - 1) >> bi->block_shift ||
 	    count > bi->nblocks)
 		goto out;
