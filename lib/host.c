@@ -75,6 +75,8 @@ void gv_host_close(gv_host *h)
 {
 	if (!h)
 		return;
+	if (h->settle_started) /* at most one pass of requests (15 s each) */
+		pthread_join(h->settle_th, NULL);
 	gv_store_close(h->store);
 	gv_hostidx_close(h->hostidx);
 	while (h->locks) {
@@ -441,13 +443,35 @@ static void periodic_checkpoints(gv_host *h)
 	gv_strv_free(names);
 }
 
+static void *settle_thread(void *arg)
+{
+	gv_host *h = arg;
+
+	host_migrations_settle(h, false);
+	atomic_store(&h->settle_busy, false);
+	return NULL;
+}
+
+/* One settling pass at a time, on its own thread. */
+static void settle_in_background(gv_host *h)
+{
+	if (atomic_load(&h->settle_busy))
+		return;
+	if (h->settle_started)
+		pthread_join(h->settle_th, NULL);
+	atomic_store(&h->settle_busy, true);
+	h->settle_started = pthread_create(&h->settle_th, NULL, settle_thread, h) == 0;
+	if (!h->settle_started)
+		atomic_store(&h->settle_busy, false);
+}
+
 void gv_host_refresh_all(gv_host *h)
 {
 	static unsigned tick;
 
 	for_each_vm(h, ++tick % 5 == 0, false); /* ask QEMU every 5th time */
 	if (tick % 5 == 0) /* after a restart: the first time within 5 s */
-		host_migrations_settle(h, false);
+		settle_in_background(h);
 	periodic_checkpoints(h);
 }
 

@@ -7,6 +7,7 @@
 #include <gridvm/hostidx.h>
 #include <gridvm/qmp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 struct vmlock {
 	char name[64];
@@ -26,6 +27,11 @@ struct gv_host {
 	pthread_mutex_t ckpt_mu; /* checkpoint creation vs chunk GC */
 	char *grid_key;      /* path of the grid key file */
 	char *xfer_addr;     /* where peers reach this agent (--listen) */
+	/* migrations are settled on a thread of their own: a destination
+	 * that does not answer must not hold up the monitor */
+	pthread_t settle_th;
+	bool settle_started;
+	atomic_bool settle_busy;
 };
 
 /* The host-wide block index, opened on first use. Call with h->idx_mu held. */
