@@ -37,16 +37,20 @@ static int migrate_status(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], "--json")) {
 		cli_print_json(out);
 	} else {
-		printf("%-16s %-5s %-22s %-11s %8s  %s\n", "VM", "MODE", "TO", "PHASE", "SECONDS",
-		       "ERROR");
-		json_array_foreach(out, i, m)
-			printf("%-16s %-5s %-22s %-11s %8.1f  %s\n",
+		printf("%-16s %-10s %-22s %-11s %8s  %s\n", "VM", "MODE", "TO", "PHASE", "SECONDS",
+		       "NOTE");
+		json_array_foreach(out, i, m) {
+			json_t *info = json_object_get(m, "info");
+			const char *note = json_string_value(json_object_get(info, "error"));
+			if (!note && json_object_get(info, "unresolved"))
+				note = "unsettled: the VM waits here, paused, for the destination";
+			printf("%-16s %-10s %-22s %-11s %8.1f  %s\n",
 			       json_string_value(json_object_get(m, "vm")),
 			       json_string_value(json_object_get(m, "mode")),
 			       json_string_value(json_object_get(m, "to")),
 			       json_string_value(json_object_get(m, "phase")),
-			       json_number_value(json_object_get(m, "seconds")),
-			       json_string_value(json_object_get(json_object_get(m, "info"), "error")) ?: "");
+			       json_number_value(json_object_get(m, "seconds")), note ? note : "");
+		}
 	}
 	json_decref(out);
 	gv_client_free(cl);
