@@ -58,6 +58,22 @@ static int sha256(EVP_MD_CTX *c, const void *p, size_t n, uint8_t *out)
 	return 0;
 }
 
+gv_blockidx *gv_blockidx_dup(const gv_blockidx *x)
+{
+	gv_blockidx *d = malloc(sizeof(*d));
+
+	if (!d)
+		return NULL;
+	*d = *x;
+	d->hashes = malloc(x->nblocks ? x->nblocks * GV_HASH_LEN : 1);
+	if (!d->hashes) {
+		free(d);
+		return NULL;
+	}
+	memcpy(d->hashes, x->hashes, x->nblocks * GV_HASH_LEN);
+	return d;
+}
+
 void gv_blockidx_free(gv_blockidx *x)
 {
 	if (x)
@@ -199,11 +215,6 @@ static int run_threads(struct build *b, unsigned threads, bool whole)
 	return r;
 }
 
-static uint64_t mtime_ns(const struct stat *st)
-{
-	return (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
-}
-
 static unsigned pick_threads(unsigned threads, uint64_t nchunks)
 {
 	if (threads == 0) {
@@ -253,7 +264,7 @@ static int build_open(struct build *b, const char *path, uint32_t shift, struct 
 	r = idx_new(shift, (uint64_t)st->st_size, &b->x);
 	if (r < 0)
 		return r;
-	b->x->image_mtime_ns = mtime_ns(st);
+	b->x->image_mtime_ns = gv_stat_mtime_ns(st);
 	b->size = b->x->image_size;
 	b->chunk = CHUNK > (1u << shift) ? CHUNK : (size_t)1 << shift;
 	b->nchunks = (b->size + b->chunk - 1) / b->chunk;
@@ -282,7 +293,7 @@ static int build(const char *path, uint32_t block_shift, unsigned threads,
 	if (r == 0 && fstat(b.fd, &now) < 0)
 		r = -errno;
 	if (r == 0 && strict &&
-	    (now.st_size != st.st_size || mtime_ns(&now) != mtime_ns(&st)))
+	    (now.st_size != st.st_size || gv_stat_mtime_ns(&now) != gv_stat_mtime_ns(&st)))
 		r = -EAGAIN; /* the image was written while we read it */
 	if (r == 0) {
 		b.x->zero_blocks = atomic_load(&b.zero);
@@ -464,8 +475,8 @@ int gv_blockidx_load(const char *path, gv_blockidx **out)
 	return r;
 }
 
-int gv_blockidx_get(const char *image_path, const char *idx_path, uint32_t block_shift,
-		    gv_blockidx **out)
+int gv_blockidx_load_current(const char *image_path, const char *idx_path, uint32_t block_shift,
+			     gv_blockidx **out)
 {
 	gv_blockidx *x = NULL;
 	struct stat st;
@@ -475,14 +486,25 @@ int gv_blockidx_get(const char *image_path, const char *idx_path, uint32_t block
 	if (stat(image_path, &st) < 0)
 		return -errno;
 	r = gv_blockidx_load(idx_path, &x);
-	if (r < 0 && r != -ENOENT && r != -EBADMSG)
+	if (r < 0)
 		return r;
-	if (r == 0 && x->block_shift == block_shift &&
-	    x->image_size == (uint64_t)st.st_size && x->image_mtime_ns == mtime_ns(&st)) {
-		*out = x;
-		return 0;
+	if (x->block_shift != block_shift || x->image_size != (uint64_t)st.st_size ||
+	    x->image_mtime_ns != gv_stat_mtime_ns(&st)) {
+		gv_blockidx_free(x);
+		return -ESTALE;
 	}
-	gv_blockidx_free(x);
+	*out = x;
+	return 0;
+}
+
+int gv_blockidx_get(const char *image_path, const char *idx_path, uint32_t block_shift,
+		    gv_blockidx **out)
+{
+	gv_blockidx *x = NULL;
+	int r = gv_blockidx_load_current(image_path, idx_path, block_shift, out);
+
+	if (r == 0 || (r != -ESTALE && r != -ENOENT && r != -EBADMSG))
+		return r;
 	r = gv_blockidx_build(image_path, block_shift, 0, NULL, NULL, &x);
 	if (r == 0 && (r = gv_blockidx_save(x, idx_path)) < 0)
 		gv_blockidx_free(x);

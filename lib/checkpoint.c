@@ -269,8 +269,7 @@ static void ckpt_index_add(gv_host *h, gv_chunkstore *cs, const char *vm, const 
 	int r = ckpt_blockidx(cs, chunks, size, &bi);
 
 	if (r == 0 && stat(man, &st) == 0) /* current for the manifest */
-		bi->image_mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u +
-				     (uint64_t)st.st_mtim.tv_nsec;
+		bi->image_mtime_ns = gv_stat_mtime_ns(&st);
 	if (r == 0)
 		r = gv_blockidx_save(bi, idx);
 	if (r == 0) {

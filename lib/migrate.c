@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- destination ------------------------------------------------- */
@@ -38,24 +37,6 @@ static json_t *reply_err(const char *fmt, ...)
 	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
 }
 
-/* The index saved by the last in-place pass into @dest, if @dest has not
- * changed since (same size and modification time); else NULL. */
-static gv_blockidx *mig_dst_base_index(const char *dest, const char *idx)
-{
-	gv_blockidx *bi = NULL;
-	struct stat st;
-
-	if (stat(dest, &st) < 0 || gv_blockidx_load(idx, &bi) < 0)
-		return NULL;
-	if (bi->image_size != (uint64_t)st.st_size ||
-	    bi->image_mtime_ns != (uint64_t)st.st_mtim.tv_sec * 1000000000ULL +
-					  (uint64_t)st.st_mtim.tv_nsec) {
-		gv_blockidx_free(bi);
-		return NULL;
-	}
-	return bi;
-}
-
 /* Pull "vm:NAME:KIND" from the source into @dest. Live in-place passes
  * keep the index of what they left in @dest (DIR/.KIND.base.gvidx); the
  * next in-place pull then asks the source for the changes only. */
@@ -65,7 +46,12 @@ static int mig_dst_pull(gv_host *h, const char *from, const char *vm, const char
 	const char *slash = strrchr(dest, '/');
 	char *baseidx = gv_strdupf("%.*s/.%s.base.gvidx", slash ? (int)(slash - dest) : 1,
 				   slash ? dest : ".", kind);
-	gv_blockidx *base = in_place && !live ? mig_dst_base_index(dest, baseidx) : NULL;
+	gv_blockidx *base = NULL;
+
+	/* the index the last in-place pass left, if @dest is unchanged since */
+	if (in_place && !live &&
+	    gv_blockidx_load_current(dest, baseidx, GV_BLOCKIDX_DEFAULT_SHIFT, &base) < 0)
+		base = NULL;
 	uint8_t key[GV_XFER_KEY_LEN];
 	char host[256], err[512], *res = gv_strdupf("vm:%s:%s", vm, kind);
 	gv_fetch_opts fo = { 0 };

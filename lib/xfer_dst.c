@@ -280,7 +280,7 @@ static int get_index(struct fetch *f)
 	char hex[65], *text;
 
 	if (f->o->base_index && f->o->in_place &&
-	    xfer_index_digest(f->o->base_index, d, NULL) == 0) {
+	    xfer_index_digest(f->o->base_index, d) == 0) {
 		gv_hash_hex(d, hex);
 		json_object_set_new(j, "base", json_string(hex));
 	}
@@ -868,8 +868,7 @@ static void save_index(struct fetch *f)
 
 	if (stat(f->o->dest, &st) < 0)
 		return;
-	f->bi->image_mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL +
-				(uint64_t)st.st_mtim.tv_nsec;
+	f->bi->image_mtime_ns = gv_stat_mtime_ns(&st);
 	if (gv_blockidx_save(f->bi, f->o->index_dest) < 0)
 		unlink(f->o->index_dest); /* it will be rebuilt when needed */
 }

@@ -15,9 +15,9 @@
 /* The size of the index parts the source sends (XFER_INDEX_PART; tests
  * make it small to exercise the reassembly). */
 extern size_t xfer_index_part;
-/* SHA-256 of @bi serialized (how a client names the index it holds in
- * OPEN "base"); a copy of @bi in *copy if not NULL. */
-int xfer_index_digest(const gv_blockidx *bi, uint8_t out[GV_HASH_LEN], gv_blockidx **copy);
+/* SHA-256 of @bi serialized without its file time (how a client names
+ * the index it holds in OPEN "base"). */
+int xfer_index_digest(const gv_blockidx *bi, uint8_t out[GV_HASH_LEN]);
 #define XFER_MAC_LEN 16
 #define XFER_NONCE_LEN 32
 

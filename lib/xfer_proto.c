@@ -443,7 +443,7 @@ int xcodec_decompress(gv_codec codec, const uint8_t *in, size_t n, uint8_t *out,
 	return -EBADMSG;
 }
 
-int xfer_index_digest(const gv_blockidx *bi, uint8_t out[GV_HASH_LEN], gv_blockidx **copy)
+int xfer_index_digest(const gv_blockidx *bi, uint8_t out[GV_HASH_LEN])
 {
 	gv_blockidx content = *bi; /* the file's time is the holder's business */
 	uint8_t *raw = NULL;
@@ -455,8 +455,6 @@ int xfer_index_digest(const gv_blockidx *bi, uint8_t out[GV_HASH_LEN], gv_blocki
 
 	if (r == 0 && !EVP_Digest(raw, len, out, NULL, EVP_sha256(), NULL))
 		r = -EIO;
-	if (r == 0 && copy && (r = gv_blockidx_parse(raw, len, copy)) == 0)
-		(*copy)->image_mtime_ns = bi->image_mtime_ns;
 	free(raw);
 	return r;
 }

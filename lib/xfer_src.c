@@ -94,19 +94,28 @@ static int send_index(struct session *s)
 	return r;
 }
 
+/* The cached index of image @name, or NULL. Call with srv->mu held. */
+static struct idx_cache *cache_find(gv_xfer_server *srv, const char *name)
+{
+	for (int i = 0; i < IDX_CACHE; i++)
+		if (srv->cache[i].bi && !strcmp(srv->cache[i].name, name))
+			return &srv->cache[i];
+	return NULL;
+}
+
 static void cache_put(struct session *s)
 {
 	gv_xfer_server *srv = s->srv;
 	uint8_t d[GV_HASH_LEN];
-	gv_blockidx *copy = NULL;
-	struct idx_cache *c = NULL;
+	gv_blockidx *copy = gv_blockidx_dup(s->bi);
+	struct idx_cache *c;
 
-	if (xfer_index_digest(s->bi, d, &copy) < 0)
+	if (!copy || xfer_index_digest(s->bi, d) < 0) {
+		gv_blockidx_free(copy);
 		return;
+	}
 	pthread_mutex_lock(&srv->mu);
-	for (int i = 0; i < IDX_CACHE && !c; i++)
-		if (!strcmp(srv->cache[i].name, s->name))
-			c = &srv->cache[i];
+	c = cache_find(srv, s->name);
 	for (int i = 0; i < IDX_CACHE && !c; i++)
 		if (!srv->cache[i].bi)
 			c = &srv->cache[i];
@@ -182,11 +191,10 @@ static int send_index_for(struct session *s, const char *base, bool live)
 
 	if (base && live && gv_hash_parse(base, want) == 0) {
 		pthread_mutex_lock(&s->srv->mu);
-		for (int i = 0; i < IDX_CACHE && !b; i++)
-			if (s->srv->cache[i].bi && !strcmp(s->srv->cache[i].name, s->name) &&
-			    !memcmp(s->srv->cache[i].digest, want, GV_HASH_LEN) &&
-			    s->srv->cache[i].bi->block_shift == s->bi->block_shift)
-				(void)xfer_index_digest(s->srv->cache[i].bi, want, &b);
+		struct idx_cache *c = cache_find(s->srv, s->name);
+		if (c && !memcmp(c->digest, want, GV_HASH_LEN) &&
+		    c->bi->block_shift == s->bi->block_shift)
+			b = gv_blockidx_dup(c->bi);
 		pthread_mutex_unlock(&s->srv->mu);
 	}
 	r = b ? send_delta(s, b) : send_index(s);
@@ -216,22 +224,16 @@ static int live_index(struct session *s, const char *path, gv_blockidx **out)
 	const uint64_t margin = 50ULL * 1000 * 1000; /* clock coarseness, generously */
 	uint64_t now = realtime_ns();
 	gv_blockidx *copy = NULL;
-	uint8_t d[GV_HASH_LEN];
 	struct stat st;
 	int r;
 
 	if (stat(path, &st) == 0) {
-		uint64_t m = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL +
-			     (uint64_t)st.st_mtim.tv_nsec;
+		uint64_t m = gv_stat_mtime_ns(&st);
 		pthread_mutex_lock(&s->srv->mu);
-		for (int i = 0; i < IDX_CACHE && !copy; i++) {
-			struct idx_cache *c = &s->srv->cache[i];
-			if (c->bi && !strcmp(c->name, s->name) &&
-			    c->bi->image_size == (uint64_t)st.st_size &&
-			    c->bi->image_mtime_ns == m && m + margin < c->hashed_at_ns &&
-			    xfer_index_digest(c->bi, d, &copy) == 0)
-				s->hashed_at_ns = c->hashed_at_ns;
-		}
+		struct idx_cache *c = cache_find(s->srv, s->name);
+		if (c && c->bi->image_size == (uint64_t)st.st_size && c->bi->image_mtime_ns == m &&
+		    m + margin < c->hashed_at_ns && (copy = gv_blockidx_dup(c->bi)))
+			s->hashed_at_ns = c->hashed_at_ns;
 		pthread_mutex_unlock(&s->srv->mu);
 	}
 	if (copy) {

@@ -60,6 +60,13 @@ int gv_blockidx_parse(const uint8_t *buf, size_t len, gv_blockidx **out) GV_WUR;
 /* The serialized bytes (malloc'd). */
 int gv_blockidx_serialize(const gv_blockidx *x, uint8_t **buf, size_t *len) GV_WUR;
 
+/* The index kept at @idx_path if it is current for @image_path (block
+ * size, size and modification time match); -ESTALE if it is not. */
+int gv_blockidx_load_current(const char *image_path, const char *idx_path,
+			     uint32_t block_shift, gv_blockidx **out) GV_WUR;
+/* A copy of @x (NULL if out of memory). */
+gv_blockidx *gv_blockidx_dup(const gv_blockidx *x);
+
 /* The index of image file @image_path kept at @idx_path: loaded if it is
  * current, else (re)built and saved. */
 int gv_blockidx_get(const char *image_path, const char *idx_path,

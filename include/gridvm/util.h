@@ -66,6 +66,10 @@ int gv_hash_parse(const char *hex, uint8_t hash[32]) GV_WUR;
 
 /* Size of a file, 0 if it does not exist. */
 uint64_t gv_file_size(const char *path);
+/* A file's modification time in ns (what block indexes record to know
+ * they are current), from its stat. */
+struct stat;
+uint64_t gv_stat_mtime_ns(const struct stat *st);
 
 /* A listening unix stream socket at @path (a stale one is replaced),
  * mode 0600; the fd, or a negative errno. */
