@@ -119,9 +119,12 @@ static void cache_put(struct session *s)
 	for (int i = 0; i < IDX_CACHE && !c; i++)
 		if (!srv->cache[i].bi)
 			c = &srv->cache[i];
-	for (int i = 0; i < IDX_CACHE; i++) /* else the least recently used */
-		if (!c || srv->cache[i].used < c->used)
-			c = &srv->cache[i];
+	if (!c) { /* else the least recently used */
+		c = &srv->cache[0];
+		for (int i = 1; i < IDX_CACHE; i++)
+			if (srv->cache[i].used < c->used)
+				c = &srv->cache[i];
+	}
 	gv_blockidx_free(c->bi);
 	snprintf(c->name, sizeof(c->name), "%s", s->name);
 	memcpy(c->digest, d, sizeof(d));
