@@ -13,7 +13,6 @@
 
 #include <gridvm/checkpoint.h>
 #include <gridvm/chunk.h>
-#include <gridvm/hostidx.h>
 
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -204,11 +203,10 @@ static json_t *manifest(gv_vmrec *r, const char *id, struct memcap *m, struct ca
 static int ckpt_blockidx(gv_chunkstore *cs, json_t *chunks, uint64_t size, gv_blockidx **out)
 {
 	gv_blockidx *bi = calloc(1, sizeof(*bi));
-	EVP_MD_CTX *whole = EVP_MD_CTX_new();
 	uint64_t b = 0;
 	json_t *c;
 	size_t i;
-	int r = bi && whole && EVP_DigestInit_ex(whole, EVP_sha256(), NULL) ? 0 : -ENOMEM;
+	int r = bi ? 0 : -ENOMEM;
 
 	if (r == 0) {
 		bi->block_shift = GV_BLOCKIDX_DEFAULT_SHIFT;
@@ -228,7 +226,6 @@ static int ckpt_blockidx(gv_chunkstore *cs, json_t *chunks, uint64_t size, gv_bl
 			r = -EBADMSG;
 			break;
 		}
-		EVP_DigestUpdate(whole, data, len);
 		for (size_t off = 0; off < len && b < bi->nblocks; off += 4096, b++) {
 			size_t n = len - off < 4096 ? len - off : 4096;
 			bool zero = true;
@@ -244,10 +241,7 @@ static int ckpt_blockidx(gv_chunkstore *cs, json_t *chunks, uint64_t size, gv_bl
 	}
 	if (r == 0 && b != bi->nblocks)
 		r = -EBADMSG;
-	if (r == 0)
-		EVP_DigestFinal_ex(whole, bi->image_sha256, NULL);
-	EVP_MD_CTX_free(whole);
-	if (r < 0) {
+	if (r < 0) { /* (no whole-disk digest: nothing checks it for a checkpoint) */
 		gv_blockidx_free(bi);
 		return r;
 	}
@@ -264,20 +258,16 @@ static void ckpt_index_add(gv_host *h, gv_chunkstore *cs, const char *vm, const 
 	char *idx = gv_strdupf("%s/checkpoints/%s/%s.gvidx", h->datadir, vm, id);
 	char *name = gv_strdupf("ckpt:%s:%s", vm, id);
 	gv_blockidx *bi = NULL;
-	gv_hostidx *hi = NULL;
 	struct stat st;
+	gv_err e;
 	int r = ckpt_blockidx(cs, chunks, size, &bi);
 
 	if (r == 0 && stat(man, &st) == 0) /* current for the manifest */
 		bi->image_mtime_ns = gv_stat_mtime_ns(&st);
 	if (r == 0)
 		r = gv_blockidx_save(bi, idx);
-	if (r == 0) {
-		pthread_mutex_lock(&h->idx_mu);
-		if ((r = host_hostidx(h, &hi, NULL)) == 0)
-			r = gv_hostidx_add(hi, name, man, idx, bi, NULL);
-		pthread_mutex_unlock(&h->idx_mu);
-	}
+	if (r == 0)
+		r = host_hostidx_add(h, name, man, idx, bi, &e);
 	if (r < 0)
 		fprintf(stderr, "gridvmd: checkpoint %s of %s not in the host index: %s\n", id, vm,
 			strerror(-r));
@@ -291,15 +281,8 @@ static void ckpt_index_remove(gv_host *h, const char *vm, const char *id)
 {
 	char *idx = gv_strdupf("%s/checkpoints/%s/%s.gvidx", h->datadir, vm, id);
 	char *name = gv_strdupf("ckpt:%s:%s", vm, id);
-	gv_hostidx *hi = NULL;
 
-	pthread_mutex_lock(&h->idx_mu);
-	if (host_hostidx(h, &hi, NULL) == 0) {
-		int r = gv_hostidx_remove(hi, name); /* -ENOENT: never added */
-		(void)r;
-	}
-	pthread_mutex_unlock(&h->idx_mu);
-	unlink(idx);
+	host_hostidx_drop(h, name, idx);
 	free(idx);
 	free(name);
 }
@@ -502,6 +485,18 @@ static int load_manifest(gv_host *h, const char *vm, const char *id, json_t **ou
 	if (!*out)
 		return gv_err_set(e, -ENOENT, "no such checkpoint: %s %s", vm, id);
 	return 0;
+}
+
+/* Checkpoint @id of @vm, or its latest if @id is NULL. */
+static int load_chosen(gv_host *h, const char *vm, const char *id, json_t **out, gv_err *e)
+{
+	char **ids = id ? NULL : list_ids(h, vm);
+	size_t n = gv_strv_len(ids);
+	int r = id || n ? load_manifest(h, vm, id ? id : ids[n - 1], out, e)
+			: gv_err_set(e, -ENOENT, "VM %s has no checkpoints", vm);
+
+	gv_strv_free(ids);
+	return r;
 }
 
 static json_t *summary_of(json_t *man)
@@ -820,18 +815,13 @@ static int copy_prefix(const char *src, const char *dst, uint64_t len, gv_err *e
 int host_checkpoint_export(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *id,
 			   gv_err *e)
 {
-	char **ids = list_ids(h, r->def->name), *csdir = gv_strdupf("%s/chunks", h->datadir);
+	char *csdir = gv_strdupf("%s/chunks", h->datadir);
 	char *disk = gv_strdupf("%s/ckpt.disk", p->dir), *state = gv_strdupf("%s/ckpt.state", p->dir);
 	char *jobout = gv_strdupf("%s/ckpt.jobout", p->dir);
-	size_t n = gv_strv_len(ids);
 	gv_chunkstore *cs = NULL;
 	json_t *man = NULL;
-	int rc = 0;
+	int rc = load_chosen(h, r->def->name, id, &man, e);
 
-	if (!id && !n)
-		rc = gv_err_set(e, -ENOENT, "VM %s has no checkpoints", r->def->name);
-	if (rc == 0)
-		rc = load_manifest(h, r->def->name, id ? id : ids[n - 1], &man, e);
 	if (rc == 0 && (rc = gv_chunkstore_open(csdir, &cs)) < 0)
 		gv_err_set(e, rc, "cannot open the chunk store");
 	if (rc == 0)
@@ -847,7 +837,6 @@ int host_checkpoint_export(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const c
 		host_checkpoint_unexport(p);
 	gv_chunkstore_close(cs);
 	json_decref(man);
-	gv_strv_free(ids);
 	free(csdir);
 	free(disk);
 	free(state);
@@ -929,16 +918,12 @@ int gv_checkpoint_restore(gv_host *h, const char *vm, const char *id, gv_err *e)
 	gv_vmrec *r = NULL;
 	gv_vmpaths p;
 	json_t *man = NULL;
-	char **ids = list_ids(h, vm);
-	size_t n = gv_strv_len(ids);
 	int rc = host_get(h, vm, &r, e);
 
-	if (rc == 0 && !id && !n)
-		rc = gv_err_set(e, -ENOENT, "VM %s has no checkpoints", vm);
 	if (rc == 0 && host_migration_unsettled(h, vm, e))
 		rc = -EBUSY;
 	if (rc == 0)
-		rc = load_manifest(h, vm, id ? id : ids[n - 1], &man, e);
+		rc = load_chosen(h, vm, id, &man, e);
 	if (rc == 0) {
 		host_refresh(h, r);
 		gv_vmpaths_init(&p, h->datadir, vm);
@@ -946,7 +931,6 @@ int gv_checkpoint_restore(gv_host *h, const char *vm, const char *id, gv_err *e)
 		gv_vmpaths_clear(&p);
 	}
 	json_decref(man);
-	gv_strv_free(ids);
 	gv_vmrec_free(r);
 	host_vm_unlock(h, l);
 	return rc;

@@ -179,6 +179,34 @@ int host_hostidx(gv_host *h, gv_hostidx **out, gv_err *e)
 	return r;
 }
 
+int host_hostidx_add(gv_host *h, const char *name, const char *path, const char *idx,
+		     const gv_blockidx *bi, gv_err *e)
+{
+	gv_hostidx *hi;
+	int r;
+
+	pthread_mutex_lock(&h->idx_mu);
+	r = host_hostidx(h, &hi, e);
+	if (r == 0 && (r = gv_hostidx_add(hi, name, path, idx, bi, NULL)) < 0)
+		gv_err_set(e, r, "cannot add %s to the host block index: %s", name,
+			   strerror(-r));
+	pthread_mutex_unlock(&h->idx_mu);
+	return r;
+}
+
+void host_hostidx_drop(gv_host *h, const char *name, const char *idx)
+{
+	gv_hostidx *hi;
+
+	pthread_mutex_lock(&h->idx_mu);
+	if (host_hostidx(h, &hi, NULL) == 0) {
+		int r = gv_hostidx_remove(hi, name); /* -ENOENT: never added */
+		(void)r;
+	}
+	pthread_mutex_unlock(&h->idx_mu);
+	unlink(idx);
+}
+
 int host_get(gv_host *h, const char *name, gv_vmrec **out, gv_err *e)
 {
 	int r = gv_store_vm_get(h->store, name, out);

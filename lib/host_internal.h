@@ -36,6 +36,11 @@ struct gv_host {
 
 /* The host-wide block index, opened on first use. Call with h->idx_mu held. */
 int host_hostidx(gv_host *h, gv_hostidx **out, gv_err *e);
+/* Register source @name (its data at @path, its block index @bi saved at
+ * @idx) in the host index / forget it and delete @idx; these take idx_mu. */
+int host_hostidx_add(gv_host *h, const char *name, const char *path, const char *idx,
+		     const gv_blockidx *bi, gv_err *e);
+void host_hostidx_drop(gv_host *h, const char *name, const char *idx);
 
 /* Per-VM lock; unlock with host_vm_unlock. */
 struct vmlock *host_vm_lock(gv_host *h, const char *name);

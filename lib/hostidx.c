@@ -234,9 +234,7 @@ static void sources_load(gv_hostidx *h)
  * file and rebuilt if stale. */
 static int source_index(const struct source *s, gv_blockidx **bi)
 {
-	size_t n = strlen(s->path);
-
-	if (n > 5 && !strcmp(s->path + n - 5, ".json"))
+	if (gv_hostidx_is_manifest(s->path))
 		return access(s->path, F_OK) < 0 ? -errno : gv_blockidx_load(s->idx, bi);
 	return gv_blockidx_get(s->path, s->idx, s->shift, bi);
 }

@@ -41,7 +41,6 @@ int gv_image_index(gv_host *h, const char *name, json_t **summary, gv_err *e)
 {
 	char *path = NULL, *idx_path = NULL, sha[65];
 	gv_blockidx *bi = NULL;
-	gv_hostidx *hi;
 	uint64_t t0 = gv_now_ms();
 	struct stat st;
 	bool had = false;
@@ -57,12 +56,7 @@ int gv_image_index(gv_host *h, const char *name, json_t **summary, gv_err *e)
 	r = image_blockidx(h, name, &path, &idx_path, &bi, e);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&h->idx_mu);
-	r = host_hostidx(h, &hi, e);
-	if (r == 0 && (r = gv_hostidx_add(hi, name, path, idx_path, bi, NULL)) < 0)
-		gv_err_set(e, r, "cannot add %s to the host block index: %s", name,
-			   strerror(-r));
-	pthread_mutex_unlock(&h->idx_mu);
+	r = host_hostidx_add(h, name, path, idx_path, bi, e);
 	if (r == 0) {
 		gv_hash_hex(bi->image_sha256, sha);
 		*summary = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:f, s:s}", "name", name,
@@ -134,14 +128,7 @@ int gv_image_similarity(gv_host *h, char *const *names, size_t n, json_t **out,
 void image_unindex(gv_host *h, const char *name)
 {
 	char *idx = gv_strdupf("%s/images/%s.gvidx", h->datadir, name);
-	gv_hostidx *hi;
 
-	pthread_mutex_lock(&h->idx_mu);
-	if (host_hostidx(h, &hi, NULL) == 0) {
-		int r = gv_hostidx_remove(hi, name); /* -ENOENT: never indexed */
-		(void)r;
-	}
-	pthread_mutex_unlock(&h->idx_mu);
-	unlink(idx);
+	host_hostidx_drop(h, name, idx);
 	free(idx);
 }

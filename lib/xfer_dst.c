@@ -404,7 +404,6 @@ static struct srcfd *source_of(struct fetch *f, uint32_t id)
 {
 	char *path = NULL;
 	uint32_t shift;
-	size_t n;
 
 	for (int i = 0; i < f->nsrc; i++)
 		if (f->src[i].id == id)
@@ -414,10 +413,9 @@ static struct srcfd *source_of(struct fetch *f, uint32_t id)
 		free(path);
 		return NULL;
 	}
-	n = strlen(path);
 	f->src[f->nsrc] = (struct srcfd){ id, -1, path };
 	/* a manifest (a checkpoint) is read by the caller's hook */
-	if (n < 5 || strcmp(path + n - 5, ".json"))
+	if (!gv_hostidx_is_manifest(path))
 		f->src[f->nsrc].fd = open(path, O_RDONLY | O_CLOEXEC);
 	return &f->src[f->nsrc++];
 }

@@ -33,6 +33,14 @@ typedef struct gv_hostidx_stats {
 	uint64_t slots, used, sources, file_bytes;
 } gv_hostidx_stats;
 
+/* A source whose path is a manifest (".json": a checkpoint, its blocks in
+ * the chunk store) rather than a file holding the blocks. */
+static inline bool gv_hostidx_is_manifest(const char *path)
+{
+	size_t n = strlen(path);
+	return n > 5 && !strcmp(path + n - 5, ".json");
+}
+
 /* Open (creating) the index whose table is @dir/hostidx.tab and sources
  * @dir/hostidx.sources. */
 int gv_hostidx_open(const char *dir, gv_hostidx **out) GV_WUR;
