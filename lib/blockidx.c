@@ -186,28 +186,19 @@ static int run_threads(struct build *b, unsigned threads, bool whole)
 	uint8_t *buf = malloc(b->chunk);
 	int r = img && c && buf ? 0 : -ENOMEM;
 
-	if (r == 0 && !whole) { /* no whole-image digest: every thread hashes blocks */
-		while (n + 1 < threads && pthread_create(&tid[n], NULL, worker, b) == 0)
-			n++;
-		worker(b);
-		while (n > 0)
-			pthread_join(tid[--n], NULL);
-		free(buf);
-		EVP_MD_CTX_free(c);
-		EVP_MD_CTX_free(img);
-		return atomic_load(&b->err);
-	}
-	if (r == 0 && !EVP_DigestInit_ex2(img, md_get(), NULL))
+	if (r == 0 && whole && !EVP_DigestInit_ex2(img, md_get(), NULL))
 		r = -EIO;
 	while (r == 0 && n + 1 < threads && pthread_create(&tid[n], NULL, worker, b) == 0)
 		n++; /* with fewer workers than asked for, they just take longer */
-	if (r == 0)
+	if (r == 0 && whole)
 		r = digest_pass(b, img, c, buf, n == 0);
+	else if (r == 0) /* no whole-image digest: this thread hashes blocks too */
+		worker(b);
 	while (n > 0)
 		pthread_join(tid[--n], NULL);
 	if (r == 0)
 		r = atomic_load(&b->err);
-	if (r == 0 && !EVP_DigestFinal_ex(img, b->x->image_sha256, NULL))
+	if (r == 0 && whole && !EVP_DigestFinal_ex(img, b->x->image_sha256, NULL))
 		r = -EIO;
 	free(buf);
 	EVP_MD_CTX_free(c);

@@ -663,6 +663,20 @@ static int mig_src_ask(struct mig *m, json_t *req, int timeout_ms, json_t **rep)
 	return 0;
 }
 
+/* A request about the VM by name, {"op": @op, "name": VM}; its error
+ * goes to @e, or nowhere if @e is NULL. */
+static int mig_src_op(struct mig *m, const char *op, int timeout_ms, json_t **rep, gv_err *e)
+{
+	gv_err ignore, *keep = m->e;
+	int r;
+
+	m->e = e ? e : &ignore;
+	r = mig_src_ask(m, json_pack("{s:s, s:s}", "op", op, "name", m->r->def->name), timeout_ms,
+			rep);
+	m->e = keep;
+	return r;
+}
+
 static json_t *vm_req(struct mig *m, const char *op)
 {
 	return json_pack("{s:s, s:o, s:s}", "op", op, "vm", gv_vmdef_to_json(m->r->def),
@@ -757,8 +771,7 @@ static int mig_src_precopy(struct mig *m, gv_qmp *q)
 		}
 		if (gv_now_ms() - last_ping > 3000) { /* is the destination still there? */
 			last_ping = gv_now_ms();
-			if (mig_src_ask(m, json_pack("{s:s, s:s}", "op", "live-ping", "name",
-						     m->r->def->name), 5000, NULL) < 0) {
+			if (mig_src_op(m, "live-ping", 5000, NULL, m->e) < 0) {
 				json_decref(st);
 				return -EHOSTDOWN;
 			}
@@ -777,14 +790,7 @@ static int mig_src_precopy(struct mig *m, gv_qmp *q)
  * answer (the agent tells it later, see host_migrations_settle). */
 static bool mig_src_tell_abort(struct mig *m, int timeout_ms)
 {
-	json_t *req = json_pack("{s:s, s:s}", "op", "live-abort", "name", m->r->def->name);
-	gv_err ignore, *keep = m->e;
-	int r;
-
-	m->e = &ignore;
-	r = mig_src_ask(m, req, timeout_ms, NULL);
-	m->e = keep;
-	return r == 0;
+	return mig_src_op(m, "live-abort", timeout_ms, NULL, NULL) == 0;
 }
 
 /* Back out before the switch: the VM goes on here, the destination
@@ -889,13 +895,8 @@ static void mig_src_unresolved(struct mig *m)
 static int mig_src_dest_state(struct mig *m)
 {
 	json_t *rep = NULL;
-	gv_err ignore, *keep = m->e;
-	int r;
+	int r = mig_src_op(m, "state", SETTLE_MS, &rep, NULL);
 
-	m->e = &ignore;
-	r = mig_src_ask(m, json_pack("{s:s, s:s}", "op", "state", "name", m->r->def->name),
-			SETTLE_MS, &rep);
-	m->e = keep;
 	if (r == 0 && !json_is_true(json_object_get(rep, "present")))
 		r = 0;
 	else if (r == 0 && json_is_true(json_object_get(rep, "settled")) &&
@@ -947,8 +948,7 @@ static int mig_src_settle(struct mig *m, const char *ph)
 	if (!strcmp(m->mode, "live") && idx >= phase_index("switch") && status &&
 	    !strcmp(status, "completed")) {
 		/* the destination has everything: go forward if it can */
-		r = mig_src_ask(m, json_pack("{s:s, s:s}", "op", "live-confirm", "name",
-					     m->r->def->name), SETTLE_MS, NULL);
+		r = mig_src_op(m, "live-confirm", SETTLE_MS, NULL, m->e);
 		if (r == 0) {
 			mig_src_moved(m, q);
 			goto out;
@@ -1031,8 +1031,7 @@ static int mig_src_live(struct mig *m, json_t **summary)
 	uint64_t t_conf = gv_now_ms();
 	if (r == 0) {
 		phase(m, "confirm", NULL);
-		r = mig_src_ask(m, json_pack("{s:s, s:s}", "op", "live-confirm", "name",
-					     m->r->def->name), 120000, &conf);
+		r = mig_src_op(m, "live-confirm", 120000, &conf, m->e);
 		t_done = gv_now_ms();
 		if (r < 0 && r != -EREMOTEIO) {
 			/* no answer: the guest may already run there; resuming
