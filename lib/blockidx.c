@@ -311,6 +311,97 @@ int gv_blockidx_build_live(const char *path, uint32_t block_shift, gv_blockidx *
 	return build(path, block_shift, 0, NULL, NULL, false, out);
 }
 
+/* Rehash blocks [@first, @end) of @b->x, reading runs of up to CHUNK. */
+static int rehash_run(struct build *b, EVP_MD_CTX *c, uint8_t *buf, uint64_t first,
+		      uint64_t end)
+{
+	uint32_t shift = b->x->block_shift;
+	uint64_t per = CHUNK >> shift ? CHUNK >> shift : 1;
+	int r = 0;
+
+	for (uint64_t k = first; k < end && r == 0; k += per) {
+		uint64_t n = end - k < per ? end - k : per, off = k << shift;
+		size_t len = (size_t)(n << shift);
+
+		if (off + len > b->size)
+			len = (size_t)(b->size - off);
+		memset(b->x->hashes + k * GV_HASH_LEN, 0, (size_t)n * GV_HASH_LEN);
+		r = read_full(b->fd, buf, len, off);
+		if (r == 0)
+			r = hash_blocks(b, c, buf, k, len);
+	}
+	return r;
+}
+
+int gv_blockidx_update(const char *path, const gv_blockidx *base, const gv_extent *ext,
+		       size_t n, gv_blockidx **out, uint64_t *rehashed)
+{
+	uint32_t shift = base->block_shift;
+	struct build b = { .fd = -1 };
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	uint8_t *mark = NULL, *buf = malloc(CHUNK > (1u << shift) ? CHUNK : 1u << shift);
+	struct stat st;
+	uint64_t keep = 0, nb = 0, done = 0;
+	int r = !c || !buf ? -ENOMEM : md_get() ? 0 : -EIO;
+
+	*out = NULL;
+	if (r == 0)
+		r = build_open(&b, path, shift, &st);
+	if (r == 0) {
+		nb = b.x->nblocks;
+		b.chunk = (size_t)1 << shift; /* hash_blocks' block numbering */
+		/* whole blocks in both; a short last one may have grown, or
+		 * the file shrunk to end inside a block */
+		keep = base->image_size >> shift;
+		if (keep > b.size >> shift)
+			keep = b.size >> shift;
+		if (b.size == base->image_size)
+			keep = nb;
+		memcpy(b.x->hashes, base->hashes, (size_t)keep * GV_HASH_LEN);
+		if (!(mark = calloc(1, (size_t)(nb / 8 + 1))))
+			r = -ENOMEM;
+	}
+	for (uint64_t k = keep; r == 0 && k < nb; k++)
+		mark[k / 8] |= (uint8_t)(1u << (k % 8));
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		uint64_t lo = ext[i].off >> shift, hi;
+
+		if (ext[i].len == 0 || ext[i].off >= b.size)
+			continue;
+		hi = nblocks_of(ext[i].off + ext[i].len, shift);
+		for (uint64_t k = lo; k < hi && k < nb; k++)
+			mark[k / 8] |= (uint8_t)(1u << (k % 8));
+	}
+	for (uint64_t k = 0; r == 0 && k < nb;) {
+		uint64_t e = k;
+
+		if (!(mark[k / 8] & (1u << (k % 8)))) {
+			k++;
+			continue;
+		}
+		while (e < nb && mark[e / 8] & (1u << (e % 8)))
+			e++;
+		r = rehash_run(&b, c, buf, k, e);
+		done += e - k;
+		k = e;
+	}
+	if (r == 0) {
+		for (uint64_t k = 0; k < nb; k++)
+			b.x->zero_blocks += gv_blockidx_is_zero(b.x, k);
+		if (rehashed)
+			*rehashed = done;
+		*out = b.x;
+		b.x = NULL;
+	}
+	gv_blockidx_free(b.x);
+	if (b.fd >= 0)
+		close(b.fd);
+	EVP_MD_CTX_free(c);
+	free(mark);
+	free(buf);
+	return r;
+}
+
 /* ---- the file format (docs/blockidx.md) ---- */
 
 static void put_le(uint8_t *p, uint64_t v, int n)

@@ -51,6 +51,19 @@ int gv_blockidx_build(const char *path, uint32_t block_shift, unsigned threads,
 int gv_blockidx_build_live(const char *path, uint32_t block_shift,
 			   gv_blockidx **out) GV_WUR;
 
+/* A byte range of an image (written, for instance). */
+typedef struct gv_extent {
+	uint64_t off, len;
+} gv_extent;
+
+/* The index of the file @path now, from @base, an index of it at an
+ * earlier time, and @ext, the ranges written since: only the blocks they
+ * touch, and those past the base's last whole block, are read and hashed
+ * again (*rehashed, if not NULL, counts them). Like build_live: no
+ * whole-image digest, and the file may be written meanwhile. */
+int gv_blockidx_update(const char *path, const gv_blockidx *base, const gv_extent *ext,
+		       size_t n, gv_blockidx **out, uint64_t *rehashed) GV_WUR;
+
 /* Serialize / parse the file format; load verifies the trailer checksum
  * and every header field (-EBADMSG for a corrupt file). */
 int gv_blockidx_save(const gv_blockidx *x, const char *path) GV_WUR;

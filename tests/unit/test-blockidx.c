@@ -433,6 +433,81 @@ static void test_get_rebuilds(void **state)
 	free(d);
 }
 
+static void patch(const char *path, size_t off, const uint8_t *d, size_t n)
+{
+	FILE *fp = fopen(path, "r+b");
+
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, (long)off, SEEK_SET), 0);
+	assert_int_equal(fwrite(d, 1, n, fp), n);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* Same as a full (live) hash of the file, except the whole-image digest. */
+static void assert_same_live(const gv_blockidx *x, const char *path)
+{
+	gv_blockidx *y;
+
+	assert_int_equal(gv_blockidx_build_live(path, x->block_shift, &y), 0);
+	assert_same(x, y);
+	gv_blockidx_free(y);
+}
+
+/* An index updated from the ranges written equals one hashed anew; blocks
+ * outside those ranges are taken from the base, not read. */
+static void test_update_from_extents(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *d, ones[20000];
+	size_t size;
+	uint64_t n = 0, old_whole;
+	gv_blockidx *base = build_sample(f, &d, &size), *x = NULL;
+	static const uint8_t z[4096];
+
+	old_whole = size / 4096;
+	memset(ones, 0x11, sizeof(ones));
+	patch(f->img, 8192, ones, 100);		/* one block */
+	patch(f->img, 4096 * 73 - 10, ones, 20);	/* two blocks */
+	patch(f->img, 40960, z, sizeof(z));	/* a block becomes zero */
+	patch(f->img, size, ones, sizeof(ones)); /* grows: short block + 4 new */
+	gv_extent ext[] = { { 8192, 100 }, { 4096 * 73 - 10, 20 }, { 40960, 4096 },
+			    { 1ull << 40, 10 } /* past the end: ignored */ };
+	assert_int_equal(gv_blockidx_update(f->img, base, ext, 4, &x, &n), 0);
+	assert_same_live(x, f->img);
+	assert_true(gv_blockidx_is_zero(x, 10));
+	assert_int_equal(n, 1 + 2 + 1 + (x->nblocks - old_whole));
+	gv_blockidx_free(base);
+	base = x;
+
+	/* a write nobody reported: that block keeps the base's hash */
+	patch(f->img, 4096 * 3, ones, 10);
+	assert_int_equal(gv_blockidx_update(f->img, base, NULL, 0, &x, &n), 0);
+	assert_int_equal(n, 0);
+	assert_memory_equal(x->hashes + 3 * GV_HASH_LEN, base->hashes + 3 * GV_HASH_LEN,
+			    GV_HASH_LEN);
+	gv_blockidx_free(x);
+	ext[0] = (gv_extent){ 4096 * 3 + 5, 1 };
+	assert_int_equal(gv_blockidx_update(f->img, base, ext, 1, &x, &n), 0);
+	assert_int_equal(n, 1);
+	assert_same_live(x, f->img);
+	gv_blockidx_free(base);
+	base = x;
+
+	/* shrinks to a short last block: that one is hashed again */
+	assert_int_equal(truncate(f->img, 100000), 0);
+	assert_int_equal(gv_blockidx_update(f->img, base, NULL, 0, &x, &n), 0);
+	assert_int_equal(n, 1);
+	assert_same_live(x, f->img);
+	gv_blockidx_free(x);
+	assert_int_equal(truncate(f->img, 4096 * 20 + 7), 0);
+	assert_int_equal(gv_blockidx_update(f->img, base, ext, 1, &x, &n), 0);
+	assert_int_equal(n, 2); /* block 3 and the short block 20 */
+	assert_same_live(x, f->img);
+	gv_blockidx_free(x);
+	gv_blockidx_free(base);
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -444,6 +519,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_corruption_rejected, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_get_rebuilds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_update_from_extents, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
