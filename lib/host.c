@@ -45,6 +45,7 @@ int gv_host_open(const char *datadir, gv_host **out, gv_err *e)
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_mutex_init(&h->idx_mu, NULL);
 	pthread_mutex_init(&h->ckpt_mu, NULL);
+	pthread_mutex_init(&h->dirty_mu, NULL);
 	r = gv_mkdir_p(vmdir, 0755);
 	if (r < 0) {
 		gv_err_set(e, r, "cannot create %s: %s", vmdir, strerror(-r));
@@ -88,6 +89,8 @@ void gv_host_close(gv_host *h)
 	pthread_mutex_destroy(&h->mu);
 	pthread_mutex_destroy(&h->idx_mu);
 	pthread_mutex_destroy(&h->ckpt_mu);
+	host_dirty_free(h);
+	pthread_mutex_destroy(&h->dirty_mu);
 	free(h->grid_key);
 	free(h->xfer_addr);
 	free(h->datadir);

@@ -32,6 +32,10 @@ struct gv_host {
 	pthread_t settle_th;
 	bool settle_started;
 	atomic_bool settle_busy;
+	/* disk write tracking per VM (dirtytrack.c), under @dirty_mu */
+	pthread_mutex_t dirty_mu;
+	struct dirtytrack *dirty;
+	uint64_t dirty_tick;
 };
 
 /* The host-wide block index, opened on first use. Call with h->idx_mu held. */
@@ -99,6 +103,14 @@ int vm_delete_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *a
  * one command on an open monitor connection. */
 int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e);
 int host_qmp_run(gv_qmp *q, const char *cmd, json_t *args, gv_err *e);
+
+/* Disk write tracking (dirtytrack.c): at the switchover, read the last
+ * written ranges while the guest is stopped and QEMU still owns the disk;
+ * when the migration is over, forget the VM (and drop QEMU's bitmap if
+ * @qemu_goes_on); at exit, free the table. */
+void host_dirty_freeze(gv_host *h, const char *vm);
+void host_dirty_stop(gv_host *h, const char *vm, bool qemu_goes_on);
+void host_dirty_free(gv_host *h);
 
 /* Checkpoint retention (checkpoint.c): keep the VM's last N; drop all;
  * when the newest was made (0 if none). */

@@ -852,6 +852,8 @@ static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms)
 		r = gv_err_set(m->e, -ECANCELED, "migration cancelled");
 	if (r == 0) {
 		phase(m, "disk-final", NULL);
+		/* QEMU still owns the disk: the last written ranges, now */
+		host_dirty_freeze(m->h, m->r->def->name);
 		if (pthread_create(&th, NULL, disk_final_thread, &d) != 0)
 			r = gv_err_set(m->e, -EAGAIN, "cannot start a thread");
 	}
@@ -1065,6 +1067,8 @@ static int mig_src_live(struct mig *m, json_t **summary)
 				     json_object_get(st, "ram"));
 	}
 out:
+	/* moved: QEMU here is gone; else the guest goes on here (or waits) */
+	host_dirty_stop(m->h, m->r->def->name, r < 0);
 	gv_qmp_free(q);
 	json_decref(caps);
 	json_decref(args);

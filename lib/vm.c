@@ -172,6 +172,7 @@ static int spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 	if (rc < 0)
 		return rc;
 	unlink(p->qmp);
+	unlink(p->blkmon);
 	unlink(p->pidfile);
 	unlink(p->qemulog);
 	argv = gv_vmdef_qemu_argv(r->def, p, gv_accel_qemu_arg(&acc), incoming);
@@ -343,6 +344,7 @@ static int do_stop(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 		wait_gone(r->pid, p, 3000);
 	}
 	unlink(p->qmp);
+	unlink(p->blkmon);
 	gv_cgroup_remove(r->def->name);
 	r->pid = 0;
 	r->state = GV_VM_STOPPED;

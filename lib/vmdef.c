@@ -233,12 +233,14 @@ void gv_vmpaths_init(gv_vmpaths *p, const char *datadir, const char *name)
 	p->qemulog = gv_strdupf("%s/qemu.log", p->dir);
 	p->kernel = gv_strdupf("%s/guest/vmlinuz", datadir);
 	p->initrd = gv_strdupf("%s/guest/initrd.img", datadir);
+	p->blkmon = gv_strdupf("%s/blk.sock", p->dir);
 }
 
 void gv_vmpaths_clear(gv_vmpaths *p)
 {
 	char **f[] = { &p->dir, &p->disk, &p->qmp, &p->pidfile, &p->console,
-		       &p->jobout, &p->jobspec, &p->qemulog, &p->kernel, &p->initrd };
+		       &p->jobout, &p->jobspec, &p->qemulog, &p->kernel, &p->initrd,
+		       &p->blkmon };
 
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
 		free(*f[i]);
@@ -385,6 +387,11 @@ char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
 		add_disk(&a, d, p);
 	arg(&a, "-qmp");
 	argf(&a, gv_strdupf("unix:%s,server=on,wait=off", p->qmp));
+	if (d->image) { /* write tracking (lib/dirtytrack.c) has a monitor of its own */
+		arg(&a, "-chardev");
+		argf(&a, gv_strdupf("socket,id=gvblk,path=%s,server=on,wait=off", p->blkmon));
+		args(&a, (const char *const[]){ "-mon", "chardev=gvblk,mode=control", NULL });
+	}
 	args(&a, (const char *const[]){ "-pidfile", p->pidfile, "-daemonize",
 					"-S", NULL });
 	if (incoming)

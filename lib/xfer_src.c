@@ -35,6 +35,7 @@ struct idx_cache {
 	uint8_t digest[GV_HASH_LEN]; /* SHA-256 of the serialized index */
 	gv_blockidx *bi;	     /* its image_mtime_ns: before hashing */
 	uint64_t hashed_at_ns;	     /* wall clock when hashing began */
+	uint64_t track;		     /* write tracking token, 0: none */
 	uint64_t used;
 };
 
@@ -49,6 +50,7 @@ struct gv_xfer_server {
 	uint8_t key[GV_XFER_KEY_LEN];
 	gv_xfer_resolve_fn resolve;
 	gv_xfer_control_fn control;
+	gv_xfer_dirty_fn dirty;
 	void *ud;
 };
 
@@ -62,6 +64,7 @@ struct session {
 	char name[256];
 	char err[256];
 	uint64_t hashed_at_ns; /* of s->bi, see live_index */
+	uint64_t track;	       /* of s->bi, see tracked_index */
 };
 
 static int send_index(struct session *s)
@@ -130,6 +133,7 @@ static void cache_put(struct session *s)
 	memcpy(c->digest, d, sizeof(d));
 	c->bi = copy;
 	c->hashed_at_ns = s->hashed_at_ns;
+	c->track = s->track;
 	c->used = ++srv->cache_tick;
 	pthread_mutex_unlock(&srv->mu);
 }
@@ -215,6 +219,45 @@ static uint64_t realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/* With write tracking: the index we sent last, updated from the ranges
+ * written since, or the whole image hashed when tracking (re)starts.
+ * Tracking starts before the hashing, so a write that races with it is
+ * reported next time. 1: no tracking for this image. */
+static int tracked_index(struct session *s, const char *path, gv_blockidx **out)
+{
+	uint64_t since = 0, tok = 0, now = realtime_ns(), k = 0, t0 = gv_now_ms();
+	gv_blockidx *base = NULL;
+	gv_extent *ext = NULL;
+	size_t n = 0;
+	int r;
+
+	pthread_mutex_lock(&s->srv->mu);
+	struct idx_cache *c = cache_find(s->srv, s->name);
+	if (c && c->track && (base = gv_blockidx_dup(c->bi)))
+		since = c->track;
+	pthread_mutex_unlock(&s->srv->mu);
+	r = s->srv->dirty(s->srv->ud, s->name, since, &tok, &ext, &n);
+	if (r < 0) {
+		gv_blockidx_free(base);
+		s->track = 0;
+		return 1;
+	}
+	s->track = tok;
+	s->hashed_at_ns = now;
+	if (r == 0 && base && gv_blockidx_update(path, base, ext, n, out, &k) == 0) {
+		fprintf(stderr, "gridvmd: %s: %zu ranges written since the last index (QEMU's "
+			"dirty bitmap), %llu blocks hashed again in %llu ms\n", s->name, n,
+			(unsigned long long)k, (unsigned long long)(gv_now_ms() - t0));
+	} else {
+		r = gv_blockidx_build_live(path, GV_BLOCKIDX_DEFAULT_SHIFT, out);
+		if (r < 0)
+			s->track = 0;
+	}
+	gv_blockidx_free(base);
+	free(ext);
+	return r;
+}
+
 /* The index of a live image: hashed now, unless the file provably did not
  * change since the index we sent last was hashed. A write sets the file's
  * modification time to the (coarse, a few ms) clock; if that time is
@@ -230,6 +273,8 @@ static int live_index(struct session *s, const char *path, gv_blockidx **out)
 	struct stat st;
 	int r;
 
+	if (s->srv->dirty && (r = tracked_index(s, path, out)) <= 0)
+		return r;
 	if (stat(path, &st) == 0) {
 		uint64_t m = gv_stat_mtime_ns(&st);
 		pthread_mutex_lock(&s->srv->mu);
@@ -543,6 +588,11 @@ int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 void gv_xfer_server_set_control(gv_xfer_server *s, gv_xfer_control_fn fn)
 {
 	s->control = fn;
+}
+
+void gv_xfer_server_set_dirty(gv_xfer_server *s, gv_xfer_dirty_fn fn)
+{
+	s->dirty = fn;
 }
 
 int gv_xfer_server_port(const gv_xfer_server *s)

@@ -42,6 +42,7 @@ typedef struct gv_vmdef {
 typedef struct gv_vmpaths {
 	char *dir, *disk, *qmp, *pidfile, *console, *jobout, *jobspec, *qemulog;
 	char *kernel, *initrd;
+	char *blkmon; /* a second QMP monitor, for the disk's dirty bitmap */
 } gv_vmpaths;
 
 void gv_vmdef_free(gv_vmdef *d);

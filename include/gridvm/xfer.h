@@ -52,6 +52,16 @@ typedef int (*gv_xfer_resolve_fn)(void *ud, const char *name, char **path,
  * {"ok": false, "error": "..."}). */
 typedef json_t *(*gv_xfer_control_fn)(void *ud, json_t *request);
 
+/* Write tracking for live images (a running VM's disk: QEMU's dirty
+ * bitmap), asked before each index of live image @name is made. With
+ * @since the token of the previous call: returns 0, *ext and *n the byte
+ * ranges written since that call (malloc'd; none: NULL and 0) and *token
+ * the token for the next one. With @since 0 or a token that is no longer
+ * current: tracking starts anew and 1 is returned with *token (hash the
+ * whole image). Negative: @name is not tracked. */
+typedef int (*gv_xfer_dirty_fn)(void *ud, const char *name, uint64_t since,
+				uint64_t *token, gv_extent **ext, size_t *n);
+
 typedef struct gv_xfer_server gv_xfer_server;
 
 /* Listen on @addr ("IP:PORT" or "IP") and serve each peer in a thread. */
@@ -61,6 +71,8 @@ int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 void gv_xfer_server_stop(gv_xfer_server *s);
 /* Handle control requests with @fn (NULL: refuse them). */
 void gv_xfer_server_set_control(gv_xfer_server *s, gv_xfer_control_fn fn);
+/* Index live images from @fn's written ranges (NULL: hash them whole). */
+void gv_xfer_server_set_dirty(gv_xfer_server *s, gv_xfer_dirty_fn fn);
 
 /* Send one control request to the agent at @host:@port and wait up to
  * @timeout_ms for its reply (*reply: new reference). */

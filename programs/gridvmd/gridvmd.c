@@ -97,6 +97,7 @@ static int start_transfer(gv_host *h, const char *addr, gv_xfer_server **xs, gv_
 			 GV_XFER_PORT);
 		gv_host_set_xfer_addr(h, full);
 		gv_xfer_server_set_control(*xs, gv_migrate_control);
+		gv_xfer_server_set_dirty(*xs, gv_host_disk_dirty);
 		fprintf(stderr, "gridvmd: serving images and migrations on %s\n", full);
 	}
 	return r;

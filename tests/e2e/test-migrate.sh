@@ -31,6 +31,13 @@ only_on 1 c
 at=$(last_on 1 c)
 reaches_on 1 c $((at + 5)) || fail "no progress after the live migration"
 echo "ok: live migration, counted 1..$(check_log 1 c) on h1"
+# the later disk passes read QEMU's dirty bitmap instead of hashing the
+# whole overlay again, and the switchover read the last ranges
+grep -q "vm:c:disk: .* written since the last index (QEMU's dirty bitmap)" \
+	"${HOST_DATA[2]}/gridvmd.log" || fail "no disk pass from the dirty bitmap: $(grep -i dirty "${HOST_DATA[2]}/gridvmd.log")"
+grep -q "c: last dirty ranges read" "${HOST_DATA[2]}/gridvmd.log" ||
+	fail "the switchover did not read the dirty bitmap"
+echo "ok: $(grep -c "QEMU's dirty bitmap" "${HOST_DATA[2]}/gridvmd.log") disk passes from QEMU's dirty bitmap"
 python3 - "$HOSTS_DIR/live.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
