@@ -218,17 +218,19 @@ static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, cha
 		uint64_t size = 0;
 		bool tracked;
 
-		scratch_drop(q);
+		if (attempt) /* a scratch node left from an earlier try */
+			scratch_drop(q);
 		r = file_node(q, &size, &tracked, why, len);
 		if (r == 0 && !tracked) {
 			snprintf(why, len, "QEMU has no dirty bitmap (restarted?)");
 			r = -ESTALE;
 		}
-		if (r == 0)
-			r = qmp_do(q, "blockdev-add",
-				   json_pack("{s:s, s:s, s:I}", "driver", "null-co", "node-name",
-					     SCRATCH, "size", (json_int_t)size), NULL, why, len);
 		if (r == 0 &&
+		    qmp_do(q, "blockdev-add",
+			   json_pack("{s:s, s:s, s:I}", "driver", "null-co", "node-name", SCRATCH,
+				     "size", (json_int_t)size), NULL, why, len) < 0)
+			r = -EAGAIN;
+		else if (r == 0 &&
 		    qmp_do(q, "transaction",
 			   json_pack("{s:[{s:s, s:{s:s, s:s, s:i, s:b}},"
 				     "{s:s, s:{s:s, s:s, s:[{s:s, s:s}]}},"
@@ -241,13 +243,10 @@ static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, cha
 				     "name", BITMAP), NULL, why, len) < 0)
 			r = -EAGAIN; /* the file grew meanwhile: sizes differ */
 	}
-	if (r == 0) {
-		json_t *srv = json_pack("{s:{s:s, s:{s:s}}}", "addr", "type", "unix", "data",
-					"path", sock);
-		unlink(sock);
-		(void)qmp_do(q, "nbd-server-stop", NULL, NULL, NULL, 0);
-		r = qmp_do(q, "nbd-server-start", srv, NULL, why, len);
-	}
+	if (r == 0 && access(sock, F_OK) < 0) /* ours runs until tracking stops */
+		r = qmp_do(q, "nbd-server-start",
+			   json_pack("{s:{s:s, s:{s:s}}}", "addr", "type", "unix", "data", "path",
+				     sock), NULL, why, len);
 	if (r == 0)
 		r = qmp_do(q, "block-export-add",
 			   json_pack("{s:s, s:s, s:s, s:s, s:[s], s:b}", "type", "nbd", "id",
@@ -258,19 +257,25 @@ static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, cha
 	for (size_t i = 0; r == 0 && i < x.n; i++)
 		r = ext_add(&t->pend, &t->npend, &t->cap, x.v[i].off, x.v[i].len);
 	scratch_drop(q);
-	(void)qmp_do(q, "nbd-server-stop", NULL, NULL, NULL, 0);
-	unlink(sock);
 	free(x.v);
 	free(sock);
 	return r == -EAGAIN ? -EIO : r;
 }
 
-/* Start anew: an empty bitmap (created, or cleared if it is there). */
-static int bitmap_restart(gv_qmp *q, char *why, size_t len)
+/* Start anew: an empty bitmap (created, or cleared if it is there), and
+ * no NBD server yet (a socket left by an earlier QEMU goes). */
+static int bitmap_restart(gv_qmp *q, const gv_vmpaths *p, char *why, size_t len)
 {
+	char *sock = gv_strdupf("%s/nbd.sock", p->dir);
 	uint64_t size;
 	bool tracked;
-	int r = file_node(q, &size, &tracked, why, len);
+	int r;
+
+	scratch_drop(q);
+	(void)qmp_do(q, "nbd-server-stop", NULL, NULL, NULL, 0);
+	unlink(sock);
+	free(sock);
+	r = file_node(q, &size, &tracked, why, len);
 
 	if (r == 0 && tracked)
 		return qmp_do(q, "block-dirty-bitmap-clear",
@@ -376,7 +381,7 @@ restart:
 		r = -EBUSY;
 		goto out;
 	}
-	r = bitmap_restart(q, why, sizeof(why));
+	r = bitmap_restart(q, &p, why, sizeof(why));
 	if (r < 0) {
 		fprintf(stderr, "gridvmd: %s: no write tracking (%s)\n", vm, why);
 		track_drop(h, t);
@@ -426,10 +431,17 @@ void host_dirty_stop(gv_host *h, const char *vm, bool qemu_goes_on)
 
 	pthread_mutex_lock(&h->dirty_mu);
 	t = track_get(h, vm, false);
-	if (t && qemu_goes_on && blk_monitor(h, vm, &p, &q) == 0)
+	if (t && qemu_goes_on && blk_monitor(h, vm, &p, &q) == 0) {
 		(void)qmp_do(q, "block-dirty-bitmap-remove",
 			     json_pack("{s:s, s:s}", "node", "file0", "name", BITMAP), NULL, NULL,
 			     0);
+		(void)qmp_do(q, "nbd-server-stop", NULL, NULL, NULL, 0);
+	}
+	if (t) {
+		char *sock = gv_strdupf("%s/vms/%s/nbd.sock", h->datadir, vm);
+		unlink(sock);
+		free(sock);
+	}
 	if (t)
 		track_drop(h, t);
 	pthread_mutex_unlock(&h->dirty_mu);

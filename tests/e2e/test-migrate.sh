@@ -37,7 +37,8 @@ grep -q "vm:c:disk: .* written since the last index (QEMU's dirty bitmap)" \
 	"${HOST_DATA[2]}/gridvmd.log" || fail "no disk pass from the dirty bitmap: $(grep -i dirty "${HOST_DATA[2]}/gridvmd.log")"
 grep -q "c: last dirty ranges read" "${HOST_DATA[2]}/gridvmd.log" ||
 	fail "the switchover did not read the dirty bitmap"
-echo "ok: $(grep -c "QEMU's dirty bitmap" "${HOST_DATA[2]}/gridvmd.log") disk passes from QEMU's dirty bitmap"
+echo "ok: $(grep -c "QEMU's dirty bitmap" "${HOST_DATA[2]}/gridvmd.log") disk passes from QEMU's dirty bitmap:"
+grep -E "dirty|final copy" "${HOST_DATA[1]}/gridvmd.log" "${HOST_DATA[2]}/gridvmd.log" | sed 's/^/    /'
 python3 - "$HOSTS_DIR/live.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
