@@ -213,6 +213,11 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 		return vm_log(a, c, name, which);
 	if (!strcmp(sub, "checkpoints"))
 		return vm_checkpoints(a, c, method, name, which, body);
+	if (!strcmp(sub, "migrate-adopt") && !strcmp(method, "POST")) {
+		json_t *out = NULL;
+		rc = gv_migrate_adopt(a->h, name, &out, &e);
+		return send_result(c, rc, &e, out);
+	}
 	if (!strcmp(sub, "migrate-cancel") && !strcmp(method, "POST")) {
 		rc = gv_migrate_cancel(a->h, name, &e);
 		return send_result(c, rc, &e, NULL);

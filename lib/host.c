@@ -384,7 +384,9 @@ static bool ephemeral_expired(gv_host *h, gv_vmrec *r)
 }
 
 /* At reattach: a VM that was arriving by migration and never confirmed
- * (its agent died meanwhile) is dropped; the source kept it. */
+ * (its agent died meanwhile) is dropped, the source kept it; unless it had
+ * arrived complete and its QEMU waits: then the source may have switched
+ * over, and it stays until the source settles it (or it is adopted). */
 static bool drop_unconfirmed(gv_host *h, const char *name)
 {
 	gv_vmpaths p;
@@ -395,6 +397,11 @@ static bool drop_unconfirmed(gv_host *h, const char *name)
 	gv_vmpaths_init(&p, h->datadir, name);
 	mark = gv_strdupf("%s/.incoming", p.dir);
 	drop = access(mark, F_OK) == 0 && gv_store_vm_get(h->store, name, &r) == 0;
+	if (drop && host_incoming_keep(h, name) && (host_refresh(h, r), r->state == GV_VM_PAUSED)) {
+		fprintf(stderr, "gridvmd: keeping %s, an unconfirmed incoming migration that "
+			"arrived complete: its source settles it\n", name);
+		drop = false;
+	}
 	if (drop) {
 		fprintf(stderr, "gridvmd: dropping %s, an unconfirmed incoming migration\n", name);
 		vm_kill_qemu(r, &p);

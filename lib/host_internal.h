@@ -128,6 +128,10 @@ int host_checkpoint_read(void *reader, const char *path, void *buf, size_t len, 
 /* migrate.c: a VM whose migration is not settled yet (its driver died, or
  * the destination's answer is missing) must not run here meanwhile. */
 bool host_migration_unsettled(gv_host *h, const char *name, gv_err *e);
+/* Did VM @name, arriving by live migration, get its last disk changes (so
+ * the source may have switched over to it)? Such a VM is kept across an
+ * agent restart until the source settles it; an earlier one is dropped. */
+bool host_incoming_keep(gv_host *h, const char *name);
 /* Settle such migrations (the monitor, every few seconds; @wait: wait
  * for the VMs' locks instead of skipping busy VMs). */
 void host_migrations_settle(gv_host *h, bool wait);

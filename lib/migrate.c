@@ -177,9 +177,11 @@ static int mig_dst_begin(gv_host *h, json_t *req, gv_vmdef **d, gv_vmpaths *p, g
 	r = gv_mkdir_p(p->dir, 0755);
 	if (r < 0)
 		return gv_err_set(e, r, "cannot create %s", p->dir);
-	/* until the VM is confirmed here, a restarted agent drops it */
+	/* until the VM is confirmed here: where it comes from (see
+	 * host_incoming_keep, gv_migrate_adopt) */
 	char *mark = gv_strdupf("%s/.incoming", p->dir);
-	r = gv_write_file_atomic(mark, "", 0);
+	const char *from = json_string_value(json_object_get(req, "from")) ?: "";
+	r = gv_write_file_atomic(mark, from, strlen(from));
 	free(mark);
 	if (r < 0)
 		gv_err_set(e, r, "cannot write in %s", p->dir);
@@ -386,18 +388,20 @@ static json_t *mig_dst_live_disk(gv_host *h, json_t *req)
 	return rc < 0 ? reply_err("%s", e.msg) : json_pack("{s:b}", "ok", 1);
 }
 
-/* QEMU here has all the state: let the guest run and say so. */
-static json_t *mig_dst_live_confirm(gv_host *h, json_t *req)
+/* QEMU here has all the state: let the guest run and say so. The VM's
+ * lock is held. */
+static json_t *mig_dst_run(gv_host *h, const char *name, gv_err *err)
 {
-	const char *name = json_string_value(json_object_get(req, "name"));
 	gv_vmrec *r = NULL;
 	gv_vmpaths p;
 	gv_qmp *q = NULL;
 	gv_err e = { "" };
 	int rc;
 
-	if (!name || host_get(h, name, &r, &e) < 0)
-		return reply_err("%s", e.msg[0] ? e.msg : "no such VM");
+	if (!name || host_get(h, name, &r, &e) < 0) {
+		gv_err_set(err, -ENOENT, "%s", e.msg[0] ? e.msg : "no such VM");
+		return NULL;
+	}
 	gv_vmpaths_init(&p, h->datadir, name);
 	char *mark = gv_strdupf("%s/.disk-final", p.dir);
 	rc = access(mark, F_OK) == 0 || r->state == GV_VM_RUNNING
@@ -423,10 +427,80 @@ static json_t *mig_dst_live_confirm(gv_host *h, json_t *req)
 	gv_qmp_free(q);
 	gv_vmpaths_clear(&p);
 	gv_vmrec_free(r);
+	if (rc < 0) {
+		*err = e;
+		return NULL;
+	}
 	/* how long the guest waited here: for the incoming state, for cont */
-	return rc < 0 ? reply_err("%s", e.msg)
-		      : json_pack("{s:b, s:I, s:I}", "ok", 1, "incoming_wait_ms",
-				  (json_int_t)(t_in - t0), "cont_ms", (json_int_t)(t_run - t_in));
+	return json_pack("{s:b, s:I, s:I}", "ok", 1, "incoming_wait_ms", (json_int_t)(t_in - t0),
+			 "cont_ms", (json_int_t)(t_run - t_in));
+}
+
+static json_t *mig_dst_live_confirm(gv_host *h, json_t *req)
+{
+	gv_err e = { "" };
+	json_t *rep = mig_dst_run(h, json_string_value(json_object_get(req, "name")), &e);
+
+	return rep ? rep : reply_err("%s", e.msg);
+}
+
+/* The source of an unconfirmed incoming VM here ("" if unknown), or NULL
+ * if @name is not arriving by migration. */
+static char *incoming_from(gv_host *h, const char *name)
+{
+	char *mark = gv_strdupf("%s/vms/%s/.incoming", h->datadir, name), *from = NULL;
+
+	if (gv_read_file(mark, &from, NULL) < 0)
+		from = NULL;
+	free(mark);
+	return from;
+}
+
+bool host_incoming_keep(gv_host *h, const char *name)
+{
+	char *mark = gv_strdupf("%s/vms/%s/.disk-final", h->datadir, name);
+	bool keep = access(mark, F_OK) == 0;
+
+	free(mark);
+	return keep;
+}
+
+int gv_migrate_adopt(gv_host *h, const char *name, json_t **out, gv_err *e)
+{
+	char host[256], err[512], *from;
+	uint8_t key[GV_XFER_KEY_LEN];
+	struct vmlock *l;
+	json_t *rep = NULL;
+	int port, r = 0;
+
+	if (!gv_name_valid(name))
+		return gv_err_set(e, -ENOENT, "no such VM: %s", name);
+	l = host_vm_lock(h, name);
+	from = incoming_from(h, name);
+	if (!from)
+		r = gv_err_set(e, -EINVAL, "VM %s is not an unconfirmed incoming migration here",
+			       name);
+	else if (!host_incoming_keep(h, name))
+		r = gv_err_set(e, -EBUSY, "VM %s did not arrive complete (its last disk changes "
+			       "are missing): only the source %s can run it", name, from);
+	/* the source alone may decide while it can be asked; any answer,
+	 * even a refusal, says it is there */
+	if (r == 0 && gv_xfer_peer_parse(from, host, sizeof(host), &port) == 0 &&
+	    gv_xfer_key_load(h->grid_key, key) == 0 &&
+	    gv_xfer_control(host, port, key, json_pack("{s:s, s:s}", "op", "hello", "name", name),
+			    10000, &rep, err, sizeof(err)) == 0)
+		r = gv_err_set(e, -EBUSY, "the source %s answers: it settles the migration of %s "
+			       "itself (see 'gridvm migrate status' there)", from, name);
+	OPENSSL_cleanse(key, sizeof(key));
+	json_decref(rep);
+	if (r == 0 && !(*out = mig_dst_run(h, name, e)))
+		r = -EIO;
+	if (r == 0)
+		fprintf(stderr, "gridvmd: %s adopted: its source %s does not answer, it runs here "
+			"now\n", name, from);
+	free(from);
+	host_vm_unlock(h, l);
+	return r;
 }
 
 static json_t *mig_dst_live_abort(gv_host *h, json_t *req)
@@ -456,6 +530,8 @@ json_t *gv_migrate_control(void *ud, json_t *req)
 		name = json_string_value(json_object_get(req, "name"));
 	if (!name || !gv_name_valid(name))
 		return reply_err("no VM name");
+	if (!strcmp(op, "hello")) /* are you there? (no lock: a migration holds it) */
+		return json_pack("{s:b}", "ok", 1);
 	uint64_t t0 = gv_now_ms();
 	l = host_vm_lock(h, name);
 	if (gv_now_ms() - t0 > 20)
@@ -631,8 +707,18 @@ json_t *gv_migrate_status(gv_host *h)
 	for (char **n = names; *n; n++) {
 		char *path = gv_strdupf("%s/vms/%s/migration.json", h->datadir, *n);
 		json_t *j = json_load_file(path, 0, NULL);
+		char *from = j ? NULL : incoming_from(h, *n);
+		if (from) {
+			char *note = gv_strdupf("from %s, unconfirmed: the source settles it", from);
+			j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:{s:s}}", "vm", *n, "mode",
+				      "incoming", "from", from, "to", "(here)", "phase",
+				      host_incoming_keep(h, *n) ? "arrived" : "arriving", "seconds",
+				      0.0, "info", "note", note);
+			free(note);
+		}
 		if (j)
 			json_array_append_new(a, j);
+		free(from);
 		free(path);
 	}
 	gv_strv_free(names);
@@ -1161,6 +1247,15 @@ static json_t *inflight(gv_host *h, const char *name)
 
 bool host_migration_unsettled(gv_host *h, const char *name, gv_err *e)
 {
+	char *from = incoming_from(h, name);
+
+	if (from) {
+		gv_err_set(e, -EBUSY, "VM %s is arriving by migration from %s and not confirmed "
+			   "yet; the source settles it (if that host is lost for good: 'gridvm "
+			   "migrate adopt %s')", name, *from ? from : "another host", name);
+		free(from);
+		return true;
+	}
 	json_t *j = inflight(h, name);
 
 	if (!j || phase_index(json_string_value(json_object_get(j, "phase"))) ==

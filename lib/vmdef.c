@@ -338,7 +338,10 @@ static void add_disk(struct argv *a, const gv_vmdef *d, const gv_vmpaths *p)
 				   (unsigned long long)d->disk_bps));
 	}
 	arg(a, "-blockdev");
-	argf(a, gv_strdupf("driver=file,filename=%s,node-name=file0", p->disk));
+	/* drop-cache=off: activating the disk after an incoming migration
+	 * would flush and drop the file's page cache, which only matters for
+	 * storage shared with another host; our copies are written here */
+	argf(a, gv_strdupf("driver=file,filename=%s,node-name=file0,drop-cache=off", p->disk));
 	arg(a, "-blockdev");
 	arg(a, "driver=qcow2,file=file0,node-name=qcow0");
 	if (thr) {

@@ -50,6 +50,12 @@ int gv_vm_migrate(gv_host *h, const char *name, const gv_migrate_opts *o, json_t
 
 /* Ask the running migration of @name to back out (before the switch). */
 int gv_migrate_cancel(gv_host *h, const char *name, gv_err *e) GV_WUR;
+/* Run here a VM that arrived by live migration but was never confirmed,
+ * because its source host is lost: only if the disk and memory arrived
+ * complete and the source does not answer at all (else the source settles
+ * it). A source that comes back finds it running here and lets it go.
+ * *out: the timing summary. */
+int gv_migrate_adopt(gv_host *h, const char *name, json_t **out, gv_err *e) GV_WUR;
 /* The last recorded phase of every VM's migration on this host. */
 json_t *gv_migrate_status(gv_host *h);
 

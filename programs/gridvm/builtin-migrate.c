@@ -44,6 +44,8 @@ static int migrate_status(int argc, char **argv)
 			const char *note = json_string_value(json_object_get(info, "error"));
 			if (!note && json_object_get(info, "unresolved"))
 				note = "unsettled: the VM waits here, paused, for the destination";
+			if (!note)
+				note = json_string_value(json_object_get(info, "note"));
 			printf("%-16s %-10s %-22s %-11s %8.1f  %s\n",
 			       json_string_value(json_object_get(m, "vm")),
 			       json_string_value(json_object_get(m, "mode")),
@@ -75,12 +77,36 @@ static int migrate_cancel(int argc, char **argv)
 	return rc;
 }
 
+static int migrate_adopt(int argc, char **argv)
+{
+	json_t *out = NULL;
+	char *path;
+	int rc;
+	gv_client *cl;
+
+	if (argc < 2 || !cli_name_ok(argv[1], "VM"))
+		return cli_error("usage: gridvm migrate adopt VM"), 2;
+	cl = cli_connect();
+	path = gv_strdupf("/v1/vms/%s/migrate-adopt", argv[1]);
+	rc = cli_call(cl, "POST", path, NULL, &out) < 0 ? 1 : 0;
+	if (rc == 0 && argc > 2 && !strcmp(argv[2], "--json"))
+		cli_print_json(out);
+	else if (rc == 0)
+		printf("%s runs here now; its source, if it comes back, lets it go\n", argv[1]);
+	json_decref(out);
+	free(path);
+	gv_client_free(cl);
+	return rc;
+}
+
 int cmd_migrate(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "status"))
 		return migrate_status(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "cancel"))
 		return migrate_cancel(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "adopt"))
+		return migrate_adopt(argc - 1, argv + 1);
 	static const struct option opts[] = {
 		{ "to", required_argument, NULL, 't' },
 		{ "cold", no_argument, NULL, 'c' },
@@ -91,11 +117,16 @@ int cmd_migrate(int argc, char **argv)
 		"Usage: gridvm migrate VM --to HOST[:PORT] [--cold] [--compress zstd|none] [--json]\n"
 		"       gridvm migrate status [--json]     phase of each migration\n"
 		"       gridvm migrate cancel VM           back out (before the switch)\n"
+		"       gridvm migrate adopt VM [--json]   on the destination: run a VM whose\n"
+		"                                          source host is lost for good\n"
 		"Move a running VM to another host's agent (both agents need --listen and\n"
 		"the same grid key). Live by default: the guest pauses only for the last\n"
 		"memory and disk changes. --cold suspends it, moves state and disk, and\n"
 		"resumes it there. Disk blocks the destination holds already are not sent.\n"
-		"Whatever fails, the VM keeps running on exactly one host.\n"
+		"Whatever fails, the VM keeps running on exactly one host. A VM that arrived\n"
+		"but was never confirmed waits, paused, for its source to settle it; adopt\n"
+		"is for a source that will not come back (it refuses while the source\n"
+		"answers).\n"
 		"--compress: the memory stream of a live migration, zstd (default: QEMU's\n"
 		"multifd channels with zstd level 1) or none (one plain channel).\n";
 	json_t *body = json_object(), *sum = NULL;

@@ -20,6 +20,9 @@ reaches_on() { # HOST VM N
 		[ "$n" -ge "$3" ] 2>/dev/null && return 0
 		sleep 0.3
 	done
+	# what a reader of the failure needs: where the VM is, what it printed
+	echo "  h$1: $2 is $(state_on "$1" "$2"), job at '$(last_on "$1" "$2")' (wanted $3); console:" >&2
+	tail -5 "${HOST_DATA[$1]}/vms/$2/console.log" 2>/dev/null | sed 's/^/    /' >&2
 	return 1
 }
 check_log() { # HOST VM: output is 1..N exactly

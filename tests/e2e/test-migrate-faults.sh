@@ -86,3 +86,32 @@ echo "ok: resume refused meanwhile: $(head -1 "$HOSTS_DIR/e")"
 hosts_restore 1
 settles_on 1 c
 echo "ok: link back: the VM moved to h1 and runs there only"
+
+# 4. the source host is lost after the switch: the destination keeps the
+# VM paused, also across its own agent's restart, refuses to run it while
+# the source answers, and adopts it on request once the source is gone;
+# the source, back, finds it running there and lets it go
+hosts_agent_stop 1
+GRIDVM_MIGRATE_HOLD=confirm:15 hosts_agent_start 1
+( hosts_gv 1 migrate c --to "${HOST_IP[2]}" >/dev/null 2>&1 || true ) &
+mig=$!
+wait_phase 1 c confirm
+expect_eq "h2 lists c as arrived, unconfirmed" "$(phase_on 2 c)" arrived
+hosts_gv 2 migrate adopt c 2>"$HOSTS_DIR/e" && fail "adopted while the source answers"
+grep -q "the source .* answers" "$HOSTS_DIR/e" || fail "unclear: $(cat "$HOSTS_DIR/e")"
+echo "ok: adopt refused while the source answers: $(head -1 "$HOSTS_DIR/e")"
+kill -9 "${HOST_AGENT_PID[1]}"
+wait $mig
+hosts_gv 2 vm resume c 2>"$HOSTS_DIR/e" && fail "resumed an unconfirmed incoming VM"
+grep -q "migrate adopt c" "$HOSTS_DIR/e" || fail "unclear: $(cat "$HOSTS_DIR/e")"
+echo "ok: resume refused on the destination: $(head -1 "$HOSTS_DIR/e")"
+hosts_agent_stop 2
+hosts_agent_start 2
+expect_eq "c kept paused on h2 across its agent's restart" "$(state_on 2 c)" paused
+hosts_gv 2 migrate adopt c >/dev/null || fail "adopt failed with the source gone"
+expect_eq "c runs on h2 after adopt" "$(state_on 2 c)" running
+at=$(last_on 2 c)
+reaches_on 2 c $((at + 3)) || fail "no progress on h2 after adopt"
+hosts_agent_start 1
+settles_on 2 c
+echo "ok: source lost after the switch: adopted on h2, the returning source let it go"

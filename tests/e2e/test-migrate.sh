@@ -43,8 +43,10 @@ python3 - "$HOSTS_DIR/live.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 assert s["mode"] == "live", s
-print("ok: QEMU downtime %s ms, guest paused %s ms, total %.2f s" % (
-    s.get("qemu_downtime_ms"), s.get("paused_ms"), s["seconds"]))
+print("ok: QEMU downtime %s ms, guest paused %s ms (then confirm %s ms, of it cont on "
+      "the destination %s ms), total %.2f s" % (
+    s.get("qemu_downtime_ms"), s.get("paused_ms"), s.get("confirm_ms"), s.get("dest_cont_ms"),
+    s["seconds"]))
 PY
 
 # a destination that is not there: the VM stays and runs on the source

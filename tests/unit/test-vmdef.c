@@ -91,7 +91,7 @@ static void test_qemu_argv(void **state)
 	assert_string_equal(argv[find(argv, "-m") + 1], "1024M");
 	assert_string_equal(argv[find(argv, "-kernel") + 1], "/data/guest/vmlinuz");
 	assert_string_equal(argv[find(argv, "-initrd") + 1], "/data/guest/initrd.img");
-	assert_true(find(argv, "driver=file,filename=/data/vms/vm1/disk.qcow2,node-name=file0") > 0);
+	assert_true(find(argv, "driver=file,filename=/data/vms/vm1/disk.qcow2,node-name=file0,drop-cache=off") > 0);
 	assert_true(find(argv, "virtio-blk-pci,drive=qcow0,id=vda") > 0);
 	assert_true(find(argv, "unix:/data/vms/vm1/qmp.sock,server=on,wait=off") > 0);
 	assert_true(find(argv, "name=opt/gridvm/job,file=/data/vms/vm1/job.spec") > 0);
