@@ -36,7 +36,40 @@ struct capture {
 	json_t *chunks; /* [[sha256 hex, length], ...] */
 	uint64_t bytes, added;
 	int err;
+	/* the previous checkpoint's memory stream: chunk k starts at
+	 * prev_off[k] (prev_off[nprev] = its end); new chunks are stored as
+	 * deltas to the one at the same place */
+	uint8_t *prev;
+	uint64_t *prev_off;
+	size_t nprev;
 };
+
+/* The previous stream's chunk that overlaps [off, off + n) most, or -1. */
+static long prev_at(const struct capture *c, uint64_t off, size_t n)
+{
+	size_t lo = 0, hi = c->nprev;
+	long best = -1;
+	uint64_t most = 0;
+
+	if (!c->nprev || off >= c->prev_off[c->nprev])
+		return -1;
+	while (hi - lo > 1) { /* the last chunk starting at or before off */
+		size_t mid = (lo + hi) / 2;
+		if (c->prev_off[mid] <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	for (size_t k = lo; k < c->nprev && c->prev_off[k] < off + n; k++) {
+		uint64_t a = off > c->prev_off[k] ? off : c->prev_off[k];
+		uint64_t b = off + n < c->prev_off[k + 1] ? off + n : c->prev_off[k + 1];
+		if (b > a && b - a > most) {
+			most = b - a;
+			best = (long)k;
+		}
+	}
+	return best;
+}
 
 static int capture_chunk(void *ud, const uint8_t *d, size_t n)
 {
@@ -44,7 +77,9 @@ static int capture_chunk(void *ud, const uint8_t *d, size_t n)
 	uint8_t h[32];
 	char hex[65];
 	uint64_t added;
-	int r = gv_chunkstore_put(c->cs, d, n, h, &added);
+	long k = prev_at(c, c->bytes, n);
+	int r = k >= 0 ? gv_chunkstore_put_delta(c->cs, d, n, c->prev + 32 * k, h, &added)
+		       : gv_chunkstore_put(c->cs, d, n, h, &added);
 
 	if (r < 0)
 		return c->err = r;
@@ -359,6 +394,39 @@ int host_checkpoint_read(void *ud, const char *path, void *buf, size_t len, uint
 	return 0;
 }
 
+static int load_chosen(gv_host *h, const char *vm, const char *id, json_t **out, gv_err *e);
+
+/* The chunks of @vm's latest checkpoint's memory stream, for deltas.
+ * None (first checkpoint, unreadable manifest): chunks are stored whole. */
+static void prev_stream(gv_host *h, const char *vm, struct capture *c)
+{
+	json_t *man = NULL, *list, *ch;
+	uint64_t off = 0;
+	size_t i, n;
+
+	if (load_chosen(h, vm, NULL, &man, NULL) < 0)
+		return;
+	list = json_object_get(json_object_get(man, "memory"), "chunks");
+	n = json_array_size(list);
+	c->prev = malloc(32 * (n ? n : 1));
+	c->prev_off = malloc(sizeof(uint64_t) * (n + 1));
+	if (!c->prev || !c->prev_off)
+		n = 0;
+	json_array_foreach(list, i, ch) {
+		if (i >= n || gv_hash_parse(json_string_value(json_array_get(ch, 0)),
+					    c->prev + 32 * i) < 0) {
+			n = 0;
+			break;
+		}
+		c->prev_off[i] = off;
+		off += (uint64_t)json_integer_value(json_array_get(ch, 1));
+	}
+	if (n)
+		c->prev_off[n] = off;
+	c->nprev = n;
+	json_decref(man);
+}
+
 static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out, gv_err *e)
 {
 	struct memcap m = { .lfd = -1 };
@@ -374,6 +442,7 @@ static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out,
 	m.cap.chunks = json_array();
 	d.chunks = json_array();
 	d.cs = m.cap.cs;
+	prev_stream(h, r->def->name, &m.cap);
 	if (rc == 0)
 		rc = gv_mkdir_p(dir, 0755);
 	if (rc < 0) {
@@ -418,6 +487,8 @@ out:
 	gv_chunkstore_close(m.cap.cs);
 	json_decref(m.cap.chunks);
 	json_decref(d.chunks);
+	free(m.cap.prev);
+	free(m.cap.prev_off);
 	json_decref(migstat);
 	free(dir);
 	free(id);

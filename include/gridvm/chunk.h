@@ -8,8 +8,9 @@
  * nearby boundaries, and two checkpoints of one VM share most chunks.
  * The gear table comes from a fixed seed, so every host cuts alike.
  *
- * The store keeps each distinct chunk once, zstd-compressed, named by the
- * SHA-256 of its uncompressed bytes: DIR/ab/abcd....zst.
+ * The store keeps each distinct chunk once, zstd-compressed (whole, or as
+ * a delta to another chunk), named by the SHA-256 of its uncompressed
+ * bytes: DIR/ab/abcd....zst.
  */
 #ifndef GRIDVM_CHUNK_H
 #define GRIDVM_CHUNK_H
@@ -41,6 +42,15 @@ void gv_chunkstore_close(gv_chunkstore *s);
  * store had it already. Not synced: syncfs() before relying on it. */
 int gv_chunkstore_put(gv_chunkstore *s, const uint8_t *data, size_t len,
 		      uint8_t hash[32], uint64_t *added) GV_WUR;
+/* The same, stored as the difference to chunk @base (zstd with the base
+ * as prefix) when that is smaller: for a chunk that differs from one the
+ * store has in a few scattered bytes (a checkpoint's memory page changed
+ * here and there), a few hundred bytes instead of the whole chunk. The
+ * base of a delta is always a whole chunk (a delta given as @base is
+ * replaced by its own base), so reading takes one step; gc keeps the
+ * bases of the deltas it keeps. No usable @base: stored whole. */
+int gv_chunkstore_put_delta(gv_chunkstore *s, const uint8_t *data, size_t len,
+			    const uint8_t base[32], uint8_t hash[32], uint64_t *added) GV_WUR;
 /* Load a chunk and check its hash (-EBADMSG if damaged, -ENOENT). */
 int gv_chunkstore_get(gv_chunkstore *s, const uint8_t hash[32], uint8_t **data,
 		      size_t *len) GV_WUR;
