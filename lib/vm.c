@@ -175,7 +175,13 @@ static int spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 	unlink(p->blkmon);
 	unlink(p->pidfile);
 	unlink(p->qemulog);
-	argv = gv_vmdef_qemu_argv(r->def, p, gv_accel_qemu_arg(&acc), incoming);
+	gv_vmpaths withbase = *p;
+	char *base = NULL;
+	if (r->def->image &&
+	    gv_image_resolve(h->datadir, r->def->image, &base, &withbase.base_fmt) == 0)
+		withbase.base = base;
+	argv = gv_vmdef_qemu_argv(r->def, &withbase, gv_accel_qemu_arg(&acc), incoming);
+	free(base);
 	rc = exec_qemu(argv, p);
 	gv_strv_free(argv);
 	if (rc != 0) {

@@ -234,6 +234,7 @@ void gv_vmpaths_init(gv_vmpaths *p, const char *datadir, const char *name)
 	p->kernel = gv_strdupf("%s/guest/vmlinuz", datadir);
 	p->initrd = gv_strdupf("%s/guest/initrd.img", datadir);
 	p->blkmon = gv_strdupf("%s/blk.sock", p->dir);
+	p->base = p->base_fmt = NULL;
 }
 
 void gv_vmpaths_clear(gv_vmpaths *p)
@@ -342,8 +343,21 @@ static void add_disk(struct argv *a, const gv_vmdef *d, const gv_vmpaths *p)
 	 * would flush and drop the file's page cache, which only matters for
 	 * storage shared with another host; our copies are written here */
 	argf(a, gv_strdupf("driver=file,filename=%s,node-name=file0,drop-cache=off", p->disk));
+	/* the base image read-only and, like the overlay, with its page cache
+	 * kept when the disk is activated after an incoming migration (else
+	 * the whole base image's cache goes, and the resumed guest reads it
+	 * from disk again) */
+	if (p->base) {
+		arg(a, "-blockdev");
+		argf(a, gv_strdupf("driver=file,filename=%s,node-name=base-file,read-only=on,"
+				   "drop-cache=off", p->base));
+		arg(a, "-blockdev");
+		argf(a, gv_strdupf("driver=%s,file=base-file,node-name=base0,read-only=on",
+				   p->base_fmt ? p->base_fmt : "raw"));
+	}
 	arg(a, "-blockdev");
-	arg(a, "driver=qcow2,file=file0,node-name=qcow0");
+	argf(a, gv_strdupf("driver=qcow2,file=file0,node-name=qcow0%s",
+			   p->base ? ",backing=base0" : ""));
 	if (thr) {
 		arg(a, "-blockdev");
 		arg(a, "driver=throttle,file=qcow0,node-name=disk0,"

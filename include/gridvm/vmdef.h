@@ -43,6 +43,9 @@ typedef struct gv_vmpaths {
 	char *dir, *disk, *qmp, *pidfile, *console, *jobout, *jobspec, *qemulog;
 	char *kernel, *initrd;
 	char *blkmon; /* a second QMP monitor, for the disk's dirty bitmap */
+	/* the base image and its format, if the caller set them (not owned,
+	 * not freed by gv_vmpaths_clear): then QEMU opens it as we say */
+	const char *base, *base_fmt;
 } gv_vmpaths;
 
 void gv_vmdef_free(gv_vmdef *d);

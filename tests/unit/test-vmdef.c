@@ -100,7 +100,21 @@ static void test_qemu_argv(void **state)
 	assert_true(find(argv, "-S") > 0);
 	assert_int_equal(find(argv, "-incoming"), -1);
 	assert_int_equal(find(argv, "-object"), -1);
+	assert_true(find(argv, "driver=qcow2,file=file0,node-name=qcow0") > 0);
 	gv_strv_free(argv);
+
+	/* the base image named: opened read-only, its page cache kept */
+	p.base = "/data/images/deb.img";
+	p.base_fmt = "raw";
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg", false);
+	assert_true(find(argv, "driver=file,filename=/data/images/deb.img,node-name=base-file,"
+			       "read-only=on,drop-cache=off") > 0);
+	assert_true(find(argv, "driver=raw,file=base-file,node-name=base0,read-only=on") > 0);
+	assert_true(find(argv, "driver=qcow2,file=file0,node-name=qcow0,backing=base0") > 0);
+	assert_true(find(argv, "driver=qcow2,file=file0,node-name=qcow0,backing=base0") >
+		    find(argv, "driver=raw,file=base-file,node-name=base0,read-only=on"));
+	gv_strv_free(argv);
+	p.base = NULL;
 
 	argv = gv_vmdef_qemu_argv(d, &p, "kvm", true);
 	assert_string_equal(argv[find(argv, "-cpu") + 1], "host");
