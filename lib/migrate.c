@@ -47,11 +47,18 @@ static int mig_dst_pull(gv_host *h, const char *from, const char *vm, const char
 	char *baseidx = gv_strdupf("%.*s/.%s.base.gvidx", slash ? (int)(slash - dest) : 1,
 				   slash ? dest : ".", kind);
 	gv_blockidx *base = NULL;
+	uint64_t *stale = NULL;
+	size_t nstale = 0;
 
-	/* the index the last in-place pass left, if @dest is unchanged since */
+	/* the index the last in-place pass left, if @dest is unchanged since,
+	 * and the blocks that pass could not take */
 	if (in_place && !live &&
 	    gv_blockidx_load_current(dest, baseidx, GV_BLOCKIDX_DEFAULT_SHIFT, &base) < 0)
 		base = NULL;
+	if (base && gv_fetch_load_stale(baseidx, &stale, &nstale) < 0) {
+		gv_blockidx_free(base);
+		base = NULL;
+	}
 	uint8_t key[GV_XFER_KEY_LEN];
 	char host[256], err[512], *res = gv_strdupf("vm:%s:%s", vm, kind);
 	gv_fetch_opts fo = { 0 };
@@ -71,7 +78,8 @@ static int mig_dst_pull(gv_host *h, const char *from, const char *vm, const char
 	fo = (gv_fetch_opts){ .host = host, .port = port, .image = res, .dest = dest,
 			      .codec = GV_CODEC_ZSTD, .key = key, .hostidx = hi,
 			      .local_read = reader ? host_checkpoint_read : NULL, .local_ud = reader,
-			      .base_index = base, .index_dest = in_place && live ? baseidx : NULL,
+			      .base_index = base, .base_stale = stale, .n_base_stale = nstale,
+			      .index_dest = in_place && live ? baseidx : NULL,
 			      .in_place = in_place, .iterative = live, .no_final = live,
 			      .max_passes = 3 };
 	uint64_t t0 = gv_now_ms();
@@ -85,6 +93,7 @@ static int mig_dst_pull(gv_host *h, const char *from, const char *vm, const char
 			(long long)json_integer_value(json_object_get(sum, "bytes_on_wire")));
 	host_checkpoint_reader_free(reader);
 	gv_blockidx_free(base);
+	free(stale);
 	free(baseidx);
 	OPENSSL_cleanse(key, sizeof(key));
 	json_decref(sum);

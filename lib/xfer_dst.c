@@ -366,6 +366,14 @@ static int prepare_in_place(struct fetch *f)
 		f->n_zero += zero;
 		f->n_resumed += !zero && !f->changed[b];
 	}
+	/* blocks the file does not hold as the base says: fetched too */
+	for (size_t i = 0; i < f->o->n_base_stale; i++) {
+		uint64_t b = f->o->base_stale[i];
+		if (b >= f->bi->nblocks || f->state[b] != B_DONE)
+			continue;
+		f->state[b] = B_NEEDED;
+		f->n_resumed--;
+	}
 	return 0;
 }
 
@@ -860,15 +868,66 @@ static json_t *summary(struct fetch *f)
 
 /* The index we received describes the file we built (the whole-image
  * digest matched): keep it, with this file's mtime, so it is current. */
+/* Save the index we fetched by and, beside it, the blocks @dest does not
+ * hold as it says (a live pass left them for later: they changed while
+ * being sent). The index itself is kept as the source sent it, so that
+ * the source still recognizes it as a base for a delta. */
 static void save_index(struct fetch *f)
 {
+	char *stale = gv_strdupf("%s.stale", f->o->index_dest);
+	uint8_t *list = NULL;
+	size_t n = 0;
 	struct stat st;
 
-	if (stat(f->o->dest, &st) < 0)
-		return;
+	if (stat(f->o->dest, &st) < 0 || !stale)
+		goto out;
+	for (uint64_t b = 0; b < f->bi->nblocks; b++) {
+		if (f->state[b] != B_NEEDED)
+			continue;
+		uint8_t *nl = realloc(list, (n + 1) * 8);
+		if (!nl)
+			goto out; /* no index then: rebuilt when needed */
+		list = nl;
+		put_be64(list + 8 * n++, b);
+	}
 	f->bi->image_mtime_ns = gv_stat_mtime_ns(&st);
-	if (gv_blockidx_save(f->bi, f->o->index_dest) < 0)
-		unlink(f->o->index_dest); /* it will be rebuilt when needed */
+	if ((n ? gv_write_file_atomic(stale, (char *)list, n * 8) : (unlink(stale), 0)) == 0 &&
+	    gv_blockidx_save(f->bi, f->o->index_dest) == 0) {
+		free(list);
+		free(stale);
+		return;
+	}
+out:
+	unlink(f->o->index_dest);
+	free(list);
+	free(stale);
+}
+
+int gv_fetch_load_stale(const char *index_path, uint64_t **out, size_t *n)
+{
+	char *path = gv_strdupf("%s.stale", index_path), *buf = NULL;
+	size_t len = 0;
+	int r = gv_read_file(path, &buf, &len);
+
+	free(path);
+	*out = NULL;
+	*n = 0;
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0 || len % 8) {
+		free(buf);
+		return r < 0 ? r : -EBADMSG;
+	}
+	*out = malloc(len ? len : 1);
+	if (!*out) {
+		free(buf);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < len / 8; i++)
+		(*out)[i] = get_be64((uint8_t *)buf + 8 * i);
+	*n = len / 8;
+	free(buf);
+	return 0;
 }
 
 int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)

@@ -94,7 +94,11 @@ typedef struct gv_fetch_opts {
 	unsigned window;           /* requests in flight, 0 = default (64) */
 	unsigned run_blocks;       /* max blocks per request, 0 = 256 */
 	const char *index_dest;    /* if set, save the received block index
-				    * there, current for @dest (no re-hash) */
+				    * there, current for @dest (no re-hash);
+				    * blocks an early iterative pass could
+				    * not take (they changed while sent) are
+				    * listed in INDEX_DEST.stale: @dest does
+				    * not hold what the index says there */
 	bool in_place;             /* write into @dest itself (it may be open
 				    * elsewhere, e.g. by an incoming QEMU) and
 				    * keep every block that already matches */
@@ -104,6 +108,9 @@ typedef struct gv_fetch_opts {
 				    * since); the source then sends only the
 				    * changes if it still has that index, and
 				    * only changed blocks are read or written */
+	const uint64_t *base_stale; /* blocks of @dest that do not match
+				    * @base_index (the .stale list above) */
+	size_t n_base_stale;
 	gv_hostidx *hostidx;       /* local blocks, may be NULL */
 	/* reads a local block of a source that is not a plain file (e.g. a
 	 * checkpoint, whose path is its manifest): 0 or -errno; NULL: every
@@ -135,6 +142,9 @@ typedef struct gv_fetch_opts {
  * blocks_remote, blocks_resumed, bytes_on_wire, seconds, image_sha256,
  * ...); on failure a message in @err. The partial file DEST.partial is
  * kept for a resume unless the error makes it useless. */
+/* The .stale list saved beside @index_path (none: *n = 0, *out NULL). */
+int gv_fetch_load_stale(const char *index_path, uint64_t **out, size_t *n) GV_WUR;
+
 int gv_fetch(const gv_fetch_opts *o, json_t **summary, char *err, size_t errlen) GV_WUR;
 
 #endif
