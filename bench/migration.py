@@ -609,7 +609,8 @@ def report(res, doc, svg):
               "sets one byte in each of %d random pages of it per round: changed counts those" % SCATTER_PAGES,
               "pages whole (%d KiB a round), as a page is what QEMU sends. This is the worst" % (SCATTER_PAGES * 4),
               "case for content-defined chunks of 64 KiB on average: one changed page makes",
-              "its whole chunk new.", "",
+              "its whole chunk new (gridvm stores such a chunk as a delta to the previous",
+              "checkpoint's chunk at the same place).", "",
               "| job | # | pause | QEMU downtime | stored (added) | changed by the job | ratio |",
               "|---|---:|---:|---:|---:|---:|---:|"]
         for c in cks:
