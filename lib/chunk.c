@@ -138,10 +138,10 @@ static int store(gv_chunkstore *s, const uint8_t hash[32], const void *hdr, size
 	uint8_t *buf = malloc(hl + zl);
 	int r = buf ? 0 : -ENOMEM;
 
-	if (r == 0) {
+	if (r == 0 && hl)
 		memcpy(buf, hdr, hl);
+	if (r == 0)
 		memcpy(buf + hl, z, zl);
-	}
 	if (r == 0 && (r = gv_mkdir_p(dir, 0755)) == 0 && (r = write_new(tmp, buf, hl + zl)) == 0 &&
 	    rename(tmp, path) < 0)
 		r = -errno;
@@ -406,7 +406,8 @@ int gv_chunkstore_gc(gv_chunkstore *s, bool (*keep)(void *ud, const uint8_t hash
 	closedir(top);
 	each_chunk(s, gc_bases, &g);
 	if (g.err == 0) { /* (out of memory: delete nothing) */
-		qsort(g.b.h, g.b.n, 32, cmp_hash);
+		if (g.b.n)
+			qsort(g.b.h, g.b.n, 32, cmp_hash);
 		each_chunk(s, gc_delete, &g);
 	}
 	free(g.b.h);
