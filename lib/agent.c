@@ -333,6 +333,8 @@ static json_t *migrate_job(struct stream_job *j)
 			      .cold = json_is_true(json_object_get(j->body, "cold")),
 			      .checkpoint = jstr(j->body, "checkpoint"),
 			      .compress = jstr(j->body, "compress"),
+			      .keep_checkpoints = json_is_true(
+				      json_object_get(j->body, "keep_checkpoints")),
 			      .progress = migrate_progress, .ud = j };
 	int rc = gv_vm_migrate(j->a->h, jstr(j->body, "name"), &o, &sum, &e);
 

@@ -414,3 +414,43 @@ int gv_chunkstore_gc(gv_chunkstore *s, bool (*keep)(void *ud, const uint8_t hash
 	*freed = g.freed;
 	return g.err;
 }
+
+bool gv_chunkstore_has(gv_chunkstore *s, const uint8_t hash[32])
+{
+	char *path = chunk_path(s, hash);
+	bool have = access(path, F_OK) == 0;
+
+	free(path);
+	return have;
+}
+
+int gv_chunkstore_raw(gv_chunkstore *s, const uint8_t hash[32], uint8_t **buf, size_t *len,
+		      bool *delta, uint8_t base[32])
+{
+	char *z = NULL;
+	int r = load(s, hash, &z, len, delta, base);
+
+	*buf = (uint8_t *)z;
+	return r;
+}
+
+int gv_chunkstore_put_raw(gv_chunkstore *s, const uint8_t hash[32], const uint8_t *buf,
+			  size_t len)
+{
+	uint8_t *data = NULL;
+	size_t n = 0;
+	int r;
+
+	if (gv_chunkstore_has(s, hash))
+		return 0;
+	r = store(s, hash, NULL, 0, buf, len);
+	/* it must read back as @hash (a delta: its base must be here) */
+	if (r == 0 && (r = gv_chunkstore_get(s, hash, &data, &n)) < 0) {
+		char *path = chunk_path(s, hash);
+		unlink(path);
+		free(path);
+		r = -EBADMSG;
+	}
+	free(data);
+	return r;
+}

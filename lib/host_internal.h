@@ -116,6 +116,15 @@ void host_dirty_free(gv_host *h);
  * when the newest was made (0 if none). */
 void host_checkpoint_retain(gv_host *h, const char *vm);
 void host_checkpoint_drop_all(gv_host *h, const char *vm);
+/* Copy @vm's checkpoints to another host (after a migration): @ask sends
+ * one control request there ({"op": "ckpt-have"|"ckpt-put"|"ckpt-add"})
+ * and returns its reply. Returns how many were copied (*bytes: chunk bytes
+ * sent) or a negative errno; the destination side answers those requests
+ * with host_checkpoint_receive. */
+typedef int (*gv_checkpoint_ask)(void *ud, json_t *req, json_t **rep, gv_err *e);
+int host_checkpoint_push(gv_host *h, const char *vm, gv_checkpoint_ask ask, void *ud,
+			 uint64_t *bytes, gv_err *e);
+json_t *host_checkpoint_receive(gv_host *h, const char *op, json_t *req);
 int64_t host_checkpoint_last(gv_host *h, const char *vm);
 int host_checkpoint_export(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *id,
 			   gv_err *e);

@@ -558,6 +558,8 @@ json_t *gv_migrate_control(void *ud, json_t *req)
 		rep = mig_dst_live_confirm(h, req);
 	else if (!strcmp(op, "live-abort"))
 		rep = mig_dst_live_abort(h, req);
+	else if (!strncmp(op, "ckpt-", 5)) /* the VM's checkpoints follow it */
+		rep = host_checkpoint_receive(h, op, req);
 	else if (!strcmp(op, "state")) { /* for a source settling a migration */
 		gv_vmrec *r = NULL;
 		gv_vmpaths p;
@@ -603,6 +605,7 @@ struct mig {
 	void *ud;
 	uint64_t t0;
 	bool was_running; /* the guest ran when the migration began */
+	bool keep_ckpts;  /* its checkpoints stay here */
 	bool held;	  /* GRIDVM_MIGRATE_HOLD applied already */
 	gv_err *e;
 };
@@ -778,6 +781,33 @@ static json_t *vm_req(struct mig *m, const char *op)
 			 "from", m->h->xfer_addr);
 }
 
+static int push_ask(void *ud, json_t *req, json_t **rep, gv_err *e)
+{
+	struct mig c = *(struct mig *)ud;
+
+	c.e = e;
+	return mig_src_ask(&c, req, 10 * 60 * 1000, rep);
+}
+
+/* The VM runs there now: its checkpoints go there too (deduplicated by
+ * chunk), then leave this host. If that fails they stay here. */
+static void mig_src_push_checkpoints(struct mig *m)
+{
+	gv_err e = { "" };
+	uint64_t bytes = 0;
+	int n = m->keep_ckpts ? 0
+			      : host_checkpoint_push(m->h, m->r->def->name, push_ask, m, &bytes, &e);
+
+	if (n > 0) {
+		host_checkpoint_drop_all(m->h, m->r->def->name);
+		fprintf(stderr, "gridvmd: %d checkpoints of %s moved to %s (%llu bytes of chunks "
+			"it lacked)\n", n, m->r->def->name, m->to, (unsigned long long)bytes);
+	} else if (n < 0) {
+		fprintf(stderr, "gridvmd: the checkpoints of %s stay here: %s\n", m->r->def->name,
+			e.msg);
+	}
+}
+
 static int mig_src_cold(struct mig *m, json_t **summary)
 {
 	char *state = gv_strdupf("%s/migrate.state", m->p->dir);
@@ -799,6 +829,7 @@ static int mig_src_cold(struct mig *m, json_t **summary)
 		phase(m, "aborted", json_pack("{s:s}", "error", m->e->msg));
 	if (r == 0) {
 		phase(m, "cleanup", NULL);
+		mig_src_push_checkpoints(m);
 		(void)vm_delete_locked(m->h, m->r, m->p, "force", &local);
 		*summary = json_pack("{s:s, s:s, s:f}", "mode", "cold", "to", m->to,
 				     "seconds", (double)(gv_now_ms() - m->t0) / 1000.0);
@@ -830,6 +861,7 @@ static int mig_src_checkpoint(struct mig *m, json_t **summary)
 	}
 	gv_err local;
 	phase(m, "cleanup", NULL);
+	mig_src_push_checkpoints(m);
 	(void)vm_delete_locked(m->h, m->r, m->p, "force", &local);
 	*summary = json_pack("{s:s, s:s, s:s, s:f}", "mode", "checkpoint", "checkpoint",
 			     *m->ckpt ? m->ckpt : "latest", "to", m->to, "seconds",
@@ -1012,6 +1044,7 @@ static void mig_src_moved(struct mig *m, gv_qmp *q)
 	phase(m, "cleanup", NULL);
 	if (q)
 		(void)host_qmp_run(q, "quit", NULL, NULL);
+	mig_src_push_checkpoints(m);
 	(void)vm_delete_locked(m->h, m->r, m->p, "force", &local);
 	fprintf(stderr, "gridvmd: migration of %s to %s settled: it runs there\n",
 		m->r->def->name, m->to);
@@ -1150,6 +1183,7 @@ static int mig_src_live(struct mig *m, json_t **summary)
 		gv_err local;
 		phase(m, "cleanup", NULL);
 		(void)host_qmp_run(q, "quit", NULL, NULL);
+		mig_src_push_checkpoints(m);
 		(void)vm_delete_locked(m->h, m->r, m->p, "force", &local);
 		*summary = json_pack("{s:s, s:s, s:s, s:f, s:O?, s:I, s:I, s:O?, s:O?, s:O?}", "mode",
 				     "live", "to", m->to, "compress", m->compress, "seconds",
@@ -1179,7 +1213,8 @@ int gv_vm_migrate(gv_host *h, const char *name, const gv_migrate_opts *o, json_t
 	const char *to = o->to;
 	struct mig m = { .h = h, .progress = o->progress, .ud = o->ud, .t0 = gv_now_ms(),
 			 .e = e, .ckpt = o->checkpoint, .compress = o->compress ? o->compress : "zstd",
-			 .mode = o->checkpoint ? "checkpoint" : o->cold ? "cold" : "live" };
+			 .mode = o->checkpoint ? "checkpoint" : o->cold ? "cold" : "live",
+			 .keep_ckpts = o->keep_checkpoints };
 	struct vmlock *l;
 	gv_vmpaths p;
 	int r;

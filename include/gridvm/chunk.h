@@ -16,6 +16,7 @@
 #define GRIDVM_CHUNK_H
 
 #include <gridvm/util.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define GV_CDC_MIN (16u << 10)
@@ -54,6 +55,15 @@ int gv_chunkstore_put_delta(gv_chunkstore *s, const uint8_t *data, size_t len,
 /* Load a chunk and check its hash (-EBADMSG if damaged, -ENOENT). */
 int gv_chunkstore_get(gv_chunkstore *s, const uint8_t hash[32], uint8_t **data,
 		      size_t *len) GV_WUR;
+/* Chunks as stored, for copying them to another host's store: whether
+ * the store has @hash; its file's bytes (*delta: a delta to @base, which
+ * must be copied first); store such bytes under @hash, checked (it must
+ * read back as @hash, else nothing is kept and -EBADMSG). */
+bool gv_chunkstore_has(gv_chunkstore *s, const uint8_t hash[32]);
+int gv_chunkstore_raw(gv_chunkstore *s, const uint8_t hash[32], uint8_t **buf, size_t *len,
+		      bool *delta, uint8_t base[32]) GV_WUR;
+int gv_chunkstore_put_raw(gv_chunkstore *s, const uint8_t hash[32], const uint8_t *buf,
+			  size_t len) GV_WUR;
 /* Delete every chunk @keep does not return true for. *freed: bytes. */
 int gv_chunkstore_gc(gv_chunkstore *s, bool (*keep)(void *ud, const uint8_t hash[32]),
 		     void *ud, uint64_t *freed) GV_WUR;

@@ -40,6 +40,8 @@ typedef struct gv_migrate_opts {
 	const char *checkpoint;	 /* instead: restore this checkpoint of the VM on
 				  * @to ("" = the latest); the instance here is
 				  * deleted once the VM runs there */
+	bool keep_checkpoints;	 /* leave the VM's checkpoints here (default:
+				  * they follow it, and leave this host) */
 	gv_migrate_progress progress;
 	void *ud;
 } gv_migrate_opts;

@@ -149,16 +149,18 @@ static int ck_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "on", required_argument, NULL, 'o' },
+		{ "keep-checkpoints", no_argument, NULL, 'K' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' }, { 0 } };
 	static const char help[] =
-		"Usage: gridvm checkpoint restore VM [ID] [--on HOST[:PORT]] [--json]\n"
+		"Usage: gridvm checkpoint restore VM [ID] [--on HOST[:PORT] [--keep-checkpoints]] [--json]\n"
 		"Put the VM back to a checkpoint (default: the latest): disk, memory and\n"
 		"job output; a running instance of the VM is replaced.\n"
 		"--on HOST restores it on another host's agent instead (both agents need\n"
 		"--listen and the grid key): that host fetches what it lacks with the\n"
 		"deduplicating transfer and continues the computation; the instance here\n"
-		"runs on untouched until then, and is deleted once the VM runs there.\n";
+		"runs on untouched until then, and is deleted once the VM runs there;\n"
+		"its checkpoints go along unless --keep-checkpoints.\n";
 	const char *vm, *id, *on = NULL;
 	json_t *body = json_object(), *sum = NULL;
 	bool tty = isatty(2), json = false;
@@ -169,6 +171,8 @@ static int ck_restore(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		if (c == 'o')
 			on = optarg;
+		else if (c == 'K')
+			json_object_set_new(body, "keep_checkpoints", json_true());
 		else if (c == 'J')
 			json = true;
 		else
@@ -179,10 +183,13 @@ static int ck_restore(int argc, char **argv)
 	if (!vm || optind + 2 < argc || !cli_name_ok(vm, "VM") ||
 	    (id && !cli_name_ok(id, "checkpoint")))
 		return cli_error("usage: gridvm checkpoint restore VM [ID] [--on HOST]"), 2;
+	if (!on && json_object_get(body, "keep_checkpoints"))
+		return cli_error("--keep-checkpoints goes with --on HOST"), 2;
 	cl = cli_connect();
 	if (on) {
 		json_object_set_new(body, "to", json_string(on));
 		json_object_set_new(body, "checkpoint", json_string(id ? id : ""));
+		/* (keep_checkpoints, if given, is in the body already) */
 		path = gv_strdupf("/v1/vms/%s/migrate", vm);
 		rc = cli_stream(cl, path, body, cli_migrate_progress, NULL, &tty, &sum) < 0;
 		if (rc == 0 && json)

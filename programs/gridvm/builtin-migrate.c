@@ -111,10 +111,12 @@ int cmd_migrate(int argc, char **argv)
 		{ "to", required_argument, NULL, 't' },
 		{ "cold", no_argument, NULL, 'c' },
 		{ "compress", required_argument, NULL, 'z' },
+		{ "keep-checkpoints", no_argument, NULL, 'K' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' }, { 0 } };
 	static const char help[] =
-		"Usage: gridvm migrate VM --to HOST[:PORT] [--cold] [--compress zstd|none] [--json]\n"
+		"Usage: gridvm migrate VM --to HOST[:PORT] [--cold] [--compress zstd|none]\n"
+		"                         [--keep-checkpoints] [--json]\n"
 		"       gridvm migrate status [--json]     phase of each migration\n"
 		"       gridvm migrate cancel VM           back out (before the switch)\n"
 		"       gridvm migrate adopt VM [--json]   on the destination: run a VM whose\n"
@@ -127,6 +129,8 @@ int cmd_migrate(int argc, char **argv)
 		"but was never confirmed waits, paused, for its source to settle it; adopt\n"
 		"is for a source that will not come back (it refuses while the source\n"
 		"answers).\n"
+		"The VM's checkpoints follow it (only the chunks the other host lacks are\n"
+		"sent) and leave this host; --keep-checkpoints leaves them here.\n"
 		"--compress: the memory stream of a live migration, zstd (default: QEMU's\n"
 		"multifd channels with zstd level 1) or none (one plain channel).\n";
 	json_t *body = json_object(), *sum = NULL;
@@ -142,6 +146,8 @@ int cmd_migrate(int argc, char **argv)
 			json_object_set_new(body, "cold", json_true());
 		else if (c == 'z')
 			json_object_set_new(body, "compress", json_string(optarg));
+		else if (c == 'K')
+			json_object_set_new(body, "keep_checkpoints", json_true());
 		else if (c == 'J')
 			json = true;
 		else

@@ -18,12 +18,31 @@ hosts_gv 1 vm create c --memory 256M --job "$JOB" >/dev/null
 hosts_gv 1 vm start c >/dev/null
 reaches_on 1 c 5 || fail "the job does not count"
 
+# two checkpoints on h1: they follow the VM
+ck_ids() { hosts_gv "$1" checkpoint list "$2" --json | python3 -c 'import json,sys; print(" ".join(c["id"] for c in json.load(sys.stdin)))'; }
+hosts_gv 1 checkpoint create c >/dev/null
+at=$(last_on 1 c)
+reaches_on 1 c $((at + 2)) || fail "no progress after the first checkpoint"
+hosts_gv 1 checkpoint create c >/dev/null
+ids=$(ck_ids 1 c)
+[ "$(echo "$ids" | wc -w)" = 2 ] || fail "expected two checkpoints on h1, got '$ids'"
+
 # cold: h1 -> h2
 hosts_gv 1 migrate c --to "${HOST_IP[2]}" --cold --json >"$HOSTS_DIR/cold.json"
 only_on 2 c
 at=$(last_on 2 c)
 reaches_on 2 c $((at + 5)) || fail "no progress after the cold migration"
 echo "ok: cold migration, counted 1..$(check_log 2 c) on h2"
+expect_eq "the checkpoints followed c to h2" "$(ck_ids 2 c)" "$ids"
+expect_eq "and left h1" "$(ck_ids 1 c)" ""
+grep -q "2 checkpoints of c moved" "${HOST_DATA[1]}/gridvmd.log" || fail "no checkpoint move logged"
+echo "ok: $(grep -o "2 checkpoints of c moved.*" "${HOST_DATA[1]}/gridvmd.log")"
+# the first one restores on h2: the job goes on from where it was then
+first=${ids%% *}
+hosts_gv 2 checkpoint restore c "$first" >/dev/null || fail "cannot restore a moved checkpoint"
+at=$(last_on 2 c)
+reaches_on 2 c $((at + 3)) || fail "no progress after restoring the moved checkpoint"
+echo "ok: restored moved checkpoint $first on h2, counted 1..$(check_log 2 c)"
 
 # live: h2 -> h1
 hosts_gv 2 migrate c --to "${HOST_IP[1]}" --json >"$HOSTS_DIR/live.json"
@@ -31,6 +50,8 @@ only_on 1 c
 at=$(last_on 1 c)
 reaches_on 1 c $((at + 5)) || fail "no progress after the live migration"
 echo "ok: live migration, counted 1..$(check_log 1 c) on h1"
+expect_eq "the checkpoints came back with c" "$(ck_ids 1 c)" "$ids"
+expect_eq "and left h2" "$(ck_ids 2 c)" ""
 # the later disk passes read QEMU's dirty bitmap instead of hashing the
 # whole overlay again, and the switchover read the last ranges
 grep -q "vm:c:disk: .* written since the last index (QEMU's dirty bitmap)" \
