@@ -183,7 +183,8 @@ int cli_follow_job(gv_client *c, const char *name, bool follow)
 			break;
 		}
 		buf = realloc(buf, blen + len + 1);
-		memcpy(buf + blen, data, len);
+		if (len)
+			memcpy(buf + blen, data, len);
 		blen += len;
 		off = next;
 		free(data);
