@@ -357,7 +357,8 @@ int gv_blockidx_update(const char *path, const gv_blockidx *base, const gv_exten
 			keep = b.size >> shift;
 		if (b.size == base->image_size)
 			keep = nb;
-		memcpy(b.x->hashes, base->hashes, (size_t)keep * GV_HASH_LEN);
+		if (keep)
+			memcpy(b.x->hashes, base->hashes, (size_t)keep * GV_HASH_LEN);
 		if (!(mark = calloc(1, (size_t)(nb / 8 + 1))))
 			r = -ENOMEM;
 	}

@@ -1054,12 +1054,18 @@ static int push_one(gv_host *h, gv_chunkstore *cs, const char *vm, const char *i
 {
 	json_t *man = NULL, *rep = NULL, *batch = NULL;
 	size_t i, used = 0;
-	json_t *hx;
+	json_t *hx, *list = NULL;
+	/* the lock (vs. chunk gc) only while reading here, never while the
+	 * peer is asked */
+	pthread_mutex_lock(&h->ckpt_mu);
 	int r = load_manifest(h, vm, id, &man, e);
+	if (r == 0)
+		list = push_list(cs, man);
+	pthread_mutex_unlock(&h->ckpt_mu);
 
 	if (r == 0)
 		r = ask(ud, json_pack("{s:s, s:s, s:o}", "op", "ckpt-have", "name", vm, "hashes",
-				      push_list(cs, man)), &rep, e);
+				      list), &rep, e);
 	batch = json_array();
 	json_array_foreach(r == 0 ? json_object_get(rep, "missing") : NULL, i, hx) {
 		uint8_t hh[32], base[32], *buf = NULL;
@@ -1067,8 +1073,12 @@ static int push_one(gv_host *h, gv_chunkstore *cs, const char *vm, const char *i
 		bool delta;
 		if (r < 0)
 			break;
-		if (gv_hash_parse(json_string_value(hx), hh) < 0 ||
-		    gv_chunkstore_raw(cs, hh, &buf, &len, &delta, base) < 0) {
+		pthread_mutex_lock(&h->ckpt_mu);
+		int got = gv_hash_parse(json_string_value(hx), hh) < 0
+				  ? -EINVAL
+				  : gv_chunkstore_raw(cs, hh, &buf, &len, &delta, base);
+		pthread_mutex_unlock(&h->ckpt_mu);
+		if (got < 0) {
 			r = gv_err_set(e, -EBADMSG, "checkpoint %s: chunk %s unreadable here", id,
 				       json_string_value(hx) ?: "?");
 			break;
@@ -1113,12 +1123,10 @@ int host_checkpoint_push(gv_host *h, const char *vm, gv_checkpoint_ask ask, void
 	int n = 0, r = 0;
 
 	*bytes = 0;
-	pthread_mutex_lock(&h->ckpt_mu);
 	if (*ids && (r = gv_chunkstore_open(csdir, &cs)) < 0)
 		gv_err_set(e, r, "cannot open the chunk store");
 	for (char **id = ids; r == 0 && *id; id++, n++)
 		r = push_one(h, cs, vm, *id, ask, ud, bytes, e);
-	pthread_mutex_unlock(&h->ckpt_mu);
 	gv_chunkstore_close(cs);
 	gv_strv_free(ids);
 	free(csdir);

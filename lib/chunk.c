@@ -294,6 +294,7 @@ int gv_chunkstore_get(gv_chunkstore *s, const uint8_t hash[32], uint8_t **data,
 		free(z);
 		free(bdata);
 		free(*data);
+		*data = NULL;
 		return -EBADMSG;
 	}
 	ZSTD_freeDCtx(dc);
@@ -302,6 +303,7 @@ int gv_chunkstore_get(gv_chunkstore *s, const uint8_t hash[32], uint8_t **data,
 	EVP_Digest(*data, n, h, NULL, EVP_sha256(), NULL);
 	if (memcmp(h, hash, 32)) {
 		free(*data);
+		*data = NULL;
 		return -EBADMSG;
 	}
 	*len = n;

@@ -121,7 +121,8 @@ static int nbd_read_bitmap(const char *sock, struct extents *x, char *why, size_
 		if (nbd_block_status(nbd, cnt, off,
 				     (nbd_extent_callback){ .callback = on_extents, .user_data = x },
 				     0) < 0) {
-			snprintf(why, len, "NBD block status: %s", nbd_get_error());
+			snprintf(why, len, "NBD block status: %s",
+				 nbd_get_error() ? nbd_get_error() : "failed");
 			r = -EIO;
 		} else if (x->err) {
 			r = x->err;
@@ -182,7 +183,9 @@ static int file_node(gv_qmp *q, uint64_t *size, bool *tracked, char *why, size_t
 static void scratch_drop(gv_qmp *q)
 {
 	/* an export goes when its last client has gone: give it a moment */
-	(void)qmp_do(q, "block-export-del", json_pack("{s:s}", "id", SCRATCH), NULL, NULL, 0);
+	/* (hard: our NBD client is gone, QEMU may not have noticed yet) */
+	(void)qmp_do(q, "block-export-del", json_pack("{s:s, s:s}", "id", SCRATCH, "mode", "hard"),
+		     NULL, NULL, 0);
 	for (int i = 0; i < 50; i++) {
 		if (qmp_do(q, "blockdev-del", json_pack("{s:s}", "node-name", SCRATCH), NULL, NULL,
 			   0) == 0)
@@ -231,7 +234,7 @@ static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, cha
 				     "size", (json_int_t)size), NULL, why, len) < 0)
 			r = -EAGAIN;
 		else if (r == 0 &&
-		    qmp_do(q, "transaction",
+		    (r = qmp_do(q, "transaction",
 			   json_pack("{s:[{s:s, s:{s:s, s:s, s:i, s:b}},"
 				     "{s:s, s:{s:s, s:s, s:[{s:s, s:s}]}},"
 				     "{s:s, s:{s:s, s:s}}]}", "actions",
@@ -240,8 +243,10 @@ static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, cha
 				     "type", "block-dirty-bitmap-merge", "data", "node", SCRATCH,
 				     "target", "m", "bitmaps", "node", "file0", "name", BITMAP,
 				     "type", "block-dirty-bitmap-clear", "data", "node", "file0",
-				     "name", BITMAP), NULL, why, len) < 0)
-			r = -EAGAIN; /* the file grew meanwhile: sizes differ */
+				     "name", BITMAP), NULL, why, len)) == -EIO)
+			r = -EAGAIN; /* refused: the file grew meanwhile, sizes differ */
+		/* (any other failure, a timeout say, may have cleared the bitmap
+		 * all the same: no retry, the caller restarts tracking) */
 	}
 	if (r == 0 && access(sock, F_OK) < 0) /* ours runs until tracking stops */
 		r = qmp_do(q, "nbd-server-start",

@@ -494,12 +494,24 @@ int gv_migrate_adopt(gv_host *h, const char *name, json_t **out, gv_err *e)
 			       "are missing): only the source %s can run it", name, from);
 	/* the source alone may decide while it can be asked; any answer,
 	 * even a refusal, says it is there */
-	if (r == 0 && gv_xfer_peer_parse(from, host, sizeof(host), &port) == 0 &&
-	    gv_xfer_key_load(h->grid_key, key) == 0 &&
-	    gv_xfer_control(host, port, key, json_pack("{s:s, s:s}", "op", "hello", "name", name),
-			    10000, &rep, err, sizeof(err)) == 0)
-		r = gv_err_set(e, -EBUSY, "the source %s answers: it settles the migration of %s "
-			       "itself (see 'gridvm migrate status' there)", from, name);
+	if (r == 0 && gv_xfer_peer_parse(from, host, sizeof(host), &port) < 0)
+		r = gv_err_set(e, -EINVAL, "VM %s does not say which host it comes from; "
+			       "adopting it needs that host's silence", name);
+	if (r == 0 && (r = gv_xfer_key_load(h->grid_key, key)) < 0)
+		gv_err_set(e, r, "cannot read the grid key %s", h->grid_key);
+	if (r == 0) {
+		json_t *hello = json_pack("{s:s, s:s}", "op", "hello", "name", name);
+		int c = gv_xfer_control(host, port, key, hello, 10000, &rep, err, sizeof(err));
+		json_decref(hello);
+		/* only a source that cannot be reached at all counts as lost */
+		if (c == 0)
+			r = gv_err_set(e, -EBUSY, "the source %s answers: it settles the migration "
+				       "of %s itself (see 'gridvm migrate status' there)", from, name);
+		else if (c != -ECONNREFUSED && c != -ETIMEDOUT && c != -EHOSTUNREACH &&
+			 c != -ENETUNREACH && c != -EHOSTDOWN)
+			r = gv_err_set(e, -EBUSY, "the source %s is reachable but the request "
+				       "failed (%s): not adopting", from, err);
+	}
 	OPENSSL_cleanse(key, sizeof(key));
 	json_decref(rep);
 	if (r == 0 && !(*out = mig_dst_run(h, name, e)))
@@ -517,8 +529,18 @@ static json_t *mig_dst_live_abort(gv_host *h, json_t *req)
 	const char *name = json_string_value(json_object_get(req, "name"));
 	gv_vmpaths p;
 
+	gv_vmrec *r = NULL;
+	char *from;
+
 	if (!name || !gv_name_valid(name))
 		return reply_err("no such VM");
+	/* a VM that is settled here (confirmed, or adopted) is not dropped */
+	from = incoming_from(h, name);
+	if (!from && gv_store_vm_get(h->store, name, &r) == 0) {
+		gv_vmrec_free(r);
+		return reply_err("VM %s runs here, settled; it is not dropped", name);
+	}
+	free(from);
 	gv_vmpaths_init(&p, h->datadir, name);
 	mig_dst_drop(h, name, &p);
 	gv_vmpaths_clear(&p);
@@ -656,6 +678,7 @@ static void phase(struct mig *m, const char *name, json_t *info)
 			      "seconds", (double)(gv_now_ms() - m->t0) / 1000.0, "info", info);
 		json_object_set_new(j, "phase", json_string(name));
 		json_object_set_new(j, "was_running", json_boolean(m->was_running));
+		json_object_set_new(j, "keep_checkpoints", json_boolean(m->keep_ckpts));
 		text = json_dumps(j, JSON_COMPACT);
 		if (gv_write_file_atomic(path, text, strlen(text)) < 0)
 			fprintf(stderr, "gridvmd: cannot record the migration phase\n");
@@ -965,7 +988,7 @@ static void *disk_final_thread(void *arg)
  * memory pages and the device state; the destination activates its disk
  * only when the guest is resumed there (late-block-activate), which
  * confirm does once the disk copy is complete. */
-static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms)
+static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms, bool *completed)
 {
 	json_t *args = json_pack("{s:s}", "state", "pre-switchover");
 	struct disk_final d = { .m = *m };
@@ -975,6 +998,7 @@ static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms)
 
 	d.m.e = &d.e;
 	d.m.progress = NULL;
+	*completed = false;
 	if (cancelled(m))
 		r = gv_err_set(m->e, -ECANCELED, "migration cancelled");
 	if (r == 0) {
@@ -989,6 +1013,7 @@ static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms)
 		r = host_qmp_run(q, "migrate-continue", args, m->e);
 		if (r == 0)
 			r = host_wait_migration(q, 10 * 60 * 1000, m->e);
+		*completed = r == 0;
 		pthread_join(th, NULL);
 		if (r == 0 && d.r < 0) {
 			r = d.r;
@@ -1136,6 +1161,7 @@ static int mig_src_live(struct mig *m, json_t **summary)
 	json_t *rep = NULL, *args = NULL, *st = NULL, *conf = NULL;
 	gv_qmp *q = NULL;
 	uint64_t paused = 0, t_done = 0;
+	bool completed = false;
 	int r;
 
 	phase(m, "prepare", NULL);
@@ -1155,7 +1181,14 @@ static int mig_src_live(struct mig *m, json_t **summary)
 	if (r == 0)
 		r = mig_src_precopy(m, q);
 	if (r == 0)
-		r = mig_src_switch(m, q, &paused);
+		r = mig_src_switch(m, q, &paused, &completed);
+	if (r < 0 && completed && r != -EREMOTEIO) {
+		/* QEMU handed everything over and only the answer about the
+		 * final disk copy is missing: it may have completed there, so
+		 * resuming here could run the guest twice; settle it later */
+		mig_src_unresolved(m);
+		goto out;
+	}
 	if (r == 0 && gv_qmp_execute(q, "query-migrate", NULL, 5000, &st, NULL) < 0)
 		st = NULL;
 	uint64_t t_conf = gv_now_ms();
@@ -1341,6 +1374,7 @@ void host_migrations_settle(gv_host *h, bool wait)
 			snprintf(m.to, sizeof(m.to), "%s", to);
 			m.mode = json_string_value(json_object_get(j, "mode")) ?: "live";
 			m.was_running = json_is_true(json_object_get(j, "was_running"));
+			m.keep_ckpts = json_is_true(json_object_get(j, "keep_checkpoints"));
 			m.t0 = (uint64_t)json_integer_value(json_object_get(j, "started")) * 1000;
 			m.held = true;
 			m.e = &e;

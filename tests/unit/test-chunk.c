@@ -196,6 +196,46 @@ static void test_damaged_base(void **state)
 	free(b);
 }
 
+/* Copying stored files between stores: as they are, deltas after their
+ * base; bytes that do not read back as the name are refused, not kept. */
+static void test_raw_copy(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *a = random_data(7), *b = touched(a, 5), ha[32], hb[32], base[32], *raw;
+	uint64_t added;
+	size_t n;
+	bool delta;
+	char other[] = "/tmp/gv-chunk2-XXXXXX";
+	gv_chunkstore *cs2;
+
+	assert_int_equal(gv_chunkstore_put(f->cs, a, LEN, ha, &added), 0);
+	assert_int_equal(gv_chunkstore_put_delta(f->cs, b, LEN, ha, hb, &added), 0);
+	assert_non_null(mkdtemp(other));
+	assert_int_equal(gv_chunkstore_open(other, &cs2), 0);
+	assert_int_equal(gv_chunkstore_raw(f->cs, hb, &raw, &n, &delta, base), 0);
+	assert_true(delta);
+	assert_memory_equal(base, ha, 32);
+	/* the delta before its base: refused */
+	assert_int_equal(gv_chunkstore_put_raw(cs2, hb, raw, n), -EBADMSG);
+	assert_false(gv_chunkstore_has(cs2, hb));
+	/* the right bytes under another name: refused */
+	assert_int_equal(gv_chunkstore_put_raw(cs2, ha, raw, n), -EBADMSG);
+	free(raw);
+	assert_int_equal(gv_chunkstore_raw(f->cs, ha, &raw, &n, &delta, base), 0);
+	assert_false(delta);
+	assert_int_equal(gv_chunkstore_put_raw(cs2, hb, raw, n), -EBADMSG);
+	assert_int_equal(gv_chunkstore_put_raw(cs2, ha, raw, n), 0);
+	free(raw);
+	assert_int_equal(gv_chunkstore_raw(f->cs, hb, &raw, &n, &delta, base), 0);
+	assert_int_equal(gv_chunkstore_put_raw(cs2, hb, raw, n), 0);
+	free(raw);
+	assert_get(cs2, hb, b);
+	gv_chunkstore_close(cs2);
+	gv_rm_rf(other);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -203,6 +243,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_base_or_unlike, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gc_keeps_bases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_base, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_raw_copy, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
