@@ -1027,20 +1027,17 @@ static json_t *push_list(gv_chunkstore *cs, json_t *man)
 		size_t i;
 		json_array_foreach(json_object_get(json_object_get(man, parts[k]), "chunks"), i, c) {
 			const char *hex = json_string_value(json_array_get(c, 0));
-			uint8_t h[32], base[32], *buf = NULL;
-			size_t len;
-			bool delta = false;
+			uint8_t h[32], base[32];
 			char bhex[65];
 			if (!hex || json_object_get(seen, hex) || gv_hash_parse(hex, h) < 0)
 				continue;
-			if (gv_chunkstore_raw(cs, h, &buf, &len, &delta, base) == 0 && delta) {
+			if (gv_chunkstore_base_of(cs, h, base) == 1) {
 				gv_hash_hex(base, bhex);
 				if (!json_object_get(seen, bhex)) {
 					json_object_set_new(seen, bhex, json_true());
 					json_array_append_new(out, json_string(bhex));
 				}
 			}
-			free(buf);
 			json_object_set_new(seen, hex, json_true());
 			json_array_append_new(out, json_string(hex));
 		}

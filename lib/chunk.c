@@ -157,14 +157,33 @@ static int store(gv_chunkstore *s, const uint8_t hash[32], const void *hdr, size
 /* Hash @data; true if the store has that chunk already. */
 static bool known(gv_chunkstore *s, const uint8_t *data, size_t len, uint8_t hash[32])
 {
-	char *path;
-	bool have;
-
 	EVP_Digest(data, len, hash, NULL, EVP_sha256(), NULL);
-	path = chunk_path(s, hash);
-	have = access(path, F_OK) == 0;
+	return gv_chunkstore_has(s, hash);
+}
+
+/* Is the chunk file at @path a delta (1, its base in @base) or whole (0)?
+ * Reads its header only. */
+static int delta_base(const char *path, uint8_t base[32])
+{
+	uint8_t hdr[DELTA_HDR];
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	r = read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) && !memcmp(hdr, DELTA_MAGIC, 4);
+	if (r)
+		memcpy(base, hdr + 4, 32);
+	close(fd);
+	return r;
+}
+
+int gv_chunkstore_base_of(gv_chunkstore *s, const uint8_t hash[32], uint8_t base[32])
+{
+	char *path = chunk_path(s, hash);
+	int r = delta_base(path, base);
+
 	free(path);
-	return have;
+	return r;
 }
 
 int gv_chunkstore_put(gv_chunkstore *s, const uint8_t *data, size_t len,
@@ -361,14 +380,10 @@ struct gc {
 static void gc_bases(gv_chunkstore *s, const char *path, const uint8_t h[32], void *ud)
 {
 	struct gc *g = ud;
-	uint8_t hdr[DELTA_HDR];
-	int fd;
+	uint8_t base[32];
 
 	(void)s;
-	if (!g->keep(g->ud, h) || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return;
-	if (read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) &&
-	    !memcmp(hdr, DELTA_MAGIC, 4)) {
+	if (g->keep(g->ud, h) && delta_base(path, base) == 1) {
 		if (g->b.n == g->b.cap) {
 			size_t c = g->b.cap ? g->b.cap * 2 : 256;
 			uint8_t *nh = realloc(g->b.h, c * 32);
@@ -378,9 +393,8 @@ static void gc_bases(gv_chunkstore *s, const char *path, const uint8_t h[32], vo
 				g->b.h = nh, g->b.cap = c;
 		}
 		if (g->b.n < g->b.cap)
-			memcpy(g->b.h + 32 * g->b.n++, hdr + 4, 32);
+			memcpy(g->b.h + 32 * g->b.n++, base, 32);
 	}
-	close(fd);
 }
 
 /* Pass 2: delete what nobody keeps. */

@@ -138,6 +138,12 @@ static int nbd_read_bitmap(const char *sock, struct extents *x, char *why, size_
 	return r;
 }
 
+/* Where QEMU's NBD server for the VM in @dir listens. */
+static char *nbd_sock(const char *dir)
+{
+	return gv_strdupf("%s/nbd.sock", dir);
+}
+
 static int qmp_do(gv_qmp *q, const char *cmd, json_t *args, json_t **ret, char *why,
 		  size_t len)
 {
@@ -213,7 +219,7 @@ static void scratch_drop(gv_qmp *q)
 static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, char *why,
 		       size_t len)
 {
-	char *sock = gv_strdupf("%s/nbd.sock", p->dir);
+	char *sock = nbd_sock(p->dir);
 	struct extents x = { 0 };
 	int r = -EAGAIN;
 
@@ -271,7 +277,7 @@ static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, cha
  * no NBD server yet (a socket left by an earlier QEMU goes). */
 static int bitmap_restart(gv_qmp *q, const gv_vmpaths *p, char *why, size_t len)
 {
-	char *sock = gv_strdupf("%s/nbd.sock", p->dir);
+	char *sock = nbd_sock(p->dir);
 	uint64_t size;
 	bool tracked;
 	int r;
@@ -443,9 +449,10 @@ void host_dirty_stop(gv_host *h, const char *vm, bool qemu_goes_on)
 		(void)qmp_do(q, "nbd-server-stop", NULL, NULL, NULL, 0);
 	}
 	if (t) {
-		char *sock = gv_strdupf("%s/vms/%s/nbd.sock", h->datadir, vm);
+		char *dir = gv_strdupf("%s/vms/%s", h->datadir, vm), *sock = nbd_sock(dir);
 		unlink(sock);
 		free(sock);
+		free(dir);
 	}
 	if (t)
 		track_drop(h, t);

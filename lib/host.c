@@ -391,12 +391,11 @@ static bool drop_unconfirmed(gv_host *h, const char *name)
 {
 	gv_vmpaths p;
 	gv_vmrec *r = NULL;
-	char *mark;
+	char *from = host_incoming_from(h, name);
 	bool drop;
 
 	gv_vmpaths_init(&p, h->datadir, name);
-	mark = gv_strdupf("%s/.incoming", p.dir);
-	drop = access(mark, F_OK) == 0 && gv_store_vm_get(h->store, name, &r) == 0;
+	drop = from && gv_store_vm_get(h->store, name, &r) == 0;
 	if (drop && host_incoming_keep(h, name) && (host_refresh(h, r), r->state == GV_VM_PAUSED)) {
 		fprintf(stderr, "gridvmd: keeping %s, an unconfirmed incoming migration that "
 			"arrived complete: its source settles it\n", name);
@@ -409,7 +408,7 @@ static bool drop_unconfirmed(gv_host *h, const char *name)
 			gv_rm_rf(p.dir);
 	}
 	gv_vmrec_free(r);
-	free(mark);
+	free(from);
 	gv_vmpaths_clear(&p);
 	return drop;
 }

@@ -141,6 +141,9 @@ bool host_migration_unsettled(gv_host *h, const char *name, gv_err *e);
  * the source may have switched over to it)? Such a VM is kept across an
  * agent restart until the source settles it; an earlier one is dropped. */
 bool host_incoming_keep(gv_host *h, const char *name);
+/* Where VM @name, arriving by migration and not confirmed yet, comes from
+ * (malloc'd; "" if unknown), or NULL if it is not arriving. */
+char *host_incoming_from(gv_host *h, const char *name);
 /* Settle such migrations (the monitor, every few seconds; @wait: wait
  * for the VMs' locks instead of skipping busy VMs). */
 void host_migrations_settle(gv_host *h, bool wait);

@@ -412,11 +412,9 @@ static json_t *mig_dst_run(gv_host *h, const char *name, gv_err *err)
 		return NULL;
 	}
 	gv_vmpaths_init(&p, h->datadir, name);
-	char *mark = gv_strdupf("%s/.disk-final", p.dir);
-	rc = access(mark, F_OK) == 0 || r->state == GV_VM_RUNNING
+	rc = host_incoming_keep(h, name) || r->state == GV_VM_RUNNING
 		     ? 0
 		     : gv_err_set(&e, -EIO, "the final copy of the disk did not complete here");
-	free(mark);
 	uint64_t t0 = gv_now_ms(), t_in = 0, t_run = 0;
 	if (rc == 0)
 		rc = host_qmp(&p, &q, &e);
@@ -453,9 +451,7 @@ static json_t *mig_dst_live_confirm(gv_host *h, json_t *req)
 	return rep ? rep : reply_err("%s", e.msg);
 }
 
-/* The source of an unconfirmed incoming VM here ("" if unknown), or NULL
- * if @name is not arriving by migration. */
-static char *incoming_from(gv_host *h, const char *name)
+char *host_incoming_from(gv_host *h, const char *name)
 {
 	char *mark = gv_strdupf("%s/vms/%s/.incoming", h->datadir, name), *from = NULL;
 
@@ -485,7 +481,7 @@ int gv_migrate_adopt(gv_host *h, const char *name, json_t **out, gv_err *e)
 	if (!gv_name_valid(name))
 		return gv_err_set(e, -ENOENT, "no such VM: %s", name);
 	l = host_vm_lock(h, name);
-	from = incoming_from(h, name);
+	from = host_incoming_from(h, name);
 	if (!from)
 		r = gv_err_set(e, -EINVAL, "VM %s is not an unconfirmed incoming migration here",
 			       name);
@@ -535,7 +531,7 @@ static json_t *mig_dst_live_abort(gv_host *h, json_t *req)
 	if (!name || !gv_name_valid(name))
 		return reply_err("no such VM");
 	/* a VM that is settled here (confirmed, or adopted) is not dropped */
-	from = incoming_from(h, name);
+	from = host_incoming_from(h, name);
 	if (!from && gv_store_vm_get(h->store, name, &r) == 0) {
 		gv_vmrec_free(r);
 		return reply_err("VM %s runs here, settled; it is not dropped", name);
@@ -584,18 +580,13 @@ json_t *gv_migrate_control(void *ud, json_t *req)
 		rep = host_checkpoint_receive(h, op, req);
 	else if (!strcmp(op, "state")) { /* for a source settling a migration */
 		gv_vmrec *r = NULL;
-		gv_vmpaths p;
-		char *mark;
+		char *from = host_incoming_from(h, name);
 		bool present = gv_store_vm_get(h->store, name, &r) == 0;
-		gv_vmpaths_init(&p, h->datadir, name);
-		mark = gv_strdupf("%s/.incoming", p.dir);
 		if (present)
 			host_refresh(h, r);
 		rep = json_pack("{s:b, s:b, s:b, s:b}", "ok", 1, "present", present, "running",
-				present && r->state == GV_VM_RUNNING, "settled",
-				present && access(mark, F_OK) != 0);
-		free(mark);
-		gv_vmpaths_clear(&p);
+				present && r->state == GV_VM_RUNNING, "settled", present && !from);
+		free(from);
 		gv_vmrec_free(r);
 	} else if (!strcmp(op, "live-ping")) {
 		gv_vmrec *r = NULL;
@@ -742,7 +733,7 @@ json_t *gv_migrate_status(gv_host *h)
 	for (char **n = names; *n; n++) {
 		char *path = gv_strdupf("%s/vms/%s/migration.json", h->datadir, *n);
 		json_t *j = json_load_file(path, 0, NULL);
-		char *from = j ? NULL : incoming_from(h, *n);
+		char *from = j ? NULL : host_incoming_from(h, *n);
 		if (from) {
 			char *note = gv_strdupf("from %s, unconfirmed: the source settles it", from);
 			j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:{s:s}}", "vm", *n, "mode",
@@ -1324,7 +1315,7 @@ static json_t *inflight(gv_host *h, const char *name)
 
 bool host_migration_unsettled(gv_host *h, const char *name, gv_err *e)
 {
-	char *from = incoming_from(h, name);
+	char *from = host_incoming_from(h, name);
 
 	if (from) {
 		gv_err_set(e, -EBUSY, "VM %s is arriving by migration from %s and not confirmed "

@@ -60,6 +60,9 @@ int gv_chunkstore_get(gv_chunkstore *s, const uint8_t hash[32], uint8_t **data,
  * must be copied first); store such bytes under @hash, checked (it must
  * read back as @hash, else nothing is kept and -EBADMSG). */
 bool gv_chunkstore_has(gv_chunkstore *s, const uint8_t hash[32]);
+/* 1 if chunk @hash is stored as a delta (its base in @base), 0 if whole,
+ * or a negative errno; reads the file's header only. */
+int gv_chunkstore_base_of(gv_chunkstore *s, const uint8_t hash[32], uint8_t base[32]) GV_WUR;
 int gv_chunkstore_raw(gv_chunkstore *s, const uint8_t hash[32], uint8_t **buf, size_t *len,
 		      bool *delta, uint8_t base[32]) GV_WUR;
 int gv_chunkstore_put_raw(gv_chunkstore *s, const uint8_t hash[32], const uint8_t *buf,
