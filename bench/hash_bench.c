@@ -3,7 +3,7 @@
  * benchmark needs: hash_bench FILE [THREADS [BLOCK_SHIFT]] prints
  * "<image sha256> <zero blocks> <nblocks> <seconds>". Built and run by
  * bench/hash_bench.py. */
-#include <gridvm/blockidx.h>
+#include <gridvm/blocks/blockidx.h>
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  *   gridvm-hostidx-bench [BLOCKS (default 4000000)] [DIR (default /var/tmp)]
  *                        [LOOKUPS (default 4000000)]
  */
-#include <gridvm/hostidx.h>
+#include <gridvm/blocks/hostidx.h>
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * Each input is parsed as is and again with its trailer recomputed, so
  * the checks behind the checksum are reached too. Whatever parses must
  * serialize back to the same bytes. */
-#include <gridvm/blockidx.h>
+#include <gridvm/blocks/blockidx.h>
 
 #include <openssl/evp.h>
 #include <stdint.h>

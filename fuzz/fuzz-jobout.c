@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* fuzz-jobout.c - libFuzzer harness for the job channel's frame parser,
  * fed in two pieces to exercise frames split across reads. */
-#include <gridvm/jobout.h>
+#include <gridvm/vmm/jobout.h>
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * end of a socketpair, then the real client does a handshake, a command
  * and event waits against it. Any crash, leak or hang is a bug.
  */
-#include <gridvm/qmp.h>
+#include <gridvm/vmm/qmp.h>
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  * data is a bug (the harness checks that no file appears under the final
  * name unless it matches the index; in place the file exists anyway).
  */
-#include "../lib/xfer_internal.h"
+#include "../lib/xfer/xfer_internal.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -8,11 +8,11 @@ OUT=${FUZZ_OUT:-build-fuzz}
 SECS=${FUZZ_SECONDS:-20}
 mkdir -p "$OUT"
 CFLAGS=(-std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude)
-clang "${CFLAGS[@]}" -o "$OUT/fuzz-qmp" fuzz/fuzz-qmp.c lib/qmp.c -ljansson
-clang "${CFLAGS[@]}" -o "$OUT/fuzz-jobout" fuzz/fuzz-jobout.c lib/jobout.c lib/util.c -lm
-clang "${CFLAGS[@]}" -o "$OUT/fuzz-blockidx" fuzz/fuzz-blockidx.c lib/blockidx.c lib/util.c \
+clang "${CFLAGS[@]}" -o "$OUT/fuzz-qmp" fuzz/fuzz-qmp.c lib/vmm/qmp.c -ljansson
+clang "${CFLAGS[@]}" -o "$OUT/fuzz-jobout" fuzz/fuzz-jobout.c lib/vmm/jobout.c lib/base/util.c -lm
+clang "${CFLAGS[@]}" -o "$OUT/fuzz-blockidx" fuzz/fuzz-blockidx.c lib/blocks/blockidx.c lib/base/util.c \
 	-lcrypto -lm -lpthread
-XFER_SRC=(lib/xfer_dst.c lib/xfer_proto.c lib/blockidx.c lib/hostidx.c lib/util.c)
+XFER_SRC=(lib/xfer/xfer_dst.c lib/xfer/xfer_proto.c lib/blocks/blockidx.c lib/blocks/hostidx.c lib/base/util.c)
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-xfer" fuzz/fuzz-xfer.c "${XFER_SRC[@]}" \
 	-ljansson -lcrypto -lzstd -llz4 -lz -lm -lpthread
 for f in qmp jobout blockidx xfer; do

@@ -4,7 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <gridvm/util.h>
+#include <gridvm/base/util.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
 #include "vmopts.h"
 
 #include <errno.h>
-#include <gridvm/util.h>
+#include <gridvm/base/util.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>

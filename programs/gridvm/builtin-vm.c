@@ -3,7 +3,7 @@
 #include "cli.h"
 #include "vmopts.h"
 
-#include <gridvm/util.h>
+#include <gridvm/base/util.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>

@@ -3,7 +3,7 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <gridvm/jobout.h>
+#include <gridvm/vmm/jobout.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>

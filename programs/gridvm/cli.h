@@ -4,7 +4,7 @@
 #ifndef GRIDVM_CLI_H
 #define GRIDVM_CLI_H
 
-#include <gridvm/client.h>
+#include <gridvm/api/client.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>

@@ -4,11 +4,11 @@
  * gridvm API on a unix socket. Stopping it leaves the VMs running; the next
  * gridvmd reattaches to them.
  */
-#include <gridvm/agent.h>
-#include <gridvm/client.h>
-#include <gridvm/image.h>
-#include <gridvm/migrate.h>
-#include <gridvm/xfer.h>
+#include <gridvm/api/agent.h>
+#include <gridvm/api/client.h>
+#include <gridvm/node/image.h>
+#include <gridvm/node/migrate.h>
+#include <gridvm/xfer/xfer.h>
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
 /* test-blockidx.c - the block index against a single-threaded reference
  * computed here with OpenSSL; its file format, every corruption rejected;
  * gv_blockidx_get rebuilding stale or corrupt indexes. */
-#include <gridvm/blockidx.h>
+#include <gridvm/blocks/blockidx.h>
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,7 +3,7 @@
  * stored, a delta of a lightly changed chunk is small, a delta's base is
  * always a whole chunk, gc keeps the bases of the deltas it keeps, and a
  * damaged base is an error, not wrong data. */
-#include <gridvm/chunk.h>
+#include <gridvm/blocks/chunk.h>
 
 #include <errno.h>
 #include <setjmp.h>

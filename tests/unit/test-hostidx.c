@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* test-hostidx.c - the host-wide block index finds every block of every
  * registered image, survives reopen, growth, removal, crashes, damage. */
-#include <gridvm/hostidx.h>
+#include <gridvm/blocks/hostidx.h>
 
 #include <errno.h>
 #include <fcntl.h>

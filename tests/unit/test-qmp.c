@@ -11,7 +11,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* clock_gettime, strdup, MSG_NOSIGNAL, ... */
 #endif
-#include <gridvm/qmp.h>
+#include <gridvm/vmm/qmp.h>
 
 #include <errno.h>
 #include <fcntl.h>

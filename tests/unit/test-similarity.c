@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* test-similarity.c - shares of blocks in common, counted exactly. */
-#include <gridvm/similarity.h>
+#include <gridvm/blocks/similarity.h>
 
 #include <errno.h>
 #include <setjmp.h>

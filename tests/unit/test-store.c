@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* test-store.c - VM records survive a reopen of the database. */
-#include <gridvm/store.h>
+#include <gridvm/node/store.h>
 
 #include <errno.h>
 #include <setjmp.h>

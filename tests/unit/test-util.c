@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* test-util.c - sizes, durations, names, the accelerator decision, the
  * job-channel frame parser. */
-#include <gridvm/accel.h>
-#include <gridvm/jobout.h>
-#include <gridvm/util.h>
+#include <gridvm/vmm/accel.h>
+#include <gridvm/vmm/jobout.h>
+#include <gridvm/base/util.h>
 
 #include <errno.h>
 #include <setjmp.h>

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* test-vmdef.c - VM definition: validation, JSON round trip, job spec and
  * the QEMU command line it becomes. */
-#include <gridvm/vmdef.h>
+#include <gridvm/vmm/vmdef.h>
 
 #include <setjmp.h>
 #include <stdarg.h>

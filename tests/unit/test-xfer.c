@@ -5,9 +5,9 @@
  * local and repeated blocks are not sent, resume keeps verified blocks, a
  * wrong key and a tampered block are refused.
  */
-#include "../../lib/xfer_internal.h"
+#include "../../lib/xfer/xfer_internal.h"
 
-#include <gridvm/hostidx.h>
+#include <gridvm/blocks/hostidx.h>
 
 #include <errno.h>
 #include <fcntl.h>

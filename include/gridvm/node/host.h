@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * host.h - one host's VMs: the runtime the node agent is built on.
+ *
+ * A gv_host owns the data directory (VM directories, images, the guest
+ * kernel and initramfs, the SQLite database). Every VM verb is a function
+ * here; each takes the VM's lock, so verbs on one VM are serialized while
+ * different VMs proceed in parallel. QEMU processes are daemonized: they
+ * outlive the agent, and a new agent finds them again through the
+ * database, their pid files and their QMP sockets.
+ *
+ * Functions return 0 or a negative errno and, on failure, leave a one-line
+ * message a user can read in @err.
+ */
+#ifndef GRIDVM_HOST_H
+#define GRIDVM_HOST_H
+
+#include <gridvm/vmm/accel.h>
+#include <gridvm/node/store.h>
+
+typedef struct gv_host gv_host;
+
+typedef struct gv_err {
+	char msg[512];
+} gv_err;
+
+int gv_err_set(gv_err *e, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+int gv_host_open(const char *datadir, gv_host **out, gv_err *e) GV_WUR;
+void gv_host_close(gv_host *h);
+const char *gv_host_datadir(const gv_host *h);
+
+/* Host facts for `gridvm host info`. New reference. */
+json_t *gv_host_info(gv_host *h);
+
+/* Find the running VMs of a previous agent again: check their QEMU is
+ * alive and reconnect to its monitor; record the ones that died. */
+void gv_host_reattach(gv_host *h);
+/* Bring every running VM's record up to date (a job may have ended). */
+void gv_host_refresh_all(gv_host *h);
+
+/* Create a VM from @def (ownership passes to the host, also on failure).
+ * Nothing is left behind when it fails. */
+int gv_vm_create(gv_host *h, gv_vmdef *def, gv_err *e) GV_WUR;
+int gv_vm_start(gv_host *h, const char *name, gv_err *e) GV_WUR;
+int gv_vm_pause(gv_host *h, const char *name, gv_err *e) GV_WUR;
+int gv_vm_resume(gv_host *h, const char *name, gv_err *e) GV_WUR;
+/* Stop: ACPI power-down, then forced after @timeout_ms (0 = at once). */
+int gv_vm_stop(gv_host *h, const char *name, uint64_t timeout_ms, gv_err *e) GV_WUR;
+/* Suspend to @path: QEMU's migration stream to a file; QEMU exits and
+ * the VM keeps its disk overlay. */
+int gv_vm_save(gv_host *h, const char *name, const char *path, gv_err *e) GV_WUR;
+/* Continue a saved VM from @path (NULL = where it was saved). */
+int gv_vm_restore(gv_host *h, const char *name, const char *path, gv_err *e) GV_WUR;
+/* Delete a VM that is not running (or any, with @force). */
+int gv_vm_delete(gv_host *h, const char *name, bool force, gv_err *e) GV_WUR;
+
+/* The VM's record, refreshed, as JSON (adds resource and path facts). */
+int gv_vm_show(gv_host *h, const char *name, json_t **out, gv_err *e) GV_WUR;
+/* All VMs as a JSON array. */
+json_t *gv_vm_list(gv_host *h);
+
+/* Read the job channel (@which = "job") or console log (@which =
+ * "console") from @offset, waiting up to @wait_ms for new bytes while the
+ * VM runs. *data is malloc'd (possibly empty), *state the VM's state
+ * after the read. */
+int gv_vm_read_log(gv_host *h, const char *name, const char *which,
+		   uint64_t offset, uint64_t wait_ms, size_t max, char **data,
+		   size_t *len, gv_vmstate *state, gv_err *e) GV_WUR;
+
+#endif

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmdef.h - a VM definition and its translation to a QEMU command line.
+ *
+ * The definition is what a user asked for (name, vCPUs, memory, image,
+ * job, resource limits). It round-trips through JSON for the agent's
+ * database and API. gv_vmdef_qemu_argv() turns it, plus the paths of the
+ * VM's files, into the argv of one qemu-system-x86_64 process.
+ */
+#ifndef GRIDVM_VMDEF_H
+#define GRIDVM_VMDEF_H
+
+#include <gridvm/base/util.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct gv_vmdef {
+	char *name;
+	int vcpus;             /* 1..64 */
+	uint64_t memory_mib;   /* guest RAM */
+	char *image;           /* image in the store, NULL = initramfs only */
+	char **job;            /* job argv, NULL-terminated; NULL = no job */
+	char **env;            /* NAME=VALUE, NULL-terminated, may be NULL */
+	char *workdir;         /* NULL = guest default */
+	int cpu_weight;        /* relative CPU share 1..10000, 0 = default 100 */
+	int cpu_cap_pct;       /* max CPU in % of one core, 0 = no cap */
+	uint64_t disk_iops;    /* total I/O operations per second, 0 = none */
+	uint64_t disk_bps;     /* total bytes per second, 0 = none */
+	char *accel;           /* NULL/"auto", "kvm" or "tcg" */
+	bool boot_disk;        /* firmware boot of the (bootable) disk */
+	char *kernel;          /* direct kernel boot: NULL = the gridvm guest */
+	char *initrd;          /* NULL = the gridvm initramfs */
+	char *append;          /* kernel command line, NULL = the default */
+	bool ephemeral;        /* created by `gridvm run`, deleted after */
+	int checkpoint_every_s;   /* periodic checkpoints, 0 = none */
+	int checkpoint_keep;      /* keep the last N, 0 = all */
+	bool checkpoint_drop_on_success; /* delete them when the job exits 0 */
+} gv_vmdef;
+
+/* Paths of the files one VM uses, all inside its directory. */
+typedef struct gv_vmpaths {
+	char *dir, *disk, *qmp, *pidfile, *console, *jobout, *jobspec, *qemulog;
+	char *kernel, *initrd;
+	char *blkmon; /* a second QMP monitor, for the disk's dirty bitmap */
+	/* the base image and its format, if the caller set them (not owned,
+	 * not freed by gv_vmpaths_clear): then QEMU opens it as we say */
+	const char *base, *base_fmt;
+} gv_vmpaths;
+
+void gv_vmdef_free(gv_vmdef *d);
+
+/* Build from JSON; on error returns -EINVAL and *err explains (static
+ * or malloc'd into @errbuf). */
+int gv_vmdef_from_json(json_t *j, gv_vmdef **out, char *errbuf, size_t len) GV_WUR;
+json_t *gv_vmdef_to_json(const gv_vmdef *d);
+
+/* Fill @p for VM @name below @datadir; free with gv_vmpaths_clear. */
+void gv_vmpaths_init(gv_vmpaths *p, const char *datadir, const char *name);
+void gv_vmpaths_clear(gv_vmpaths *p);
+
+/* The job spec the in-guest init reads through fw_cfg (see guest/init.c):
+ * key=value lines, an empty line, then the argv NUL separated.
+ * @return malloc'd buffer and its length in *len. */
+char *gv_vmdef_jobspec(const gv_vmdef *d, size_t *len);
+
+/* The QEMU argv (NULL-terminated, free with gv_strv_free). @accel_arg is
+ * the -accel value, @incoming non-zero adds "-incoming defer". */
+char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
+			  const char *accel_arg, bool incoming);
+
+void gv_strv_free(char **v);
+size_t gv_strv_len(char *const *v);
+char **gv_strv_dup(char *const *v);
+
+#endif

@@ -1,0 +1,556 @@
+/* SPDX-License-Identifier: MIT */
+/* agent.c - HTTP+JSON API of gridvmd (libmicrohttpd on a unix socket). */
+#include <gridvm/api/agent.h>
+#include <gridvm/node/checkpoint.h>
+#include <gridvm/node/image.h>
+#include <gridvm/node/migrate.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct stream_job;
+
+struct gv_agent {
+	gv_host *h;
+	struct MHD_Daemon *mhd;
+	int fd;
+	char *sock;
+};
+
+struct req {
+	char *body;
+	size_t len;
+};
+
+static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status,
+				  const char *type, void *data, size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+		len, data, MHD_RESPMEM_MUST_FREE);
+	enum MHD_Result ret;
+
+	MHD_add_response_header(r, "Content-Type", type);
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* Sends @j (reference stolen). */
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT);
+
+	json_decref(j);
+	return send_bytes(c, status, "application/json", s, strlen(s));
+}
+
+static unsigned status_of(int rc)
+{
+	switch (rc) {
+	case -ENOENT: return 404;
+	case -EEXIST:
+	case -EBUSY: return 409;
+	case -EINVAL: return 400;
+	default: return 500;
+	}
+}
+
+static enum MHD_Result send_result(struct MHD_Connection *c, int rc, gv_err *e,
+				   json_t *ok)
+{
+	if (rc < 0) {
+		json_decref(ok);
+		return send_json(c, status_of(rc), json_pack("{s:s}", "error", e->msg));
+	}
+	return send_json(c, 200, ok ? ok : json_object());
+}
+
+static const char *jstr(json_t *j, const char *k)
+{
+	return json_string_value(json_object_get(j, k));
+}
+
+static enum MHD_Result vm_verb(gv_agent *a, struct MHD_Connection *c,
+			       const char *name, const char *verb, json_t *body)
+{
+	gv_err e = { "" };
+	json_t *out = NULL;
+	int rc;
+
+	if (!strcmp(verb, "start"))
+		rc = gv_vm_start(a->h, name, &e);
+	else if (!strcmp(verb, "pause"))
+		rc = gv_vm_pause(a->h, name, &e);
+	else if (!strcmp(verb, "resume"))
+		rc = gv_vm_resume(a->h, name, &e);
+	else if (!strcmp(verb, "stop")) {
+		json_t *t = json_object_get(body, "timeout_ms");
+		rc = gv_vm_stop(a->h, name, t ? (uint64_t)json_integer_value(t) : 10000, &e);
+	} else if (!strcmp(verb, "save"))
+		rc = gv_vm_save(a->h, name, jstr(body, "path"), &e);
+	else if (!strcmp(verb, "restore"))
+		rc = gv_vm_restore(a->h, name, jstr(body, "path"), &e);
+	else
+		return send_json(c, 404, json_pack("{s:s}", "error", "unknown verb"));
+	if (rc == 0)
+		rc = gv_vm_show(a->h, name, &out, &e);
+	return send_result(c, rc, &e, out);
+}
+
+static enum MHD_Result vm_log(gv_agent *a, struct MHD_Connection *c,
+			      const char *name, const char *which)
+{
+	const char *off = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "offset");
+	const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+	uint64_t offset = off ? strtoull(off, NULL, 10) : 0;
+	uint64_t wait_ms = wait ? strtoull(wait, NULL, 10) : 0;
+	gv_vmstate st;
+	gv_err e = { "" };
+	char *data = NULL, hdr[32];
+	size_t len = 0;
+	int rc;
+
+	if (wait_ms > 60000)
+		wait_ms = 60000;
+	rc = gv_vm_read_log(a->h, name, which, offset, wait_ms, 1 << 20, &data, &len,
+			    &st, &e);
+	if (rc < 0) {
+		free(data);
+		return send_result(c, rc, &e, NULL);
+	}
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, data,
+								 MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, "Content-Type", "application/octet-stream");
+	MHD_add_response_header(r, "X-Gridvm-State", gv_vmstate_name(st));
+	snprintf(hdr, sizeof(hdr), "%llu", (unsigned long long)(offset + len));
+	MHD_add_response_header(r, "X-Gridvm-Offset", hdr);
+	enum MHD_Result ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* /v1/vms/NAME/checkpoints[/ID]: POST creates, GET lists or shows,
+ * DELETE deletes; POST /v1/vms/NAME/checkpoints/restore {"id"} restores. */
+static enum MHD_Result vm_checkpoints(gv_agent *a, struct MHD_Connection *c,
+				      const char *method, const char *name, const char *id,
+				      json_t *body)
+{
+	gv_err e = { "" };
+	json_t *out = NULL;
+	int rc;
+
+	if (!*id && !strcmp(method, "POST"))
+		rc = gv_checkpoint_create(a->h, name, &out, &e);
+	else if (!*id && !strcmp(method, "GET"))
+		return send_json(c, 200, gv_checkpoint_list(a->h, name));
+	else if (!strcmp(id, "restore") && !strcmp(method, "POST"))
+		rc = gv_checkpoint_restore(a->h, name, jstr(body, "id"), &e);
+	else if (!strcmp(method, "GET"))
+		rc = gv_checkpoint_show(a->h, name, id, &out, &e);
+	else if (!strcmp(method, "DELETE"))
+		rc = gv_checkpoint_delete(a->h, name, id, &e);
+	else
+		return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+	return send_result(c, rc, &e, out);
+}
+
+static enum MHD_Result vm_create(gv_agent *a, struct MHD_Connection *c, json_t *body)
+{
+	gv_vmdef *d = NULL;
+	gv_err e = { "" };
+	json_t *out = NULL;
+	int rc = gv_vmdef_from_json(body, &d, e.msg, sizeof(e.msg));
+	char *name = d ? strdup(d->name) : NULL;
+
+	if (rc == 0)
+		rc = gv_vm_create(a->h, d, &e);
+	if (rc == 0)
+		rc = gv_vm_show(a->h, name, &out, &e);
+	free(name);
+	return send_result(c, rc, &e, out);
+}
+
+static enum MHD_Result stream(gv_agent *a, struct MHD_Connection *c, json_t *body,
+			      json_t *(*fn)(struct stream_job *j));
+static json_t *migrate_job(struct stream_job *j);
+
+static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
+				 const char *method, const char *rest, json_t *body)
+{
+	char name[128] = "", sub[64] = "", which[64] = "";
+	gv_err e = { "" };
+	json_t *out = NULL;
+	int rc;
+
+	if (!*rest) {
+		if (!strcmp(method, "GET"))
+			return send_json(c, 200, gv_vm_list(a->h));
+		if (!strcmp(method, "POST"))
+			return vm_create(a, c, body);
+		return send_json(c, 405, json_pack("{s:s}", "error", "method not allowed"));
+	}
+	sscanf(rest, "/%127[^/]/%63[^/]/%63s", name, sub, which);
+	if (!*sub && !strcmp(method, "GET")) {
+		rc = gv_vm_show(a->h, name, &out, &e);
+		return send_result(c, rc, &e, out);
+	}
+	if (!*sub && !strcmp(method, "DELETE")) {
+		const char *f = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "force");
+		rc = gv_vm_delete(a->h, name, f && !strcmp(f, "1"), &e);
+		return send_result(c, rc, &e, NULL);
+	}
+	if (!strcmp(sub, "log") && !strcmp(method, "GET"))
+		return vm_log(a, c, name, which);
+	if (!strcmp(sub, "checkpoints"))
+		return vm_checkpoints(a, c, method, name, which, body);
+	if (!strcmp(sub, "migrate-adopt") && !strcmp(method, "POST")) {
+		json_t *out = NULL;
+		rc = gv_migrate_adopt(a->h, name, &out, &e);
+		return send_result(c, rc, &e, out);
+	}
+	if (!strcmp(sub, "migrate-cancel") && !strcmp(method, "POST")) {
+		rc = gv_migrate_cancel(a->h, name, &e);
+		return send_result(c, rc, &e, NULL);
+	}
+	if (!strcmp(sub, "migrate") && !strcmp(method, "POST")) {
+		json_t *b = json_is_object(body) ? json_incref(body) : json_object();
+		enum MHD_Result ret;
+		json_object_set_new(b, "name", json_string(name));
+		ret = stream(a, c, b, migrate_job);
+		json_decref(b);
+		return ret;
+	}
+	if (*sub && !strcmp(method, "POST"))
+		return vm_verb(a, c, name, sub, body);
+	return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+}
+
+/* Long jobs (image build, image fetch) stream their log lines through a
+ * pipe into the response; the last line is "GRIDVM-RESULT <json>". */
+typedef json_t *(*stream_fn)(struct stream_job *j);
+
+struct stream_job {
+	gv_agent *a;
+	json_t *body;
+	int wfd, rfd;
+	stream_fn fn;
+	int refs; /* the thread and the response; the last one frees */
+	pthread_mutex_t mu;
+};
+
+static void stream_unref(struct stream_job *j)
+{
+	pthread_mutex_lock(&j->mu);
+	bool last = --j->refs == 0;
+	pthread_mutex_unlock(&j->mu);
+	if (last) {
+		pthread_mutex_destroy(&j->mu);
+		free(j);
+	}
+}
+
+static json_t *job_result(int rc, gv_err *e, json_t *extra)
+{
+	json_t *res = json_pack("{s:b}", "ok", rc == 0);
+
+	if (rc < 0)
+		json_object_set_new(res, "error", json_string(e->msg));
+	if (extra)
+		json_object_set_new(res, "summary", extra);
+	return res;
+}
+
+static json_t *build_job(struct stream_job *j)
+{
+	gv_err e = { "" };
+	const char *name = jstr(j->body, "name");
+	int rc = gv_image_build(j->a->h, name ? name : "", jstr(j->body, "suite"),
+				jstr(j->body, "packages"), jstr(j->body, "mirror"), j->wfd, &e);
+
+	return job_result(rc, &e, NULL);
+}
+
+static void fetch_progress(void *ud, const json_t *p)
+{
+	struct stream_job *j = ud;
+	char *s = json_dumps(p, JSON_COMPACT);
+
+	dprintf(j->wfd, "PROGRESS %s\n", s);
+	free(s);
+}
+
+/* 0 = the default; else 1 s .. 1 h */
+static int clamp_ms(json_int_t v)
+{
+	return v <= 0 ? 0 : v < 1000 ? 1000 : v > 3600000 ? 3600000 : (int)v;
+}
+
+static json_t *fetch_job(struct stream_job *j)
+{
+	gv_err e = { "" };
+	json_t *sum = NULL;
+	gv_image_fetch_opts o = {
+		.name = jstr(j->body, "name"), .from = jstr(j->body, "from"),
+		.as = jstr(j->body, "as"), .codec = jstr(j->body, "codec"),
+		.level = (int)json_integer_value(json_object_get(j->body, "level")),
+		.timeout_ms = clamp_ms(json_integer_value(json_object_get(j->body, "timeout_ms"))),
+		.no_local = json_is_true(json_object_get(j->body, "no_local")),
+		.iterative = json_is_true(json_object_get(j->body, "iterative")),
+		.freeze_cmd = jstr(j->body, "freeze_cmd"), .thaw_cmd = jstr(j->body, "thaw_cmd"),
+		.max_passes = (unsigned)json_integer_value(json_object_get(j->body, "max_passes")),
+		.progress = fetch_progress, .ud = j };
+	int rc = gv_image_fetch(j->a->h, &o, &sum, &e);
+
+	return job_result(rc, &e, sum);
+}
+
+static void migrate_progress(void *ud, const char *phase, const json_t *info)
+{
+	struct stream_job *j = ud;
+	json_t *p = json_pack("{s:s, s:O?}", "phase", phase, "info", (json_t *)info);
+	char *s = json_dumps(p, JSON_COMPACT);
+
+	dprintf(j->wfd, "PROGRESS %s\n", s);
+	free(s);
+	json_decref(p);
+}
+
+static json_t *migrate_job(struct stream_job *j)
+{
+	gv_err e = { "" };
+	json_t *sum = NULL;
+	gv_migrate_opts o = { .to = jstr(j->body, "to"),
+			      .cold = json_is_true(json_object_get(j->body, "cold")),
+			      .checkpoint = jstr(j->body, "checkpoint"),
+			      .compress = jstr(j->body, "compress"),
+			      .keep_checkpoints = json_is_true(
+				      json_object_get(j->body, "keep_checkpoints")),
+			      .progress = migrate_progress, .ud = j };
+	int rc = gv_vm_migrate(j->a->h, jstr(j->body, "name"), &o, &sum, &e);
+
+	return job_result(rc, &e, sum);
+}
+
+static void *stream_thread(void *arg)
+{
+	struct stream_job *j = arg;
+	json_t *res = j->fn(j);
+	char *s = json_dumps(res, JSON_COMPACT);
+
+	dprintf(j->wfd, "GRIDVM-RESULT %s\n", s);
+	free(s);
+	json_decref(res);
+	json_decref(j->body);
+	close(j->wfd); /* a reader that went away only makes writes fail */
+	stream_unref(j);
+	return NULL;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream_job *j = cls;
+	ssize_t n;
+
+	do
+		n = read(j->rfd, buf, max);
+	while (n < 0 && errno == EINTR);
+	return n > 0 ? n : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream_job *j = cls;
+
+	close(j->rfd);
+	stream_unref(j);
+}
+
+static enum MHD_Result stream(gv_agent *a, struct MHD_Connection *c, json_t *body,
+			      stream_fn fn)
+{
+	struct stream_job *j = calloc(1, sizeof(*j));
+	int p[2];
+	pthread_t t;
+
+	if (!j || pipe2(p, O_CLOEXEC) < 0)
+		abort();
+	signal(SIGPIPE, SIG_IGN); /* a client that goes away must not kill us */
+	*j = (struct stream_job){ .a = a, .body = json_incref(body), .wfd = p[1],
+				  .rfd = p[0], .fn = fn, .refs = 2 };
+	pthread_mutex_init(&j->mu, NULL);
+	if (pthread_create(&t, NULL, stream_thread, j) != 0) {
+		close(p[0]);
+		close(p[1]);
+		json_decref(j->body);
+		pthread_mutex_destroy(&j->mu);
+		free(j);
+		return send_json(c, 500, json_pack("{s:s}", "error", "cannot start a thread"));
+	}
+	pthread_detach(t);
+	struct MHD_Response *r = MHD_create_response_from_callback(
+		MHD_SIZE_UNKNOWN, 4096, stream_read, j, stream_free);
+	MHD_add_response_header(r, "Content-Type", "text/plain");
+	enum MHD_Result ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result image_similarity(gv_agent *a, struct MHD_Connection *c,
+					json_t *body)
+{
+	json_t *names = json_object_get(body, "names"), *v, *out = NULL;
+	char **n = calloc(json_array_size(names) + 1, sizeof(*n));
+	gv_err e = { "" };
+	size_t i;
+	int rc;
+
+	if (!n)
+		abort();
+	json_array_foreach(names, i, v)
+		n[i] = (char *)(json_string_value(v) ? json_string_value(v) : "");
+	rc = gv_image_similarity(a->h, n, json_array_size(names), &out, &e);
+	free(n);
+	return send_result(c, rc, &e, out);
+}
+
+static enum MHD_Result route_images(gv_agent *a, struct MHD_Connection *c,
+				    const char *method, const char *rest, json_t *body)
+{
+	gv_err e = { "" };
+	int rc;
+
+	if (!*rest && !strcmp(method, "GET"))
+		return send_json(c, 200, gv_image_list(gv_host_datadir(a->h)));
+	if (!strcmp(rest, "/import") && !strcmp(method, "POST")) {
+		const char *n = jstr(body, "name"), *f = jstr(body, "file");
+		if (!n || !f)
+			return send_json(c, 400, json_pack("{s:s}", "error",
+							   "name and file are required"));
+		rc = gv_image_import(a->h, n, f, &e);
+		return send_result(c, rc, &e, NULL);
+	}
+	if (!strcmp(rest, "/build") && !strcmp(method, "POST"))
+		return stream(a, c, body, build_job);
+	if (!strcmp(rest, "/fetch") && !strcmp(method, "POST"))
+		return stream(a, c, body, fetch_job);
+	if (!strcmp(rest, "/similarity") && !strcmp(method, "POST"))
+		return image_similarity(a, c, body);
+	if (*rest == '/' && strlen(rest) > 7 && !strcmp(rest + strlen(rest) - 6, "/index") &&
+	    !strcmp(method, "POST")) {
+		char name[128];
+		json_t *out = NULL;
+		snprintf(name, sizeof(name), "%.*s", (int)(strlen(rest) - 7), rest + 1);
+		rc = gv_image_index(a->h, name, &out, &e);
+		return send_result(c, rc, &e, out);
+	}
+	if (*rest == '/' && !strcmp(method, "DELETE")) {
+		rc = gv_image_delete(a->h, rest + 1, &e);
+		return send_result(c, rc, &e, NULL);
+	}
+	return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+			       const char *method, const char *version,
+			       const char *upload, size_t *upload_size, void **con_cls)
+{
+	gv_agent *a = cls;
+	struct req *rq = *con_cls;
+	json_t *body = NULL;
+	enum MHD_Result ret;
+
+	if (!rq) {
+		*con_cls = rq = calloc(1, sizeof(*rq));
+		return rq ? MHD_YES : MHD_NO;
+	}
+	if (*upload_size) {
+		rq->body = realloc(rq->body, rq->len + *upload_size + 1);
+		memcpy(rq->body + rq->len, upload, *upload_size);
+		rq->len += *upload_size;
+		rq->body[rq->len] = '\0';
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (rq->len) {
+		body = json_loadb(rq->body, rq->len, 0, NULL);
+		if (!body)
+			return send_json(c, 400, json_pack("{s:s}", "error",
+							   "request body is not JSON"));
+	}
+	if (!strcmp(url, "/v1/migrations") && !strcmp(method, "GET"))
+		ret = send_json(c, 200, gv_migrate_status(a->h));
+	else if (!strcmp(url, "/v1/checkpoints") && !strcmp(method, "GET"))
+		ret = send_json(c, 200, gv_checkpoint_list(a->h, NULL));
+	else if (!strcmp(url, "/v1/host") && !strcmp(method, "GET"))
+		ret = send_json(c, 200, gv_host_info(a->h));
+	else if (!strncmp(url, "/v1/vms", 7))
+		ret = route_vms(a, c, method, url + 7, body);
+	else if (!strncmp(url, "/v1/images", 10))
+		ret = route_images(a, c, method, url + 10, body);
+	else
+		ret = send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+	json_decref(body);
+	return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	struct req *rq = *con_cls;
+
+	if (rq) {
+		free(rq->body);
+		free(rq);
+	}
+	*con_cls = NULL;
+}
+
+int gv_agent_start(gv_host *h, const char *sock_path, gv_agent **out, gv_err *e)
+{
+	gv_agent *a = calloc(1, sizeof(*a));
+	int fd = gv_unix_listen(sock_path, 64);
+
+	if (!a)
+		abort();
+	if (fd < 0) {
+		free(a);
+		return gv_err_set(e, fd, "cannot listen on %s: %s", sock_path, strerror(-fd));
+	}
+	a->h = h;
+	a->fd = fd;
+	a->sock = strdup(sock_path);
+	a->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
+					  MHD_USE_INTERNAL_POLLING_THREAD,
+				  0, NULL, NULL, handler, a,
+				  MHD_OPTION_LISTEN_SOCKET, fd,
+				  MHD_OPTION_NOTIFY_COMPLETED, completed, a,
+				  MHD_OPTION_CONNECTION_TIMEOUT, 0u, MHD_OPTION_END);
+	if (!a->mhd) {
+		close(fd);
+		free(a->sock);
+		free(a);
+		return gv_err_set(e, -EIO, "cannot start the HTTP server");
+	}
+	*out = a;
+	return 0;
+}
+
+void gv_agent_stop(gv_agent *a)
+{
+	if (!a)
+		return;
+	MHD_stop_daemon(a->mhd); /* closes the listening socket */
+	unlink(a->sock);
+	free(a->sock);
+	free(a);
+}

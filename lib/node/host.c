@@ -1,0 +1,582 @@
+/* SPDX-License-Identifier: MIT */
+/* host.c - the host context: data directory, database, locks, refresh. */
+#include "host_internal.h"
+
+#include <gridvm/vmm/cgroup.h>
+#include <gridvm/node/checkpoint.h>
+#include <gridvm/vmm/jobout.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static struct vmlock *host_vm_lock_ref(gv_host *h, const char *name);
+static void host_vm_unref(gv_host *h, struct vmlock *l);
+
+int gv_err_set(gv_err *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (e) {
+		va_start(ap, fmt);
+		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+int gv_host_open(const char *datadir, gv_host **out, gv_err *e)
+{
+	gv_host *h = calloc(1, sizeof(*h));
+	char *vmdir = gv_strdupf("%s/vms", datadir);
+	char *db = gv_strdupf("%s/gridvm.db", datadir);
+	int r;
+
+	if (!h)
+		abort();
+	h->datadir = strdup(datadir);
+	h->grid_key = gv_strdupf("%s/grid.key", datadir);
+	gv_cgroup_set_scope(datadir);
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_mutex_init(&h->idx_mu, NULL);
+	pthread_mutex_init(&h->ckpt_mu, NULL);
+	pthread_mutex_init(&h->dirty_mu, NULL);
+	r = gv_mkdir_p(vmdir, 0755);
+	if (r < 0) {
+		gv_err_set(e, r, "cannot create %s: %s", vmdir, strerror(-r));
+		goto fail;
+	}
+	r = gv_store_open(db, &h->store);
+	if (r < 0) {
+		gv_err_set(e, r, "cannot open database %s", db);
+		goto fail;
+	}
+	r = gv_accel_choose(NULL, &h->accel);
+	if (r < 0) {
+		gv_err_set(e, r, "invalid GRIDVM_ACCEL (use auto, kvm or tcg)");
+		goto fail;
+	}
+	free(vmdir);
+	free(db);
+	*out = h;
+	return 0;
+fail:
+	free(vmdir);
+	free(db);
+	gv_host_close(h);
+	return r;
+}
+
+void gv_host_close(gv_host *h)
+{
+	if (!h)
+		return;
+	if (h->settle_started) /* at most one pass of requests (15 s each) */
+		pthread_join(h->settle_th, NULL);
+	gv_store_close(h->store);
+	gv_hostidx_close(h->hostidx);
+	while (h->locks) {
+		struct vmlock *l = h->locks;
+		h->locks = l->next;
+		pthread_mutex_destroy(&l->mu);
+		free(l);
+	}
+	pthread_mutex_destroy(&h->mu);
+	pthread_mutex_destroy(&h->idx_mu);
+	pthread_mutex_destroy(&h->ckpt_mu);
+	host_dirty_free(h);
+	pthread_mutex_destroy(&h->dirty_mu);
+	free(h->grid_key);
+	free(h->xfer_addr);
+	free(h->datadir);
+	free(h);
+}
+
+const char *gv_host_datadir(const gv_host *h)
+{
+	return h->datadir;
+}
+
+/* Drop a reference; the last one removes the lock from the list. */
+static void host_vm_unref(gv_host *h, struct vmlock *l)
+{
+	pthread_mutex_lock(&h->mu);
+	if (--l->refs == 0) {
+		for (struct vmlock **pp = &h->locks; *pp; pp = &(*pp)->next)
+			if (*pp == l) {
+				*pp = l->next;
+				break;
+			}
+		pthread_mutex_destroy(&l->mu);
+		free(l);
+	}
+	pthread_mutex_unlock(&h->mu);
+}
+
+struct vmlock *host_vm_lock(gv_host *h, const char *name)
+{
+	struct vmlock *l = host_vm_lock_ref(h, name);
+
+	pthread_mutex_lock(&l->mu);
+	return l;
+}
+
+/* Find or make the lock of @name and take a reference (not the lock). */
+static struct vmlock *host_vm_lock_ref(gv_host *h, const char *name)
+{
+	struct vmlock *l;
+
+	pthread_mutex_lock(&h->mu);
+	for (l = h->locks; l; l = l->next)
+		if (!strcmp(l->name, name))
+			break;
+	if (!l) {
+		l = calloc(1, sizeof(*l));
+		if (!l)
+			abort();
+		snprintf(l->name, sizeof(l->name), "%s", name);
+		pthread_mutex_init(&l->mu, NULL);
+		l->next = h->locks;
+		h->locks = l;
+	}
+	l->refs++;
+	pthread_mutex_unlock(&h->mu);
+	return l;
+}
+
+struct vmlock *host_vm_trylock(gv_host *h, const char *name)
+{
+	struct vmlock *l = host_vm_lock_ref(h, name);
+
+	if (pthread_mutex_trylock(&l->mu) == 0)
+		return l;
+	host_vm_unref(h, l);
+	return NULL;
+}
+
+void host_vm_unlock(gv_host *h, struct vmlock *l)
+{
+	pthread_mutex_unlock(&l->mu);
+	host_vm_unref(h, l);
+}
+
+int host_hostidx(gv_host *h, gv_hostidx **out, gv_err *e)
+{
+	char *dir;
+	int r = 0;
+
+	if (!h->hostidx) {
+		dir = gv_strdupf("%s/hostidx", h->datadir);
+		r = gv_hostidx_open(dir, &h->hostidx);
+		if (r < 0)
+			gv_err_set(e, r, "cannot open the host block index in %s: %s", dir,
+				   strerror(-r));
+		free(dir);
+	}
+	*out = h->hostidx;
+	return r;
+}
+
+int host_hostidx_add(gv_host *h, const char *name, const char *path, const char *idx,
+		     const gv_blockidx *bi, gv_err *e)
+{
+	gv_hostidx *hi;
+	int r;
+
+	pthread_mutex_lock(&h->idx_mu);
+	r = host_hostidx(h, &hi, e);
+	if (r == 0 && (r = gv_hostidx_add(hi, name, path, idx, bi, NULL)) < 0)
+		gv_err_set(e, r, "cannot add %s to the host block index: %s", name,
+			   strerror(-r));
+	pthread_mutex_unlock(&h->idx_mu);
+	return r;
+}
+
+void host_hostidx_drop(gv_host *h, const char *name, const char *idx)
+{
+	gv_hostidx *hi;
+
+	pthread_mutex_lock(&h->idx_mu);
+	if (host_hostidx(h, &hi, NULL) == 0) {
+		int r = gv_hostidx_remove(hi, name); /* -ENOENT: never added */
+		(void)r;
+	}
+	pthread_mutex_unlock(&h->idx_mu);
+	unlink(idx);
+}
+
+int host_get(gv_host *h, const char *name, gv_vmrec **out, gv_err *e)
+{
+	int r = gv_store_vm_get(h->store, name, out);
+
+	if (r == -ENOENT)
+		return gv_err_set(e, r, "no such VM: %s", name);
+	if (r < 0)
+		return gv_err_set(e, r, "cannot read the record of VM %s", name);
+	return 0;
+}
+
+int host_put(gv_host *h, gv_vmrec *r, gv_err *e)
+{
+	int q = gv_store_vm_update(h->store, r);
+
+	if (q < 0)
+		return gv_err_set(e, q, "cannot update the record of VM %s",
+				  r->def->name);
+	return 0;
+}
+
+bool host_qemu_alive(int pid, const gv_vmpaths *p)
+{
+	char path[64], *cmd = NULL;
+	size_t len;
+	bool ok = false;
+
+	if (!gv_pid_alive(pid))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	if (gv_read_file(path, &cmd, &len) < 0)
+		return false;
+	for (size_t i = 0; i < len; i += strlen(cmd + i) + 1)
+		if (strstr(cmd + i, p->qmp))
+			ok = true;
+	free(cmd);
+	return ok;
+}
+
+int host_qmp(const gv_vmpaths *p, gv_qmp **q, gv_err *e)
+{
+	int r = gv_qmp_connect(p->qmp, 5000, q);
+
+	if (r < 0)
+		return gv_err_set(e, r, "cannot talk to QEMU's monitor %s: %s",
+				  p->qmp, strerror(-r));
+	return 0;
+}
+
+int host_qmp_cmd(const gv_vmpaths *p, const char *cmd, json_t *args,
+		 int timeout_ms, json_t **ret, gv_err *e)
+{
+	gv_qmp *q;
+	char *msg = NULL;
+	int r = host_qmp(p, &q, e);
+
+	if (r < 0)
+		return r;
+	r = gv_qmp_execute(q, cmd, args, timeout_ms, ret, &msg);
+	if (r < 0)
+		gv_err_set(e, r, "QEMU refused %s: %s", cmd,
+			   msg ? msg : strerror(-r));
+	free(msg);
+	gv_qmp_free(q);
+	return r;
+}
+
+static char *qemu_log_tail(const gv_vmpaths *p)
+{
+	char *log = NULL, line[300];
+
+	if (gv_read_file(p->qemulog, &log, NULL) < 0 || !*log) {
+		free(log);
+		return NULL;
+	}
+	gv_last_line(log, line, sizeof(line));
+	free(log);
+	return strdup(line);
+}
+
+bool host_refresh(gv_host *h, gv_vmrec *r)
+{
+	gv_vmpaths p;
+	int code;
+
+	if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED)
+		return false;
+	gv_vmpaths_init(&p, h->datadir, r->def->name);
+	if (host_qemu_alive(r->pid, &p)) {
+		gv_vmpaths_clear(&p);
+		return false;
+	}
+	free(r->error);
+	r->error = NULL;
+	if (gv_jobout_exit_code(p.jobout, &code) == 0) {
+		r->state = GV_VM_STOPPED;
+		r->exit_code = code;
+		if (code == 0 && r->def->checkpoint_drop_on_success)
+			host_checkpoint_drop_all(h, r->def->name);
+	} else if (r->def->boot_disk) {
+		/* a guest of its own: powering off is how it ends */
+		r->state = GV_VM_STOPPED;
+		r->exit_code = -1;
+	} else {
+		char *tail = qemu_log_tail(&p);
+		r->state = GV_VM_FAILED;
+		r->exit_code = -1;
+		r->error = gv_strdupf("the VM ended without reporting the job's "
+				      "exit status%s%s",
+				      tail ? "; QEMU said: " : "",
+				      tail ? tail : "");
+		free(tail);
+	}
+	r->pid = 0;
+	unlink(p.qmp);
+	gv_cgroup_remove(r->def->name);
+	if (gv_store_vm_update(h->store, r) < 0)
+		fprintf(stderr, "gridvm: cannot store the state of %s\n", r->def->name);
+	gv_vmpaths_clear(&p);
+	return true;
+}
+
+/* QEMU stopped the guest on its own (disk full, internal error, guest
+ * panic): the job will not go on, record the VM as failed. */
+static bool guest_broken(const char *status)
+{
+	return status && (!strcmp(status, "io-error") || !strcmp(status, "internal-error") ||
+			  !strcmp(status, "guest-panicked") || !strcmp(status, "shutdown"));
+}
+
+/* Ask QEMU itself how the guest is (reattach, and now and then). */
+static void sync_runstate(gv_host *h, gv_vmrec *r)
+{
+	gv_vmpaths p;
+	json_t *st = NULL;
+	gv_vmstate want = r->state;
+
+	gv_vmpaths_init(&p, h->datadir, r->def->name);
+	if (host_qmp_cmd(&p, "query-status", NULL, 5000, &st, NULL) == 0) {
+		const char *status = json_string_value(json_object_get(st, "status"));
+		want = json_is_true(json_object_get(st, "running")) ? GV_VM_RUNNING : GV_VM_PAUSED;
+		if (guest_broken(status)) {
+			vm_kill_qemu(r, &p);
+			want = GV_VM_FAILED;
+			free(r->error);
+			r->error = gv_strdupf("QEMU stopped the guest: %s", status);
+		}
+	}
+	if (want != r->state) {
+		r->state = want;
+		if (gv_store_vm_update(h->store, r) < 0)
+			fprintf(stderr, "gridvm: cannot store %s\n", r->def->name);
+	}
+	json_decref(st);
+	gv_vmpaths_clear(&p);
+}
+
+/* VMs of `gridvm run` whose CLI went away are removed 10 min after they
+ * ended (the CLI removes them itself when it is there to read the end). */
+static bool ephemeral_expired(gv_host *h, gv_vmrec *r)
+{
+	gv_vmpaths p;
+	struct stat st;
+	bool old;
+
+	if (!r->def->ephemeral || (r->state != GV_VM_STOPPED && r->state != GV_VM_FAILED))
+		return false;
+	gv_vmpaths_init(&p, h->datadir, r->def->name);
+	old = stat(p.jobout, &st) < 0 || gv_now_s() - st.st_mtime > 600;
+	gv_vmpaths_clear(&p);
+	return old;
+}
+
+/* At reattach: a VM that was arriving by migration and never confirmed
+ * (its agent died meanwhile) is dropped, the source kept it; unless it had
+ * arrived complete and its QEMU waits: then the source may have switched
+ * over, and it stays until the source settles it (or it is adopted). */
+static bool drop_unconfirmed(gv_host *h, const char *name)
+{
+	gv_vmpaths p;
+	gv_vmrec *r = NULL;
+	char *from = host_incoming_from(h, name);
+	bool drop;
+
+	gv_vmpaths_init(&p, h->datadir, name);
+	drop = from && gv_store_vm_get(h->store, name, &r) == 0;
+	if (drop && host_incoming_keep(h, name) && (host_refresh(h, r), r->state == GV_VM_PAUSED)) {
+		fprintf(stderr, "gridvmd: keeping %s, an unconfirmed incoming migration that "
+			"arrived complete: its source settles it\n", name);
+		drop = false;
+	}
+	if (drop) {
+		fprintf(stderr, "gridvmd: dropping %s, an unconfirmed incoming migration\n", name);
+		vm_kill_qemu(r, &p);
+		if (gv_store_vm_delete(h->store, name) == 0)
+			gv_rm_rf(p.dir);
+	}
+	gv_vmrec_free(r);
+	free(from);
+	gv_vmpaths_clear(&p);
+	return drop;
+}
+
+static void refresh_one(gv_host *h, const char *name, bool sync, bool wait)
+{
+	struct vmlock *l = wait ? host_vm_lock(h, name) : host_vm_trylock(h, name);
+	gv_vmrec *r = NULL;
+	bool expired = false;
+
+	if (!l) /* a long verb runs on this VM; it keeps the record current */
+		return;
+	if (wait && drop_unconfirmed(h, name)) {
+		host_vm_unlock(h, l);
+		return;
+	}
+	if (gv_store_vm_get(h->store, name, &r) == 0 && !host_refresh(h, r) && sync &&
+	    (r->state == GV_VM_RUNNING || r->state == GV_VM_PAUSED))
+		sync_runstate(h, r);
+	expired = r && ephemeral_expired(h, r);
+	gv_vmrec_free(r);
+	host_vm_unlock(h, l);
+	if (expired) {
+		gv_err e;
+		if (gv_vm_delete(h, name, true, &e) < 0)
+			fprintf(stderr, "gridvmd: cannot remove %s: %s\n", name, e.msg);
+	}
+}
+
+static void for_each_vm(gv_host *h, bool sync, bool wait)
+{
+	char **names = NULL;
+
+	if (gv_store_vm_names(h->store, &names) < 0)
+		return;
+	for (char **n = names; *n; n++)
+		refresh_one(h, *n, sync, wait);
+	gv_strv_free(names);
+}
+
+void gv_host_reattach(gv_host *h)
+{
+	for_each_vm(h, true, true);
+}
+
+/* Periodic checkpoints of the running VMs that ask for them. */
+static void periodic_checkpoints(gv_host *h)
+{
+	char **names = NULL;
+
+	if (gv_store_vm_names(h->store, &names) < 0)
+		return;
+	for (char **n = names; *n; n++) {
+		gv_vmrec *r = NULL;
+		json_t *man = NULL;
+		int64_t last = 0;
+		if (gv_store_vm_get(h->store, *n, &r) == 0 && r->state == GV_VM_RUNNING &&
+		    r->def->checkpoint_every_s > 0 &&
+		    (last = host_checkpoint_last(h, *n)) < r->started)
+			last = r->started;
+		if (last && gv_now_s() - last >= r->def->checkpoint_every_s) {
+			gv_err e;
+			if (gv_checkpoint_create(h, *n, &man, &e) < 0)
+				fprintf(stderr, "gridvmd: periodic checkpoint of %s: %s\n", *n, e.msg);
+		}
+		json_decref(man);
+		gv_vmrec_free(r);
+	}
+	gv_strv_free(names);
+}
+
+static void *settle_thread(void *arg)
+{
+	gv_host *h = arg;
+
+	host_migrations_settle(h, false);
+	atomic_store(&h->settle_busy, false);
+	return NULL;
+}
+
+/* One settling pass at a time, on its own thread. */
+static void settle_in_background(gv_host *h)
+{
+	if (atomic_load(&h->settle_busy))
+		return;
+	if (h->settle_started)
+		pthread_join(h->settle_th, NULL);
+	atomic_store(&h->settle_busy, true);
+	h->settle_started = pthread_create(&h->settle_th, NULL, settle_thread, h) == 0;
+	if (!h->settle_started)
+		atomic_store(&h->settle_busy, false);
+}
+
+void gv_host_refresh_all(gv_host *h)
+{
+	static unsigned tick;
+
+	for_each_vm(h, ++tick % 5 == 0, false); /* ask QEMU every 5th time */
+	if (tick % 5 == 0) /* after a restart: the first time within 5 s */
+		settle_in_background(h);
+	periodic_checkpoints(h);
+}
+
+static json_t *qemu_version(void)
+{
+	char *argv[] = { "qemu-system-x86_64", "--version", NULL }, *out = NULL;
+	json_t *j;
+
+	if (gv_run(argv, &out) != 0) {
+		free(out);
+		return json_null();
+	}
+	out[strcspn(out, "\n")] = '\0';
+	j = json_string(out);
+	free(out);
+	return j;
+}
+
+json_t *gv_host_info(gv_host *h)
+{
+	char *kernel = gv_strdupf("%s/guest/vmlinuz", h->datadir);
+	char *kver = gv_strdupf("%s/guest/kernel-version", h->datadir), *kv = NULL;
+	const char *cg = gv_cgroup_version();
+	json_t *j;
+
+	if (gv_read_file(kver, &kv, NULL) == 0)
+		kv[strcspn(kv, "\n")] = '\0';
+	j = json_pack("{s:s, s:s, s:s, s:o, s:i, s:I}",
+		      "datadir", h->datadir, "accel", h->accel.name,
+		      "accel_reason", h->accel.reason, "qemu", qemu_version(),
+		      "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN),
+		      "memory_mib", (json_int_t)((uint64_t)sysconf(_SC_PHYS_PAGES) *
+						 (uint64_t)sysconf(_SC_PAGESIZE) >> 20));
+	json_object_set_new(j, "cgroup", cg ? json_string(cg) : json_null());
+	json_object_set_new(j, "guest_kernel",
+			    access(kernel, R_OK) == 0 ? json_string(kernel) : json_null());
+	json_object_set_new(j, "guest_kernel_version", kv ? json_string(kv) : json_null());
+	free(kernel);
+	free(kver);
+	free(kv);
+	return j;
+}
+
+char *host_backing_path(const char *image_path)
+{
+	const char *base = strrchr(image_path, '/');
+
+	return gv_strdupf("../../images/%s", base ? base + 1 : image_path);
+}
+
+bool host_backing_is(const char *qcow2, const char *want)
+{
+	uint8_t h[20];
+	char name[1024];
+	int fd = open(qcow2, O_RDONLY | O_CLOEXEC);
+	bool same = false;
+
+	if (fd < 0)
+		return false;
+	if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) && !memcmp(h, "QFI\xfb", 4)) {
+		uint64_t off = 0;
+		uint32_t len = (uint32_t)h[16] << 24 | (uint32_t)h[17] << 16 |
+			       (uint32_t)h[18] << 8 | h[19];
+		for (int i = 8; i < 16; i++)
+			off = off << 8 | h[i];
+		same = len == strlen(want) && len < sizeof(name) &&
+		       pread(fd, name, len, (off_t)off) == (ssize_t)len && !memcmp(name, want, len);
+	}
+	close(fd);
+	return same;
+}

@@ -1,0 +1,423 @@
+/* SPDX-License-Identifier: MIT */
+/* vm.c - VM lifecycle verbs: create, start, pause, resume, stop, delete. */
+#include "host_internal.h"
+
+#include <gridvm/vmm/cgroup.h>
+#include <gridvm/node/image.h>
+#include <gridvm/vmm/jobout.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static uint64_t host_mem_mib(void)
+{
+	return (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) >> 20;
+}
+
+static int create_files(gv_host *h, const gv_vmdef *d, const gv_vmpaths *p,
+			gv_err *e)
+{
+	char *img = NULL, *out = NULL, line[300];
+	const char *fmt;
+	size_t speclen;
+	char *spec;
+	int r = gv_mkdir_p(p->dir, 0755);
+
+	if (r < 0)
+		return gv_err_set(e, r, "cannot create %s: %s", p->dir, strerror(-r));
+	spec = gv_vmdef_jobspec(d, &speclen);
+	r = gv_write_file_atomic(p->jobspec, spec, speclen);
+	free(spec);
+	if (r < 0)
+		return gv_err_set(e, r, "cannot write %s: %s", p->jobspec, strerror(-r));
+	if (!d->image)
+		return 0;
+	r = gv_image_resolve(h->datadir, d->image, &img, &fmt);
+	if (r < 0)
+		return gv_err_set(e, r, "no such image: %s (see 'gridvm image list')",
+				  d->image);
+	{
+		char *rel = host_backing_path(img);
+		char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F",
+				 (char *)fmt, "-b", rel, p->disk, NULL };
+		r = gv_run(argv, &out);
+		free(rel);
+	}
+	if (r != 0)
+		gv_err_set(e, r = -EIO, "cannot create the disk overlay: %s",
+			   gv_last_line(out, line, sizeof(line)));
+	free(out);
+	free(img);
+	return r;
+}
+
+/* The kernel and initramfs a VM boots must exist (not for firmware boot). */
+static int check_boot_files(gv_host *h, const gv_vmdef *d, const gv_vmpaths *p,
+			    gv_err *e)
+{
+	if (d->boot_disk)
+		return 0;
+	if (d->kernel && access(d->kernel, R_OK) < 0)
+		return gv_err_set(e, -ENOENT, "kernel %s: %s", d->kernel, strerror(errno));
+	if (d->initrd && access(d->initrd, R_OK) < 0)
+		return gv_err_set(e, -ENOENT, "initrd %s: %s", d->initrd, strerror(errno));
+	if ((!d->kernel && access(p->kernel, R_OK) < 0) ||
+	    (!d->initrd && access(p->initrd, R_OK) < 0))
+		return gv_err_set(e, -ENOENT, "guest kernel or initramfs missing in "
+				  "%s/guest (run scripts/setup.sh to prepare the guest)",
+				  h->datadir);
+	return 0;
+}
+
+int gv_vm_create(gv_host *h, gv_vmdef *d, gv_err *e)
+{
+	gv_vmrec rec = { .def = d, .state = GV_VM_DEFINED, .exit_code = -1 };
+	gv_vmpaths p;
+	struct vmlock *l;
+	gv_vmrec *old = NULL;
+	int r;
+
+	if (d->memory_mib > host_mem_mib()) {
+		r = gv_err_set(e, -EINVAL, "memory %llu MiB is more than this host "
+			       "has (%llu MiB)", (unsigned long long)d->memory_mib,
+			       (unsigned long long)host_mem_mib());
+		gv_vmdef_free(d);
+		return r;
+	}
+	gv_vmpaths_init(&p, h->datadir, d->name);
+	l = host_vm_lock(h, d->name);
+	if (gv_store_vm_get(h->store, d->name, &old) == 0) {
+		gv_vmrec_free(old);
+		r = gv_err_set(e, -EEXIST, "a VM named %s exists already", d->name);
+		goto out;
+	}
+	r = check_boot_files(h, d, &p, e);
+	if (r < 0)
+		goto out;
+	gv_rm_rf(p.dir); /* leftovers of a crashed create */
+	r = create_files(h, d, &p, e);
+	if (r == 0) {
+		rec.created = gv_now_s();
+		r = gv_store_vm_insert(h->store, &rec);
+		if (r < 0)
+			gv_err_set(e, r, "cannot record VM %s", d->name);
+	}
+	if (r < 0)
+		gv_rm_rf(p.dir);
+out:
+	host_vm_unlock(h, l);
+	gv_vmpaths_clear(&p);
+	gv_vmdef_free(d);
+	return r;
+}
+
+/* Wait until @pid, our QEMU, is gone, up to @ms; then SIGKILL. Once it is
+ * known to be ours, only the pid is watched: an exiting process has an
+ * empty command line before it disappears. */
+static void wait_gone(int pid, const gv_vmpaths *p, uint64_t ms)
+{
+	uint64_t end = gv_now_ms() + ms;
+
+	if (!host_qemu_alive(pid, p))
+		return;
+	while (gv_pid_alive(pid) && gv_now_ms() < end)
+		usleep(20000);
+	if (gv_pid_alive(pid)) {
+		kill(pid, SIGKILL);
+		end = gv_now_ms() + 5000;
+		while (gv_pid_alive(pid) && gv_now_ms() < end)
+			usleep(10000);
+	}
+}
+
+static int read_pid(const char *pidfile)
+{
+	char *buf = NULL;
+	int pid = 0;
+
+	if (gv_read_file(pidfile, &buf, NULL) == 0)
+		pid = atoi(buf);
+	free(buf);
+	return pid;
+}
+
+static int exec_qemu(char **argv, const gv_vmpaths *p)
+{
+	int log = open(p->qemulog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	int rc = gv_run_to_fd(argv, log, true);
+
+	if (log >= 0)
+		close(log);
+	return rc;
+}
+
+/* Start QEMU paused (-S) for @r; on success r->pid is set. */
+static int spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
+		      bool incoming, gv_err *e)
+{
+	gv_accel acc = h->accel;
+	char **argv, line[300], *log = NULL;
+	int rc;
+
+	if (r->def->accel && gv_accel_choose(r->def->accel, &acc) < 0)
+		return gv_err_set(e, -EINVAL, "invalid accelerator %s", r->def->accel);
+	rc = check_boot_files(h, r->def, p, e);
+	if (rc < 0)
+		return rc;
+	unlink(p->qmp);
+	unlink(p->blkmon);
+	unlink(p->pidfile);
+	unlink(p->qemulog);
+	gv_vmpaths withbase = *p;
+	char *base = NULL;
+	if (r->def->image &&
+	    gv_image_resolve(h->datadir, r->def->image, &base, &withbase.base_fmt) == 0)
+		withbase.base = base;
+	argv = gv_vmdef_qemu_argv(r->def, &withbase, gv_accel_qemu_arg(&acc), incoming);
+	free(base);
+	rc = exec_qemu(argv, p);
+	gv_strv_free(argv);
+	if (rc != 0) {
+		if (gv_read_file(p->qemulog, &log, NULL) < 0)
+			log = NULL;
+		gv_err_set(e, -EIO, "QEMU failed to start: %s",
+			   log && *log ? gv_last_line(log, line, sizeof(line))
+				       : "no message");
+		free(log);
+		return -EIO;
+	}
+	r->pid = read_pid(p->pidfile);
+	if (!host_qemu_alive(r->pid, p))
+		return gv_err_set(e, -EIO, "QEMU exited right after starting");
+	rc = gv_cgroup_apply(r->def->name, r->pid, r->def->cpu_weight,
+			     r->def->cpu_cap_pct);
+	if (rc < 0 && (r->def->cpu_weight || r->def->cpu_cap_pct)) {
+		kill(r->pid, SIGKILL);
+		return gv_err_set(e, rc, "cannot apply CPU limits through cgroups: %s",
+				  strerror(-rc));
+	}
+	return 0;
+}
+
+static void kill_qemu(gv_vmrec *r, const gv_vmpaths *p)
+{
+	/* an agent that died mid-start or mid-restore knew no pid yet */
+	if (r->pid <= 0)
+		r->pid = read_pid(p->pidfile);
+	if (r->pid > 0 && host_qemu_alive(r->pid, p)) {
+		kill(r->pid, SIGKILL);
+		wait_gone(r->pid, p, 5000);
+	}
+	r->pid = 0;
+	gv_cgroup_remove(r->def->name);
+}
+
+int vm_spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
+		  bool incoming, gv_err *e)
+{
+	return spawn_qemu(h, r, p, incoming, e);
+}
+
+void vm_kill_qemu(gv_vmrec *r, const gv_vmpaths *p)
+{
+	kill_qemu(r, p);
+}
+
+void vm_wait_gone(int pid, const gv_vmpaths *p, uint64_t ms)
+{
+	wait_gone(pid, p, ms);
+}
+
+int host_with_vm(gv_host *h, const char *name, host_verb_fn fn, const void *arg,
+		 gv_err *e)
+{
+	struct vmlock *l = host_vm_lock(h, name);
+	gv_vmrec *r = NULL;
+	gv_vmpaths p;
+	int rc = host_get(h, name, &r, e);
+
+	if (rc == 0) {
+		host_refresh(h, r);
+		gv_vmpaths_init(&p, h->datadir, name);
+		rc = fn(h, r, &p, arg, e);
+		gv_vmpaths_clear(&p);
+	}
+	gv_vmrec_free(r);
+	host_vm_unlock(h, l);
+	return rc;
+}
+
+int host_bad_state(gv_vmrec *r, const char *verb, gv_err *e)
+{
+	return gv_err_set(e, -EBUSY, "cannot %s VM %s: it is %s", verb,
+			  r->def->name, gv_vmstate_name(r->state));
+}
+
+static int do_start(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
+		    const void *arg, gv_err *e)
+{
+	int rc;
+
+	if (r->state == GV_VM_SAVED)
+		return gv_err_set(e, -EBUSY, "VM %s is saved; use 'gridvm vm restore %s'",
+				  r->def->name, r->def->name);
+	if (r->state == GV_VM_RUNNING || r->state == GV_VM_PAUSED)
+		return host_bad_state(r, "start", e);
+	if (host_migration_unsettled(h, r->def->name, e))
+		return -EBUSY;
+	/* a fresh run: the job's output and exit status start anew */
+	unlink(p->jobout);
+	unlink(p->console);
+	rc = spawn_qemu(h, r, p, false, e);
+	if (rc == 0)
+		rc = host_qmp_cmd(p, "cont", NULL, 5000, NULL, e);
+	if (rc < 0) {
+		kill_qemu(r, p);
+		return rc;
+	}
+	r->state = GV_VM_RUNNING;
+	r->exit_code = -1;
+	r->started = gv_now_s();
+	free(r->error);
+	r->error = NULL;
+	rc = host_put(h, r, e);
+	if (rc < 0)
+		kill_qemu(r, p);
+	return rc;
+}
+
+int gv_vm_start(gv_host *h, const char *name, gv_err *e)
+{
+	return host_with_vm(h, name, do_start, NULL, e);
+}
+
+static int do_pause(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
+		    const void *arg, gv_err *e)
+{
+	bool pause = arg != NULL;
+	gv_vmstate from = pause ? GV_VM_RUNNING : GV_VM_PAUSED;
+	int rc;
+
+	if (r->state != from)
+		return host_bad_state(r, pause ? "pause" : "resume", e);
+	if (!pause && host_migration_unsettled(h, r->def->name, e))
+		return -EBUSY;
+	rc = host_qmp_cmd(p, pause ? "stop" : "cont", NULL, 5000, NULL, e);
+	if (rc < 0)
+		return rc;
+	r->state = pause ? GV_VM_PAUSED : GV_VM_RUNNING;
+	return host_put(h, r, e);
+}
+
+int gv_vm_pause(gv_host *h, const char *name, gv_err *e)
+{
+	return host_with_vm(h, name, do_pause, "pause", e);
+}
+
+int gv_vm_resume(gv_host *h, const char *name, gv_err *e)
+{
+	return host_with_vm(h, name, do_pause, NULL, e);
+}
+
+static int do_stop(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
+		   const void *arg, gv_err *e)
+{
+	uint64_t timeout = *(const uint64_t *)arg;
+	int code;
+
+	if (r->state == GV_VM_SAVED) { /* forget the saved state, keep the disk */
+		r->state = GV_VM_STOPPED;
+		free(r->state_file);
+		r->state_file = NULL;
+		return host_put(h, r, e);
+	}
+	if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED)
+		return host_bad_state(r, "stop", e);
+	if (timeout > 0) {
+		if (r->state == GV_VM_PAUSED)
+			(void)host_qmp_cmd(p, "cont", NULL, 2000, NULL, NULL);
+		(void)host_qmp_cmd(p, "system_powerdown", NULL, 2000, NULL, NULL);
+		wait_gone(r->pid, p, timeout);
+	} else {
+		(void)host_qmp_cmd(p, "quit", NULL, 2000, NULL, NULL);
+		wait_gone(r->pid, p, 3000);
+	}
+	unlink(p->qmp);
+	unlink(p->blkmon);
+	gv_cgroup_remove(r->def->name);
+	r->pid = 0;
+	r->state = GV_VM_STOPPED;
+	r->exit_code = gv_jobout_exit_code(p->jobout, &code) == 0 ? code : -1;
+	return host_put(h, r, e);
+}
+
+int gv_vm_stop(gv_host *h, const char *name, uint64_t timeout_ms, gv_err *e)
+{
+	return host_with_vm(h, name, do_stop, &timeout_ms, e);
+}
+
+int vm_delete_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *arg,
+		     gv_err *e)
+{
+	bool force = arg != NULL;
+	int rc;
+
+	if ((r->state == GV_VM_RUNNING || r->state == GV_VM_PAUSED) && !force)
+		return gv_err_set(e, -EBUSY, "VM %s is %s; stop it first (or use "
+				  "--force)", r->def->name, gv_vmstate_name(r->state));
+	kill_qemu(r, p);
+	rc = gv_store_vm_delete(h->store, r->def->name);
+	if (rc < 0 && rc != -ENOENT)
+		return gv_err_set(e, rc, "cannot delete the record of %s", r->def->name);
+	gv_rm_rf(p->dir);
+	return 0;
+}
+
+int gv_vm_delete(gv_host *h, const char *name, bool force, gv_err *e)
+{
+	return host_with_vm(h, name, vm_delete_locked, force ? "force" : NULL, e);
+}
+
+static int do_show(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
+		   const void *arg, gv_err *e)
+{
+	json_t **out = (json_t **)arg, *j = gv_vmrec_to_json(r), *cg;
+	struct stat st;
+
+	json_object_set_new(j, "dir", json_string(p->dir));
+	if (stat(p->disk, &st) == 0)
+		json_object_set_new(j, "disk_overlay_bytes",
+				    json_integer((json_int_t)st.st_blocks * 512));
+	cg = r->pid > 0 ? gv_cgroup_show(r->def->name) : NULL;
+	json_object_set_new(j, "cgroup", cg ? cg : json_null());
+	*out = j;
+	return 0;
+}
+
+int gv_vm_show(gv_host *h, const char *name, json_t **out, gv_err *e)
+{
+	return host_with_vm(h, name, do_show, out, e);
+}
+
+json_t *gv_vm_list(gv_host *h)
+{
+	json_t *a = json_array();
+	char **names = NULL;
+
+	if (gv_store_vm_names(h->store, &names) < 0)
+		return a;
+	for (char **n = names; *n; n++) {
+		json_t *j = NULL;
+		if (gv_vm_show(h, *n, &j, NULL) == 0)
+			json_array_append_new(a, j);
+	}
+	gv_strv_free(names);
+	return a;
+}

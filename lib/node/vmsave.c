@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmsave.c - suspend a VM to a file and continue it from there, and read
+ * a VM's logs.
+ *
+ * Save stops the guest, streams QEMU's migration state into a temporary
+ * file next to the target, and renames it into place only once QEMU
+ * reports the migration completed; then QEMU quits. The disk overlay stays
+ * in the VM's directory. Restore starts a new QEMU with "-incoming defer"
+ * and feeds it the file. A failed save leaves the VM running; a failed
+ * restore leaves it saved.
+ */
+#include "host_internal.h"
+
+#include <gridvm/vmm/cgroup.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Poll query-migrate until it completes or fails. */
+int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e)
+{
+	uint64_t end = gv_now_ms() + timeout_ms;
+
+	while (gv_now_ms() < end) {
+		json_t *ret = NULL;
+		char *msg = NULL;
+		int r = gv_qmp_execute(q, "query-migrate", NULL, 5000, &ret, &msg);
+		if (r < 0) {
+			gv_err_set(e, r, "query-migrate failed: %s",
+				   msg ? msg : strerror(-r));
+			free(msg);
+			return r;
+		}
+		const char *st = json_string_value(json_object_get(ret, "status"));
+		if (st && !strcmp(st, "completed")) {
+			json_decref(ret);
+			return 0;
+		}
+		if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
+			const char *why = json_string_value(json_object_get(ret, "error-desc"));
+			gv_err_set(e, -EIO, "migration %s: %s", st, why ? why : "no reason given");
+			json_decref(ret);
+			return -EIO;
+		}
+		json_decref(ret);
+		usleep(10000);
+	}
+	return gv_err_set(e, -ETIMEDOUT, "migration did not finish in time");
+}
+
+int host_qmp_run(gv_qmp *q, const char *cmd, json_t *args, gv_err *e)
+{
+	char *msg = NULL;
+	int r = gv_qmp_execute(q, cmd, args, 10000, NULL, &msg);
+
+	if (r < 0)
+		gv_err_set(e, r, "QEMU refused %s: %s", cmd, msg ? msg : strerror(-r));
+	free(msg);
+	return r;
+}
+
+static bool path_ok_for_shell(const char *path)
+{
+	return path[0] == '/' && !strpbrk(path, "'\n\\");
+}
+
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+static int save_stream(gv_qmp *q, const char *tmp, gv_err *e)
+{
+	char *uri = gv_strdupf("exec:cat > '%s'", tmp);
+	json_t *args = json_pack("{s:s}", "uri", uri);
+	int r = host_qmp_run(q, "migrate", args, e);
+
+	json_decref(args);
+	free(uri);
+	if (r == 0)
+		r = host_wait_migration(q, 30 * 60 * 1000, e);
+	if (r == 0 && (r = fsync_path(tmp)) < 0)
+		gv_err_set(e, r, "cannot sync %s: %s", tmp, strerror(-r));
+	return r;
+}
+
+/* Stop a migration that is still going (up to 5 s). */
+static void cancel_migration(gv_qmp *q)
+{
+	(void)host_qmp_run(q, "migrate_cancel", NULL, NULL);
+	for (int i = 0; i < 100; i++) {
+		json_t *ret = NULL;
+		if (gv_qmp_execute(q, "query-migrate", NULL, 2000, &ret, NULL) < 0)
+			return;
+		const char *st = json_string_value(json_object_get(ret, "status"));
+		bool done = !st || (strcmp(st, "active") && strcmp(st, "cancelling") &&
+				    strcmp(st, "setup"));
+		json_decref(ret);
+		if (done)
+			return;
+		usleep(50000);
+	}
+}
+
+int vm_save_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *path,
+		   gv_err *e)
+{
+	char *tmp = gv_strdupf("%s.partial", path);
+	bool was_running = r->state == GV_VM_RUNNING;
+	gv_qmp *q = NULL;
+	int rc;
+
+	rc = host_qmp(p, &q, e);
+	if (rc == 0 && was_running)
+		rc = host_qmp_run(q, "stop", NULL, e);
+	if (rc == 0)
+		rc = save_stream(q, tmp, e);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = gv_err_set(e, -errno, "cannot write %s: %s", path, strerror(errno));
+	if (rc < 0) {
+		if (q)
+			cancel_migration(q);
+		unlink(tmp);
+		if (q && was_running)
+			(void)host_qmp_run(q, "cont", NULL, NULL);
+		goto out;
+	}
+	(void)host_qmp_run(q, "quit", NULL, NULL);
+	vm_wait_gone(r->pid, p, 10000);
+	unlink(p->qmp);
+	unlink(p->blkmon);
+	gv_cgroup_remove(r->def->name);
+	r->pid = 0;
+	r->state = GV_VM_SAVED;
+	free(r->state_file);
+	r->state_file = strdup(path);
+	rc = host_put(h, r, e);
+out:
+	gv_qmp_free(q);
+	free(tmp);
+	return rc;
+}
+
+static int save_verb(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *path,
+		     gv_err *e)
+{
+	if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED)
+		return host_bad_state(r, "save", e);
+	return vm_save_locked(h, r, p, path, e);
+}
+
+int gv_vm_save(gv_host *h, const char *name, const char *path, gv_err *e)
+{
+	struct stat st;
+
+	if (!path || !path_ok_for_shell(path))
+		return gv_err_set(e, -EINVAL, "the state file must be an absolute path "
+				  "without quotes or backslashes");
+	if (stat(path, &st) == 0)
+		return gv_err_set(e, -EEXIST, "%s exists already; choose another path",
+				  path);
+	return host_with_vm(h, name, save_verb, path, e);
+}
+
+/* QEMU's migration stream begins with "QEVM". */
+static int check_state_file(const char *path, gv_err *e)
+{
+	char magic[4];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return gv_err_set(e, -errno, "cannot open state file %s: %s", path,
+				  strerror(errno));
+	n = read(fd, magic, 4);
+	close(fd);
+	if (n != 4 || memcmp(magic, "QEVM", 4))
+		return gv_err_set(e, -EINVAL, "%s is not a saved VM state", path);
+	return 0;
+}
+
+int vm_restore_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *path,
+		      gv_err *e)
+{
+	char *uri = gv_strdupf("exec:cat '%s'", path);
+	json_t *args = json_pack("{s:s}", "uri", uri);
+	gv_qmp *q = NULL;
+	int rc = vm_spawn_qemu(h, r, p, true, e);
+
+	if (rc == 0)
+		rc = host_qmp(p, &q, e);
+	if (rc == 0)
+		rc = host_qmp_run(q, "migrate-incoming", args, e);
+	if (rc == 0)
+		rc = host_wait_migration(q, 30 * 60 * 1000, e);
+	if (rc == 0)
+		rc = host_qmp_run(q, "cont", NULL, e);
+	gv_qmp_free(q);
+	json_decref(args);
+	free(uri);
+	if (rc < 0) {
+		vm_kill_qemu(r, p);
+		return rc;
+	}
+	r->state = GV_VM_RUNNING;
+	r->started = gv_now_s();
+	rc = host_put(h, r, e);
+	if (rc < 0)
+		vm_kill_qemu(r, p);
+	return rc;
+}
+
+int gv_vm_restore(gv_host *h, const char *name, const char *path, gv_err *e)
+{
+	struct vmlock *l = host_vm_lock(h, name);
+	gv_vmrec *r = NULL;
+	gv_vmpaths p = { 0 };
+	int rc = host_get(h, name, &r, e);
+
+	if (rc < 0)
+		goto out;
+	host_refresh(h, r);
+	if (r->state != GV_VM_SAVED) {
+		rc = gv_err_set(e, -EBUSY, "cannot restore VM %s: it is %s, not saved",
+				name, gv_vmstate_name(r->state));
+		goto out;
+	}
+	if (!path)
+		path = r->state_file;
+	if (r->state_file && strcmp(path, r->state_file)) {
+		rc = gv_err_set(e, -EINVAL, "VM %s was saved to %s; restore it from that file "
+				"(or 'gridvm vm stop %s' to discard the saved state)", name,
+				r->state_file, name);
+		goto out;
+	}
+	if (!path || !path_ok_for_shell(path)) {
+		rc = gv_err_set(e, -EINVAL, "the state file must be an absolute path "
+				"without quotes or backslashes");
+		goto out;
+	}
+	rc = check_state_file(path, e);
+	if (rc == 0) {
+		gv_vmpaths_init(&p, h->datadir, name);
+		rc = vm_restore_locked(h, r, &p, path, e);
+		gv_vmpaths_clear(&p);
+	}
+out:
+	gv_vmrec_free(r);
+	host_vm_unlock(h, l);
+	return rc;
+}
+
+static int read_from(const char *path, uint64_t offset, size_t max, char **data,
+		     size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	*data = malloc(max + 1);
+	*len = 0;
+	if (!*data)
+		abort();
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	n = pread(fd, *data, max, (off_t)offset);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	*len = (size_t)n;
+	return 0;
+}
+
+static int get_state(gv_host *h, const char *name, gv_vmstate *state, gv_err *e)
+{
+	struct vmlock *l = host_vm_lock(h, name);
+	gv_vmrec *r = NULL;
+	int rc = host_get(h, name, &r, e);
+
+	if (rc == 0) {
+		host_refresh(h, r);
+		*state = r->state;
+	}
+	gv_vmrec_free(r);
+	host_vm_unlock(h, l);
+	return rc;
+}
+
+/* Wait until @path changes or @ms pass. Uses inotify so new output is
+ * seen at once; falls back to sleeping if inotify is unavailable. */
+static void wait_change(const char *path, uint64_t ms)
+{
+	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	struct pollfd pfd;
+
+	if (fd < 0 || inotify_add_watch(fd, path, IN_MODIFY | IN_CLOSE_WRITE) < 0) {
+		if (fd >= 0)
+			close(fd);
+		usleep(ms > 30 ? 30000 : (useconds_t)ms * 1000);
+		return;
+	}
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	(void)poll(&pfd, 1, (int)ms);
+	close(fd);
+}
+
+int gv_vm_read_log(gv_host *h, const char *name, const char *which,
+		   uint64_t offset, uint64_t wait_ms, size_t max, char **data,
+		   size_t *len, gv_vmstate *state, gv_err *e)
+{
+	gv_vmpaths p;
+	const char *path;
+	uint64_t end = gv_now_ms() + wait_ms;
+	int rc;
+
+	if (strcmp(which, "job") && strcmp(which, "console"))
+		return gv_err_set(e, -EINVAL, "unknown log %s", which);
+	gv_vmpaths_init(&p, h->datadir, name);
+	path = !strcmp(which, "job") ? p.jobout : p.console;
+	for (;;) {
+		rc = get_state(h, name, state, e);
+		if (rc < 0)
+			break;
+		bool live = *state == GV_VM_RUNNING || *state == GV_VM_PAUSED;
+		uint64_t now = gv_now_ms();
+		if (gv_file_size(path) > offset || !live || now >= end) {
+			rc = read_from(path, offset, max, data, len);
+			if (rc < 0)
+				gv_err_set(e, rc, "cannot read %s: %s", path, strerror(-rc));
+			break;
+		}
+		/* wake on new bytes; look at the VM's state every 200 ms */
+		wait_change(path, end - now < 200 ? end - now : 200);
+	}
+	gv_vmpaths_clear(&p);
+	return rc;
+}

@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: MIT */
+/* vmdef.c - VM definitions: JSON round trip, job spec, QEMU argv. */
+#include <gridvm/vmm/vmdef.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gv_strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+size_t gv_strv_len(char *const *v)
+{
+	size_t n = 0;
+
+	while (v && v[n])
+		n++;
+	return n;
+}
+
+char **gv_strv_dup(char *const *v)
+{
+	size_t n = gv_strv_len(v);
+	char **r;
+
+	if (!v)
+		return NULL;
+	r = calloc(n + 1, sizeof(*r));
+	if (!r)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		r[i] = strdup(v[i]);
+	return r;
+}
+
+void gv_vmdef_free(gv_vmdef *d)
+{
+	if (!d)
+		return;
+	free(d->name);
+	free(d->image);
+	gv_strv_free(d->job);
+	gv_strv_free(d->env);
+	free(d->workdir);
+	free(d->accel);
+	free(d->kernel);
+	free(d->initrd);
+	free(d->append);
+	free(d);
+}
+
+static char **strv_from_json(json_t *a)
+{
+	char **v;
+	size_t i;
+	json_t *e;
+
+	if (!json_is_array(a))
+		return NULL;
+	v = calloc(json_array_size(a) + 1, sizeof(*v));
+	if (!v)
+		abort();
+	json_array_foreach(a, i, e)
+		v[i] = strdup(json_is_string(e) ? json_string_value(e) : "");
+	return v;
+}
+
+static json_t *strv_to_json(char *const *v)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; v && v[i]; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+static char *opt_str(json_t *j, const char *key)
+{
+	json_t *v = json_object_get(j, key);
+
+	return json_is_string(v) && *json_string_value(v)
+		       ? strdup(json_string_value(v)) : NULL;
+}
+
+static int validate(const gv_vmdef *d, char *errbuf, size_t len)
+{
+	if (!gv_name_valid(d->name)) {
+		snprintf(errbuf, len, "invalid VM name '%s' (use 1-63 letters, "
+			 "digits, '.', '_' or '-')", d->name ? d->name : "");
+		return -EINVAL;
+	}
+	if (d->vcpus < 1 || d->vcpus > 64) {
+		snprintf(errbuf, len, "invalid vCPU count %d (1-64)", d->vcpus);
+		return -EINVAL;
+	}
+	if (d->memory_mib < 32 || d->memory_mib > (1ULL << 22)) {
+		snprintf(errbuf, len, "invalid memory size %llu MiB (32 MiB to 4 TiB)",
+			 (unsigned long long)d->memory_mib);
+		return -EINVAL;
+	}
+	if (d->cpu_weight < 0 || d->cpu_weight > 10000) {
+		snprintf(errbuf, len, "invalid CPU weight %d (1-10000)", d->cpu_weight);
+		return -EINVAL;
+	}
+	if (d->cpu_cap_pct < 0 || d->cpu_cap_pct > 100 * d->vcpus) {
+		snprintf(errbuf, len, "invalid CPU cap %d%% (1-%d)", d->cpu_cap_pct,
+			 100 * d->vcpus);
+		return -EINVAL;
+	}
+	if (d->image && !gv_name_valid(d->image)) {
+		snprintf(errbuf, len, "invalid image name '%s'", d->image);
+		return -EINVAL;
+	}
+	if (d->checkpoint_every_s < 0 || d->checkpoint_keep < 0) {
+		snprintf(errbuf, len, "invalid checkpoint period or retention");
+		return -EINVAL;
+	}
+	if (d->boot_disk && !d->image) {
+		snprintf(errbuf, len, "booting from the disk needs an image (--image)");
+		return -EINVAL;
+	}
+	if (d->boot_disk && (d->kernel || d->initrd || d->append)) {
+		snprintf(errbuf, len, "a kernel, initrd or command line makes no sense "
+			 "when booting from the disk");
+		return -EINVAL;
+	}
+	if ((d->kernel && d->kernel[0] != '/') || (d->initrd && d->initrd[0] != '/')) {
+		snprintf(errbuf, len, "kernel and initrd must be absolute paths");
+		return -EINVAL;
+	}
+	if (d->accel && strcmp(d->accel, "auto") && strcmp(d->accel, "kvm") &&
+	    strcmp(d->accel, "tcg")) {
+		snprintf(errbuf, len, "invalid accelerator '%s' (auto, kvm, tcg)",
+			 d->accel);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int gv_vmdef_from_json(json_t *j, gv_vmdef **out, char *errbuf, size_t len)
+{
+	gv_vmdef *d;
+	int r;
+
+	if (!json_is_object(j)) {
+		snprintf(errbuf, len, "VM definition must be a JSON object");
+		return -EINVAL;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		abort();
+	d->name = opt_str(j, "name");
+	d->vcpus = (int)json_integer_value(json_object_get(j, "vcpus"));
+	d->memory_mib = (uint64_t)json_integer_value(json_object_get(j, "memory_mib"));
+	if (!d->vcpus)
+		d->vcpus = 1;
+	if (!json_object_get(j, "memory_mib"))
+		d->memory_mib = 256;
+	d->image = opt_str(j, "image");
+	d->job = strv_from_json(json_object_get(j, "job"));
+	d->env = strv_from_json(json_object_get(j, "env"));
+	d->workdir = opt_str(j, "workdir");
+	d->cpu_weight = (int)json_integer_value(json_object_get(j, "cpu_weight"));
+	d->cpu_cap_pct = (int)json_integer_value(json_object_get(j, "cpu_cap_pct"));
+	d->disk_iops = (uint64_t)json_integer_value(json_object_get(j, "disk_iops"));
+	d->disk_bps = (uint64_t)json_integer_value(json_object_get(j, "disk_bps"));
+	d->accel = opt_str(j, "accel");
+	d->ephemeral = json_is_true(json_object_get(j, "ephemeral"));
+	d->boot_disk = json_is_true(json_object_get(j, "boot_disk"));
+	d->checkpoint_every_s = (int)json_integer_value(json_object_get(j, "checkpoint_every_s"));
+	d->checkpoint_keep = (int)json_integer_value(json_object_get(j, "checkpoint_keep"));
+	d->checkpoint_drop_on_success =
+		json_is_true(json_object_get(j, "checkpoint_drop_on_success"));
+	d->kernel = opt_str(j, "kernel");
+	d->initrd = opt_str(j, "initrd");
+	d->append = opt_str(j, "append");
+	r = validate(d, errbuf, len);
+	if (r < 0) {
+		gv_vmdef_free(d);
+		return r;
+	}
+	*out = d;
+	return 0;
+}
+
+json_t *gv_vmdef_to_json(const gv_vmdef *d)
+{
+	json_t *j = json_pack("{s:s, s:i, s:I, s:i, s:i, s:I, s:I, s:b}",
+			      "name", d->name, "vcpus", d->vcpus,
+			      "memory_mib", (json_int_t)d->memory_mib,
+			      "cpu_weight", d->cpu_weight,
+			      "cpu_cap_pct", d->cpu_cap_pct,
+			      "disk_iops", (json_int_t)d->disk_iops,
+			      "disk_bps", (json_int_t)d->disk_bps,
+			      "ephemeral", d->ephemeral);
+	json_object_set_new(j, "image", d->image ? json_string(d->image) : json_null());
+	json_object_set_new(j, "job", d->job ? strv_to_json(d->job) : json_null());
+	json_object_set_new(j, "env", strv_to_json(d->env));
+	if (d->workdir)
+		json_object_set_new(j, "workdir", json_string(d->workdir));
+	if (d->accel)
+		json_object_set_new(j, "accel", json_string(d->accel));
+	json_object_set_new(j, "boot_disk", json_boolean(d->boot_disk));
+	json_object_set_new(j, "checkpoint_every_s", json_integer(d->checkpoint_every_s));
+	json_object_set_new(j, "checkpoint_keep", json_integer(d->checkpoint_keep));
+	json_object_set_new(j, "checkpoint_drop_on_success",
+			    json_boolean(d->checkpoint_drop_on_success));
+	if (d->kernel)
+		json_object_set_new(j, "kernel", json_string(d->kernel));
+	if (d->initrd)
+		json_object_set_new(j, "initrd", json_string(d->initrd));
+	if (d->append)
+		json_object_set_new(j, "append", json_string(d->append));
+	return j;
+}
+
+void gv_vmpaths_init(gv_vmpaths *p, const char *datadir, const char *name)
+{
+	p->dir = gv_strdupf("%s/vms/%s", datadir, name);
+	p->disk = gv_strdupf("%s/disk.qcow2", p->dir);
+	p->qmp = gv_strdupf("%s/qmp.sock", p->dir);
+	p->pidfile = gv_strdupf("%s/qemu.pid", p->dir);
+	p->console = gv_strdupf("%s/console.log", p->dir);
+	p->jobout = gv_strdupf("%s/job.out", p->dir);
+	p->jobspec = gv_strdupf("%s/job.spec", p->dir);
+	p->qemulog = gv_strdupf("%s/qemu.log", p->dir);
+	p->kernel = gv_strdupf("%s/guest/vmlinuz", datadir);
+	p->initrd = gv_strdupf("%s/guest/initrd.img", datadir);
+	p->blkmon = gv_strdupf("%s/blk.sock", p->dir);
+	p->base = p->base_fmt = NULL;
+}
+
+void gv_vmpaths_clear(gv_vmpaths *p)
+{
+	char **f[] = { &p->dir, &p->disk, &p->qmp, &p->pidfile, &p->console,
+		       &p->jobout, &p->jobspec, &p->qemulog, &p->kernel, &p->initrd,
+		       &p->blkmon };
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		free(*f[i]);
+		*f[i] = NULL;
+	}
+}
+
+/* Growable byte buffer for the job spec. */
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		b->cap = (b->len + n + 1) * 2;
+		b->p = realloc(b->p, b->cap);
+		if (!b->p)
+			abort();
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void buf_kv(struct buf *b, const char *k, const char *v)
+{
+	buf_add(b, k, strlen(k));
+	buf_add(b, "=", 1);
+	buf_add(b, v, strlen(v));
+	buf_add(b, "\n", 1);
+}
+
+char *gv_vmdef_jobspec(const gv_vmdef *d, size_t *len)
+{
+	struct buf b = { 0 };
+
+	buf_kv(&b, "hostname", d->name);
+	if (d->image && !d->boot_disk)
+		buf_kv(&b, "root", "/dev/vda");
+	if (d->workdir)
+		buf_kv(&b, "workdir", d->workdir);
+	for (size_t i = 0; d->env && d->env[i]; i++)
+		if (!strchr(d->env[i], '\n'))
+			buf_kv(&b, "env", d->env[i]);
+	buf_add(&b, "\n", 1);
+	for (size_t i = 0; d->job && d->job[i]; i++)
+		buf_add(&b, d->job[i], strlen(d->job[i]) + 1);
+	*len = b.len;
+	return b.p;
+}
+
+#define GV_DEFAULT_APPEND "console=ttyS0 quiet panic=-1 cryptomgr.notests"
+
+/* argv builder */
+struct argv {
+	char **v;
+	size_t n, cap;
+};
+
+static void arg(struct argv *a, const char *s)
+{
+	if (a->n + 2 > a->cap) {
+		a->cap = a->cap ? a->cap * 2 : 64;
+		a->v = realloc(a->v, a->cap * sizeof(*a->v));
+		if (!a->v)
+			abort();
+	}
+	a->v[a->n++] = strdup(s);
+	a->v[a->n] = NULL;
+}
+
+static void argf(struct argv *a, char *owned)
+{
+	arg(a, owned);
+	free(owned);
+}
+
+static void args(struct argv *a, const char *const *list)
+{
+	for (; *list; list++)
+		arg(a, *list);
+}
+
+static void add_disk(struct argv *a, const gv_vmdef *d, const gv_vmpaths *p)
+{
+	bool thr = d->disk_iops || d->disk_bps;
+
+	if (thr) {
+		arg(a, "-object");
+		argf(a, gv_strdupf("throttle-group,id=thr0,x-iops-total=%llu,"
+				   "x-bps-total=%llu",
+				   (unsigned long long)d->disk_iops,
+				   (unsigned long long)d->disk_bps));
+	}
+	arg(a, "-blockdev");
+	/* drop-cache=off: activating the disk after an incoming migration
+	 * would flush and drop the file's page cache, which only matters for
+	 * storage shared with another host; our copies are written here */
+	argf(a, gv_strdupf("driver=file,filename=%s,node-name=file0,drop-cache=off", p->disk));
+	/* the base image read-only and, like the overlay, with its page cache
+	 * kept when the disk is activated after an incoming migration (else
+	 * the whole base image's cache goes, and the resumed guest reads it
+	 * from disk again) */
+	if (p->base) {
+		arg(a, "-blockdev");
+		argf(a, gv_strdupf("driver=file,filename=%s,node-name=base-file,read-only=on,"
+				   "drop-cache=off", p->base));
+		arg(a, "-blockdev");
+		argf(a, gv_strdupf("driver=%s,file=base-file,node-name=base0,read-only=on",
+				   p->base_fmt ? p->base_fmt : "raw"));
+	}
+	arg(a, "-blockdev");
+	argf(a, gv_strdupf("driver=qcow2,file=file0,node-name=qcow0%s",
+			   p->base ? ",backing=base0" : ""));
+	if (thr) {
+		arg(a, "-blockdev");
+		arg(a, "driver=throttle,file=qcow0,node-name=disk0,"
+		       "throttle-group=thr0");
+	}
+	arg(a, "-device");
+	argf(a, gv_strdupf("virtio-blk-pci,drive=%s,id=vda%s",
+			   thr ? "disk0" : "qcow0", d->boot_disk ? ",bootindex=0" : ""));
+}
+
+char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
+			  const char *accel_arg, bool incoming)
+{
+	struct argv a = { 0 };
+	bool kvm = !strcmp(accel_arg, "kvm");
+
+	arg(&a, "qemu-system-x86_64");
+	args(&a, (const char *const[]){ "-name", NULL });
+	argf(&a, gv_strdupf("gridvm-%s", d->name));
+	args(&a, (const char *const[]){ "-machine", "q35", "-accel", accel_arg,
+					"-cpu", kvm ? "host" : "max",
+					"-smp", NULL });
+	argf(&a, gv_strdupf("%d", d->vcpus));
+	arg(&a, "-m");
+	argf(&a, gv_strdupf("%lluM", (unsigned long long)d->memory_mib));
+	args(&a, (const char *const[]){ "-nodefaults", "-no-user-config",
+					"-display", "none", "-no-reboot", NULL });
+	if (!d->boot_disk)
+		args(&a, (const char *const[]){
+				 "-kernel", d->kernel ? d->kernel : p->kernel,
+				 "-initrd", d->initrd ? d->initrd : p->initrd,
+				 "-append", d->append ? d->append : GV_DEFAULT_APPEND, NULL });
+	arg(&a, "-chardev");
+	argf(&a, gv_strdupf("file,id=con0,path=%s,append=on", p->console));
+	args(&a, (const char *const[]){ "-serial", "chardev:con0", "-fw_cfg", NULL });
+	argf(&a, gv_strdupf("name=opt/gridvm/job,file=%s", p->jobspec));
+	args(&a, (const char *const[]){ "-device", "virtio-serial-pci,id=vser0",
+					"-chardev", NULL });
+	argf(&a, gv_strdupf("file,id=gvjob,path=%s,append=on", p->jobout));
+	args(&a, (const char *const[]){ "-device",
+					"virtserialport,bus=vser0.0,chardev=gvjob,"
+					"name=org.gridvm.job", NULL });
+	if (d->image)
+		add_disk(&a, d, p);
+	arg(&a, "-qmp");
+	argf(&a, gv_strdupf("unix:%s,server=on,wait=off", p->qmp));
+	if (d->image) { /* write tracking (lib/dirtytrack.c) has a monitor of its own */
+		arg(&a, "-chardev");
+		argf(&a, gv_strdupf("socket,id=gvblk,path=%s,server=on,wait=off", p->blkmon));
+		args(&a, (const char *const[]){ "-mon", "chardev=gvblk,mode=control", NULL });
+	}
+	args(&a, (const char *const[]){ "-pidfile", p->pidfile, "-daemonize",
+					"-S", NULL });
+	if (incoming)
+		args(&a, (const char *const[]){ "-incoming", "defer", NULL });
+	return a.v;
+}
