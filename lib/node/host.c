@@ -18,18 +18,6 @@
 static struct vmlock *host_vm_lock_ref(gv_host *h, const char *name);
 static void host_vm_unref(gv_host *h, struct vmlock *l);
 
-int gv_err_set(gv_err *e, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (e) {
-		va_start(ap, fmt);
-		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 int gv_host_open(const char *datadir, gv_host **out, gv_err *e)
 {
 	gv_host *h = calloc(1, sizeof(*h));

@@ -8,6 +8,7 @@
  * ("cold-in", "live-prepare", "live-disk", "live-confirm", "live-abort").
  */
 #include "host_internal.h"
+#include <gridvm/base/fault.h>
 
 #include <gridvm/node/image.h>
 #include <gridvm/node/migrate.h>
@@ -619,7 +620,7 @@ struct mig {
 	uint64_t t0;
 	bool was_running; /* the guest ran when the migration began */
 	bool keep_ckpts;  /* its checkpoints stay here */
-	bool held;	  /* GRIDVM_MIGRATE_HOLD applied already */
+	bool held;	  /* a fault point held it already */
 	gv_err *e;
 };
 
@@ -636,20 +637,22 @@ static int phase_index(const char *name)
 	return -1;
 }
 
-/* Failure injection for the tests: GRIDVM_MIGRATE_HOLD=PHASE:SECONDS in
- * the source agent's environment stops the migration for that long once
- * it has recorded PHASE, so a test can kill an agent or cut a link there. */
+/* Fault point "migrate.src.PHASE", reached once a migration has recorded
+ * PHASE on the source (docs/fault-injection.md): a test holds it there to
+ * kill an agent or cut a link at a known point. */
 static void hold(struct mig *m, const char *name)
 {
-	const char *env = getenv("GRIDVM_MIGRATE_HOLD"), *colon = env ? strchr(env, ':') : NULL;
+	char point[64];
 
-	if (!colon || m->held || strncmp(env, name, (size_t)(colon - env)) ||
-	    strlen(name) != (size_t)(colon - env))
+	if (m->held)
+		return;
+	snprintf(point, sizeof(point), "migrate.src.%s", name);
+	if (!gv_fault_armed(point))
 		return;
 	m->held = true;
-	fprintf(stderr, "gridvmd: migration of %s held at %s for %s s (GRIDVM_MIGRATE_HOLD)\n",
-		m->r->def->name, name, colon + 1);
-	sleep((unsigned)atoi(colon + 1));
+	fprintf(stderr, "gridvmd: migration of %s reached %s\n", m->r->def->name, point);
+	if (gv_fault(point, NULL) < 0)
+		fprintf(stderr, "gridvmd: %s: a failure here is not supported, ignored\n", point);
 }
 
 /* Persist the phase to VMDIR/migration.json (gridvm migrate status reads

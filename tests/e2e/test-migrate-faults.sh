@@ -4,12 +4,12 @@
 # waits for the destination's confirmation. Each time the VM must end up
 # running on exactly one host, never on both, and its job (which writes a
 # file per step and checks they are all there) must go on without a gap.
-# GRIDVM_MIGRATE_HOLD=PHASE:SECONDS makes the source agent stop at a phase.
+# GRIDVM_FAULT=migrate.src.PHASE=hold:SECONDS makes the source agent stop at a phase.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/hosts.sh"
 source "$(dirname "$0")/hostvm.sh"
 hosts_up 2
-GRIDVM_MIGRATE_HOLD=memory:8 hosts_agent_start 1
+GRIDVM_FAULT=migrate.src.memory=hold:8 hosts_agent_start 1
 hosts_agent_start 2
 JOB='i=0; while :; do i=$((i+1)); echo $i >/root/f$i; sync; n=$(ls /root | grep -c "^f"); if [ $n -eq $i ]; then echo $i; else echo "MISSING $i $n"; fi; sleep 0.3; done'
 phase_on() { # HOST VM: the phase of its migration record there, or "none"
@@ -56,7 +56,7 @@ echo "ok: source agent killed during the memory copy: the VM runs on h1 only"
 # 2. the source agent dies after the switch, before the confirmation: the
 # destination has all the state; the restarted agent completes the move
 hosts_agent_stop 1
-GRIDVM_MIGRATE_HOLD=confirm:8 hosts_agent_start 1
+GRIDVM_FAULT=migrate.src.confirm=hold:8 hosts_agent_start 1
 ( hosts_gv 1 migrate c --to "${HOST_IP[2]}" >/dev/null 2>&1 || true ) &
 mig=$!
 wait_phase 1 c confirm
@@ -71,7 +71,7 @@ echo "ok: source agent killed after the switch: the VM moved to h2 and runs ther
 # answer means the guest may run there, so it stays paused on h2 (the
 # source now) until the link is back, then the move completes
 hosts_agent_stop 2
-GRIDVM_MIGRATE_HOLD=confirm:4 hosts_agent_start 2
+GRIDVM_FAULT=migrate.src.confirm=hold:4 hosts_agent_start 2
 ( hosts_gv 2 migrate c --to "${HOST_IP[1]}" >/dev/null 2>"$HOSTS_DIR/cut.err" || true ) &
 mig=$!
 wait_phase 2 c confirm
@@ -92,7 +92,7 @@ echo "ok: link back: the VM moved to h1 and runs there only"
 # the source answers, and adopts it on request once the source is gone;
 # the source, back, finds it running there and lets it go
 hosts_agent_stop 1
-GRIDVM_MIGRATE_HOLD=confirm:15 hosts_agent_start 1
+GRIDVM_FAULT=migrate.src.confirm=hold:15 hosts_agent_start 1
 ( hosts_gv 1 migrate c --to "${HOST_IP[2]}" >/dev/null 2>&1 || true ) &
 mig=$!
 wait_phase 1 c confirm

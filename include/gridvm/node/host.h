@@ -15,17 +15,11 @@
 #ifndef GRIDVM_HOST_H
 #define GRIDVM_HOST_H
 
+#include <gridvm/base/err.h>
 #include <gridvm/vmm/accel.h>
 #include <gridvm/node/store.h>
 
 typedef struct gv_host gv_host;
-
-typedef struct gv_err {
-	char msg[512];
-} gv_err;
-
-int gv_err_set(gv_err *e, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 int gv_host_open(const char *datadir, gv_host **out, gv_err *e) GV_WUR;
 void gv_host_close(gv_host *h);
