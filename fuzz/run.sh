@@ -15,10 +15,15 @@ clang "${CFLAGS[@]}" -o "$OUT/fuzz-blockidx" fuzz/fuzz-blockidx.c lib/blocks/blo
 XFER_SRC=(lib/xfer/xfer_dst.c lib/xfer/xfer_proto.c lib/blocks/blockidx.c lib/blocks/hostidx.c lib/base/util.c)
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-xfer" fuzz/fuzz-xfer.c "${XFER_SRC[@]}" \
 	-ljansson -lcrypto -lzstd -llz4 -lz -lm -lpthread
+# libFuzzer writes what it finds (crash-*, leak-*, timeout-*, slow-unit-*)
+# into the current directory unless told otherwise: into $OUT/artifacts/NAME/
+# instead, never into the source tree. A finding worth keeping as a
+# regression input goes into fuzz/seeds/NAME/ by hand.
 for f in qmp jobout blockidx xfer; do
-	mkdir -p "$OUT/corpus-$f"
+	mkdir -p "$OUT/corpus-$f" "$OUT/artifacts/$f"
 	cp fuzz/seeds/$f/* "$OUT/corpus-$f/" 2>/dev/null || true
 	echo "fuzz-$f: ${SECS}s"
 	"$OUT/fuzz-$f" -max_total_time="$SECS" -max_len=4096 -timeout=5 -seed=${FUZZ_SEED:-1} \
+		-artifact_prefix="$OUT/artifacts/$f/" \
 		-print_final_stats=0 "$OUT/corpus-$f" 2>&1 | tail -2
 done
