@@ -22,10 +22,19 @@ result() { # name rc
 	fi
 }
 
+# every tests/unit/test-NAME.c must have its binary DIR/tests/test-NAME: a
+# test that was not built (a missing dependency, a name left out of
+# tests/meson.build) fails instead of passing by being absent; a binary
+# whose source is gone is not run
 unit_tests() { # builddir label
-	local dir=$1 label=$2 t
-	for t in "$dir"/tests/test-*; do
-		[ -f "$t" ] && [ -x "$t" ] || continue
+	local dir=$1 label=$2 src t
+	for src in tests/unit/test-*.c; do
+		t=$dir/tests/$(basename "$src" .c)
+		if ! [ -f "$t" ] || ! [ -x "$t" ]; then
+			echo "    no executable $t for $src (not built: see tests/meson.build)"
+			result "$label/$(basename "$t") (missing)" 1
+			continue
+		fi
 		local log
 		log=$(mktemp)
 		timeout 300 "$t" >"$log" 2>&1
