@@ -30,7 +30,7 @@
  * (after that the node is inactive and must not be exported); the final
  * pass then takes them without talking to QEMU.
  */
-#include "host_internal.h"
+#include "dirty_internal.h"
 
 #include <errno.h>
 #include <libnbd.h>
@@ -461,8 +461,13 @@ void host_dirty_stop(gv_host *h, const char *vm, bool qemu_goes_on)
 	gv_vmpaths_clear(&p);
 }
 
-void host_dirty_free(gv_host *h)
+static void host_dirty_free(gv_host *h)
 {
 	while (h->dirty)
 		track_drop(h, h->dirty);
 }
+
+const host_module host_dirty_module = {
+	.name = "dirtytrack",
+	.close = host_dirty_free,
+};

@@ -3,7 +3,6 @@
 #include "host_internal.h"
 
 #include <gridvm/vmm/cgroup.h>
-#include <gridvm/node/checkpoint.h>
 #include <gridvm/vmm/jobout.h>
 
 #include <errno.h>
@@ -18,7 +17,7 @@
 static struct vmlock *host_vm_lock_ref(gv_host *h, const char *name);
 static void host_vm_unref(gv_host *h, struct vmlock *l);
 
-int gv_host_open(const char *datadir, gv_host **out, gv_err *e)
+int host_open(const char *datadir, gv_host **out, gv_err *e)
 {
 	gv_host *h = calloc(1, sizeof(*h));
 	char *vmdir = gv_strdupf("%s/vms", datadir);
@@ -64,8 +63,13 @@ void gv_host_close(gv_host *h)
 {
 	if (!h)
 		return;
-	if (h->settle_started) /* at most one pass of requests (15 s each) */
-		pthread_join(h->settle_th, NULL);
+	for (int i = 0; i < h->nmods; i++) {
+		struct host_mod *m = &h->mods[i];
+		if (m->started) /* at most one pass of its work */
+			pthread_join(m->th, NULL);
+		if (m->def->close)
+			m->def->close(h);
+	}
 	gv_store_close(h->store);
 	gv_hostidx_close(h->hostidx);
 	while (h->locks) {
@@ -77,7 +81,6 @@ void gv_host_close(gv_host *h)
 	pthread_mutex_destroy(&h->mu);
 	pthread_mutex_destroy(&h->idx_mu);
 	pthread_mutex_destroy(&h->ckpt_mu);
-	host_dirty_free(h);
 	pthread_mutex_destroy(&h->dirty_mu);
 	free(h->grid_key);
 	free(h->xfer_addr);
@@ -88,6 +91,23 @@ void gv_host_close(gv_host *h)
 const char *gv_host_datadir(const gv_host *h)
 {
 	return h->datadir;
+}
+
+void gv_host_set_grid_key(gv_host *h, const char *path)
+{
+	free(h->grid_key);
+	h->grid_key = strdup(path);
+}
+
+const char *gv_host_grid_key(gv_host *h)
+{
+	return h->grid_key;
+}
+
+void gv_host_set_xfer_addr(gv_host *h, const char *addr)
+{
+	free(h->xfer_addr);
+	h->xfer_addr = strdup(addr);
 }
 
 /* Drop a reference; the last one removes the lock from the list. */
@@ -295,8 +315,7 @@ bool host_refresh(gv_host *h, gv_vmrec *r)
 	if (gv_jobout_exit_code(p.jobout, &code) == 0) {
 		r->state = GV_VM_STOPPED;
 		r->exit_code = code;
-		if (code == 0 && r->def->checkpoint_drop_on_success)
-			host_checkpoint_drop_all(h, r->def->name);
+		host_job_ended(h, r);
 	} else if (r->def->boot_disk) {
 		/* a guest of its own: powering off is how it ends */
 		r->state = GV_VM_STOPPED;
@@ -320,184 +339,78 @@ bool host_refresh(gv_host *h, gv_vmrec *r)
 	return true;
 }
 
-/* QEMU stopped the guest on its own (disk full, internal error, guest
- * panic): the job will not go on, record the VM as failed. */
-static bool guest_broken(const char *status)
+/* ---- the modules above the host context -------------------------- */
+
+int host_module_add(gv_host *h, const host_module *def)
 {
-	return status && (!strcmp(status, "io-error") || !strcmp(status, "internal-error") ||
-			  !strcmp(status, "guest-panicked") || !strcmp(status, "shutdown"));
+	if (h->nmods == HOST_MODS_MAX)
+		return -ENOSPC;
+	h->mods[h->nmods].def = def;
+	h->mods[h->nmods].h = h;
+	h->nmods++;
+	return 0;
 }
 
-/* Ask QEMU itself how the guest is (reattach, and now and then). */
-static void sync_runstate(gv_host *h, gv_vmrec *r)
+void host_job_ended(gv_host *h, const gv_vmrec *r)
 {
-	gv_vmpaths p;
-	json_t *st = NULL;
-	gv_vmstate want = r->state;
-
-	gv_vmpaths_init(&p, h->datadir, r->def->name);
-	if (host_qmp_cmd(&p, "query-status", NULL, 5000, &st, NULL) == 0) {
-		const char *status = json_string_value(json_object_get(st, "status"));
-		want = json_is_true(json_object_get(st, "running")) ? GV_VM_RUNNING : GV_VM_PAUSED;
-		if (guest_broken(status)) {
-			vm_kill_qemu(r, &p);
-			want = GV_VM_FAILED;
-			free(r->error);
-			r->error = gv_strdupf("QEMU stopped the guest: %s", status);
-		}
-	}
-	if (want != r->state) {
-		r->state = want;
-		if (gv_store_vm_update(h->store, r) < 0)
-			fprintf(stderr, "gridvm: cannot store %s\n", r->def->name);
-	}
-	json_decref(st);
-	gv_vmpaths_clear(&p);
+	for (int i = 0; i < h->nmods; i++)
+		if (h->mods[i].def->job_ended)
+			h->mods[i].def->job_ended(h, r);
 }
 
-/* VMs of `gridvm run` whose CLI went away are removed 10 min after they
- * ended (the CLI removes them itself when it is there to read the end). */
-static bool ephemeral_expired(gv_host *h, gv_vmrec *r)
+bool host_may_run(gv_host *h, const char *name, gv_err *e)
 {
-	gv_vmpaths p;
-	struct stat st;
-	bool old;
-
-	if (!r->def->ephemeral || (r->state != GV_VM_STOPPED && r->state != GV_VM_FAILED))
-		return false;
-	gv_vmpaths_init(&p, h->datadir, r->def->name);
-	old = stat(p.jobout, &st) < 0 || gv_now_s() - st.st_mtime > 600;
-	gv_vmpaths_clear(&p);
-	return old;
+	for (int i = 0; i < h->nmods; i++)
+		if (h->mods[i].def->may_run && !h->mods[i].def->may_run(h, name, e))
+			return false;
+	return true;
 }
 
-/* At reattach: a VM that was arriving by migration and never confirmed
- * (its agent died meanwhile) is dropped, the source kept it; unless it had
- * arrived complete and its QEMU waits: then the source may have switched
- * over, and it stays until the source settles it (or it is adopted). */
-static bool drop_unconfirmed(gv_host *h, const char *name)
+char *host_incoming_from(gv_host *h, const char *name)
 {
-	gv_vmpaths p;
-	gv_vmrec *r = NULL;
-	char *from = host_incoming_from(h, name);
-	bool drop;
-
-	gv_vmpaths_init(&p, h->datadir, name);
-	drop = from && gv_store_vm_get(h->store, name, &r) == 0;
-	if (drop && host_incoming_keep(h, name) && (host_refresh(h, r), r->state == GV_VM_PAUSED)) {
-		fprintf(stderr, "gridvmd: keeping %s, an unconfirmed incoming migration that "
-			"arrived complete: its source settles it\n", name);
-		drop = false;
-	}
-	if (drop) {
-		fprintf(stderr, "gridvmd: dropping %s, an unconfirmed incoming migration\n", name);
-		vm_kill_qemu(r, &p);
-		if (gv_store_vm_delete(h->store, name) == 0)
-			gv_rm_rf(p.dir);
-	}
-	gv_vmrec_free(r);
-	free(from);
-	gv_vmpaths_clear(&p);
-	return drop;
-}
-
-static void refresh_one(gv_host *h, const char *name, bool sync, bool wait)
-{
-	struct vmlock *l = wait ? host_vm_lock(h, name) : host_vm_trylock(h, name);
-	gv_vmrec *r = NULL;
-	bool expired = false;
-
-	if (!l) /* a long verb runs on this VM; it keeps the record current */
-		return;
-	if (wait && drop_unconfirmed(h, name)) {
-		host_vm_unlock(h, l);
-		return;
-	}
-	if (gv_store_vm_get(h->store, name, &r) == 0 && !host_refresh(h, r) && sync &&
-	    (r->state == GV_VM_RUNNING || r->state == GV_VM_PAUSED))
-		sync_runstate(h, r);
-	expired = r && ephemeral_expired(h, r);
-	gv_vmrec_free(r);
-	host_vm_unlock(h, l);
-	if (expired) {
-		gv_err e;
-		if (gv_vm_delete(h, name, true, &e) < 0)
-			fprintf(stderr, "gridvmd: cannot remove %s: %s\n", name, e.msg);
-	}
-}
-
-static void for_each_vm(gv_host *h, bool sync, bool wait)
-{
-	char **names = NULL;
-
-	if (gv_store_vm_names(h->store, &names) < 0)
-		return;
-	for (char **n = names; *n; n++)
-		refresh_one(h, *n, sync, wait);
-	gv_strv_free(names);
-}
-
-void gv_host_reattach(gv_host *h)
-{
-	for_each_vm(h, true, true);
-}
-
-/* Periodic checkpoints of the running VMs that ask for them. */
-static void periodic_checkpoints(gv_host *h)
-{
-	char **names = NULL;
-
-	if (gv_store_vm_names(h->store, &names) < 0)
-		return;
-	for (char **n = names; *n; n++) {
-		gv_vmrec *r = NULL;
-		json_t *man = NULL;
-		int64_t last = 0;
-		if (gv_store_vm_get(h->store, *n, &r) == 0 && r->state == GV_VM_RUNNING &&
-		    r->def->checkpoint_every_s > 0 &&
-		    (last = host_checkpoint_last(h, *n)) < r->started)
-			last = r->started;
-		if (last && gv_now_s() - last >= r->def->checkpoint_every_s) {
-			gv_err e;
-			if (gv_checkpoint_create(h, *n, &man, &e) < 0)
-				fprintf(stderr, "gridvmd: periodic checkpoint of %s: %s\n", *n, e.msg);
-		}
-		json_decref(man);
-		gv_vmrec_free(r);
-	}
-	gv_strv_free(names);
-}
-
-static void *settle_thread(void *arg)
-{
-	gv_host *h = arg;
-
-	host_migrations_settle(h, false);
-	atomic_store(&h->settle_busy, false);
+	for (int i = 0; i < h->nmods; i++)
+		if (h->mods[i].def->incoming_from)
+			return h->mods[i].def->incoming_from(h, name);
 	return NULL;
 }
 
-/* One settling pass at a time, on its own thread. */
-static void settle_in_background(gv_host *h)
+bool host_incoming_keep(gv_host *h, const char *name)
 {
-	if (atomic_load(&h->settle_busy))
-		return;
-	if (h->settle_started)
-		pthread_join(h->settle_th, NULL);
-	atomic_store(&h->settle_busy, true);
-	h->settle_started = pthread_create(&h->settle_th, NULL, settle_thread, h) == 0;
-	if (!h->settle_started)
-		atomic_store(&h->settle_busy, false);
+	for (int i = 0; i < h->nmods; i++)
+		if (h->mods[i].def->incoming_keep)
+			return h->mods[i].def->incoming_keep(h, name);
+	return false;
 }
 
-void gv_host_refresh_all(gv_host *h)
+static void *host_mod_thread(void *arg)
 {
-	static unsigned tick;
+	struct host_mod *m = arg;
 
-	for_each_vm(h, ++tick % 5 == 0, false); /* ask QEMU every 5th time */
-	if (tick % 5 == 0) /* after a restart: the first time within 5 s */
-		settle_in_background(h);
-	periodic_checkpoints(h);
+	m->def->tick(m->h);
+	atomic_store(&m->busy, false);
+	return NULL;
+}
+
+void host_modules_tick(gv_host *h, unsigned tick)
+{
+	for (int i = 0; i < h->nmods; i++) {
+		struct host_mod *m = &h->mods[i];
+		if (!m->def->tick || tick % (m->def->tick_every ? m->def->tick_every : 1))
+			continue;
+		if (!m->def->tick_thread) {
+			m->def->tick(h);
+			continue;
+		}
+		/* one pass at a time, on a thread of its own */
+		if (atomic_load(&m->busy))
+			continue;
+		if (m->started)
+			pthread_join(m->th, NULL);
+		atomic_store(&m->busy, true);
+		m->started = pthread_create(&m->th, NULL, host_mod_thread, m) == 0;
+		if (!m->started)
+			atomic_store(&m->busy, false);
+	}
 }
 
 static json_t *qemu_version(void)

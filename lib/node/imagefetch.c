@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* imagefetch.c - an image from another host: the store's side of the
  * deduplicating transfer, and the resolver its server uses. */
-#include "host_internal.h"
+#include "checkpoint_internal.h"
 
 #include <gridvm/node/image.h>
 #include <gridvm/xfer/xfer.h>
@@ -13,22 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-void gv_host_set_grid_key(gv_host *h, const char *path)
-{
-	free(h->grid_key);
-	h->grid_key = strdup(path);
-}
 
-const char *gv_host_grid_key(gv_host *h)
-{
-	return h->grid_key;
-}
 
-void gv_host_set_xfer_addr(gv_host *h, const char *addr)
-{
-	free(h->xfer_addr);
-	h->xfer_addr = strdup(addr);
-}
 
 static int run_hook(const char *cmd)
 {
@@ -141,7 +127,7 @@ static int resolve_vm_file(gv_host *h, const char *name, char **path, char **idx
 	return -ENOENT;
 }
 
-int image_xfer_resolve(void *ud, const char *name, char **path, char **idx_path)
+int gv_image_xfer_resolve(void *ud, const char *name, char **path, char **idx_path)
 {
 	gv_host *h = ud;
 	const char *fmt;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* vm.c - VM lifecycle verbs: create, start, pause, resume, stop, delete. */
-#include "host_internal.h"
+#include "vm_internal.h"
 
 #include <gridvm/vmm/cgroup.h>
 #include <gridvm/node/image.h>
@@ -270,7 +270,7 @@ static int do_start(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 				  r->def->name, r->def->name);
 	if (r->state == GV_VM_RUNNING || r->state == GV_VM_PAUSED)
 		return host_bad_state(r, "start", e);
-	if (host_migration_unsettled(h, r->def->name, e))
+	if (!host_may_run(h, r->def->name, e))
 		return -EBUSY;
 	/* a fresh run: the job's output and exit status start anew */
 	unlink(p->jobout);
@@ -307,7 +307,7 @@ static int do_pause(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 
 	if (r->state != from)
 		return host_bad_state(r, pause ? "pause" : "resume", e);
-	if (!pause && host_migration_unsettled(h, r->def->name, e))
+	if (!pause && !host_may_run(h, r->def->name, e))
 		return -EBUSY;
 	rc = host_qmp_cmd(p, pause ? "stop" : "cont", NULL, 5000, NULL, e);
 	if (rc < 0)

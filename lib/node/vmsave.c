@@ -10,7 +10,7 @@
  * and feeds it the file. A failed save leaves the VM running; a failed
  * restore leaves it saved.
  */
-#include "host_internal.h"
+#include "vm_internal.h"
 
 #include <gridvm/vmm/cgroup.h>
 

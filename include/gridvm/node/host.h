@@ -18,6 +18,7 @@
 #include <gridvm/base/err.h>
 #include <gridvm/vmm/accel.h>
 #include <gridvm/node/store.h>
+#include <gridvm/blocks/blockidx.h>
 
 typedef struct gv_host gv_host;
 
@@ -62,5 +63,17 @@ json_t *gv_vm_list(gv_host *h);
 int gv_vm_read_log(gv_host *h, const char *name, const char *which,
 		   uint64_t offset, uint64_t wait_ms, size_t max, char **data,
 		   size_t *len, gv_vmstate *state, gv_err *e) GV_WUR;
+
+/* The grid key file the host uses (default DATADIR/grid.key). */
+void gv_host_set_grid_key(gv_host *h, const char *path);
+const char *gv_host_grid_key(gv_host *h);
+/* The address peers reach this agent's transfer service on. */
+void gv_host_set_xfer_addr(gv_host *h, const char *addr);
+
+/* The transfer server's write tracking (a gv_xfer_dirty_fn, @ud the
+ * host): the ranges of a running VM's disk file ("vm:NAME:disk") written
+ * since the previous call, from QEMU's dirty bitmap (lib/node/dirtytrack.c). */
+int gv_host_disk_dirty(void *ud, const char *name, uint64_t since, uint64_t *token,
+		       gv_extent **ext, size_t *n);
 
 #endif

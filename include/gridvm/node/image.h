@@ -60,15 +60,9 @@ typedef struct gv_image_fetch_opts {
 int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 		   gv_err *e) GV_WUR;
 
-/* The grid key file the host uses (default DATADIR/grid.key). */
-void gv_host_set_grid_key(gv_host *h, const char *path);
-const char *gv_host_grid_key(gv_host *h);
-/* The address peers reach this agent's transfer service on. */
-void gv_host_set_xfer_addr(gv_host *h, const char *addr);
-
 /* The transfer server's resolver (gv_xfer_resolve_fn) over the store of
  * the gv_host passed as @ud: raw images only. */
-int image_xfer_resolve(void *ud, const char *name, char **path, char **idx_path);
+int gv_image_xfer_resolve(void *ud, const char *name, char **path, char **idx_path);
 
 /* Delete an image no VM uses. */
 int gv_image_delete(gv_host *h, const char *name, gv_err *e) GV_WUR;

@@ -65,10 +65,4 @@ json_t *gv_migrate_status(gv_host *h);
  * with the gv_host as @ud). */
 json_t *gv_migrate_control(void *ud, json_t *request);
 
-/* The transfer server's write tracking (a gv_xfer_dirty_fn, @ud the
- * host): the ranges of a running VM's disk file ("vm:NAME:disk") written
- * since the previous call, from QEMU's dirty bitmap (lib/dirtytrack.c). */
-int gv_host_disk_dirty(void *ud, const char *name, uint64_t since, uint64_t *token,
-		       gv_extent **ext, size_t *n);
-
 #endif

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vm_internal.h - the VM runtime (vm.c, vmsave.c, monitor.c) for the node
+ * modules above it: the frame of every verb, QEMU processes, the verbs'
+ * bodies for callers that hold the VM's lock already.
+ */
+#ifndef GRIDVM_NODE_VM_INTERNAL_H
+#define GRIDVM_NODE_VM_INTERNAL_H
+
+#include "host_internal.h"
+
+/* The frame of every verb: lock the VM, load and refresh its record, call
+ * @fn with its paths, unlock. */
+typedef int (*host_verb_fn)(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
+			    const void *arg, gv_err *e);
+int host_with_vm(gv_host *h, const char *name, host_verb_fn fn, const void *arg,
+		 gv_err *e);
+/* -EBUSY, "cannot VERB VM NAME: it is STATE". */
+int host_bad_state(gv_vmrec *r, const char *verb, gv_err *e);
+
+/* From vm.c: start QEMU (paused, -S) for @r, kill it, wait for it. */
+int vm_spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, bool incoming,
+		  gv_err *e);
+void vm_kill_qemu(gv_vmrec *r, const gv_vmpaths *p);
+void vm_wait_gone(int pid, const gv_vmpaths *p, uint64_t ms);
+
+/* The verbs' bodies, for callers that hold the VM's lock already
+ * (migration). vm_delete_locked: @arg non-NULL forces. */
+int vm_save_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *path,
+		   gv_err *e);
+int vm_restore_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *path,
+		      gv_err *e);
+int vm_delete_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *arg,
+		     gv_err *e);
+
+/* From vmsave.c: poll query-migrate until completed (0) or failed; run
+ * one command on an open monitor connection. */
+int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e);
+int host_qmp_run(gv_qmp *q, const char *cmd, json_t *args, gv_err *e);
+
+#endif
