@@ -9,7 +9,7 @@
  * copy blocks that repeat inside the image; check the whole-image SHA-256;
  * rename into place.
  */
-#include "xfer_internal.h"
+#include "xfer_dst_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,41 +24,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
-enum { B_NEEDED = 0, B_DONE = 1, B_ZERO = 2 };
-
-struct srcfd {
-	uint32_t id;
-	int fd;     /* -1: read through local_read */
-	char *path;
-};
-
-struct fetch {
-	const gv_fetch_opts *o;
-	struct xconn c;
-	gv_blockidx *bi;
-	uint64_t bs;
-	int fd;
-	char *partial, *marker;
-	uint8_t *state;
-	uint64_t *followers; /* pairs (leader, follower) */
-	size_t nfollow;
-	uint64_t n_zero, n_local, n_remote, n_resumed, n_dup;
-	bool tolerant;     /* early iterative passes: a changed block is retried */
-	uint64_t rejected; /* blocks that changed under us in this pass */
-	json_t *passes;
-	uint64_t t0, last_progress;
-	uint8_t *changed;  /* the index came as a delta: blocks it changed */
-	uint8_t last_type; /* of the last frame recv_frame took */
-	struct srcfd src[16];
-	int nsrc;
-	char *err;
-	size_t errlen;
-};
-
-static int fail(struct fetch *f, int r, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(struct fetch *f, int r, const char *fmt, ...)
+int fetch_fail(struct fetch *f, int r, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -68,22 +34,23 @@ static int fail(struct fetch *f, int r, const char *fmt, ...)
 	return r;
 }
 
-static uint64_t block_len(struct fetch *f, uint64_t b)
+
+uint64_t fetch_block_len(struct fetch *f, uint64_t b)
 {
 	uint64_t off = b * f->bs;
 
 	return off + f->bs <= f->bi->image_size ? f->bs : f->bi->image_size - off;
 }
 
-static bool hash_ok(struct fetch *f, uint64_t b, const uint8_t *data)
+bool fetch_hash_ok(struct fetch *f, uint64_t b, const uint8_t *data)
 {
 	uint8_t h[GV_HASH_LEN];
 
-	EVP_Digest(data, block_len(f, b), h, NULL, EVP_sha256(), NULL);
+	EVP_Digest(data, fetch_block_len(f, b), h, NULL, EVP_sha256(), NULL);
 	return memcmp(h, f->bi->hashes + b * GV_HASH_LEN, GV_HASH_LEN) == 0;
 }
 
-static void progress(struct fetch *f, const char *phase, bool force)
+void fetch_progress(struct fetch *f, const char *phase, bool force)
 {
 	uint64_t now = gv_now_ms(), done;
 	json_t *p;
@@ -113,7 +80,7 @@ static int connect_peer(struct fetch *f)
 	snprintf(port, sizeof(port), "%d", f->o->port ? f->o->port : GV_XFER_PORT);
 	r = getaddrinfo(f->o->host, port, &hints, &ai);
 	if (r != 0)
-		return fail(f, -EHOSTUNREACH, "unknown host %s: %s", f->o->host, gai_strerror(r));
+		return fetch_fail(f, -EHOSTUNREACH, "unknown host %s: %s", f->o->host, gai_strerror(r));
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	r = fd < 0 ? -errno : connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 ? -errno : 0;
 	freeaddrinfo(ai);
@@ -128,30 +95,30 @@ static int connect_peer(struct fetch *f)
 	if (r < 0) {
 		if (fd >= 0)
 			close(fd);
-		return fail(f, r, "cannot reach %s:%s: %s", f->o->host, port, strerror(-r));
+		return fetch_fail(f, r, "cannot reach %s:%s: %s", f->o->host, port, strerror(-r));
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	xconn_init(&f->c, fd, timeout);
 	return xauth_client(&f->c, f->o->key, f->err, f->errlen);
 }
 
-static int recv_frame(struct fetch *f, uint8_t want, uint8_t **p, size_t *n)
+int fetch_recv_frame(struct fetch *f, uint8_t want, uint8_t **p, size_t *n)
 {
 	uint8_t type;
 	int r = xconn_recv(&f->c, &type, p, n);
 
 	if (r == -ECONNRESET)
-		return fail(f, r, "the source closed the connection");
+		return fetch_fail(f, r, "the source closed the connection");
 	if (r == -ETIMEDOUT)
-		return fail(f, r, "the source stopped answering (timeout)");
+		return fetch_fail(f, r, "the source stopped answering (timeout)");
 	if (r == -EBADMSG)
-		return fail(f, r, "the source sent a frame that fails its MAC; disconnected");
+		return fetch_fail(f, r, "the source sent a frame that fails its MAC; disconnected");
 	if (r < 0)
-		return fail(f, r, "connection to the source failed: %s", strerror(-r));
+		return fetch_fail(f, r, "connection to the source failed: %s", strerror(-r));
 	if (type == XT_ERROR)
-		return fail(f, -EPROTO, "the source says: %.*s", (int)(*n > 200 ? 200 : *n), *p);
+		return fetch_fail(f, -EPROTO, "the source says: %.*s", (int)(*n > 200 ? 200 : *n), *p);
 	if (type != want && !(want == XT_INDEX && type == XT_INDEX_DELTA && f->o->base_index))
-		return fail(f, -EPROTO, "protocol error: unexpected frame 0x%02x", type);
+		return fetch_fail(f, -EPROTO, "protocol error: unexpected frame 0x%02x", type);
 	f->last_type = type;
 	return 0;
 }
@@ -228,7 +195,7 @@ static int recv_index(struct fetch *f, gv_blockidx **bi)
 
 	/* the source may hash a large image first: wait longer for this */
 	xconn_timeout(&f->c, 30 * 60 * 1000);
-	r = recv_frame(f, XT_INDEX, &p, &n);
+	r = fetch_recv_frame(f, XT_INDEX, &p, &n);
 	if (r == 0 && f->last_type == XT_INDEX_DELTA) {
 		r = apply_delta(f, p, n, bi);
 		goto out;
@@ -246,7 +213,7 @@ static int recv_index(struct fetch *f, gv_blockidx **bi)
 		goto out;
 	}
 	memcpy(z, p + 8, have);
-	while (r == 0 && have < zlen && (r = recv_frame(f, XT_INDEX_MORE, &p, &n)) == 0) {
+	while (r == 0 && have < zlen && (r = fetch_recv_frame(f, XT_INDEX_MORE, &p, &n)) == 0) {
 		/* an empty part is refused: realloc(z, 0) would free z */
 		uint8_t *nz = n && n <= zlen - have ? realloc(z, have + n) : NULL;
 		if (!nz) {
@@ -267,7 +234,7 @@ out:
 	free(raw);
 	free(z);
 	if (r == -EBADMSG || (r == 0 && !*bi) || (r == 0 && n < 8 && !*bi))
-		return fail(f, -EBADMSG, "the source sent a damaged block index");
+		return fetch_fail(f, -EBADMSG, "the source sent a damaged block index");
 	return r;
 }
 
@@ -313,10 +280,10 @@ static int resume_scan(struct fetch *f)
 		return -ENOMEM;
 	for (uint64_t b0 = 0; r == 0 && b0 < f->bi->nblocks; b0 += run) {
 		uint64_t n = f->bi->nblocks - b0 < run ? f->bi->nblocks - b0 : run;
-		uint64_t want = (n - 1) * f->bs + block_len(f, b0 + n - 1);
+		uint64_t want = (n - 1) * f->bs + fetch_block_len(f, b0 + n - 1);
 		ssize_t got = pread(f->fd, buf, want, (off_t)(b0 * f->bs));
 		for (uint64_t b = b0; r == 0 && b < b0 + n; b++) {
-			uint64_t len = block_len(f, b), at = (b - b0) * f->bs;
+			uint64_t len = fetch_block_len(f, b), at = (b - b0) * f->bs;
 			bool have = got >= 0 && (uint64_t)got >= at + len;
 			if (gv_blockidx_is_zero(f->bi, b)) {
 				bool dirty = !have;
@@ -326,16 +293,16 @@ static int resume_scan(struct fetch *f)
 									  : sizeof(zero)) != 0;
 				if (dirty && fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 						       (off_t)(b * f->bs), (off_t)len) < 0)
-					r = fail(f, -errno, "cannot clear a block of %s: %s",
+					r = fetch_fail(f, -errno, "cannot clear a block of %s: %s",
 						 f->partial, strerror(errno));
 				f->state[b] = B_ZERO;
 				f->n_zero++;
-			} else if (have && hash_ok(f, b, buf + at)) {
+			} else if (have && fetch_hash_ok(f, b, buf + at)) {
 				f->state[b] = B_DONE;
 				f->n_resumed++;
 			}
 		}
-		progress(f, "resume", false);
+		fetch_progress(f, "resume", false);
 	}
 	free(buf);
 	return r;
@@ -347,10 +314,10 @@ static int prepare_in_place(struct fetch *f)
 
 	f->fd = open(f->partial, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (f->fd < 0)
-		return fail(f, -errno, "cannot open %s: %s", f->partial, strerror(errno));
+		return fetch_fail(f, -errno, "cannot open %s: %s", f->partial, strerror(errno));
 	if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size != f->bi->image_size &&
 	    ftruncate(f->fd, (off_t)f->bi->image_size) < 0)
-		return fail(f, -errno, "cannot size %s: %s", f->partial, strerror(errno));
+		return fetch_fail(f, -errno, "cannot size %s: %s", f->partial, strerror(errno));
 	if (!f->changed)
 		return resume_scan(f); /* keep every block that already matches */
 	/* a delta against the base index, which the file matches (the
@@ -359,8 +326,8 @@ static int prepare_in_place(struct fetch *f)
 		bool zero = gv_blockidx_is_zero(f->bi, b);
 		if (zero && f->changed[b] &&
 		    fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)(b * f->bs), (off_t)block_len(f, b)) < 0)
-			return fail(f, -errno, "cannot clear a block of %s: %s", f->partial,
+			      (off_t)(b * f->bs), (off_t)fetch_block_len(f, b)) < 0)
+			return fetch_fail(f, -errno, "cannot clear a block of %s: %s", f->partial,
 				    strerror(errno));
 		f->state[b] = zero ? B_ZERO : f->changed[b] ? B_NEEDED : B_DONE;
 		f->n_zero += zero;
@@ -392,11 +359,11 @@ static int prepare(struct fetch *f)
 
 	f->fd = open(f->partial, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0644);
 	if (f->fd < 0)
-		r = fail(f, -errno, "cannot create %s: %s", f->partial, strerror(errno));
+		r = fetch_fail(f, -errno, "cannot create %s: %s", f->partial, strerror(errno));
 	else if (!resume && ftruncate(f->fd, (off_t)f->bi->image_size) < 0)
-		r = fail(f, -errno, "cannot size %s: %s", f->partial, strerror(errno));
+		r = fetch_fail(f, -errno, "cannot size %s: %s", f->partial, strerror(errno));
 	else if (!resume && (r = gv_write_file_atomic(f->marker, want, strlen(want))) < 0)
-		fail(f, r, "cannot write %s", f->marker);
+		fetch_fail(f, r, "cannot write %s", f->marker);
 	if (r == 0 && resume)
 		r = resume_scan(f);
 	for (uint64_t b = 0; r == 0 && !resume && b < f->bi->nblocks; b++)
@@ -406,260 +373,6 @@ static int prepare(struct fetch *f)
 		}
 	free(have);
 	return r;
-}
-
-static struct srcfd *source_of(struct fetch *f, uint32_t id)
-{
-	char *path = NULL;
-	uint32_t shift;
-
-	for (int i = 0; i < f->nsrc; i++)
-		if (f->src[i].id == id)
-			return &f->src[i];
-	if (gv_hostidx_source(f->o->hostidx, id, NULL, &path, &shift) < 0 ||
-	    shift != f->bi->block_shift || f->nsrc == 16) {
-		free(path);
-		return NULL;
-	}
-	f->src[f->nsrc] = (struct srcfd){ id, -1, path };
-	/* a manifest (a checkpoint) is read by the caller's hook */
-	if (!gv_hostidx_is_manifest(path))
-		f->src[f->nsrc].fd = open(path, O_RDONLY | O_CLOEXEC);
-	return &f->src[f->nsrc++];
-}
-
-static bool read_local(struct fetch *f, uint32_t id, uint64_t block, uint8_t *buf, uint64_t len)
-{
-	struct srcfd *s = source_of(f, id);
-	uint64_t off = block * f->bs;
-
-	if (!s)
-		return false;
-	if (s->fd >= 0)
-		return pread(s->fd, buf, len, (off_t)off) == (ssize_t)len;
-	return f->o->local_read && f->o->local_read(f->o->local_ud, s->path, buf, len, off) == 0;
-}
-
-static int write_block(struct fetch *f, uint64_t b, const uint8_t *data, uint64_t len)
-{
-	if (pwrite(f->fd, data, len, (off_t)(b * f->bs)) != (ssize_t)len)
-		return fail(f, errno == ENOSPC ? -ENOSPC : -EIO, "cannot write %s: %s",
-			    f->partial, strerror(errno ? errno : EIO));
-	return 0;
-}
-
-/* Rebuild the blocks this host already holds anywhere. */
-static int local_blocks(struct fetch *f)
-{
-	uint8_t *buf = malloc(f->bs);
-	int r = 0;
-
-	if (!buf)
-		return -ENOMEM;
-	for (uint64_t b = 0; r == 0 && f->o->hostidx && b < f->bi->nblocks; b++) {
-		gv_hostidx_loc loc;
-		uint64_t len = block_len(f, b);
-		if (f->state[b] != B_NEEDED ||
-		    gv_hostidx_lookup(f->o->hostidx, f->bi->hashes + b * GV_HASH_LEN, &loc) < 0)
-			continue;
-		if (!read_local(f, loc.source, loc.block, buf, len) || !hash_ok(f, b, buf))
-			continue; /* a stale or false candidate: fetch it */
-		r = write_block(f, b, buf, len);
-		f->state[b] = B_DONE;
-		f->n_local++;
-		progress(f, "local", false);
-	}
-	free(buf);
-	return r;
-}
-
-static int cmp_hash(const void *a, const void *b, void *ud)
-{
-	const struct fetch *f = ud;
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	int c = memcmp(f->bi->hashes + x * GV_HASH_LEN, f->bi->hashes + y * GV_HASH_LEN,
-		       GV_HASH_LEN);
-
-	return c ? c : x < y ? -1 : x > y;
-}
-
-/* Blocks that repeat inside the image are fetched once: the first of
- * each group is the leader, the others follow it. */
-static int group_repeats(struct fetch *f)
-{
-	uint64_t *need = NULL, n = 0;
-
-	for (uint64_t b = 0; b < f->bi->nblocks; b++)
-		n += f->state[b] == B_NEEDED;
-	need = malloc((n ? n : 1) * sizeof(*need));
-	f->followers = malloc((n ? n : 1) * 2 * sizeof(uint64_t));
-	if (!need || !f->followers) {
-		free(need);
-		return -ENOMEM;
-	}
-	n = 0;
-	for (uint64_t b = 0; b < f->bi->nblocks; b++)
-		if (f->state[b] == B_NEEDED)
-			need[n++] = b;
-	qsort_r(need, n, sizeof(*need), cmp_hash, f);
-	for (uint64_t i = 1, lead = 0; i < n; i++) {
-		if (memcmp(f->bi->hashes + need[i] * GV_HASH_LEN,
-			   f->bi->hashes + need[lead] * GV_HASH_LEN, GV_HASH_LEN)) {
-			lead = i;
-			continue;
-		}
-		f->followers[2 * f->nfollow] = need[lead];
-		f->followers[2 * f->nfollow++ + 1] = need[i];
-		f->state[need[i]] = B_DONE; /* settled by copy_followers */
-	}
-	free(need);
-	return 0;
-}
-
-struct run {
-	uint64_t first;
-	uint32_t count;
-};
-
-static struct run *make_runs(struct fetch *f, size_t *nruns)
-{
-	unsigned max = f->o->run_blocks ? f->o->run_blocks : 256;
-	struct run *runs = NULL;
-	size_t n = 0, cap = 0;
-
-	for (uint64_t b = 0; b < f->bi->nblocks; b++) {
-		if (f->state[b] != B_NEEDED)
-			continue;
-		if (n && runs[n - 1].first + runs[n - 1].count == b && runs[n - 1].count < max) {
-			runs[n - 1].count++;
-			continue;
-		}
-		if (n == cap) {
-			cap = cap ? cap * 2 : 1024;
-			runs = realloc(runs, cap * sizeof(*runs));
-			if (!runs)
-				abort();
-		}
-		runs[n++] = (struct run){ b, 1 };
-	}
-	*nruns = n;
-	return runs;
-}
-
-static int send_req(struct fetch *f, const struct run *r)
-{
-	uint8_t req[12];
-
-	put_be64(req, r->first);
-	put_be32(req + 8, r->count);
-	return xconn_send(&f->c, XT_REQ, req, sizeof(req), NULL, 0);
-}
-
-/* An early iterative pass: the source is being written, so a block may
- * have changed since it was hashed. Write the blocks that verify; leave
- * the others for the next pass (they are never written unverified). */
-static int take_changing(struct fetch *f, const struct run *r, const uint8_t *buf)
-{
-	int rc = 0;
-
-	for (uint32_t i = 0; rc == 0 && i < r->count; i++) {
-		uint64_t b = r->first + i;
-		if (!hash_ok(f, b, buf + i * f->bs)) {
-			f->rejected++;
-			continue;
-		}
-		rc = write_block(f, b, buf + i * f->bs, block_len(f, b));
-		f->state[b] = B_DONE;
-		f->n_remote++;
-	}
-	return rc;
-}
-
-/* One DATA frame answering run @r: decompress, verify every block, write. */
-static int take_data(struct fetch *f, const struct run *r, uint8_t **buf, size_t *cap)
-{
-	uint64_t last = r->first + r->count - 1;
-	size_t want = (size_t)((r->count - 1) * f->bs + block_len(f, last)), n;
-	uint8_t *p;
-	int rc = recv_frame(f, XT_DATA, &p, &n);
-
-	if (rc < 0)
-		return rc;
-	if (n < 17 || get_be64(p) != r->first || get_be32(p + 8) != r->count ||
-	    get_be32(p + 13) != want || p[12] > GV_CODEC_ZSTD)
-		return fail(f, -EPROTO, "the source answered a request it was not asked");
-	if (want > *cap) {
-		*cap = want;
-		*buf = realloc(*buf, want);
-		if (!*buf)
-			return -ENOMEM;
-	}
-	if (xcodec_decompress((gv_codec)p[12], p + 17, n - 17, *buf, want) < 0)
-		return fail(f, -EBADMSG, "blocks %llu+%u do not decompress; disconnected",
-			    (unsigned long long)r->first, r->count);
-	for (uint32_t i = 0; i < r->count; i++) {
-		if (hash_ok(f, r->first + i, *buf + i * f->bs))
-			continue;
-		if (f->tolerant)
-			return take_changing(f, r, *buf);
-		xconn_send_error(&f->c, "block %llu does not match its hash",
-				 (unsigned long long)(r->first + i));
-		return fail(f, -EBADMSG, "block %llu from the source does not match its "
-			    "SHA-256; disconnected, nothing of it was written",
-			    (unsigned long long)(r->first + i));
-	}
-	rc = write_block(f, r->first, *buf, want);
-	for (uint32_t i = 0; rc == 0 && i < r->count; i++)
-		f->state[r->first + i] = B_DONE;
-	f->n_remote += r->count;
-	return rc;
-}
-
-/* Ask for the missing runs with up to a window of requests in flight. */
-static int remote_blocks(struct fetch *f)
-{
-	unsigned window = f->o->window ? f->o->window : 64;
-	size_t nruns, head = 0, next = 0, cap = 0;
-	struct run *runs = make_runs(f, &nruns);
-	uint8_t *buf = NULL;
-	int r = 0;
-
-	while (r == 0 && head < nruns) {
-		while (r == 0 && next < nruns && next - head < window)
-			r = send_req(f, &runs[next++]);
-		if (r < 0) {
-			fail(f, r, "cannot send to the source: %s", strerror(-r));
-			break;
-		}
-		r = take_data(f, &runs[head++], &buf, &cap);
-		progress(f, "remote", false);
-	}
-	free(buf);
-	free(runs);
-	return r;
-}
-
-static int copy_followers(struct fetch *f)
-{
-	uint8_t *buf = malloc(f->bs);
-	int r = 0;
-
-	for (size_t i = 0; buf && r == 0 && i < f->nfollow; i++) {
-		uint64_t lead = f->followers[2 * i], b = f->followers[2 * i + 1];
-		uint64_t len = block_len(f, b);
-		if (f->state[lead] != B_DONE) { /* its leader changed under us */
-			f->state[b] = B_NEEDED;
-			continue;
-		}
-		if (pread(f->fd, buf, len, (off_t)(lead * f->bs)) != (ssize_t)len ||
-		    !hash_ok(f, b, buf))
-			r = fail(f, -EIO, "cannot read back block %llu", (unsigned long long)lead);
-		else
-			r = write_block(f, b, buf, len);
-		f->n_dup++;
-	}
-	free(buf);
-	return buf ? r : -ENOMEM;
 }
 
 static int whole_sha256(int fd, uint8_t out[GV_HASH_LEN])
@@ -689,25 +402,25 @@ static int finish(struct fetch *f)
 	int r = xconn_send(&f->c, XT_DONE, NULL, 0, NULL, 0);
 
 	(void)r;
-	progress(f, "verify", true);
+	fetch_progress(f, "verify", true);
 	if (fsync(f->fd) < 0)
-		return fail(f, -errno, "cannot sync %s: %s", f->partial, strerror(errno));
+		return fetch_fail(f, -errno, "cannot sync %s: %s", f->partial, strerror(errno));
 	/* in place, this pass checked every block of the file (resume_scan:
 	 * the blocks it kept; on arrival: the others), so reading it all
 	 * back again would only add to a migrating guest's pause */
 	if (f->o->in_place)
 		return 0;
 	if (whole_sha256(f->fd, h) < 0)
-		return fail(f, -EIO, "cannot read back %s", f->partial);
+		return fetch_fail(f, -EIO, "cannot read back %s", f->partial);
 	if (memcmp(h, f->bi->image_sha256, GV_HASH_LEN)) {
 		unlink(f->partial);
 		unlink(f->marker);
-		return fail(f, -EBADMSG, "the assembled image does not match the source's "
+		return fetch_fail(f, -EBADMSG, "the assembled image does not match the source's "
 			    "SHA-256; discarded");
 	}
 	/* never over an image that appeared meanwhile */
 	if (renameat2(AT_FDCWD, f->partial, AT_FDCWD, f->o->dest, RENAME_NOREPLACE) < 0)
-		return fail(f, -errno, "cannot rename into %s: %s", f->o->dest, strerror(errno));
+		return fetch_fail(f, -errno, "cannot rename into %s: %s", f->o->dest, strerror(errno));
 	unlink(f->marker);
 	return 0;
 }
@@ -729,12 +442,12 @@ static int rehash_diff(struct fetch *f, bool final, uint64_t *changed)
 		return r;
 	if (nb->block_shift != f->bi->block_shift || !(st = calloc(nb->nblocks + 1, 1))) {
 		gv_blockidx_free(nb);
-		return fail(f, -EPROTO, "the source changed the block size");
+		return fetch_fail(f, -EPROTO, "the source changed the block size");
 	}
 	if (nb->image_size != f->bi->image_size && ftruncate(f->fd, (off_t)nb->image_size) < 0) {
 		free(st);
 		gv_blockidx_free(nb);
-		return fail(f, -errno, "cannot resize %s", f->partial);
+		return fetch_fail(f, -errno, "cannot resize %s", f->partial);
 	}
 	*changed = 0;
 	f->n_zero = 0;
@@ -766,14 +479,14 @@ static int rehash_diff(struct fetch *f, bool final, uint64_t *changed)
 
 static int one_pass(struct fetch *f)
 {
-	int r = local_blocks(f);
+	int r = fetch_local_blocks(f);
 
 	if (r == 0)
-		r = group_repeats(f);
+		r = fetch_group_repeats(f);
 	if (r == 0)
-		r = remote_blocks(f);
+		r = fetch_remote_blocks(f);
 	if (r == 0)
-		r = copy_followers(f);
+		r = fetch_copy_followers(f);
 	free(f->followers);
 	f->followers = NULL;
 	f->nfollow = 0;
@@ -830,7 +543,7 @@ static int final_pass(struct fetch *f)
 	if (f->o->freeze && f->o->freeze(f->o->ud) < 0) {
 		if (f->o->thaw) /* whatever it froze must go on */
 			f->o->thaw(f->o->ud);
-		return fail(f, -ECANCELED, "the freeze of the writer failed");
+		return fetch_fail(f, -ECANCELED, "the freeze of the writer failed");
 	}
 	uint64_t w0 = f->c.bytes_rx + f->c.bytes_tx, s0 = f->n_remote, t0 = gv_now_ms();
 	f->tolerant = false;
@@ -844,7 +557,7 @@ static int final_pass(struct fetch *f)
 	return r;
 }
 
-static json_t *summary(struct fetch *f)
+static json_t *fetch_summary(struct fetch *f)
 {
 	char sha[65];
 
@@ -948,14 +661,14 @@ int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 	if (r == 0)
 		r = o->iterative ? iterate(&f) : one_pass(&f);
 	if (r == 0 && o->iterative && o->no_final && fsync(f.fd) < 0)
-		r = fail(&f, -errno, "cannot sync %s", f.partial);
+		r = fetch_fail(&f, -errno, "cannot sync %s", f.partial);
 	else if (r == 0 && !(o->iterative && o->no_final))
 		r = finish(&f);
 	if (r == 0 && o->index_dest && (!o->in_place || o->no_final))
 		save_index(&f);
 	if (r == 0) {
-		progress(&f, "done", true);
-		*out = summary(&f);
+		fetch_progress(&f, "done", true);
+		*out = fetch_summary(&f);
 	} else if (!err[0]) {
 		snprintf(err, errlen, "transfer failed: %s", strerror(-r));
 	}
@@ -995,10 +708,10 @@ int gv_xfer_control(const char *host, int port, const uint8_t key[GV_XFER_KEY_LE
 		r = xconn_send(&f.c, XT_CTRL, text, strlen(text), NULL, 0);
 	if (r == 0) {
 		xconn_timeout(&f.c, timeout_ms);
-		r = recv_frame(&f, XT_CTRL_OK, &p, &n);
+		r = fetch_recv_frame(&f, XT_CTRL_OK, &p, &n);
 	}
 	if (r == 0 && !(*reply = json_loadb((const char *)p, n, 0, NULL)))
-		r = fail(&f, -EBADMSG, "the peer sent a reply that is not JSON");
+		r = fetch_fail(&f, -EBADMSG, "the peer sent a reply that is not JSON");
 	if (r < 0 && !err[0])
 		snprintf(err, errlen, "%s", strerror(-r));
 	xconn_close(&f.c);
