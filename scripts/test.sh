@@ -45,6 +45,14 @@ unit_tests() { # builddir label
 	done
 }
 
+echo "== layers (tests/check-layers.sh)"
+log=$(mktemp)
+bash tests/check-layers.sh >"$log" 2>&1
+rc=$?
+sed 's/^/    /' "$log" | tail -40
+rm -f "$log"
+result layers $rc
+
 echo "== build"
 [ -d build ] || meson setup build --prefix=/usr/local -Dwerror=true >/dev/null
 ninja -C build >/dev/null || { result build 1; echo "$PASS passed, $FAIL failed"; exit 1; }
