@@ -311,43 +311,41 @@ static int mig_src_checkpoint(struct mig *m, json_t **summary)
  * pre-switchover until we notice (an event would do as well; a 10 ms poll
  * of a local socket costs nothing). The record and the progress display
  * are updated twice a second. */
+struct precopy {
+	struct mig *m;
+	uint64_t last_ping, last_progress;
+};
+
+static int precopy_tick(void *ud, json_t *st)
+{
+	struct precopy *pc = ud;
+	struct mig *m = pc->m;
+
+	if (cancelled(m))
+		return gv_err_set(m->e, -ECANCELED, "migration cancelled");
+	if (gv_now_ms() - pc->last_ping > 3000) { /* is the destination still there? */
+		pc->last_ping = gv_now_ms();
+		if (mig_src_op(m, "live-ping", 5000, NULL, m->e) < 0)
+			return -EHOSTDOWN;
+	}
+	if (gv_now_ms() - pc->last_progress >= 500) {
+		pc->last_progress = gv_now_ms();
+		mig_src_phase(m, "memory", json_incref(json_object_get(st, "ram")));
+	}
+	return 0;
+}
+
 static int mig_src_precopy(struct mig *m, gv_qmp *q)
 {
-	uint64_t last_ping = gv_now_ms(), last_progress = 0;
+	static const char *const until[] = { "pre-switchover", NULL };
+	struct precopy pc = { .m = m, .last_ping = gv_now_ms() };
+	int r = vm_migration_wait(q, until, 60 * 60 * 1000, 10, precopy_tick, &pc, NULL, m->e);
 
-	for (uint64_t end = gv_now_ms() + 60 * 60 * 1000; gv_now_ms() < end;) {
-		json_t *st = NULL;
-		int r = gv_qmp_execute(q, "query-migrate", NULL, 5000, &st, NULL);
-		const char *s = json_string_value(json_object_get(st, "status"));
-		if (r < 0 || !s || !strcmp(s, "failed") || !strcmp(s, "cancelled")) {
-			const char *why = json_string_value(json_object_get(st, "error-desc"));
-			json_decref(st);
-			return gv_err_set(m->e, -EIO, "memory migration %s%s%s", s ? s : "failed",
-					  why ? ": " : "", why ? why : "");
-		}
-		if (!strcmp(s, "pre-switchover")) {
-			json_decref(st);
-			return 0;
-		}
-		if (cancelled(m)) {
-			json_decref(st);
-			return gv_err_set(m->e, -ECANCELED, "migration cancelled");
-		}
-		if (gv_now_ms() - last_ping > 3000) { /* is the destination still there? */
-			last_ping = gv_now_ms();
-			if (mig_src_op(m, "live-ping", 5000, NULL, m->e) < 0) {
-				json_decref(st);
-				return -EHOSTDOWN;
-			}
-		}
-		if (gv_now_ms() - last_progress >= 500) {
-			last_progress = gv_now_ms();
-			mig_src_phase(m, "memory", json_incref(json_object_get(st, "ram")));
-		}
-		json_decref(st);
-		usleep(10000);
-	}
-	return gv_err_set(m->e, -ETIMEDOUT, "memory migration did not converge");
+	if (r == -ETIMEDOUT)
+		gv_err_set(m->e, r, "memory migration did not converge");
+	else if (r == -EIO)
+		gv_err_wrap(m->e, r, "memory");
+	return r;
 }
 
 /* Tell the destination to drop its half-made copy; false: it did not

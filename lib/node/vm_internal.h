@@ -33,8 +33,18 @@ int vm_restore_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *
 int vm_delete_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *arg,
 		     gv_err *e);
 
-/* From vmsave.c: poll query-migrate until completed (0) or failed; run
- * one command on an open monitor connection. */
+/* From vmsave.c: the one loop that watches a QEMU migration. Poll
+ * query-migrate every @interval_ms until its status is one of @until
+ * (NULL-terminated): 0; "failed" or "cancelled" (unless in @until): -EIO;
+ * @timeout_ms passed: -ETIMEDOUT. @tick (may be NULL) sees every other
+ * reply; a negative return stops the wait with that code. *@last (may be
+ * NULL) receives the final reply (new reference). */
+typedef int (*vm_migration_tick_fn)(void *ud, json_t *status);
+int vm_migration_wait(gv_qmp *q, const char *const until[], uint64_t timeout_ms,
+		      unsigned interval_ms, vm_migration_tick_fn tick, void *ud, json_t **last,
+		      gv_err *e);
+/* Wait until completed (vm_migration_wait, 10 ms); run one command on an
+ * open monitor connection. */
 int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e);
 int host_qmp_run(gv_qmp *q, const char *cmd, json_t *args, gv_err *e);
 

@@ -25,8 +25,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Poll query-migrate until it completes or fails. */
-int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e)
+static bool status_in(const char *st, const char *const set[])
+{
+	for (; st && *set; set++)
+		if (!strcmp(st, *set))
+			return true;
+	return false;
+}
+
+int vm_migration_wait(gv_qmp *q, const char *const until[], uint64_t timeout_ms,
+		      unsigned interval_ms, vm_migration_tick_fn tick, void *ud, json_t **last,
+		      gv_err *e)
 {
 	uint64_t end = gv_now_ms() + timeout_ms;
 
@@ -35,26 +44,38 @@ int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e)
 		char *msg = NULL;
 		int r = gv_qmp_execute(q, "query-migrate", NULL, 5000, &ret, &msg);
 		if (r < 0) {
-			gv_err_set(e, r, "query-migrate failed: %s",
-				   msg ? msg : strerror(-r));
+			gv_err_set(e, r, "query-migrate failed: %s", msg ? msg : strerror(-r));
 			free(msg);
 			return r;
 		}
 		const char *st = json_string_value(json_object_get(ret, "status"));
-		if (st && !strcmp(st, "completed")) {
-			json_decref(ret);
-			return 0;
-		}
-		if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
+		if (status_in(st, until)) {
+			r = 0;
+		} else if (!st || !strcmp(st, "failed") || !strcmp(st, "cancelled")) {
 			const char *why = json_string_value(json_object_get(ret, "error-desc"));
-			gv_err_set(e, -EIO, "migration %s: %s", st, why ? why : "no reason given");
-			json_decref(ret);
-			return -EIO;
+			r = gv_err_set(e, -EIO, "migration %s: %s", st ? st : "failed",
+				       why ? why : "no reason given");
+		} else if (tick && (r = tick(ud, ret)) >= 0) {
+			r = 1; /* go on */
+		}
+		if (r <= 0) {
+			if (last)
+				*last = ret;
+			else
+				json_decref(ret);
+			return r;
 		}
 		json_decref(ret);
-		usleep(10000);
+		usleep(interval_ms * 1000u);
 	}
 	return gv_err_set(e, -ETIMEDOUT, "migration did not finish in time");
+}
+
+int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e)
+{
+	static const char *const done[] = { "completed", NULL };
+
+	return vm_migration_wait(q, done, timeout_ms, 10, NULL, NULL, NULL, e);
 }
 
 int host_qmp_run(gv_qmp *q, const char *cmd, json_t *args, gv_err *e)
@@ -103,19 +124,10 @@ static int save_stream(gv_qmp *q, const char *tmp, gv_err *e)
 /* Stop a migration that is still going (up to 5 s). */
 static void cancel_migration(gv_qmp *q)
 {
+	static const char *const over[] = { "completed", "none", NULL };
+
 	(void)host_qmp_run(q, "migrate_cancel", NULL, NULL);
-	for (int i = 0; i < 100; i++) {
-		json_t *ret = NULL;
-		if (gv_qmp_execute(q, "query-migrate", NULL, 2000, &ret, NULL) < 0)
-			return;
-		const char *st = json_string_value(json_object_get(ret, "status"));
-		bool done = !st || (strcmp(st, "active") && strcmp(st, "cancelling") &&
-				    strcmp(st, "setup"));
-		json_decref(ret);
-		if (done)
-			return;
-		usleep(50000);
-	}
+	(void)vm_migration_wait(q, over, 5000, 50, NULL, NULL, NULL, NULL);
 }
 
 int vm_save_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *path,
