@@ -349,7 +349,7 @@ static int mig_src_precopy(struct mig *m, gv_qmp *q)
 }
 
 /* Tell the destination to drop its half-made copy; false: it did not
- * answer (the agent tells it later, see host_migrations_settle). */
+ * answer (the agent tells it later, see mig_settle_all). */
 bool mig_src_tell_abort(struct mig *m, int timeout_ms)
 {
 	return mig_src_op(m, "live-abort", timeout_ms, NULL, NULL) == 0;

@@ -404,7 +404,7 @@ char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
 		add_disk(&a, d, p);
 	arg(&a, "-qmp");
 	argf(&a, gv_strdupf("unix:%s,server=on,wait=off", p->qmp));
-	if (d->image) { /* write tracking (lib/dirtytrack.c) has a monitor of its own */
+	if (d->image) { /* write tracking (lib/node/dirtytrack.c) has a monitor of its own */
 		arg(&a, "-chardev");
 		argf(&a, gv_strdupf("socket,id=gvblk,path=%s,server=on,wait=off", p->blkmon));
 		args(&a, (const char *const[]){ "-mon", "chardev=gvblk,mode=control", NULL });
