@@ -74,12 +74,12 @@ static void *server(void *arg)
 {
 	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	struct xconn c;
-	char err[128];
+	gv_err err;
 	uint8_t type, *p;
 	size_t n, off = 1;
 
 	xconn_init(&c, fd, 1000);
-	if (xauth_server(&c, key, err, sizeof(err)) == 0 && xconn_recv(&c, &type, &p, &n) == 0) {
+	if (xauth_server(&c, key, &err) == 0 && xconn_recv(&c, &type, &p, &n) == 0) {
 		if (in[0] & 1)
 			send_valid_index(&c);
 		while (off + 3 <= in_len) {
@@ -97,7 +97,8 @@ static void *server(void *arg)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char dest[] = "/tmp/gv-fuzz-xfer-XXXXXX", err[256], *partial, *marker;
+	char dest[] = "/tmp/gv-fuzz-xfer-XXXXXX", *partial, *marker;
+	gv_err err;
 	gv_fetch_opts o = { .host = "127.0.0.1", .image = "x", .key = key,
 			    .timeout_ms = 300, .window = 4, .run_blocks = 2 };
 	json_t *sum = NULL;
@@ -124,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	o.port = port;
 	o.dest = dest;
 	pthread_create(&t, NULL, server, NULL);
-	if (gv_fetch(&o, &sum, err, sizeof(err)) == 0) {
+	if (gv_fetch(&o, &sum, &err) == 0) {
 		/* only an image that matches its index may appear */
 		if (access(dest, F_OK) != 0)
 			abort();

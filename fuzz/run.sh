@@ -12,7 +12,8 @@ clang "${CFLAGS[@]}" -o "$OUT/fuzz-qmp" fuzz/fuzz-qmp.c lib/vmm/qmp.c -ljansson
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-jobout" fuzz/fuzz-jobout.c lib/vmm/jobout.c lib/base/util.c -lm
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-blockidx" fuzz/fuzz-blockidx.c lib/blocks/blockidx.c lib/base/util.c \
 	-lcrypto -lm -lpthread
-XFER_SRC=(lib/xfer/xfer_dst.c lib/xfer/xfer_dst_blocks.c lib/xfer/xfer_proto.c lib/blocks/blockidx.c lib/blocks/hostidx.c lib/base/util.c)
+XFER_SRC=(lib/xfer/xfer_dst.c lib/xfer/xfer_dst_blocks.c lib/xfer/xfer_proto.c lib/blocks/blockidx.c lib/blocks/hostidx.c
+	lib/base/util.c lib/base/err.c)
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-xfer" fuzz/fuzz-xfer.c "${XFER_SRC[@]}" \
 	-ljansson -lcrypto -lzstd -llz4 -lz -lm -lpthread
 # libFuzzer writes what it finds (crash-*, leak-*, timeout-*, slow-unit-*)

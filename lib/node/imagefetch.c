@@ -49,7 +49,7 @@ int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 {
 	const char *as = o->as && *o->as ? o->as : o->name, *fmt;
 	uint8_t key[GV_XFER_KEY_LEN];
-	char host[256], err[512], *dst, *idxdst, *existing = NULL;
+	char host[256], *dst, *idxdst, *existing = NULL;
 	gv_fetch_opts fo = { 0 };
 	gv_hostidx *hi = NULL;
 	json_t *idx = NULL;
@@ -87,12 +87,10 @@ int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 	pthread_mutex_unlock(&h->idx_mu);
 	if (fo.hostidx && (fo.local_ud = host_checkpoint_reader(h)))
 		fo.local_read = host_checkpoint_read;
-	r = gv_fetch(&fo, summary, err, sizeof(err));
+	r = gv_fetch(&fo, summary, e);
 	host_checkpoint_reader_free(fo.local_ud);
 	OPENSSL_cleanse(key, sizeof(key));
-	if (r < 0)
-		gv_err_set(e, r, "%s", err);
-	else if (gv_image_index(h, as, &idx, e) < 0)
+	if (r == 0 && gv_image_index(h, as, &idx, e) < 0)
 		json_object_set_new(*summary, "index_error", json_string(e->msg));
 	json_decref(idx);
 	free(dst);

@@ -57,7 +57,8 @@ static int mig_dst_pull(gv_host *h, const char *from, const char *vm, const char
 		base = NULL;
 	}
 	uint8_t key[GV_XFER_KEY_LEN];
-	char host[256], err[512], *res = gv_strdupf("vm:%s:%s", vm, kind);
+	char host[256], *res = gv_strdupf("vm:%s:%s", vm, kind);
+	gv_err fe;
 	gv_fetch_opts fo = { 0 };
 	gv_hostidx *hi = NULL;
 	json_t *sum = NULL;
@@ -80,8 +81,8 @@ static int mig_dst_pull(gv_host *h, const char *from, const char *vm, const char
 			      .in_place = in_place, .iterative = live, .no_final = live,
 			      .max_passes = 3 };
 	uint64_t t0 = gv_now_ms();
-	if (r == 0 && (r = gv_fetch(&fo, &sum, err, sizeof(err))) < 0)
-		gv_err_set(e, r, "cannot copy the VM's %s: %s", kind, err);
+	if (r == 0 && (r = gv_fetch(&fo, &sum, &fe)) < 0)
+		gv_err_set(e, r, "cannot copy the VM's %s: %s", kind, fe.msg);
 	if (r == 0 && in_place && !live) /* the final pass: the guest waits for it */
 		fprintf(stderr, "gridvmd: final copy of %s's %s: %llu ms, %s base, %lld blocks "
 			"sent, %lld bytes on the wire\n", vm, kind,

@@ -219,7 +219,8 @@ void mig_settle_all(gv_host *h, bool wait)
 
 int gv_migrate_adopt(gv_host *h, const char *name, json_t **out, gv_err *e)
 {
-	char host[256], err[512], *from;
+	char host[256], *from;
+	gv_err ce;
 	uint8_t key[GV_XFER_KEY_LEN];
 	struct vmlock *l;
 	json_t *rep = NULL;
@@ -244,7 +245,7 @@ int gv_migrate_adopt(gv_host *h, const char *name, json_t **out, gv_err *e)
 		gv_err_set(e, r, "cannot read the grid key %s", h->grid_key);
 	if (r == 0) {
 		json_t *hello = json_pack("{s:s, s:s}", "op", "hello", "name", name);
-		int c = gv_xfer_control(host, port, key, hello, 10000, &rep, err, sizeof(err));
+		int c = gv_xfer_control(host, port, key, hello, 10000, &rep, &ce);
 		json_decref(hello);
 		/* only a source that cannot be reached at all counts as lost */
 		if (c == 0)
@@ -253,7 +254,7 @@ int gv_migrate_adopt(gv_host *h, const char *name, json_t **out, gv_err *e)
 		else if (c != -ECONNREFUSED && c != -ETIMEDOUT && c != -EHOSTUNREACH &&
 			 c != -ENETUNREACH && c != -EHOSTDOWN)
 			r = gv_err_set(e, -EBUSY, "the source %s is reachable but the request "
-				       "failed (%s): not adopting", from, err);
+				       "failed (%s): not adopting", from, ce.msg);
 	}
 	OPENSSL_cleanse(key, sizeof(key));
 	json_decref(rep);

@@ -177,14 +177,13 @@ json_t *gv_migrate_status(gv_host *h)
 /* One control request; a refusal becomes an error with its reason. */
 static int mig_src_ask(struct mig *m, json_t *req, int timeout_ms, json_t **rep)
 {
-	char err[512];
+	gv_err ce;
 	json_t *out = NULL;
-	int r = gv_xfer_control(m->host, m->port, m->key, req, timeout_ms, &out, err,
-				sizeof(err));
+	int r = gv_xfer_control(m->host, m->port, m->key, req, timeout_ms, &out, &ce);
 
 	json_decref(req);
 	if (r < 0)
-		return gv_err_set(m->e, r, "the destination %s:%d: %s", m->host, m->port, err);
+		return gv_err_set(m->e, r, "the destination %s:%d: %s", m->host, m->port, ce.msg);
 	if (!json_is_true(json_object_get(out, "ok"))) {
 		r = gv_err_set(m->e, -EREMOTEIO, "the destination refused: %s",
 			       json_string_value(json_object_get(out, "error")) ?: "no reason");

@@ -29,7 +29,7 @@ int fetch_fail(struct fetch *f, int r, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(f->err, f->errlen, fmt, ap);
+	vsnprintf(f->e->msg, sizeof(f->e->msg), fmt, ap);
 	va_end(ap);
 	return r;
 }
@@ -99,7 +99,7 @@ static int connect_peer(struct fetch *f)
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	xconn_init(&f->c, fd, timeout);
-	return xauth_client(&f->c, f->o->key, f->err, f->errlen);
+	return xauth_client(&f->c, f->o->key, f->e);
 }
 
 int fetch_recv_frame(struct fetch *f, uint8_t want, uint8_t **p, size_t *n)
@@ -643,16 +643,17 @@ int gv_fetch_load_stale(const char *index_path, uint64_t **out, size_t *n)
 	return 0;
 }
 
-int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
+int gv_fetch(const gv_fetch_opts *o, json_t **out, gv_err *e)
 {
-	struct fetch f = { .o = o, .fd = -1, .err = err, .errlen = errlen };
+	gv_err own;
+	struct fetch f = { .o = o, .fd = -1, .e = e ? e : &own };
 	int r;
 
 	f.c.fd = -1;
 	f.t0 = gv_now_ms();
 	f.partial = o->in_place ? strdup(o->dest) : gv_strdupf("%s.partial", o->dest);
 	f.marker = gv_strdupf("%s.partial.src", o->dest);
-	err[0] = '\0';
+	f.e->msg[0] = '\0';
 	r = connect_peer(&f);
 	if (r == 0)
 		r = get_index(&f);
@@ -669,8 +670,8 @@ int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 	if (r == 0) {
 		fetch_progress(&f, "done", true);
 		*out = fetch_summary(&f);
-	} else if (!err[0]) {
-		snprintf(err, errlen, "transfer failed: %s", strerror(-r));
+	} else if (!f.e->msg[0]) {
+		fetch_fail(&f, r, "transfer failed: %s", strerror(-r));
 	}
 	xconn_close(&f.c);
 	if (f.fd >= 0)
@@ -691,18 +692,19 @@ int gv_fetch(const gv_fetch_opts *o, json_t **out, char *err, size_t errlen)
 }
 
 int gv_xfer_control(const char *host, int port, const uint8_t key[GV_XFER_KEY_LEN],
-		    json_t *request, int timeout_ms, json_t **reply, char *err, size_t errlen)
+		    json_t *request, int timeout_ms, json_t **reply, gv_err *e)
 {
+	gv_err own;
 	gv_fetch_opts o = { .host = host, .port = port, .key = key,
 			    .timeout_ms = timeout_ms < 30000 ? timeout_ms : 30000 };
-	struct fetch f = { .o = &o, .fd = -1, .err = err, .errlen = errlen };
+	struct fetch f = { .o = &o, .fd = -1, .e = e ? e : &own };
 	char *text = json_dumps(request, JSON_COMPACT);
 	uint8_t *p;
 	size_t n;
 	int r;
 
 	f.c.fd = -1;
-	err[0] = '\0';
+	f.e->msg[0] = '\0';
 	r = connect_peer(&f);
 	if (r == 0)
 		r = xconn_send(&f.c, XT_CTRL, text, strlen(text), NULL, 0);
@@ -712,8 +714,8 @@ int gv_xfer_control(const char *host, int port, const uint8_t key[GV_XFER_KEY_LE
 	}
 	if (r == 0 && !(*reply = json_loadb((const char *)p, n, 0, NULL)))
 		r = fetch_fail(&f, -EBADMSG, "the peer sent a reply that is not JSON");
-	if (r < 0 && !err[0])
-		snprintf(err, errlen, "%s", strerror(-r));
+	if (r < 0 && !f.e->msg[0])
+		fetch_fail(&f, r, "%s", strerror(-r));
 	xconn_close(&f.c);
 	free(text);
 	return r;

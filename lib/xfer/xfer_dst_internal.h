@@ -35,11 +35,10 @@ struct fetch {
 	uint8_t last_type; /* of the last frame recv_frame took */
 	struct srcfd src[16];
 	int nsrc;
-	char *err;
-	size_t errlen;
+	gv_err *e; /* never NULL: the caller's, or one of gv_fetch's own */
 };
 
-/* Say why the fetch failed (into the caller's buffer); @return @r. */
+/* Say why the fetch failed (into f->e); @return @r. */
 int fetch_fail(struct fetch *f, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 uint64_t fetch_block_len(struct fetch *f, uint64_t b);

@@ -72,8 +72,8 @@ void xconn_send_error(struct xconn *c, const char *fmt, ...)
 
 /* Mutual authentication with the shared key; on success both sides MAC
  * every later frame. */
-int xauth_client(struct xconn *c, const uint8_t *key, char *err, size_t len);
-int xauth_server(struct xconn *c, const uint8_t *key, char *err, size_t len);
+int xauth_client(struct xconn *c, const uint8_t *key, gv_err *e);
+int xauth_server(struct xconn *c, const uint8_t *key, gv_err *e);
 
 /* Compress @n bytes; *out is malloc'd. */
 int xcodec_compress(gv_codec codec, int level, const uint8_t *in, size_t n,

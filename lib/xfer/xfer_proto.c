@@ -279,31 +279,26 @@ static void start_macs(struct xconn *c, const uint8_t *key, const uint8_t *cn,
 	OPENSSL_cleanse(s2c, sizeof(s2c));
 }
 
-static int expect(struct xconn *c, uint8_t want, uint8_t **p, size_t *n, char *err,
-		  size_t len)
+static int expect(struct xconn *c, uint8_t want, uint8_t **p, size_t *n, gv_err *e)
 {
 	uint8_t type;
 	int r = xconn_recv(c, &type, p, n);
 
-	if (r < 0) {
-		snprintf(err, len, "%s", r == -ECONNRESET ? "the peer closed the connection"
-				   : r == -EBADMSG ? "the peer sent a malformed frame"
+	if (r < 0)
+		return gv_err_set(e, r, "%s",
+				  r == -ECONNRESET ? "the peer closed the connection"
+				  : r == -EBADMSG  ? "the peer sent a malformed frame"
 						   : strerror(-r));
-		return r;
-	}
-	if (type == XT_ERROR) {
-		snprintf(err, len, "the peer says: %.*s", (int)(*n > 200 ? 200 : *n), *p);
-		return -EPROTO;
-	}
-	if (type != want) {
-		snprintf(err, len, "protocol error: expected frame '%c', got 0x%02x", want,
-			 type);
-		return -EPROTO;
-	}
+	if (type == XT_ERROR)
+		return gv_err_set(e, -EPROTO, "the peer says: %.*s",
+				  (int)(*n > 200 ? 200 : *n), *p);
+	if (type != want)
+		return gv_err_set(e, -EPROTO, "protocol error: expected frame '%c', got 0x%02x",
+				  want, type);
 	return 0;
 }
 
-int xauth_client(struct xconn *c, const uint8_t *key, char *err, size_t len)
+int xauth_client(struct xconn *c, const uint8_t *key, gv_err *e)
 {
 	uint8_t hello[8 + 2 + XFER_NONCE_LEN], cn[XFER_NONCE_LEN], proof[32], *p;
 	size_t n;
@@ -316,45 +311,40 @@ int xauth_client(struct xconn *c, const uint8_t *key, char *err, size_t len)
 	memcpy(hello + 10, cn, sizeof(cn));
 	r = xconn_send(c, XT_HELLO, hello, sizeof(hello), NULL, 0);
 	if (r == 0)
-		r = expect(c, XT_HELLO_OK, &p, &n, err, len);
+		r = expect(c, XT_HELLO_OK, &p, &n, e);
 	if (r < 0)
 		return r;
-	if (n != 2 + XFER_NONCE_LEN + 32 || p[0] != 0 || p[1] != XFER_VERSION) {
-		snprintf(err, len, "the peer speaks another protocol version");
-		return -EPROTO;
-	}
+	if (n != 2 + XFER_NONCE_LEN + 32 || p[0] != 0 || p[1] != XFER_VERSION)
+		return gv_err_set(e, -EPROTO, "the peer speaks another protocol version");
 	uint8_t sn[XFER_NONCE_LEN], sproof[32];
 	memcpy(sn, p + 2, sizeof(sn));
 	memcpy(sproof, p + 2 + XFER_NONCE_LEN, 32);
 	derive(key, "gridvm-xfer server", cn, sn, proof);
-	if (CRYPTO_memcmp(proof, sproof, 32)) {
-		snprintf(err, len, "the peer does not hold the grid key (authentication "
-			 "failed)");
-		return -EACCES;
-	}
+	if (CRYPTO_memcmp(proof, sproof, 32))
+		return gv_err_set(e, -EACCES, "the peer does not hold the grid key "
+				  "(authentication failed)");
 	derive(key, "gridvm-xfer client", cn, sn, proof);
 	r = xconn_send(c, XT_AUTH, proof, 32, NULL, 0);
 	if (r == 0) {
 		start_macs(c, key, cn, sn, true);
-		r = expect(c, XT_AUTH_OK, &p, &n, err, len);
+		r = expect(c, XT_AUTH_OK, &p, &n, e);
 	}
 	return r;
 }
 
-int xauth_server(struct xconn *c, const uint8_t *key, char *err, size_t len)
+int xauth_server(struct xconn *c, const uint8_t *key, gv_err *e)
 {
 	uint8_t sn[XFER_NONCE_LEN], cn[XFER_NONCE_LEN], out[2 + XFER_NONCE_LEN + 32];
 	uint8_t proof[32], *p;
 	size_t n;
-	int r = expect(c, XT_HELLO, &p, &n, err, len);
+	int r = expect(c, XT_HELLO, &p, &n, e);
 
 	if (r < 0)
 		return r;
 	if (n != 10 + XFER_NONCE_LEN || memcmp(p, XFER_MAGIC, 8) || p[8] != 0 ||
 	    p[9] != XFER_VERSION) {
 		xconn_send_error(c, "unsupported protocol or version");
-		snprintf(err, len, "peer sent a bad hello");
-		return -EPROTO;
+		return gv_err_set(e, -EPROTO, "peer sent a bad hello");
 	}
 	memcpy(cn, p + 10, sizeof(cn));
 	RAND_bytes(sn, sizeof(sn));
@@ -364,14 +354,13 @@ int xauth_server(struct xconn *c, const uint8_t *key, char *err, size_t len)
 	derive(key, "gridvm-xfer server", cn, sn, out + 2 + XFER_NONCE_LEN);
 	r = xconn_send(c, XT_HELLO_OK, out, sizeof(out), NULL, 0);
 	if (r == 0)
-		r = expect(c, XT_AUTH, &p, &n, err, len);
+		r = expect(c, XT_AUTH, &p, &n, e);
 	if (r < 0)
 		return r;
 	derive(key, "gridvm-xfer client", cn, sn, proof);
 	if (n != 32 || CRYPTO_memcmp(proof, p, 32)) {
 		xconn_send_error(c, "authentication failed");
-		snprintf(err, len, "peer failed authentication");
-		return -EACCES;
+		return gv_err_set(e, -EACCES, "peer failed authentication");
 	}
 	start_macs(c, key, cn, sn, false);
 	return xconn_send(c, XT_AUTH_OK, NULL, 0, NULL, 0);

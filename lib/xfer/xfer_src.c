@@ -62,7 +62,6 @@ struct session {
 	gv_codec codec;
 	int level;
 	char name[256];
-	char err[256];
 	uint64_t hashed_at_ns; /* of s->bi, see live_index */
 	uint64_t track;	       /* of s->bi, see tracked_index */
 };
@@ -429,7 +428,7 @@ static void serve(struct session *s)
 {
 	uint8_t type, *p;
 	size_t n;
-	int r = xauth_server(&s->c, s->srv->key, s->err, sizeof(s->err));
+	int r = xauth_server(&s->c, s->srv->key, NULL);
 
 	/* an authenticated peer may take its time (hashing its own disk for a
 	 * resume, say) between requests */
@@ -526,7 +525,7 @@ static void *accept_thread(void *arg)
 	return NULL;
 }
 
-static int listen_on(const char *addr, char *err, size_t len)
+static int listen_on(const char *addr, gv_err *e)
 {
 	char host[256], port[16] = "7878";
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -539,16 +538,13 @@ static int listen_on(const char *addr, char *err, size_t len)
 	if (colon)
 		snprintf(port, sizeof(port), "%s", colon + 1);
 	r = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
-	if (r != 0) {
-		snprintf(err, len, "bad listen address %s: %s", addr, gai_strerror(r));
-		return -EINVAL;
-	}
+	if (r != 0)
+		return gv_err_set(e, -EINVAL, "bad listen address %s: %s", addr, gai_strerror(r));
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd >= 0)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
-		r = -errno;
-		snprintf(err, len, "cannot listen on %s: %s", addr, strerror(errno));
+		r = gv_err_set(e, -errno, "cannot listen on %s: %s", addr, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		fd = r;
@@ -559,13 +555,13 @@ static int listen_on(const char *addr, char *err, size_t len)
 
 int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 			 gv_xfer_resolve_fn resolve, void *ud, gv_xfer_server **out,
-			 char *err, size_t errlen)
+			 gv_err *e)
 {
 	gv_xfer_server *s = calloc(1, sizeof(*s));
 
 	if (!s)
-		return -ENOMEM;
-	s->lfd = listen_on(addr, err, errlen);
+		return gv_err_set(e, -ENOMEM, "%s", strerror(ENOMEM));
+	s->lfd = listen_on(addr, e);
 	if (s->lfd < 0) {
 		int r = s->lfd;
 		free(s);
@@ -578,8 +574,7 @@ int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 	if (pthread_create(&s->thread, NULL, accept_thread, s) != 0) {
 		close(s->lfd);
 		free(s);
-		snprintf(err, errlen, "cannot start the transfer server thread");
-		return -EAGAIN;
+		return gv_err_set(e, -EAGAIN, "cannot start the transfer server thread");
 	}
 	*out = s;
 	return 0;

@@ -90,7 +90,7 @@ static int start_transfer(gv_host *h, const char *addr, gv_xfer_server **xs, gv_
 		return gv_err_set(e, r, "cannot read the grid key %s (%s); create it with "
 				  "'gridvm host keygen' and copy it to every host",
 				  gv_host_grid_key(h), strerror(-r));
-	r = gv_xfer_server_start(addr, key, gv_image_xfer_resolve, h, xs, e->msg, sizeof(e->msg));
+	r = gv_xfer_server_start(addr, key, gv_image_xfer_resolve, h, xs, e);
 	if (r == 0) {
 		char full[300];
 		snprintf(full, sizeof(full), strchr(addr, ':') ? "%s" : "%s:%d", addr,

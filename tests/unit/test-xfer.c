@@ -69,12 +69,12 @@ static char *file_sha(const char *path)
 }
 
 static int do_fetch(int port, const char *dest, gv_hostidx *hi, gv_codec codec,
-		    const uint8_t *k, json_t **sum, char *err)
+		    const uint8_t *k, json_t **sum, gv_err *err)
 {
 	gv_fetch_opts o = { .host = "127.0.0.1", .port = port, .image = "img", .dest = dest,
 			    .codec = codec, .hostidx = hi, .key = k, .timeout_ms = 5000 };
 	*sum = NULL;
-	return gv_fetch(&o, sum, err, 512);
+	return gv_fetch(&o, sum, err);
 }
 
 static long long field(json_t *j, const char *k)
@@ -85,7 +85,8 @@ static long long field(json_t *j, const char *k)
 static void test_fetch_codecs_and_dedup(void **state)
 {
 	gv_xfer_server *s;
-	char err[512], *src, *want;
+	gv_err err;
+	char *src, *want;
 	int port;
 
 	snprintf(dir, sizeof(dir), "/tmp/gv-xfer-XXXXXX");
@@ -93,8 +94,8 @@ static void test_fetch_codecs_and_dedup(void **state)
 	src = gv_strdupf("%s/src.img", dir);
 	make_image(src, 7);
 	want = file_sha(src);
-	assert_int_equal(gv_xfer_server_start("127.0.0.1:0", key, resolve, NULL, &s, err,
-					      sizeof(err)), 0);
+	assert_int_equal(
+	    gv_xfer_server_start("127.0.0.1:0", key, resolve, NULL, &s, &err), 0);
 	port = gv_xfer_server_port(s);
 	/* the block index in many small parts, as a huge image's would be */
 	xfer_index_part = 1000;
@@ -104,7 +105,7 @@ static void test_fetch_codecs_and_dedup(void **state)
 		char *dest = gv_strdupf("%s/dst-%d.img", dir, c), *got;
 		json_t *sum;
 		struct stat st;
-		assert_int_equal(do_fetch(port, dest, NULL, (gv_codec)c, key, &sum, err), 0);
+		assert_int_equal(do_fetch(port, dest, NULL, (gv_codec)c, key, &sum, &err), 0);
 		got = file_sha(dest);
 		assert_string_equal(got, want);
 		assert_int_equal(field(sum, "blocks_total"), NBLK);
@@ -129,7 +130,7 @@ static void test_fetch_codecs_and_dedup(void **state)
 	assert_int_equal(gv_hostidx_open(hdir, &hi), 0);
 	assert_int_equal(gv_blockidx_get(other, oidx, 12, &bi), 0);
 	assert_int_equal(gv_hostidx_add(hi, "other", other, oidx, bi, NULL), 0);
-	assert_int_equal(do_fetch(port, dest, hi, GV_CODEC_ZSTD, key, &sum, err), 0);
+	assert_int_equal(do_fetch(port, dest, hi, GV_CODEC_ZSTD, key, &sum, &err), 0);
 	char *got = file_sha(dest);
 	assert_string_equal(got, want);
 	int even_unique = 0;
@@ -148,16 +149,16 @@ static void test_fetch_codecs_and_dedup(void **state)
 	/* a peer without the key gets nothing */
 	uint8_t bad[GV_XFER_KEY_LEN] = { 9 };
 	dest = gv_strdupf("%s/dst-bad.img", dir);
-	assert_int_equal(do_fetch(port, dest, NULL, GV_CODEC_ZSTD, bad, &sum, err), -EACCES);
-	assert_non_null(strstr(err, "authentication failed"));
+	assert_int_equal(do_fetch(port, dest, NULL, GV_CODEC_ZSTD, bad, &sum, &err), -EACCES);
+	assert_non_null(strstr(err.msg, "authentication failed"));
 	assert_int_equal(access(dest, F_OK), -1);
 	free(dest);
 
 	/* unknown image */
 	gv_fetch_opts o = { .host = "127.0.0.1", .port = port, .image = "nope",
 			    .dest = "/nonexistent/x", .key = key, .timeout_ms = 5000 };
-	assert_true(gv_fetch(&o, &sum, err, sizeof(err)) < 0);
-	assert_non_null(strstr(err, "no such image: nope"));
+	assert_true(gv_fetch(&o, &sum, &err) < 0);
+	assert_non_null(strstr(err.msg, "no such image: nope"));
 
 	gv_xfer_server_stop(s);
 	free(src);
@@ -167,7 +168,8 @@ static void test_fetch_codecs_and_dedup(void **state)
 static void test_resume(void **state)
 {
 	gv_xfer_server *s;
-	char err[512], *src = gv_strdupf("%s/src.img", dir), *want = file_sha(src);
+	gv_err err;
+	char *src = gv_strdupf("%s/src.img", dir), *want = file_sha(src);
 	char *dest = gv_strdupf("%s/resumed.img", dir);
 	char *partial = gv_strdupf("%s.partial", dest), *marker = gv_strdupf("%s.partial.src", dest);
 	char *cmd;
@@ -188,10 +190,10 @@ static void test_resume(void **state)
 	for (int i = 0; i < 32; i++)
 		fprintf(m, "%02x", bi->image_sha256[i]);
 	fclose(m);
-	assert_int_equal(gv_xfer_server_start("127.0.0.1:0", key, resolve, NULL, &s, err,
-					      sizeof(err)), 0);
+	assert_int_equal(
+	    gv_xfer_server_start("127.0.0.1:0", key, resolve, NULL, &s, &err), 0);
 	assert_int_equal(do_fetch(gv_xfer_server_port(s), dest, NULL, GV_CODEC_LZ4, key,
-				  &sum, err), 0);
+				  &sum, &err), 0);
 	char *got = file_sha(dest);
 	assert_string_equal(got, want);
 	/* blocks 0..999 that are not zero, minus the torn block 7, were kept */
@@ -259,7 +261,8 @@ static int resolve_live(void *ud, const char *name, char **path, char **idx)
 static void test_iterative(void **state)
 {
 	gv_xfer_server *s;
-	char err[512], *src = gv_strdupf("%s/live.img", dir), *dest = gv_strdupf("%s/it.img", dir);
+	gv_err err;
+	char *src = gv_strdupf("%s/live.img", dir), *dest = gv_strdupf("%s/it.img", dir);
 	char *want, *got;
 	json_t *sum, *passes, *last;
 	int frozen = 0;
@@ -267,13 +270,13 @@ static void test_iterative(void **state)
 	make_image(src, 3);
 	writer_stop = 0;
 	pthread_create(&writer_thread, NULL, writer, NULL);
-	assert_int_equal(gv_xfer_server_start("127.0.0.1:0", key, resolve_live, NULL, &s, err,
-					      sizeof(err)), 0);
+	assert_int_equal(
+	    gv_xfer_server_start("127.0.0.1:0", key, resolve_live, NULL, &s, &err), 0);
 	gv_fetch_opts o = { .host = "127.0.0.1", .port = gv_xfer_server_port(s), .image = "live",
 			    .dest = dest, .codec = GV_CODEC_ZSTD, .key = key, .timeout_ms = 5000,
 			    .iterative = true, .max_passes = 4, .run_blocks = 16, .window = 2,
 			    .freeze = freeze, .thaw = thaw, .ud = &frozen };
-	assert_int_equal(gv_fetch(&o, &sum, err, sizeof(err)), 0);
+	assert_int_equal(gv_fetch(&o, &sum, &err), 0);
 	assert_int_equal(frozen, 11); /* frozen once, thawed once */
 	assert_true(writes > 0);
 	want = file_sha(src);
@@ -299,7 +302,8 @@ static void test_iterative(void **state)
 static void test_base_delta(void **state)
 {
 	gv_xfer_server *s;
-	char err[512], *src = gv_strdupf("%s/live.img", dir), *dest = gv_strdupf("%s/base.img", dir);
+	gv_err err;
+	char *src = gv_strdupf("%s/live.img", dir), *dest = gv_strdupf("%s/base.img", dir);
 	char *idx = gv_strdupf("%s/base.gvidx", dir), *want, *got;
 	gv_blockidx *base = NULL;
 	json_t *sum = NULL;
@@ -307,13 +311,13 @@ static void test_base_delta(void **state)
 
 	(void)state;
 	make_image(src, 5);
-	assert_int_equal(gv_xfer_server_start("127.0.0.1:0", key, resolve_live, NULL, &s, err,
-					      sizeof(err)), 0);
+	assert_int_equal(
+	    gv_xfer_server_start("127.0.0.1:0", key, resolve_live, NULL, &s, &err), 0);
 	gv_fetch_opts o = { .host = "127.0.0.1", .port = gv_xfer_server_port(s), .image = "live",
 			    .dest = dest, .codec = GV_CODEC_ZSTD, .key = key, .timeout_ms = 5000,
 			    .in_place = true, .iterative = true, .no_final = true,
 			    .max_passes = 2, .index_dest = idx };
-	assert_int_equal(gv_fetch(&o, &sum, err, sizeof(err)), 0);
+	assert_int_equal(gv_fetch(&o, &sum, &err), 0);
 	json_decref(sum);
 	/* three blocks change at the source; the destination is untouched */
 	f = fopen(src, "r+b");
@@ -327,7 +331,7 @@ static void test_base_delta(void **state)
 	gv_fetch_opts o2 = { .host = "127.0.0.1", .port = gv_xfer_server_port(s), .image = "live",
 			     .dest = dest, .codec = GV_CODEC_ZSTD, .key = key, .timeout_ms = 5000,
 			     .in_place = true, .base_index = base };
-	assert_int_equal(gv_fetch(&o2, &sum, err, sizeof(err)), 0);
+	assert_int_equal(gv_fetch(&o2, &sum, &err), 0);
 	assert_int_equal(field(sum, "blocks_remote"), 3);
 	assert_true(field(sum, "bytes_received") < 8000); /* no whole index */
 	want = file_sha(src);
@@ -342,7 +346,7 @@ static void test_base_delta(void **state)
 	size_t nloaded = 9;
 	uint8_t be[8] = { 0, 0, 0, 0, 0, 0, 0, 6 };
 	char *stalef = gv_strdupf("%s.stale", idx);
-	assert_int_equal(gv_fetch(&o, &sum, err, sizeof(err)), 0); /* base = the source's */
+	assert_int_equal(gv_fetch(&o, &sum, &err), 0); /* base = the source's */
 	json_decref(sum);
 	assert_int_equal(gv_fetch_load_stale(idx, &loaded, &nloaded), 0);
 	assert_int_equal(nloaded, 0); /* every block was taken */
@@ -354,7 +358,7 @@ static void test_base_delta(void **state)
 	gv_blockidx_free(base);
 	assert_int_equal(gv_blockidx_load(idx, &base), 0);
 	o2.base_index = base;
-	assert_int_equal(gv_fetch(&o2, &sum, err, sizeof(err)), 0);
+	assert_int_equal(gv_fetch(&o2, &sum, &err), 0);
 	json_decref(sum);
 	got = file_sha(dest);
 	assert_string_not_equal(got, want);
@@ -365,7 +369,7 @@ static void test_base_delta(void **state)
 	assert_int_equal(loaded[0], 6);
 	o2.base_stale = loaded;
 	o2.n_base_stale = nloaded;
-	assert_int_equal(gv_fetch(&o2, &sum, err, sizeof(err)), 0);
+	assert_int_equal(gv_fetch(&o2, &sum, &err), 0);
 	assert_int_equal(field(sum, "blocks_remote"), 1);
 	json_decref(sum);
 	got = file_sha(dest);
@@ -383,7 +387,7 @@ static void test_base_delta(void **state)
 	fclose(f);
 	free(want);
 	want = file_sha(src);
-	assert_int_equal(gv_fetch(&o2, &sum, err, sizeof(err)), 0);
+	assert_int_equal(gv_fetch(&o2, &sum, &err), 0);
 	got = file_sha(dest);
 	assert_string_equal(got, want);
 	json_decref(sum);
@@ -401,14 +405,14 @@ static void *evil_server(void *arg)
 {
 	int lfd = *(int *)arg, fd = accept(lfd, NULL, NULL);
 	struct xconn c;
-	char err[200];
+	gv_err err;
 	uint8_t type, *p, hdr[17];
 	size_t n;
 	gv_blockidx *bi;
 	char *idx = gv_strdupf("%s/src.gvidx", dir);
 
 	xconn_init(&c, fd, 5000);
-	if (xauth_server(&c, key, err, sizeof(err)) == 0 &&
+	if (xauth_server(&c, key, &err) == 0 &&
 	    xconn_recv(&c, &type, &p, &n) == 0 && gv_blockidx_load(idx, &bi) == 0) {
 		uint8_t *raw, *z, lenb[8];
 		size_t rawlen;
@@ -447,7 +451,8 @@ static void test_tampered_block(void **state)
 	socklen_t sl = sizeof(sa);
 	int lfd = socket(AF_INET, SOCK_STREAM, 0);
 	pthread_t t;
-	char err[512], *dest = gv_strdupf("%s/evil.img", dir);
+	gv_err err;
+	char *dest = gv_strdupf("%s/evil.img", dir);
 	char *partial = gv_strdupf("%s.partial", dest);
 	json_t *sum;
 	uint8_t buf[4096], zero[4096] = { 0 };
@@ -457,8 +462,8 @@ static void test_tampered_block(void **state)
 	getsockname(lfd, (struct sockaddr *)&sa, &sl);
 	pthread_create(&t, NULL, evil_server, &lfd);
 	assert_int_equal(do_fetch(ntohs(sa.sin_port), dest, NULL, GV_CODEC_NONE, key, &sum,
-				  err), -EBADMSG);
-	assert_non_null(strstr(err, "does not match its SHA-256"));
+				  &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "does not match its SHA-256"));
 	assert_int_equal(access(dest, F_OK), -1); /* nothing under the image's name */
 	int fd = open(partial, O_RDONLY);
 	assert_true(fd >= 0);

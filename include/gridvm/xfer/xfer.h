@@ -17,6 +17,7 @@
 #ifndef GRIDVM_XFER_H
 #define GRIDVM_XFER_H
 
+#include <gridvm/base/err.h>
 #include <gridvm/blocks/hostidx.h>
 #include <jansson.h>
 
@@ -64,10 +65,11 @@ typedef int (*gv_xfer_dirty_fn)(void *ud, const char *name, uint64_t since,
 
 typedef struct gv_xfer_server gv_xfer_server;
 
-/* Listen on @addr ("IP:PORT" or "IP") and serve each peer in a thread. */
+/* Listen on @addr ("IP:PORT" or "IP") and serve each peer in a thread.
+ * @return 0, or a negative errno with the reason in @e. */
 int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 			 gv_xfer_resolve_fn resolve, void *ud,
-			 gv_xfer_server **out, char *err, size_t errlen) GV_WUR;
+			 gv_xfer_server **out, gv_err *e) GV_WUR;
 void gv_xfer_server_stop(gv_xfer_server *s);
 /* Handle control requests with @fn (NULL: refuse them). */
 void gv_xfer_server_set_control(gv_xfer_server *s, gv_xfer_control_fn fn);
@@ -75,10 +77,10 @@ void gv_xfer_server_set_control(gv_xfer_server *s, gv_xfer_control_fn fn);
 void gv_xfer_server_set_dirty(gv_xfer_server *s, gv_xfer_dirty_fn fn);
 
 /* Send one control request to the agent at @host:@port and wait up to
- * @timeout_ms for its reply (*reply: new reference). */
+ * @timeout_ms for its reply (*reply: new reference). @return 0, or a
+ * negative errno with the reason in @e. */
 int gv_xfer_control(const char *host, int port, const uint8_t key[GV_XFER_KEY_LEN],
-		    json_t *request, int timeout_ms, json_t **reply, char *err,
-		    size_t errlen) GV_WUR;
+		    json_t *request, int timeout_ms, json_t **reply, gv_err *e) GV_WUR;
 /* The TCP port the server listens on (useful after asking for port 0). */
 int gv_xfer_server_port(const gv_xfer_server *s);
 
@@ -138,13 +140,14 @@ typedef struct gv_fetch_opts {
 	void *ud;
 } gv_fetch_opts;
 
-/* Fetch; on success *summary (blocks_total, blocks_zero, blocks_local,
- * blocks_remote, blocks_resumed, bytes_on_wire, seconds, image_sha256,
- * ...); on failure a message in @err. The partial file DEST.partial is
- * kept for a resume unless the error makes it useless. */
 /* The .stale list saved beside @index_path (none: *n = 0, *out NULL). */
 int gv_fetch_load_stale(const char *index_path, uint64_t **out, size_t *n) GV_WUR;
 
-int gv_fetch(const gv_fetch_opts *o, json_t **summary, char *err, size_t errlen) GV_WUR;
+/* Fetch; on success 0 and *summary (blocks_total, blocks_zero,
+ * blocks_local, blocks_remote, blocks_resumed, bytes_on_wire, seconds,
+ * image_sha256, ...); on failure a negative errno and the reason in @e.
+ * The partial file DEST.partial is kept for a resume unless the error
+ * makes it useless. */
+int gv_fetch(const gv_fetch_opts *o, json_t **summary, gv_err *e) GV_WUR;
 
 #endif
