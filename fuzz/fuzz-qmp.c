@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int sv[2];
 	gv_qmp *q = NULL;
 	json_t *ret = NULL, *ev = NULL;
-	char *msg = NULL;
+	gv_err e;
 	size_t off = 0;
 
 	if (size > 65536 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -30,9 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	shutdown(sv[1], SHUT_WR);
 	if (gv_qmp_open_fd(sv[0], 50, &q) == 0) {
-		if (gv_qmp_execute(q, "query-status", NULL, 50, &ret, &msg) == 0)
+		if (gv_qmp_execute(q, "query-status", NULL, 50, &ret, &e) == 0)
 			json_decref(ret);
-		free(msg);
 		for (int i = 0; i < 4; i++) {
 			if (gv_qmp_wait_event(q, i % 2 ? NULL : "STOP", 10, &ev) < 0)
 				break;

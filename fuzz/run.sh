@@ -8,7 +8,7 @@ OUT=${FUZZ_OUT:-build-fuzz}
 SECS=${FUZZ_SECONDS:-20}
 mkdir -p "$OUT"
 CFLAGS=(-std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude)
-clang "${CFLAGS[@]}" -o "$OUT/fuzz-qmp" fuzz/fuzz-qmp.c lib/vmm/qmp.c -ljansson
+clang "${CFLAGS[@]}" -o "$OUT/fuzz-qmp" fuzz/fuzz-qmp.c lib/vmm/qmp.c lib/base/err.c -ljansson
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-jobout" fuzz/fuzz-jobout.c lib/vmm/jobout.c lib/base/util.c -lm
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-blockidx" fuzz/fuzz-blockidx.c lib/blocks/blockidx.c lib/base/util.c \
 	-lcrypto -lm -lpthread

@@ -96,7 +96,7 @@ static int on_extents(void *ud, const char *ctx, uint64_t off, uint32_t *ent, si
 }
 
 /* The dirty ranges of bitmap m on the export at @sock. */
-static int nbd_read_bitmap(const char *sock, struct extents *x, char *why, size_t len)
+static int nbd_read_bitmap(const char *sock, struct extents *x, gv_err *e)
 {
 	struct nbd_handle *nbd = nbd_create();
 	int64_t size;
@@ -108,9 +108,9 @@ static int nbd_read_bitmap(const char *sock, struct extents *x, char *why, size_
 	    nbd_set_export_name(nbd, SCRATCH) < 0 || nbd_connect_unix(nbd, sock) < 0 ||
 	    nbd_can_meta_context(nbd, "qemu:dirty-bitmap:m") != 1 ||
 	    (size = nbd_get_size(nbd)) < 0) {
-		snprintf(why, len, "NBD: %s", nbd_get_error() ? nbd_get_error() : "no bitmap");
+		r = gv_err_set(e, -EIO, "NBD: %s", nbd_get_error() ? nbd_get_error() : "no bitmap");
 		nbd_close(nbd);
-		return -EIO;
+		return r;
 	}
 	for (uint64_t off = 0; off < (uint64_t)size && r == 0;) {
 		uint64_t cnt = (uint64_t)size - off;
@@ -121,14 +121,12 @@ static int nbd_read_bitmap(const char *sock, struct extents *x, char *why, size_
 		if (nbd_block_status(nbd, cnt, off,
 				     (nbd_extent_callback){ .callback = on_extents, .user_data = x },
 				     0) < 0) {
-			snprintf(why, len, "NBD block status: %s",
-				 nbd_get_error() ? nbd_get_error() : "failed");
-			r = -EIO;
+			r = gv_err_set(e, -EIO, "NBD block status: %s",
+				       nbd_get_error() ? nbd_get_error() : "failed");
 		} else if (x->err) {
 			r = x->err;
 		} else if (x->next <= off) {
-			snprintf(why, len, "NBD block status made no progress");
-			r = -EIO;
+			r = gv_err_set(e, -EIO, "NBD block status made no progress");
 		} else {
 			off = x->next;
 		}
@@ -144,26 +142,23 @@ static char *nbd_sock(const char *dir)
 	return gv_strdupf("%s/nbd.sock", dir);
 }
 
-static int qmp_do(gv_qmp *q, const char *cmd, json_t *args, json_t **ret, char *why,
-		  size_t len)
+/* Run @cmd with @args (stolen); on failure "CMD: why" in @e. */
+static int qmp_do(gv_qmp *q, const char *cmd, json_t *args, json_t **ret, gv_err *e)
 {
-	char *msg = NULL;
-	int r = gv_qmp_execute(q, cmd, args, QMP_MS, ret, &msg);
+	int r = gv_qmp_execute(q, cmd, args, QMP_MS, ret, e);
 
-	if (r < 0 && why)
-		snprintf(why, len, "%s: %s", cmd, msg ? msg : strerror(-r));
-	free(msg);
+	if (r < 0)
+		gv_err_wrap(e, r, cmd);
 	json_decref(args);
 	return r;
 }
 
 /* The overlay file node's size, and whether it has our bitmap. */
-static int file_node(gv_qmp *q, uint64_t *size, bool *tracked, char *why, size_t len)
+static int file_node(gv_qmp *q, uint64_t *size, bool *tracked, gv_err *e)
 {
 	json_t *ret = NULL, *n;
 	size_t i;
-	int r = qmp_do(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), &ret, why,
-		       len);
+	int r = qmp_do(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), &ret, e);
 
 	*tracked = false;
 	json_array_foreach(ret, i, n) {
@@ -181,9 +176,7 @@ static int file_node(gv_qmp *q, uint64_t *size, bool *tracked, char *why, size_t
 		return 0;
 	}
 	json_decref(ret);
-	if (r == 0)
-		snprintf(why, len, "the VM has no disk file node");
-	return r < 0 ? r : -ENOENT;
+	return r < 0 ? r : gv_err_set(e, -ENOENT, "the VM has no disk file node");
 }
 
 static void scratch_drop(gv_qmp *q)
@@ -191,17 +184,17 @@ static void scratch_drop(gv_qmp *q)
 	/* an export goes when its last client has gone: give it a moment */
 	/* (hard: our NBD client is gone, QEMU may not have noticed yet) */
 	(void)qmp_do(q, "block-export-del", json_pack("{s:s, s:s}", "id", SCRATCH, "mode", "hard"),
-		     NULL, NULL, 0);
+		     NULL, NULL);
 	for (int i = 0; i < 50; i++) {
-		if (qmp_do(q, "blockdev-del", json_pack("{s:s}", "node-name", SCRATCH), NULL, NULL,
-			   0) == 0)
+		if (qmp_do(q, "blockdev-del", json_pack("{s:s}", "node-name", SCRATCH), NULL,
+			   NULL) == 0)
 			return;
 		json_t *ret = NULL;
 		bool gone = true;
 		size_t k;
 		json_t *n;
 		if (qmp_do(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), &ret,
-			   NULL, 0) == 0)
+			   NULL) == 0)
 			json_array_foreach(ret, k, n)
 				if (!strcmp(json_string_value(json_object_get(n, "node-name")) ?: "",
 					    SCRATCH))
@@ -216,8 +209,7 @@ static void scratch_drop(gv_qmp *q)
 /* Move the bitmap's bits into the scratch node, read them over NBD and
  * append the dirty ranges to @t->pend. The bitmap is cleared: on failure
  * the ranges are lost, and the caller must restart tracking. */
-static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, char *why,
-		       size_t len)
+static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, gv_err *e)
 {
 	char *sock = nbd_sock(p->dir);
 	struct extents x = { 0 };
@@ -229,15 +221,13 @@ static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, cha
 
 		if (attempt) /* a scratch node left from an earlier try */
 			scratch_drop(q);
-		r = file_node(q, &size, &tracked, why, len);
-		if (r == 0 && !tracked) {
-			snprintf(why, len, "QEMU has no dirty bitmap (restarted?)");
-			r = -ESTALE;
-		}
+		r = file_node(q, &size, &tracked, e);
+		if (r == 0 && !tracked)
+			r = gv_err_set(e, -ESTALE, "QEMU has no dirty bitmap (restarted?)");
 		if (r == 0 &&
 		    qmp_do(q, "blockdev-add",
 			   json_pack("{s:s, s:s, s:I}", "driver", "null-co", "node-name", SCRATCH,
-				     "size", (json_int_t)size), NULL, why, len) < 0)
+				     "size", (json_int_t)size), NULL, e) < 0)
 			r = -EAGAIN;
 		else if (r == 0 &&
 		    (r = qmp_do(q, "transaction",
@@ -249,7 +239,7 @@ static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, cha
 				     "type", "block-dirty-bitmap-merge", "data", "node", SCRATCH,
 				     "target", "m", "bitmaps", "node", "file0", "name", BITMAP,
 				     "type", "block-dirty-bitmap-clear", "data", "node", "file0",
-				     "name", BITMAP), NULL, why, len)) == -EIO)
+				     "name", BITMAP), NULL, e)) == -EIO)
 			r = -EAGAIN; /* refused: the file grew meanwhile, sizes differ */
 		/* (any other failure, a timeout say, may have cleared the bitmap
 		 * all the same: no retry, the caller restarts tracking) */
@@ -257,14 +247,14 @@ static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, cha
 	if (r == 0 && access(sock, F_OK) < 0) /* ours runs until tracking stops */
 		r = qmp_do(q, "nbd-server-start",
 			   json_pack("{s:{s:s, s:{s:s}}}", "addr", "type", "unix", "data", "path",
-				     sock), NULL, why, len);
+				     sock), NULL, e);
 	if (r == 0)
 		r = qmp_do(q, "block-export-add",
 			   json_pack("{s:s, s:s, s:s, s:s, s:[s], s:b}", "type", "nbd", "id",
 				     SCRATCH, "node-name", SCRATCH, "name", SCRATCH, "bitmaps", "m",
-				     "writable", 0), NULL, why, len);
+				     "writable", 0), NULL, e);
 	if (r == 0)
-		r = nbd_read_bitmap(sock, &x, why, len);
+		r = nbd_read_bitmap(sock, &x, e);
 	for (size_t i = 0; r == 0 && i < x.n; i++)
 		r = ext_add(&t->pend, &t->npend, &t->cap, x.v[i].off, x.v[i].len);
 	scratch_drop(q);
@@ -275,7 +265,7 @@ static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, cha
 
 /* Start anew: an empty bitmap (created, or cleared if it is there), and
  * no NBD server yet (a socket left by an earlier QEMU goes). */
-static int bitmap_restart(gv_qmp *q, const gv_vmpaths *p, char *why, size_t len)
+static int bitmap_restart(gv_qmp *q, const gv_vmpaths *p, gv_err *e)
 {
 	char *sock = nbd_sock(p->dir);
 	uint64_t size;
@@ -283,19 +273,17 @@ static int bitmap_restart(gv_qmp *q, const gv_vmpaths *p, char *why, size_t len)
 	int r;
 
 	scratch_drop(q);
-	(void)qmp_do(q, "nbd-server-stop", NULL, NULL, NULL, 0);
+	(void)qmp_do(q, "nbd-server-stop", NULL, NULL, NULL);
 	unlink(sock);
 	free(sock);
-	r = file_node(q, &size, &tracked, why, len);
-
+	r = file_node(q, &size, &tracked, e);
 	if (r == 0 && tracked)
 		return qmp_do(q, "block-dirty-bitmap-clear",
-			      json_pack("{s:s, s:s}", "node", "file0", "name", BITMAP), NULL, why,
-			      len);
+			      json_pack("{s:s, s:s}", "node", "file0", "name", BITMAP), NULL, e);
 	if (r == 0)
 		r = qmp_do(q, "block-dirty-bitmap-add",
 			   json_pack("{s:s, s:s, s:i}", "node", "file0", "name", BITMAP,
-				     "granularity", GRANULARITY), NULL, why, len);
+				     "granularity", GRANULARITY), NULL, e);
 	return r;
 }
 
@@ -350,7 +338,8 @@ int gv_host_disk_dirty(void *ud, const char *name, uint64_t since, uint64_t *tok
 		       gv_extent **ext, size_t *n)
 {
 	gv_host *h = ud;
-	char vm[64], why[256] = "";
+	char vm[64];
+	gv_err why = { "" };
 	struct dirtytrack *t;
 	gv_vmpaths p = { 0 };
 	gv_qmp *q = NULL;
@@ -371,9 +360,9 @@ int gv_host_disk_dirty(void *ud, const char *name, uint64_t since, uint64_t *tok
 		goto out;
 	}
 	if (since && since == t->token) {
-		if (!t->frozen && bitmap_read(q, &p, t, why, sizeof(why)) < 0) {
+		if (!t->frozen && bitmap_read(q, &p, t, &why) < 0) {
 			fprintf(stderr, "gridvmd: %s: cannot read the dirty bitmap (%s): "
-				"tracking starts again\n", vm, why);
+				"tracking starts again\n", vm, why.msg);
 			goto restart;
 		}
 		*ext = t->pend;
@@ -392,9 +381,9 @@ restart:
 		r = -EBUSY;
 		goto out;
 	}
-	r = bitmap_restart(q, &p, why, sizeof(why));
+	r = bitmap_restart(q, &p, &why);
 	if (r < 0) {
-		fprintf(stderr, "gridvmd: %s: no write tracking (%s)\n", vm, why);
+		fprintf(stderr, "gridvmd: %s: no write tracking (%s)\n", vm, why.msg);
 		track_drop(h, t);
 		goto out;
 	}
@@ -409,7 +398,7 @@ out:
 
 void host_dirty_freeze(gv_host *h, const char *vm)
 {
-	char why[256] = "";
+	gv_err why = { "" };
 	struct dirtytrack *t;
 	gv_vmpaths p = { 0 };
 	gv_qmp *q = NULL;
@@ -418,9 +407,9 @@ void host_dirty_freeze(gv_host *h, const char *vm)
 	pthread_mutex_lock(&h->dirty_mu);
 	t = track_get(h, vm, true); /* also: nobody starts tracking now */
 	if (t && t->token && !t->frozen) {
-		if (blk_monitor(h, vm, &p, &q) < 0 || bitmap_read(q, &p, t, why, sizeof(why)) < 0) {
+		if (blk_monitor(h, vm, &p, &q) < 0 || bitmap_read(q, &p, t, &why) < 0) {
 			fprintf(stderr, "gridvmd: %s: cannot read the dirty bitmap (%s): the final "
-				"disk pass hashes the whole overlay\n", vm, why);
+				"disk pass hashes the whole overlay\n", vm, why.msg);
 			t->token = 0;
 		} else {
 			fprintf(stderr, "gridvmd: %s: last dirty ranges read in %llu ms\n", vm,
@@ -444,9 +433,8 @@ void host_dirty_stop(gv_host *h, const char *vm, bool qemu_goes_on)
 	t = track_get(h, vm, false);
 	if (t && qemu_goes_on && blk_monitor(h, vm, &p, &q) == 0) {
 		(void)qmp_do(q, "block-dirty-bitmap-remove",
-			     json_pack("{s:s, s:s}", "node", "file0", "name", BITMAP), NULL, NULL,
-			     0);
-		(void)qmp_do(q, "nbd-server-stop", NULL, NULL, NULL, 0);
+			     json_pack("{s:s, s:s}", "node", "file0", "name", BITMAP), NULL, NULL);
+		(void)qmp_do(q, "nbd-server-stop", NULL, NULL, NULL);
 	}
 	if (t) {
 		char *dir = gv_strdupf("%s/vms/%s", h->datadir, vm), *sock = nbd_sock(dir);

@@ -271,16 +271,14 @@ int host_qmp_cmd(const gv_vmpaths *p, const char *cmd, json_t *args,
 		 int timeout_ms, json_t **ret, gv_err *e)
 {
 	gv_qmp *q;
-	char *msg = NULL;
+	gv_err qe;
 	int r = host_qmp(p, &q, e);
 
 	if (r < 0)
 		return r;
-	r = gv_qmp_execute(q, cmd, args, timeout_ms, ret, &msg);
+	r = gv_qmp_execute(q, cmd, args, timeout_ms, ret, &qe);
 	if (r < 0)
-		gv_err_set(e, r, "QEMU refused %s: %s", cmd,
-			   msg ? msg : strerror(-r));
-	free(msg);
+		gv_err_set(e, r, "QEMU refused %s: %s", cmd, qe.msg);
 	gv_qmp_free(q);
 	return r;
 }

@@ -41,13 +41,9 @@ int vm_migration_wait(gv_qmp *q, const char *const until[], uint64_t timeout_ms,
 
 	while (gv_now_ms() < end) {
 		json_t *ret = NULL;
-		char *msg = NULL;
-		int r = gv_qmp_execute(q, "query-migrate", NULL, 5000, &ret, &msg);
-		if (r < 0) {
-			gv_err_set(e, r, "query-migrate failed: %s", msg ? msg : strerror(-r));
-			free(msg);
-			return r;
-		}
+		int r = gv_qmp_execute(q, "query-migrate", NULL, 5000, &ret, e);
+		if (r < 0)
+			return gv_err_wrap(e, r, "query-migrate failed");
 		const char *st = json_string_value(json_object_get(ret, "status"));
 		if (status_in(st, until)) {
 			r = 0;
@@ -80,12 +76,11 @@ int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e)
 
 int host_qmp_run(gv_qmp *q, const char *cmd, json_t *args, gv_err *e)
 {
-	char *msg = NULL;
-	int r = gv_qmp_execute(q, cmd, args, 10000, NULL, &msg);
+	gv_err qe;
+	int r = gv_qmp_execute(q, cmd, args, 10000, NULL, &qe);
 
 	if (r < 0)
-		gv_err_set(e, r, "QEMU refused %s: %s", cmd, msg ? msg : strerror(-r));
-	free(msg);
+		gv_err_set(e, r, "QEMU refused %s: %s", cmd, qe.msg);
 	return r;
 }
 

@@ -295,7 +295,7 @@ static int have_reply(gv_qmp *q, const char *unused __attribute__((unused)))
 	return q->reply ? 0 : -1;
 }
 
-static int take_reply(json_t *reply, json_t **ret, char **errmsg)
+static int take_reply(json_t *reply, json_t **ret, gv_err *e)
 {
 	json_t *err = json_object_get(reply, "error");
 	const char *desc;
@@ -306,23 +306,23 @@ static int take_reply(json_t *reply, json_t **ret, char **errmsg)
 		return 0;
 	}
 	desc = json_string_value(json_object_get(err, "desc"));
-	if (errmsg)
-		*errmsg = strdup(desc ? desc : "unknown QMP error");
-	return -EIO;
+	return gv_err_set(e, -EIO, "%s", desc ? desc : "unknown QMP error");
 }
 
 static int execute(gv_qmp *q, const char *cmd, json_t *args,
-		   int64_t deadline, json_t **ret, char **errmsg)
+		   int64_t deadline, json_t **ret, gv_err *e)
 {
 	int r;
 
-	if (q->err)
-		return q->err;
-	r = send_command(q, cmd, args, deadline);
+	r = q->err;
+	if (r == 0)
+		r = send_command(q, cmd, args, deadline);
 	if (r == 0)
 		r = wait_until(q, deadline, have_reply, NULL);
-	if (r == 0)
-		r = take_reply(q->reply, ret, errmsg);
+	if (r < 0)
+		gv_err_set(e, r, "%s", strerror(-r));
+	else
+		r = take_reply(q->reply, ret, e);
 	json_decref(q->reply);
 	q->reply = NULL;
 	q->pending[0] = '\0';
@@ -330,15 +330,13 @@ static int execute(gv_qmp *q, const char *cmd, json_t *args,
 }
 
 int gv_qmp_execute(gv_qmp *q, const char *cmd, json_t *args, int timeout_ms,
-		   json_t **ret, char **errmsg)
+		   json_t **ret, gv_err *e)
 {
 	if (ret)
 		*ret = NULL;
-	if (errmsg)
-		*errmsg = NULL;
 	if (!q || !cmd || (args && !json_is_object(args)))
-		return -EINVAL;
-	return execute(q, cmd, args, deadline_after(timeout_ms), ret, errmsg);
+		return gv_err_set(e, -EINVAL, "%s", strerror(EINVAL));
+	return execute(q, cmd, args, deadline_after(timeout_ms), ret, e);
 }
 
 static int find_event(gv_qmp *q, const char *name)

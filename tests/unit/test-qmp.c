@@ -345,12 +345,12 @@ static const char *str_at(json_t *obj, const char *key)
 static json_t *run_ok(gv_qmp *q, const char *cmd, json_t *args)
 {
 	json_t *ret = NULL;
-	char *msg = NULL;
-	int r = gv_qmp_execute(q, cmd, args, 1000, &ret, &msg);
+	gv_err e = { "" };
+	int r = gv_qmp_execute(q, cmd, args, 1000, &ret, &e);
 
 	if (r != 0)
-		fail_msg("%s: %s (%s)", cmd, strerror(-r), msg ? msg : "-");
-	assert_null(msg);
+		fail_msg("%s: %s (%s)", cmd, strerror(-r), e.msg);
+	assert_string_equal(e.msg, ""); /* untouched on success */
 	assert_non_null(ret);
 	return ret;
 }
@@ -574,14 +574,13 @@ static void test_error_reply(void **state)
 	struct fixture *f = *state;
 	json_t *args = json_pack("{s:s}", "id", "nic9");
 	json_t *ret = NULL;
-	char *msg = NULL;
+	gv_err e;
 
 	open_client(f, script);
 	assert_int_equal(gv_qmp_execute(f->q, "device_del", args, 1000, &ret,
-					&msg), -EIO);
+					&e), -EIO);
 	assert_null(ret);
-	assert_string_equal(msg, "Device 'nic9' not found");
-	free(msg);
+	assert_string_equal(e.msg, "Device 'nic9' not found");
 	/* the connection stays usable after an error reply */
 	json_decref(run_ok(f->q, "query-name", NULL));
 	json_decref(args);
@@ -621,13 +620,12 @@ static void test_idless_error_answers_pending(void **state)
 		DONE,
 	};
 	struct fixture *f = *state;
-	char *msg = NULL;
+	gv_err e;
 
 	open_client(f, script);
 	assert_int_equal(gv_qmp_execute(f->q, "query-name", NULL, 1000, NULL,
-					&msg), -EIO);
-	assert_string_equal(msg, "JSON parse error, invalid keyword");
-	free(msg);
+					&e), -EIO);
+	assert_string_equal(e.msg, "JSON parse error, invalid keyword");
 	peer_finish(f);
 }
 
@@ -644,13 +642,15 @@ static void test_timeout_then_stale_reply(void **state)
 	};
 	struct fixture *f = *state;
 	json_t *ret = NULL;
+	gv_err e;
 	int64_t t0 = now_ms();
 
 	open_client(f, script);
 	assert_int_equal(gv_qmp_execute(f->q, "query-status", NULL, 200, &ret,
-					NULL), -ETIMEDOUT);
+					&e), -ETIMEDOUT);
 	assert_in_range(now_ms() - t0, 190, 1000);
 	assert_null(ret);
+	assert_string_equal(e.msg, strerror(ETIMEDOUT));
 	ret = run_ok(f->q, "query-name", NULL);
 	assert_string_equal(str_at(ret, "name"), "vm0");
 	json_decref(ret);
@@ -850,13 +850,13 @@ static void test_bad_arguments(void **state)
 	struct fixture *f = *state;
 	json_t *arr = json_array();
 	json_t *ret = json_true();
-	char *msg = (char *)"sentinel";
+	gv_err e = { "sentinel" };
 
 	open_client(f, script);
-	assert_int_equal(gv_qmp_execute(f->q, "stop", arr, 100, &ret, &msg),
+	assert_int_equal(gv_qmp_execute(f->q, "stop", arr, 100, &ret, &e),
 			 -EINVAL);
 	assert_null(ret);
-	assert_null(msg);
+	assert_string_equal(e.msg, strerror(EINVAL));
 	assert_int_equal(gv_qmp_execute(f->q, NULL, NULL, 100, NULL, NULL),
 			 -EINVAL);
 	assert_int_equal(gv_qmp_execute(NULL, "stop", NULL, 100, NULL, NULL),
@@ -941,7 +941,7 @@ static int wait_exit(pid_t pid, int timeout_ms)
 static void test_real_qemu(void **state)
 {
 	struct fixture *f = *state;
-	char *msg = NULL;
+	gv_err e;
 	json_t *ev = NULL;
 	int r;
 
@@ -958,9 +958,8 @@ static void test_real_qemu(void **state)
 	run_and_wait(f->q, "cont", "RESUME");
 
 	assert_int_equal(gv_qmp_execute(f->q, "no-such-command", NULL, 1000,
-					NULL, &msg), -EIO);
-	assert_non_null(strstr(msg, "no-such-command"));
-	free(msg);
+					NULL, &e), -EIO);
+	assert_non_null(strstr(e.msg, "no-such-command"));
 
 	r = gv_qmp_execute(f->q, "quit", NULL, 5000, NULL, NULL);
 	assert_true(r == 0 || r == -ECONNRESET);

@@ -12,6 +12,7 @@
 #ifndef GRIDVM_QMP_H
 #define GRIDVM_QMP_H
 
+#include <gridvm/base/err.h>
 #include <jansson.h>
 
 typedef struct gv_qmp gv_qmp;
@@ -33,11 +34,12 @@ void gv_qmp_free(gv_qmp *q);
 /* Run @cmd with @args (a JSON object or NULL; borrowed, not stolen).
  * On success returns 0 and, if @ret is not NULL, *ret holds a new
  * reference to the "return" member. If QEMU answers with an error,
- * returns -EIO and, if @errmsg is not NULL, *errmsg is a malloc'd copy of
- * the error's "desc". -ETIMEDOUT after @timeout_ms, -ECONNRESET if the
- * peer closes, -EPROTO on garbage. Events seen meanwhile are queued. */
+ * returns -EIO and @e (if not NULL) holds the error's "desc" as QEMU
+ * wrote it. -ETIMEDOUT after @timeout_ms, -ECONNRESET if the peer
+ * closes, -EPROTO on garbage, -EINVAL on bad arguments: then @e holds
+ * strerror of the code. Events seen meanwhile are queued. */
 int gv_qmp_execute(gv_qmp *q, const char *cmd, json_t *args, int timeout_ms,
-                   json_t **ret, char **errmsg)
+                   json_t **ret, gv_err *e)
     __attribute__((warn_unused_result));
 
 /* Wait for an event named @name (NULL = any event). Queued events are
