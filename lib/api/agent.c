@@ -169,7 +169,7 @@ static enum MHD_Result vm_create(gv_agent *a, struct MHD_Connection *c, json_t *
 	gv_vmdef *d = NULL;
 	gv_err e = { "" };
 	json_t *out = NULL;
-	int rc = gv_vmdef_from_json(body, &d, e.msg, sizeof(e.msg));
+	int rc = gv_vmdef_from_json(body, &d, &e);
 	char *name = d ? strdup(d->name) : NULL;
 
 	if (rc == 0)

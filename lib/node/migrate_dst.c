@@ -169,7 +169,7 @@ static int mig_dst_record(gv_host *h, gv_vmdef *d, const gv_vmpaths *p, gv_vmsta
 static int mig_dst_begin(gv_host *h, json_t *req, gv_vmdef **d, gv_vmpaths *p, gv_err *e)
 {
 	gv_vmrec *old = NULL;
-	int r = gv_vmdef_from_json(json_object_get(req, "vm"), d, e->msg, sizeof(e->msg));
+	int r = gv_vmdef_from_json(json_object_get(req, "vm"), d, e);
 
 	if (r < 0)
 		return r;

@@ -159,12 +159,11 @@ static int rec_from_row(sqlite3_stmt *st, gv_vmrec **out)
 {
 	gv_vmrec *r = calloc(1, sizeof(*r));
 	json_t *j = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
-	char err[200];
 	int rc;
 
 	if (!r)
 		abort();
-	rc = j ? gv_vmdef_from_json(j, &r->def, err, sizeof(err)) : -EINVAL;
+	rc = j ? gv_vmdef_from_json(j, &r->def, NULL) : -EINVAL;
 	json_decref(j);
 	if (rc < 0) {
 		free(r);

@@ -89,70 +89,46 @@ static char *opt_str(json_t *j, const char *key)
 		       ? strdup(json_string_value(v)) : NULL;
 }
 
-static int validate(const gv_vmdef *d, char *errbuf, size_t len)
+static int validate(const gv_vmdef *d, gv_err *e)
 {
-	if (!gv_name_valid(d->name)) {
-		snprintf(errbuf, len, "invalid VM name '%s' (use 1-63 letters, "
-			 "digits, '.', '_' or '-')", d->name ? d->name : "");
-		return -EINVAL;
-	}
-	if (d->vcpus < 1 || d->vcpus > 64) {
-		snprintf(errbuf, len, "invalid vCPU count %d (1-64)", d->vcpus);
-		return -EINVAL;
-	}
-	if (d->memory_mib < 32 || d->memory_mib > (1ULL << 22)) {
-		snprintf(errbuf, len, "invalid memory size %llu MiB (32 MiB to 4 TiB)",
-			 (unsigned long long)d->memory_mib);
-		return -EINVAL;
-	}
-	if (d->cpu_weight < 0 || d->cpu_weight > 10000) {
-		snprintf(errbuf, len, "invalid CPU weight %d (1-10000)", d->cpu_weight);
-		return -EINVAL;
-	}
-	if (d->cpu_cap_pct < 0 || d->cpu_cap_pct > 100 * d->vcpus) {
-		snprintf(errbuf, len, "invalid CPU cap %d%% (1-%d)", d->cpu_cap_pct,
-			 100 * d->vcpus);
-		return -EINVAL;
-	}
-	if (d->image && !gv_name_valid(d->image)) {
-		snprintf(errbuf, len, "invalid image name '%s'", d->image);
-		return -EINVAL;
-	}
-	if (d->checkpoint_every_s < 0 || d->checkpoint_keep < 0) {
-		snprintf(errbuf, len, "invalid checkpoint period or retention");
-		return -EINVAL;
-	}
-	if (d->boot_disk && !d->image) {
-		snprintf(errbuf, len, "booting from the disk needs an image (--image)");
-		return -EINVAL;
-	}
-	if (d->boot_disk && (d->kernel || d->initrd || d->append)) {
-		snprintf(errbuf, len, "a kernel, initrd or command line makes no sense "
-			 "when booting from the disk");
-		return -EINVAL;
-	}
-	if ((d->kernel && d->kernel[0] != '/') || (d->initrd && d->initrd[0] != '/')) {
-		snprintf(errbuf, len, "kernel and initrd must be absolute paths");
-		return -EINVAL;
-	}
+	if (!gv_name_valid(d->name))
+		return gv_err_set(e, -EINVAL, "invalid VM name '%s' (use 1-63 letters, "
+				  "digits, '.', '_' or '-')", d->name ? d->name : "");
+	if (d->vcpus < 1 || d->vcpus > 64)
+		return gv_err_set(e, -EINVAL, "invalid vCPU count %d (1-64)", d->vcpus);
+	if (d->memory_mib < 32 || d->memory_mib > (1ULL << 22))
+		return gv_err_set(e, -EINVAL, "invalid memory size %llu MiB (32 MiB to 4 TiB)",
+				  (unsigned long long)d->memory_mib);
+	if (d->cpu_weight < 0 || d->cpu_weight > 10000)
+		return gv_err_set(e, -EINVAL, "invalid CPU weight %d (1-10000)", d->cpu_weight);
+	if (d->cpu_cap_pct < 0 || d->cpu_cap_pct > 100 * d->vcpus)
+		return gv_err_set(e, -EINVAL, "invalid CPU cap %d%% (1-%d)", d->cpu_cap_pct,
+				  100 * d->vcpus);
+	if (d->image && !gv_name_valid(d->image))
+		return gv_err_set(e, -EINVAL, "invalid image name '%s'", d->image);
+	if (d->checkpoint_every_s < 0 || d->checkpoint_keep < 0)
+		return gv_err_set(e, -EINVAL, "invalid checkpoint period or retention");
+	if (d->boot_disk && !d->image)
+		return gv_err_set(e, -EINVAL, "booting from the disk needs an image (--image)");
+	if (d->boot_disk && (d->kernel || d->initrd || d->append))
+		return gv_err_set(e, -EINVAL, "a kernel, initrd or command line makes no sense "
+				  "when booting from the disk");
+	if ((d->kernel && d->kernel[0] != '/') || (d->initrd && d->initrd[0] != '/'))
+		return gv_err_set(e, -EINVAL, "kernel and initrd must be absolute paths");
 	if (d->accel && strcmp(d->accel, "auto") && strcmp(d->accel, "kvm") &&
-	    strcmp(d->accel, "tcg")) {
-		snprintf(errbuf, len, "invalid accelerator '%s' (auto, kvm, tcg)",
-			 d->accel);
-		return -EINVAL;
-	}
+	    strcmp(d->accel, "tcg"))
+		return gv_err_set(e, -EINVAL, "invalid accelerator '%s' (auto, kvm, tcg)",
+				  d->accel);
 	return 0;
 }
 
-int gv_vmdef_from_json(json_t *j, gv_vmdef **out, char *errbuf, size_t len)
+int gv_vmdef_from_json(json_t *j, gv_vmdef **out, gv_err *e)
 {
 	gv_vmdef *d;
 	int r;
 
-	if (!json_is_object(j)) {
-		snprintf(errbuf, len, "VM definition must be a JSON object");
-		return -EINVAL;
-	}
+	if (!json_is_object(j))
+		return gv_err_set(e, -EINVAL, "VM definition must be a JSON object");
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		abort();
@@ -181,7 +157,7 @@ int gv_vmdef_from_json(json_t *j, gv_vmdef **out, char *errbuf, size_t len)
 	d->kernel = opt_str(j, "kernel");
 	d->initrd = opt_str(j, "initrd");
 	d->append = opt_str(j, "append");
-	r = validate(d, errbuf, len);
+	r = validate(d, e);
 	if (r < 0) {
 		gv_vmdef_free(d);
 		return r;

@@ -17,9 +17,9 @@ static gv_vmrec *make(const char *name)
 	gv_vmrec *r = calloc(1, sizeof(*r));
 	json_t *j = json_pack("{s:s, s:i, s:s, s:[s]}", "name", name, "memory_mib", 512,
 			      "image", "default", "job", "true");
-	char err[100];
+	gv_err err;
 
-	assert_int_equal(gv_vmdef_from_json(j, &r->def, err, sizeof(err)), 0);
+	assert_int_equal(gv_vmdef_from_json(j, &r->def, &err), 0);
 	json_decref(j);
 	r->state = GV_VM_DEFINED;
 	r->exit_code = -1;

@@ -10,13 +10,13 @@
 #include <string.h>
 #include <cmocka.h>
 
-static gv_vmdef *parse(const char *text, char *err, size_t len)
+static gv_vmdef *parse(const char *text, gv_err *err)
 {
 	json_t *j = json_loads(text, 0, NULL);
 	gv_vmdef *d = NULL;
 
 	assert_non_null(j);
-	if (gv_vmdef_from_json(j, &d, err, len) < 0)
+	if (gv_vmdef_from_json(j, &d, err) < 0)
 		d = NULL;
 	json_decref(j);
 	return d;
@@ -33,9 +33,9 @@ static int find(char **argv, const char *s)
 
 static void test_defaults_and_roundtrip(void **state)
 {
-	char err[200];
+	gv_err err;
 	gv_vmdef *d = parse("{\"name\":\"calc\",\"image\":\"default\","
-			    "\"job\":[\"/bin/sh\",\"-c\",\"echo hi\"]}", err, sizeof(err));
+			    "\"job\":[\"/bin/sh\",\"-c\",\"echo hi\"]}", &err);
 	assert_non_null(d);
 	assert_int_equal(d->vcpus, 1);
 	assert_int_equal(d->memory_mib, 256);
@@ -44,7 +44,7 @@ static void test_defaults_and_roundtrip(void **state)
 
 	json_t *j = gv_vmdef_to_json(d);
 	gv_vmdef *d2 = NULL;
-	assert_int_equal(gv_vmdef_from_json(j, &d2, err, sizeof(err)), 0);
+	assert_int_equal(gv_vmdef_from_json(j, &d2, &err), 0);
 	assert_string_equal(d2->name, "calc");
 	assert_int_equal(d2->memory_mib, 256);
 	assert_string_equal(d2->job[0], "/bin/sh");
@@ -56,26 +56,26 @@ static void test_defaults_and_roundtrip(void **state)
 
 static void test_validation(void **state)
 {
-	char err[200];
+	gv_err err;
 
-	assert_null(parse("{\"name\":\"a/b\"}", err, sizeof(err)));
-	assert_non_null(strstr(err, "invalid VM name"));
-	assert_null(parse("{\"name\":\"x\",\"memory_mib\":4}", err, sizeof(err)));
-	assert_non_null(strstr(err, "invalid memory size 4 MiB"));
-	assert_null(parse("{\"name\":\"x\",\"vcpus\":100}", err, sizeof(err)));
-	assert_non_null(strstr(err, "vCPU"));
-	assert_null(parse("{\"name\":\"x\",\"cpu_cap_pct\":300}", err, sizeof(err)));
-	assert_non_null(strstr(err, "CPU cap"));
-	assert_null(parse("{\"name\":\"x\",\"accel\":\"xen\"}", err, sizeof(err)));
-	assert_non_null(strstr(err, "accelerator"));
-	assert_null(parse("[1,2]", err, sizeof(err)));
+	assert_null(parse("{\"name\":\"a/b\"}", &err));
+	assert_non_null(strstr(err.msg, "invalid VM name"));
+	assert_null(parse("{\"name\":\"x\",\"memory_mib\":4}", &err));
+	assert_non_null(strstr(err.msg, "invalid memory size 4 MiB"));
+	assert_null(parse("{\"name\":\"x\",\"vcpus\":100}", &err));
+	assert_non_null(strstr(err.msg, "vCPU"));
+	assert_null(parse("{\"name\":\"x\",\"cpu_cap_pct\":300}", &err));
+	assert_non_null(strstr(err.msg, "CPU cap"));
+	assert_null(parse("{\"name\":\"x\",\"accel\":\"xen\"}", &err));
+	assert_non_null(strstr(err.msg, "accelerator"));
+	assert_null(parse("[1,2]", &err));
 }
 
 static void test_qemu_argv(void **state)
 {
-	char err[200];
+	gv_err err;
 	gv_vmdef *d = parse("{\"name\":\"vm1\",\"image\":\"deb\",\"vcpus\":2,"
-			    "\"memory_mib\":1024,\"job\":[\"true\"]}", err, sizeof(err));
+			    "\"memory_mib\":1024,\"job\":[\"true\"]}", &err);
 	gv_vmpaths p;
 	char **argv;
 	int i;
@@ -126,9 +126,9 @@ static void test_qemu_argv(void **state)
 
 static void test_argv_throttle_and_no_disk(void **state)
 {
-	char err[200];
+	gv_err err;
 	gv_vmdef *d = parse("{\"name\":\"t\",\"image\":\"i\",\"disk_iops\":100,"
-			    "\"disk_bps\":1048576}", err, sizeof(err));
+			    "\"disk_bps\":1048576}", &err);
 	gv_vmpaths p;
 	char **argv;
 	int obj, dev;
@@ -143,7 +143,7 @@ static void test_argv_throttle_and_no_disk(void **state)
 	gv_strv_free(argv);
 	gv_vmdef_free(d);
 
-	d = parse("{\"name\":\"t\"}", err, sizeof(err));
+	d = parse("{\"name\":\"t\"}", &err);
 	argv = gv_vmdef_qemu_argv(d, &p, "tcg", false);
 	assert_int_equal(find(argv, "-blockdev"), -1); /* no image, no disk */
 	gv_strv_free(argv);
@@ -153,9 +153,9 @@ static void test_argv_throttle_and_no_disk(void **state)
 
 static void test_argv_firmware_boot(void **state)
 {
-	char err[200];
+	gv_err err;
 	gv_vmdef *d = parse("{\"name\":\"fw\",\"image\":\"iso\",\"boot_disk\":true}",
-			    err, sizeof(err));
+			    &err);
 	gv_vmpaths p;
 	char **argv;
 	size_t len;
@@ -174,7 +174,7 @@ static void test_argv_firmware_boot(void **state)
 	gv_vmdef_free(d);
 
 	d = parse("{\"name\":\"k\",\"kernel\":\"/k/vmlinuz\",\"append\":\"quiet\"}",
-		  err, sizeof(err));
+		  &err);
 	argv = gv_vmdef_qemu_argv(d, &p, "tcg", false);
 	assert_string_equal(argv[find(argv, "-kernel") + 1], "/k/vmlinuz");
 	assert_string_equal(argv[find(argv, "-initrd") + 1], "/d/guest/initrd.img");
@@ -182,19 +182,19 @@ static void test_argv_firmware_boot(void **state)
 	gv_strv_free(argv);
 	gv_vmdef_free(d);
 
-	assert_null(parse("{\"name\":\"x\",\"boot_disk\":true}", err, sizeof(err)));
-	assert_non_null(strstr(err, "needs an image"));
-	assert_null(parse("{\"name\":\"x\",\"kernel\":\"rel/vmlinuz\"}", err, sizeof(err)));
-	assert_non_null(strstr(err, "absolute"));
+	assert_null(parse("{\"name\":\"x\",\"boot_disk\":true}", &err));
+	assert_non_null(strstr(err.msg, "needs an image"));
+	assert_null(parse("{\"name\":\"x\",\"kernel\":\"rel/vmlinuz\"}", &err));
+	assert_non_null(strstr(err.msg, "absolute"));
 	gv_vmpaths_clear(&p);
 }
 
 static void test_jobspec(void **state)
 {
-	char err[200];
+	gv_err err;
 	gv_vmdef *d = parse("{\"name\":\"j\",\"image\":\"i\",\"workdir\":\"/tmp\","
 			    "\"env\":[\"A=1\",\"BAD=x\\ny\"],"
-			    "\"job\":[\"sh\",\"-c\",\"echo 'a b'\"]}", err, sizeof(err));
+			    "\"job\":[\"sh\",\"-c\",\"echo 'a b'\"]}", &err);
 	size_t len;
 	char *spec = gv_vmdef_jobspec(d, &len);
 	const char want[] = "hostname=j\nroot=/dev/vda\nworkdir=/tmp\nenv=A=1\n\n"

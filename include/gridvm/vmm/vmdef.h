@@ -10,6 +10,7 @@
 #ifndef GRIDVM_VMDEF_H
 #define GRIDVM_VMDEF_H
 
+#include <gridvm/base/err.h>
 #include <gridvm/base/util.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -50,9 +51,8 @@ typedef struct gv_vmpaths {
 
 void gv_vmdef_free(gv_vmdef *d);
 
-/* Build from JSON; on error returns -EINVAL and *err explains (static
- * or malloc'd into @errbuf). */
-int gv_vmdef_from_json(json_t *j, gv_vmdef **out, char *errbuf, size_t len) GV_WUR;
+/* Build from JSON; on error returns -EINVAL and @e says what is wrong. */
+int gv_vmdef_from_json(json_t *j, gv_vmdef **out, gv_err *e) GV_WUR;
 json_t *gv_vmdef_to_json(const gv_vmdef *d);
 
 /* Fill @p for VM @name below @datadir; free with gv_vmpaths_clear. */
