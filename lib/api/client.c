@@ -47,13 +47,13 @@ static bool agent_answers(const char *sock)
 	return ok;
 }
 
-static int autostart(const char *bin, const char *sock, char **errmsg)
+static int autostart(const char *bin, const char *sock, gv_err *e)
 {
 	pid_t pid = fork();
 	uint64_t end;
 
 	if (pid < 0)
-		return -errno;
+		return gv_err_set(e, -errno, "cannot start %s: %s", bin, strerror(errno));
 	if (pid == 0) {
 		char *argv[] = { (char *)bin, "--daemon", "--socket", (char *)sock, NULL };
 		execv(bin, argv);
@@ -66,23 +66,20 @@ static int autostart(const char *bin, const char *sock, char **errmsg)
 			return 0;
 		usleep(20000);
 	}
-	*errmsg = gv_strdupf("started %s but it does not answer on %s (see %s/gridvmd.log)",
-			     bin, sock, gv_data_dir());
-	return -ETIMEDOUT;
+	return gv_err_set(e, -ETIMEDOUT, "started %s but it does not answer on %s (see "
+			  "%s/gridvmd.log)", bin, sock, gv_data_dir());
 }
 
 int gv_client_new(const char *sock, const char *autostart_bin, gv_client **out,
-		  char **errmsg)
+		  gv_err *e)
 {
 	gv_client *c;
 
 	if (!agent_answers(sock)) {
-		if (!autostart_bin) {
-			*errmsg = gv_strdupf("the gridvm agent is not running (no answer "
-					     "on %s)", sock);
-			return -ECONNREFUSED;
-		}
-		int r = autostart(autostart_bin, sock, errmsg);
+		if (!autostart_bin)
+			return gv_err_set(e, -ECONNREFUSED, "the gridvm agent is not running "
+					  "(no answer on %s)", sock);
+		int r = autostart(autostart_bin, sock, e);
 		if (r < 0)
 			return r;
 	}
@@ -144,7 +141,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 }
 
 static int perform(gv_client *c, const char *method, const char *path,
-		   json_t *body, struct sink *s, long *status, char **errmsg)
+		   json_t *body, struct sink *s, long *status, gv_err *e)
 {
 	char *url = gv_strdupf("http://gridvmd%s", path), *b = NULL;
 	struct curl_slist *h = NULL;
@@ -170,33 +167,36 @@ static int perform(gv_client *c, const char *method, const char *path,
 	curl_slist_free_all(h);
 	free(b);
 	free(url);
-	if (rc != CURLE_OK) {
-		*errmsg = gv_strdupf("cannot reach the gridvm agent on %s: %s", c->sock,
-				     curl_easy_strerror(rc));
-		return -ECONNREFUSED;
-	}
+	if (rc != CURLE_OK)
+		return gv_err_set(e, -ECONNREFUSED, "cannot reach the gridvm agent on %s: %s",
+				  c->sock, curl_easy_strerror(rc));
 	return 0;
 }
 
-static int api_error(struct sink *s, long status, char **errmsg)
+/* An error reply: its "error" member (gv_err_json on the agent's side). */
+static int api_error(struct sink *s, long status, gv_err *e)
 {
 	json_t *j = s->p ? json_loads(s->p, 0, NULL) : NULL;
 	const char *m = json_string_value(json_object_get(j, "error"));
+	int r = status == 404 ? -ENOENT : status == 409 ? -EBUSY : -EIO;
 
-	*errmsg = m ? strdup(m) : gv_strdupf("the agent answered HTTP %ld", status);
+	if (m)
+		gv_err_set(e, r, "%s", m);
+	else
+		gv_err_set(e, r, "the agent answered HTTP %ld", status);
 	json_decref(j);
-	return status == 404 ? -ENOENT : status == 409 ? -EBUSY : -EIO;
+	return r;
 }
 
 int gv_client_call(gv_client *c, const char *method, const char *path,
-		   json_t *body, json_t **resp, char **errmsg)
+		   json_t *body, json_t **resp, gv_err *e)
 {
 	struct sink s = { 0 };
 	long status = 0;
-	int r = perform(c, method, path, body, &s, &status, errmsg);
+	int r = perform(c, method, path, body, &s, &status, e);
 
 	if (r == 0 && (status < 200 || status > 299))
-		r = api_error(&s, status, errmsg);
+		r = api_error(&s, status, e);
 	else if (r == 0 && resp)
 		*resp = s.p ? json_loads(s.p, 0, NULL) : NULL;
 	free(s.p);
@@ -204,14 +204,14 @@ int gv_client_call(gv_client *c, const char *method, const char *path,
 }
 
 int gv_client_get_raw(gv_client *c, const char *path, char **data, size_t *len,
-		      char state[16], uint64_t *next_offset, char **errmsg)
+		      char state[16], uint64_t *next_offset, gv_err *e)
 {
 	struct sink s = { 0 };
 	long status = 0;
-	int r = perform(c, "GET", path, NULL, &s, &status, errmsg);
+	int r = perform(c, "GET", path, NULL, &s, &status, e);
 
 	if (r == 0 && (status < 200 || status > 299)) {
-		r = api_error(&s, status, errmsg);
+		r = api_error(&s, status, e);
 		free(s.p);
 		return r;
 	}
@@ -227,14 +227,14 @@ int gv_client_get_raw(gv_client *c, const char *path, char **data, size_t *len,
 }
 
 int gv_client_stream(gv_client *c, const char *path, json_t *body, gv_line_cb cb,
-		     void *ud, char **errmsg)
+		     void *ud, gv_err *e)
 {
 	struct sink s = { .cb = cb, .ud = ud };
 	long status = 0;
-	int r = perform(c, "POST", path, body, &s, &status, errmsg);
+	int r = perform(c, "POST", path, body, &s, &status, e);
 
 	if (r == 0 && (status < 200 || status > 299))
-		r = api_error(&s, status, errmsg);
+		r = api_error(&s, status, e);
 	else if (r == 0 && s.len)
 		cb(ud, s.p);
 	free(s.p);

@@ -167,7 +167,7 @@ int cmd_run(int argc, char **argv)
 	if (code == -1 && !cli_interrupted) {
 		json_t *vm = NULL;
 		path = gv_strdupf("/v1/vms/%s", name);
-		if (gv_client_call(cl, "GET", path, NULL, &vm, &(char *){ NULL }) == 0)
+		if (gv_client_call(cl, "GET", path, NULL, &vm, NULL) == 0)
 			cli_error("VM %s failed: %s", name,
 				  json_string_value(json_object_get(vm, "error"))
 					  ?: "no exit status");

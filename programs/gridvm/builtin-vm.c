@@ -301,7 +301,8 @@ static int show_log(int argc, char **argv, const char *which)
 {
 	bool follow = has_flag(argc, argv, "-f") || has_flag(argc, argv, "--follow");
 	uint64_t off = 0, next;
-	char state[16], *err = NULL;
+	char state[16];
+	gv_err e;
 	gv_client *cl;
 
 	if (cli_wants_help(argc, argv))
@@ -326,10 +327,10 @@ static int show_log(int argc, char **argv, const char *which)
 		size_t len = 0;
 		char *path = gv_strdupf("/v1/vms/%s/log/console?offset=%llu&wait=%d", argv[1],
 					(unsigned long long)off, follow ? 1000 : 0);
-		int r = gv_client_get_raw(cl, path, &data, &len, state, &next, &err);
+		int r = gv_client_get_raw(cl, path, &data, &len, state, &next, &e);
 		free(path);
 		if (r < 0) {
-			cli_error("%s", err);
+			cli_error("%s", e.msg);
 			gv_client_free(cl);
 			return 1;
 		}

@@ -75,12 +75,13 @@ static char *agent_binary(void)
 
 gv_client *cli_connect(void)
 {
-	char *sock = gv_client_socket_path(), *bin = agent_binary(), *err = NULL;
+	char *sock = gv_client_socket_path(), *bin = agent_binary();
+	gv_err e;
 	gv_client *c = NULL;
 	const char *no = getenv("GRIDVM_NO_AUTOSTART");
 
-	if (gv_client_new(sock, no && *no ? NULL : bin, &c, &err) < 0) {
-		cli_error("%s", err);
+	if (gv_client_new(sock, no && *no ? NULL : bin, &c, &e) < 0) {
+		cli_error("%s", e.msg);
 		exit(1);
 	}
 	free(sock);
@@ -91,11 +92,10 @@ gv_client *cli_connect(void)
 int cli_call(gv_client *c, const char *method, const char *path, json_t *body,
 	     json_t **resp)
 {
-	char *err = NULL;
+	gv_err e;
 
-	if (gv_client_call(c, method, path, body, resp, &err) < 0) {
-		cli_error("%s", err);
-		free(err);
+	if (gv_client_call(c, method, path, body, resp, &e) < 0) {
+		cli_error("%s", e.msg);
 		return -1;
 	}
 	return 0;
@@ -167,7 +167,8 @@ int cli_follow_job(gv_client *c, const char *name, bool follow)
 {
 	struct follow fl = { -1 };
 	uint64_t off = 0, next;
-	char *buf = NULL, state[16], *err = NULL;
+	char *buf = NULL, state[16];
+	gv_err e;
 	size_t blen = 0;
 
 	while (!cli_interrupted) {
@@ -175,11 +176,10 @@ int cli_follow_job(gv_client *c, const char *name, bool follow)
 		size_t len = 0;
 		path = gv_strdupf("/v1/vms/%s/log/job?offset=%llu&wait=%d", name,
 				  (unsigned long long)off, follow ? 1000 : 0);
-		int r = gv_client_get_raw(c, path, &data, &len, state, &next, &err);
+		int r = gv_client_get_raw(c, path, &data, &len, state, &next, &e);
 		free(path);
 		if (r < 0) {
-			cli_error("%s", err);
-			free(err);
+			cli_error("%s", e.msg);
 			break;
 		}
 		buf = realloc(buf, blen + len + 1);
@@ -228,12 +228,12 @@ int cli_stream(gv_client *c, const char *path, json_t *body,
 	       void *ud, json_t **summary)
 {
 	struct stream_ui s = { progress, text, ud, NULL };
-	char *err = NULL;
-	int rc = gv_client_stream(c, path, body, on_stream_line, &s, &err);
+	gv_err e;
+	int rc = gv_client_stream(c, path, body, on_stream_line, &s, &e);
 
 	*summary = NULL;
 	if (rc < 0)
-		cli_error("%s", err);
+		cli_error("%s", e.msg);
 	else if (!json_is_true(json_object_get(s.result, "ok")))
 		cli_error("%s", json_string_value(json_object_get(s.result, "error"))
 				? json_string_value(json_object_get(s.result, "error"))
@@ -242,6 +242,5 @@ int cli_stream(gv_client *c, const char *path, json_t *body,
 		*summary = json_incref(json_object_get(s.result, "summary"));
 	rc = rc == 0 && json_is_true(json_object_get(s.result, "ok")) ? 0 : -1;
 	json_decref(s.result);
-	free(err);
 	return rc;
 }
