@@ -54,6 +54,14 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
 	return send_bytes(c, status, "application/json", s, strlen(s));
 }
 
+/* An error body (gv_err_json: {"ok": false, "error", "errno"}) with HTTP
+ * @status; clients read "error". */
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, int code,
+				  const char *msg)
+{
+	return send_json(c, status, gv_err_json(code, msg));
+}
+
 static unsigned status_of(int rc)
 {
 	switch (rc) {
@@ -70,7 +78,7 @@ static enum MHD_Result send_result(struct MHD_Connection *c, int rc, gv_err *e,
 {
 	if (rc < 0) {
 		json_decref(ok);
-		return send_json(c, status_of(rc), json_pack("{s:s}", "error", e->msg));
+		return send_error(c, status_of(rc), rc, e->msg);
 	}
 	return send_json(c, 200, ok ? ok : json_object());
 }
@@ -101,7 +109,7 @@ static enum MHD_Result vm_verb(gv_agent *a, struct MHD_Connection *c,
 	else if (!strcmp(verb, "restore"))
 		rc = gv_vm_restore(a->h, name, jstr(body, "path"), &e);
 	else
-		return send_json(c, 404, json_pack("{s:s}", "error", "unknown verb"));
+		return send_error(c, 404, -ENOENT, "unknown verb");
 	if (rc == 0)
 		rc = gv_vm_show(a->h, name, &out, &e);
 	return send_result(c, rc, &e, out);
@@ -160,7 +168,7 @@ static enum MHD_Result vm_checkpoints(gv_agent *a, struct MHD_Connection *c,
 	else if (!strcmp(method, "DELETE"))
 		rc = gv_checkpoint_delete(a->h, name, id, &e);
 	else
-		return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+		return send_error(c, 404, -ENOENT, "no such route");
 	return send_result(c, rc, &e, out);
 }
 
@@ -197,7 +205,7 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 			return send_json(c, 200, gv_vm_list(a->h));
 		if (!strcmp(method, "POST"))
 			return vm_create(a, c, body);
-		return send_json(c, 405, json_pack("{s:s}", "error", "method not allowed"));
+		return send_error(c, 405, -EINVAL, "method not allowed");
 	}
 	sscanf(rest, "/%127[^/]/%63[^/]/%63s", name, sub, which);
 	if (!*sub && !strcmp(method, "GET")) {
@@ -232,7 +240,7 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 	}
 	if (*sub && !strcmp(method, "POST"))
 		return vm_verb(a, c, name, sub, body);
-	return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+	return send_error(c, 404, -ENOENT, "no such route");
 }
 
 /* Long jobs (image build, image fetch) stream their log lines through a
@@ -259,12 +267,12 @@ static void stream_unref(struct stream_job *j)
 	}
 }
 
+/* The GRIDVM-RESULT line: {"ok": true} or gv_err_json's error, and the
+ * job's summary (@extra, stolen) if there is one. */
 static json_t *job_result(int rc, gv_err *e, json_t *extra)
 {
-	json_t *res = json_pack("{s:b}", "ok", rc == 0);
+	json_t *res = rc < 0 ? gv_err_json(rc, e->msg) : json_pack("{s:b}", "ok", 1);
 
-	if (rc < 0)
-		json_object_set_new(res, "error", json_string(e->msg));
 	if (extra)
 		json_object_set_new(res, "summary", extra);
 	return res;
@@ -394,7 +402,7 @@ static enum MHD_Result stream(gv_agent *a, struct MHD_Connection *c, json_t *bod
 		json_decref(j->body);
 		pthread_mutex_destroy(&j->mu);
 		free(j);
-		return send_json(c, 500, json_pack("{s:s}", "error", "cannot start a thread"));
+		return send_error(c, 500, -EAGAIN, "cannot start a thread");
 	}
 	pthread_detach(t);
 	struct MHD_Response *r = MHD_create_response_from_callback(
@@ -434,8 +442,7 @@ static enum MHD_Result route_images(gv_agent *a, struct MHD_Connection *c,
 	if (!strcmp(rest, "/import") && !strcmp(method, "POST")) {
 		const char *n = jstr(body, "name"), *f = jstr(body, "file");
 		if (!n || !f)
-			return send_json(c, 400, json_pack("{s:s}", "error",
-							   "name and file are required"));
+			return send_error(c, 400, -EINVAL, "name and file are required");
 		rc = gv_image_import(a->h, n, f, &e);
 		return send_result(c, rc, &e, NULL);
 	}
@@ -457,7 +464,7 @@ static enum MHD_Result route_images(gv_agent *a, struct MHD_Connection *c,
 		rc = gv_image_delete(a->h, rest + 1, &e);
 		return send_result(c, rc, &e, NULL);
 	}
-	return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+	return send_error(c, 404, -ENOENT, "no such route");
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -484,8 +491,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	if (rq->len) {
 		body = json_loadb(rq->body, rq->len, 0, NULL);
 		if (!body)
-			return send_json(c, 400, json_pack("{s:s}", "error",
-							   "request body is not JSON"));
+			return send_error(c, 400, -EINVAL, "request body is not JSON");
 	}
 	if (!strcmp(url, "/v1/migrations") && !strcmp(method, "GET"))
 		ret = send_json(c, 200, gv_migrate_status(a->h));
@@ -498,7 +504,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	else if (!strncmp(url, "/v1/images", 10))
 		ret = route_images(a, c, method, url + 10, body);
 	else
-		ret = send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+		ret = send_error(c, 404, -ENOENT, "no such route");
 	json_decref(body);
 	return ret;
 }

@@ -42,3 +42,14 @@ json_t *gv_err_json(int code, const char *msg)
 	return json_pack("{s:b, s:s, s:i}", "ok", 0, "error", msg ? msg : "failed",
 			 "errno", code < 0 ? -code : code);
 }
+
+json_t *gv_err_jsonf(int code, const char *fmt, ...)
+{
+	gv_err e;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
+	va_end(ap);
+	return gv_err_json(code, e.msg);
+}

@@ -146,14 +146,6 @@ int host_checkpoint_push(gv_host *h, const char *vm, gv_checkpoint_ask ask, void
 	return r < 0 ? r : n;
 }
 
-static json_t *recv_err(const char *fmt, const char *arg)
-{
-	char msg[300];
-
-	snprintf(msg, sizeof(msg), fmt, arg);
-	return gv_err_json(-EINVAL, msg);
-}
-
 json_t *host_checkpoint_receive(gv_host *h, const char *op, json_t *req)
 {
 	const char *vm = json_string_value(json_object_get(req, "name"));
@@ -164,7 +156,7 @@ json_t *host_checkpoint_receive(gv_host *h, const char *op, json_t *req)
 
 	pthread_mutex_lock(&h->ckpt_mu); /* not while chunks are collected */
 	if (gv_chunkstore_open(csdir, &cs) < 0) {
-		rep = recv_err("cannot open the chunk store %s", csdir);
+		rep = gv_err_jsonf(-EIO, "cannot open the chunk store %s", csdir);
 	} else if (!strcmp(op, "ckpt-have")) {
 		json_t *missing = json_array();
 		json_array_foreach(json_object_get(req, "hashes"), i, x) {
@@ -181,7 +173,7 @@ json_t *host_checkpoint_receive(gv_host *h, const char *op, json_t *req)
 			size_t bl = b64 ? strlen(b64) : 0;
 			int n;
 			if (!hex || !b64 || gv_hash_parse(hex, hh) < 0 || bl % 4) {
-				rep = recv_err("bad chunk %s", hex ? hex : "?");
+				rep = gv_err_jsonf(-EINVAL, "bad chunk %s", hex ? hex : "?");
 				break;
 			}
 			buf = malloc(bl / 4 * 3 + 1);
@@ -190,7 +182,7 @@ json_t *host_checkpoint_receive(gv_host *h, const char *op, json_t *req)
 			if (n >= 0 && bl >= 1 && b64[bl - 1] == '=')
 				n -= 1 + (bl >= 2 && b64[bl - 2] == '=');
 			if (n < 0 || gv_chunkstore_put_raw(cs, hh, buf, (size_t)n) < 0)
-				rep = recv_err("chunk %s does not check out", hex);
+				rep = gv_err_jsonf(-EBADMSG, "chunk %s does not check out", hex);
 			free(buf);
 			if (rep)
 				break;
@@ -208,24 +200,25 @@ json_t *host_checkpoint_receive(gv_host *h, const char *op, json_t *req)
 		if (!vm || !gv_name_valid(vm) || !id || !gv_name_valid(id) || !json_is_array(mem) ||
 		    !json_is_array(disk) ||
 		    strcmp(json_string_value(json_object_get(man, "vm")) ?: "", vm))
-			rep = recv_err("bad checkpoint %s", id ? id : "?");
+			rep = gv_err_jsonf(-EINVAL, "bad checkpoint %s", id ? id : "?");
 		json_t *parts[] = { mem, disk };
 		for (size_t k = 0; !rep && k < 2; k++)
 			json_array_foreach(parts[k], i, x) {
 				uint8_t hh[32];
 				if (gv_hash_parse(json_string_value(json_array_get(x, 0)), hh) < 0 ||
 				    !gv_chunkstore_has(cs, hh)) {
-					rep = recv_err("checkpoint %s lacks a chunk here", id);
+					rep = gv_err_jsonf(-ENOENT, "checkpoint %s lacks a chunk "
+							   "here", id);
 					break;
 				}
 			}
 		if (!rep && gv_mkdir_p(dir, 0755) < 0)
-			rep = recv_err("cannot create %s", dir);
+			rep = gv_err_jsonf(-EIO, "cannot create %s", dir);
 		if (!rep) {
 			path = gv_strdupf("%s/%s.json", dir, id);
 			text = json_dumps(man, JSON_INDENT(1));
 			if (!text || gv_write_file_atomic(path, text, strlen(text)) < 0)
-				rep = recv_err("cannot write %s", path);
+				rep = gv_err_jsonf(-EIO, "cannot write %s", path);
 		}
 		if (!rep) {
 			ckpt_index_add(h, cs, vm, id, disk,
@@ -237,7 +230,7 @@ json_t *host_checkpoint_receive(gv_host *h, const char *op, json_t *req)
 		free(path);
 		free(dir);
 	} else {
-		rep = recv_err("unknown operation %s", op);
+		rep = gv_err_jsonf(-EINVAL, "unknown operation %s", op);
 	}
 	pthread_mutex_unlock(&h->ckpt_mu);
 	gv_chunkstore_close(cs);

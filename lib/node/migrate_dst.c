@@ -14,25 +14,10 @@
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* A refusal, in the agents' one error reply form (gv_err_json). */
-static json_t *reply_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static json_t *reply_err(const char *fmt, ...)
-{
-	gv_err e;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
-	va_end(ap);
-	return gv_err_json(-EINVAL, e.msg);
-}
 
 /* Pull "vm:NAME:KIND" from the source into @dest. Live in-place passes
  * keep the index of what they left in @dest (DIR/.KIND.base.gvidx); the
@@ -232,7 +217,7 @@ static json_t *mig_dst_cold(gv_host *h, json_t *req, bool ckpt)
 
 	if (r < 0) {
 		gv_vmpaths_clear(&p);
-		return reply_err("%s", e.msg);
+		return gv_err_json(r, e.msg);
 	}
 	name = strdup(d->name);
 	state = gv_strdupf("%s/migrate.state", p.dir);
@@ -262,7 +247,7 @@ static json_t *mig_dst_cold(gv_host *h, json_t *req, bool ckpt)
 	gv_vmpaths_clear(&p);
 	free(state);
 	free(name);
-	return r < 0 ? reply_err("%s", e.msg) : json_pack("{s:b}", "ok", 1);
+	return r < 0 ? gv_err_json(r, e.msg) : json_pack("{s:b}", "ok", 1);
 }
 
 static int mig_dst_incoming(gv_host *h, const gv_vmpaths *p, const char *compress, char **uri,
@@ -314,7 +299,7 @@ static json_t *mig_dst_live_prepare(gv_host *h, json_t *req)
 
 	if (rc < 0) {
 		gv_vmpaths_clear(&p);
-		return reply_err("%s", e.msg);
+		return gv_err_json(rc, e.msg);
 	}
 	name = strdup(d->name);
 	rc = mig_dst_base(h, d->image, from, &e);
@@ -334,7 +319,7 @@ static json_t *mig_dst_live_prepare(gv_host *h, json_t *req)
 				      &uri, &e);
 	if (rc < 0)
 		mig_dst_drop(h, name, &p);
-	rep = rc < 0 ? reply_err("%s", e.msg) : json_pack("{s:b, s:s}", "ok", 1, "uri", uri);
+	rep = rc < 0 ? gv_err_json(rc, e.msg) : json_pack("{s:b, s:s}", "ok", 1, "uri", uri);
 	gv_vmrec_free(r);
 	gv_vmdef_free(d);
 	gv_vmpaths_clear(&p);
@@ -354,8 +339,10 @@ static json_t *mig_dst_live_disk(gv_host *h, json_t *req)
 	gv_err e = { "" };
 	int rc;
 
-	if (!name || host_get(h, name, &r, &e) < 0)
-		return reply_err("%s", e.msg[0] ? e.msg : "no such VM");
+	if (!name)
+		return gv_err_json(-ENOENT, "no such VM");
+	if ((rc = host_get(h, name, &r, &e)) < 0)
+		return gv_err_json(rc, e.msg[0] ? e.msg : "no such VM");
 	gv_vmpaths_init(&p, h->datadir, name);
 	rc = r->def->image ? mig_dst_pull(h, from, name, "disk", p.disk, true, true, false, &e) : 0;
 	if (rc == 0) /* the copy has the source's header again */
@@ -371,7 +358,7 @@ static json_t *mig_dst_live_disk(gv_host *h, json_t *req)
 	}
 	gv_vmpaths_clear(&p);
 	gv_vmrec_free(r);
-	return rc < 0 ? reply_err("%s", e.msg) : json_pack("{s:b}", "ok", 1);
+	return rc < 0 ? gv_err_json(rc, e.msg) : json_pack("{s:b}", "ok", 1);
 }
 
 /* QEMU here has all the state: let the guest run and say so. The VM's
@@ -425,7 +412,7 @@ static json_t *mig_dst_live_confirm(gv_host *h, json_t *req)
 	gv_err e = { "" };
 	json_t *rep = mig_dst_run(h, json_string_value(json_object_get(req, "name")), &e);
 
-	return rep ? rep : reply_err("%s", e.msg);
+	return rep ? rep : gv_err_json(-EIO, e.msg);
 }
 
 char *mig_dst_incoming_from(gv_host *h, const char *name)
@@ -456,12 +443,12 @@ static json_t *mig_dst_live_abort(gv_host *h, json_t *req)
 	char *from;
 
 	if (!name || !gv_name_valid(name))
-		return reply_err("no such VM");
+		return gv_err_json(-ENOENT, "no such VM");
 	/* a VM that is settled here (confirmed, or adopted) is not dropped */
 	from = mig_dst_incoming_from(h, name);
 	if (!from && gv_store_vm_get(h->store, name, &r) == 0) {
 		gv_vmrec_free(r);
-		return reply_err("VM %s runs here, settled; it is not dropped", name);
+		return gv_err_jsonf(-EBUSY, "VM %s runs here, settled; it is not dropped", name);
 	}
 	free(from);
 	gv_vmpaths_init(&p, h->datadir, name);
@@ -511,7 +498,7 @@ static json_t *mig_dst_live_ping(gv_host *h, json_t *req)
 	gv_vmrec *r = NULL;
 	json_t *rep = gv_store_vm_get(h->store, name, &r) == 0
 			      ? json_pack("{s:b}", "ok", 1)
-			      : reply_err("no incoming VM %s here", name);
+			      : gv_err_jsonf(-ENOENT, "no incoming VM %s here", name);
 
 	gv_vmrec_free(r);
 	return rep;
@@ -548,9 +535,9 @@ json_t *gv_migrate_control(void *ud, json_t *req)
 	json_t *rep = NULL;
 
 	if (!op)
-		return reply_err("no operation");
+		return gv_err_json(-EINVAL, "no operation");
 	if (!name || !gv_name_valid(name))
-		return reply_err("no VM name");
+		return gv_err_json(-EINVAL, "no VM name");
 	if (!strcmp(op, "hello")) /* are you there? (no lock: a migration holds it) */
 		return json_pack("{s:b}", "ok", 1);
 	for (size_t i = 0; i < sizeof(mig_dst_ops) / sizeof(mig_dst_ops[0]); i++) {
@@ -566,5 +553,5 @@ json_t *gv_migrate_control(void *ud, json_t *req)
 		host_vm_unlock(h, l);
 		return rep;
 	}
-	return reply_err("unknown operation %s", op);
+	return gv_err_jsonf(-EINVAL, "unknown operation %s", op);
 }

@@ -97,10 +97,11 @@ static int validate(const gv_vmdef *d, gv_err *e)
 	if (d->vcpus < 1 || d->vcpus > 64)
 		return gv_err_set(e, -EINVAL, "invalid vCPU count %d (1-64)", d->vcpus);
 	if (d->memory_mib < 32 || d->memory_mib > (1ULL << 22))
-		return gv_err_set(e, -EINVAL, "invalid memory size %llu MiB (32 MiB to 4 TiB)",
-				  (unsigned long long)d->memory_mib);
+		return gv_err_set(e, -EINVAL, "invalid memory size %llu MiB (32 MiB to "
+				  "4 TiB)", (unsigned long long)d->memory_mib);
 	if (d->cpu_weight < 0 || d->cpu_weight > 10000)
-		return gv_err_set(e, -EINVAL, "invalid CPU weight %d (1-10000)", d->cpu_weight);
+		return gv_err_set(e, -EINVAL, "invalid CPU weight %d (1-10000)",
+				  d->cpu_weight);
 	if (d->cpu_cap_pct < 0 || d->cpu_cap_pct > 100 * d->vcpus)
 		return gv_err_set(e, -EINVAL, "invalid CPU cap %d%% (1-%d)", d->cpu_cap_pct,
 				  100 * d->vcpus);
@@ -109,10 +110,11 @@ static int validate(const gv_vmdef *d, gv_err *e)
 	if (d->checkpoint_every_s < 0 || d->checkpoint_keep < 0)
 		return gv_err_set(e, -EINVAL, "invalid checkpoint period or retention");
 	if (d->boot_disk && !d->image)
-		return gv_err_set(e, -EINVAL, "booting from the disk needs an image (--image)");
+		return gv_err_set(e, -EINVAL, "booting from the disk needs an image "
+				  "(--image)");
 	if (d->boot_disk && (d->kernel || d->initrd || d->append))
-		return gv_err_set(e, -EINVAL, "a kernel, initrd or command line makes no sense "
-				  "when booting from the disk");
+		return gv_err_set(e, -EINVAL, "a kernel, initrd or command line makes no "
+				  "sense when booting from the disk");
 	if ((d->kernel && d->kernel[0] != '/') || (d->initrd && d->initrd[0] != '/'))
 		return gv_err_set(e, -EINVAL, "kernel and initrd must be absolute paths");
 	if (d->accel && strcmp(d->accel, "auto") && strcmp(d->accel, "kvm") &&

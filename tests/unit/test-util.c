@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* test-util.c - sizes, durations, names, the accelerator decision, the
- * job-channel frame parser. */
+ * job-channel frame parser, the error convention (gv_err). */
+#include <gridvm/base/err.h>
 #include <gridvm/vmm/accel.h>
 #include <gridvm/vmm/jobout.h>
 #include <gridvm/base/util.h>
@@ -125,6 +126,36 @@ static void test_frames(void **state)
 	unlink(path);
 }
 
+static void test_err(void **state)
+{
+	gv_err e = { "" };
+	json_t *j;
+	char long_prefix[600];
+
+	(void)state;
+	assert_int_equal(gv_err_set(NULL, -EINVAL, "x %d", 1), -EINVAL);
+	assert_int_equal(gv_err_set(&e, -ENOENT, "no such VM: %s", "a"), -ENOENT);
+	assert_string_equal(e.msg, "no such VM: a");
+	assert_int_equal(gv_err_wrap(&e, -ENOENT, "cannot start"), -ENOENT);
+	assert_string_equal(e.msg, "cannot start: no such VM: a");
+	assert_int_equal(gv_err_wrap(NULL, -EIO, "p"), -EIO);
+	memset(long_prefix, 'p', sizeof(long_prefix) - 1);
+	long_prefix[sizeof(long_prefix) - 1] = '\0';
+	gv_err_wrap(&e, -EIO, long_prefix); /* truncated, still a string */
+	assert_int_equal(strlen(e.msg), sizeof(e.msg) - 1);
+
+	j = gv_err_json(-EBUSY, "busy");
+	assert_true(json_is_false(json_object_get(j, "ok")));
+	assert_string_equal(json_string_value(json_object_get(j, "error")), "busy");
+	assert_int_equal(json_integer_value(json_object_get(j, "errno")), EBUSY);
+	json_decref(j);
+	j = gv_err_jsonf(-EINVAL, "unknown operation %s", "x");
+	assert_string_equal(json_string_value(json_object_get(j, "error")),
+			    "unknown operation x");
+	assert_int_equal(json_integer_value(json_object_get(j, "errno")), EINVAL);
+	json_decref(j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -132,6 +163,7 @@ int main(void)
 		cmocka_unit_test(test_durations_and_names),
 		cmocka_unit_test(test_accel),
 		cmocka_unit_test(test_frames),
+		cmocka_unit_test(test_err),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
 /*
  * agent.h - the node agent's HTTP+JSON API over a unix socket.
  *
- * Routes (all JSON unless noted; errors are {"error": "..."} with 4xx/5xx):
+ * Routes (all JSON unless noted; errors are gv_err_json's {"ok": false,
+ * "error": "...", "errno": N} with 4xx/5xx):
  *   GET    /v1/host
  *   GET    /v1/vms                    POST /v1/vms            (definition)
  *   GET    /v1/vms/NAME               DELETE /v1/vms/NAME[?force=1]
@@ -26,7 +27,8 @@
  *          streams "PROGRESS <json>" lines, then "GRIDVM-RESULT <json>"
  *   POST   /v1/images/build           {"name", "suite", "packages", "mirror"}
  *          streams log lines as text/plain, then a last line
- *          "GRIDVM-RESULT <json>" with {"ok": bool, "error": "..."}
+ *          "GRIDVM-RESULT <json>": {"ok": true, "summary"} or the error
+ *          form above
  */
 #ifndef GRIDVM_AGENT_H
 #define GRIDVM_AGENT_H

@@ -24,8 +24,13 @@ int gv_err_set(gv_err *e, int code, const char *fmt, ...)
 /* Prefix the message already in @e with "@prefix: ". @return @code. */
 int gv_err_wrap(gv_err *e, int code, const char *prefix);
 
-/* The error reply of the agents' protocols: {"ok": false, "error": MSG,
- * "errno": -code}. New reference. */
+/* The error reply of the agents' protocols (the HTTP API's error bodies,
+ * the agent-to-agent control replies, a streamed job's result):
+ * {"ok": false, "error": MSG, "errno": -code}. New reference. */
 json_t *gv_err_json(int code, const char *msg);
+
+/* The same with the message formatted. */
+json_t *gv_err_jsonf(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 #endif
