@@ -35,9 +35,10 @@ int vm_delete_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *a
 
 /* From vmsave.c: the one loop that watches a QEMU migration. Poll
  * query-migrate every @interval_ms until its status is one of @until
- * (NULL-terminated): 0; "failed" or "cancelled" (unless in @until): -EIO;
- * @timeout_ms passed: -ETIMEDOUT. @tick (may be NULL) sees every other
- * reply; a negative return stops the wait with that code. *@last (may be
+ * (NULL-terminated; a reply without a status is "none"): 0; "failed" or
+ * "cancelled" (unless in @until): -EIO; @timeout_ms passed: -ETIMEDOUT.
+ * Any other status: wait on; @tick (may be NULL) sees each such reply,
+ * and a negative return stops the wait with that code. *@last (may be
  * NULL) receives the final reply (new reference). */
 typedef int (*vm_migration_tick_fn)(void *ud, json_t *status);
 int vm_migration_wait(gv_qmp *q, const char *const until[], uint64_t timeout_ms,

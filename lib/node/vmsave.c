@@ -25,10 +25,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* QEMU leaves the status out while there is no migration (an incoming
+ * one: until its stream opens): that is "none". */
 static bool status_in(const char *st, const char *const set[])
 {
-	for (; st && *set; set++)
-		if (!strcmp(st, *set))
+	for (; *set; set++)
+		if (!strcmp(st ? st : "none", *set))
 			return true;
 	return false;
 }
@@ -47,12 +49,14 @@ int vm_migration_wait(gv_qmp *q, const char *const until[], uint64_t timeout_ms,
 		const char *st = json_string_value(json_object_get(ret, "status"));
 		if (status_in(st, until)) {
 			r = 0;
-		} else if (!st || !strcmp(st, "failed") || !strcmp(st, "cancelled")) {
+		} else if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
 			const char *why = json_string_value(json_object_get(ret, "error-desc"));
-			r = gv_err_set(e, -EIO, "migration %s: %s", st ? st : "failed",
+			r = gv_err_set(e, -EIO, "migration %s: %s", st,
 				       why ? why : "no reason given");
-		} else if (tick && (r = tick(ud, ret)) >= 0) {
-			r = 1; /* go on */
+		} else {
+			r = tick ? tick(ud, ret) : 0;
+			if (r >= 0)
+				r = 1; /* go on */
 		}
 		if (r <= 0) {
 			if (last)
