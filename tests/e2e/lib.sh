@@ -40,7 +40,7 @@ gv_teardown() {
 	exit $rc
 }
 
-# wait_for SECONDS CMD...: retry CMD until it succeeds
+# wait_for SECONDS CMD...: retry CMD until it succeeds (1 if it never did)
 wait_for() {
 	local end=$((SECONDS + $1))
 	shift
@@ -50,6 +50,24 @@ wait_for() {
 	done
 }
 
+# wait_until SECONDS WHAT CMD...: wait for an event instead of sleeping: retry
+# CMD until it succeeds; fail the test, naming WHAT, if it never does. Give
+# SECONDS generously (a loaded machine is slow): it only bounds a failure.
+wait_until() {
+	local secs=$1 what=$2
+	shift 2
+	wait_for "$secs" "$@" || fail "waited ${secs} s for $what: it did not happen"
+}
+
+# Waiting for a line in a log that grows (an agent's log, kept across its
+# restarts): take a mark before the action, then look only after it.
+#   mark=$(log_mark FILE); ...; wait_until 60 "..." log_has FILE "$mark" TEXT
+log_mark() { stat -c %s "$1" 2>/dev/null || echo 0; }
+# log_has FILE MARK TEXT: TEXT (a fixed string) is in FILE after byte MARK
+# (not tail | grep -q: with pipefail, tail killed by SIGPIPE would make a
+# found line look missing)
+log_has() { grep -qF -- "$3" < <(tail -c "+$(($2 + 1))" "$1" 2>/dev/null); }
+
 vm_state() { "$GV" vm show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])'; }
 vm_field() { "$GV" vm show "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)$2)"; }
 last_count() { local n; n=$("$GV" vm logs "$1" | tail -1); echo "${n:-0}"; }
@@ -57,3 +75,5 @@ last_count() { local n; n=$("$GV" vm logs "$1" | tail -1); echo "${n:-0}"; }
 count_reaches() { wait_for "$3" sh -c "[ \"\$('$GV' vm logs $1 | tail -1)\" -ge $2 ] 2>/dev/null"; }
 # proc_alive PID: the process exists and is not a zombie
 proc_alive() { [ -r /proc/$1/stat ] && ! awk '{exit !($3 == "Z" || $3 == "X")}' /proc/$1/stat; }
+# proc_gone PID: it is not (wait_until 30 "PID to end" proc_gone PID)
+proc_gone() { ! proc_alive "$1"; }
