@@ -61,10 +61,21 @@ vm_field dup '["error"]' | grep -q "ended without reporting" || fail "no crash r
 echo "ok: QEMU crash recorded: $(vm_field dup '["error"]')"
 "$GV" vm delete dup >/dev/null
 
-# gridvm run whose QEMU crashes midway: exit 125 and an error
-( sleep 4; pkill -9 -f "$GRIDVM_DATA/vms/crash/" ) &
-"$GV" run --name crash -- sh -c 'sleep 60' 2>"$GRIDVM_DATA/err" && rc=0 || rc=$?
-wait
+# gridvm run whose QEMU crashes midway: exit 125 and an error. Killed once
+# the job has started (its first line), not after a fixed time.
+(
+	if ! wait_for 180 sh -c "'$GV' vm logs crash 2>/dev/null | grep -qx started"; then
+		kill -9 "$(cat "$GRIDVM_DATA/vms/crash/qemu.pid" 2>/dev/null)" 2>/dev/null || true # end the run
+		fail "waited 180 s for the job of VM crash to start: it did not"
+	fi
+	pid=$(vm_field crash '["pid"]')
+	grep -qF "$GRIDVM_DATA/vms/crash/" < <(tr '\0' ' ' <"/proc/$pid/cmdline") ||
+		fail "pid $pid is not the QEMU of VM crash"
+	kill -9 "$pid"
+) &
+killer=$!
+"$GV" run --name crash -- sh -c 'echo started; sleep 600' >/dev/null 2>"$GRIDVM_DATA/err" && rc=0 || rc=$?
+wait $killer || fail "the QEMU of VM crash was not killed as planned"
 expect_eq "crashed run exits 125" "$rc" 125
 grep -q "VM crash failed" "$GRIDVM_DATA/err" || fail "no error for the crash: $(cat "$GRIDVM_DATA/err")"
 no_vms "crashed run"
