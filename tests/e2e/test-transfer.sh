@@ -64,10 +64,13 @@ hosts_gv 2 image delete src >/dev/null
 for victim in 2 1; do
 	( hosts_gv 2 image fetch src --from "${HOST_IP[1]}" --timeout 5s >/dev/null 2>&1 || true ) &
 	fetcher=$!
-	# kill at a random point after the first blocks have landed
+	# kill at a random point after the first blocks have landed: once
+	# 1 to 4 MiB of the 8 MiB of data are on the destination's disk (a
+	# point in bytes received, not in time)
 	part="${HOST_DATA[2]}/images/src.img.partial"
-	wait_for 60 sh -c "[ -f $part ] && [ \$(stat -c %b $part) -gt 2048 ]" || fail "the transfer never started"
-	sleep "0.$((RANDOM % 10))"
+	at=$((2048 + RANDOM % 6144)) # 512-byte sectors allocated
+	wait_until 120 "the transfer to write $((at / 2)) KiB into $part" \
+		sh -c "[ -f $part ] && [ \$(stat -c %b $part) -gt $at ]"
 	kill -9 "${HOST_AGENT_PID[$victim]}"
 	wait $fetcher
 	[ -f "${HOST_DATA[2]}/images/src.img" ] && fail "image complete although its transfer was killed"
@@ -86,7 +89,9 @@ done
 # 4. a cut link: the fetch fails within its timeout, a re-run resumes
 ( hosts_gv 2 image fetch src --from "${HOST_IP[1]}" --timeout 3s 2>"$W/cut.err" >/dev/null || true ) &
 fetcher=$!
-sleep 1.5
+part="${HOST_DATA[2]}/images/src.img.partial"
+wait_until 120 "the transfer to write 1 MiB into $part" \
+	sh -c "[ -f $part ] && [ \$(stat -c %b $part) -gt 2048 ]"
 hosts_cut 2
 wait $fetcher
 grep -qE "stopped answering|closed|cannot" "$W/cut.err" || fail "no clear error for a cut link: $(cat "$W/cut.err")"
@@ -101,16 +106,20 @@ hosts_unshape 2
 # last pass runs with the writer frozen, and the result equals the source
 # as it was at that moment
 cp --sparse=always "$W/src.img" "${HOST_DATA[1]}/images/live.img"
-python3 - "${HOST_DATA[1]}/images/live.img" <<'PY' &
+python3 - "${HOST_DATA[1]}/images/live.img" "$W/writing" <<'PY' &
 import os, random, sys, time
 fd = os.open(sys.argv[1], os.O_WRONLY)
 n = os.fstat(fd).st_size // 4096
+first = True
 while True:
     os.pwrite(fd, os.urandom(4096), random.randrange(n) * 4096)
+    if first:  # the transfer may start: the image is changing
+        open(sys.argv[2], "w").close()
+        first = False
     time.sleep(0.002)
 PY
 writer=$!
-sleep 0.5
+wait_until 60 "the writer to change live.img" test -e "$W/writing"
 hosts_gv 2 image fetch live --from "${HOST_IP[1]}" --iterative --max-passes 4 \
 	--freeze-cmd "kill -STOP $writer && sha256sum <${HOST_DATA[1]}/images/live.img >$W/frozen.sha" \
 	--thaw-cmd "kill -CONT $writer" --json >"$W/it.json"
