@@ -11,10 +11,20 @@ expect_eq "created" "$(vm_state calc)" defined
 expect_eq "running" "$(vm_state calc)" running
 count_reaches calc 3 60 || fail "counter never reached 3"
 
+# "Nothing happens" cannot be waited for, only watched for a while: long
+# enough to see a running counter move however slow this machine is now,
+# i.e. three of its counting periods as just measured (at least 2 s). A
+# fixed interval would let a slow guest look paused.
+t0=$(date +%s%N); c0=$(last_count calc)
+count_reaches calc $((c0 + 2)) 60 || fail "counter stopped at $c0"
+quiet_ms=$(( ($(date +%s%N) - t0) / 1000000 * 3 / 2 ))
+[ "$quiet_ms" -ge 2000 ] || quiet_ms=2000
+quiet() { sleep "$((quiet_ms / 1000)).$(printf %03d $((quiet_ms % 1000)))"; }
+
 "$GV" vm pause calc >/dev/null
 expect_eq "paused" "$(vm_state calc)" paused
-a=$(last_count calc); sleep 2; b=$(last_count calc)
-expect_eq "no progress while paused" "$b" "$a"
+a=$(last_count calc); quiet; b=$(last_count calc)
+expect_eq "no progress while paused (watched for $quiet_ms ms)" "$b" "$a"
 "$GV" vm resume calc >/dev/null
 count_reaches calc $((b + 1)) 30 || fail "no progress after resume"
 
@@ -24,8 +34,8 @@ expect_eq "saved" "$(vm_state calc)" saved
 proc_alive "$pid" && fail "QEMU still running after save"
 [ -s "$GRIDVM_DATA/calc.state" ] || fail "no state file"
 saved=$(last_count calc)
-sleep 1
-expect_eq "nothing printed while saved" "$(last_count calc)" "$saved"
+quiet
+expect_eq "nothing printed while saved (watched for $quiet_ms ms)" "$(last_count calc)" "$saved"
 
 "$GV" vm restore calc "$GRIDVM_DATA/calc.state" >/dev/null
 expect_eq "restored" "$(vm_state calc)" running
