@@ -4,12 +4,16 @@
 # waits for the destination's confirmation. Each time the VM must end up
 # running on exactly one host, never on both, and its job (which writes a
 # file per step and checks they are all there) must go on without a gap.
-# GRIDVM_FAULT=migrate.src.PHASE=hold:SECONDS makes the source agent stop at a phase.
+# GRIDVM_FAULT=migrate.src.PHASE=hold:SECONDS makes the source agent stop at a phase;
+# the test waits for the line the agent logs there ("gridvm-fault: POINT:
+# hold S s"), not for a time. Holds the test ends by killing the agent are
+# long (a loaded machine never races them); one that must end by itself is
+# short, and the test waits for what follows it.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/hosts.sh"
 source "$(dirname "$0")/hostvm.sh"
 hosts_up 2
-GRIDVM_FAULT=migrate.src.memory=hold:8 hosts_agent_start 1
+GRIDVM_FAULT=migrate.src.memory=hold:120 hosts_agent_start 1
 hosts_agent_start 2
 JOB='i=0; while :; do i=$((i+1)); echo $i >/root/f$i; sync; n=$(ls /root | grep -c "^f"); if [ $n -eq $i ]; then echo $i; else echo "MISSING $i $n"; fi; sleep 0.3; done'
 phase_on() { # HOST VM: the phase of its migration record there, or "none"
@@ -18,13 +22,32 @@ import json, sys
 m = [x for x in json.load(sys.stdin) if x["vm"] == sys.argv[1]]
 print(m[0]["phase"] if m else "none")' "$2"
 }
-wait_phase() { # HOST VM PHASE
-	local end=$((SECONDS + 120))
-	until [ "$(phase_on "$1" "$2")" = "$3" ]; do
-		[ $SECONDS -lt $end ] || fail "the migration never reached $3 (at $(phase_on "$1" "$2"))"
-		sleep 0.2
-	done
+agent_log() { echo "${HOST_DATA[$1]}/gridvmd.log"; }
+held_at() { # HOST VM PHASE MARK: host's agent holds VM's migration at PHASE
+	wait_until 180 "the migration of $2 on h$1 to hold at $3" \
+		log_has "$(agent_log "$1")" "$4" "gridvm-fault: migrate.src.$3: hold"
+	expect_eq "h$1 records $2 at $3 while it holds" "$(phase_on "$1" "$2")" "$3"
 }
+qemu_migration() { # HOST VM: QEMU's own migration status, asked on its
+	# monitor (only while no agent of that host holds the monitor)
+	python3 - "${HOST_DATA[$1]}/vms/$2/qmp.sock" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def call(cmd):
+    f.write(json.dumps({"execute": cmd}) + "\n"); f.flush()
+    while True:
+        m = json.loads(f.readline())
+        if "return" in m or "error" in m:
+            return m
+json.loads(f.readline())  # the greeting
+call("qmp_capabilities")
+print(call("query-migrate").get("return", {}).get("status", "none"))
+PY
+}
+qemu_migration_is() { [ "$(qemu_migration "$1" "$2" 2>/dev/null)" = "$3" ]; }
 settles_on() { # HOST VM: wait until it runs there only
 	local other=$(( $1 == 1 ? 2 : 1 )) end=$((SECONDS + 90))
 	until [ "$(state_on "$1" "$2")" = running ] && [ "$(state_on "$other" "$2")" = absent ]; do
@@ -43,12 +66,16 @@ reaches_on 1 c 4 || fail "the job does not count"
 
 # 1. the source agent dies during the memory copy: QEMU goes on alone up
 # to the pause before switchover; the restarted agent backs out
+mark=$(log_mark "$(agent_log 1)")
 ( hosts_gv 1 migrate c --to "${HOST_IP[2]}" >/dev/null 2>&1 || true ) &
 mig=$!
-wait_phase 1 c memory
+held_at 1 c memory "$mark"
 kill -9 "${HOST_AGENT_PID[1]}"
 wait $mig
-sleep 3 # the guest reaches pre-switchover meanwhile, paused
+# the guest reaches pre-switchover meanwhile, paused: QEMU says so
+wait_for 180 qemu_migration_is 1 c pre-switchover ||
+	fail "QEMU of c on h1 did not stop before the switchover (its migration: $(qemu_migration 1 c 2>&1))"
+echo "ok: QEMU alone went on to pre-switchover"
 hosts_agent_start 1
 settles_on 1 c
 echo "ok: source agent killed during the memory copy: the VM runs on h1 only"
@@ -56,10 +83,11 @@ echo "ok: source agent killed during the memory copy: the VM runs on h1 only"
 # 2. the source agent dies after the switch, before the confirmation: the
 # destination has all the state; the restarted agent completes the move
 hosts_agent_stop 1
-GRIDVM_FAULT=migrate.src.confirm=hold:8 hosts_agent_start 1
+GRIDVM_FAULT=migrate.src.confirm=hold:120 hosts_agent_start 1
+mark=$(log_mark "$(agent_log 1)")
 ( hosts_gv 1 migrate c --to "${HOST_IP[2]}" >/dev/null 2>&1 || true ) &
 mig=$!
-wait_phase 1 c confirm
+held_at 1 c confirm "$mark"
 kill -9 "${HOST_AGENT_PID[1]}"
 wait $mig
 expect_eq "c runs nowhere yet (paused on h1, unconfirmed on h2)" "$(state_on 2 c)" paused
@@ -70,12 +98,17 @@ echo "ok: source agent killed after the switch: the VM moved to h2 and runs ther
 # 3. the link is cut while the source waits for the confirmation: no
 # answer means the guest may run there, so it stays paused on h2 (the
 # source now) until the link is back, then the move completes
+# (this hold must end by itself with the link down: 10 s for the cut, which
+# follows the hold's log line at once; then the migration's own end)
 hosts_agent_stop 2
-GRIDVM_FAULT=migrate.src.confirm=hold:4 hosts_agent_start 2
+GRIDVM_FAULT=migrate.src.confirm=hold:10 hosts_agent_start 2
+mark=$(log_mark "$(agent_log 2)")
 ( hosts_gv 2 migrate c --to "${HOST_IP[1]}" >/dev/null 2>"$HOSTS_DIR/cut.err" || true ) &
 mig=$!
-wait_phase 2 c confirm
+wait_until 180 "the migration of c on h2 to hold at confirm" \
+	log_has "$(agent_log 2)" "$mark" "gridvm-fault: migrate.src.confirm: hold"
 hosts_cut 1
+expect_eq "h2 records c at confirm while it holds" "$(phase_on 2 c)" confirm
 wait $mig
 grep -q "stays paused here" "$HOSTS_DIR/cut.err" || fail "unclear: $(cat "$HOSTS_DIR/cut.err")"
 echo "ok: link cut before the confirmation: $(head -c 160 "$HOSTS_DIR/cut.err")"
@@ -92,10 +125,11 @@ echo "ok: link back: the VM moved to h1 and runs there only"
 # the source answers, and adopts it on request once the source is gone;
 # the source, back, finds it running there and lets it go
 hosts_agent_stop 1
-GRIDVM_FAULT=migrate.src.confirm=hold:15 hosts_agent_start 1
+GRIDVM_FAULT=migrate.src.confirm=hold:120 hosts_agent_start 1
+mark=$(log_mark "$(agent_log 1)")
 ( hosts_gv 1 migrate c --to "${HOST_IP[2]}" >/dev/null 2>&1 || true ) &
 mig=$!
-wait_phase 1 c confirm
+held_at 1 c confirm "$mark"
 expect_eq "h2 lists c as arrived, unconfirmed" "$(phase_on 2 c)" arrived
 hosts_gv 2 migrate adopt c 2>"$HOSTS_DIR/e" && fail "adopted while the source answers"
 grep -q "the source .* answers" "$HOSTS_DIR/e" || fail "unclear: $(cat "$HOSTS_DIR/e")"
