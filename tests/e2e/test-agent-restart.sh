@@ -22,7 +22,7 @@ expect_eq "c2 still paused" "$(vm_state c2)" paused
 count_reaches c1 $((a + 1)) 30 || fail "c1 stopped counting"
 
 apid=$(agent_pid)
-kill -KILL "$apid"; sleep 0.5
+kill -KILL "$apid"; wait_until 30 "the killed agent $apid to be gone" proc_gone "$apid"
 "$GV" vm resume c2 >/dev/null   # QMP through the third agent
 expect_eq "c2 resumed by a new agent" "$(vm_state c2)" running
 b=$(last_count c2)
