@@ -19,7 +19,7 @@ qemus_alive() {
 		[ -f "$f" ] || continue
 		pid=$(cat "$f" 2>/dev/null) || continue
 		[[ $pid =~ ^[0-9]+$ ]] && proc_alive "$pid" || continue
-		tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "${f%/qemu.pid}/" || continue
+		grep -qF -- "${f%/qemu.pid}/" < <(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
 		n=$((n + 1))
 	done
 	echo $n
