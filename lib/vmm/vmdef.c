@@ -53,6 +53,10 @@ void gv_vmdef_free(gv_vmdef *d)
 	free(d->kernel);
 	free(d->initrd);
 	free(d->append);
+	gv_strv_free(d->inputs);
+	gv_strv_free(d->input_guest);
+	free(d->input_tar);
+	gv_strv_free(d->outputs);
 	free(d);
 }
 
@@ -87,6 +91,90 @@ static char *opt_str(json_t *j, const char *key)
 
 	return json_is_string(v) && *json_string_value(v)
 		       ? strdup(json_string_value(v)) : NULL;
+}
+
+/* A guest path of an input or output, with trailing slashes removed:
+ * it must name something below a directory (not "/", ".", ".."). */
+static bool guest_path_ok(char *s)
+{
+	size_t n = strlen(s);
+	const char *base;
+
+	while (n > 1 && s[n - 1] == '/')
+		s[--n] = '\0';
+	base = strrchr(s, '/') ? strrchr(s, '/') + 1 : s;
+	return *base && strcmp(base, ".") && strcmp(base, "..") && !strchr(s, '\n');
+}
+
+static const char *basename_of(const char *s)
+{
+	return strrchr(s, '/') ? strrchr(s, '/') + 1 : s;
+}
+
+/* --input and --output: paths that work, output names that do not clash
+ * in the directory they arrive in. */
+static int validate_io(gv_vmdef *d, gv_err *e)
+{
+	size_t n = gv_strv_len(d->outputs);
+
+	if ((d->input_guest || d->outputs) && d->boot_disk)
+		return gv_err_set(e, -EINVAL, "inputs and outputs need the gridvm guest, not "
+				  "a firmware boot (--boot disk)");
+	if (d->input_tar && (d->input_tar[0] != '/' || !d->input_guest))
+		return gv_err_set(e, -EINVAL, "input_tar must be an absolute path, with the "
+				  "inputs' guest paths");
+	for (size_t i = 0; d->input_guest && d->input_guest[i]; i++) {
+		const char *what = d->inputs ? d->inputs[i] : "from input_tar";
+		if (d->inputs && d->inputs[i][0] != '/')
+			return gv_err_set(e, -EINVAL, "input %s: the host path must be absolute",
+					  d->inputs[i]);
+		if (!d->input_guest[i][0] || !guest_path_ok(d->input_guest[i]))
+			return gv_err_set(e, -EINVAL, "input %s: invalid guest path '%s'", what,
+					  d->input_guest[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!d->outputs[i][0] || !guest_path_ok(d->outputs[i]))
+			return gv_err_set(e, -EINVAL, "invalid output path '%s'", d->outputs[i]);
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(basename_of(d->outputs[i]), basename_of(d->outputs[k])))
+				return gv_err_set(e, -EINVAL, "outputs %s and %s would arrive "
+						  "under the same name", d->outputs[k],
+						  d->outputs[i]);
+	}
+	if (d->output_max && (d->output_max < (1 << 20) || d->output_max > (1ULL << 40)))
+		return gv_err_set(e, -EINVAL, "invalid output size %llu (1 MiB to 1 TiB)",
+				  (unsigned long long)d->output_max);
+	return 0;
+}
+
+/* "inputs": [{"path": HOST, "guest": GUEST}]; GUEST defaults to the
+ * basename of HOST (then relative to the job's working directory). With
+ * "input_tar" (the inputs packed already) HOST is not used. */
+static void inputs_from_json(gv_vmdef *d, json_t *a)
+{
+	size_t i, n = json_array_size(a);
+	json_t *v;
+
+	if (!n)
+		return;
+	d->inputs = d->input_tar ? NULL : calloc(n + 1, sizeof(char *));
+	d->input_guest = calloc(n + 1, sizeof(char *));
+	if ((!d->inputs && !d->input_tar) || !d->input_guest)
+		abort();
+	json_array_foreach(a, i, v) {
+		const char *host = json_string_value(json_object_get(v, "path"));
+		const char *guest = json_string_value(json_object_get(v, "guest"));
+		char *h = strdup(host && !d->input_tar ? host : "");
+		size_t len = strlen(h);
+
+		while (len > 1 && h[len - 1] == '/')
+			h[--len] = '\0';
+		d->input_guest[i] = strdup(guest && *guest ? guest : basename_of(h));
+		if (d->inputs)
+			d->inputs[i] = h;
+		else
+			free(h);
+	}
 }
 
 static int validate(const gv_vmdef *d, gv_err *e)
@@ -159,7 +247,14 @@ int gv_vmdef_from_json(json_t *j, gv_vmdef **out, gv_err *e)
 	d->kernel = opt_str(j, "kernel");
 	d->initrd = opt_str(j, "initrd");
 	d->append = opt_str(j, "append");
+	d->input_tar = opt_str(j, "input_tar");
+	inputs_from_json(d, json_object_get(j, "inputs"));
+	if (json_array_size(json_object_get(j, "outputs")))
+		d->outputs = strv_from_json(json_object_get(j, "outputs"));
+	d->output_max = (uint64_t)json_integer_value(json_object_get(j, "output_max"));
 	r = validate(d, e);
+	if (r == 0)
+		r = validate_io(d, e);
 	if (r < 0) {
 		gv_vmdef_free(d);
 		return r;
@@ -196,6 +291,20 @@ json_t *gv_vmdef_to_json(const gv_vmdef *d)
 		json_object_set_new(j, "initrd", json_string(d->initrd));
 	if (d->append)
 		json_object_set_new(j, "append", json_string(d->append));
+	if (d->input_guest) {
+		json_t *a = json_array();
+		for (size_t i = 0; d->input_guest[i]; i++)
+			json_array_append_new(a, json_pack("{s:s?, s:s}", "path",
+							   d->inputs ? d->inputs[i] : NULL,
+							   "guest", d->input_guest[i]));
+		json_object_set_new(j, "inputs", a);
+	}
+	if (d->input_tar)
+		json_object_set_new(j, "input_tar", json_string(d->input_tar));
+	if (d->outputs)
+		json_object_set_new(j, "outputs", strv_to_json(d->outputs));
+	if (d->output_max)
+		json_object_set_new(j, "output_max", json_integer((json_int_t)d->output_max));
 	return j;
 }
 
@@ -212,6 +321,8 @@ void gv_vmpaths_init(gv_vmpaths *p, const char *datadir, const char *name)
 	p->kernel = gv_strdupf("%s/guest/vmlinuz", datadir);
 	p->initrd = gv_strdupf("%s/guest/initrd.img", datadir);
 	p->blkmon = gv_strdupf("%s/blk.sock", p->dir);
+	p->input = gv_strdupf("%s/input.tar", p->dir);
+	p->output = gv_strdupf("%s/output.tar", p->dir);
 	p->base = p->base_fmt = NULL;
 }
 
@@ -219,7 +330,7 @@ void gv_vmpaths_clear(gv_vmpaths *p)
 {
 	char **f[] = { &p->dir, &p->disk, &p->qmp, &p->pidfile, &p->console,
 		       &p->jobout, &p->jobspec, &p->qemulog, &p->kernel, &p->initrd,
-		       &p->blkmon };
+		       &p->blkmon, &p->input, &p->output };
 
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
 		free(*f[i]);
@@ -266,6 +377,10 @@ char *gv_vmdef_jobspec(const gv_vmdef *d, size_t *len)
 	for (size_t i = 0; d->env && d->env[i]; i++)
 		if (!strchr(d->env[i], '\n'))
 			buf_kv(&b, "env", d->env[i]);
+	for (size_t i = 0; d->input_guest && d->input_guest[i]; i++)
+		buf_kv(&b, "input", d->input_guest[i]);
+	for (size_t i = 0; d->outputs && d->outputs[i]; i++)
+		buf_kv(&b, "output", d->outputs[i]);
 	buf_add(&b, "\n", 1);
 	for (size_t i = 0; d->job && d->job[i]; i++)
 		buf_add(&b, d->job[i], strlen(d->job[i]) + 1);
@@ -346,6 +461,30 @@ static void add_disk(struct argv *a, const gv_vmdef *d, const gv_vmpaths *p)
 			   thr ? "disk0" : "qcow0", d->boot_disk ? ",bootindex=0" : ""));
 }
 
+/* The job's input disk (read-only) and output disk, raw, found by the
+ * guest by their serial numbers (guest/jobio.c). */
+static void add_io_disks(struct argv *a, const gv_vmdef *d, const gv_vmpaths *p)
+{
+	if (d->input_guest) {
+		arg(a, "-blockdev");
+		argf(a, gv_strdupf("driver=file,filename=%s,node-name=in-file,read-only=on,"
+				   "drop-cache=off", p->input));
+		args(a, (const char *const[]){ "-blockdev", "driver=raw,file=in-file,"
+					       "node-name=in0,read-only=on", "-device",
+					       "virtio-blk-pci,drive=in0,id=vdin,"
+					       "serial=gridvm-input", NULL });
+	}
+	if (d->outputs) {
+		arg(a, "-blockdev");
+		argf(a, gv_strdupf("driver=file,filename=%s,node-name=out-file,drop-cache=off",
+				   p->output));
+		args(a, (const char *const[]){ "-blockdev", "driver=raw,file=out-file,"
+					       "node-name=out0", "-device",
+					       "virtio-blk-pci,drive=out0,id=vdout,"
+					       "serial=gridvm-output", NULL });
+	}
+}
+
 char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
 			  const char *accel_arg, bool incoming)
 {
@@ -380,6 +519,7 @@ char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
 					"name=org.gridvm.job", NULL });
 	if (d->image)
 		add_disk(&a, d, p);
+	add_io_disks(&a, d, p);
 	arg(&a, "-qmp");
 	argf(&a, gv_strdupf("unix:%s,server=on,wait=off", p->qmp));
 	if (d->image) { /* write tracking (lib/node/dirtytrack.c) has a monitor of its own */

@@ -206,6 +206,106 @@ static void test_jobspec(void **state)
 	gv_vmdef_free(d);
 }
 
+static void test_inputs_outputs(void **state)
+{
+	gv_err err;
+	gv_vmdef *d = parse("{\"name\":\"io\",\"image\":\"i\",\"job\":[\"true\"],"
+			    "\"inputs\":[{\"path\":\"/h/data.txt\"},"
+			    "{\"path\":\"/h/dir/\",\"guest\":\"/in/d/\"}],"
+			    "\"outputs\":[\"out.txt\",\"/root/res/\"],\"output_max\":2097152}",
+			    &err);
+	gv_vmpaths p;
+	char **argv, *spec;
+	size_t len;
+
+	assert_non_null(d);
+	assert_string_equal(d->inputs[1], "/h/dir");
+	assert_string_equal(d->input_guest[0], "data.txt"); /* the basename */
+	assert_string_equal(d->input_guest[1], "/in/d");
+	assert_string_equal(d->outputs[1], "/root/res");
+	json_t *j = gv_vmdef_to_json(d);
+	gv_vmdef *d2 = NULL;
+	assert_int_equal(gv_vmdef_from_json(j, &d2, &err), 0);
+	json_decref(j);
+	assert_string_equal(d2->input_guest[0], "data.txt");
+	assert_string_equal(d2->inputs[1], "/h/dir");
+	assert_string_equal(d2->outputs[0], "out.txt");
+	assert_null(d2->outputs[2]);
+	assert_int_equal(d2->output_max, 2097152);
+	gv_vmdef_free(d2);
+
+	spec = gv_vmdef_jobspec(d, &len);
+	const char want[] = "hostname=io\nroot=/dev/vda\ninput=data.txt\ninput=/in/d\n"
+			    "output=out.txt\noutput=/root/res\n\ntrue";
+	assert_int_equal(len, sizeof(want));
+	assert_memory_equal(spec, want, sizeof(want));
+	free(spec);
+
+	gv_vmpaths_init(&p, "/d", "io");
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg", false);
+	assert_true(find(argv, "driver=file,filename=/d/vms/io/input.tar,node-name=in-file,"
+			       "read-only=on,drop-cache=off") > 0);
+	assert_true(find(argv, "virtio-blk-pci,drive=in0,id=vdin,serial=gridvm-input") > 0);
+	assert_true(find(argv, "virtio-blk-pci,drive=out0,id=vdout,serial=gridvm-output") >
+		    find(argv, "virtio-blk-pci,drive=qcow0,id=vda")); /* the root stays vda */
+	gv_strv_free(argv);
+	gv_vmpaths_clear(&p);
+	gv_vmdef_free(d);
+
+	/* none: no disks, no spec lines */
+	d = parse("{\"name\":\"n\",\"job\":[\"true\"]}", &err);
+	gv_vmpaths_init(&p, "/d", "n");
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg", false);
+	assert_int_equal(find(argv, "virtio-blk-pci,drive=in0,id=vdin,serial=gridvm-input"), -1);
+	assert_null(d->inputs);
+	assert_null(d->outputs);
+	gv_strv_free(argv);
+	gv_vmpaths_clear(&p);
+	gv_vmdef_free(d);
+}
+
+static void test_io_validation(void **state)
+{
+	gv_err err;
+	gv_vmdef *d;
+
+	/* inputs packed already: their guest paths, no host paths */
+	d = parse("{\"name\":\"x\",\"input_tar\":\"/g/x-input.tar\","
+		  "\"inputs\":[{\"guest\":\"/in/a\"}]}", &err);
+	assert_non_null(d);
+	assert_null(d->inputs);
+	assert_string_equal(d->input_guest[0], "/in/a");
+	json_t *j = gv_vmdef_to_json(d);
+	gv_vmdef_free(d);
+	assert_int_equal(gv_vmdef_from_json(j, &d, &err), 0);
+	json_decref(j);
+	assert_string_equal(d->input_tar, "/g/x-input.tar");
+	assert_string_equal(d->input_guest[0], "/in/a");
+	gv_vmdef_free(d);
+	assert_null(parse("{\"name\":\"x\",\"input_tar\":\"/t\"}", &err));
+	assert_non_null(strstr(err.msg, "input_tar"));
+	assert_null(parse("{\"name\":\"x\",\"input_tar\":\"/t\",\"inputs\":[{}]}", &err));
+	assert_non_null(strstr(err.msg, "invalid guest path"));
+
+	assert_null(parse("{\"name\":\"x\",\"inputs\":[{\"path\":\"rel/a\"}]}", &err));
+	assert_non_null(strstr(err.msg, "input rel/a: the host path must be absolute"));
+	assert_null(parse("{\"name\":\"x\",\"inputs\":[{\"path\":\"/a\",\"guest\":\"/\"}]}", &err));
+	assert_non_null(strstr(err.msg, "invalid guest path '/'"));
+	assert_null(parse("{\"name\":\"x\",\"inputs\":[{\"path\":\"/\"}]}", &err));
+	assert_non_null(strstr(err.msg, "input /"));
+	assert_null(parse("{\"name\":\"x\",\"outputs\":[\"a/..\"]}", &err));
+	assert_non_null(strstr(err.msg, "invalid output path 'a/..'"));
+	assert_null(parse("{\"name\":\"x\",\"outputs\":[\"x\\ny\"]}", &err));
+	assert_non_null(strstr(err.msg, "invalid output path"));
+	assert_null(parse("{\"name\":\"x\",\"outputs\":[\"/a/r\",\"b/r/\"]}", &err));
+	assert_non_null(strstr(err.msg, "outputs /a/r and b/r would arrive under the same name"));
+	assert_null(parse("{\"name\":\"x\",\"outputs\":[\"r\"],\"output_max\":5}", &err));
+	assert_non_null(strstr(err.msg, "invalid output size"));
+	assert_null(parse("{\"name\":\"x\",\"image\":\"i\",\"boot_disk\":true,"
+			  "\"outputs\":[\"r\"]}", &err));
+	assert_non_null(strstr(err.msg, "need the gridvm guest"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +315,8 @@ int main(void)
 		cmocka_unit_test(test_argv_throttle_and_no_disk),
 		cmocka_unit_test(test_argv_firmware_boot),
 		cmocka_unit_test(test_jobspec),
+		cmocka_unit_test(test_inputs_outputs),
+		cmocka_unit_test(test_io_validation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

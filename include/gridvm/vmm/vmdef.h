@@ -37,6 +37,13 @@ typedef struct gv_vmdef {
 	int checkpoint_every_s;   /* periodic checkpoints, 0 = none */
 	int checkpoint_keep;      /* keep the last N, 0 = all */
 	bool checkpoint_drop_on_success; /* delete them when the job exits 0 */
+	/* the job's files (guest/jobio.c, <gridvm/vmm/jobio.h>) */
+	char **input_guest;    /* where each input arrives in the guest,
+				* NULL-terminated; NULL = no inputs */
+	char **inputs;         /* their host paths, absolute (parallel), or NULL: */
+	char *input_tar;       /* the inputs packed already (jobio.h's layout) */
+	char **outputs;        /* guest paths collected when the job ends; NULL = none */
+	uint64_t output_max;   /* room for the outputs in bytes, 0 = the default */
 } gv_vmdef;
 
 /* Paths of the files one VM uses, all inside its directory. */
@@ -44,6 +51,7 @@ typedef struct gv_vmpaths {
 	char *dir, *disk, *qmp, *pidfile, *console, *jobout, *jobspec, *qemulog;
 	char *kernel, *initrd;
 	char *blkmon; /* a second QMP monitor, for the disk's dirty bitmap */
+	char *input, *output; /* the job's input and output disks */
 	/* the base image and its format, if the caller set them (not owned,
 	 * not freed by gv_vmpaths_clear): then QEMU opens it as we say */
 	const char *base, *base_fmt;
