@@ -18,6 +18,13 @@
  *     env=NAME=VALUE     environment entry, repeatable, overrides defaults
  *                        (PATH=/usr/local/sbin:...:/bin HOME=/root TERM=dumb)
  *     hostname=NAME      hostname of the VM
+ *     input=PATH         where input N (the Nth input= line, from 0) goes,
+ *                        relative to the workdir unless absolute; the
+ *                        input disk (virtio serial "gridvm-input") holds a
+ *                        tar whose member N (and N/...) is that input
+ *     output=PATH        a path (relative to the workdir unless absolute)
+ *                        collected onto the output disk (virtio serial
+ *                        "gridvm-output") when the job ends; repeatable
  *   Unknown keys and malformed lines are errors (no '\r' handling).
  *   body: the job's argv, each string terminated by a NUL byte (the final
  *     NUL may be omitted), up to the end of the file; at least one string.
@@ -35,6 +42,8 @@
  * found), 126 (found but not executable) or 125 (any other setup failure).
  * The job ends when its main process exits: then every process left is
  * killed, the pipes are drained and the exit frame is sent.
+ *
+ * Inputs and outputs (input=, output=): jobio.c.
  *
  * Graceful stop: the host presses the ACPI power button (QMP
  * system_powerdown).  The first press sends SIGTERM to the job's process
@@ -69,27 +78,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "init.h"
+
 #define JOB_SPEC "/sys/firmware/qemu_fw_cfg/by_name/opt/gridvm/job/raw"
 #define PORT_NAME "org.gridvm.job"
 #define VPORTS "/sys/class/virtio-ports"
 #define INPUT_DIR "/dev/input"
 #define MAX_BUTTONS 4
-#define NEWROOT "/newroot"
 #define SPEC_MAX (1u << 20)
-#define CHUNK 65536 /* bytes read from a job pipe at a time = max frame payload */
-#define PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 enum { EXIT_SETUP = 125, EXIT_NOEXEC = 126, EXIT_NOTFOUND = 127 };
 enum { EXIT_STOPPED = 128 + SIGTERM }; /* power button before the job started */
 enum { STAGE_STDIO, STAGE_CHROOT, STAGE_CHDIR, STAGE_EXEC };
-
-struct job {
-	const char *root;     /* block device, NULL: run in the initramfs */
-	const char *workdir;  /* NULL: default */
-	const char *hostname; /* NULL: leave as is */
-	char **env;           /* NULL-terminated */
-	char **argv;          /* NULL-terminated, at least one entry */
-};
 
 extern char **environ;
 
@@ -108,11 +108,12 @@ static const char *const root_mounts[][2] = {
 static int port_fd = -1;
 static int button_fds[MAX_BUTTONS]; /* evdev devices with a power key */
 static int n_buttons;
-static bool root_mounted;
+bool root_mounted;
 static char pending[1024]; /* messages from before the port was open */
 static unsigned char frame_buf[5 + CHUNK];
+static const struct job *cur_job; /* once parsed: its outputs are collected at the end */
 
-static long now_ms(void)
+long now_ms(void)
 {
 	struct timespec ts;
 
@@ -121,7 +122,7 @@ static long now_ms(void)
 }
 
 /* Sleep a tick; false once the deadline end (from now_ms()) has passed. */
-static bool tick_until(long end)
+bool tick_until(long end)
 {
 	const struct timespec tick = { 0, 5 * 1000000 };
 
@@ -131,7 +132,7 @@ static bool tick_until(long end)
 	return true;
 }
 
-static void PRINTF(1, 2) logmsg(const char *fmt, ...)
+void logmsg(const char *fmt, ...)
 {
 	char line[600];
 	long ms = now_ms();
@@ -201,7 +202,7 @@ static void send_frame(char type, const void *payload, size_t len)
 }
 
 /* Log on the console and send as an 'M' frame (kept until the port opens). */
-static void PRINTF(1, 2) send_msg(const char *fmt, ...)
+void send_msg(const char *fmt, ...)
 {
 	char text[512];
 	va_list ap;
@@ -398,11 +399,13 @@ static int job_parse(char *spec, size_t len, struct job *job)
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=/root", "TERM=dumb",
 	};
-	size_t nenv = 0, nargs = 0, pos = 0;
+	size_t nenv = 0, nargs = 0, pos = 0, nin = 0, nout = 0;
 
 	*job = (struct job){ .env = calloc(3 + len / 2 + 1, sizeof(char *)),
-			     .argv = calloc(len / 2 + 2, sizeof(char *)) };
-	if (!job->env || !job->argv) {
+			     .argv = calloc(len / 2 + 2, sizeof(char *)),
+			     .inputs = calloc(len / 2 + 1, sizeof(char *)),
+			     .outputs = calloc(len / 2 + 1, sizeof(char *)) };
+	if (!job->env || !job->argv || !job->inputs || !job->outputs) {
 		send_msg("job spec: out of memory");
 		return -1;
 	}
@@ -430,6 +433,10 @@ static int job_parse(char *spec, size_t len, struct job *job)
 			job->workdir = val;
 		} else if (!strcmp(line, "hostname")) {
 			job->hostname = val;
+		} else if (!strcmp(line, "input") && *val) {
+			job->inputs[nin++] = val;
+		} else if (!strcmp(line, "output") && *val) {
+			job->outputs[nout++] = val;
 		} else if (strcmp(line, "env")) {
 			send_msg("job spec: unknown key '%s'", line);
 			return -1;
@@ -498,7 +505,7 @@ static void teardown_root(void)
 static void __attribute__((noreturn)) child_exec(const struct job *job, int out, int err,
 						  int status)
 {
-	const char *wd = job->workdir;
+	const char *wd;
 	int rep[2] = { STAGE_STDIO, 0 };
 	sigset_t none;
 	int null;
@@ -513,8 +520,7 @@ static void __attribute__((noreturn)) child_exec(const struct job *job, int out,
 	if (job->root && chroot(NEWROOT) < 0)
 		goto fail;
 	rep[0] = STAGE_CHDIR;
-	if (!wd)
-		wd = access("/root", X_OK) == 0 ? "/root" : "/";
+	wd = job_workdir(job);
 	if (chdir(wd) < 0)
 		goto fail;
 	rep[0] = STAGE_EXEC;
@@ -672,6 +678,8 @@ static void __attribute__((noreturn)) finish(int code)
 	while (waitpid(-1, NULL, WNOHANG) >= 0 && tick_until(end))
 		;
 	sync();
+	if (code >= 0 && cur_job)
+		outputs_collect(cur_job);
 	teardown_root();
 	sync();
 	if (code >= 0) {
@@ -729,11 +737,16 @@ int main(void)
 	}
 	if (job_parse(spec, len, &job) < 0)
 		finish(EXIT_SETUP);
+	cur_job = &job;
+	if (jobio_init(&job) < 0)
+		finish(EXIT_SETUP);
 	if (job.hostname && sethostname(job.hostname, strlen(job.hostname)) < 0) {
 		send_msg("cannot set hostname '%s': %s", job.hostname, strerror(errno));
 		finish(EXIT_SETUP);
 	}
 	if (job.root && setup_root(job.root) < 0)
+		finish(EXIT_SETUP);
+	if (inputs_setup(&job) < 0)
 		finish(EXIT_SETUP);
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
