@@ -1,0 +1,723 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-kv.c - the state store's conformance suite (kv.h, docs/kv.md).
+ *
+ * Every backend in the table below runs the same tests, one cmocka group
+ * per backend; each test gets a fresh store (or, on a shared server, a
+ * fresh key prefix: every key a test touches starts with fx->pfx, and
+ * revisions are compared with each other, never with fixed numbers). The
+ * etcd backend joins by adding a row whose make() points the URL at a
+ * test etcd. A last group checks the URL dispatch and what is particular
+ * to SQLite (automatic compaction).
+ */
+#include <gridvm/base/util.h>
+#include <gridvm/grid/kv.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+struct fx;
+struct backend {
+	const char *name;
+	int (*make)(struct fx *fx); /* a fresh store: fx->url (and fx->dir) */
+	void (*drop)(struct fx *fx);
+};
+
+struct fx {
+	const struct backend *be;
+	char dir[64];
+	char url[600];
+	char pfx[64]; /* every key of the test starts with it */
+	gv_kv *kv;
+	gv_err e;
+};
+
+static int sqlite_make(struct fx *fx)
+{
+	strcpy(fx->dir, "/tmp/gv-kv-XXXXXX");
+	if (!mkdtemp(fx->dir))
+		return -1;
+	snprintf(fx->url, sizeof(fx->url), "sqlite:%s/kv.db", fx->dir);
+	return 0;
+}
+
+static void sqlite_drop(struct fx *fx)
+{
+	if (fx->dir[0])
+		gv_rm_rf(fx->dir);
+}
+
+static const struct backend backends[] = {
+	{ "kv-sqlite", sqlite_make, sqlite_drop },
+};
+
+static int fx_setup(void **state)
+{
+	static int serial;
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	if (!fx)
+		return -1;
+	fx->be = *state;
+	snprintf(fx->pfx, sizeof(fx->pfx), "test/%d-%d/", (int)getpid(), ++serial);
+	if (fx->be->make(fx) < 0 || gv_kv_open(fx->url, &fx->kv, &fx->e) < 0) {
+		fprintf(stderr, "setup %s: %s\n", fx->be->name, fx->e.msg);
+		free(fx);
+		return -1;
+	}
+	*state = fx;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	gv_kv_close(fx->kv);
+	fx->be->drop(fx);
+	free(fx);
+	return 0;
+}
+
+/* fx->pfx + @name, in one of a few rotating buffers */
+static const char *K(struct fx *fx, const char *name)
+{
+	static char buf[8][256];
+	static int i;
+
+	i = (i + 1) % 8;
+	snprintf(buf[i], sizeof(buf[i]), "%s%s", fx->pfx, name);
+	return buf[i];
+}
+
+/* The helpers below report a failure at their caller's line. */
+#define EQ(a, b)                                                                   \
+	_assert_int_equal(cast_to_largest_integral_type(a), cast_to_largest_integral_type(b), \
+			  __FILE__, line)
+#define SEQ(a, b) _assert_string_equal((a), (b), __FILE__, line)
+
+#define rev_now(fx) rev_now_at(__LINE__, fx)
+static int64_t rev_now_at(int line, struct fx *fx)
+{
+	int64_t rev = -1;
+
+	EQ(gv_kv_revision(fx->kv, &rev, &fx->e), 0);
+	return rev;
+}
+
+#define put(fx, name, value, lease) put_at(__LINE__, fx, name, value, lease)
+static int64_t put_at(int line, struct fx *fx, const char *name, const char *value,
+		      int64_t lease)
+{
+	int64_t rev = -1;
+
+	EQ(gv_kv_put(fx->kv, K(fx, name), value, lease, &rev, &fx->e), 0);
+	return rev;
+}
+
+/* @name holds @value with these revisions and lease */
+#define check(fx, name, value, create_rev, mod_rev, version, lease) \
+	check_at(__LINE__, fx, name, value, create_rev, mod_rev, version, lease)
+static void check_at(int line, struct fx *fx, const char *name, const char *value,
+		     int64_t create_rev, int64_t mod_rev, int64_t version, int64_t lease)
+{
+	gv_kv_entry *en = NULL;
+
+	EQ(gv_kv_get(fx->kv, K(fx, name), &en, &fx->e), 0);
+	SEQ(en->key, K(fx, name));
+	SEQ(en->value, value);
+	EQ(en->create_rev, create_rev);
+	EQ(en->mod_rev, mod_rev);
+	EQ(en->version, version);
+	EQ(en->lease, lease);
+	gv_kv_entries_free(en, 1);
+}
+
+#define absent(fx, name) absent_at(__LINE__, fx, name)
+static void absent_at(int line, struct fx *fx, const char *name)
+{
+	gv_kv_entry *en = NULL;
+
+	EQ(gv_kv_get(fx->kv, K(fx, name), &en, &fx->e), -ENOENT);
+	EQ(en == NULL, 1);
+}
+
+/* @ev is a @kind of @key at @mod_rev (with @value, when not NULL) */
+#define check_event(ev, kind, key, value, mod_rev) \
+	check_event_at(__LINE__, ev, kind, key, value, mod_rev)
+static void check_event_at(int line, const gv_kv_event *ev, gv_kv_ev_kind kind,
+			   const char *key, const char *value, int64_t mod_rev)
+{
+	EQ(ev->kind, kind);
+	SEQ(ev->kv.key, key);
+	EQ(ev->kv.mod_rev, mod_rev);
+	if (value)
+		SEQ(ev->kv.value, value);
+}
+
+static int64_t ms_since(uint64_t t0)
+{
+	return (int64_t)(gv_now_ms() - t0);
+}
+
+static void test_put_get_range(void **state)
+{
+	struct fx *fx = *state;
+	const char *want[] = { "a", "b", "b.", "b/c", "b0", "b\xff\xff" };
+	int64_t r0 = rev_now(fx), r1, r2, r3, r4, r5, rev = -1;
+	gv_kv_entry *v = NULL;
+	size_t n = 9;
+
+	r1 = put(fx, "a", "{\"n\":1}", 0);
+	assert_int_equal(r1, r0 + 1);
+	r2 = put(fx, "b", "2", 0);
+	assert_int_equal(r2, r1 + 1);
+	r3 = put(fx, "a", "3", 0);
+	assert_int_equal(r3, r2 + 1);
+	assert_int_equal(rev_now(fx), r3);
+	check(fx, "a", "3", r1, r3, 2, 0);
+	check(fx, "b", "2", r2, r2, 1, 0);
+
+	/* prefixes: "b/" ends before "b0" ('/' + 1); a prefix ending in 0xff */
+	put(fx, "b/c", "", 0);
+	put(fx, "b0", "x", 0);
+	put(fx, "b.", "y", 0);
+	put(fx, "b\xff\xff", "z", 0);
+	assert_int_equal(gv_kv_range(fx->kv, fx->pfx, &v, &n, &rev, &fx->e), 0);
+	assert_int_equal(rev, rev_now(fx));
+	assert_int_equal(n, 6);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(v[i].key, K(fx, want[i]));
+	assert_string_equal(v[0].value, "3");
+	assert_int_equal(v[0].version, 2);
+	assert_string_equal(v[3].value, "");
+	gv_kv_entries_free(v, n);
+	assert_int_equal(gv_kv_range(fx->kv, K(fx, "b/"), &v, &n, &rev, &fx->e), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].key, K(fx, "b/c"));
+	gv_kv_entries_free(v, n);
+	assert_int_equal(gv_kv_range(fx->kv, K(fx, "b\xff"), &v, &n, &rev, &fx->e), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].key, K(fx, "b\xff\xff"));
+	gv_kv_entries_free(v, n);
+	assert_int_equal(gv_kv_range(fx->kv, K(fx, "nothing/"), &v, &n, &rev, &fx->e), 0);
+	assert_int_equal(n, 0);
+	assert_null(v);
+
+	/* delete, then create again: a new life (create_rev, version 1) */
+	r4 = rev_now(fx) + 1;
+	assert_int_equal(gv_kv_delete(fx->kv, K(fx, "a"), &rev, &fx->e), 0);
+	assert_int_equal(rev, r4);
+	absent(fx, "a");
+	assert_int_equal(gv_kv_delete(fx->kv, K(fx, "a"), &rev, &fx->e), -ENOENT);
+	assert_int_equal(rev_now(fx), r4);
+	r5 = put(fx, "a", "again", 0);
+	assert_int_equal(r5, r4 + 1);
+	check(fx, "a", "again", r5, r5, 1, 0);
+
+	assert_int_equal(gv_kv_put(fx->kv, "", "v", 0, NULL, &fx->e), -EINVAL);
+	assert_int_equal(gv_kv_put(fx->kv, K(fx, "c"), "v", 987654321, NULL, &fx->e), -ENOENT);
+	absent(fx, "c");
+	assert_int_equal(rev_now(fx), r5);
+}
+
+static void test_txn(void **state)
+{
+	struct fx *fx = *state;
+	int64_t ra = put(fx, "a", "1", 0), rc = put(fx, "c", "x", 0), rev = -1, next;
+	gv_kv_cmp cmp[] = { { K(fx, "a"), ra }, { K(fx, "b"), 0 } };
+	gv_kv_op ops[] = { { GV_KV_PUT, K(fx, "a"), "2", 0 },
+			   { GV_KV_PUT, K(fx, "b"), "new", 0 },
+			   { GV_KV_DELETE, K(fx, "c"), NULL, 0 } };
+	gv_kv_event *ev = NULL;
+	size_t n = 0;
+	bool ok = false;
+
+	/* success: every operation at one new revision, in order */
+	assert_int_equal(gv_kv_txn(fx->kv, cmp, 2, ops, 3, &ok, &rev, &fx->e), 0);
+	assert_true(ok);
+	assert_int_equal(rev, rc + 1);
+	assert_int_equal(rev_now(fx), rev);
+	check(fx, "a", "2", ra, rev, 2, 0);
+	check(fx, "b", "new", rev, rev, 1, 0);
+	absent(fx, "c");
+	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, rev, 0, &ev, &n, &next, &fx->e), 0);
+	assert_int_equal(n, 3);
+	check_event(&ev[0], GV_KV_EV_PUT, K(fx, "a"), "2", rev);
+	check_event(&ev[1], GV_KV_EV_PUT, K(fx, "b"), "new", rev);
+	check_event(&ev[2], GV_KV_EV_DELETE, K(fx, "c"), NULL, rev);
+	gv_kv_events_free(ev, n);
+
+	/* failure (a's mod_rev is stale now): nothing applied, no new revision */
+	{
+		gv_kv_cmp stale[] = { { K(fx, "b"), rev }, { K(fx, "a"), ra } };
+		gv_kv_op more[] = { { GV_KV_PUT, K(fx, "x"), "1", 0 },
+				    { GV_KV_DELETE, K(fx, "a"), NULL, 0 } };
+		int64_t frev = -1;
+
+		ok = true;
+		assert_int_equal(gv_kv_txn(fx->kv, stale, 2, more, 2, &ok, &frev, &fx->e), 0);
+		assert_false(ok);
+		assert_int_equal(frev, rev);
+		assert_int_equal(rev_now(fx), rev);
+		absent(fx, "x");
+		check(fx, "a", "2", ra, rev, 2, 0);
+	}
+	/* an error half-way (no such lease): nothing applied either */
+	{
+		gv_kv_op bad[] = { { GV_KV_PUT, K(fx, "y"), "1", 0 },
+				   { GV_KV_PUT, K(fx, "z"), "1", 987654321 } };
+
+		assert_int_equal(gv_kv_txn(fx->kv, NULL, 0, bad, 2, &ok, NULL, &fx->e), -ENOENT);
+		absent(fx, "y");
+		assert_int_equal(rev_now(fx), rev);
+	}
+	/* a key twice; an empty key */
+	{
+		gv_kv_op twice[] = { { GV_KV_PUT, K(fx, "y"), "1", 0 },
+				     { GV_KV_DELETE, K(fx, "y"), NULL, 0 } };
+		gv_kv_cmp empty[] = { { "", 0 } };
+
+		assert_int_equal(gv_kv_txn(fx->kv, NULL, 0, twice, 2, &ok, NULL, &fx->e), -EINVAL);
+		assert_int_equal(gv_kv_txn(fx->kv, empty, 1, NULL, 0, &ok, NULL, &fx->e), -EINVAL);
+		absent(fx, "y");
+		assert_int_equal(rev_now(fx), rev);
+	}
+	/* a transaction that changes nothing keeps the revision */
+	{
+		gv_kv_op del[] = { { GV_KV_DELETE, K(fx, "never"), NULL, 0 } };
+		int64_t nrev = -1;
+
+		assert_int_equal(gv_kv_txn(fx->kv, NULL, 0, del, 1, &ok, &nrev, &fx->e), 0);
+		assert_true(ok);
+		assert_int_equal(nrev, rev);
+		assert_int_equal(rev_now(fx), rev);
+	}
+}
+
+static void test_cas_absent(void **state)
+{
+	struct fx *fx = *state;
+	gv_kv_cmp cmp = { K(fx, "k"), 0 };
+	gv_kv_op op = { GV_KV_PUT, K(fx, "k"), "first", 0 };
+	int64_t rev = -1, r0 = rev_now(fx);
+	bool ok = false;
+
+	assert_int_equal(gv_kv_txn(fx->kv, &cmp, 1, &op, 1, &ok, &rev, &fx->e), 0);
+	assert_true(ok);
+	assert_int_equal(rev, r0 + 1);
+	op.value = "second";
+	assert_int_equal(gv_kv_txn(fx->kv, &cmp, 1, &op, 1, &ok, &rev, &fx->e), 0);
+	assert_false(ok);
+	assert_int_equal(rev, r0 + 1);
+	check(fx, "k", "first", r0 + 1, r0 + 1, 1, 0);
+	/* compare with its mod_rev: holds once */
+	cmp.mod_rev = r0 + 1;
+	assert_int_equal(gv_kv_txn(fx->kv, &cmp, 1, &op, 1, &ok, &rev, &fx->e), 0);
+	assert_true(ok);
+	assert_int_equal(gv_kv_txn(fx->kv, &cmp, 1, &op, 1, &ok, &rev, &fx->e), 0);
+	assert_false(ok);
+	check(fx, "k", "second", r0 + 1, r0 + 2, 2, 0);
+	/* absent again after a delete */
+	assert_int_equal(gv_kv_delete(fx->kv, K(fx, "k"), NULL, &fx->e), 0);
+	cmp.mod_rev = 0;
+	op.value = "third";
+	assert_int_equal(gv_kv_txn(fx->kv, &cmp, 1, &op, 1, &ok, &rev, &fx->e), 0);
+	assert_true(ok);
+	check(fx, "k", "third", rev, rev, 1, 0);
+}
+
+static void test_watch_history(void **state)
+{
+	struct fx *fx = *state;
+	int64_t r0 = rev_now(fx), r1, r2, r3, r4, r5, rev, next = -1, next2 = -1;
+	gv_kv_op ops[] = { { GV_KV_PUT, K(fx, "w/c"), "3", 0 },
+			   { GV_KV_DELETE, K(fx, "w/b"), NULL, 0 } };
+	gv_kv_event *ev = NULL;
+	size_t n = 0;
+	bool ok;
+
+	r1 = put(fx, "w/a", "1", 0);
+	r2 = put(fx, "w/b", "2", 0);
+	assert_int_equal(gv_kv_delete(fx->kv, K(fx, "w/a"), &r3, &fx->e), 0);
+	assert_int_equal(gv_kv_txn(fx->kv, NULL, 0, ops, 2, &ok, &r4, &fx->e), 0);
+	r5 = put(fx, "x", "outside the prefix", 0);
+	assert_int_equal(r5, r0 + 5);
+
+	assert_int_equal(gv_kv_watch(fx->kv, K(fx, "w/"), r0 + 1, 0, &ev, &n, &next, &fx->e), 0);
+	assert_int_equal(n, 5);
+	check_event(&ev[0], GV_KV_EV_PUT, K(fx, "w/a"), "1", r1);
+	assert_int_equal(ev[0].kv.create_rev, r1);
+	assert_int_equal(ev[0].kv.version, 1);
+	check_event(&ev[1], GV_KV_EV_PUT, K(fx, "w/b"), "2", r2);
+	check_event(&ev[2], GV_KV_EV_DELETE, K(fx, "w/a"), NULL, r3);
+	check_event(&ev[3], GV_KV_EV_PUT, K(fx, "w/c"), "3", r4);
+	check_event(&ev[4], GV_KV_EV_DELETE, K(fx, "w/b"), NULL, r4);
+	assert_int_equal(next, r5 + 1);
+	gv_kv_events_free(ev, n);
+
+	/* following on from next: nothing new, next stays */
+	assert_int_equal(gv_kv_watch(fx->kv, K(fx, "w/"), next, 0, &ev, &n, &next2, &fx->e), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(next2, next);
+	/* from the middle: the rest, in order */
+	assert_int_equal(gv_kv_watch(fx->kv, K(fx, "w/"), r3, 0, &ev, &n, &next, &fx->e), 0);
+	assert_int_equal(n, 3);
+	check_event(&ev[0], GV_KV_EV_DELETE, K(fx, "w/a"), NULL, r3);
+	check_event(&ev[2], GV_KV_EV_DELETE, K(fx, "w/b"), NULL, r4);
+	gv_kv_events_free(ev, n);
+	/* the whole test prefix sees the outside key too */
+	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, r4 + 1, 0, &ev, &n, &next, &fx->e), 0);
+	assert_int_equal(n, 1);
+	check_event(&ev[0], GV_KV_EV_PUT, K(fx, "x"), "outside the prefix", r5);
+	gv_kv_events_free(ev, n);
+	/* from 0: from the next change on */
+	rev = rev_now(fx);
+	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, 0, 0, &ev, &n, &next, &fx->e), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(next, rev + 1);
+	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, -1, 0, &ev, &n, &next, &fx->e), -EINVAL);
+}
+
+static void test_watch_timeout(void **state)
+{
+	struct fx *fx = *state;
+	int64_t from = rev_now(fx) + 1, next = -1;
+	gv_kv_event *ev = NULL;
+	uint64_t t0 = gv_now_ms();
+	size_t n = 9;
+
+	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, from, 300, &ev, &n, &next, &fx->e), 0);
+	assert_int_equal(n, 0);
+	assert_null(ev);
+	assert_int_equal(next, from);
+	assert_true(ms_since(t0) >= 290);
+	assert_true(ms_since(t0) < 3000);
+}
+
+struct writer {
+	struct fx *fx;
+	bool own_handle; /* write through a handle of its own, as another process would */
+	int r;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	gv_kv *kv = w->fx->kv;
+	gv_err e;
+
+	usleep(300 * 1000);
+	if (w->own_handle && (w->r = gv_kv_open(w->fx->url, &kv, &e)) < 0)
+		return NULL;
+	w->r = gv_kv_put(kv, K(w->fx, "woke"), "up", 0, NULL, &e);
+	if (w->own_handle)
+		gv_kv_close(kv);
+	return NULL;
+}
+
+static void watch_wakes(struct fx *fx, bool own_handle)
+{
+	struct writer w = { fx, own_handle, -1 };
+	int64_t from = rev_now(fx) + 1, next;
+	gv_kv_event *ev = NULL;
+	uint64_t t0 = gv_now_ms();
+	pthread_t th;
+	size_t n = 0;
+
+	assert_int_equal(pthread_create(&th, NULL, writer_main, &w), 0);
+	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, from, 20000, &ev, &n, &next, &fx->e), 0);
+	assert_true(ms_since(t0) < 10000); /* woken, not timed out */
+	pthread_join(th, NULL);
+	assert_int_equal(w.r, 0);
+	assert_int_equal(n, 1);
+	check_event(&ev[0], GV_KV_EV_PUT, K(fx, "woke"), "up", from);
+	assert_int_equal(next, from + 1);
+	gv_kv_events_free(ev, n);
+}
+
+static void test_watch_wakeup(void **state)
+{
+	watch_wakes(*state, false);
+	watch_wakes(*state, true);
+}
+
+static void test_watch_compacted(void **state)
+{
+	struct fx *fx = *state;
+	int64_t r1 = put(fx, "a", "1", 0), r2 = put(fx, "b", "2", 0), r3 = put(fx, "c", "3", 0);
+	int64_t next;
+	gv_kv_event *ev = NULL;
+	gv_kv_entry *v = NULL;
+	size_t n = 0;
+
+	assert_int_equal(gv_kv_compact(fx->kv, r2, &fx->e), 0);
+	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, r1, 0, &ev, &n, &next, &fx->e), -ERANGE);
+	assert_non_null(strstr(fx->e.msg, "compacted"));
+	assert_int_equal(n, 0);
+	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, r2, 0, &ev, &n, &next, &fx->e), 0);
+	assert_int_equal(n, 2);
+	check_event(&ev[0], GV_KV_EV_PUT, K(fx, "b"), "2", r2);
+	check_event(&ev[1], GV_KV_EV_PUT, K(fx, "c"), "3", r3);
+	gv_kv_events_free(ev, n);
+	/* compacting below a compaction does nothing; beyond now is an error */
+	assert_int_equal(gv_kv_compact(fx->kv, r1, &fx->e), 0);
+	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, r2, 0, &ev, &n, &next, &fx->e), 0);
+	assert_int_equal(n, 2);
+	gv_kv_events_free(ev, n);
+	assert_int_equal(gv_kv_compact(fx->kv, rev_now(fx) + 5, &fx->e), -EINVAL);
+	/* the keys themselves stay */
+	assert_int_equal(gv_kv_range(fx->kv, fx->pfx, &v, &n, NULL, &fx->e), 0);
+	assert_int_equal(n, 3);
+	gv_kv_entries_free(v, n);
+}
+
+/* Watch @name under the test prefix from @from until its deletion
+ * arrives (or @limit_ms pass); @return the milliseconds it took, -1 if
+ * none came. Any other event under the prefix fails the test. */
+static int64_t wait_deleted(struct fx *fx, const char *name, int64_t from, int limit_ms)
+{
+	uint64_t t0 = gv_now_ms();
+	gv_kv_event *ev = NULL;
+	size_t n = 0;
+	int64_t took = -1;
+
+	while (took < 0 && ms_since(t0) < limit_ms) {
+		assert_int_equal(gv_kv_watch(fx->kv, K(fx, name), from, 500, &ev, &n, &from,
+					     &fx->e),
+				 0);
+		if (n > 0) {
+			assert_int_equal(n, 1);
+			check_event(&ev[0], GV_KV_EV_DELETE, K(fx, name), NULL, ev[0].kv.mod_rev);
+			took = ms_since(t0);
+		}
+		gv_kv_events_free(ev, n);
+	}
+	return took;
+}
+
+static void test_lease_expires(void **state)
+{
+	struct fx *fx = *state;
+	int64_t id = 0, left = -1, rk, took;
+	uint64_t t0 = gv_now_ms();
+	int ttl = 0;
+
+	assert_int_equal(gv_kv_lease_grant(fx->kv, 1, &id, &fx->e), 0);
+	assert_true(id != 0);
+	assert_int_equal(gv_kv_lease_ttl(fx->kv, id, &ttl, &left, &fx->e), 0);
+	assert_true(ttl >= 1);
+	assert_true(left > 0 && left <= ttl * 1000);
+	rk = put(fx, "k", "held", id);
+	put(fx, "free", "kept", 0);
+	check(fx, "k", "held", rk, rk, 1, id);
+
+	took = wait_deleted(fx, "k", rk + 1, 15000);
+	assert_true(took >= 0);
+	assert_true(ms_since(t0) >= 950); /* not before its TTL */
+	absent(fx, "k");
+	check(fx, "free", "kept", rk + 1, rk + 1, 1, 0);
+	assert_int_equal(gv_kv_lease_keepalive(fx->kv, id, &fx->e), -ENOENT);
+	assert_int_equal(gv_kv_lease_ttl(fx->kv, id, &ttl, &left, &fx->e), -ENOENT);
+	assert_int_equal(gv_kv_put(fx->kv, K(fx, "k"), "v", id, NULL, &fx->e), -ENOENT);
+	assert_int_equal(gv_kv_lease_revoke(fx->kv, id, &fx->e), -ENOENT);
+	assert_int_equal(gv_kv_lease_grant(fx->kv, 0, &id, &fx->e), -EINVAL);
+}
+
+static void test_lease_keepalive(void **state)
+{
+	struct fx *fx = *state;
+	int64_t id = 0, rk, next;
+	gv_kv_event *ev = NULL;
+	uint64_t t0;
+	size_t n = 0;
+
+	assert_int_equal(gv_kv_lease_grant(fx->kv, 1, &id, &fx->e), 0);
+	rk = put(fx, "k", "alive", id);
+	t0 = gv_now_ms();
+	/* 2.4 s, more than twice the TTL: no deletion while kept alive */
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(gv_kv_lease_keepalive(fx->kv, id, &fx->e), 0);
+		assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, rk + 1, 300, &ev, &n, &next, &fx->e),
+				 0);
+		assert_int_equal(n, 0);
+	}
+	assert_true(ms_since(t0) >= 2000);
+	check(fx, "k", "alive", rk, rk, 1, id);
+	/* left alone, it goes */
+	assert_true(wait_deleted(fx, "k", rk + 1, 15000) >= 0);
+	absent(fx, "k");
+}
+
+static void test_lease_revoke(void **state)
+{
+	struct fx *fx = *state;
+	int64_t id = 0, id2 = 0, rev, next;
+	gv_kv_event *ev = NULL;
+	size_t n = 0;
+
+	assert_int_equal(gv_kv_lease_grant(fx->kv, 60, &id, &fx->e), 0);
+	assert_int_equal(gv_kv_lease_grant(fx->kv, 60, &id2, &fx->e), 0);
+	assert_true(id2 != id);
+	put(fx, "k1", "1", id);
+	put(fx, "k2", "2", id);
+	put(fx, "k3", "3", 0);
+	put(fx, "k4", "4", id2);
+	rev = put(fx, "k4", "4 detached", 0); /* a put without a lease detaches */
+	check(fx, "k4", "4 detached", rev - 1, rev, 2, 0);
+
+	assert_int_equal(gv_kv_lease_revoke(fx->kv, id, &fx->e), 0);
+	assert_int_equal(rev_now(fx), rev + 1);
+	absent(fx, "k1");
+	absent(fx, "k2");
+	check(fx, "k3", "3", rev - 2, rev - 2, 1, 0);
+	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, rev + 1, 0, &ev, &n, &next, &fx->e), 0);
+	assert_int_equal(n, 2);
+	check_event(&ev[0], GV_KV_EV_DELETE, K(fx, "k1"), NULL, rev + 1);
+	check_event(&ev[1], GV_KV_EV_DELETE, K(fx, "k2"), NULL, rev + 1);
+	gv_kv_events_free(ev, n);
+	assert_int_equal(gv_kv_lease_revoke(fx->kv, id, &fx->e), -ENOENT);
+	assert_int_equal(gv_kv_lease_keepalive(fx->kv, id, &fx->e), -ENOENT);
+	/* a lease with no keys left: revoking it changes no key */
+	assert_int_equal(gv_kv_lease_revoke(fx->kv, id2, &fx->e), 0);
+	assert_int_equal(rev_now(fx), rev + 1);
+	check(fx, "k4", "4 detached", rev - 1, rev, 2, 0);
+}
+
+static void test_reopen(void **state)
+{
+	struct fx *fx = *state;
+	int64_t r0 = rev_now(fx), ra, rb, rc, rd, id = 0, left = -1, next;
+	gv_kv_event *ev = NULL;
+	size_t n = 0;
+	int ttl = 0;
+
+	ra = put(fx, "a", "1", 0);
+	rb = put(fx, "b", "2", 0);
+	assert_int_equal(gv_kv_lease_grant(fx->kv, 60, &id, &fx->e), 0);
+	rc = put(fx, "c", "3", id);
+	assert_int_equal(gv_kv_delete(fx->kv, K(fx, "b"), &rd, &fx->e), 0);
+	put(fx, "a", "1b", 0);
+	gv_kv_close(fx->kv);
+	fx->kv = NULL;
+
+	assert_int_equal(gv_kv_open(fx->url, &fx->kv, &fx->e), 0);
+	assert_int_equal(rev_now(fx), rd + 1);
+	check(fx, "a", "1b", ra, rd + 1, 2, 0);
+	absent(fx, "b");
+	check(fx, "c", "3", rc, rc, 1, id);
+	assert_int_equal(gv_kv_lease_ttl(fx->kv, id, &ttl, &left, &fx->e), 0);
+	assert_true(ttl >= 60);
+	assert_true(left > 0 && left <= 60000);
+	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, r0 + 1, 0, &ev, &n, &next, &fx->e), 0);
+	assert_int_equal(n, 5);
+	check_event(&ev[1], GV_KV_EV_PUT, K(fx, "b"), "2", rb);
+	check_event(&ev[3], GV_KV_EV_DELETE, K(fx, "b"), NULL, rd);
+	gv_kv_events_free(ev, n);
+	assert_int_equal(gv_kv_lease_keepalive(fx->kv, id, &fx->e), 0);
+	assert_int_equal(gv_kv_lease_revoke(fx->kv, id, &fx->e), 0);
+	absent(fx, "c");
+}
+
+/* --- not conformance: the URL dispatch, SQLite's own behaviour --- */
+
+static void test_urls(void **state)
+{
+	gv_kv *kv = (gv_kv *)1;
+	gv_err e = { "" };
+
+	assert_int_equal(gv_kv_open("etcd://127.0.0.1:2379", &kv, &e), -ENOTSUP);
+	assert_null(kv);
+	assert_non_null(strstr(e.msg, "the etcd backend is not built yet"));
+	assert_int_equal(gv_kv_open("redis://x", &kv, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "sqlite:PATH"));
+	assert_int_equal(gv_kv_open("sqlite:", &kv, &e), -EINVAL);
+	assert_int_equal(gv_kv_open("", &kv, &e), -EINVAL);
+	assert_int_equal(gv_kv_open("sqlite:/nonexistent-gv-dir/kv.db", &kv, &e), -EIO);
+	assert_non_null(strstr(e.msg, "/nonexistent-gv-dir/kv.db"));
+	gv_kv_close(NULL);
+}
+
+static void test_sqlite_autocompact(void **state)
+{
+	char dir[] = "/dev/shm/gv-kv-XXXXXX", tmpdir[] = "/tmp/gv-kv-XXXXXX";
+	char *d = mkdtemp(dir) ? dir : mkdtemp(tmpdir); /* tmpfs: no fsync cost */
+	char url[128];
+	int64_t first, rev = 0, next;
+	gv_kv_event *ev = NULL;
+	gv_kv *kv;
+	size_t n = 0;
+	gv_err e;
+
+	assert_non_null(d);
+	snprintf(url, sizeof(url), "sqlite:%s/kv.db", d);
+	assert_int_equal(gv_kv_open(url, &kv, &e), 0);
+	assert_int_equal(gv_kv_put(kv, "k", "0", 0, &first, &e), 0);
+	/* a watch returns at most ~1000 events, whole revisions */
+	for (int i = 1; i < 1500; i++)
+		assert_int_equal(gv_kv_put(kv, "k", "v", 0, &rev, &e), 0);
+	assert_int_equal(gv_kv_watch(kv, "", first, 0, &ev, &n, &next, &e), 0);
+	assert_int_equal(n, 1000);
+	assert_int_equal(next, first + 1000);
+	gv_kv_events_free(ev, n);
+	/* past 10000 + 1000 revisions the oldest history goes */
+	while (rev < first + 11001)
+		assert_int_equal(gv_kv_put(kv, "k", "v", 0, &rev, &e), 0);
+	assert_int_equal(gv_kv_watch(kv, "", first, 0, &ev, &n, &next, &e), -ERANGE);
+	assert_int_equal(gv_kv_watch(kv, "", rev - 9999, 0, &ev, &n, &next, &e), 0);
+	assert_int_equal(n, 1000);
+	gv_kv_events_free(ev, n);
+	gv_kv_close(kv);
+	gv_rm_rf(d);
+}
+
+#define KV_TESTS(be)                                                                      \
+	{                                                                                 \
+		cmocka_unit_test_prestate_setup_teardown(test_put_get_range, fx_setup,    \
+							 fx_teardown, (void *)(be)),      \
+		cmocka_unit_test_prestate_setup_teardown(test_txn, fx_setup, fx_teardown, \
+							 (void *)(be)),                   \
+		cmocka_unit_test_prestate_setup_teardown(test_cas_absent, fx_setup,       \
+							 fx_teardown, (void *)(be)),      \
+		cmocka_unit_test_prestate_setup_teardown(test_watch_history, fx_setup,    \
+							 fx_teardown, (void *)(be)),      \
+		cmocka_unit_test_prestate_setup_teardown(test_watch_timeout, fx_setup,    \
+							 fx_teardown, (void *)(be)),      \
+		cmocka_unit_test_prestate_setup_teardown(test_watch_wakeup, fx_setup,     \
+							 fx_teardown, (void *)(be)),      \
+		cmocka_unit_test_prestate_setup_teardown(test_watch_compacted, fx_setup,  \
+							 fx_teardown, (void *)(be)),      \
+		cmocka_unit_test_prestate_setup_teardown(test_lease_expires, fx_setup,    \
+							 fx_teardown, (void *)(be)),      \
+		cmocka_unit_test_prestate_setup_teardown(test_lease_keepalive, fx_setup,  \
+							 fx_teardown, (void *)(be)),      \
+		cmocka_unit_test_prestate_setup_teardown(test_lease_revoke, fx_setup,     \
+							 fx_teardown, (void *)(be)),      \
+		cmocka_unit_test_prestate_setup_teardown(test_reopen, fx_setup,           \
+							 fx_teardown, (void *)(be)),      \
+	}
+
+int main(void)
+{
+	const struct CMUnitTest other[] = {
+		cmocka_unit_test(test_urls),
+		cmocka_unit_test(test_sqlite_autocompact),
+	};
+	int failed = 0;
+
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+		const struct CMUnitTest tests[] = KV_TESTS(&backends[i]);
+
+		failed += cmocka_run_group_tests_name(backends[i].name, tests, NULL, NULL);
+	}
+	failed += cmocka_run_group_tests_name("kv-other", other, NULL, NULL);
+	return failed ? 1 : 0;
+}
