@@ -147,6 +147,39 @@ static enum MHD_Result vm_log(gv_agent *a, struct MHD_Connection *c,
 	return ret;
 }
 
+/* GET /v1/vms/NAME/output: the outputs' manifest; GET .../output/tar
+ * ?offset=N: the next bytes of their tar (none at its end), the offset
+ * after them in X-Gridvm-Offset. */
+static enum MHD_Result vm_output(gv_agent *a, struct MHD_Connection *c, const char *name,
+				 const char *which)
+{
+	const char *off = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "offset");
+	uint64_t offset = off ? strtoull(off, NULL, 10) : 0;
+	gv_err e = { "" };
+	json_t *m = NULL;
+	char *data = NULL, hdr[32];
+	size_t len = 0;
+	int rc;
+
+	if (!*which) {
+		rc = gv_vm_output(a->h, name, &m, &e);
+		return send_result(c, rc, &e, m);
+	}
+	if (strcmp(which, "tar"))
+		return send_json(c, 404, json_pack("{s:s}", "error", "no such route"));
+	rc = gv_vm_output_read(a->h, name, offset, 4 << 20, &data, &len, &e);
+	if (rc < 0)
+		return send_result(c, rc, &e, NULL);
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, data,
+								 MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, "Content-Type", "application/x-tar");
+	snprintf(hdr, sizeof(hdr), "%llu", (unsigned long long)(offset + len));
+	MHD_add_response_header(r, "X-Gridvm-Offset", hdr);
+	enum MHD_Result ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 /* /v1/vms/NAME/checkpoints[/ID]: POST creates, GET lists or shows,
  * DELETE deletes; POST /v1/vms/NAME/checkpoints/restore {"id"} restores. */
 static enum MHD_Result vm_checkpoints(gv_agent *a, struct MHD_Connection *c,
@@ -219,6 +252,8 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 	}
 	if (!strcmp(sub, "log") && !strcmp(method, "GET"))
 		return vm_log(a, c, name, which);
+	if (!strcmp(sub, "output") && !strcmp(method, "GET"))
+		return vm_output(a, c, name, which);
 	if (!strcmp(sub, "checkpoints"))
 		return vm_checkpoints(a, c, method, name, which, body);
 	if (!strcmp(sub, "migrate-adopt") && !strcmp(method, "POST")) {

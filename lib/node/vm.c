@@ -4,6 +4,7 @@
 
 #include <gridvm/vmm/cgroup.h>
 #include <gridvm/node/image.h>
+#include <gridvm/vmm/jobio.h>
 #include <gridvm/vmm/jobout.h>
 
 #include <errno.h>
@@ -37,6 +38,11 @@ static int create_files(gv_host *h, const gv_vmdef *d, const gv_vmpaths *p,
 	free(spec);
 	if (r < 0)
 		return gv_err_set(e, r, "cannot write %s: %s", p->jobspec, strerror(-r));
+	/* the inputs as they are now: every boot of this VM gets these */
+	if (d->inputs && (r = gv_jobio_pack_inputs(d->inputs, p->input, e)) < 0)
+		return r;
+	if (d->input_tar && (r = gv_jobio_use_input_tar(d->input_tar, p->input, e)) < 0)
+		return r;
 	if (!d->image)
 		return 0;
 	r = gv_image_resolve(h->datadir, d->image, &img, &fmt);
@@ -170,6 +176,12 @@ static int spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 		return gv_err_set(e, -EINVAL, "invalid accelerator %s", r->def->accel);
 	rc = check_boot_files(h, r->def, p, e);
 	if (rc < 0)
+		return rc;
+	/* a fresh boot gets an empty output disk; a guest that continues
+	 * (restore, migration) keeps its own, or gets an empty one where it
+	 * has none (it writes it only once its job has ended) */
+	if (r->def->outputs && (!incoming || access(p->output, F_OK) < 0) &&
+	    (rc = gv_jobio_output_create(p->output, r->def->output_max, e)) < 0)
 		return rc;
 	unlink(p->qmp);
 	unlink(p->blkmon);
@@ -385,6 +397,34 @@ int gv_vm_delete(gv_host *h, const char *name, bool force, gv_err *e)
 	return host_with_vm(h, name, vm_delete_locked, force ? "force" : NULL, e);
 }
 
+/* How the job's outputs fared, once its guest collected them:
+ * "outputs_collected", and the paths that were not there
+ * ("outputs_missing") or could not be packed ("outputs_failed"). */
+static void show_outputs(json_t *j, const gv_vmpaths *p)
+{
+	json_t *m = NULL, *o, *missing = json_array(), *failed = json_array();
+	bool done;
+	size_t i;
+
+	if (gv_jobio_output_manifest(p->output, &m, NULL) < 0)
+		m = NULL;
+	done = json_is_true(json_object_get(m, "collected"));
+	json_array_foreach(json_object_get(m, "outputs"), i, o) {
+		const char *st = json_string_value(json_object_get(o, "status"));
+		if (strcmp(st, "ok"))
+			json_array_append(strcmp(st, "missing") ? failed : missing,
+					  json_object_get(o, "path"));
+	}
+	json_object_set_new(j, "outputs_collected", json_boolean(done));
+	json_object_set_new(j, "outputs_missing", done ? missing : json_null());
+	json_object_set_new(j, "outputs_failed", done ? failed : json_null());
+	if (!done) {
+		json_decref(missing);
+		json_decref(failed);
+	}
+	json_decref(m);
+}
+
 static int do_show(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 		   const void *arg, gv_err *e)
 {
@@ -397,6 +437,8 @@ static int do_show(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 				    json_integer((json_int_t)st.st_blocks * 512));
 	cg = r->pid > 0 ? gv_cgroup_show(r->def->name) : NULL;
 	json_object_set_new(j, "cgroup", cg ? cg : json_null());
+	if (r->def->outputs)
+		show_outputs(j, p);
 	*out = j;
 	return 0;
 }
@@ -404,6 +446,67 @@ static int do_show(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 int gv_vm_show(gv_host *h, const char *name, json_t **out, gv_err *e)
 {
 	return host_with_vm(h, name, do_show, out, e);
+}
+
+struct output_req {
+	json_t **manifest;
+	uint64_t offset;
+	size_t max;
+	char **data;
+	size_t *len;
+};
+
+/* The output disk's manifest; with @data, also up to @max bytes of its
+ * tar from @offset (0 bytes at its end). */
+static int do_output(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *arg,
+		     gv_err *e)
+{
+	const struct output_req *q = arg;
+	json_t *m = NULL;
+	uint64_t tar;
+	int fd, rc;
+
+	if (!r->def->outputs)
+		return gv_err_set(e, -ENOENT, "VM %s has no outputs (--output)", r->def->name);
+	rc = gv_jobio_output_manifest(p->output, &m, e);
+	if (rc < 0 || !q->data) {
+		*q->manifest = m;
+		return rc;
+	}
+	tar = (uint64_t)json_integer_value(json_object_get(m, "tar_bytes"));
+	json_decref(m);
+	if (!tar)
+		return gv_err_set(e, -EBUSY, "VM %s has no outputs yet: its job has not ended, "
+				  "or its VM did not end it", r->def->name);
+	*q->len = q->offset < tar ? (size_t)(tar - q->offset < q->max ? tar - q->offset
+								  : q->max) : 0;
+	*q->data = malloc(*q->len + 1);
+	if (!*q->data)
+		abort();
+	fd = open(p->output, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || pread(fd, *q->data, *q->len, (off_t)q->offset) != (ssize_t)*q->len) {
+		rc = gv_err_set(e, -EIO, "cannot read %s: %s", p->output, strerror(errno));
+		free(*q->data);
+		*q->data = NULL;
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int gv_vm_output(gv_host *h, const char *name, json_t **manifest, gv_err *e)
+{
+	struct output_req q = { .manifest = manifest };
+
+	return host_with_vm(h, name, do_output, &q, e);
+}
+
+int gv_vm_output_read(gv_host *h, const char *name, uint64_t offset, size_t max,
+		      char **data, size_t *len, gv_err *e)
+{
+	struct output_req q = { .offset = offset, .max = max, .data = data, .len = len };
+
+	return host_with_vm(h, name, do_output, &q, e);
 }
 
 json_t *gv_vm_list(gv_host *h)

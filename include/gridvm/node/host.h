@@ -64,6 +64,15 @@ int gv_vm_read_log(gv_host *h, const char *name, const char *which,
 		   uint64_t offset, uint64_t wait_ms, size_t max, char **data,
 		   size_t *len, gv_vmstate *state, gv_err *e) GV_WUR;
 
+/* The job's outputs (--output): the manifest of its output disk (see
+ * <gridvm/vmm/jobio.h>; "collected" false until its job has ended), and
+ * up to @max bytes of their tar from @offset (malloc'd, empty at its
+ * end; -EBUSY while there is none). The file DATA/vms/NAME/output.tar is
+ * the disk itself, also for "vm:NAME:output" transfers. */
+int gv_vm_output(gv_host *h, const char *name, json_t **manifest, gv_err *e) GV_WUR;
+int gv_vm_output_read(gv_host *h, const char *name, uint64_t offset, size_t max,
+		      char **data, size_t *len, gv_err *e) GV_WUR;
+
 /* The grid key file the host uses (default DATADIR/grid.key). */
 void gv_host_set_grid_key(gv_host *h, const char *path);
 const char *gv_host_grid_key(gv_host *h);
