@@ -7,6 +7,7 @@
 #include <gridvm/base/util.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void usage(FILE *f)
@@ -14,7 +15,12 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: gridvm run [OPTIONS] -- COMMAND [ARGS...]\n"
 		"Boot a fresh VM, run COMMAND in it, stream its output and exit\n"
-		"with its exit code (125 if the VM itself failed).\n\n" VMOPTS_HELP
+		"with its exit code (125 if the VM itself failed, or its outputs\n"
+		"could not be fetched). Example:\n"
+		"  gridvm run --input data.csv --output result.txt -- sh -c \\\n"
+		"      'sort data.csv > result.txt'\n\n" VMOPTS_HELP
+		"      --output-dir DIR  where the outputs arrive (default: the current\n"
+		"                        directory), under their guest basenames\n"
 		"  -n, --name NAME       name of the VM (default run-<random>)\n"
 		"      --keep            keep the VM afterwards (see 'gridvm vm list')\n"
 		"  -h, --help            show this help\n");
@@ -23,6 +29,36 @@ static void usage(FILE *f)
 static void on_sigint(int sig)
 {
 	cli_interrupted = sig;
+}
+
+/* --input PATH[:GUEST_PATH]: split at the first ':' unless all of it
+ * names a file here; the path must exist now (before any VM is made). */
+static int add_input(json_t *d, const char *arg)
+{
+	char *path = strdup(arg), *colon = strchr(path, ':'), *abs;
+	struct stat st;
+	json_t *in;
+
+	if (colon && stat(arg, &st) < 0)
+		*colon = '\0';
+	else
+		colon = NULL;
+	abs = *path ? cli_abspath(path) : NULL;
+	if (!abs || stat(abs, &st) < 0) {
+		cli_error("--input %s: %s", path, *path ? strerror(errno) : "no path");
+		free(abs);
+		free(path);
+		return -1;
+	}
+	in = json_pack("{s:s}", "path", abs);
+	if (colon && colon[1])
+		json_object_set_new(in, "guest", json_string(colon + 1));
+	if (!json_object_get(d, "inputs"))
+		json_object_set_new(d, "inputs", json_array());
+	json_array_append_new(json_object_get(d, "inputs"), in);
+	free(abs);
+	free(path);
+	return 1;
 }
 
 int vmopts_apply(json_t *d, int c, const char *arg)
@@ -96,6 +132,18 @@ int vmopts_apply(json_t *d, int c, const char *arg)
 	case 1012:
 		json_object_set_new(d, "checkpoint_drop_on_success", json_true());
 		return 1;
+	case 1013:
+		return add_input(d, arg);
+	case 1014:
+		if (!json_object_get(d, "outputs"))
+			json_object_set_new(d, "outputs", json_array());
+		json_array_append_new(json_object_get(d, "outputs"), json_string(arg));
+		return 1;
+	case 1015:
+		if (gv_parse_size(arg, 1, &v) < 0 || v < (1 << 20))
+			return cli_error("invalid --output-max '%s' (e.g. 100M, 4G)", arg), -1;
+		json_object_set_new(d, "output_max", json_integer((json_int_t)v));
+		return 1;
 	}
 	return 0;
 }
@@ -121,9 +169,10 @@ int cmd_run(int argc, char **argv)
 	static const struct option opts[] = { VMOPTS_LONG,
 		{ "name", required_argument, NULL, 'n' },
 		{ "keep", no_argument, NULL, 'k' },
+		{ "output-dir", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' }, { 0 } };
 	json_t *d = json_pack("{s:s, s:[], s:b}", "image", "default", "env", "ephemeral", 1);
-	char *name = NULL, *path;
+	char *name = NULL, *path, *outdir = NULL;
 	bool keep = false;
 	int c, code;
 	gv_client *cl;
@@ -138,6 +187,8 @@ int cmd_run(int argc, char **argv)
 			name = strdup(optarg);
 		else if (c == 'k')
 			keep = true;
+		else if (c == 'O')
+			outdir = strdup(optarg);
 		else if (c == 'h')
 			return usage(stdout), 0;
 		else
@@ -152,6 +203,12 @@ int cmd_run(int argc, char **argv)
 	json_object_set_new(d, "name", json_string(name));
 	json_object_set_new(d, "job", job_argv(argc - optind, argv + optind));
 	json_object_set_new(d, "ephemeral", json_boolean(!keep));
+	if (!outdir)
+		outdir = strdup(".");
+	/* where the outputs go must work before a VM is made */
+	if (json_object_get(d, "outputs") &&
+	    (gv_mkdir_p(outdir, 0755) < 0 || access(outdir, W_OK) < 0))
+		return cli_error("--output-dir %s: %s", outdir, strerror(errno)), 2;
 	cl = cli_connect();
 	if (cli_call(cl, "POST", "/v1/vms", d, NULL) < 0)
 		return 125;
@@ -164,13 +221,18 @@ int cmd_run(int argc, char **argv)
 	path = gv_strdupf("/v1/vms/%s/start", name);
 	code = cli_call(cl, "POST", path, NULL, NULL) < 0 ? -2 : cli_follow_job(cl, name, true);
 	free(path);
+	/* the guest collected them before it reported the exit status */
+	if (code >= 0 && json_object_get(d, "outputs") && !cli_interrupted &&
+	    vm_fetch_outputs(cl, name, outdir) < 0)
+		code = -2;
 	if (code == -1 && !cli_interrupted) {
 		json_t *vm = NULL;
 		path = gv_strdupf("/v1/vms/%s", name);
 		if (gv_client_call(cl, "GET", path, NULL, &vm, NULL) == 0)
-			cli_error("VM %s failed: %s", name,
+			cli_error("VM %s failed: %s%s", name,
 				  json_string_value(json_object_get(vm, "error"))
-					  ?: "no exit status");
+					  ?: "no exit status",
+				  json_object_get(d, "outputs") ? " (no outputs collected)" : "");
 		json_decref(vm);
 		free(path);
 	}
@@ -182,6 +244,7 @@ int cmd_run(int argc, char **argv)
 	json_decref(d);
 	gv_client_free(cl);
 	free(name);
+	free(outdir);
 	if (cli_interrupted) /* 130 for Ctrl-C, 141 for a closed pipe, ... */
 		return 128 + cli_interrupted;
 	return code >= 0 ? code : 125;

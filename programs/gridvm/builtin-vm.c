@@ -3,7 +3,9 @@
 #include "cli.h"
 #include "vmopts.h"
 
+#include <errno.h>
 #include <gridvm/base/util.h>
+#include <gridvm/vmm/jobio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -255,7 +257,8 @@ static void print_vm(json_t *vm)
 	const char *keys[] = { "name", "state", "vcpus", "memory_mib", "image", "job",
 			       "exit_code", "pid", "cpu_weight", "cpu_cap_pct",
 			       "disk_iops", "disk_bps", "accel", "state_file", "error",
-			       "dir", "disk_overlay_bytes", "cgroup", NULL };
+			       "dir", "disk_overlay_bytes", "cgroup", "inputs", "outputs",
+			       "outputs_missing", "outputs_failed", NULL };
 
 	for (const char **k = keys; *k; k++) {
 		json_t *v = json_object_get(vm, *k);
@@ -346,6 +349,91 @@ static int show_log(int argc, char **argv, const char *which)
 	return 0;
 }
 
+/* Each output that did not arrive, and why. */
+static void report_outputs(json_t *m)
+{
+	static const char *const why[][2] = {
+		{ "missing", "not found in the guest" },
+		{ "toolarge", "did not fit on the output disk (see --output-max)" },
+		{ "error", "could not be packed in the guest (see 'gridvm vm console')" } };
+	json_t *o;
+	size_t i;
+
+	json_array_foreach(json_object_get(m, "outputs"), i, o) {
+		const char *st = json_string_value(json_object_get(o, "status")) ?: "";
+		for (size_t k = 0; k < sizeof(why) / sizeof(why[0]); k++)
+			if (!strcmp(st, why[k][0]))
+				fprintf(stderr, "gridvm: output %s: %s\n",
+					json_string_value(json_object_get(o, "path")), why[k][1]);
+	}
+}
+
+int vm_fetch_outputs(gv_client *c, const char *name, const char *dir)
+{
+	char *path = gv_strdupf("/v1/vms/%s/output", name), state[16];
+	uint64_t off = 0, next = 0;
+	gv_untar *u = NULL;
+	json_t *m = NULL;
+	gv_err e;
+	int r = cli_call(c, "GET", path, NULL, &m);
+
+	free(path);
+	if (r < 0)
+		return -1;
+	if (!json_is_true(json_object_get(m, "collected"))) {
+		json_decref(m);
+		return cli_error("the outputs of VM %s were not collected: its job has not "
+				 "ended in the guest (a VM stopped by force, or failed)", name), -1;
+	}
+	report_outputs(m);
+	json_decref(m);
+	if (gv_mkdir_p(dir, 0755) < 0)
+		return cli_error("cannot create %s: %s", dir, strerror(errno)), -1;
+	r = gv_untar_new(dir, &u, &e);
+	while (r == 0) {
+		char *data = NULL;
+		size_t len = 0;
+		path = gv_strdupf("/v1/vms/%s/output/tar?offset=%llu", name,
+				  (unsigned long long)off);
+		r = gv_client_get_raw(c, path, &data, &len, state, &next, &e);
+		free(path);
+		if (r == 0 && len == 0) {
+			free(data);
+			break;
+		}
+		if (r == 0)
+			r = gv_untar_write(u, data, len, &e);
+		off = next;
+		free(data);
+	}
+	if (gv_untar_finish(u, r == 0 ? &e : NULL) < 0 && r == 0)
+		r = -1;
+	if (r < 0)
+		return cli_error("outputs of VM %s: %s", name, e.msg), -1;
+	return 0;
+}
+
+static int vm_output(int argc, char **argv)
+{
+	const char *dir;
+
+	if (cli_wants_help(argc, argv))
+		return vm_usage(stdout, "output", "NAME [DIR]",
+				"Fetch the files the VM's job left at its --output paths into DIR\n"
+				"(default: the current directory), under their guest basenames.\n"
+				"Each output that did not arrive is named on stderr.",
+				NULL);
+	if (argc < 2 || argv[1][0] == '-')
+		return cli_error("missing VM name (gridvm vm output NAME [DIR])"), 2;
+	if (!cli_name_ok(argv[1], "VM"))
+		return 2;
+	dir = argc > 2 ? argv[2] : ".";
+	gv_client *cl = cli_connect();
+	int rc = vm_fetch_outputs(cl, argv[1], dir) < 0 ? 1 : 0;
+	gv_client_free(cl);
+	return rc;
+}
+
 static int vm_console(int argc, char **argv)
 {
 	return show_log(argc, argv, "console");
@@ -369,6 +457,7 @@ static const struct cli_cmd vm_cmds[] = {
 	{ "show", vm_show, "show one VM (--json)" },
 	{ "console", vm_console, "print a VM's serial console (--follow)" },
 	{ "logs", vm_logs, "print a VM's job output" },
+	{ "output", vm_output, "fetch the files its job left at its --output paths" },
 	{ NULL, NULL, NULL } };
 
 int cmd_vm(int argc, char **argv)

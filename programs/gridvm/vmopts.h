@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* vmopts.h - the VM options shared by `gridvm run` and `gridvm vm create`. */
+/* vmopts.h - the VM options shared by `gridvm run` and `gridvm vm create`,
+ * and the fetching of a job's outputs. */
 #ifndef GRIDVM_VMOPTS_H
 #define GRIDVM_VMOPTS_H
 
 #include <getopt.h>
+#include <gridvm/api/client.h>
 #include <jansson.h>
 
 #define VMOPTS_HELP \
@@ -25,7 +27,16 @@
 	"      --checkpoint-every DUR  checkpoint the VM periodically (e.g. 10m)\n" \
 	"      --checkpoint-keep N     keep only the last N checkpoints\n" \
 	"      --checkpoint-drop-on-success  delete the checkpoints when the job\n" \
-	"                        exits with 0\n"
+	"                        exits with 0\n" \
+	"      --input PATH[:GUEST_PATH]  a file or directory of this host the job\n" \
+	"                        reads (repeatable), copied when the VM is created;\n" \
+	"                        GUEST_PATH default: its basename in the job's\n" \
+	"                        working directory (/root, or --workdir); a relative\n" \
+	"                        GUEST_PATH is relative to it; what is there is replaced\n" \
+	"      --output GUEST_PATH  a file or directory the job writes (repeatable;\n" \
+	"                        relative to its working directory), collected when\n" \
+	"                        the job ends, also when it fails\n" \
+	"      --output-max SIZE  room for the outputs (default 1G)\n"
 
 #define VMOPTS_LONG \
 	{ "image", required_argument, NULL, 'i' }, \
@@ -44,12 +55,20 @@
 	{ "append", required_argument, NULL, 1009 }, \
 	{ "checkpoint-every", required_argument, NULL, 1010 }, \
 	{ "checkpoint-keep", required_argument, NULL, 1011 }, \
-	{ "checkpoint-drop-on-success", no_argument, NULL, 1012 }
+	{ "checkpoint-drop-on-success", no_argument, NULL, 1012 }, \
+	{ "input", required_argument, NULL, 1013 }, \
+	{ "output", required_argument, NULL, 1014 }, \
+	{ "output-max", required_argument, NULL, 1015 }
 
 #define VMOPTS_SHORT "i:c:m:e:w:"
 
 /* Apply option @c with @arg to the definition @d. @return 1 if handled,
  * 0 if not a VM option, -1 after printing an error. */
 int vmopts_apply(json_t *d, int c, const char *arg);
+
+/* Fetch the outputs of VM @name's job into @dir (created if missing);
+ * print each output that did not arrive. @return 0, or -1 after an
+ * error (none collected, the transfer or the unpacking failed). */
+int vm_fetch_outputs(gv_client *c, const char *name, const char *dir);
 
 #endif
