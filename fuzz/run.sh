@@ -16,11 +16,13 @@ XFER_SRC=(lib/xfer/xfer_dst.c lib/xfer/xfer_dst_blocks.c lib/xfer/xfer_proto.c l
 	lib/base/util.c lib/base/err.c)
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-xfer" fuzz/fuzz-xfer.c "${XFER_SRC[@]}" \
 	-ljansson -lcrypto -lzstd -llz4 -lz -lm -lpthread
+clang "${CFLAGS[@]}" -o "$OUT/fuzz-expr" fuzz/fuzz-expr.c lib/sched/expr_parse.c lib/sched/expr_eval.c \
+	lib/base/err.c -ljansson -lm
 # libFuzzer writes what it finds (crash-*, leak-*, timeout-*, slow-unit-*)
 # into the current directory unless told otherwise: into $OUT/artifacts/NAME/
 # instead, never into the source tree. A finding worth keeping as a
 # regression input goes into fuzz/seeds/NAME/ by hand.
-for f in qmp jobout blockidx xfer; do
+for f in qmp jobout blockidx xfer expr; do
 	mkdir -p "$OUT/corpus-$f" "$OUT/artifacts/$f"
 	cp fuzz/seeds/$f/* "$OUT/corpus-$f/" 2>/dev/null || true
 	echo "fuzz-$f: ${SECS}s"

@@ -221,9 +221,9 @@ static gv_expr_val run(const gv_expr *x, const json_t *attrs)
 			if (top->type == GV_V_BOOL && top->u.b)
 				pc = in->arg;
 			break;
-		default:
+		default: /* binary: the result replaces the left operand */
+			top[-1] = binary((enum gv_expr_op)in->op, &top[-1], top);
 			sp--;
-			st[sp - 1] = binary((enum gv_expr_op)in->op, &st[sp - 1], &st[sp]);
 			break;
 		}
 	}

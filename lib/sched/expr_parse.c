@@ -72,7 +72,8 @@ static const struct {
 	{ { T_AND, GV_OP_AND } },
 	{ { T_IN, GV_OP_IN } },
 	{ { T_EQ, GV_OP_EQ }, { T_NE, GV_OP_NE } },
-	{ { T_LT, GV_OP_LT }, { T_LE, GV_OP_LE }, { T_GT, GV_OP_GT }, { T_GE, GV_OP_GE } },
+	{ { T_LT, GV_OP_LT }, { T_LE, GV_OP_LE },
+	  { T_GT, GV_OP_GT }, { T_GE, GV_OP_GE } },
 	{ { T_PLUS, GV_OP_ADD }, { T_MINUS, GV_OP_SUB } },
 	{ { T_STAR, GV_OP_MUL }, { T_SLASH, GV_OP_DIV } },
 };
@@ -225,11 +226,12 @@ static int lex_number(struct parser *ps, size_t p)
 	if (is_alpha(s[q])) {
 		mult = unit_at(s, q, &ulen);
 		if (!mult || is_ident_char(s[q + ulen]))
-			return perr(ps, q,
-				    "unknown unit '%s' (K, M, G, T or KiB, MiB, GiB, TiB)",
-				    show(s + q, ident_run(s, q), buf));
+			return perr(ps, q, "unknown unit '%s' (%s)",
+				    show(s + q, ident_run(s, q), buf),
+				    "K, M, G, T or KiB, MiB, GiB, TiB");
 	} else if (is_ident_char(s[q])) {
-		return perr(ps, p, "malformed number '%s'", show(s + p, ident_run(s, p), buf));
+		return perr(ps, p, "malformed number '%s'",
+			    show(s + p, ident_run(s, p), buf));
 	}
 	ps->cur.num = m / scale * mult;
 	if (!isfinite(ps->cur.num))
@@ -380,7 +382,8 @@ static int emit(struct parser *ps, enum gv_expr_op op, const gv_expr_val *v, int
 static int deeper(struct parser *ps, const struct token *t)
 {
 	if (++ps->depth > GV_EXPR_MAX_DEPTH)
-		return perr(ps, t->pos, "nested deeper than %d levels", GV_EXPR_MAX_DEPTH);
+		return perr(ps, t->pos, "nested deeper than %d levels",
+			    GV_EXPR_MAX_DEPTH);
 	return 0;
 }
 
@@ -393,7 +396,8 @@ static int expected_value(struct parser *ps)
 			    show_tok(ps, &ps->prev, buf));
 	if (ps->cur.t == T_END)
 		return perr(ps, ps->cur.pos, "empty expression");
-	return perr(ps, ps->cur.pos, "expected a value, not '%s'", show_tok(ps, &ps->cur, buf));
+	return perr(ps, ps->cur.pos, "expected a value, not '%s'",
+		    show_tok(ps, &ps->cur, buf));
 }
 
 /* A scalar literal's value; false when the token is none. */
@@ -530,9 +534,10 @@ static int parse_level(struct parser *ps, int level)
 	r = parse_level(ps, level + 1);
 	while (!r && (op = binop(level, ps->cur.t)) >= 0) {
 		bool jumps = op == GV_OP_AND || op == GV_OP_OR;
+		enum gv_expr_op jop = op == GV_OP_AND ? GV_OP_JFALSE : GV_OP_JTRUE;
 		uint32_t jump = ps->x->n;
 
-		if (jumps && (r = emit(ps, op == GV_OP_AND ? GV_OP_JFALSE : GV_OP_JTRUE, NULL, 0)))
+		if (jumps && (r = emit(ps, jop, NULL, 0)))
 			break;
 		if ((r = advance(ps)) || (r = parse_level(ps, level + 1)) ||
 		    (r = emit(ps, (enum gv_expr_op)op, NULL, -1)))
@@ -557,9 +562,9 @@ int gv_expr_parse(const char *src, gv_expr **out, gv_err *e)
 		return gv_err_set(e, -EINVAL, "no expression");
 	len = strnlen(src, GV_EXPR_MAX_LEN + 1);
 	if (len > GV_EXPR_MAX_LEN)
-		return gv_err_set(e, -EINVAL,
-				  "at position %d: the expression is longer than %d characters",
-				  GV_EXPR_MAX_LEN + 1, GV_EXPR_MAX_LEN);
+		return gv_err_set(e, -EINVAL, "at position %d: %s %d characters",
+				  GV_EXPR_MAX_LEN + 1, "the expression is longer than",
+				  GV_EXPR_MAX_LEN);
 	x = calloc(1, sizeof(*x));
 	if (x) {
 		x->src = strdup(src);
@@ -577,8 +582,8 @@ int gv_expr_parse(const char *src, gv_expr **out, gv_err *e)
 	if (!r)
 		r = parse_level(&ps, 0);
 	if (!r && ps.cur.t != T_END)
-		r = perr(&ps, ps.cur.pos, "unexpected '%s' after the end of the expression",
-			 show_tok(&ps, &ps.cur, buf));
+		r = perr(&ps, ps.cur.pos, "unexpected '%s' after the end of %s",
+			 show_tok(&ps, &ps.cur, buf), "the expression");
 	if (r) {
 		gv_expr_free(x);
 		return r;
