@@ -368,10 +368,10 @@ void outputs_collect(const struct job *job)
 
 		if (n > 0 && (size_t)n < sizeof(list) - used)
 			used += (size_t)n;
-		if (s == OUT_TOOLARGE || s == OUT_ERROR)
-			send_msg("output %s: %s", path, s == OUT_TOOLARGE
-				 ? "does not fit on the output disk (see --output-max)"
-				 : "cannot be packed (see the console)");
+		if (s == OUT_TOOLARGE) /* the host names it; the console says more */
+			logmsg("output %s does not fit on the output disk", path);
+		else if (s == OUT_ERROR)
+			send_msg("output %s: cannot be packed (see the console)", path);
 	}
 	memset(man, 0, sizeof(man));
 	snprintf(man, sizeof(man), "gridvm-output 1\ntar %llu\n%s",

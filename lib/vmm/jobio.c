@@ -171,7 +171,9 @@ int gv_jobio_output_manifest(const char *path, json_t **out, gv_err *e)
 
 	if (!buf)
 		abort();
-	if (fd < 0 || fstat(fd, &st) < 0)
+	if (fd < 0 && errno == ENOENT) /* made at its first boot */
+		*out = json_pack("{s:b}", "collected", 0);
+	else if (fd < 0 || fstat(fd, &st) < 0)
 		r = gv_err_set(e, -errno, "cannot read the output disk %s: %s", path,
 			       strerror(errno));
 	else if ((uint64_t)st.st_size < GV_JOBIO_MANIFEST_SIZE + TAR_END)
@@ -179,7 +181,7 @@ int gv_jobio_output_manifest(const char *path, json_t **out, gv_err *e)
 	else if ((n = pread(fd, buf, GV_JOBIO_MANIFEST_SIZE,
 			    st.st_size - GV_JOBIO_MANIFEST_SIZE)) < 0)
 		r = gv_err_set(e, -errno, "cannot read %s: %s", path, strerror(errno));
-	if (r == 0) {
+	if (r == 0 && fd >= 0) {
 		*out = gv_jobio_manifest_parse(buf, (size_t)n);
 		json_t *t = json_object_get(*out, "tar_bytes");
 		/* a tar longer than the room before the manifest is no tar of ours */

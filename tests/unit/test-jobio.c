@@ -76,6 +76,9 @@ static void test_output_disk(void **state)
 	gv_err e;
 	int fd;
 
+	assert_int_equal(gv_jobio_output_manifest(disk, &m, &e), 0); /* none yet */
+	assert_false(json_is_true(json_object_get(m, "collected")));
+	json_decref(m);
 	assert_int_equal(gv_jobio_output_create(disk, 3 << 20, &e), 0);
 	assert_int_equal(stat(disk, &st), 0);
 	assert_int_equal(st.st_size, (3 << 20) + GV_JOBIO_MANIFEST_SIZE);

@@ -43,7 +43,7 @@ bool gv_jobio_output_written(const char *path);
 
 /* The manifest of the output disk at @path, as JSON (new reference):
  * {"collected": false} if the guest wrote none (the job has not ended,
- * or its VM did not end it normally), else {"collected": true,
+ * or its VM did not end it normally; also if there is no disk yet), else {"collected": true,
  * "tar_bytes": N, "outputs": [{"path": P, "status": "ok" | "missing" |
  * "toolarge" | "error"}, ...]}. */
 int gv_jobio_output_manifest(const char *path, json_t **out, gv_err *e) GV_WUR;
