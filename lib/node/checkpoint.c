@@ -15,6 +15,7 @@
 
 #include <gridvm/node/checkpoint.h>
 #include <gridvm/blocks/chunk.h>
+#include <gridvm/vmm/jobio.h>
 
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -274,6 +275,12 @@ static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out,
 	if (rc == 0)
 		rc = capture_memory(p, q, &m, &migstat, e);
 	t_stop = gv_now_ms();
+	/* the guest is stopped: one that began to write its job's outputs
+	 * (its job ended) is not checkpointed, a restore gives it an empty
+	 * output disk again */
+	if (rc == 0 && r->def->outputs && gv_jobio_output_written(p->output))
+		rc = gv_err_set(e, -EBUSY, "the job of %s has ended and its guest is writing "
+				"its outputs: no checkpoint now", r->def->name);
 	if (rc == 0 && (rc = capture_disk(&d, p->disk)) < 0)
 		gv_err_set(e, rc, "cannot store the disk: %s", strerror(-rc));
 	jobout = gv_file_size(p->jobout);

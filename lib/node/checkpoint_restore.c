@@ -191,6 +191,10 @@ static int do_restore(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t *man,
 	int rc = gv_chunkstore_open(csdir, &cs);
 
 	vm_kill_qemu(r, p);
+	/* at the checkpoint the job ran and its output disk was empty: so
+	 * it is again (vm_spawn_qemu makes an empty one) */
+	if (r->def->outputs)
+		unlink(p->output);
 	if (rc == 0)
 		rc = chunks_to_file(cs, json_object_get(json_object_get(man, "disk"), "chunks"),
 				    p->disk, "disk", e);

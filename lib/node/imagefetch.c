@@ -99,7 +99,8 @@ int gv_image_fetch(gv_host *h, const gv_image_fetch_opts *o, json_t **summary,
 }
 
 /* "vm:NAME:KIND": a migrating VM's files (see migrate.c); ckpt-* are a
- * checkpoint exported for a restore on another host. */
+ * checkpoint exported for a restore on another host; input and output
+ * are its job's disks (a controller pulls the output when the job ended). */
 static int resolve_vm_file(gv_host *h, const char *name, char **path, char **idx_path)
 {
 	char vm[64], kind[16];
@@ -108,7 +109,9 @@ static int resolve_vm_file(gv_host *h, const char *name, char **path, char **idx
 						{ "jobout", "job.out" },
 						{ "ckpt-disk", "ckpt.disk" },
 						{ "ckpt-state", "ckpt.state" },
-						{ "ckpt-jobout", "ckpt.jobout" } };
+						{ "ckpt-jobout", "ckpt.jobout" },
+						{ "input", "input.tar" },
+						{ "output", "output.tar" } };
 
 	if (sscanf(name, "vm:%63[^:]:%15s", vm, kind) != 2 || !gv_name_valid(vm))
 		return -ENOENT;

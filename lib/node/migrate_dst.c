@@ -230,6 +230,10 @@ static json_t *mig_dst_cold(gv_host *h, json_t *req, bool ckpt)
 		r = mig_dst_pull(h, from, name, k_state, state, false, false, false, &e);
 	if (r == 0)
 		r = mig_dst_pull(h, from, name, k_jobout, p.jobout, false, false, false, &e);
+	/* the job's inputs (read-only, the same as at the source); its output
+	 * disk starts empty here: the guest writes it only once its job ended */
+	if (r == 0 && d->input_guest)
+		r = mig_dst_pull(h, from, name, "input", p.input, false, false, false, &e);
 	if (r == 0)
 		r = mig_dst_record(h, d, &p, GV_VM_SAVED, state, &e);
 	if (r == 0) { /* the control handler holds the VM's lock already */
@@ -310,6 +314,8 @@ static json_t *mig_dst_live_prepare(gv_host *h, json_t *req)
 		rc = mig_dst_rebase(h, d, &p, &e);
 	if (rc == 0)
 		rc = mig_dst_pull(h, from, name, "jobout", p.jobout, false, true, true, &e);
+	if (rc == 0 && d->input_guest) /* read-only: one copy, no passes */
+		rc = mig_dst_pull(h, from, name, "input", p.input, false, false, false, &e);
 	if (rc == 0)
 		rc = mig_dst_record(h, d, &p, GV_VM_PAUSED, NULL, &e);
 	if (rc == 0 && (rc = host_get(h, name, &r, &e)) == 0)

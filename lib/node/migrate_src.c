@@ -9,6 +9,7 @@
 #include <gridvm/base/fault.h>
 
 #include <gridvm/node/image.h>
+#include <gridvm/vmm/jobio.h>
 #include <gridvm/xfer/xfer.h>
 
 #include <errno.h>
@@ -244,6 +245,17 @@ void mig_src_push_checkpoints(struct mig *m)
 	}
 }
 
+/* A guest that has begun to write its job's outputs (its job ended; it
+ * powers off once they are synced) stays: the output disk is not
+ * carried, the destination's starts empty. The guest must be stopped. */
+static int mig_src_outputs_quiet(struct mig *m)
+{
+	if (m->r->def->outputs && gv_jobio_output_written(m->p->output))
+		return gv_err_set(m->e, -EBUSY, "the job of %s has ended and its guest is "
+				  "writing its outputs; it is not moved", m->r->def->name);
+	return 0;
+}
+
 static int mig_src_cold(struct mig *m, json_t **summary)
 {
 	char *state = gv_strdupf("%s/migrate.state", m->p->dir);
@@ -253,7 +265,13 @@ static int mig_src_cold(struct mig *m, json_t **summary)
 	unlink(state);
 	mig_src_phase(m, "suspend", NULL);
 	r = vm_save_locked(m->h, m->r, m->p, state, m->e);
-	if (r == 0) {
+	if (r == 0 && mig_src_outputs_quiet(m) < 0) {
+		r = -EBUSY;
+		if (vm_restore_locked(m->h, m->r, m->p, state, &local) == 0) {
+			size_t n = strlen(m->e->msg);
+			snprintf(m->e->msg + n, sizeof(m->e->msg) - n, "; the VM runs here again");
+		}
+	} else if (r == 0) {
 		mig_src_phase(m, "transfer", NULL);
 		r = mig_src_ask(m, vm_req(m, "cold-in"), 60 * 60 * 1000, NULL);
 		if (r < 0 && vm_restore_locked(m->h, m->r, m->p, state, &local) == 0) {
@@ -412,6 +430,8 @@ static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms, bool *c
 	*completed = false;
 	if (cancelled(m))
 		r = gv_err_set(m->e, -ECANCELED, "migration cancelled");
+	if (r == 0)
+		r = mig_src_outputs_quiet(m);
 	if (r == 0) {
 		mig_src_phase(m, "disk-final", NULL);
 		/* QEMU still owns the disk: the last written ranges, now */
