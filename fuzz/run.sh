@@ -10,6 +10,8 @@ mkdir -p "$OUT"
 CFLAGS=(-std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude)
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-qmp" fuzz/fuzz-qmp.c lib/vmm/qmp.c lib/base/err.c -ljansson
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-jobout" fuzz/fuzz-jobout.c lib/vmm/jobout.c lib/base/util.c -lm
+clang "${CFLAGS[@]}" -o "$OUT/fuzz-jobio" fuzz/fuzz-jobio.c lib/vmm/jobio.c lib/base/util.c lib/base/err.c \
+	-ljansson -lm
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-blockidx" fuzz/fuzz-blockidx.c lib/blocks/blockidx.c lib/base/util.c \
 	-lcrypto -lm -lpthread
 XFER_SRC=(lib/xfer/xfer_dst.c lib/xfer/xfer_dst_blocks.c lib/xfer/xfer_proto.c lib/blocks/blockidx.c lib/blocks/hostidx.c
@@ -22,7 +24,7 @@ clang "${CFLAGS[@]}" -o "$OUT/fuzz-expr" fuzz/fuzz-expr.c lib/sched/expr_parse.c
 # into the current directory unless told otherwise: into $OUT/artifacts/NAME/
 # instead, never into the source tree. A finding worth keeping as a
 # regression input goes into fuzz/seeds/NAME/ by hand.
-for f in qmp jobout blockidx xfer expr; do
+for f in qmp jobout jobio blockidx xfer expr; do
 	mkdir -p "$OUT/corpus-$f" "$OUT/artifacts/$f"
 	cp fuzz/seeds/$f/* "$OUT/corpus-$f/" 2>/dev/null || true
 	echo "fuzz-$f: ${SECS}s"

@@ -143,10 +143,11 @@ json_t *gv_jobio_manifest_parse(const char *text, size_t len)
 
 		sp = memchr(p, ' ', n);
 		if (sp && sp - p == 3 && !memcmp(p, "tar", 3)) {
-			char num[32];
-			snprintf(num, sizeof(num), "%.*s", (int)(n - 4 < 31 ? n - 4 : 31), sp + 1);
-			tar = strtoull(num, NULL, 10);
-			have_tar = true;
+			/* 1 to 18 digits, nothing else */
+			size_t k = 0;
+			for (tar = 0; k < n - 4 && k <= 18 && sp[1 + k] >= '0' && sp[1 + k] <= '9'; k++)
+				tar = tar * 10 + (unsigned)(sp[1 + k] - '0');
+			have_tar = k == n - 4 && k > 0 && k <= 18;
 		} else if (sp && sp > p && nl) { /* a cut last line is left out */
 			json_array_append_new(outs, json_pack("{s:s%, s:s%}", "path", sp + 1,
 							      (size_t)(p + n - sp - 1), "status",
