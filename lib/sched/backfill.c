@@ -58,18 +58,12 @@ int sched_prof_add(gv_sched_state *st, uint32_t h, const struct sched_iv *iv)
 	return 0;
 }
 
-static int ev_sign(const struct sched_ev *e)
-{
-	int64_t d = e->dc ? e->dc : e->dm ? e->dm : e->dd;
-	return d < 0 ? -1 : d > 0;
-}
-
+/* By time only: scan() applies all the events of one instant together
+ * (an interval ending at t and one starting at t do not overlap). */
 static int ev_cmp(const void *a, const void *b)
 {
 	const struct sched_ev *x = a, *y = b;
-	if (x->t != y->t)
-		return x->t < y->t ? -1 : 1;
-	return ev_sign(x) - ev_sign(y); /* an end frees before a start at the same time */
+	return x->t < y->t ? -1 : x->t > y->t;
 }
 
 static bool ev_build(struct sched_prof *pf)

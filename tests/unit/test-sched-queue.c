@@ -236,6 +236,53 @@ static void test_never_does_not_block(void **state)
 	gv_sched_state_free(st);
 }
 
+static void test_hosts_down_does_not_block(void **state)
+{
+	/* the only host that could run job 1 is down: it may not come back,
+	 * so job 1 neither stops a strict queue nor takes a reservation */
+	gv_sched_state *st = gv_sched_state_new();
+	gv_sched_plan plan;
+
+	gv_sched_plan_init(&plan);
+	uint32_t big = host(st, "big", 64);
+	host(st, "small", 4);
+	gv_sched_host_set_state(st, big, GV_HOST_DOWN);
+	job(st, 1, 32, 50, 1);
+	job(st, 2, 2, 500, 2);
+	for (int q = GV_SCHED_QUEUE_BACKFILL; q <= GV_SCHED_QUEUE_STRICT; q++) {
+		gv_sched_params p = params((gv_sched_queue)q);
+		gv_sched_plan_clear(&plan);
+		assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
+		assert_int_equal(about(&plan, 1)->reason.why, GV_WHY_WAIT_HOSTS_DOWN);
+		assert_string_equal(text(st, &plan, 1),
+				    "waiting: the 1 host that could run it is draining or down");
+		assert_string_equal(where(st, &plan, 2), "small");
+		assert_int_equal(about(&plan, 2)->reason.why, GV_WHY_PLACE);
+	}
+	gv_sched_plan_free(&plan);
+	gv_sched_state_free(st);
+}
+
+static void test_overrun(void **state)
+{
+	/* a running job past its estimate is expected to end overrun_grace
+	 * seconds from now: the reservation is then, not at once */
+	gv_sched_state *st = gv_sched_state_new();
+	gv_sched_params p = params(GV_SCHED_QUEUE_BACKFILL);
+	gv_sched_plan plan;
+
+	gv_sched_plan_init(&plan);
+	uint32_t h = host(st, "h1", 4);
+	run(st, 100, h, 4, 0, 5);
+	job(st, 1, 4, 50, 1);
+	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
+	const gv_sched_decision *d = about(&plan, 1);
+	assert_int_equal(d->reason.why, GV_WHY_RESERVED);
+	assert_true(d->start == 10 + p.overrun_grace);
+	gv_sched_plan_free(&plan);
+	gv_sched_state_free(st);
+}
+
 static void test_reservations_depth(void **state)
 {
 	/* two hosts, each busy until a different time; two big jobs each get
@@ -418,6 +465,8 @@ int main(void)
 		cmocka_unit_test(test_backfill_extra),
 		cmocka_unit_test(test_strict_and_greedy),
 		cmocka_unit_test(test_never_does_not_block),
+		cmocka_unit_test(test_hosts_down_does_not_block),
+		cmocka_unit_test(test_overrun),
 		cmocka_unit_test(test_reservations_depth),
 		cmocka_unit_test(test_batch_minmin_maxmin),
 		cmocka_unit_test(test_batch_sufferage),

@@ -425,6 +425,13 @@ static void test_apply(void **state)
 	assert_int_equal(gv_sched_host_get(st, 0)->n_jobs, 2);
 	/* twice: stale */
 	assert_int_equal(gv_sched_apply(st, &plan.acts[0], 10, &r), -ESTALE);
+	/* a placement whose room was taken meanwhile */
+	gv_sched_decision late = { .act = GV_ACT_PLACE, .job = j2, .job_id = 2, .host = 0,
+				   .from = GV_SCHED_NONE };
+	assert_int_equal(gv_sched_check(st, &late, &r), -ESTALE);
+	late.reason = r;
+	assert_string_equal(gv_sched_reason_text(st, &late, buf, sizeof buf),
+			    "the job no longer fits on host h1");
 	/* the next cycle sees it: job 2 goes to h2 (h1 full, h3 down) */
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_schedule(st, 11, &p, &plan), 0);
