@@ -371,6 +371,12 @@ int gv_sched_host_set_image(gv_sched_state *st, uint32_t h, const char *image, u
 	return 0;
 }
 
+void gv_sched_host_clear_images(gv_sched_state *st, uint32_t h)
+{
+	if (h < st->n_hosts)
+		st->hosts[h].n_imgs = 0;
+}
+
 uint64_t gv_sched_host_missing(const gv_sched_state *st, uint32_t h, uint32_t j)
 {
 	const struct sched_job *J = &st->jobs[j];

@@ -193,6 +193,10 @@ static void test_locality(void **state)
 	/* pack ignores where the image is */
 	p.policy = GV_SCHED_PACK;
 	assert_int_equal(gv_sched_pick(st, j, 0, &p, NULL), a);
+	/* a new report: b no longer holds any of it */
+	gv_sched_host_clear_images(st, b);
+	assert_int_equal(gv_sched_host_missing(st, b, j), 1000 * MiB);
+	assert_int_equal(gv_sched_host_missing(st, c, j), 0);
 	gv_sched_state_free(st);
 }
 

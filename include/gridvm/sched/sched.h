@@ -122,6 +122,8 @@ void gv_sched_host_set_load(gv_sched_state *st, uint32_t h, double load);
  * @return 0 or -ENOMEM. */
 int gv_sched_host_set_image(gv_sched_state *st, uint32_t h, const char *image, uint64_t missing)
 	GV_SCHED_WUR;
+/* Forget every image recorded for @h (before recording a new report's). */
+void gv_sched_host_clear_images(gv_sched_state *st, uint32_t h);
 /* Bytes of @j's image that @h would fetch. */
 uint64_t gv_sched_host_missing(const gv_sched_state *st, uint32_t h, uint32_t j);
 /* Index of the host named @name, or GV_SCHED_NONE. */
