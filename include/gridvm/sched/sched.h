@@ -276,8 +276,29 @@ typedef enum gv_sched_resource {
 } gv_sched_resource;
 
 /* Why, with the numbers the message quotes (captured when decided, so the
- * text stays true after the state changes). Which fields mean what, per
- * code, is in gv_sched_reason_text() (sched.c). */
+ * text stays true after the state changes). Per code (times in s, "in"
+ * means from the cycle's now):
+ *   PLACE, BACKFILL: host; v: cpus free, cpus, memory free, memory, bytes
+ *     to fetch, staging s, rank, load; n[0]: the job has a rank;
+ *     BACKFILL: other = the (first) reserved job it goes ahead of
+ *   BATCH, WAIT_BATCH: policy = heuristic; host; v: completes in, staging,
+ *     walltime, starts in, bytes to fetch, second best completion (-1)
+ *   MOVE_GAIN, MOVE_DRAIN, STAY_NO_GAIN, STAY_BUDGET (host = destination,
+ *     or GV_SCHED_NONE when no host would be faster): v: gain, cost, copy,
+ *     downtime, bytes sent, rate here, rate there, margin
+ *   NEVER_EXPR: n[1] hosts; NEVER_SIZE: resource, v[0] needed, v[1] the
+ *     largest (GV_RES_ALL: v = cpus, memory, disk needed), n[0] hosts
+ *     matching its requirements, n[1] hosts
+ *   WAIT_HOSTS_DOWN: n[0] hosts that could run it
+ *   WAIT_RESOURCES: n[0] hosts that could run it; v[0..2] cpus, memory,
+ *     disk needed; v[3..5] hosts short of each (-1: not counted)
+ *   WAIT_ORDER, WAIT_RESERVATION: other = the job it waits for
+ *   RESERVED: host, v[0] starts in; WAIT_NEXT_BATCH: n[0] batch size
+ *   STAY_INTERVAL: v[0] since the last move, v[1] the minimum
+ *   STAY_NO_DEST, STAY_BUDGET: n[1] = 1 when its host is draining;
+ *     STAY_BUDGET: n[0] the budget
+ *   STALE: n[0] 1 job gone, 2 state changed, 3 host not up, 4 no longer
+ *     fits, 5 no longer matches; host */
 typedef struct gv_sched_reason {
 	gv_sched_why why;
 	uint8_t policy;	   /* gv_sched_policy or gv_sched_heuristic, per code */
