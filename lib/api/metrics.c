@@ -397,6 +397,9 @@ static int listen_tcp(const char *addr, int *port, gv_err *e)
 	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
 		memmove(host, host + 1, strlen(host));
 		host[strlen(host) - 1] = '\0';
+	} else if (strchr(host, ':') || strchr(host, '[')) {
+		return gv_err_set(e, -EINVAL, "bad metrics address '%s': an IPv6 address goes "
+				  "in brackets: [IPV6]:PORT", addr);
 	}
 	r = getaddrinfo(*host ? host : NULL, colon + 1, &hints, &ai);
 	if (r != 0)

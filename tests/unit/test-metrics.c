@@ -186,8 +186,8 @@ static void test_server(void **state)
 static void test_bad_address(void **state)
 {
 	static const char *const bad[] = { "127.0.0.1", "127.0.0.1:", "127.0.0.1:http",
-					   "127.0.0.1:70000", "no.such.host.invalid:9100",
-					   "::1", "" };
+					   "127.0.0.1:70000", "::1", "::1:9100", "[::1:9100",
+					   "" };
 	gv_metrics_server *s = NULL, *s2 = NULL;
 	gv_err e = { "" };
 
