@@ -39,8 +39,8 @@ struct sched_prof *sched_prof(gv_sched_state *st, uint32_t h)
 		double e = job->start + sched_walltime(job, st->p);
 		if (e <= st->now)
 			e = st->now + st->p->overrun_grace;
-		pf->v[pf->n++] = (struct sched_iv){ job->start, e, job->cpus, job->memory, job->disk,
-						    job->id, false };
+		pf->v[pf->n++] = (struct sched_iv){
+		    job->start, e, job->cpus, job->memory, job->disk, job->id, false};
 	}
 	pf->gen = st->cycle;
 	return pf;
@@ -77,9 +77,10 @@ static bool ev_build(struct sched_prof *pf)
 		const struct sched_iv *v = &pf->v[i];
 		if (!(v->e > v->s))
 			continue;
-		pf->ev[pf->n_ev++] = (struct sched_ev){ v->s, v->cpus, (int64_t)v->mem, (int64_t)v->disk };
-		pf->ev[pf->n_ev++] = (struct sched_ev){ v->e, -(int64_t)v->cpus, -(int64_t)v->mem,
-							-(int64_t)v->disk };
+		pf->ev[pf->n_ev++] =
+		    (struct sched_ev){v->s, v->cpus, (int64_t)v->mem, (int64_t)v->disk};
+		pf->ev[pf->n_ev++] = (struct sched_ev){
+		    v->e, -(int64_t)v->cpus, -(int64_t)v->mem, -(int64_t)v->disk};
 	}
 	qsort(pf->ev, pf->n_ev, sizeof *pf->ev, ev_cmp);
 	pf->ev_ok = true;
@@ -130,12 +131,14 @@ static double scan(gv_sched_state *st, uint32_t h, const gv_sched_job *job, doub
 	}
 }
 
-bool sched_prof_fits(gv_sched_state *st, uint32_t h, const gv_sched_job *job, double t, double dur)
+bool sched_prof_fits(gv_sched_state *st, uint32_t h, const gv_sched_job *job, double t,
+		     double dur)
 {
 	return !isinf(scan(st, h, job, t, dur, true));
 }
 
-double sched_prof_earliest(gv_sched_state *st, uint32_t h, const gv_sched_job *job, double dur)
+double sched_prof_earliest(gv_sched_state *st, uint32_t h, const gv_sched_job *job,
+			   double dur)
 {
 	const struct sched_prof *pf = &st->prof[h];
 
@@ -145,14 +148,16 @@ double sched_prof_earliest(gv_sched_state *st, uint32_t h, const gv_sched_job *j
 	return scan(st, h, job, st->now, dur, false);
 }
 
-uint64_t sched_prof_blocker(gv_sched_state *st, uint32_t h, const gv_sched_job *job, double dur)
+uint64_t sched_prof_blocker(gv_sched_state *st, uint32_t h, const gv_sched_job *job,
+			    double dur)
 {
 	const struct sched_prof *pf = sched_prof(st, h);
 	const struct sched_iv *first = NULL;
 
 	for (uint32_t i = 0; pf && i < pf->n; i++) {
 		const struct sched_iv *v = &pf->v[i];
-		if (v->resv && v->s < st->now + dur && v->e > st->now && (!first || v->s < first->s))
+		if (v->resv && v->s < st->now + dur && v->e > st->now &&
+		    (!first || v->s < first->s))
 			first = v;
 	}
 	return first ? first->job_id : 0;
@@ -225,7 +230,8 @@ int sched_online(gv_sched_state *st, const gv_sched_params *p, gv_sched_plan *pl
 		}
 		uint32_t h = sched_pick_cycle(st, j, n_resv > 0, &d.reason);
 		if (h != GV_SCHED_NONE) {
-			double dur = gv_sched_stage_time(st, j, h, p) + sched_walltime(job, p);
+			double dur =
+			    gv_sched_stage_time(st, j, h, p) + sched_walltime(job, p);
 			if (n_resv) {
 				d.reason.why = GV_WHY_BACKFILL;
 				d.reason.other = first_resv;
@@ -242,7 +248,8 @@ int sched_online(gv_sched_state *st, const gv_sched_params *p, gv_sched_plan *pl
 			goto held; /* its hosts may not come back: it holds nobody up */
 		if (p->queue == GV_SCHED_QUEUE_STRICT) {
 			blocker = j;
-		} else if (p->queue == GV_SCHED_QUEUE_BACKFILL && n_resv < p->reservations) {
+		} else if (p->queue == GV_SCHED_QUEUE_BACKFILL &&
+			   n_resv < p->reservations) {
 			double s, e;
 			uint32_t rh = reserve(st, j, &s, &e);
 			if (rh != GV_SCHED_NONE) {
@@ -257,7 +264,7 @@ int sched_online(gv_sched_state *st, const gv_sched_params *p, gv_sched_plan *pl
 					first_resv = job->id;
 			}
 		}
-held:
+	held:
 		if (plan_push(plan, false, &d) < 0)
 			return -ENOMEM;
 	}

@@ -49,16 +49,18 @@ static void bjob_eval(gv_sched_state *st, struct bjob *b)
 		if (isinf(ect))
 			continue;
 		/* ties: by host name */
-		if (ect < b->best_ect || (ect == b->best_ect &&
-					  strcmp(st->hosts[h].name, st->hosts[b->best].name) < 0)) {
+		if (ect < b->best_ect ||
+		    (ect == b->best_ect &&
+		     strcmp(st->hosts[h].name, st->hosts[b->best].name) < 0)) {
 			b->second = b->best;
 			b->second_ect = b->best_ect;
 			b->best = h;
 			b->best_ect = ect;
 			b->best_start = s;
 			b->best_dur = dur;
-		} else if (ect < b->second_ect || (ect == b->second_ect &&
-						   strcmp(st->hosts[h].name, st->hosts[b->second].name) < 0)) {
+		} else if (ect < b->second_ect ||
+			   (ect == b->second_ect &&
+			    strcmp(st->hosts[h].name, st->hosts[b->second].name) < 0)) {
 			b->second = h;
 			b->second_ect = ect;
 		}
@@ -124,8 +126,9 @@ static void dinit(const gv_sched_state *st, uint32_t j, gv_sched_decision *d)
 }
 
 /* Plan @b[0..nb) and emit the decisions. */
-static int plan_batch(gv_sched_state *st, const gv_sched_params *p, struct bjob *b, uint32_t nb,
-		      gv_sched_plan *plan, uint64_t *first_wait, bool *any_wait)
+static int plan_batch(gv_sched_state *st, const gv_sched_params *p, struct bjob *b,
+		      uint32_t nb, gv_sched_plan *plan, uint64_t *first_wait,
+		      bool *any_wait)
 {
 	for (uint32_t i = 0; i < nb; i++)
 		bjob_eval(st, &b[i]);
@@ -141,7 +144,8 @@ static int plan_batch(gv_sched_state *st, const gv_sched_params *p, struct bjob 
 		d.start = x->best_start;
 		if (d.reason.why == GV_WHY_BATCH)
 			d.act = GV_ACT_PLACE;
-		if (sched_tentative(st, x->j, x->best, x->best_start, x->best_start + x->best_dur) < 0 ||
+		if (sched_tentative(st, x->j, x->best, x->best_start,
+				    x->best_start + x->best_dur) < 0 ||
 		    plan_push(plan, d.act == GV_ACT_PLACE, &d) < 0)
 			return -ENOMEM;
 		if (d.act != GV_ACT_PLACE && !*any_wait) {
@@ -219,7 +223,8 @@ int sched_batch(gv_sched_state *st, const gv_sched_params *p, gv_sched_plan *pla
 			uint32_t h = sched_pick_cycle(st, j, true, &d.reason);
 			if (h != GV_SCHED_NONE) {
 				const gv_sched_job *job = &st->jobs[j].pub;
-				double dur = gv_sched_stage_time(st, j, h, p) + sched_walltime(job, p);
+				double dur = gv_sched_stage_time(st, j, h, p) +
+					     sched_walltime(job, p);
 				d.act = GV_ACT_PLACE;
 				d.host = h;
 				d.start = st->now;
@@ -227,7 +232,8 @@ int sched_batch(gv_sched_state *st, const gv_sched_params *p, gv_sched_plan *pla
 					d.reason.why = GV_WHY_BACKFILL;
 					d.reason.other = first_wait;
 				}
-				if (sched_tentative(st, j, h, st->now, st->now + dur) < 0) {
+				if (sched_tentative(st, j, h, st->now, st->now + dur) <
+				    0) {
 					r = -ENOMEM;
 					goto out;
 				}
@@ -238,7 +244,9 @@ int sched_batch(gv_sched_state *st, const gv_sched_params *p, gv_sched_plan *pla
 				gv_sched_why w = d.reason.why;
 				memset(&d.reason, 0, sizeof d.reason);
 				d.reason.host = GV_SCHED_NONE;
-				d.reason.why = w == GV_WHY_WAIT_RESERVATION ? w : GV_WHY_WAIT_NEXT_BATCH;
+				d.reason.why = w == GV_WHY_WAIT_RESERVATION
+						   ? w
+						   : GV_WHY_WAIT_NEXT_BATCH;
 				d.reason.other = other;
 				d.reason.n[0] = nb;
 			}

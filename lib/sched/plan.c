@@ -73,7 +73,8 @@ static int stale(gv_sched_reason *why, uint32_t host, uint32_t sub)
 	return -ESTALE;
 }
 
-int gv_sched_check(const gv_sched_state *st, const gv_sched_decision *d, gv_sched_reason *why)
+int gv_sched_check(const gv_sched_state *st, const gv_sched_decision *d,
+		   gv_sched_reason *why)
 {
 	if (d->act != GV_ACT_PLACE && d->act != GV_ACT_MOVE)
 		return 0;
@@ -82,7 +83,8 @@ int gv_sched_check(const gv_sched_state *st, const gv_sched_decision *d, gv_sche
 		return stale(why, d->host, STALE_GONE);
 	if (d->act == GV_ACT_PLACE && job->state != GV_JOB_QUEUED)
 		return stale(why, d->host, STALE_STATE);
-	if (d->act == GV_ACT_MOVE && (job->state != GV_JOB_RUNNING || job->host != d->from))
+	if (d->act == GV_ACT_MOVE &&
+	    (job->state != GV_JOB_RUNNING || job->host != d->from))
 		return stale(why, d->host, STALE_STATE);
 	const gv_sched_host *h = gv_sched_host_get(st, d->host);
 	if (!h || h->state != GV_HOST_UP || (d->act == GV_ACT_MOVE && d->host == d->from))
@@ -95,7 +97,8 @@ int gv_sched_check(const gv_sched_state *st, const gv_sched_decision *d, gv_sche
 	return 0;
 }
 
-int gv_sched_apply(gv_sched_state *st, const gv_sched_decision *d, double now, gv_sched_reason *why)
+int gv_sched_apply(gv_sched_state *st, const gv_sched_decision *d, double now,
+		   gv_sched_reason *why)
 {
 	int r = gv_sched_check(st, d, why);
 
@@ -153,10 +156,10 @@ void gv_sched_params_default(gv_sched_params *p)
 	p->cost.overhead = 0.2;
 }
 
-static const char *const policy_names[] = { "pack", "spread", "load", "locality" };
-static const char *const mode_names[] = { "online", "batch" };
-static const char *const queue_names[] = { "backfill", "strict", "greedy" };
-static const char *const heuristic_names[] = { "min-min", "max-min", "sufferage" };
+static const char *const policy_names[] = {"pack", "spread", "load", "locality"};
+static const char *const mode_names[] = {"online", "batch"};
+static const char *const queue_names[] = {"backfill", "strict", "greedy"};
+static const char *const heuristic_names[] = {"min-min", "max-min", "sufferage"};
 
 #define NAME_OF(tab, v) ((unsigned)(v) < sizeof(tab) / sizeof(tab[0]) ? tab[v] : "?")
 
@@ -192,8 +195,10 @@ static int parse_name(const char *s, const char *const *tab, unsigned n, const c
 	char list[128] = "";
 	size_t len = 0;
 	for (unsigned i = 0; i < n && len < sizeof list; i++)
-		len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", tab[i]);
-	return gv_err_set(e, -EINVAL, "unknown %s '%s' (one of: %s)", what, s ? s : "", list);
+		len += (size_t)snprintf(list + len, sizeof list - len, "%s%s",
+					i ? ", " : "", tab[i]);
+	return gv_err_set(e, -EINVAL, "unknown %s '%s' (one of: %s)", what, s ? s : "",
+			  list);
 }
 
 int gv_sched_policy_parse(const char *s, gv_sched_policy *out, gv_err *e)

@@ -18,8 +18,10 @@ int sched_cycle_begin(gv_sched_state *st, double now, const gv_sched_params *p)
 {
 	uint32_t old = st->cap_prof;
 
-	if (sched_grow((void **)&st->scr, &st->cap_scr, st->n_hosts, sizeof *st->scr) < 0 ||
-	    sched_grow((void **)&st->prof, &st->cap_prof, st->n_hosts, sizeof *st->prof) < 0)
+	if (sched_grow((void **)&st->scr, &st->cap_scr, st->n_hosts, sizeof *st->scr) <
+		0 ||
+	    sched_grow((void **)&st->prof, &st->cap_prof, st->n_hosts, sizeof *st->prof) <
+		0)
 		return -ENOMEM;
 	if (st->cap_prof > old)
 		memset(&st->prof[old], 0, (st->cap_prof - old) * sizeof *st->prof);
@@ -29,7 +31,8 @@ int sched_cycle_begin(gv_sched_state *st, double now, const gv_sched_params *p)
 		st->cycle = 1;
 	for (uint32_t h = 0; h < st->n_hosts; h++) {
 		const gv_sched_host *H = &st->hosts[h].pub;
-		st->scr[h] = (struct sched_scr){ H->cpus_free, H->memory_free, H->disk_free, H->load };
+		st->scr[h] = (struct sched_scr){H->cpus_free, H->memory_free,
+						H->disk_free, H->load};
 	}
 	st->max_dirty = true;
 	return 0;
@@ -57,7 +60,8 @@ static void max_update(gv_sched_state *st)
 
 bool sched_fits_now(const struct sched_scr *sc, const gv_sched_job *job)
 {
-	return sc->cpus >= job->cpus && sc->mem >= job->memory && (!job->disk || sc->disk >= job->disk);
+	return sc->cpus >= job->cpus && sc->mem >= job->memory &&
+	       (!job->disk || sc->disk >= job->disk);
 }
 
 double sched_walltime(const gv_sched_job *job, const gv_sched_params *p)
@@ -80,7 +84,8 @@ double gv_sched_stage_time(const gv_sched_state *st, uint32_t j, uint32_t h,
 int sched_tentative(gv_sched_state *st, uint32_t j, uint32_t h, double s, double e)
 {
 	const gv_sched_job *job = &st->jobs[j].pub;
-	struct sched_iv iv = { s, e, job->cpus, job->memory, job->disk, job->id, s > st->now };
+	struct sched_iv iv = {s,	 e,	  job->cpus,  job->memory,
+			      job->disk, job->id, s > st->now};
 
 	if (s <= st->now) {
 		struct sched_scr *sc = &st->scr[h];
@@ -97,7 +102,8 @@ int sched_tentative(gv_sched_state *st, uint32_t j, uint32_t h, double s, double
 
 static bool capacity_ok(const gv_sched_host *H, const gv_sched_job *job)
 {
-	return H->cpus >= job->cpus && H->memory >= job->memory && (!job->disk || H->disk >= job->disk);
+	return H->cpus >= job->cpus && H->memory >= job->memory &&
+	       (!job->disk || H->disk >= job->disk);
 }
 
 bool sched_static_ok(gv_sched_state *st, uint32_t j, uint32_t h)
@@ -111,8 +117,8 @@ static void never_reason(gv_sched_state *st, uint32_t j, gv_sched_reason *r)
 {
 	const struct sched_job *J = &st->jobs[j];
 	const gv_sched_job *job = &J->pub;
-	uint32_t n_match = 0, has[3] = { 0, 0, 0 };
-	uint64_t most[3] = { 0, 0, 0 };
+	uint32_t n_match = 0, has[3] = {0, 0, 0};
+	uint64_t most[3] = {0, 0, 0};
 
 	memset(r, 0, sizeof *r);
 	r->host = GV_SCHED_NONE;
@@ -125,8 +131,8 @@ static void never_reason(gv_sched_state *st, uint32_t j, gv_sched_reason *r)
 			continue;
 		const gv_sched_host *H = &st->hosts[h].pub;
 		n_match++;
-		uint64_t cap[3] = { H->cpus, H->memory, H->disk };
-		uint64_t need[3] = { job->cpus, job->memory, job->disk };
+		uint64_t cap[3] = {H->cpus, H->memory, H->disk};
+		uint64_t need[3] = {job->cpus, job->memory, job->disk};
 		for (int k = 0; k < 3; k++) {
 			if (cap[k] > most[k])
 				most[k] = cap[k];
@@ -140,7 +146,7 @@ static void never_reason(gv_sched_state *st, uint32_t j, gv_sched_reason *r)
 		return;
 	}
 	r->why = GV_WHY_NEVER_SIZE;
-	double need[3] = { job->cpus, (double)job->memory, (double)job->disk };
+	double need[3] = {job->cpus, (double)job->memory, (double)job->disk};
 	r->resource = GV_RES_ALL;
 	for (int k = 0; k < 3; k++) {
 		if (!has[k]) {
@@ -219,14 +225,15 @@ static double score_load(gv_sched_state *st, uint32_t j, uint32_t h)
 static double score_locality(gv_sched_state *st, uint32_t j, uint32_t h)
 {
 	double t = gv_sched_stage_time(st, j, h, st->p);
-	return 100 * LOCALITY_SCALE_S / (LOCALITY_SCALE_S + t) + 1e-6 * score_pack(st, j, h);
+	return 100 * LOCALITY_SCALE_S / (LOCALITY_SCALE_S + t) +
+	       1e-6 * score_pack(st, j, h);
 }
 
 static const score_fn scores[] = {
-	[GV_SCHED_PACK] = score_pack,
-	[GV_SCHED_SPREAD] = score_spread,
-	[GV_SCHED_LOAD] = score_load,
-	[GV_SCHED_LOCALITY] = score_locality,
+    [GV_SCHED_PACK] = score_pack,
+    [GV_SCHED_SPREAD] = score_spread,
+    [GV_SCHED_LOAD] = score_load,
+    [GV_SCHED_LOCALITY] = score_locality,
 };
 
 /* Between two hosts of equal score: the job's rank (when it is a
@@ -235,7 +242,8 @@ static bool tie_better(gv_sched_state *st, uint32_t j, uint32_t h, uint32_t best
 {
 	const struct sched_job *J = &st->jobs[j];
 	if (st->p->rank_weight <= 0 && J->xrank != GV_SCHED_NONE) {
-		double a = sched_rank(st, J->xrank, h), b = sched_rank(st, J->xrank, best);
+		double a = sched_rank(st, J->xrank, h),
+		       b = sched_rank(st, J->xrank, best);
 		if (a != b)
 			return a > b;
 	}
@@ -299,7 +307,8 @@ static void place_reason(gv_sched_state *st, uint32_t j, uint32_t h, gv_sched_re
 	r->n[0] = J->xrank != GV_SCHED_NONE;
 }
 
-uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv, gv_sched_reason *why)
+uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv,
+			  gv_sched_reason *why)
 {
 	const struct sched_job *J = &st->jobs[j];
 	const gv_sched_job *job = &J->pub;
@@ -307,8 +316,9 @@ uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv, gv_sche
 	struct pick_diag dg;
 	uint32_t best = GV_SCHED_NONE;
 	double best_score = 0;
-	score_fn score = (unsigned)p->policy < sizeof scores / sizeof scores[0] ? scores[p->policy]
-										: score_pack;
+	score_fn score = (unsigned)p->policy < sizeof scores / sizeof scores[0]
+			     ? scores[p->policy]
+			     : score_pack;
 
 	if (sched_static_count(st, j) == 0) {
 		*why = J->never;
@@ -337,7 +347,9 @@ uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv, gv_sche
 		const struct sched_scr *sc = &st->scr[h];
 		if (sc->cpus < job->cpus || sc->mem < job->memory ||
 		    (job->disk && sc->disk < job->disk)) {
-			dg.n_short[sc->cpus < job->cpus ? 0 : sc->mem < job->memory ? 1 : 2]++;
+			dg.n_short[sc->cpus < job->cpus	   ? 0
+				   : sc->mem < job->memory ? 1
+							   : 2]++;
 			continue;
 		}
 		/* filter: delays no reservation */
@@ -367,8 +379,8 @@ uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv, gv_sche
 	return best;
 }
 
-uint32_t gv_sched_pick(gv_sched_state *st, uint32_t j, double now, const gv_sched_params *p,
-		       gv_sched_reason *why)
+uint32_t gv_sched_pick(gv_sched_state *st, uint32_t j, double now,
+		       const gv_sched_params *p, gv_sched_reason *why)
 {
 	gv_sched_reason r;
 
@@ -391,5 +403,6 @@ int gv_sched_schedule(gv_sched_state *st, double now, const gv_sched_params *p,
 	if (r < 0)
 		return r;
 	plan->now = now;
-	return p->mode == GV_SCHED_BATCH ? sched_batch(st, p, plan) : sched_online(st, p, plan);
+	return p->mode == GV_SCHED_BATCH ? sched_batch(st, p, plan)
+					 : sched_online(st, p, plan);
 }

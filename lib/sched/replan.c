@@ -66,7 +66,8 @@ int gv_sched_cost_calibrate(gv_sched_cost *c, const gv_sched_move_sample *s, siz
 
 	for (size_t i = 0; i < n; i++) {
 		if (!(s[i].rate > 0) || !(s[i].total_s > 0) || !(s[i].bytes >= 0) ||
-		    !isfinite(s[i].bytes) || !isfinite(s[i].total_s) || !isfinite(s[i].rate))
+		    !isfinite(s[i].bytes) || !isfinite(s[i].total_s) ||
+		    !isfinite(s[i].rate))
 			continue;
 		double x = s[i].bytes / s[i].rate;
 		sx += x;
@@ -137,24 +138,28 @@ static uint32_t best_move(gv_sched_state *st, uint32_t j, gv_sched_reason *r)
 	const gv_sched_host *Hc = &st->hosts[cur].pub;
 	double R = remaining(job, p, st->now);
 	double rc = host_rate(Hc, st->scr[cur].load);
-	double o = p->cost.overhead < 0 ? 0 : p->cost.overhead > 0.95 ? 0.95 : p->cost.overhead;
+	double o = p->cost.overhead < 0	     ? 0
+		   : p->cost.overhead > 0.95 ? 0.95
+					     : p->cost.overhead;
 	double best_finish = INFINITY, best_rd = 1;
 	gv_sched_move_est best_est;
 
 	memset(&best_est, 0, sizeof best_est);
 	for (uint32_t h = 0; h < st->n_hosts; h++) {
 		const gv_sched_host *Hd = &st->hosts[h].pub;
-		if (h == cur || Hd->state != GV_HOST_UP || !sched_fits_now(&st->scr[h], job) ||
-		    !sched_static_ok(st, j, h))
+		if (h == cur || Hd->state != GV_HOST_UP ||
+		    !sched_fits_now(&st->scr[h], job) || !sched_static_ok(st, j, h))
 			continue;
 		double rd = host_rate(Hd, st->scr[h].load + job->cpus);
 		double link = sched_link(Hc, p), ld = sched_link(Hd, p);
 		gv_sched_move_est est;
 		gv_sched_move_estimate(&p->cost, job->memory, job->dirty_rate,
-				       gv_sched_host_missing(st, h, j) + job->disk_written,
+				       gv_sched_host_missing(st, h, j) +
+					   job->disk_written,
 				       ld < link ? ld : link, &est);
 		double left = R - est.copy_s * rc * (1 - o);
-		double finish = left <= 0 ? R / (rc * (1 - o)) : est.copy_s + est.downtime_s + left / rd;
+		double finish = left <= 0 ? R / (rc * (1 - o))
+					  : est.copy_s + est.downtime_s + left / rd;
 		if (finish < best_finish ||
 		    (finish == best_finish && best != GV_SCHED_NONE &&
 		     strcmp(st->hosts[h].name, st->hosts[best].name) < 0)) {
@@ -219,7 +224,8 @@ static void stay_init(const gv_sched_state *st, uint32_t j, gv_sched_decision *d
 	d->reason.host = GV_SCHED_NONE;
 }
 
-static int emit_move(gv_sched_state *st, gv_sched_decision *d, gv_sched_why why, gv_sched_plan *plan)
+static int emit_move(gv_sched_state *st, gv_sched_decision *d, gv_sched_why why,
+		     gv_sched_plan *plan)
 {
 	d->act = GV_ACT_MOVE;
 	d->reason.why = why;
@@ -260,7 +266,8 @@ static int replan_drain(gv_sched_state *st, const gv_sched_params *p, gv_sched_p
 	return 0;
 }
 
-int gv_sched_replan(gv_sched_state *st, double now, const gv_sched_params *p, gv_sched_plan *plan)
+int gv_sched_replan(gv_sched_state *st, double now, const gv_sched_params *p,
+		    gv_sched_plan *plan)
 {
 	struct cand *c = NULL;
 	uint32_t nc = 0;
@@ -273,7 +280,8 @@ int gv_sched_replan(gv_sched_state *st, double now, const gv_sched_params *p, gv
 	if ((r = replan_drain(st, p, plan)) < 0)
 		return r;
 	for (uint32_t h = 0; h < st->n_hosts; h++)
-		if (st->hosts[h].pub.state == GV_HOST_UP && st->hosts[h].pub.speed > max_speed)
+		if (st->hosts[h].pub.state == GV_HOST_UP &&
+		    st->hosts[h].pub.speed > max_speed)
 			max_speed = st->hosts[h].pub.speed;
 	c = malloc((st->n_jobs ? st->n_jobs : 1) * sizeof *c);
 	if (!c)
@@ -294,12 +302,14 @@ int gv_sched_replan(gv_sched_state *st, double now, const gv_sched_params *p, gv
 			d.reason.why = GV_WHY_STAY_INTERVAL;
 			d.reason.v[0] = now - job->last_move;
 			d.reason.v[1] = p->min_move_interval;
-		} else if (host_rate(&st->hosts[job->host].pub, st->scr[job->host].load) >= max_speed) {
-			d.reason.why = GV_WHY_STAY_NO_GAIN; /* no host would run it faster */
+		} else if (host_rate(&st->hosts[job->host].pub,
+				     st->scr[job->host].load) >= max_speed) {
+			d.reason.why =
+			    GV_WHY_STAY_NO_GAIN; /* no host would run it faster */
 		} else if (best_move(st, j, &d.reason) == GV_SCHED_NONE) {
 			d.reason.why = GV_WHY_STAY_NO_DEST;
 		} else if (d.reason.v[0] - d.reason.v[1] > p->move_margin) {
-			c[nc++] = (struct cand){ j, d.reason.v[0] - d.reason.v[1] };
+			c[nc++] = (struct cand){j, d.reason.v[0] - d.reason.v[1]};
 			continue;
 		} else {
 			d.reason.why = GV_WHY_STAY_NO_GAIN;
@@ -314,14 +324,16 @@ int gv_sched_replan(gv_sched_state *st, double now, const gv_sched_params *p, gv
 		gv_sched_decision d;
 		stay_init(st, c[i].j, &d);
 		uint32_t h = best_move(st, c[i].j, &d.reason);
-		bool worth = h != GV_SCHED_NONE && d.reason.v[0] - d.reason.v[1] > p->move_margin;
+		bool worth =
+		    h != GV_SCHED_NONE && d.reason.v[0] - d.reason.v[1] > p->move_margin;
 		if (worth && moves < p->max_moves) {
 			moves++;
 			if (emit_move(st, &d, GV_WHY_MOVE_GAIN, plan) < 0)
 				goto nomem;
 			continue;
 		}
-		d.reason.why = !worth ? (h == GV_SCHED_NONE ? GV_WHY_STAY_NO_DEST : GV_WHY_STAY_NO_GAIN)
+		d.reason.why = !worth ? (h == GV_SCHED_NONE ? GV_WHY_STAY_NO_DEST
+							    : GV_WHY_STAY_NO_GAIN)
 				      : GV_WHY_STAY_BUDGET;
 		d.reason.n[0] = p->max_moves;
 		if (plan_push(plan, false, &d) < 0)

@@ -93,7 +93,8 @@ void sched_map_del(struct sched_map *m, uint64_t h, uint32_t idx)
 {
 	if (!m->cap)
 		return;
-	for (uint32_t k = (uint32_t)h & (m->cap - 1); m->s[k].v; k = (k + 1) & (m->cap - 1)) {
+	for (uint32_t k = (uint32_t)h & (m->cap - 1); m->s[k].v;
+	     k = (k + 1) & (m->cap - 1)) {
 		if (m->s[k].h == h && m->s[k].v == idx + 2) {
 			m->s[k].v = 1;
 			m->used--;
@@ -110,7 +111,8 @@ static uint32_t map_find(const struct sched_map *m, uint64_t h, map_eq_fn eq,
 {
 	if (!m->cap)
 		return GV_SCHED_NONE;
-	for (uint32_t k = (uint32_t)h & (m->cap - 1); m->s[k].v; k = (k + 1) & (m->cap - 1))
+	for (uint32_t k = (uint32_t)h & (m->cap - 1); m->s[k].v;
+	     k = (k + 1) & (m->cap - 1))
 		if (m->s[k].v >= 2 && m->s[k].h == h && eq(st, m->s[k].v - 2, key))
 			return m->s[k].v - 2;
 	return GV_SCHED_NONE;
@@ -209,8 +211,10 @@ static int host_spec_ok(const gv_sched_host *spec, gv_err *e)
 {
 	if (!(spec->load >= 0) || !(spec->speed >= 0) || !(spec->link_rate >= 0) ||
 	    isinf(spec->load) || isinf(spec->speed) || isinf(spec->link_rate))
-		return gv_err_set(e, -EINVAL, "host %s: load, speed and link rate must be finite and >= 0",
-				  spec->name ? spec->name : "?");
+		return gv_err_set(
+		    e, -EINVAL,
+		    "host %s: load, speed and link rate must be finite and >= 0",
+		    spec->name ? spec->name : "?");
 	if (spec->attrs && !json_is_object(spec->attrs))
 		return gv_err_set(e, -EINVAL, "host %s: attributes must be a JSON object",
 				  spec->name ? spec->name : "?");
@@ -223,8 +227,9 @@ static int host_spec_ok(const gv_sched_host *spec, gv_err *e)
 static void host_take(gv_sched_state *st, struct sched_host *h, const gv_sched_host *spec)
 {
 	gv_sched_host *p = &h->pub;
-	bool attrs_changed = h->attrs != spec->attrs &&
-			     !(h->attrs && spec->attrs && json_equal(h->attrs, spec->attrs));
+	bool attrs_changed =
+	    h->attrs != spec->attrs &&
+	    !(h->attrs && spec->attrs && json_equal(h->attrs, spec->attrs));
 
 	if (p->cpus != spec->cpus || p->memory != spec->memory || p->disk != spec->disk ||
 	    attrs_changed)
@@ -244,7 +249,8 @@ static void host_take(gv_sched_state *st, struct sched_host *h, const gv_sched_h
 	host_refree(h);
 }
 
-int gv_sched_host_add(gv_sched_state *st, const gv_sched_host *spec, uint32_t *idx, gv_err *e)
+int gv_sched_host_add(gv_sched_state *st, const gv_sched_host *spec, uint32_t *idx,
+		      gv_err *e)
 {
 	int r;
 
@@ -254,8 +260,10 @@ int gv_sched_host_add(gv_sched_state *st, const gv_sched_host *spec, uint32_t *i
 		return r;
 	uint64_t hh = sched_hash_str(spec->name);
 	if (map_find(&st->host_map, hh, host_eq, st, spec->name) != GV_SCHED_NONE)
-		return gv_err_set(e, -EEXIST, "host %s is already in the grid", spec->name);
-	if (sched_grow((void **)&st->hosts, &st->cap_hosts, st->n_hosts + 1, sizeof *st->hosts) < 0)
+		return gv_err_set(e, -EEXIST, "host %s is already in the grid",
+				  spec->name);
+	if (sched_grow((void **)&st->hosts, &st->cap_hosts, st->n_hosts + 1,
+		       sizeof *st->hosts) < 0)
 		return gv_err_set(e, -ENOMEM, "out of memory");
 	struct sched_host *h = &st->hosts[st->n_hosts];
 	memset(h, 0, sizeof *h);
@@ -271,7 +279,8 @@ int gv_sched_host_add(gv_sched_state *st, const gv_sched_host *spec, uint32_t *i
 	return 0;
 }
 
-int gv_sched_host_update(gv_sched_state *st, uint32_t h, const gv_sched_host *spec, gv_err *e)
+int gv_sched_host_update(gv_sched_state *st, uint32_t h, const gv_sched_host *spec,
+			 gv_err *e)
 {
 	int r;
 
@@ -324,7 +333,8 @@ static uint32_t img_intern(gv_sched_state *st, const char *name)
 
 	if (i != GV_SCHED_NONE)
 		return i;
-	if (sched_grow((void **)&st->imgs, &st->cap_imgs, st->n_imgs + 1, sizeof *st->imgs) < 0)
+	if (sched_grow((void **)&st->imgs, &st->cap_imgs, st->n_imgs + 1,
+		       sizeof *st->imgs) < 0)
 		return GV_SCHED_NONE;
 	char *copy = strdup(name);
 	if (!copy || sched_map_put(&st->img_map, hh, st->n_imgs) < 0) {
@@ -349,7 +359,8 @@ static uint32_t have_pos(const struct sched_host *h, uint32_t img)
 	return lo;
 }
 
-int gv_sched_host_set_image(gv_sched_state *st, uint32_t h, const char *image, uint64_t missing)
+int gv_sched_host_set_image(gv_sched_state *st, uint32_t h, const char *image,
+			    uint64_t missing)
 {
 	if (h >= st->n_hosts || !image || !*image)
 		return -EINVAL;
@@ -362,7 +373,8 @@ int gv_sched_host_set_image(gv_sched_state *st, uint32_t h, const char *image, u
 		H->imgs[k].missing = missing;
 		return 0;
 	}
-	if (sched_grow((void **)&H->imgs, &H->cap_imgs, H->n_imgs + 1, sizeof *H->imgs) < 0)
+	if (sched_grow((void **)&H->imgs, &H->cap_imgs, H->n_imgs + 1, sizeof *H->imgs) <
+	    0)
 		return -ENOMEM;
 	memmove(&H->imgs[k + 1], &H->imgs[k], (H->n_imgs - k) * sizeof *H->imgs);
 	H->imgs[k].img = img;
@@ -385,7 +397,8 @@ uint64_t gv_sched_host_missing(const gv_sched_state *st, uint32_t h, uint32_t j)
 	const struct sched_host *H = &st->hosts[h];
 	uint32_t k = have_pos(H, J->img);
 	if (k < H->n_imgs && H->imgs[k].img == J->img)
-		return H->imgs[k].missing < J->pub.image_size ? H->imgs[k].missing : J->pub.image_size;
+		return H->imgs[k].missing < J->pub.image_size ? H->imgs[k].missing
+							      : J->pub.image_size;
 	return J->pub.image_size;
 }
 
@@ -405,7 +418,8 @@ static uint32_t xc_ref(gv_sched_state *st, const gv_expr *x)
 	if (reused) {
 		i = st->xc_free[--st->n_xc_free];
 	} else {
-		if (sched_grow((void **)&st->xc, &st->cap_xc, st->n_xc + 1, sizeof *st->xc) < 0)
+		if (sched_grow((void **)&st->xc, &st->cap_xc, st->n_xc + 1,
+			       sizeof *st->xc) < 0)
 			return GV_SCHED_NONE - 1;
 		i = st->n_xc++;
 	}
@@ -501,27 +515,34 @@ static int queue_push(gv_sched_state *st, uint32_t j)
 
 	if (J->queued_in)
 		return 0;
-	if (sched_grow((void **)&st->pend, &st->cap_pend, st->n_pend + 1, sizeof *st->pend) < 0)
+	if (sched_grow((void **)&st->pend, &st->cap_pend, st->n_pend + 1,
+		       sizeof *st->pend) < 0)
 		return -ENOMEM;
 	J->qkey = qkey(&J->pub, st->q_aging);
-	st->pend[st->n_pend++] = (struct sched_qent){ j, J->gen, J->qkey, J->pub.submit, J->pub.id };
+	st->pend[st->n_pend++] =
+	    (struct sched_qent){j, J->gen, J->qkey, J->pub.submit, J->pub.id};
 	J->queued_in = true;
 	return 0;
 }
 
-int gv_sched_job_add(gv_sched_state *st, const gv_sched_job *spec, uint32_t *idx, gv_err *e)
+int gv_sched_job_add(gv_sched_state *st, const gv_sched_job *spec, uint32_t *idx,
+		     gv_err *e)
 {
 	if (!isfinite(spec->submit) || !(spec->walltime >= 0) || isinf(spec->walltime) ||
 	    !(spec->dirty_rate >= 0) || isinf(spec->dirty_rate))
-		return gv_err_set(e, -EINVAL, "job %llu: submit time, walltime and dirty rate must be finite (and >= 0)",
+		return gv_err_set(e, -EINVAL,
+				  "job %llu: submit time, walltime and dirty rate must "
+				  "be finite (and >= 0)",
 				  (unsigned long long)spec->id);
 	if (gv_sched_job_find(st, spec->id) != GV_SCHED_NONE)
-		return gv_err_set(e, -EEXIST, "job %llu is already known", (unsigned long long)spec->id);
+		return gv_err_set(e, -EEXIST, "job %llu is already known",
+				  (unsigned long long)spec->id);
 	uint32_t j;
 	if (st->n_free) {
 		j = st->free_slots[st->n_free - 1];
 	} else {
-		if (sched_grow((void **)&st->jobs, &st->cap_jobs, st->n_jobs + 1, sizeof *st->jobs) < 0)
+		if (sched_grow((void **)&st->jobs, &st->cap_jobs, st->n_jobs + 1,
+			       sizeof *st->jobs) < 0)
 			return gv_err_set(e, -ENOMEM, "out of memory");
 		j = st->n_jobs;
 		memset(&st->jobs[j], 0, sizeof st->jobs[j]);
@@ -555,7 +576,8 @@ int gv_sched_job_add(gv_sched_state *st, const gv_sched_job *spec, uint32_t *idx
 	J->pub.start = 0;
 	J->pub.moved = false;
 	J->pub.last_move = 0;
-	if (sched_map_put(&st->job_map, sched_hash_u64(spec->id), j) < 0 || queue_push(st, j) < 0) {
+	if (sched_map_put(&st->job_map, sched_hash_u64(spec->id), j) < 0 ||
+	    queue_push(st, j) < 0) {
 		sched_map_del(&st->job_map, sched_hash_u64(spec->id), j);
 		xc_unref(st, J->xreq);
 		xc_unref(st, J->xrank);
@@ -591,7 +613,8 @@ int gv_sched_job_bind(gv_sched_state *st, uint32_t j, uint32_t h, double start)
 	if (!gv_sched_job_get(st, j) || h >= st->n_hosts || !isfinite(start))
 		return -EINVAL;
 	struct sched_host *H = &st->hosts[h];
-	if (sched_grow((void **)&H->jobs, &H->cap_jobs, H->pub.n_jobs + 1, sizeof *H->jobs) < 0)
+	if (sched_grow((void **)&H->jobs, &H->cap_jobs, H->pub.n_jobs + 1,
+		       sizeof *H->jobs) < 0)
 		return -ENOMEM;
 	struct sched_job *J = &st->jobs[j];
 	host_detach(st, j);
@@ -699,7 +722,8 @@ static bool qent_live(const gv_sched_state *st, const struct sched_qent *q)
 	return J->gen == q->gen && J->alive;
 }
 
-const uint32_t *sched_queue_order(gv_sched_state *st, const gv_sched_params *p, uint32_t *n)
+const uint32_t *sched_queue_order(gv_sched_state *st, const gv_sched_params *p,
+				  uint32_t *n)
 {
 	*n = 0;
 	if (st->q_aging != p->aging_per_hour) {
@@ -713,10 +737,13 @@ const uint32_t *sched_queue_order(gv_sched_state *st, const gv_sched_params *p, 
 			    !st->jobs[j].queued_in && queue_push(st, j) < 0)
 				return NULL;
 	}
-	if (sched_grow((void **)&st->q, &st->cap_q, st->n_q + st->n_pend, sizeof *st->q) < 0 ||
-	    sched_grow((void **)&st->q2, &st->cap_q2, st->n_q + st->n_pend, sizeof *st->q2) < 0)
+	if (sched_grow((void **)&st->q, &st->cap_q, st->n_q + st->n_pend, sizeof *st->q) <
+		0 ||
+	    sched_grow((void **)&st->q2, &st->cap_q2, st->n_q + st->n_pend,
+		       sizeof *st->q2) < 0)
 		return NULL;
-	if (sched_grow((void **)&st->order, &st->cap_order, st->n_q + st->n_pend, sizeof *st->order) < 0)
+	if (sched_grow((void **)&st->order, &st->cap_order, st->n_q + st->n_pend,
+		       sizeof *st->order) < 0)
 		return NULL;
 	for (uint32_t i = 0; i < st->n_pend; i++)
 		st->pend[i].key = qkey(&st->jobs[st->pend[i].idx].pub, st->q_aging);
@@ -725,14 +752,16 @@ const uint32_t *sched_queue_order(gv_sched_state *st, const gv_sched_params *p, 
 		st->n_q += st->n_pend;
 		for (uint32_t i = 0; i < st->n_q; i++)
 			if (qent_live(st, &st->q[i]))
-				st->q[i].key = qkey(&st->jobs[st->q[i].idx].pub, st->q_aging);
+				st->q[i].key =
+				    qkey(&st->jobs[st->q[i].idx].pub, st->q_aging);
 		qsort(st->q, st->n_q, sizeof *st->q, qent_cmp);
 		st->q_resort = false;
 	} else if (st->n_pend) {
 		qsort(st->pend, st->n_pend, sizeof *st->pend, qent_cmp);
 		uint32_t a = 0, b = 0, o = 0;
 		while (a < st->n_q || b < st->n_pend) {
-			if (b == st->n_pend || (a < st->n_q && qent_cmp(&st->q[a], &st->pend[b]) <= 0))
+			if (b == st->n_pend ||
+			    (a < st->n_q && qent_cmp(&st->q[a], &st->pend[b]) <= 0))
 				st->q2[o++] = st->q[a++];
 			else
 				st->q2[o++] = st->pend[b++];

@@ -46,25 +46,26 @@ struct sched_host {
 struct sched_xcache {
 	const gv_expr *x; /* NULL: free entry */
 	uint32_t refs;
-	uint64_t ep_match, ep_rank; /* the host epoch each part was computed at (0: never) */
-	uint64_t *bits;		    /* match, one bit per host */
-	double *vals;		    /* rank per host */
-	uint32_t cap;		    /* hosts the arrays hold */
+	uint64_t ep_match,
+	    ep_rank;	/* the host epoch each part was computed at (0: never) */
+	uint64_t *bits; /* match, one bit per host */
+	double *vals;	/* rank per host */
+	uint32_t cap;	/* hosts the arrays hold */
 };
 
 struct sched_job {
 	gv_sched_job pub;
-	uint32_t gen;  /* the slot's generation (queue entries carry it) */
+	uint32_t gen; /* the slot's generation (queue entries carry it) */
 	bool alive;
-	bool queued_in; /* has an entry in the queue or its pending list */
-	uint32_t img;	/* image id, or GV_SCHED_NONE */
+	bool queued_in;	      /* has an entry in the queue or its pending list */
+	uint32_t img;	      /* image id, or GV_SCHED_NONE */
 	uint32_t xreq, xrank; /* expression cache entries, or GV_SCHED_NONE */
-	uint32_t hpos;	/* position in its host's jobs[] */
-	double qkey;	/* the queue's sort key */
+	uint32_t hpos;	      /* position in its host's jobs[] */
+	double qkey;	      /* the queue's sort key */
 	/* static feasibility (at host epoch st_epoch) */
 	uint64_t st_epoch;
-	uint32_t n_static;	   /* hosts that could ever run it */
-	gv_sched_reason never;	   /* why none could (n_static == 0) */
+	uint32_t n_static;     /* hosts that could ever run it */
+	gv_sched_reason never; /* why none could (n_static == 0) */
 };
 
 struct sched_qent {
@@ -159,7 +160,8 @@ const json_t *sched_attrs(const gv_sched_state *st, uint32_t h);
 bool sched_match(gv_sched_state *st, uint32_t xc, uint32_t h);
 double sched_rank(gv_sched_state *st, uint32_t xc, uint32_t h);
 /* The queued jobs in priority order (at most @limit, 0: all); *@n their count. */
-const uint32_t *sched_queue_order(gv_sched_state *st, const gv_sched_params *p, uint32_t *n);
+const uint32_t *sched_queue_order(gv_sched_state *st, const gv_sched_params *p,
+				  uint32_t *n);
 int plan_push(gv_sched_plan *plan, bool act, const gv_sched_decision *d);
 
 /* policy.c */
@@ -176,7 +178,8 @@ double sched_walltime(const gv_sched_job *job, const gv_sched_params *p);
 double sched_link(const gv_sched_host *h, const gv_sched_params *p);
 /* One pick over all hosts for the cycle's scratch. With @use_resv, hosts
  * with reservations take the job only where it delays none. */
-uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv, gv_sched_reason *why);
+uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv,
+			  gv_sched_reason *why);
 /* Reserve @j's resources on @h in the cycle's scratch (and profile). */
 int sched_tentative(gv_sched_state *st, uint32_t j, uint32_t h, double s, double e);
 bool sched_fits_now(const struct sched_scr *sc, const gv_sched_job *job);
@@ -186,11 +189,14 @@ bool sched_fits_now(const struct sched_scr *sc, const gv_sched_job *job);
 struct sched_prof *sched_prof(gv_sched_state *st, uint32_t h);
 int sched_prof_add(gv_sched_state *st, uint32_t h, const struct sched_iv *iv);
 /* Does @job fit on @h's profile during [@t, @t + @dur)? */
-bool sched_prof_fits(gv_sched_state *st, uint32_t h, const gv_sched_job *job, double t, double dur);
+bool sched_prof_fits(gv_sched_state *st, uint32_t h, const gv_sched_job *job, double t,
+		     double dur);
 /* The earliest t >= now it fits for @dur (INFINITY: never). */
-double sched_prof_earliest(gv_sched_state *st, uint32_t h, const gv_sched_job *job, double dur);
+double sched_prof_earliest(gv_sched_state *st, uint32_t h, const gv_sched_job *job,
+			   double dur);
 /* The reservation that @job would delay on @h (its job id), 0 if none known. */
-uint64_t sched_prof_blocker(gv_sched_state *st, uint32_t h, const gv_sched_job *job, double dur);
+uint64_t sched_prof_blocker(gv_sched_state *st, uint32_t h, const gv_sched_job *job,
+			    double dur);
 int sched_online(gv_sched_state *st, const gv_sched_params *p, gv_sched_plan *plan);
 
 /* batch.c */

@@ -21,8 +21,11 @@
 
 static uint32_t host(gv_sched_state *st, const char *name, uint32_t cpus)
 {
-	gv_sched_host h = { .name = name, .cpus = cpus, .memory = 64 * GiB, .disk = 100 * GiB,
-			    .link_rate = 1e6 };
+	gv_sched_host h = {.name = name,
+			   .cpus = cpus,
+			   .memory = 64 * GiB,
+			   .disk = 100 * GiB,
+			   .link_rate = 1e6};
 	uint32_t idx;
 	gv_err e;
 
@@ -31,10 +34,11 @@ static uint32_t host(gv_sched_state *st, const char *name, uint32_t cpus)
 }
 
 /* A queued job: @cpus for @wall seconds, submitted at @submit. */
-static uint32_t job(gv_sched_state *st, uint64_t id, uint32_t cpus, double wall, double submit)
+static uint32_t job(gv_sched_state *st, uint64_t id, uint32_t cpus, double wall,
+		    double submit)
 {
-	gv_sched_job spec = { .id = id, .cpus = cpus, .memory = GiB, .walltime = wall,
-			      .submit = submit };
+	gv_sched_job spec = {
+	    .id = id, .cpus = cpus, .memory = GiB, .walltime = wall, .submit = submit};
 	uint32_t idx;
 	gv_err e;
 
@@ -42,7 +46,8 @@ static uint32_t job(gv_sched_state *st, uint64_t id, uint32_t cpus, double wall,
 	return idx;
 }
 
-static void run(gv_sched_state *st, uint64_t id, uint32_t h, uint32_t cpus, double start, double wall)
+static void run(gv_sched_state *st, uint64_t id, uint32_t h, uint32_t cpus, double start,
+		double wall)
 {
 	uint32_t j = job(st, id, cpus, wall, start);
 	assert_int_equal(gv_sched_job_bind(st, j, h, start), 0);
@@ -110,13 +115,15 @@ static void test_backfill_easy(void **state)
 	assert_int_equal(d->act, GV_ACT_WAIT);
 	assert_int_equal(d->reason.why, GV_WHY_RESERVED);
 	assert_true(d->start == 100);
-	assert_string_equal(text(st, &plan, 1), "waiting for resources; backfill reserves host h1 "
-						"for it, to start in 90 s (when running jobs end)");
+	assert_string_equal(text(st, &plan, 1),
+			    "waiting for resources; backfill reserves host h1 "
+			    "for it, to start in 90 s (when running jobs end)");
 	/* the small short job goes ahead: it ends before the reservation */
 	assert_string_equal(where(st, &plan, 2), "h1");
 	assert_int_equal(about(&plan, 2)->reason.why, GV_WHY_BACKFILL);
-	assert_string_equal(text(st, &plan, 2), "backfill ahead of job 1 without delaying it: host h1 "
-						"has 2 of 8 cpus and 63 GiB of 64 GiB free, fetches 0 B");
+	assert_string_equal(text(st, &plan, 2),
+			    "backfill ahead of job 1 without delaying it: host h1 "
+			    "has 2 of 8 cpus and 63 GiB of 64 GiB free, fetches 0 B");
 	/* the long one would delay job 1: held back */
 	assert_string_equal(where(st, &plan, 3), "-");
 	assert_int_equal(about(&plan, 3)->reason.why, GV_WHY_WAIT_RESOURCES);
@@ -138,7 +145,8 @@ static void test_backfill_delay_refused(void **state)
 	p.policy = GV_SCHED_PACK; /* pack would choose h1 (fuller) for job 2 and 3 */
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
 	assert_string_equal(where(st, &plan, 2), "h1"); /* short: fine on h1 */
-	assert_string_equal(where(st, &plan, 3), "h2"); /* long: only where it delays nobody */
+	assert_string_equal(where(st, &plan, 3),
+			    "h2"); /* long: only where it delays nobody */
 	assert_int_equal(about(&plan, 3)->reason.why, GV_WHY_BACKFILL);
 	/* with h2 full the long job is held back by the reservation */
 	gv_sched_plan_clear(&plan);
@@ -153,9 +161,10 @@ static void test_backfill_delay_refused(void **state)
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
 	assert_string_equal(where(st, &plan, 3), "-");
 	assert_int_equal(about(&plan, 3)->reason.why, GV_WHY_WAIT_RESERVATION);
-	assert_string_equal(text(st, &plan, 3),
-			    "held back by backfill reservation for job 1 (it fits now only where it "
-			    "would delay that job)");
+	assert_string_equal(
+	    text(st, &plan, 3),
+	    "held back by backfill reservation for job 1 (it fits now only where it "
+	    "would delay that job)");
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);
 }
@@ -194,10 +203,12 @@ static void test_strict_and_greedy(void **state)
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
 	assert_int_equal(plan.n_acts, 0);
 	assert_int_equal(about(&plan, 1)->reason.why, GV_WHY_WAIT_RESOURCES);
-	assert_string_equal(text(st, &plan, 2),
-			    "waiting behind job 1 (strict order: no job passes an earlier one)");
-	assert_string_equal(text(st, &plan, 3),
-			    "waiting behind job 1 (strict order: no job passes an earlier one)");
+	assert_string_equal(
+	    text(st, &plan, 2),
+	    "waiting behind job 1 (strict order: no job passes an earlier one)");
+	assert_string_equal(
+	    text(st, &plan, 3),
+	    "waiting behind job 1 (strict order: no job passes an earlier one)");
 	/* greedy: everything that fits goes, the head may starve */
 	p.queue = GV_SCHED_QUEUE_GREEDY;
 	gv_sched_plan_clear(&plan);
@@ -254,8 +265,9 @@ static void test_hosts_down_does_not_block(void **state)
 		gv_sched_plan_clear(&plan);
 		assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
 		assert_int_equal(about(&plan, 1)->reason.why, GV_WHY_WAIT_HOSTS_DOWN);
-		assert_string_equal(text(st, &plan, 1),
-				    "waiting: the 1 host that could run it is draining or down");
+		assert_string_equal(
+		    text(st, &plan, 1),
+		    "waiting: the 1 host that could run it is draining or down");
 		assert_string_equal(where(st, &plan, 2), "small");
 		assert_int_equal(about(&plan, 2)->reason.why, GV_WHY_PLACE);
 	}
@@ -306,7 +318,8 @@ static void test_reservations_depth(void **state)
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
 	const gv_sched_decision *d = about(&plan, 2);
 	assert_int_equal(d->reason.why, GV_WHY_RESERVED);
-	assert_string_equal(gv_sched_host_get(st, d->host)->name, "b"); /* a is taken at 100 */
+	assert_string_equal(gv_sched_host_get(st, d->host)->name,
+			    "b"); /* a is taken at 100 */
 	assert_true(d->start == 200);
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);
@@ -344,10 +357,12 @@ static void test_batch_minmin_maxmin(void **state)
 	assert_int_equal(d->reason.why, GV_WHY_WAIT_BATCH);
 	assert_string_equal(gv_sched_host_get(st, d->host)->name, "a");
 	assert_true(d->start == 10);
-	assert_string_equal(text(st, &plan, 3), "planned by the batch (min-min): starts on a in 10 s, "
-						"done in 110 s (staging 0.0 s, run 100 s)");
-	assert_string_equal(text(st, &plan, 1), "min-min: host a completes it soonest, in 10 s "
-						"(staging 0.0 s, run 10 s)");
+	assert_string_equal(text(st, &plan, 3),
+			    "planned by the batch (min-min): starts on a in 10 s, "
+			    "done in 110 s (staging 0.0 s, run 100 s)");
+	assert_string_equal(text(st, &plan, 1),
+			    "min-min: host a completes it soonest, in 10 s "
+			    "(staging 0.0 s, run 10 s)");
 
 	p.heuristic = GV_SCHED_MAXMIN;
 	gv_sched_plan_clear(&plan);
@@ -382,8 +397,13 @@ static void test_batch_sufferage(void **state)
 	host(st, "b", 1);
 	assert_int_equal(gv_sched_host_set_image(st, a, "img", 0), 0);
 	job(st, 2, 1, 10, 1);
-	gv_sched_job spec = { .id = 1, .cpus = 1, .memory = GiB, .walltime = 10, .submit = 2,
-			      .image = "img", .image_size = 100000000 };
+	gv_sched_job spec = {.id = 1,
+			     .cpus = 1,
+			     .memory = GiB,
+			     .walltime = 10,
+			     .submit = 2,
+			     .image = "img",
+			     .image_size = 100000000};
 	assert_int_equal(gv_sched_job_add(st, &spec, &idx, &e), 0);
 	p.mode = GV_SCHED_BATCH;
 	p.heuristic = GV_SCHED_MINMIN;
@@ -424,7 +444,9 @@ static void test_batch_next_and_backfill(void **state)
 	assert_string_equal(where(st, &plan, 2), "s");
 	assert_int_equal(about(&plan, 1)->reason.why, GV_WHY_WAIT_BATCH);
 	assert_true(about(&plan, 1)->start == 100);
-	assert_string_equal(text(st, &plan, 3), "waiting for the next batch (this one took the first 2 jobs)");
+	assert_string_equal(
+	    text(st, &plan, 3),
+	    "waiting for the next batch (this one took the first 2 jobs)");
 	assert_int_equal(about(&plan, 4)->reason.why, GV_WHY_WAIT_NEXT_BATCH);
 	p.queue = GV_SCHED_QUEUE_BACKFILL;
 	gv_sched_plan_clear(&plan);
@@ -460,18 +482,18 @@ static void test_queue_depth(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_backfill_easy),
-		cmocka_unit_test(test_backfill_delay_refused),
-		cmocka_unit_test(test_backfill_extra),
-		cmocka_unit_test(test_strict_and_greedy),
-		cmocka_unit_test(test_never_does_not_block),
-		cmocka_unit_test(test_hosts_down_does_not_block),
-		cmocka_unit_test(test_overrun),
-		cmocka_unit_test(test_reservations_depth),
-		cmocka_unit_test(test_batch_minmin_maxmin),
-		cmocka_unit_test(test_batch_sufferage),
-		cmocka_unit_test(test_batch_next_and_backfill),
-		cmocka_unit_test(test_queue_depth),
+	    cmocka_unit_test(test_backfill_easy),
+	    cmocka_unit_test(test_backfill_delay_refused),
+	    cmocka_unit_test(test_backfill_extra),
+	    cmocka_unit_test(test_strict_and_greedy),
+	    cmocka_unit_test(test_never_does_not_block),
+	    cmocka_unit_test(test_hosts_down_does_not_block),
+	    cmocka_unit_test(test_overrun),
+	    cmocka_unit_test(test_reservations_depth),
+	    cmocka_unit_test(test_batch_minmin_maxmin),
+	    cmocka_unit_test(test_batch_sufferage),
+	    cmocka_unit_test(test_batch_next_and_backfill),
+	    cmocka_unit_test(test_queue_depth),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,8 +21,12 @@
 
 static uint32_t host(gv_sched_state *st, const char *name, uint32_t cpus, double load)
 {
-	gv_sched_host h = { .name = name, .cpus = cpus, .memory = 64 * GiB, .disk = 100 * GiB,
-			    .link_rate = 1e6, .load = load };
+	gv_sched_host h = {.name = name,
+			   .cpus = cpus,
+			   .memory = 64 * GiB,
+			   .disk = 100 * GiB,
+			   .link_rate = 1e6,
+			   .load = load};
 	uint32_t idx;
 	gv_err e;
 
@@ -31,9 +35,10 @@ static uint32_t host(gv_sched_state *st, const char *name, uint32_t cpus, double
 }
 
 /* A job of 2 cpus and 100 MB of memory running on @h since @start. */
-static uint32_t run(gv_sched_state *st, uint64_t id, uint32_t h, double start, double wall)
+static uint32_t run(gv_sched_state *st, uint64_t id, uint32_t h, double start,
+		    double wall)
 {
-	gv_sched_job spec = { .id = id, .cpus = 2, .memory = 100 * MB, .walltime = wall };
+	gv_sched_job spec = {.id = id, .cpus = 2, .memory = 100 * MB, .walltime = wall};
 	uint32_t idx;
 	gv_err e;
 
@@ -48,8 +53,13 @@ static gv_sched_params params(void)
 {
 	gv_sched_params p;
 	gv_sched_params_default(&p);
-	p.cost = (gv_sched_cost){ .setup_s = 0, .rate_factor = 1, .mem_ratio = 1, .switchover_s = 0,
-				  .max_downtime_s = 1, .max_rounds = 30, .overhead = 0 };
+	p.cost = (gv_sched_cost){.setup_s = 0,
+				 .rate_factor = 1,
+				 .mem_ratio = 1,
+				 .switchover_s = 0,
+				 .max_downtime_s = 1,
+				 .max_rounds = 30,
+				 .overhead = 0};
 	p.move_margin = 10;
 	p.max_moves = 2;
 	p.min_move_interval = 600;
@@ -144,13 +154,15 @@ static void test_move_when_gain_beats_cost(void **state)
 	assert_int_equal(d->host, 1);
 	assert_true(fabs(d->reason.v[0] - 100) < 1e-6);
 	assert_true(fabs(d->reason.v[1] - 50) < 1e-6);
-	assert_string_equal(text(st, &plan, 1), "move from h1 to h2: gain 100 s > cost 50 s "
-						"(copy 100 s while it runs, downtime 0.0 s, 95.4 MiB)");
+	assert_string_equal(text(st, &plan, 1),
+			    "move from h1 to h2: gain 100 s > cost 50 s "
+			    "(copy 100 s while it runs, downtime 0.0 s, 95.4 MiB)");
 	d = about(&plan, 2);
 	assert_int_equal(d->act, GV_ACT_STAY);
 	assert_int_equal(d->reason.why, GV_WHY_STAY_NO_GAIN);
-	assert_string_equal(text(st, &plan, 2),
-			    "stays on h1: moving to h2 would gain 55 s but cost 50 s (margin 10 s)");
+	assert_string_equal(
+	    text(st, &plan, 2),
+	    "stays on h1: moving to h2 would gain 55 s but cost 50 s (margin 10 s)");
 	/* the plan applied: job 1 runs on h2, moved at 1000 */
 	assert_int_equal(gv_sched_plan_apply(st, &plan, 1000), 1);
 	const gv_sched_job *jb = gv_sched_job_get(st, gv_sched_job_find(st, 1));
@@ -175,7 +187,8 @@ static void test_no_move_without_gain(void **state)
 	run(st, 1, 0, 0, 100000);
 	assert_int_equal(gv_sched_replan(st, 1000, &p, &plan), 0);
 	assert_int_equal(plan.n_acts, 0);
-	assert_string_equal(text(st, &plan, 1), "stays on h1: no host would run it faster");
+	assert_string_equal(text(st, &plan, 1),
+			    "stays on h1: no host would run it faster");
 	/* a slower link makes the same move on an overloaded host too costly */
 	gv_sched_state_free(st);
 	st = overloaded();
@@ -196,7 +209,8 @@ static void test_no_move_without_gain(void **state)
 	run(st, 1, 0, 0, 100000);
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_replan(st, 1000, &p, &plan), 0);
-	assert_string_equal(text(st, &plan, 1), "stays on h1: no other host can take it now");
+	assert_string_equal(text(st, &plan, 1),
+			    "stays on h1: no other host can take it now");
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);
 }
@@ -231,7 +245,8 @@ static void test_budget_and_interval(void **state)
 	assert_int_equal(about(&plan, 3)->act, GV_ACT_MOVE);
 	d = about(&plan, 1);
 	assert_int_equal(d->reason.why, GV_WHY_STAY_INTERVAL);
-	assert_string_equal(text(st, &plan, 1), "stays on h2: moved 100 s ago (one move per 10 min at most)");
+	assert_string_equal(text(st, &plan, 1),
+			    "stays on h2: moved 100 s ago (one move per 10 min at most)");
 	/* once the interval passed they may move again */
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_replan(st, 1700, &p, &plan), 0);
@@ -264,8 +279,9 @@ static void test_drain(void **state)
 		assert_int_equal(about(&plan, id)->act, GV_ACT_MOVE);
 		assert_int_equal(about(&plan, id)->reason.why, GV_WHY_MOVE_DRAIN);
 	}
-	assert_string_equal(text(st, &plan, 1), "host h1 is draining: move to h2 (copy 100 s while it "
-						"runs, downtime 0.0 s, 95.4 MiB)");
+	assert_string_equal(text(st, &plan, 1),
+			    "host h1 is draining: move to h2 (copy 100 s while it "
+			    "runs, downtime 0.0 s, 95.4 MiB)");
 	assert_int_equal(gv_sched_plan_apply(st, &plan, 1000), 4);
 	assert_int_equal(gv_sched_host_get(st, h1)->n_jobs, 0);
 	assert_int_equal(gv_sched_host_get(st, 1)->n_jobs, 2);
@@ -275,7 +291,8 @@ static void test_drain(void **state)
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_replan(st, 2000, &p, &plan), 0);
 	assert_int_equal(plan.n_acts, 0);
-	assert_string_equal(text(st, &plan, 1), "host h2 is draining, but no other host can take it now");
+	assert_string_equal(text(st, &plan, 1),
+			    "host h2 is draining, but no other host can take it now");
 	/* with a drain budget */
 	gv_sched_host_set_state(st, h1, GV_HOST_UP);
 	p.max_drain_moves = 1;
@@ -283,13 +300,16 @@ static void test_drain(void **state)
 	assert_int_equal(gv_sched_replan(st, 2000, &p, &plan), 0);
 	assert_int_equal(plan.n_acts, 1);
 	assert_int_equal(about(&plan, 2)->reason.why, GV_WHY_STAY_BUDGET);
-	assert_string_equal(text(st, &plan, 2),
-			    "host h2 is draining; this cycle's 1 drain moves are used, it moves next");
+	assert_string_equal(
+	    text(st, &plan, 2),
+	    "host h2 is draining; this cycle's 1 drain moves are used, it moves next");
 	/* a down host's jobs are not moved */
 	gv_sched_host_set_state(st, 2, GV_HOST_DOWN);
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_replan(st, 2000, &p, &plan), 0);
-	assert_string_equal(text(st, &plan, 3), "its host h3 is down: recovery from a checkpoint, not a move");
+	assert_string_equal(
+	    text(st, &plan, 3),
+	    "its host h3 is down: recovery from a checkpoint, not a move");
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);
 }
@@ -306,8 +326,13 @@ static void test_locality_of_moves(void **state)
 	gv_sched_plan_init(&plan);
 	host(st, "h0", 16, 0); /* first by name, lacks the image */
 	assert_int_equal(gv_sched_host_set_image(st, 1, "img", 0), 0);
-	gv_sched_job spec = { .id = 1, .cpus = 2, .memory = 100 * MB, .walltime = 2000,
-			      .image = "img", .image_size = 50 * MB, .disk_written = 10 * MB };
+	gv_sched_job spec = {.id = 1,
+			     .cpus = 2,
+			     .memory = 100 * MB,
+			     .walltime = 2000,
+			     .image = "img",
+			     .image_size = 50 * MB,
+			     .disk_written = 10 * MB};
 	assert_int_equal(gv_sched_job_add(st, &spec, &j, &e), 0);
 	assert_int_equal(gv_sched_job_bind(st, j, 0, 0), 0);
 	assert_int_equal(gv_sched_replan(st, 1000, &p, &plan), 0);
@@ -321,15 +346,16 @@ static void test_locality_of_moves(void **state)
 
 static void test_calibrate(void **state)
 {
-	gv_sched_cost c = { .setup_s = 9, .rate_factor = 9, .mem_ratio = 1, .switchover_s = 9 };
+	gv_sched_cost c = {
+	    .setup_s = 9, .rate_factor = 9, .mem_ratio = 1, .switchover_s = 9};
 	gv_sched_move_sample s[4];
 
 	/* migrations that took 2 s + bytes / (0.5 * rate), paused 0.3 s; half of
 	 * the memory was sent */
 	for (int i = 0; i < 4; i++) {
 		double bytes = 1e8 * (i + 1), rate = 1e7 * (1 + i % 2);
-		s[i] = (gv_sched_move_sample){ bytes, rate, 2 + bytes / (0.5 * rate), 0.3,
-					       2 * bytes, 0 };
+		s[i] = (gv_sched_move_sample){bytes, rate,	2 + bytes / (0.5 * rate),
+					      0.3,   2 * bytes, 0};
 	}
 	assert_int_equal(gv_sched_cost_calibrate(&c, s, 4), 0);
 	assert_true(fabs(c.setup_s - 2) < 1e-6);
@@ -343,7 +369,7 @@ static void test_calibrate(void **state)
 	assert_true(fabs(one.rate_factor - 0.5) < 1e-6);
 	assert_true(one.setup_s == 2);
 	/* nothing usable */
-	gv_sched_move_sample bad = { 1e8, 0, 10, 0.3, 0, 0 };
+	gv_sched_move_sample bad = {1e8, 0, 10, 0.3, 0, 0};
 	assert_int_equal(gv_sched_cost_calibrate(&one, &bad, 1), -EINVAL);
 	assert_int_equal(gv_sched_cost_calibrate(&one, NULL, 0), -EINVAL);
 }
@@ -351,13 +377,13 @@ static void test_calibrate(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cost_model),
-		cmocka_unit_test(test_move_when_gain_beats_cost),
-		cmocka_unit_test(test_no_move_without_gain),
-		cmocka_unit_test(test_budget_and_interval),
-		cmocka_unit_test(test_drain),
-		cmocka_unit_test(test_locality_of_moves),
-		cmocka_unit_test(test_calibrate),
+	    cmocka_unit_test(test_cost_model),
+	    cmocka_unit_test(test_move_when_gain_beats_cost),
+	    cmocka_unit_test(test_no_move_without_gain),
+	    cmocka_unit_test(test_budget_and_interval),
+	    cmocka_unit_test(test_drain),
+	    cmocka_unit_test(test_locality_of_moves),
+	    cmocka_unit_test(test_calibrate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

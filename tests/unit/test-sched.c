@@ -22,7 +22,8 @@ static uint32_t host(gv_sched_state *st, const char *name, uint32_t cpus, uint64
 		     const char *attrs)
 {
 	json_t *a = attrs ? json_loads(attrs, 0, NULL) : NULL;
-	gv_sched_host h = { .name = name, .cpus = cpus, .memory = mem, .disk = 100 * GiB, .attrs = a };
+	gv_sched_host h = {
+	    .name = name, .cpus = cpus, .memory = mem, .disk = 100 * GiB, .attrs = a};
 	uint32_t idx;
 	gv_err e;
 
@@ -45,9 +46,11 @@ static uint32_t job(gv_sched_state *st, gv_sched_job spec)
 }
 
 /* A running job holding @cpus and @mem on @h. */
-static uint32_t running(gv_sched_state *st, uint64_t id, uint32_t h, uint32_t cpus, uint64_t mem)
+static uint32_t running(gv_sched_state *st, uint64_t id, uint32_t h, uint32_t cpus,
+			uint64_t mem)
 {
-	uint32_t j = job(st, (gv_sched_job){ .id = id, .cpus = cpus, .memory = mem, .walltime = 1000 });
+	uint32_t j = job(
+	    st, (gv_sched_job){.id = id, .cpus = cpus, .memory = mem, .walltime = 1000});
 	assert_int_equal(gv_sched_job_bind(st, j, h, 0), 0);
 	return j;
 }
@@ -104,15 +107,16 @@ static void test_pack(void **state)
 	gv_sched_plan plan;
 
 	gv_sched_plan_init(&plan);
-	job(st, (gv_sched_job){ .id = 1, .cpus = 2, .memory = 2 * GiB });
-	job(st, (gv_sched_job){ .id = 2, .cpus = 2, .memory = 2 * GiB });
+	job(st, (gv_sched_job){.id = 1, .cpus = 2, .memory = 2 * GiB});
+	job(st, (gv_sched_job){.id = 2, .cpus = 2, .memory = 2 * GiB});
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
 	assert_int_equal(plan.n_acts, 2);
 	/* the busy host first, then the smallest that is left */
 	assert_string_equal(placed_on(st, &plan, 1), "h1");
 	assert_string_equal(placed_on(st, &plan, 2), "h3");
-	assert_string_equal(text(st, about(&plan, 1)),
-			    "pack: host h1 has 2 of 8 cpus and 4 GiB of 16 GiB free, fetches 0 B");
+	assert_string_equal(
+	    text(st, about(&plan, 1)),
+	    "pack: host h1 has 2 of 8 cpus and 4 GiB of 16 GiB free, fetches 0 B");
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);
 }
@@ -124,14 +128,15 @@ static void test_spread(void **state)
 	gv_sched_plan plan;
 
 	gv_sched_plan_init(&plan);
-	job(st, (gv_sched_job){ .id = 1, .cpus = 2, .memory = 2 * GiB });
-	job(st, (gv_sched_job){ .id = 2, .cpus = 2, .memory = 2 * GiB });
+	job(st, (gv_sched_job){.id = 1, .cpus = 2, .memory = 2 * GiB});
+	job(st, (gv_sched_job){.id = 2, .cpus = 2, .memory = 2 * GiB});
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
 	/* the emptiest host, and the next job sees the first one placed */
 	assert_string_equal(placed_on(st, &plan, 1), "h2");
 	assert_string_equal(placed_on(st, &plan, 2), "h2");
-	assert_string_equal(text(st, about(&plan, 1)),
-			    "spread: host h2 has 8 of 8 cpus and 16 GiB of 16 GiB free, fetches 0 B");
+	assert_string_equal(
+	    text(st, about(&plan, 1)),
+	    "spread: host h2 has 8 of 8 cpus and 16 GiB of 16 GiB free, fetches 0 B");
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);
 }
@@ -146,11 +151,14 @@ static void test_load(void **state)
 	uint32_t b = host(st, "b", 8, 16 * GiB, NULL);
 	gv_sched_host_set_load(st, a, 6.5); /* busy with work the grid did not place */
 	gv_sched_host_set_load(st, b, 1);
-	uint32_t j = job(st, (gv_sched_job){ .id = 1, .cpus = 2, .memory = GiB });
+	uint32_t j = job(st, (gv_sched_job){.id = 1, .cpus = 2, .memory = GiB});
 	assert_int_equal(gv_sched_pick(st, j, 0, &p, &r), b);
-	gv_sched_decision d = { .act = GV_ACT_PLACE, .job = j, .job_id = 1, .host = b, .reason = r };
-	assert_string_equal(text(st, &d), "load: host b has load 1.00 on 8 cpus; "
-					  "host b has 8 of 8 cpus and 16 GiB of 16 GiB free, fetches 0 B");
+	gv_sched_decision d = {
+	    .act = GV_ACT_PLACE, .job = j, .job_id = 1, .host = b, .reason = r};
+	assert_string_equal(
+	    text(st, &d),
+	    "load: host b has load 1.00 on 8 cpus; "
+	    "host b has 8 of 8 cpus and 16 GiB of 16 GiB free, fetches 0 B");
 	/* pack does not look at the load: tie, by name */
 	p.policy = GV_SCHED_PACK;
 	assert_int_equal(gv_sched_pick(st, j, 0, &p, NULL), a);
@@ -163,13 +171,17 @@ static void test_locality(void **state)
 	gv_sched_params p = params(GV_SCHED_LOCALITY);
 	gv_sched_reason r;
 
-	uint32_t a = host(st, "a", 8, 16 * GiB, NULL); /* lacks the image (not recorded) */
+	uint32_t a =
+	    host(st, "a", 8, 16 * GiB, NULL); /* lacks the image (not recorded) */
 	uint32_t b = host(st, "b", 8, 16 * GiB, NULL);
 	uint32_t c = host(st, "c", 8, 16 * GiB, NULL);
 	assert_int_equal(gv_sched_host_set_image(st, b, "bookworm", 100 * MiB), 0);
 	assert_int_equal(gv_sched_host_set_image(st, c, "bookworm", 0), 0);
-	uint32_t j = job(st, (gv_sched_job){ .id = 1, .cpus = 2, .memory = GiB, .image = "bookworm",
-					     .image_size = 1000 * MiB });
+	uint32_t j = job(st, (gv_sched_job){.id = 1,
+					    .cpus = 2,
+					    .memory = GiB,
+					    .image = "bookworm",
+					    .image_size = 1000 * MiB});
 	assert_int_equal(gv_sched_host_missing(st, a, j), 1000 * MiB);
 	assert_int_equal(gv_sched_host_missing(st, b, j), 100 * MiB);
 	assert_int_equal(gv_sched_pick(st, j, 0, &p, &r), c);
@@ -177,7 +189,8 @@ static void test_locality(void **state)
 	/* c full: the host lacking least (at the same link rate) */
 	running(st, 50, c, 8, GiB);
 	assert_int_equal(gv_sched_pick(st, j, 0, &p, &r), b);
-	/* ... unless its link is slow: 100 MiB at 1 MB/s is slower than 1000 MiB at 100 MB/s */
+	/* ... unless its link is slow: 100 MiB at 1 MB/s is slower than 1000 MiB at 100
+	 * MB/s */
 	gv_sched_host spec = *gv_sched_host_get(st, b);
 	spec.link_rate = 1e6;
 	gv_err e;
@@ -186,10 +199,12 @@ static void test_locality(void **state)
 	spec.link_rate = 100e6;
 	assert_int_equal(gv_sched_host_update(st, a, &spec, &e), 0);
 	assert_int_equal(gv_sched_pick(st, j, 0, &p, &r), a);
-	gv_sched_decision d = { .act = GV_ACT_PLACE, .job = j, .job_id = 1, .host = a, .reason = r };
-	assert_string_equal(text(st, &d), "locality: host a starts it soonest (fetches 1000 MiB, 10 s); "
-					  "host a has 8 of 8 cpus and 16 GiB of 16 GiB free, "
-					  "fetches 1000 MiB (10 s)");
+	gv_sched_decision d = {
+	    .act = GV_ACT_PLACE, .job = j, .job_id = 1, .host = a, .reason = r};
+	assert_string_equal(
+	    text(st, &d), "locality: host a starts it soonest (fetches 1000 MiB, 10 s); "
+			  "host a has 8 of 8 cpus and 16 GiB of 16 GiB free, "
+			  "fetches 1000 MiB (10 s)");
 	/* pack ignores where the image is */
 	p.policy = GV_SCHED_PACK;
 	assert_int_equal(gv_sched_pick(st, j, 0, &p, NULL), a);
@@ -207,7 +222,7 @@ static void test_ties_by_name(void **state)
 
 	uint32_t b = host(st, "b", 4, 8 * GiB, NULL);
 	uint32_t a = host(st, "a", 4, 8 * GiB, NULL);
-	uint32_t j = job(st, (gv_sched_job){ .id = 1, .cpus = 1, .memory = GiB });
+	uint32_t j = job(st, (gv_sched_job){.id = 1, .cpus = 1, .memory = GiB});
 	for (int pol = GV_SCHED_PACK; pol <= GV_SCHED_LOCALITY; pol++) {
 		p.policy = (gv_sched_policy)pol;
 		assert_int_equal(gv_sched_pick(st, j, 0, &p, NULL), a);
@@ -226,13 +241,14 @@ static void test_requirements(void **state)
 
 	gv_sched_plan_init(&plan);
 	host(st, "a", 16, 64 * GiB, "{\"arch\": \"x86_64\", \"labels\": []}");
-	host(st, "b", 4, 8 * GiB, "{\"arch\": \"x86_64\", \"labels\": [\"gpu\", \"cell\"]}");
+	host(st, "b", 4, 8 * GiB,
+	     "{\"arch\": \"x86_64\", \"labels\": [\"gpu\", \"cell\"]}");
 	host(st, "c", 16, 64 * GiB, "{\"arch\": \"x86_64\"}");
 	assert_int_equal(gv_expr_parse("\"gpu\" in labels", &gpu, &e), 0);
 	assert_int_equal(gv_expr_parse("arch == \"arm64\"", &arm, &e), 0);
-	job(st, (gv_sched_job){ .id = 1, .cpus = 1, .memory = GiB, .requires = gpu });
-	job(st, (gv_sched_job){ .id = 2, .cpus = 1, .memory = GiB, .requires = arm });
-	job(st, (gv_sched_job){ .id = 3, .cpus = 8, .memory = GiB, .requires = gpu });
+	job(st, (gv_sched_job){.id = 1, .cpus = 1, .memory = GiB, .requires = gpu});
+	job(st, (gv_sched_job){.id = 2, .cpus = 1, .memory = GiB, .requires = arm});
+	job(st, (gv_sched_job){.id = 3, .cpus = 8, .memory = GiB, .requires = gpu});
 	assert_int_equal(gv_sched_schedule(st, 0, &p, &plan), 0);
 	/* spread would take a or c; the label leaves only b */
 	assert_string_equal(placed_on(st, &plan, 1), "b");
@@ -240,13 +256,15 @@ static void test_requirements(void **state)
 	assert_int_equal(d->act, GV_ACT_WAIT);
 	assert_int_equal(d->reason.why, GV_WHY_NEVER_EXPR);
 	assert_true(gv_sched_why_is_never(d->reason.why));
-	assert_string_equal(text(st, d), "no host can ever satisfy the requirements "
-					 "(none of the 3 hosts matches `arch == \"arm64\"`)");
+	assert_string_equal(text(st, d),
+			    "no host can ever satisfy the requirements "
+			    "(none of the 3 hosts matches `arch == \"arm64\"`)");
 	d = about(&plan, 3);
 	assert_int_equal(d->reason.why, GV_WHY_NEVER_SIZE);
-	assert_string_equal(text(st, d), "no host can ever satisfy the requirements "
-					 "(needs 8 cpus, the largest of the 1 hosts matching "
-					 "`\"gpu\" in labels` has 4 cpus)");
+	assert_string_equal(text(st, d),
+			    "no host can ever satisfy the requirements "
+			    "(needs 8 cpus, the largest of the 1 hosts matching "
+			    "`\"gpu\" in labels` has 4 cpus)");
 	/* a host with the label joins: job 3 can run there */
 	assert_int_equal(gv_sched_plan_apply(st, &plan, 0), 1);
 	host(st, "d", 8, 16 * GiB, "{\"labels\": [\"gpu\"]}");
@@ -269,52 +287,62 @@ static void test_never_and_not_now(void **state)
 	gv_sched_plan_init(&plan);
 	p.queue = GV_SCHED_QUEUE_GREEDY;
 	/* no hosts at all */
-	job(st, (gv_sched_job){ .id = 1, .cpus = 1, .memory = GiB });
+	job(st, (gv_sched_job){.id = 1, .cpus = 1, .memory = GiB});
 	assert_int_equal(gv_sched_schedule(st, 0, &p, &plan), 0);
-	assert_string_equal(text(st, about(&plan, 1)),
-			    "no host can ever satisfy the requirements (the grid has no hosts)");
+	assert_string_equal(
+	    text(st, about(&plan, 1)),
+	    "no host can ever satisfy the requirements (the grid has no hosts)");
 
 	uint32_t a = host(st, "a", 8, 32 * GiB, NULL);
 	uint32_t b = host(st, "b", 32, 8 * GiB, NULL);
-	job(st, (gv_sched_job){ .id = 2, .cpus = 4, .memory = 64 * GiB }); /* never: memory */
-	job(st, (gv_sched_job){ .id = 3, .cpus = 64, .memory = GiB });	   /* never: cpus */
-	job(st, (gv_sched_job){ .id = 4, .cpus = 16, .memory = 16 * GiB }); /* never: not both */
+	job(st,
+	    (gv_sched_job){.id = 2, .cpus = 4, .memory = 64 * GiB}); /* never: memory */
+	job(st, (gv_sched_job){.id = 3, .cpus = 64, .memory = GiB}); /* never: cpus */
+	job(st, (gv_sched_job){
+		    .id = 4, .cpus = 16, .memory = 16 * GiB}); /* never: not both */
 	running(st, 100, a, 8, GiB);
 	running(st, 101, b, 30, GiB);
-	job(st, (gv_sched_job){ .id = 5, .cpus = 4, .memory = 4 * GiB }); /* not now: busy */
+	job(st,
+	    (gv_sched_job){.id = 5, .cpus = 4, .memory = 4 * GiB}); /* not now: busy */
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_schedule(st, 1, &p, &plan), 0);
 	assert_int_equal(plan.n_acts, 1);
 	assert_string_equal(placed_on(st, &plan, 1), "b");
-	assert_string_equal(text(st, about(&plan, 2)), "no host can ever satisfy the requirements "
-						       "(needs 64 GiB memory, the largest host has 32 GiB)");
-	assert_string_equal(text(st, about(&plan, 3)), "no host can ever satisfy the requirements "
-						       "(needs 64 cpus, the largest host has 32 cpus)");
-	assert_string_equal(text(st, about(&plan, 4)),
-			    "no host can ever satisfy the requirements (needs 16 cpus and 16 GiB memory "
-			    "on one host; no host has all of them)");
+	assert_string_equal(text(st, about(&plan, 2)),
+			    "no host can ever satisfy the requirements "
+			    "(needs 64 GiB memory, the largest host has 32 GiB)");
+	assert_string_equal(text(st, about(&plan, 3)),
+			    "no host can ever satisfy the requirements "
+			    "(needs 64 cpus, the largest host has 32 cpus)");
+	assert_string_equal(
+	    text(st, about(&plan, 4)),
+	    "no host can ever satisfy the requirements (needs 16 cpus and 16 GiB memory "
+	    "on one host; no host has all of them)");
 	d = about(&plan, 5);
 	assert_int_equal(d->reason.why, GV_WHY_WAIT_RESOURCES);
 	assert_false(gv_sched_why_is_never(d->reason.why));
-	assert_string_equal(text(st, d), "waiting for resources: needs 4 cpus and 4 GiB memory; "
-					 "none of the 2 hosts that could run it has that free now");
+	assert_string_equal(text(st, d),
+			    "waiting for resources: needs 4 cpus and 4 GiB memory; "
+			    "none of the 2 hosts that could run it has that free now");
 
 	/* a has room for the cpus but not the memory, b the other way round */
 	gv_sched_job_remove(st, gv_sched_job_find(st, 100));
 	running(st, 102, a, 2, 30 * GiB);
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_schedule(st, 2, &p, &plan), 0);
-	assert_string_equal(text(st, about(&plan, 5)),
-			    "waiting for resources: needs 4 cpus and 4 GiB memory; none of the 2 hosts "
-			    "that could run it has that free now (1 short of cpus, 1 short of memory)");
+	assert_string_equal(
+	    text(st, about(&plan, 5)),
+	    "waiting for resources: needs 4 cpus and 4 GiB memory; none of the 2 hosts "
+	    "that could run it has that free now (1 short of cpus, 1 short of memory)");
 
 	/* not now either: every host that could run it is draining or down */
 	gv_sched_host_set_state(st, a, GV_HOST_DRAINING);
 	gv_sched_host_set_state(st, b, GV_HOST_DOWN);
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_schedule(st, 3, &p, &plan), 0);
-	assert_string_equal(text(st, about(&plan, 5)),
-			    "waiting: the 2 hosts that could run it are draining or down");
+	assert_string_equal(
+	    text(st, about(&plan, 5)),
+	    "waiting: the 2 hosts that could run it are draining or down");
 	/* and never stays never */
 	assert_int_equal(about(&plan, 2)->reason.why, GV_WHY_NEVER_SIZE);
 	gv_sched_plan_free(&plan);
@@ -334,14 +362,17 @@ static void test_rank(void **state)
 	uint32_t c = host(st, "c", 8, 16 * GiB, "{\"accel\": \"kvm\"}");
 	running(st, 100, c, 1, GiB);
 	assert_int_equal(gv_expr_parse("accel == \"kvm\"", &kvm, &e), 0);
-	uint32_t j = job(st, (gv_sched_job){ .id = 1, .cpus = 2, .memory = GiB, .rank = kvm });
+	uint32_t j =
+	    job(st, (gv_sched_job){.id = 1, .cpus = 2, .memory = GiB, .rank = kvm});
 	/* pack: c is fuller; the rank only breaks the tie between a and b */
 	assert_int_equal(gv_sched_pick(st, j, 0, &p, NULL), c);
 	gv_sched_job_remove(st, gv_sched_job_find(st, 100));
 	assert_int_equal(gv_sched_pick(st, j, 0, &p, &r), b);
-	gv_sched_decision d = { .act = GV_ACT_PLACE, .job = j, .job_id = 1, .host = b, .reason = r };
-	assert_string_equal(text(st, &d), "pack: host b has 8 of 8 cpus and 16 GiB of 16 GiB free, "
-					  "fetches 0 B, rank 1");
+	gv_sched_decision d = {
+	    .act = GV_ACT_PLACE, .job = j, .job_id = 1, .host = b, .reason = r};
+	assert_string_equal(text(st, &d),
+			    "pack: host b has 8 of 8 cpus and 16 GiB of 16 GiB free, "
+			    "fetches 0 B, rank 1");
 	/* weighted, it beats pack's preference for the fuller host */
 	running(st, 101, a, 4, GiB);
 	assert_int_equal(gv_sched_pick(st, j, 0, &p, NULL), a);
@@ -361,17 +392,23 @@ static void test_aging(void **state)
 	p.aging_per_hour = 1;
 	host(st, "a", 4, 8 * GiB, NULL);
 	/* an old job of priority 0 against a new one of priority 10; one fits */
-	job(st, (gv_sched_job){ .id = 1, .priority = 0, .submit = 0, .cpus = 4, .memory = GiB });
-	uint32_t young = job(st, (gv_sched_job){ .id = 2, .priority = 10, .submit = 5 * 3600.0,
-						 .cpus = 4, .memory = GiB });
+	job(st, (gv_sched_job){
+		    .id = 1, .priority = 0, .submit = 0, .cpus = 4, .memory = GiB});
+	uint32_t young = job(
+	    st,
+	    (gv_sched_job){
+		.id = 2, .priority = 10, .submit = 5 * 3600.0, .cpus = 4, .memory = GiB});
 	assert_true(gv_sched_priority(gv_sched_job_get(st, 0), 5 * 3600.0, &p) == 5.0);
 	assert_int_equal(gv_sched_schedule(st, 5 * 3600.0, &p, &plan), 0);
 	assert_string_equal(placed_on(st, &plan, 2), "a");
 	assert_string_equal(placed_on(st, &plan, 1), "-");
 	/* a young job of priority 10 arriving after 11 hours no longer passes it */
 	gv_sched_job_remove(st, young);
-	job(st, (gv_sched_job){ .id = 3, .priority = 10, .submit = 11 * 3600.0, .cpus = 4,
-				.memory = GiB });
+	job(st, (gv_sched_job){.id = 3,
+			       .priority = 10,
+			       .submit = 11 * 3600.0,
+			       .cpus = 4,
+			       .memory = GiB});
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_schedule(st, 11 * 3600.0, &p, &plan), 0);
 	assert_string_equal(placed_on(st, &plan, 1), "a");
@@ -382,8 +419,16 @@ static void test_aging(void **state)
 	assert_int_equal(gv_sched_schedule(st, 11 * 3600.0, &p, &plan), 0);
 	assert_string_equal(placed_on(st, &plan, 3), "a");
 	/* equal priority: the earlier submission, then the lower id */
-	job(st, (gv_sched_job){ .id = 5, .priority = 10, .submit = 11 * 3600.0, .cpus = 4, .memory = GiB });
-	job(st, (gv_sched_job){ .id = 4, .priority = 10, .submit = 11 * 3600.0, .cpus = 4, .memory = GiB });
+	job(st, (gv_sched_job){.id = 5,
+			       .priority = 10,
+			       .submit = 11 * 3600.0,
+			       .cpus = 4,
+			       .memory = GiB});
+	job(st, (gv_sched_job){.id = 4,
+			       .priority = 10,
+			       .submit = 11 * 3600.0,
+			       .cpus = 4,
+			       .memory = GiB});
 	gv_sched_job_remove(st, gv_sched_job_find(st, 3));
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_schedule(st, 11 * 3600.0, &p, &plan), 0);
@@ -401,8 +446,8 @@ static void test_apply(void **state)
 	char buf[256];
 
 	gv_sched_plan_init(&plan);
-	uint32_t j1 = job(st, (gv_sched_job){ .id = 1, .cpus = 2, .memory = 2 * GiB });
-	uint32_t j2 = job(st, (gv_sched_job){ .id = 2, .cpus = 2, .memory = 2 * GiB });
+	uint32_t j1 = job(st, (gv_sched_job){.id = 1, .cpus = 2, .memory = 2 * GiB});
+	uint32_t j2 = job(st, (gv_sched_job){.id = 2, .cpus = 2, .memory = 2 * GiB});
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
 	assert_int_equal(plan.n_acts, 2);
 	/* the plan changed nothing */
@@ -413,12 +458,14 @@ static void test_apply(void **state)
 	assert_int_equal(gv_sched_apply(st, &plan.acts[1], 10, &r), -ESTALE);
 	gv_sched_decision d = plan.acts[1];
 	d.reason = r;
-	assert_string_equal(gv_sched_reason_text(st, &d, buf, sizeof buf), "the job's state changed");
+	assert_string_equal(gv_sched_reason_text(st, &d, buf, sizeof buf),
+			    "the job's state changed");
 	gv_sched_host_set_state(st, 2, GV_HOST_DOWN);
 	gv_sched_job_unbind(st, j2);
 	assert_int_equal(gv_sched_check(st, &plan.acts[1], &r), -ESTALE);
 	d.reason = r;
-	assert_string_equal(gv_sched_reason_text(st, &d, buf, sizeof buf), "host h3 is no longer up");
+	assert_string_equal(gv_sched_reason_text(st, &d, buf, sizeof buf),
+			    "host h3 is no longer up");
 	/* the first still holds: applying reserves its resources */
 	assert_int_equal(gv_sched_apply(st, &plan.acts[0], 10, &r), 0);
 	const gv_sched_job *jb = gv_sched_job_get(st, j1);
@@ -430,8 +477,11 @@ static void test_apply(void **state)
 	/* twice: stale */
 	assert_int_equal(gv_sched_apply(st, &plan.acts[0], 10, &r), -ESTALE);
 	/* a placement whose room was taken meanwhile */
-	gv_sched_decision late = { .act = GV_ACT_PLACE, .job = j2, .job_id = 2, .host = 0,
-				   .from = GV_SCHED_NONE };
+	gv_sched_decision late = {.act = GV_ACT_PLACE,
+				  .job = j2,
+				  .job_id = 2,
+				  .host = 0,
+				  .from = GV_SCHED_NONE};
 	assert_int_equal(gv_sched_check(st, &late, &r), -ESTALE);
 	late.reason = r;
 	assert_string_equal(gv_sched_reason_text(st, &late, buf, sizeof buf),
@@ -454,7 +504,7 @@ static void test_apply(void **state)
 static void test_model(void **state)
 {
 	gv_sched_state *st = gv_sched_state_new();
-	gv_sched_host h = { .name = "a", .cpus = 4, .memory = GiB };
+	gv_sched_host h = {.name = "a", .cpus = 4, .memory = GiB};
 	gv_sched_params p;
 	uint32_t idx;
 	gv_err e;
@@ -467,7 +517,7 @@ static void test_model(void **state)
 	assert_int_equal(gv_sched_host_find(st, "a"), 0);
 	assert_int_equal(gv_sched_host_find(st, "zz"), GV_SCHED_NONE);
 	assert_true(gv_sched_host_get(st, 0)->speed == 1.0);
-	gv_sched_job spec = { .id = 7, .cpus = 1 };
+	gv_sched_job spec = {.id = 7, .cpus = 1};
 	assert_int_equal(gv_sched_job_add(st, &spec, &idx, &e), 0);
 	assert_int_equal(gv_sched_job_add(st, &spec, &idx, &e), -EEXIST);
 	spec.id = 8;
@@ -494,7 +544,8 @@ static void test_model(void **state)
 	assert_int_equal(gv_sched_policy_parse("locality", &pol, &e), 0);
 	assert_int_equal(pol, GV_SCHED_LOCALITY);
 	assert_int_equal(gv_sched_policy_parse("fastest", &pol, &e), -EINVAL);
-	assert_string_equal(e.msg, "unknown policy 'fastest' (one of: pack, spread, load, locality)");
+	assert_string_equal(
+	    e.msg, "unknown policy 'fastest' (one of: pack, spread, load, locality)");
 	assert_int_equal(gv_sched_queue_parse("easy", &q, &e), 0);
 	assert_int_equal(q, GV_SCHED_QUEUE_BACKFILL);
 	assert_int_equal(gv_sched_queue_parse("fcfs", &q, &e), 0);
@@ -519,8 +570,11 @@ static void test_bookkeeping(void **state)
 		host(st, name, 4 + i % 5, (8 + i % 7) * GiB, NULL);
 	}
 	for (int i = 0; i < 400; i++)
-		job(st, (gv_sched_job){ .id = (uint64_t)i + 1, .priority = i % 3, .submit = i,
-					.cpus = 1 + i % 4, .memory = (1 + i % 5) * GiB });
+		job(st, (gv_sched_job){.id = (uint64_t)i + 1,
+				       .priority = i % 3,
+				       .submit = i,
+				       .cpus = 1 + i % 4,
+				       .memory = (1 + i % 5) * GiB});
 	for (int cycle = 0; cycle < 3; cycle++) {
 		p.policy = (gv_sched_policy)cycle;
 		size_t queued = 0;
@@ -541,7 +595,7 @@ static void test_bookkeeping(void **state)
 				gv_sched_job_remove(st, j);
 		}
 	}
-	uint32_t cpus[50] = { 0 };
+	uint32_t cpus[50] = {0};
 	for (uint32_t j = 0; j < gv_sched_job_limit(st); j++) {
 		const gv_sched_job *jb = gv_sched_job_get(st, j);
 		if (jb && jb->state == GV_JOB_RUNNING)
@@ -559,18 +613,18 @@ static void test_bookkeeping(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pack),
-		cmocka_unit_test(test_spread),
-		cmocka_unit_test(test_load),
-		cmocka_unit_test(test_locality),
-		cmocka_unit_test(test_ties_by_name),
-		cmocka_unit_test(test_requirements),
-		cmocka_unit_test(test_never_and_not_now),
-		cmocka_unit_test(test_rank),
-		cmocka_unit_test(test_aging),
-		cmocka_unit_test(test_apply),
-		cmocka_unit_test(test_model),
-		cmocka_unit_test(test_bookkeeping),
+	    cmocka_unit_test(test_pack),
+	    cmocka_unit_test(test_spread),
+	    cmocka_unit_test(test_load),
+	    cmocka_unit_test(test_locality),
+	    cmocka_unit_test(test_ties_by_name),
+	    cmocka_unit_test(test_requirements),
+	    cmocka_unit_test(test_never_and_not_now),
+	    cmocka_unit_test(test_rank),
+	    cmocka_unit_test(test_aging),
+	    cmocka_unit_test(test_apply),
+	    cmocka_unit_test(test_model),
+	    cmocka_unit_test(test_bookkeeping),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

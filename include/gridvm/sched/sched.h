@@ -60,10 +60,10 @@ typedef struct gv_sched_host {
 	uint32_t cpus;		   /* in: vcpus it offers to the grid */
 	uint64_t memory;	   /* in: bytes it offers */
 	uint64_t disk;		   /* in: bytes of disk it offers */
-	double load;		   /* in: measured CPU demand in cpus (1-min load average) */
-	double speed;		   /* in: CPU speed relative to the reference (0: 1.0) */
-	double link_rate;	   /* in: measured bytes/s to it (0: params' default) */
-	const json_t *attrs;	   /* in: attributes for expressions; the state takes a reference */
+	double load;	     /* in: measured CPU demand in cpus (1-min load average) */
+	double speed;	     /* in: CPU speed relative to the reference (0: 1.0) */
+	double link_rate;    /* in: measured bytes/s to it (0: params' default) */
+	const json_t *attrs; /* in: for expressions; the state takes a reference */
 	/* kept by the state */
 	uint32_t cpus_free; /* what the bound jobs leave */
 	uint64_t memory_free, disk_free;
@@ -79,16 +79,16 @@ typedef enum gv_sched_job_state {
  * read. The expressions are borrowed: they must outlive the job in the
  * state (the state compares them by address to share evaluations). */
 typedef struct gv_sched_job {
-	uint64_t id;		 /* in: unique */
-	uint32_t user;		 /* in: the submitter (not used by the policies yet) */
-	int32_t priority;	 /* in: higher first; aging adds to it (params) */
-	double submit;		 /* in: submit time, s */
-	uint32_t cpus;		 /* in: vcpus */
-	uint64_t memory;	 /* in: bytes */
-	uint64_t disk;		 /* in: bytes of host disk it reserves (0: none checked) */
-	double walltime;	 /* in: run time estimate, s (0: params' default) */
-	const char *image;	 /* in: image name (NULL: none to stage); copied */
-	uint64_t image_size;	 /* in: bytes a host without any of it fetches */
+	uint64_t id;	     /* in: unique */
+	uint32_t user;	     /* in: the submitter (not used by the policies yet) */
+	int32_t priority;    /* in: higher first; aging adds to it (params) */
+	double submit;	     /* in: submit time, s */
+	uint32_t cpus;	     /* in: vcpus */
+	uint64_t memory;     /* in: bytes */
+	uint64_t disk;	     /* in: bytes of host disk it reserves (0: none checked) */
+	double walltime;     /* in: run time estimate, s (0: params' default) */
+	const char *image;   /* in: image name (NULL: none to stage); copied */
+	uint64_t image_size; /* in: bytes a host without any of it fetches */
 	const gv_expr *requires; /* in: requirements (NULL: any host) */
 	const gv_expr *rank;	 /* in: preference (NULL: none) */
 	double dirty_rate;	 /* in: bytes/s of memory it writes (live migration) */
@@ -108,20 +108,20 @@ void gv_sched_state_free(gv_sched_state *st);
 
 /* Add a host from @spec. @return 0 with *@idx set, -EEXIST (name taken),
  * -EINVAL (bad spec) or -ENOMEM; @e says why. */
-int gv_sched_host_add(gv_sched_state *st, const gv_sched_host *spec, uint32_t *idx, gv_err *e)
-	GV_SCHED_WUR;
+int gv_sched_host_add(gv_sched_state *st, const gv_sched_host *spec, uint32_t *idx,
+		      gv_err *e) GV_SCHED_WUR;
 /* A host's new report: every "in" field but the name. Capacity below what
  * its jobs hold leaves nothing free (it is not an error). @return 0 or
  * -EINVAL. */
-int gv_sched_host_update(gv_sched_state *st, uint32_t h, const gv_sched_host *spec, gv_err *e)
-	GV_SCHED_WUR;
+int gv_sched_host_update(gv_sched_state *st, uint32_t h, const gv_sched_host *spec,
+			 gv_err *e) GV_SCHED_WUR;
 void gv_sched_host_set_state(gv_sched_state *st, uint32_t h, gv_sched_host_state s);
 void gv_sched_host_set_load(gv_sched_state *st, uint32_t h, double load);
 /* How many bytes of @image @h lacks (0: it holds it whole). An image not
  * recorded for a host is lacking whole (the job's image_size).
  * @return 0 or -ENOMEM. */
-int gv_sched_host_set_image(gv_sched_state *st, uint32_t h, const char *image, uint64_t missing)
-	GV_SCHED_WUR;
+int gv_sched_host_set_image(gv_sched_state *st, uint32_t h, const char *image,
+			    uint64_t missing) GV_SCHED_WUR;
 /* Forget every image recorded for @h (before recording a new report's). */
 void gv_sched_host_clear_images(gv_sched_state *st, uint32_t h);
 /* Bytes of @j's image that @h would fetch. */
@@ -134,12 +134,13 @@ const gv_sched_host *gv_sched_host_get(const gv_sched_state *st, uint32_t h);
 
 /* Add a queued job from @spec. @return 0 with *@idx set, -EEXIST (id
  * taken), -EINVAL or -ENOMEM. */
-int gv_sched_job_add(gv_sched_state *st, const gv_sched_job *spec, uint32_t *idx, gv_err *e)
-	GV_SCHED_WUR;
+int gv_sched_job_add(gv_sched_state *st, const gv_sched_job *spec, uint32_t *idx,
+		     gv_err *e) GV_SCHED_WUR;
 /* Bind @j to @h from @start: it is RUNNING there and holds its resources
  * (a job already bound elsewhere is first released). No check: the
  * controller restores what its store says. @return 0, -EINVAL or -ENOMEM. */
-int gv_sched_job_bind(gv_sched_state *st, uint32_t j, uint32_t h, double start) GV_SCHED_WUR;
+int gv_sched_job_bind(gv_sched_state *st, uint32_t j, uint32_t h,
+		      double start) GV_SCHED_WUR;
 /* Release @j's host; it is QUEUED again (e.g. its host failed). */
 void gv_sched_job_unbind(gv_sched_state *st, uint32_t j);
 /* Record that @j was moved at @when (gv_sched_apply does it for moves). */
@@ -190,9 +191,10 @@ typedef enum gv_sched_heuristic {
 /* The migration cost model (docs/scheduling.md); the controller calibrates
  * it from measured migrations with gv_sched_cost_calibrate(). */
 typedef struct gv_sched_cost {
-	double setup_s;	       /* fixed: connect, start QEMU on the destination */
-	double rate_factor;    /* share of the link rate a migration achieves */
-	double mem_ratio;      /* bytes sent per byte of guest memory (zero pages, compression) */
+	double setup_s;	    /* fixed: connect, start QEMU on the destination */
+	double rate_factor; /* share of the link rate a migration achieves */
+	double
+	    mem_ratio; /* bytes sent per byte of guest memory (zero pages, compression) */
 	double switchover_s;   /* fixed part of the downtime */
 	double max_downtime_s; /* pre-copy stops when the rest goes in this */
 	unsigned max_rounds;   /* pre-copy rounds before the switchover is forced */
@@ -203,12 +205,13 @@ typedef struct gv_sched_params {
 	gv_sched_policy policy;
 	gv_sched_mode mode;
 	gv_sched_queue queue;
-	unsigned reservations;	  /* backfill: jobs that get a reservation (1 = EASY) */
+	unsigned reservations; /* backfill: jobs that get a reservation (1 = EASY) */
 	gv_sched_heuristic heuristic;
-	unsigned batch_max;	  /* batch: jobs planned together (the head of the queue) */
-	unsigned queue_depth;	  /* jobs looked at per cycle (0: all); others keep their reason */
-	double rank_weight;	  /* 0: rank breaks ties only; > 0: score + weight * rank */
-	double aging_per_hour;	  /* priority points a job gains per hour of waiting */
+	unsigned batch_max; /* batch: jobs planned together (the head of the queue) */
+	unsigned
+	    queue_depth; /* jobs looked at per cycle (0: all); others keep their reason */
+	double rank_weight;    /* 0: rank breaks ties only; > 0: score + weight * rank */
+	double aging_per_hour; /* priority points a job gains per hour of waiting */
 	double default_walltime;  /* s, for jobs without an estimate */
 	double overrun_grace;	  /* s a job past its estimate is still expected to run */
 	double default_link_rate; /* bytes/s, for hosts without a measured rate */
@@ -235,7 +238,8 @@ const char *gv_sched_heuristic_name(gv_sched_heuristic h);
 int gv_sched_policy_parse(const char *s, gv_sched_policy *out, gv_err *e) GV_SCHED_WUR;
 int gv_sched_mode_parse(const char *s, gv_sched_mode *out, gv_err *e) GV_SCHED_WUR;
 int gv_sched_queue_parse(const char *s, gv_sched_queue *out, gv_err *e) GV_SCHED_WUR;
-int gv_sched_heuristic_parse(const char *s, gv_sched_heuristic *out, gv_err *e) GV_SCHED_WUR;
+int gv_sched_heuristic_parse(const char *s, gv_sched_heuristic *out,
+			     gv_err *e) GV_SCHED_WUR;
 
 /* ---- decisions and reasons ---- */
 
@@ -301,12 +305,12 @@ typedef enum gv_sched_resource {
  *     fits, 5 no longer matches; host */
 typedef struct gv_sched_reason {
 	gv_sched_why why;
-	uint8_t policy;	   /* gv_sched_policy or gv_sched_heuristic, per code */
-	uint8_t resource;  /* gv_sched_resource (NEVER_SIZE) */
-	uint32_t host;	   /* the host the message names, or GV_SCHED_NONE */
-	uint64_t other;	   /* the job id it names (a reservation, a blocker) */
-	uint32_t n[2];	   /* counts of hosts */
-	double v[8];	   /* numbers: free resources, seconds, bytes, ... */
+	uint8_t policy;	  /* gv_sched_policy or gv_sched_heuristic, per code */
+	uint8_t resource; /* gv_sched_resource (NEVER_SIZE) */
+	uint32_t host;	  /* the host the message names, or GV_SCHED_NONE */
+	uint64_t other;	  /* the job id it names (a reservation, a blocker) */
+	uint32_t n[2];	  /* counts of hosts */
+	double v[8];	  /* numbers: free resources, seconds, bytes, ... */
 } gv_sched_reason;
 
 typedef enum gv_sched_act {
@@ -318,11 +322,12 @@ typedef enum gv_sched_act {
 
 typedef struct gv_sched_decision {
 	gv_sched_act act;
-	uint32_t job;	 /* index in the state */
+	uint32_t job; /* index in the state */
 	uint64_t job_id;
-	uint32_t host;	 /* PLACE/MOVE: destination; WAIT: reserved or planned host */
-	uint32_t from;	 /* MOVE, STAY: where it runs */
-	double start;	 /* PLACE/MOVE: now; WAIT: estimated start (reserved, planned) or 0 */
+	uint32_t host; /* PLACE/MOVE: destination; WAIT: reserved or planned host */
+	uint32_t from; /* MOVE, STAY: where it runs */
+	double
+	    start; /* PLACE/MOVE: now; WAIT: estimated start (reserved, planned) or 0 */
 	gv_sched_reason reason;
 } gv_sched_decision;
 
@@ -364,8 +369,8 @@ int gv_sched_schedule(gv_sched_state *st, double now, const gv_sched_params *p,
 /* The host @p->policy picks for queued job @j now, ignoring the queue
  * (one online decision). @return the host or GV_SCHED_NONE; *@why (if not
  * NULL) gets the reason either way. */
-uint32_t gv_sched_pick(gv_sched_state *st, uint32_t j, double now, const gv_sched_params *p,
-		       gv_sched_reason *why);
+uint32_t gv_sched_pick(gv_sched_state *st, uint32_t j, double now,
+		       const gv_sched_params *p, gv_sched_reason *why);
 
 /* Consider moving every running job at @now. Appends MOVE acts (those off
  * draining hosts first) and a STAY for every other running job.
@@ -376,7 +381,8 @@ int gv_sched_replan(gv_sched_state *st, double now, const gv_sched_params *p,
 /* Does @d still hold for the state as it is now (the job is still queued,
  * or still on `from`; the host is up, the job fits and matches)? @return 0,
  * or -ESTALE with *@why (if not NULL) saying what changed. */
-int gv_sched_check(const gv_sched_state *st, const gv_sched_decision *d, gv_sched_reason *why);
+int gv_sched_check(const gv_sched_state *st, const gv_sched_decision *d,
+		   gv_sched_reason *why);
 /* Check @d and apply it at @now: PLACE binds the job, MOVE rebinds it and
  * records the move. WAIT and STAY change nothing. @return 0, -ESTALE
  * (nothing changed; *@why says why), or -ENOMEM. */
