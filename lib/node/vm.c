@@ -524,3 +524,20 @@ json_t *gv_vm_list(gv_host *h)
 	gv_strv_free(names);
 	return a;
 }
+
+json_t *gv_vm_records(gv_host *h)
+{
+	json_t *a = json_array();
+	char **names = NULL;
+
+	if (gv_store_vm_names(h->store, &names) < 0)
+		return a;
+	for (char **n = names; *n; n++) {
+		gv_vmrec *r = NULL;
+		if (gv_store_vm_get(h->store, *n, &r) == 0)
+			json_array_append_new(a, gv_vmrec_to_json(r));
+		gv_vmrec_free(r);
+	}
+	gv_strv_free(names);
+	return a;
+}

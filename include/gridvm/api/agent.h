@@ -33,6 +33,7 @@
 #ifndef GRIDVM_AGENT_H
 #define GRIDVM_AGENT_H
 
+#include <gridvm/api/metrics.h>
 #include <gridvm/node/host.h>
 
 typedef struct gv_agent gv_agent;
@@ -42,5 +43,9 @@ typedef struct gv_agent gv_agent;
 int gv_agent_start(gv_host *h, const char *sock_path, gv_agent **out,
 		   gv_err *e) GV_WUR;
 void gv_agent_stop(gv_agent *a);
+
+/* The agent's metrics (a gv_metrics_fn with the gv_host as @host): its
+ * VMs, the host, its images, checkpoints and migrations (docs/grid.md). */
+void gv_agent_metrics(void *host, gv_metrics_buf *b);
 
 #endif

@@ -55,6 +55,10 @@ int gv_vm_delete(gv_host *h, const char *name, bool force, gv_err *e) GV_WUR;
 int gv_vm_show(gv_host *h, const char *name, json_t **out, gv_err *e) GV_WUR;
 /* All VMs as a JSON array. */
 json_t *gv_vm_list(gv_host *h);
+/* All VMs' records as last stored, without taking their locks or asking
+ * QEMU (the agent refreshes them every second): a quick look that a long
+ * migration or checkpoint does not hold up, e.g. for the metrics. */
+json_t *gv_vm_records(gv_host *h);
 
 /* Read the job channel (@which = "job") or console log (@which =
  * "console") from @offset, waiting up to @wait_ms for new bytes while the
