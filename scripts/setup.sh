@@ -17,7 +17,7 @@ PKGS=(build-essential meson ninja-build pkg-config
       libjansson-dev libsqlite3-dev libssl-dev libcmocka-dev libmicrohttpd-dev
       libcurl4-openssl-dev libzstd-dev liblz4-dev zlib1g-dev libnbd-dev
       qemu-system-x86 qemu-utils busybox-static debootstrap e2fsprogs cpio kmod
-      iproute2 procps python3 grub-pc-bin grub-common xorriso mtools
+      iproute2 procps python3 grub-pc-bin grub-common xorriso mtools prometheus
       clang libclang-rt-14-dev)
 
 if [ "$(id -u)" != 0 ]; then
