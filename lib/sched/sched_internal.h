@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sched_internal.h - the scheduling library's state, shared by its files:
- * sched.c (the model: hosts, jobs, images, expression caches, the queue),
- * plan.c (plans, check and apply, parameters),
+ * sched.c (the model: hosts, jobs, images, expression caches), queue.c (the
+ * priority queue), plan.c (plans, check and apply, parameters),
  * reason.c (reason text), policy.c (filters, scores, one pick), backfill.c
  * (time profiles of hosts, reservations, the online cycle), batch.c (the
  * batch heuristics), replan.c (moves and the cost model).
@@ -159,10 +159,17 @@ int sched_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem);
 const json_t *sched_attrs(const gv_sched_state *st, uint32_t h);
 bool sched_match(gv_sched_state *st, uint32_t xc, uint32_t h);
 double sched_rank(gv_sched_state *st, uint32_t xc, uint32_t h);
-/* The queued jobs in priority order (at most @limit, 0: all); *@n their count. */
+
+/* plan.c */
+int plan_push(gv_sched_plan *plan, bool act, const gv_sched_decision *d);
+
+/* queue.c */
+double sched_qkey(const gv_sched_job *job, double aging);
+/* Give queued job @j an entry (if it has none). @return 0 or -ENOMEM. */
+int sched_queue_push(gv_sched_state *st, uint32_t j);
+/* The queued jobs in priority order; *@n their count. NULL on -ENOMEM. */
 const uint32_t *sched_queue_order(gv_sched_state *st, const gv_sched_params *p,
 				  uint32_t *n);
-int plan_push(gv_sched_plan *plan, bool act, const gv_sched_decision *d);
 
 /* policy.c */
 /* Start a cycle at @now: the scratch mirrors the state. @return -ENOMEM or 0. */
