@@ -68,12 +68,14 @@ const uint32_t *sched_queue_order(gv_sched_state *st, const gv_sched_params *p,
 			    !st->jobs[j].queued_in && sched_queue_push(st, j) < 0)
 				return NULL;
 	}
-	if (sched_grow((void **)&st->q, &st->cap_q, st->n_q + st->n_pend, sizeof *st->q) <
+	/* (one more than needed: an empty queue is an empty array, not NULL,
+	 * which the callers take for out-of-memory) */
+	if (sched_grow((void **)&st->q, &st->cap_q, st->n_q + st->n_pend + 1, sizeof *st->q) <
 		0 ||
-	    sched_grow((void **)&st->q2, &st->cap_q2, st->n_q + st->n_pend,
+	    sched_grow((void **)&st->q2, &st->cap_q2, st->n_q + st->n_pend + 1,
 		       sizeof *st->q2) < 0)
 		return NULL;
-	if (sched_grow((void **)&st->order, &st->cap_order, st->n_q + st->n_pend,
+	if (sched_grow((void **)&st->order, &st->cap_order, st->n_q + st->n_pend + 1,
 		       sizeof *st->order) < 0)
 		return NULL;
 	for (uint32_t i = 0; i < st->n_pend; i++)
