@@ -26,7 +26,7 @@ declare -A MAY=(
 	[xfer]="base blocks xfer"
 	[node]="base vmm blocks xfer node"
 	[api]="base vmm blocks xfer node api"
-	[grid]="base sched vmm api grid"
+	[grid]="base sched vmm blocks xfer api grid"
 )
 # node modules, bottom-up: the rank of a file and of an internal header
 node_rank() {

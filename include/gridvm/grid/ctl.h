@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctl.h - the grid controller (gridvmctld): takes jobs from users, decides
+ * where and when they run (the pure scheduling library, sched.h), binds
+ * them to hosts, follows them, collects their outputs, moves them when the
+ * plan changes. It owns the grid's state in a store (kv.h); restarting it
+ * loses nothing. It talks to hosts only through their API: agents report
+ * to it and receive their bindings in the reply (gridagent.h), and it asks
+ * an agent for a job's log or output over the same authenticated channel.
+ * docs/grid.md describes the protocol and the records.
+ */
+#ifndef GRIDVM_GRID_CTL_H
+#define GRIDVM_GRID_CTL_H
+
+#include <gridvm/base/err.h>
+#include <gridvm/sched/sched.h>
+#include <jansson.h>
+
+typedef struct gv_ctl gv_ctl;
+
+typedef struct gv_ctl_opts {
+	const char *listen;	/* ADDR:PORT for agents and users (grid key) */
+	const char *store;	/* "sqlite:PATH"; NULL: sqlite:DATADIR/controller.db */
+	const char *datadir;	/* job inputs, outputs and logs */
+	const char *grid_key;	/* the grid's key file */
+	gv_sched_params params; /* policy, mode, ... (gv_sched_params_default) */
+	unsigned batch_wait_s;	/* batch mode: plan when batch_max jobs wait or
+				 * the oldest waited this long */
+	unsigned report_s;	/* agents report every this many seconds (2) */
+	unsigned replan_s;	/* re-plan running jobs this often (10) */
+	const char *metrics;	/* ADDR:PORT to serve Prometheus metrics on (NULL: none) */
+} gv_ctl_opts;
+
+void gv_ctl_opts_default(gv_ctl_opts *o);
+
+/* Open the store, load the grid's state, listen and start deciding.
+ * @return 0, or a negative errno with @e saying why. */
+int gv_ctl_start(const gv_ctl_opts *o, gv_ctl **out, gv_err *e)
+	__attribute__((warn_unused_result));
+/* Stop deciding and serving; the state stays in the store. */
+void gv_ctl_stop(gv_ctl *c);
+/* The address it listens on (with the port chosen). */
+const char *gv_ctl_addr(const gv_ctl *c);
+
+#endif

@@ -1,0 +1,531 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctl_api.c - the controller's requests (docs/grid.md): from users
+ * (submit, jobs, job-*, hosts, host-*) and agents (host-report), one
+ * table; and the files it serves with the transfer (a job's input, its
+ * output).
+ */
+#include "ctl_internal.h"
+
+#include <gridvm/base/b64.h>
+#include <gridvm/base/util.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define UPLOAD_MAX (4ull << 30) /* bytes of input per job */
+#define LOG_CHUNK (1u << 20)	/* bytes of log per request */
+
+static json_t *ok(void)
+{
+	return json_pack("{s:b}", "ok", 1);
+}
+
+static json_t *refuse(int code, const char *msg)
+{
+	return gv_err_json(code, msg);
+}
+
+static bool token_ok(const char *t)
+{
+	if (!t || strlen(t) != 32)
+		return false;
+	for (; *t; t++)
+		if (!((*t >= '0' && *t <= '9') || (*t >= 'a' && *t <= 'f')))
+			return false;
+	return true;
+}
+
+static char *upload_path(gv_ctl *c, const char *token)
+{
+	return gv_strdupf("%s/uploads/%s.tar", c->datadir, token);
+}
+
+/* {"op": "input-put", "upload": TOKEN, "offset": N, "data": BASE64}: a
+ * piece of a job's input archive, before the job is submitted. */
+static json_t *op_input_put(gv_ctl *c, json_t *req)
+{
+	const char *token = json_string_value(json_object_get(req, "upload"));
+	const char *data = json_string_value(json_object_get(req, "data"));
+	json_int_t off = json_integer_value(json_object_get(req, "offset"));
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	char *dir, *path;
+	int fd, r;
+
+	if (!token_ok(token) || !data || off < 0)
+		return refuse(-EINVAL, "bad input upload");
+	if (gv_b64_decode(data, strlen(data), &buf, &len) < 0)
+		return refuse(-EINVAL, "bad input upload: not base64");
+	if ((uint64_t)off + len > UPLOAD_MAX) {
+		free(buf);
+		return refuse(-EFBIG, "the job's inputs exceed 4 GiB");
+	}
+	dir = gv_strdupf("%s/uploads", c->datadir);
+	r = gv_mkdir_p(dir, 0700);
+	free(dir);
+	path = upload_path(c, token);
+	fd = r < 0 ? -1 : open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	r = fd < 0 || pwrite(fd, buf, len, (off_t)off) != (ssize_t)len ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(path);
+	return r < 0 ? refuse(r, "cannot store the input upload") : ok();
+}
+
+/* Is @image held by a host that reported? No host reported yet: any. */
+static bool image_known(gv_ctl *c, const char *image, uint64_t *size)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < c->nhosts; i++) {
+		json_t *imgs = json_object_get(c->hosts[i].report, "images"), *im;
+		size_t k;
+		if (!c->hosts[i].report)
+			continue;
+		any = true;
+		json_array_foreach(imgs, k, im)
+			if (!strcmp(json_string_value(json_object_get(im, "name")) ?: "", image)) {
+				*size = (uint64_t)json_integer_value(json_object_get(im, "size"));
+				return true;
+			}
+	}
+	return !any;
+}
+
+static json_t *op_submit(gv_ctl *c, json_t *req)
+{
+	const char *token = json_string_value(json_object_get(req, "upload"));
+	json_t *rec = NULL;
+	char *dir = NULL, *up = NULL, *in = NULL, *key = NULL, *text = NULL, nid[32];
+	uint64_t id, size = 0;
+	struct stat st;
+	gv_err e = { "" };
+	int r = 0;
+
+	if (token && !token_ok(token))
+		return refuse(-EINVAL, "bad input upload");
+	pthread_mutex_lock(&c->mu);
+	id = c->next_id;
+	r = gv_job_from_submit(req, id, (uint32_t)json_integer_value(json_object_get(req, "uid")),
+			       (int64_t)ctl_now(), &rec, &e);
+	if (r == 0 && !image_known(c, json_string_value(json_object_get(rec, "image")), &size))
+		r = gv_err_set(&e, -ENOENT, "unknown image '%s': no host of the grid holds it",
+			       json_string_value(json_object_get(rec, "image")));
+	if (r == 0 && size)
+		json_object_set_new(rec, "image_size", json_integer((json_int_t)size));
+	/* the input archive becomes the job's before the job exists: a job
+	 * is never seen without its input */
+	if (r == 0) {
+		dir = ctl_job_dir(c, id);
+		(void)gv_rm_rf(dir);
+		if ((r = gv_mkdir_p(dir, 0700)) < 0)
+			gv_err_set(&e, r, "cannot create %s", dir);
+	}
+	if (r == 0 && token) {
+		up = upload_path(c, token);
+		in = gv_strdupf("%s/input.tar", dir);
+		if (stat(up, &st) < 0 ||
+		    (json_int_t)st.st_size != json_integer_value(json_object_get(req, "input_bytes")))
+			r = gv_err_set(&e, -EIO, "the input upload is incomplete");
+		else if (rename(up, in) < 0)
+			r = gv_err_set(&e, -errno, "cannot keep the input: %s", strerror(errno));
+		else
+			json_object_set_new(rec, "input_bytes", json_integer((json_int_t)st.st_size));
+	}
+	if (r == 0) {
+		gv_kv_op ops[2];
+		bool done = false;
+		int64_t rev;
+		key = gv_strdupf(CTL_KEY_JOBS "%020" PRIu64, id);
+		text = json_dumps(rec, JSON_COMPACT);
+		snprintf(nid, sizeof(nid), "%" PRIu64, id + 1);
+		ops[0] = (gv_kv_op){ GV_KV_PUT, key, text, 0 };
+		ops[1] = (gv_kv_op){ GV_KV_PUT, CTL_KEY_NEXT_ID, nid, 0 };
+		r = gv_kv_txn(c->kv, NULL, 0, ops, 2, &done, &rev, &e);
+		if (r == 0 && ctl_job_add(c, rec, rev, &e)) {
+			rec = NULL; /* the job's now */
+			c->next_id = id + 1;
+			c->count.submitted++;
+			ctl_event(c, ctl_job_find(c, id), "submit", "submitted by uid %d",
+				  (int)json_integer_value(json_object_get(req, "uid")));
+			ctl_kick(c);
+		} else if (r == 0) {
+			(void)gv_kv_delete(c->kv, key, NULL, NULL);
+			r = -EINVAL;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (r < 0 && dir)
+		(void)gv_rm_rf(dir);
+	json_decref(rec);
+	free(dir);
+	free(up);
+	free(in);
+	free(key);
+	free(text);
+	if (r < 0)
+		return refuse(r, e.msg);
+	return json_pack("{s:b, s:I}", "ok", 1, "id", (json_int_t)id);
+}
+
+static struct ctl_job *job_of(gv_ctl *c, json_t *req, json_t **rep)
+{
+	json_int_t id = json_integer_value(json_object_get(req, "id"));
+	struct ctl_job *j = id > 0 ? ctl_job_find(c, (uint64_t)id) : NULL;
+
+	if (!j) {
+		char msg[64];
+		snprintf(msg, sizeof(msg), "no such job: %lld", (long long)id);
+		*rep = refuse(-ENOENT, msg);
+	}
+	return j;
+}
+
+/* What `gridvm jobs` shows of a job. */
+static json_t *job_summary(gv_ctl *c, struct ctl_job *j)
+{
+	json_t *s = json_deep_copy(j->rec);
+	double start = json_number_value(json_object_get(j->rec, "started"));
+	double end = json_number_value(json_object_get(j->rec, "ended"));
+
+	if (start > 0)
+		json_object_set_new(s, "runtime", json_real((end > 0 ? end : ctl_now()) - start));
+	json_object_set_new(s, "events", json_integer(j->events));
+	return s;
+}
+
+static json_t *op_jobs(gv_ctl *c, json_t *req)
+{
+	json_t *list = json_array();
+
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < c->njobs; i++)
+		json_array_append_new(list, job_summary(c, c->jobs[i]));
+	pthread_mutex_unlock(&c->mu);
+	return json_pack("{s:b, s:o}", "ok", 1, "jobs", list);
+}
+
+static json_t *op_job_show(gv_ctl *c, json_t *req)
+{
+	json_t *rep = NULL;
+
+	pthread_mutex_lock(&c->mu);
+	struct ctl_job *j = job_of(c, req, &rep);
+	if (j)
+		rep = json_pack("{s:b, s:o}", "ok", 1, "job", job_summary(c, j));
+	pthread_mutex_unlock(&c->mu);
+	return rep;
+}
+
+static json_t *op_job_events(gv_ctl *c, json_t *req)
+{
+	json_t *rep = NULL, *list;
+	gv_kv_entry *v = NULL;
+	size_t n = 0;
+	int64_t rev;
+	gv_err e;
+	char *prefix;
+
+	pthread_mutex_lock(&c->mu);
+	struct ctl_job *j = job_of(c, req, &rep);
+	pthread_mutex_unlock(&c->mu);
+	if (!j)
+		return rep;
+	prefix = gv_strdupf(CTL_KEY_EVENTS "%020" PRIu64 "/",
+			    (uint64_t)json_integer_value(json_object_get(req, "id")));
+	if (gv_kv_range(c->kv, prefix, &v, &n, &rev, &e) < 0) {
+		free(prefix);
+		return refuse(-EIO, e.msg);
+	}
+	list = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *ev = json_loads(v[i].value, 0, NULL);
+		if (ev)
+			json_array_append_new(list, ev);
+	}
+	gv_kv_entries_free(v, n);
+	free(prefix);
+	return json_pack("{s:b, s:o}", "ok", 1, "events", list);
+}
+
+static json_t *op_job_cancel(gv_ctl *c, json_t *req)
+{
+	json_t *rep = NULL;
+	char msg[128];
+
+	pthread_mutex_lock(&c->mu);
+	struct ctl_job *j = job_of(c, req, &rep);
+	if (j) {
+		gv_job_state s = gv_job_record_state(j->rec);
+		if (gv_job_state_final(s)) {
+			snprintf(msg, sizeof(msg), "job %" PRIu64 " has ended already (%s)", j->id,
+				 gv_job_state_name(s));
+			rep = refuse(-EALREADY, msg);
+		} else {
+			/* its host (if any) drops the VM when it sees the job
+			 * cancelled in its bindings */
+			ctl_job_unschedule(c, j);
+			ctl_job_set_state(c, j, GV_JOB_S_CANCELLED, "cancelled by the user");
+			rep = ok();
+			ctl_kick(c);
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rep;
+}
+
+/* {"op": "job-log", "id", "offset", "wait_ms"}: the job's output frames
+ * from @offset: from its host while it runs, from the controller's copy
+ * once it ended. Reply: {"data": BASE64, "next": N, "state", "final"}. */
+static json_t *op_job_log(gv_ctl *c, json_t *req)
+{
+	json_int_t off = json_integer_value(json_object_get(req, "offset"));
+	json_int_t wait = json_integer_value(json_object_get(req, "wait_ms"));
+	json_t *rep = NULL, *fwd, *arep = NULL;
+	char host[256], addr[300] = "", vm[40], *path = NULL, *b64;
+	gv_job_state s;
+	bool stored;
+	int port;
+	gv_err e;
+
+	pthread_mutex_lock(&c->mu);
+	struct ctl_job *j = job_of(c, req, &rep);
+	if (j) {
+		struct ctl_host *h = ctl_host_find(c, json_string_value(json_object_get(j->rec, "host")));
+		s = gv_job_record_state(j->rec);
+		stored = json_is_true(json_object_get(j->rec, "log_kept"));
+		if (h)
+			snprintf(addr, sizeof(addr), "%s", h->addr);
+		gv_job_vm_name(j->id, vm, sizeof(vm));
+		path = gv_strdupf("%s/jobs/%" PRIu64 "/job.out", c->datadir, j->id);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (!j)
+		return rep;
+	if (stored || gv_job_state_final(s) || !*addr) {
+		/* the controller's copy (or nothing yet: a queued job) */
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		uint8_t *buf = malloc(LOG_CHUNK);
+		ssize_t n = fd >= 0 && off >= 0 ? pread(fd, buf, LOG_CHUNK, (off_t)off) : 0;
+		if (fd >= 0)
+			close(fd);
+		if (n < 0)
+			n = 0;
+		b64 = gv_b64_encode(buf, (size_t)n);
+		rep = json_pack("{s:b, s:s, s:I, s:s, s:b}", "ok", 1, "data", b64, "next",
+				(json_int_t)(off + n), "state", gv_job_state_name(s), "final",
+				gv_job_state_final(s) && (stored || s == GV_JOB_S_CANCELLED));
+		free(b64);
+		free(buf);
+		free(path);
+		return rep;
+	}
+	free(path);
+	if (wait > 5000)
+		wait = 5000;
+	fwd = json_pack("{s:s, s:s, s:I, s:I}", "op", "grid-log", "name", vm, "offset", off,
+			"wait_ms", wait);
+	if (gv_xfer_peer_parse(addr, host, sizeof(host), &port) < 0 ||
+	    gv_xfer_control(host, port, c->key, fwd, (int)wait + 15000, &arep, &e) < 0) {
+		/* the host is unreachable or the VM moved: nothing new now */
+		rep = json_pack("{s:b, s:s, s:I, s:s, s:b}", "ok", 1, "data", "", "next", off,
+				"state", gv_job_state_name(s), "final", 0);
+	} else if (!json_is_true(json_object_get(arep, "ok"))) {
+		rep = json_pack("{s:b, s:s, s:I, s:s, s:b}", "ok", 1, "data", "", "next", off,
+				"state", gv_job_state_name(s), "final", 0);
+	} else {
+		rep = json_pack("{s:b, s:O, s:O, s:s, s:b}", "ok", 1, "data",
+				json_object_get(arep, "data"), "next",
+				json_object_get(arep, "next"), "state", gv_job_state_name(s),
+				"final", 0);
+	}
+	json_decref(fwd);
+	json_decref(arep);
+	return rep;
+}
+
+/* {"op": "job-output", "id"}: where to fetch the job's output archive. */
+static json_t *op_job_output(gv_ctl *c, json_t *req)
+{
+	json_t *rep = NULL;
+	char msg[160];
+
+	pthread_mutex_lock(&c->mu);
+	struct ctl_job *j = job_of(c, req, &rep);
+	if (j) {
+		gv_job_state s = gv_job_record_state(j->rec);
+		if (!gv_job_state_final(s) || j->collecting) {
+			snprintf(msg, sizeof(msg), "job %" PRIu64 " has not ended yet (%s)", j->id,
+				 gv_job_state_name(s));
+			rep = refuse(-EAGAIN, msg);
+		} else if (!json_is_true(json_object_get(j->rec, "output_kept"))) {
+			snprintf(msg, sizeof(msg), "job %" PRIu64 " has no outputs%s", j->id,
+				 json_array_size(json_object_get(j->rec, "outputs"))
+					 ? " (they could not be collected; see 'gridvm job events')"
+					 : " (submit with --output PATH)");
+			rep = refuse(-ENOENT, msg);
+		} else {
+			char name[64];
+			snprintf(name, sizeof(name), "job:%" PRIu64 ":output", j->id);
+			rep = json_pack("{s:b, s:s, s:O?}", "ok", 1, "name", name, "missing",
+					json_object_get(j->rec, "outputs_missing"));
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rep;
+}
+
+static json_t *op_hosts(gv_ctl *c, json_t *req)
+{
+	json_t *list;
+
+	pthread_mutex_lock(&c->mu);
+	list = ctl_hosts_json(c);
+	pthread_mutex_unlock(&c->mu);
+	return json_pack("{s:b, s:o}", "ok", 1, "hosts", list);
+}
+
+static struct ctl_host *host_of(gv_ctl *c, json_t *req, json_t **rep)
+{
+	const char *name = json_string_value(json_object_get(req, "host"));
+	struct ctl_host *h = ctl_host_find(c, name);
+
+	if (!h) {
+		char msg[120];
+		snprintf(msg, sizeof(msg), "no such host: %s (see 'gridvm hosts')", name ? name : "");
+		*rep = refuse(-ENOENT, msg);
+	}
+	return h;
+}
+
+static json_t *op_host_drain(gv_ctl *c, json_t *req, bool drain)
+{
+	json_t *rep = NULL;
+	gv_err e;
+
+	pthread_mutex_lock(&c->mu);
+	struct ctl_host *h = host_of(c, req, &rep);
+	if (h) {
+		h->drained = drain;
+		if (ctl_host_save(c, h, &e) < 0)
+			rep = refuse(-EIO, e.msg);
+		else
+			rep = ok();
+		ctl_host_to_sched(c, h);
+		fprintf(stderr, "gridvmctld: host %s %s\n", h->name, drain ? "drained" : "undrained");
+		c->last_replan = 0; /* re-plan now */
+		ctl_kick(c);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rep;
+}
+
+/* {"op": "host-label", "host", "key", "value"}: value null removes it. */
+static json_t *op_host_label(gv_ctl *c, json_t *req)
+{
+	const char *key = json_string_value(json_object_get(req, "key"));
+	json_t *val = json_object_get(req, "value"), *rep = NULL;
+	gv_err e;
+
+	if (!key || !gv_name_valid(key))
+		return refuse(-EINVAL, "a label's key is 1-63 characters of [A-Za-z0-9_.-]");
+	if (val && !json_is_null(val) && !json_is_string(val) && !json_is_boolean(val))
+		return refuse(-EINVAL, "a label's value is a string or true");
+	pthread_mutex_lock(&c->mu);
+	struct ctl_host *h = host_of(c, req, &rep);
+	if (h) {
+		if (!val || json_is_null(val))
+			json_object_del(h->labels, key);
+		else
+			json_object_set(h->labels, key, val);
+		rep = ctl_host_save(c, h, &e) < 0 ? refuse(-EIO, e.msg) : ok();
+		ctl_host_to_sched(c, h);
+		ctl_kick(c);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rep;
+}
+
+static json_t *op_host_report(gv_ctl *c, json_t *req)
+{
+	return ctl_host_report(c, req);
+}
+static json_t *op_drain(gv_ctl *c, json_t *req)
+{
+	return op_host_drain(c, req, true);
+}
+static json_t *op_undrain(gv_ctl *c, json_t *req)
+{
+	return op_host_drain(c, req, false);
+}
+static json_t *op_ping(gv_ctl *c, json_t *req)
+{
+	return json_pack("{s:b, s:s}", "ok", 1, "role", "controller");
+}
+
+static const struct {
+	const char *op;
+	json_t *(*fn)(gv_ctl *c, json_t *req);
+} ctl_ops[] = {
+	{ "ping", op_ping },
+	{ "input-put", op_input_put },
+	{ "submit", op_submit },
+	{ "jobs", op_jobs },
+	{ "job-show", op_job_show },
+	{ "job-events", op_job_events },
+	{ "job-cancel", op_job_cancel },
+	{ "job-log", op_job_log },
+	{ "job-output", op_job_output },
+	{ "hosts", op_hosts },
+	{ "host-drain", op_drain },
+	{ "host-undrain", op_undrain },
+	{ "host-label", op_host_label },
+	{ "host-report", op_host_report },
+};
+
+json_t *ctl_request(void *ud, json_t *req)
+{
+	const char *op = json_string_value(json_object_get(req, "op"));
+	char msg[128];
+
+	for (size_t i = 0; op && i < sizeof(ctl_ops) / sizeof(ctl_ops[0]); i++)
+		if (!strcmp(op, ctl_ops[i].op))
+			return ctl_ops[i].fn(ud, req);
+	snprintf(msg, sizeof(msg), "unknown request '%s' (is this a grid controller?)",
+		 op ? op : "");
+	return refuse(-EINVAL, msg);
+}
+
+/* "job:ID:input" and "job:ID:output", for agents and users. */
+int ctl_resolve(void *ud, const char *name, char **path, char **idx_path)
+{
+	gv_ctl *c = ud;
+	char *end, what[16];
+	unsigned long long id;
+
+	if (strncmp(name, "job:", 4))
+		return -ENOENT;
+	id = strtoull(name + 4, &end, 10);
+	if (*end != ':' || !id || strlen(end + 1) >= sizeof(what))
+		return -ENOENT;
+	snprintf(what, sizeof(what), "%s", end + 1);
+	if (strcmp(what, "input") && strcmp(what, "output"))
+		return -ENOENT;
+	*path = gv_strdupf("%s/jobs/%llu/%s.tar", c->datadir, id, what);
+	*idx_path = gv_strdupf("%s/jobs/%llu/.%s.gvidx", c->datadir, id, what);
+	if (access(*path, R_OK) < 0) {
+		free(*path);
+		free(*idx_path);
+		*path = *idx_path = NULL;
+		return -ENOENT;
+	}
+	return 0;
+}

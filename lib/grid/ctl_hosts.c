@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctl_hosts.c - the agents' side of the controller. An agent reports
+ * every few seconds (resources, attributes, load, images, its grid VMs);
+ * the reply carries everything the agent is to do: the jobs bound to it
+ * (with their epochs: it runs exactly those), the moves it is to make,
+ * and the VMs it may drop. A lost reply costs nothing: the next report
+ * gets the same answer (docs/grid.md).
+ */
+#include "ctl_internal.h"
+
+#include <gridvm/base/util.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The attributes expressions see (docs/expressions.md): the agent's
+ * facts, its labels (also as the list `labels`), its images. */
+static json_t *host_attrs(struct ctl_host *h)
+{
+	json_t *a = json_deep_copy(json_object_get(h->report, "attrs"));
+	json_t *res = json_object_get(h->report, "resources"), *labels = json_array(), *imgs;
+	json_t *im, *v;
+	const char *k;
+	size_t i;
+
+	if (!a)
+		a = json_object();
+	json_object_set_new(a, "name", json_string(h->name));
+	json_object_set(a, "cpus", json_object_get(res, "cpus"));
+	json_object_set(a, "memory", json_object_get(res, "memory"));
+	json_object_set(a, "disk", json_object_get(res, "disk"));
+	json_object_set(a, "load", json_object_get(h->report, "load"));
+	json_object_set_new(a, "vms", json_integer((json_int_t)json_array_size(
+						  json_object_get(h->report, "vms"))));
+	/* labels: the agent's (--label), then the controller's (host label) */
+	json_t *all = json_deep_copy(json_object_get(h->report, "labels"));
+	if (!json_is_object(all)) {
+		json_decref(all);
+		all = json_object();
+	}
+	json_object_update(all, h->labels);
+	json_object_foreach(all, k, v) {
+		json_array_append_new(labels, json_string(k));
+		json_object_set(a, k, v);
+	}
+	json_decref(all);
+	json_object_set_new(a, "labels", labels);
+	imgs = json_array();
+	json_array_foreach(json_object_get(h->report, "images"), i, im)
+		json_array_append(imgs, json_object_get(im, "name"));
+	json_object_set_new(a, "images", imgs);
+	return a;
+}
+
+void ctl_host_to_sched(gv_ctl *c, struct ctl_host *h)
+{
+	json_t *res = json_object_get(h->report, "resources"), *attrs = host_attrs(h), *im;
+	gv_sched_host spec = {
+		.state = !h->up ? GV_HOST_DOWN : h->drained ? GV_HOST_DRAINING : GV_HOST_UP,
+		.cpus = (uint32_t)json_integer_value(json_object_get(res, "cpus")),
+		.memory = (uint64_t)json_integer_value(json_object_get(res, "memory")),
+		.disk = (uint64_t)json_integer_value(json_object_get(res, "disk")),
+		.load = json_number_value(json_object_get(h->report, "load")),
+		.link_rate = json_number_value(json_object_get(h->report, "link_rate")),
+		.attrs = attrs,
+	};
+	gv_err e;
+	size_t i;
+
+	if (gv_sched_host_update(c->st, h->sidx, &spec, &e) < 0)
+		fprintf(stderr, "gridvmctld: host %s: %s\n", h->name, e.msg);
+	gv_sched_host_clear_images(c->st, h->sidx); /* what it holds now */
+	json_array_foreach(json_object_get(h->report, "images"), i, im) {
+		const char *name = json_string_value(json_object_get(im, "name"));
+		if (name && gv_sched_host_set_image(c->st, h->sidx, name, 0) < 0)
+			fprintf(stderr, "gridvmctld: out of memory\n");
+	}
+	json_decref(attrs);
+}
+
+json_t *ctl_hosts_json(gv_ctl *c)
+{
+	json_t *list = json_array();
+
+	for (size_t i = 0; i < c->nhosts; i++) {
+		struct ctl_host *h = &c->hosts[i];
+		const gv_sched_host *sh = gv_sched_host_get(c->st, h->sidx);
+		json_t *o = json_pack("{s:s, s:s, s:s, s:O, s:b}", "name", h->name, "addr", h->addr,
+				      "state", !h->up ? "down" : h->drained ? "drained" : "up",
+				      "labels", h->labels, "drained", h->drained);
+		if (h->report) {
+			json_t *all = json_deep_copy(json_object_get(h->report, "labels"));
+			if (json_is_object(all)) {
+				json_object_update(all, h->labels);
+				json_object_set(o, "labels", all);
+			}
+			json_decref(all);
+			json_object_set(o, "resources", json_object_get(h->report, "resources"));
+			json_object_set(o, "load", json_object_get(h->report, "load"));
+			json_object_set(o, "attrs", json_object_get(h->report, "attrs"));
+			json_object_set(o, "images", json_object_get(h->report, "images"));
+			json_object_set_new(o, "seen_s_ago",
+					    json_real((double)(gv_now_ms() - h->last_seen) / 1000.0));
+		}
+		if (sh)
+			json_object_set_new(o, "free", json_pack("{s:i, s:I, s:I, s:i}", "cpus",
+								 (int)sh->cpus_free, "memory",
+								 (json_int_t)sh->memory_free, "disk",
+								 (json_int_t)sh->disk_free, "jobs",
+								 (int)sh->n_jobs));
+		json_array_append_new(list, o);
+	}
+	return list;
+}
+
+/* A host that holds @image (up, preferably not @except), or NULL. */
+static struct ctl_host *image_source(gv_ctl *c, const char *image, struct ctl_host *except)
+{
+	for (size_t i = 0; i < c->nhosts; i++) {
+		struct ctl_host *h = &c->hosts[i];
+		json_t *im;
+		size_t k;
+		if (h == except || !h->up || !*h->addr)
+			continue;
+		json_array_foreach(json_object_get(h->report, "images"), k, im)
+			if (!strcmp(json_string_value(json_object_get(im, "name")) ?: "", image))
+				return h;
+	}
+	return NULL;
+}
+
+static bool host_has_image(struct ctl_host *h, const char *image)
+{
+	json_t *im;
+	size_t k;
+
+	json_array_foreach(json_object_get(h->report, "images"), k, im)
+		if (!strcmp(json_string_value(json_object_get(im, "name")) ?: "", image))
+			return true;
+	return false;
+}
+
+/* A VM of job @j on host @h says how it is. */
+static void job_vm_report(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json_t *vm,
+			  json_t *release)
+{
+	const char *vstate = json_string_value(json_object_get(vm, "state")) ?: "";
+	const char *bound = json_string_value(json_object_get(j->rec, "host")) ?: "";
+	const char *to = json_string_value(json_object_get(j->rec, "migrate_to"));
+	const char *err = json_string_value(json_object_get(vm, "error"));
+	gv_job_state s = gv_job_record_state(j->rec);
+	bool here = !strcmp(bound, h->name);
+
+	if (gv_job_state_final(s)) {
+		if (!j->collecting)
+			json_array_append_new(release, json_string(json_string_value(
+							       json_object_get(vm, "name"))));
+		return;
+	}
+	if (s == GV_JOB_S_MIGRATING && to && !strcmp(to, h->name) &&
+	    (!strcmp(vstate, "running") || !strcmp(vstate, "stopped"))) {
+		/* it arrived: bind it here, with a new epoch */
+		const gv_sched_job *sj = gv_sched_job_get(c->st, j->sidx);
+		char from[64];
+		snprintf(from, sizeof(from), "%s", bound);
+		bound = from;
+		json_object_set_new(j->rec, "host", json_string(h->name));
+		json_object_del(j->rec, "migrate_to");
+		json_object_set_new(j->rec, "moves", json_integer(json_integer_value(
+							       json_object_get(j->rec, "moves")) + 1));
+		if (sj && sj->host != h->sidx && gv_sched_job_bind(c->st, j->sidx, h->sidx, ctl_now()) < 0)
+			fprintf(stderr, "gridvmctld: job %" PRIu64 ": cannot bind it\n", j->id);
+		c->count.moves_completed++;
+		ctl_event(c, j, "moved", "now runs on %s (from %s)", h->name, bound);
+		ctl_job_set_state(c, j, GV_JOB_S_RUNNING, NULL);
+		json_object_set_new(j->rec, "epoch", json_integer(j->mod_rev));
+		ctl_job_save(c, j, NULL);
+		here = true;
+		s = GV_JOB_S_RUNNING;
+	}
+	if (!here)
+		return;
+	if (s == GV_JOB_S_MIGRATING) {
+		const char *merr = json_string_value(json_object_get(vm, "migrate_error"));
+		if (merr && !strcmp(vstate, "running")) {
+			c->count.moves_failed++;
+			ctl_event(c, j, "move", "the move to %s failed: %s; it goes on here",
+				  to ? to : "?", merr);
+			json_object_del(j->rec, "migrate_to");
+			ctl_job_set_state(c, j, GV_JOB_S_RUNNING, NULL);
+		}
+		if (strcmp(vstate, "stopped") && strcmp(vstate, "failed"))
+			return;
+	}
+	if (!strcmp(vstate, "staging") || !strcmp(vstate, "creating")) {
+		if (s == GV_JOB_S_SCHEDULED)
+			ctl_job_set_state(c, j, GV_JOB_S_STAGING, json_string_value(
+								   json_object_get(vm, "detail")));
+	} else if (!strcmp(vstate, "running") || !strcmp(vstate, "paused")) {
+		if (s == GV_JOB_S_SCHEDULED || s == GV_JOB_S_STAGING)
+			ctl_job_set_state(c, j, GV_JOB_S_RUNNING, NULL);
+	} else if ((!strcmp(vstate, "stopped") || !strcmp(vstate, "failed")) && !j->collecting) {
+		json_t *code = json_object_get(vm, "exit_code");
+		ctl_collect(c, j, json_is_integer(code) && !strcmp(vstate, "stopped")
+					  ? (int)json_integer_value(code) : -1,
+			    err ? err : !strcmp(vstate, "failed") ? "the VM failed" : NULL);
+	}
+}
+
+/* The reply: what this host is to run, move and drop. */
+static json_t *host_orders(gv_ctl *c, struct ctl_host *h, json_t *release)
+{
+	json_t *bind = json_array(), *moves = json_array();
+	char vm[40];
+
+	for (size_t i = 0; i < c->njobs; i++) {
+		struct ctl_job *j = c->jobs[i];
+		gv_job_state s = gv_job_record_state(j->rec);
+		const char *host = json_string_value(json_object_get(j->rec, "host"));
+		if (gv_job_state_final(s) || s == GV_JOB_S_QUEUED || !host ||
+		    strcmp(host, h->name) || j->collecting)
+			continue;
+		const char *image = json_string_value(json_object_get(j->rec, "image"));
+		struct ctl_host *src = host_has_image(h, image) ? NULL : image_source(c, image, h);
+		json_t *b = json_pack("{s:I, s:I, s:o, s:b, s:s}", "id", (json_int_t)j->id, "epoch",
+				      json_integer_value(json_object_get(j->rec, "epoch")), "vm",
+				      gv_job_vmdef(j->rec, gv_job_vm_name(j->id, vm, sizeof(vm))),
+				      "input",
+				      json_integer_value(json_object_get(j->rec, "input_bytes")) > 0,
+				      "controller", c->listen_addr);
+		if (src)
+			json_object_set_new(b, "image_from", json_string(src->addr));
+		json_array_append_new(bind, b);
+		const char *to = json_string_value(json_object_get(j->rec, "migrate_to"));
+		struct ctl_host *dst = to ? ctl_host_find(c, to) : NULL;
+		if (s == GV_JOB_S_MIGRATING && dst)
+			json_array_append_new(moves, json_pack("{s:I, s:s, s:s}", "id",
+							       (json_int_t)j->id, "vm", vm, "to",
+							       dst->addr));
+	}
+	return json_pack("{s:b, s:s, s:o, s:o, s:O, s:i}", "ok", 1, "host", h->name, "bindings",
+			 bind, "moves", moves, "release", release, "report_s", (int)c->o.report_s);
+}
+
+json_t *ctl_host_report(gv_ctl *c, json_t *req)
+{
+	const char *name = json_string_value(json_object_get(req, "name"));
+	const char *addr = json_string_value(json_object_get(req, "addr"));
+	json_t *release = json_array(), *vm, *rep;
+	struct ctl_host *h;
+	bool changed;
+	gv_err e;
+	size_t i;
+
+	if (!name || !gv_name_valid(name) || !addr || !*addr)
+		return gv_err_json(-EINVAL, "a host report needs the host's name and address");
+	pthread_mutex_lock(&c->mu);
+	h = ctl_host_find(c, name);
+	changed = !h;
+	if (!h && !(h = ctl_host_add(c, name, &e))) {
+		pthread_mutex_unlock(&c->mu);
+		json_decref(release);
+		return gv_err_json(-EINVAL, e.msg);
+	}
+	if (strcmp(h->addr, addr)) {
+		snprintf(h->addr, sizeof(h->addr), "%s", addr);
+		changed = true;
+	}
+	if (changed) {
+		(void)ctl_host_save(c, h, &e);
+		fprintf(stderr, "gridvmctld: host %s joined (%s)\n", h->name, h->addr);
+		c->last_replan = 0; /* a new host: re-plan at once */
+	}
+	if (!h->up && !changed)
+		fprintf(stderr, "gridvmctld: host %s is back\n", h->name);
+	json_decref(h->report);
+	h->report = json_incref(req);
+	h->last_seen = gv_now_ms();
+	if (!h->up)
+		ctl_kick(c);
+	h->up = true;
+	ctl_host_to_sched(c, h);
+	json_array_foreach(json_object_get(req, "vms"), i, vm) {
+		uint64_t id = gv_job_id_of_vm(json_string_value(json_object_get(vm, "name")));
+		struct ctl_job *j = id ? ctl_job_find(c, id) : NULL;
+		if (j)
+			job_vm_report(c, h, j, vm, release);
+	}
+	rep = host_orders(c, h, release);
+	pthread_mutex_unlock(&c->mu);
+	json_decref(release);
+	return rep;
+}

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctl_internal.h - the controller's state in memory, shared by its files:
+ * ctl.c (open, load, store, events), ctl_api.c (users' requests),
+ * ctl_hosts.c (agents' reports and their bindings), ctl_loop.c (the
+ * deciding cycle, collecting outputs), ctl_metrics.c (the metrics).
+ *
+ * One mutex (mu) guards everything here; it is never held across a
+ * network call (those copy what they need first). The store is the truth:
+ * every change of a job or host is written there before it is acted on.
+ */
+#ifndef GRIDVM_GRID_CTL_INTERNAL_H
+#define GRIDVM_GRID_CTL_INTERNAL_H
+
+#include <gridvm/api/metrics.h>
+#include <gridvm/grid/ctl.h>
+#include <gridvm/grid/job.h>
+#include <gridvm/grid/kv.h>
+#include <gridvm/sched/sched.h>
+#include <gridvm/xfer/xfer.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CTL_KEY_JOBS "/grid/jobs/"
+#define CTL_KEY_HOSTS "/grid/hosts/"
+#define CTL_KEY_EVENTS "/grid/events/"
+#define CTL_KEY_NEXT_ID "/grid/meta/next-id"
+
+struct ctl_host {
+	char name[64];
+	char addr[300];	     /* where its agent serves (ADDR:PORT) */
+	uint32_t sidx;	     /* in the scheduling state */
+	json_t *labels;	     /* {KEY: VALUE}, persisted */
+	bool drained;	     /* persisted */
+	json_t *report;	     /* its last report (resources, attributes, VMs) */
+	uint64_t last_seen;  /* monotonic ms of the last report */
+	bool up;
+	int64_t mod_rev;     /* of its record in the store */
+};
+
+struct ctl_job {
+	uint64_t id;
+	json_t *rec;	     /* the record, as stored */
+	int64_t mod_rev;     /* of the record in the store */
+	uint32_t sidx;	     /* in the scheduling state, or GV_SCHED_NONE */
+	gv_expr *requires, *rank;
+	unsigned events;     /* events written (the next one's number) */
+	bool collecting;     /* its outputs are being fetched */
+	int last_why;	     /* the scheduler's last reason code for it (-1: none) */
+	uint64_t state_since; /* monotonic ms of the last state change */
+};
+
+struct gv_ctl {
+	pthread_mutex_t mu;
+	pthread_cond_t wake; /* something changed: decide now */
+	gv_ctl_opts o;
+	char *datadir, *listen_addr;
+	uint8_t key[GV_XFER_KEY_LEN];
+	gv_kv *kv;
+	gv_xfer_server *xs;
+	gv_sched_state *st;
+	struct ctl_host *hosts;
+	size_t nhosts, cap_hosts;
+	struct ctl_job **jobs; /* sorted by id */
+	size_t njobs, cap_jobs;
+	uint64_t next_id;
+	pthread_t loop;
+	bool loop_started, stopping;
+	uint64_t last_replan;
+	unsigned collectors; /* output collections running */
+	gv_metrics_server *metrics;
+	struct { /* counted for the metrics (ctl_metrics.c), under mu */
+		uint64_t submitted, placements, cycles, replans;
+		uint64_t moves_started, moves_completed, moves_failed;
+		gv_metrics_hist decide_s; /* time of each gv_sched_schedule */
+	} count;
+};
+
+/* ---- ctl.c ---- */
+struct ctl_job *ctl_job_find(gv_ctl *c, uint64_t id);
+struct ctl_host *ctl_host_find(gv_ctl *c, const char *name);
+/* Write the job's record (after changing it in memory); mu held. */
+int ctl_job_save(gv_ctl *c, struct ctl_job *j, gv_err *e);
+int ctl_host_save(gv_ctl *c, struct ctl_host *h, gv_err *e);
+/* Set the job's state (and a reason) and save; mu held. */
+int ctl_job_set_state(gv_ctl *c, struct ctl_job *j, gv_job_state s, const char *reason);
+/* Append an event to the job's history ("place", "wait", "move",
+ * "state", ...); mu held. */
+void ctl_event(gv_ctl *c, struct ctl_job *j, const char *kind, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Add a job (record taken) to memory and to the scheduler if it waits or
+ * runs; mu held. */
+struct ctl_job *ctl_job_add(gv_ctl *c, json_t *rec, int64_t mod_rev, gv_err *e);
+/* Its job leaves the scheduler (it ended). */
+void ctl_job_unschedule(gv_ctl *c, struct ctl_job *j);
+/* A host seen for the first time; mu held. */
+struct ctl_host *ctl_host_add(gv_ctl *c, const char *name, gv_err *e);
+/* DATADIR/jobs/ID (malloc'd). */
+char *ctl_job_dir(gv_ctl *c, uint64_t id);
+double ctl_now(void);
+/* Wake the deciding loop. */
+void ctl_kick(gv_ctl *c);
+
+/* ---- ctl_api.c ---- */
+json_t *ctl_request(void *ud, json_t *req);
+/* The transfer server's resolver: "job:ID:input", "job:ID:output". */
+int ctl_resolve(void *ud, const char *name, char **path, char **idx_path);
+
+/* ---- ctl_hosts.c ---- */
+json_t *ctl_host_report(gv_ctl *c, json_t *req);
+/* Push what a host's report says into the scheduler's host; mu held. */
+void ctl_host_to_sched(gv_ctl *c, struct ctl_host *h);
+json_t *ctl_hosts_json(gv_ctl *c);
+
+/* ---- ctl_metrics.c ---- */
+/* The controller's metrics (a gv_metrics_fn with the gv_ctl as @ud). */
+void ctl_metrics(void *ud, gv_metrics_buf *b);
+void ctl_metrics_init(gv_ctl *c);
+
+/* ---- ctl_loop.c ---- */
+void *ctl_loop(void *arg);
+/* Fetch a finished job's log and outputs from its host (own thread). */
+void ctl_collect(gv_ctl *c, struct ctl_job *j, int exit_code, const char *error);
+
+#endif

@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gridvmctld - the grid controller: takes jobs from users, decides where
+ * and when they run, follows them (as slurmctld is to slurmd). Agents join
+ * it with `gridvmd --controller ADDR:PORT`; users reach it with
+ * `gridvm --controller ADDR:PORT ...`. All the logic is lib/grid.
+ */
+#include <gridvm/base/util.h>
+#include <gridvm/grid/ctl.h>
+#include <gridvm/xfer/xfer.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t quit;
+
+static void on_signal(int sig)
+{
+	quit = sig;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: gridvmctld --listen ADDR:PORT [OPTIONS]\n"
+		"The gridvm grid controller: schedules jobs over the agents that join it.\n\n"
+		"  -l, --listen ADDR:PORT  where agents and users reach it (TCP, port %d if\n"
+		"                          omitted); they must hold the grid key\n"
+		"  -s, --store URL         the grid's state: sqlite:PATH (default\n"
+		"                          sqlite:DATA/controller.db)\n"
+		"  -d, --data-dir DIR      jobs' inputs, outputs and logs (default\n"
+		"                          $GRIDVM_DATA/controller, or %s/controller)\n"
+		"  -k, --grid-key FILE     the grid's shared key (default $GRIDVM_DATA/grid.key)\n"
+		"      --policy P          pack, spread, load or locality (default pack)\n"
+		"      --mode M            online (place each job on arrival) or batch\n"
+		"      --queue Q           backfill (default), strict or greedy\n"
+		"      --heuristic H       batch: min-min (default), max-min or sufferage\n"
+		"      --batch-size N      batch: plan when N jobs wait (default 64)\n"
+		"      --batch-wait D      batch: or when the oldest waited D (default 10s)\n"
+		"      --report-interval D agents report this often (default 2s)\n"
+		"      --replan-interval D consider moving running jobs this often (10s)\n"
+		"      --max-moves N       moves per re-plan for gain (default 2; 0: none)\n"
+		"      --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+		"      --daemon            detach and log to DATA/gridvmctld.log\n"
+		"  -h, --help              show this help\n",
+		GV_XFER_PORT, gv_data_dir());
+}
+
+static int daemonize(const char *datadir)
+{
+	char *log = gv_strdupf("%s/gridvmctld.log", datadir);
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0) {
+		free(log);
+		return -errno;
+	}
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if (fork() > 0)
+		_exit(0);
+	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	free(log);
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+	}
+	fd = open("/dev/null", O_RDONLY);
+	dup2(fd, 0);
+	return 0;
+}
+
+static int seconds(const char *opt, const char *s, unsigned *out)
+{
+	uint64_t ms;
+
+	if (gv_parse_duration_ms(s, &ms) < 0 || ms < 1000 || ms > 86400000ull) {
+		fprintf(stderr, "gridvmctld: invalid %s '%s' (a duration such as 2s or 1m)\n", opt, s);
+		return -1;
+	}
+	*out = (unsigned)(ms / 1000);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_POLICY = 256, O_MODE, O_QUEUE, O_HEUR, O_BSIZE, O_BWAIT, O_REPORT, O_REPLAN,
+	       O_MOVES, O_DAEMON, O_METRICS };
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "store", required_argument, NULL, 's' },
+		{ "data-dir", required_argument, NULL, 'd' },
+		{ "grid-key", required_argument, NULL, 'k' },
+		{ "policy", required_argument, NULL, O_POLICY },
+		{ "mode", required_argument, NULL, O_MODE },
+		{ "queue", required_argument, NULL, O_QUEUE },
+		{ "heuristic", required_argument, NULL, O_HEUR },
+		{ "batch-size", required_argument, NULL, O_BSIZE },
+		{ "batch-wait", required_argument, NULL, O_BWAIT },
+		{ "report-interval", required_argument, NULL, O_REPORT },
+		{ "replan-interval", required_argument, NULL, O_REPLAN },
+		{ "max-moves", required_argument, NULL, O_MOVES },
+		{ "daemon", no_argument, NULL, O_DAEMON },
+		{ "metrics", required_argument, NULL, O_METRICS },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 } };
+	gv_ctl_opts o;
+	gv_ctl *c = NULL;
+	gv_err e = { "" };
+	char *datadir = NULL, *keyfile = NULL, *lockpath;
+	bool daemon = false;
+	int ch, r, lock;
+	long n;
+
+	gv_ctl_opts_default(&o);
+	while ((ch = getopt_long(argc, argv, "l:s:d:k:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'l': o.listen = optarg; break;
+		case 's': o.store = optarg; break;
+		case 'd': datadir = strdup(optarg); break;
+		case 'k': keyfile = strdup(optarg); break;
+		case O_POLICY:
+			if (gv_sched_policy_parse(optarg, &o.params.policy, &e) < 0)
+				goto bad;
+			break;
+		case O_MODE:
+			if (gv_sched_mode_parse(optarg, &o.params.mode, &e) < 0)
+				goto bad;
+			break;
+		case O_QUEUE:
+			if (gv_sched_queue_parse(optarg, &o.params.queue, &e) < 0)
+				goto bad;
+			break;
+		case O_HEUR:
+			if (gv_sched_heuristic_parse(optarg, &o.params.heuristic, &e) < 0)
+				goto bad;
+			break;
+		case O_BSIZE:
+		case O_MOVES: {
+			char *end;
+			n = strtol(optarg, &end, 10);
+			if (*end || n < (ch == O_MOVES ? 0 : 1) || n > 100000) {
+				fprintf(stderr, "gridvmctld: invalid --%s '%s'\n",
+					ch == O_MOVES ? "max-moves" : "batch-size", optarg);
+				return 2;
+			}
+			if (ch == O_MOVES)
+				o.params.max_moves = (unsigned)n;
+			else
+				o.params.batch_max = (unsigned)n;
+			break;
+		}
+		case O_BWAIT:
+			if (seconds("--batch-wait", optarg, &o.batch_wait_s) < 0)
+				return 2;
+			break;
+		case O_REPORT:
+			if (seconds("--report-interval", optarg, &o.report_s) < 0)
+				return 2;
+			break;
+		case O_REPLAN:
+			if (seconds("--replan-interval", optarg, &o.replan_s) < 0)
+				return 2;
+			break;
+		case O_DAEMON: daemon = true; break;
+		case O_METRICS: o.metrics = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "gridvmctld: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return 2;
+	}
+	if (!o.listen) {
+		fprintf(stderr, "gridvmctld: --listen ADDR:PORT is required (see --help)\n");
+		return 2;
+	}
+	if (!datadir)
+		datadir = gv_strdupf("%s/controller", gv_data_dir());
+	if (!keyfile)
+		keyfile = gv_strdupf("%s/grid.key", gv_data_dir());
+	o.datadir = datadir;
+	o.grid_key = keyfile;
+	if (gv_mkdir_p(datadir, 0700) < 0) {
+		fprintf(stderr, "gridvmctld: cannot create %s: %s\n", datadir, strerror(errno));
+		return 1;
+	}
+	lockpath = gv_strdupf("%s/gridvmctld.lock", datadir);
+	lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(lockpath);
+	if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr, "gridvmctld: another controller runs on %s\n", datadir);
+		return 1;
+	}
+	if (daemon && daemonize(datadir) < 0)
+		return 1;
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	r = gv_ctl_start(&o, &c, &e);
+	if (r < 0) {
+		fprintf(stderr, "gridvmctld: %s\n", e.msg);
+		return 1;
+	}
+	fprintf(stderr, "gridvmctld: controller on %s (%s, %s), data in %s\n", gv_ctl_addr(c),
+		gv_sched_policy_name(o.params.policy), gv_sched_mode_name(o.params.mode), datadir);
+	if (o.metrics)
+		fprintf(stderr, "gridvmctld: metrics on http://%s/metrics\n", o.metrics);
+	while (!quit)
+		pause();
+	fprintf(stderr, "gridvmctld: signal %d, stopping (jobs keep running on their hosts)\n",
+		(int)quit);
+	gv_ctl_stop(c);
+	free(datadir);
+	free(keyfile);
+	return 0;
+bad:
+	fprintf(stderr, "gridvmctld: %s\n", e.msg);
+	return 2;
+}
