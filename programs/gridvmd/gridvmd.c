@@ -6,6 +6,8 @@
  */
 #include <gridvm/api/agent.h>
 #include <gridvm/api/client.h>
+#include <gridvm/api/gridagent.h>
+#include <gridvm/api/metrics.h>
 #include <gridvm/node/image.h>
 #include <gridvm/node/migrate.h>
 #include <gridvm/xfer/xfer.h>
@@ -40,6 +42,14 @@ static void usage(FILE *f)
 		"                      port %d); peers must hold the grid key\n"
 		"  -k, --grid-key FILE the grid's shared key (default DATA/grid.key;\n"
 		"                      make one with 'gridvm host keygen')\n"
+		"  -c, --controller ADDR:PORT  join the grid of this controller (needs\n"
+		"                      --listen): report to it, run the jobs it binds here\n"
+		"      --name NAME     this host's name in the grid (default: hostname)\n"
+		"      --site SITE     the host's site (attribute 'site')\n"
+		"      --label K=V,... attributes the host starts with (K alone: true)\n"
+		"      --grid-cpus N   vcpus offered to the grid (default: all online)\n"
+		"      --grid-memory SIZE  memory offered to the grid (default: all but 512M)\n"
+		"      --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"  -h, --help          show this help\n",
 		gv_data_dir(), GV_XFER_PORT);
 }
@@ -81,6 +91,23 @@ static int take_lock(const char *datadir)
 	return fd;
 }
 
+/* The agent's metrics, and its membership of the grid if it joined one. */
+struct metrics_ctx {
+	gv_host *h;
+	gv_gridagent *ga;
+};
+
+static void metrics(void *ud, gv_metrics_buf *b)
+{
+	struct metrics_ctx *m = ud;
+
+	gv_agent_metrics(m->h, b);
+	if (m->ga)
+		gv_metrics_gauge(b, "gridvm_grid_joined",
+				 "1 if the controller answered this agent's last report, else 0.",
+				 gv_gridagent_joined(m->ga), NULL);
+}
+
 static int start_transfer(gv_host *h, const char *addr, gv_xfer_server **xs, gv_err *e)
 {
 	uint8_t key[GV_XFER_KEY_LEN];
@@ -96,7 +123,7 @@ static int start_transfer(gv_host *h, const char *addr, gv_xfer_server **xs, gv_
 		snprintf(full, sizeof(full), strchr(addr, ':') ? "%s" : "%s:%d", addr,
 			 GV_XFER_PORT);
 		gv_host_set_xfer_addr(h, full);
-		gv_xfer_server_set_control(*xs, gv_migrate_control);
+		gv_xfer_server_set_control(*xs, gv_gridagent_control);
 		gv_xfer_server_set_dirty(*xs, gv_host_disk_dirty);
 		fprintf(stderr, "gridvmd: serving images and migrations on %s\n", full);
 	}
@@ -111,6 +138,13 @@ int main(int argc, char **argv)
 		{ "daemon", no_argument, NULL, 'D' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "grid-key", required_argument, NULL, 'k' },
+		{ "controller", required_argument, NULL, 'c' },
+		{ "name", required_argument, NULL, 'N' },
+		{ "site", required_argument, NULL, 'S' },
+		{ "label", required_argument, NULL, 'L' },
+		{ "grid-cpus", required_argument, NULL, 'C' },
+		{ "grid-memory", required_argument, NULL, 'M' },
+		{ "metrics", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 } };
 	char *sock = NULL, *listen = NULL, *keyfile = NULL;
@@ -118,16 +152,42 @@ int main(int argc, char **argv)
 	bool daemon = false;
 	gv_host *h = NULL;
 	gv_agent *a = NULL;
+	gv_gridagent *ga = NULL;
+	gv_gridagent_opts go = { 0 };
+	const char *metrics_addr = NULL;
+	gv_metrics_server *ms = NULL;
+	struct metrics_ctx mc = { 0 };
 	gv_err e = { "" };
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "d:s:l:k:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:s:l:k:c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': setenv("GRIDVM_DATA", optarg, 1); break;
 		case 's': sock = strdup(optarg); break;
 		case 'D': daemon = true; break;
 		case 'l': listen = optarg; break;
 		case 'k': keyfile = optarg; break;
+		case 'c': go.controller = optarg; break;
+		case 'N': go.name = optarg; break;
+		case 'S': go.site = optarg; break;
+		case 'L': go.labels = optarg; break;
+		case 'C': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 4096) {
+				fprintf(stderr, "gridvmd: invalid --grid-cpus '%s'\n", optarg);
+				return 2;
+			}
+			go.cpus = (unsigned)n;
+			break;
+		}
+		case 'M':
+			if (gv_parse_size(optarg, 1 << 20, &go.memory) < 0 || go.memory < (64 << 20)) {
+				fprintf(stderr, "gridvmd: invalid --grid-memory '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'P': metrics_addr = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -157,8 +217,28 @@ int main(int argc, char **argv)
 		gv_host_set_grid_key(h, keyfile);
 	if (r == 0 && listen)
 		r = start_transfer(h, listen, &xs, &e);
+	if (r == 0 && go.controller) {
+		char full[300];
+		if (!listen) {
+			r = gv_err_set(&e, -EINVAL, "--controller needs --listen ADDR: the controller "
+				       "and the other hosts reach this agent there");
+		} else {
+			snprintf(full, sizeof(full), strchr(listen, ':') ? "%s" : "%s:%d", listen,
+				 GV_XFER_PORT);
+			go.addr = full;
+			r = gv_gridagent_start(h, &go, &ga, &e);
+		}
+	}
+	if (r == 0 && metrics_addr) {
+		mc = (struct metrics_ctx){ h, ga };
+		r = gv_metrics_start(metrics_addr, metrics, &mc, &ms, &e);
+		if (r == 0)
+			fprintf(stderr, "gridvmd: metrics on http://%s/metrics\n", metrics_addr);
+	}
 	if (r < 0) {
 		fprintf(stderr, "gridvmd: %s\n", e.msg);
+		gv_gridagent_stop(ga);
+		gv_xfer_server_stop(xs);
 		gv_agent_stop(a);
 		gv_host_close(h);
 		return 1;
@@ -169,6 +249,8 @@ int main(int argc, char **argv)
 		gv_host_refresh_all(h);
 	}
 	fprintf(stderr, "gridvmd: signal %d, stopping (VMs keep running)\n", (int)quit);
+	gv_metrics_stop(ms);
+	gv_gridagent_stop(ga);
 	gv_xfer_server_stop(xs);
 	gv_agent_stop(a);
 	gv_host_close(h);

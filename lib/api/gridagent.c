@@ -1,0 +1,615 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gridagent.c - the agent's side of the grid (gridagent.h): the report
+ * loop, and the work the controller's reply asks for (stage and start a
+ * bound job, move one, drop one), each on a thread of its own so that
+ * reports keep coming meanwhile.
+ */
+#include <gridvm/api/gridagent.h>
+
+#include <gridvm/base/b64.h>
+#include <gridvm/base/util.h>
+#include <gridvm/node/image.h>
+#include <gridvm/node/migrate.h>
+#include <gridvm/xfer/xfer.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_CHUNK (1u << 20)
+
+/* Work in progress on one job (staging, starting, moving), or what went
+ * wrong with it, until the controller releases it. */
+struct gjob {
+	uint64_t id;
+	char vm[40];
+	const char *state; /* "staging", "creating", "failed" (static strings) */
+	char detail[256];
+	char error[512];
+	bool busy;	    /* a thread works on it */
+	bool moving;
+	char move_error[512];
+	struct gjob *next;
+};
+
+struct gv_gridagent {
+	gv_host *h;
+	char *controller, *name, *addr, *site;
+	char ctl_host[256];
+	int ctl_port;
+	unsigned cpus, report_s;
+	uint64_t memory;
+	json_t *labels;
+	uint8_t key[GV_XFER_KEY_LEN];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct gjob *jobs;
+	unsigned threads; /* workers running */
+	bool stop;
+	pthread_t th;
+	bool reachable;
+	int said; /* what the log says: -1 nothing yet, 0 unreachable, 1 joined */
+};
+
+static struct gjob *gjob_find(gv_gridagent *g, uint64_t id, bool create)
+{
+	struct gjob *j;
+
+	for (j = g->jobs; j; j = j->next)
+		if (j->id == id)
+			return j;
+	if (!create || !(j = calloc(1, sizeof(*j))))
+		return NULL;
+	j->id = id;
+	snprintf(j->vm, sizeof(j->vm), "job-%" PRIu64, id);
+	j->next = g->jobs;
+	g->jobs = j;
+	return j;
+}
+
+static void gjob_forget(gv_gridagent *g, uint64_t id)
+{
+	for (struct gjob **pp = &g->jobs; *pp; pp = &(*pp)->next)
+		if ((*pp)->id == id && !(*pp)->busy) {
+			struct gjob *j = *pp;
+			*pp = j->next;
+			free(j);
+			return;
+		}
+}
+
+/* ---- the facts reported ---- */
+
+static uint64_t mem_total(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	unsigned long long kb = 0;
+	char line[256];
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (uint64_t)kb * 1024;
+}
+
+static double load1(void)
+{
+	FILE *f = fopen("/proc/loadavg", "re");
+	double l = 0;
+
+	if (f) {
+		if (fscanf(f, "%lf", &l) != 1)
+			l = 0;
+		fclose(f);
+	}
+	return l;
+}
+
+static json_t *cpu_facts(void)
+{
+	FILE *f = fopen("/proc/cpuinfo", "re");
+	char line[4096], model[256] = "";
+	json_t *flags = json_array();
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *v = strchr(line, ':');
+		if (!v)
+			continue;
+		v += 1 + (v[1] == ' ');
+		v[strcspn(v, "\n")] = '\0';
+		if (!*model && !strncmp(line, "model name", 10))
+			snprintf(model, sizeof(model), "%s", v);
+		else if (!json_array_size(flags) && !strncmp(line, "flags", 5))
+			for (char *save = NULL, *t = strtok_r(v, " ", &save); t;
+			     t = strtok_r(NULL, " ", &save))
+				json_array_append_new(flags, json_string(t));
+		if (*model && json_array_size(flags))
+			break;
+	}
+	if (f)
+		fclose(f);
+	return json_pack("{s:s, s:o}", "cpu_model", model, "cpu_flags", flags);
+}
+
+static json_t *report(gv_gridagent *g)
+{
+	struct utsname u;
+	struct statvfs sv;
+	json_t *info = gv_host_info(g->h), *attrs = cpu_facts(), *vms = json_array(), *v;
+	json_t *list = gv_vm_list(g->h), *images = json_array(), *im;
+	uint64_t disk = 0;
+	size_t i;
+
+	uname(&u);
+	json_object_set_new(attrs, "arch", json_string(u.machine));
+	json_object_set(attrs, "accel", json_object_get(info, "accel"));
+	if (g->site)
+		json_object_set_new(attrs, "site", json_string(g->site));
+	/* its --label attributes, also listed as labels (the controller adds
+	 * the ones set with `gridvm host label`) */
+	if (statvfs(gv_host_datadir(g->h), &sv) == 0)
+		disk = (uint64_t)sv.f_bavail * sv.f_frsize;
+	json_t *all = gv_image_list(gv_host_datadir(g->h));
+	json_array_foreach(all, i, im)
+		json_array_append_new(images, json_pack("{s:O, s:O}", "name",
+							json_object_get(im, "name"), "size",
+							json_object_get(im, "size")));
+	json_decref(all);
+	pthread_mutex_lock(&g->mu);
+	json_array_foreach(list, i, v) {
+		const char *name = json_string_value(json_object_get(v, "name"));
+		if (!name || strncmp(name, "job-", 4))
+			continue;
+		json_t *o = json_pack("{s:s, s:O, s:O, s:O}", "name", name, "state",
+				      json_object_get(v, "state"), "exit_code",
+				      json_object_get(v, "exit_code"), "error",
+				      json_object_get(v, "error"));
+		if (json_object_get(v, "outputs_missing"))
+			json_object_set(o, "outputs_missing", json_object_get(v, "outputs_missing"));
+		uint64_t id = strtoull(name + 4, NULL, 10);
+		struct gjob *j = gjob_find(g, id, false);
+		if (j && *j->move_error)
+			json_object_set_new(o, "migrate_error", json_string(j->move_error));
+		if (j && j->moving)
+			json_object_set_new(o, "moving", json_true());
+		json_array_append_new(vms, o);
+	}
+	/* jobs still on their way (no VM yet), or that could not start */
+	for (struct gjob *j = g->jobs; j; j = j->next) {
+		bool listed = false;
+		json_array_foreach(vms, i, v)
+			if (!strcmp(json_string_value(json_object_get(v, "name")), j->vm))
+				listed = true;
+		if (!listed && j->state)
+			json_array_append_new(vms, json_pack("{s:s, s:s, s:s, s:s?}", "name", j->vm,
+							     "state", j->state, "detail", j->detail,
+							     "error", *j->error ? j->error : NULL));
+	}
+	pthread_mutex_unlock(&g->mu);
+	json_t *r = json_pack("{s:s, s:s, s:s, s:{s:i, s:I, s:I}, s:f, s:o, s:O, s:o, s:o}",
+			      "op", "host-report", "name", g->name, "addr", g->addr, "resources",
+			      "cpus", (int)g->cpus, "memory", (json_int_t)g->memory, "disk",
+			      (json_int_t)disk, "load", load1(), "attrs", attrs, "labels",
+			      g->labels, "images", images, "vms", vms);
+	json_decref(list);
+	json_decref(info);
+	return r;
+}
+
+/* ---- work the controller asks for ---- */
+
+struct work {
+	gv_gridagent *g;
+	uint64_t id;
+	json_t *binding; /* start: the binding; move: {to} */
+};
+
+static void set_phase(gv_gridagent *g, uint64_t id, const char *state, const char *detail)
+{
+	pthread_mutex_lock(&g->mu);
+	struct gjob *j = gjob_find(g, id, true);
+	if (j) {
+		j->state = state;
+		snprintf(j->detail, sizeof(j->detail), "%s", detail ? detail : "");
+	}
+	pthread_mutex_unlock(&g->mu);
+}
+
+/* Stage the job's image and input, create its VM, start it. */
+static void *start_thread(void *arg)
+{
+	struct work *w = arg;
+	gv_gridagent *g = w->g;
+	json_t *vm = json_object_get(w->binding, "vm");
+	const char *name = json_string_value(json_object_get(vm, "name"));
+	const char *image = json_string_value(json_object_get(vm, "image"));
+	const char *from = json_string_value(json_object_get(w->binding, "image_from"));
+	char *path = NULL;
+	const char *fmt;
+	gv_vmdef *def = NULL;
+	gv_err e = { "" };
+	int r = 0;
+
+	if (image && gv_image_resolve(gv_host_datadir(g->h), image, &path, &fmt) < 0) {
+		gv_image_fetch_opts fo = { .name = image, .from = from };
+		json_t *sum = NULL;
+		set_phase(g, w->id, "staging", "fetching its image");
+		if (!from)
+			r = gv_err_set(&e, -ENOENT, "image %s is on no reachable host", image);
+		else if ((r = gv_image_fetch(g->h, &fo, &sum, &e)) < 0)
+			gv_err_wrap(&e, r, "cannot fetch its image");
+		json_decref(sum);
+	}
+	free(path);
+	if (r == 0 && json_is_true(json_object_get(w->binding, "input"))) {
+		const char *ctl = json_string_value(json_object_get(w->binding, "controller"));
+		char host[256], *iname = gv_strdupf("job:%" PRIu64 ":input", w->id);
+		char *dir = gv_strdupf("%s/grid", gv_host_datadir(g->h));
+		char *dest = gv_strdupf("%s/%s-input.tar", dir, name);
+		int port;
+		set_phase(g, w->id, "staging", "fetching its input");
+		if ((r = gv_mkdir_p(dir, 0700)) < 0 ||
+		    (r = gv_xfer_peer_parse(ctl ? ctl : g->controller, host, sizeof(host), &port)) < 0) {
+			gv_err_set(&e, r, "cannot prepare the input");
+		} else {
+			gv_fetch_opts fo = { .host = host, .port = port, .image = iname, .dest = dest,
+					     .codec = GV_CODEC_ZSTD, .key = g->key };
+			json_t *sum = NULL;
+			if ((r = gv_fetch(&fo, &sum, &e)) < 0)
+				gv_err_wrap(&e, r, "cannot fetch its input");
+			else
+				json_object_set_new(vm, "input_tar", json_string(dest));
+			json_decref(sum);
+		}
+		free(iname);
+		free(dir);
+		free(dest);
+	}
+	if (r == 0) {
+		set_phase(g, w->id, "creating", "starting its VM");
+		json_object_set_new(vm, "ephemeral", json_false());
+		if ((r = gv_vmdef_from_json(vm, &def, &e)) == 0 &&
+		    (r = gv_vm_create(g->h, def, &e)) == 0)
+			r = gv_vm_start(g->h, name, &e);
+	}
+	pthread_mutex_lock(&g->mu);
+	struct gjob *j = gjob_find(g, w->id, true);
+	if (j) {
+		j->busy = false;
+		if (r < 0) {
+			j->state = "failed";
+			snprintf(j->error, sizeof(j->error), "%s", e.msg);
+			fprintf(stderr, "gridvmd: job %" PRIu64 ": %s\n", w->id, e.msg);
+		} else {
+			j->state = NULL; /* its VM speaks for it now */
+		}
+	}
+	g->threads--;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+	json_decref(w->binding);
+	free(w);
+	return NULL;
+}
+
+static void *move_thread(void *arg)
+{
+	struct work *w = arg;
+	gv_gridagent *g = w->g;
+	const char *to = json_string_value(json_object_get(w->binding, "to"));
+	char vm[40];
+	gv_migrate_opts mo = { .to = to };
+	json_t *sum = NULL;
+	gv_err e = { "" };
+	int r;
+
+	snprintf(vm, sizeof(vm), "job-%" PRIu64, w->id);
+	fprintf(stderr, "gridvmd: the controller moves %s to %s\n", vm, to);
+	r = gv_vm_migrate(g->h, vm, &mo, &sum, &e);
+	json_decref(sum);
+	pthread_mutex_lock(&g->mu);
+	struct gjob *j = gjob_find(g, w->id, true);
+	if (j) {
+		j->busy = false;
+		j->moving = false;
+		if (r < 0)
+			snprintf(j->move_error, sizeof(j->move_error), "%s", e.msg);
+	}
+	g->threads--;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+	if (r < 0)
+		fprintf(stderr, "gridvmd: moving %s to %s failed: %s\n", vm, to, e.msg);
+	json_decref(w->binding);
+	free(w);
+	return NULL;
+}
+
+/* Run @fn on a detached thread for job @id (mu held; marks it busy). */
+static void spawn(gv_gridagent *g, struct gjob *j, void *(*fn)(void *), json_t *arg)
+{
+	struct work *w = calloc(1, sizeof(*w));
+	pthread_attr_t attr;
+	pthread_t th;
+
+	if (!w)
+		abort();
+	w->g = g;
+	w->id = j->id;
+	w->binding = json_incref(arg);
+	j->busy = true;
+	g->threads++;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, fn, w) != 0) {
+		j->busy = false;
+		g->threads--;
+		json_decref(w->binding);
+		free(w);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+static bool vm_exists(gv_gridagent *g, const char *name)
+{
+	json_t *out = NULL;
+	gv_err e;
+	bool yes = gv_vm_show(g->h, name, &out, &e) == 0;
+
+	json_decref(out);
+	return yes;
+}
+
+static void obey(gv_gridagent *g, json_t *rep)
+{
+	json_t *b, *m, *rel;
+	size_t i;
+	gv_err e;
+
+	json_array_foreach(json_object_get(rep, "release"), i, rel) {
+		const char *name = json_string_value(rel);
+		uint64_t id = name && !strncmp(name, "job-", 4) ? strtoull(name + 4, NULL, 10) : 0;
+		if (!id)
+			continue;
+		if (vm_exists(g, name) && gv_vm_delete(g->h, name, true, &e) < 0)
+			fprintf(stderr, "gridvmd: cannot drop %s: %s\n", name, e.msg);
+		pthread_mutex_lock(&g->mu);
+		gjob_forget(g, id);
+		pthread_mutex_unlock(&g->mu);
+	}
+	json_array_foreach(json_object_get(rep, "bindings"), i, b) {
+		uint64_t id = (uint64_t)json_integer_value(json_object_get(b, "id"));
+		const char *name = json_string_value(json_object_get(json_object_get(b, "vm"), "name"));
+		if (!id || !name)
+			continue;
+		pthread_mutex_lock(&g->mu);
+		struct gjob *j = gjob_find(g, id, false);
+		bool idle = !j || (!j->busy && !j->state);
+		pthread_mutex_unlock(&g->mu);
+		if (!idle || vm_exists(g, name))
+			continue; /* on its way, failed (reported), or there */
+		pthread_mutex_lock(&g->mu);
+		if ((j = gjob_find(g, id, true))) {
+			j->state = "staging";
+			snprintf(j->detail, sizeof(j->detail), "bound here");
+			spawn(g, j, start_thread, b);
+		}
+		pthread_mutex_unlock(&g->mu);
+	}
+	json_array_foreach(json_object_get(rep, "moves"), i, m) {
+		uint64_t id = (uint64_t)json_integer_value(json_object_get(m, "id"));
+		pthread_mutex_lock(&g->mu);
+		struct gjob *j = gjob_find(g, id, true);
+		bool go = j && !j->busy && !*j->move_error;
+		pthread_mutex_unlock(&g->mu);
+		/* once moved the VM is not here: the order is stale */
+		if (!go || !vm_exists(g, json_string_value(json_object_get(m, "vm")) ?: ""))
+			continue;
+		pthread_mutex_lock(&g->mu);
+		if ((j = gjob_find(g, id, false)) && !j->busy) {
+			j->moving = true;
+			spawn(g, j, move_thread, m);
+		}
+		pthread_mutex_unlock(&g->mu);
+	}
+	/* a move error is told once per move order: forget it when the
+	 * controller no longer asks */
+	pthread_mutex_lock(&g->mu);
+	for (struct gjob *j = g->jobs; j; j = j->next) {
+		bool asked = false;
+		json_array_foreach(json_object_get(rep, "moves"), i, m)
+			if ((uint64_t)json_integer_value(json_object_get(m, "id")) == j->id)
+				asked = true;
+		if (!asked)
+			j->move_error[0] = '\0';
+	}
+	pthread_mutex_unlock(&g->mu);
+}
+
+static void *report_thread(void *arg)
+{
+	gv_gridagent *g = arg;
+
+	pthread_mutex_lock(&g->mu);
+	while (!g->stop) {
+		pthread_mutex_unlock(&g->mu);
+		json_t *req = report(g), *rep = NULL;
+		gv_err e = { "" };
+		int r = gv_xfer_control(g->ctl_host, g->ctl_port, g->key, req, 15000, &rep, &e);
+		if (r == 0 && !json_is_true(json_object_get(rep, "ok"))) {
+			r = -EIO;
+			gv_err_set(&e, r, "%s", json_string_value(json_object_get(rep, "error")) ?: "refused");
+		}
+		/* said once per change, and the first time */
+		if (r < 0 && g->said != 0)
+			fprintf(stderr, "gridvmd: the controller %s: %s\n", g->controller, e.msg);
+		if (r == 0 && g->said != 1)
+			fprintf(stderr, "gridvmd: joined the grid of %s as %s\n", g->controller, g->name);
+		g->said = r == 0;
+		__atomic_store_n(&g->reachable, r == 0, __ATOMIC_RELAXED); /* gv_gridagent_joined */
+		if (r == 0) {
+			json_int_t every = json_integer_value(json_object_get(rep, "report_s"));
+			if (every > 0 && every < 3600)
+				g->report_s = (unsigned)every;
+			obey(g, rep);
+		}
+		json_decref(req);
+		json_decref(rep);
+		pthread_mutex_lock(&g->mu);
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += g->report_s;
+		if (!g->stop)
+			pthread_cond_timedwait(&g->cv, &g->mu, &until);
+	}
+	pthread_mutex_unlock(&g->mu);
+	return NULL;
+}
+
+static json_t *labels_parse(const char *s, gv_err *e)
+{
+	json_t *l = json_object();
+	char *copy = strdup(s ? s : ""), *save = NULL;
+
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(t, '=');
+		if (eq)
+			*eq = '\0';
+		if (!gv_name_valid(t)) {
+			gv_err_set(e, -EINVAL, "invalid label '%s' (KEY=VALUE, KEY of [A-Za-z0-9_.-])", t);
+			json_decref(l);
+			free(copy);
+			return NULL;
+		}
+		json_object_set_new(l, t, eq ? json_string(eq + 1) : json_true());
+	}
+	free(copy);
+	return l;
+}
+
+int gv_gridagent_start(gv_host *h, const gv_gridagent_opts *o, gv_gridagent **out, gv_err *e)
+{
+	gv_gridagent *g;
+	char hn[256];
+	int r;
+
+	if (!o->addr)
+		return gv_err_set(e, -EINVAL, "joining a grid needs --listen ADDR: the controller "
+				  "and the other hosts reach this agent there");
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		abort();
+	g->h = h;
+	g->report_s = 2;
+	g->said = -1;
+	pthread_mutex_init(&g->mu, NULL);
+	pthread_cond_init(&g->cv, NULL);
+	g->controller = strdup(o->controller);
+	if (gethostname(hn, sizeof(hn)) < 0)
+		snprintf(hn, sizeof(hn), "host");
+	g->name = strdup(o->name ? o->name : hn);
+	g->addr = strdup(o->addr);
+	g->site = o->site ? strdup(o->site) : NULL;
+	g->cpus = o->cpus ? o->cpus : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	g->memory = o->memory ? o->memory : mem_total() - (512ull << 20);
+	if (!gv_name_valid(g->name))
+		r = gv_err_set(e, -EINVAL, "invalid host name '%s' (use --name)", g->name);
+	else if (!(g->labels = labels_parse(o->labels, e)))
+		r = -EINVAL;
+	else if ((r = gv_xfer_peer_parse(o->controller, g->ctl_host, sizeof(g->ctl_host),
+					 &g->ctl_port)) < 0)
+		gv_err_set(e, r, "invalid controller address '%s' (HOST[:PORT])", o->controller);
+	else if ((r = gv_xfer_key_load(gv_host_grid_key(h), g->key)) < 0)
+		gv_err_set(e, r, "cannot read the grid key %s", gv_host_grid_key(h));
+	else if (pthread_create(&g->th, NULL, report_thread, g) != 0)
+		r = gv_err_set(e, -EAGAIN, "cannot start the report thread");
+	if (r < 0) {
+		json_decref(g->labels);
+		free(g->controller);
+		free(g->name);
+		free(g->addr);
+		free(g->site);
+		free(g);
+		return r;
+	}
+	*out = g;
+	return 0;
+}
+
+bool gv_gridagent_joined(gv_gridagent *g)
+{
+	return __atomic_load_n(&g->reachable, __ATOMIC_RELAXED);
+}
+
+void gv_gridagent_stop(gv_gridagent *g)
+{
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->mu);
+	g->stop = true;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+	pthread_join(g->th, NULL);
+	/* workers (a fetch, a migration) hold the host: wait for them */
+	pthread_mutex_lock(&g->mu);
+	while (g->threads)
+		pthread_cond_wait(&g->cv, &g->mu);
+	pthread_mutex_unlock(&g->mu);
+	while (g->jobs) {
+		struct gjob *j = g->jobs;
+		g->jobs = j->next;
+		free(j);
+	}
+	json_decref(g->labels);
+	pthread_mutex_destroy(&g->mu);
+	pthread_cond_destroy(&g->cv);
+	free(g->controller);
+	free(g->name);
+	free(g->addr);
+	free(g->site);
+	free(g);
+}
+
+/* {"op": "grid-log", "name", "offset", "wait_ms"}: a job VM's output. */
+static json_t *grid_log(gv_host *h, json_t *req)
+{
+	const char *name = json_string_value(json_object_get(req, "name"));
+	json_int_t off = json_integer_value(json_object_get(req, "offset"));
+	json_int_t wait = json_integer_value(json_object_get(req, "wait_ms"));
+	char *data = NULL, *b64;
+	size_t len = 0;
+	gv_vmstate st;
+	gv_err e;
+	json_t *rep;
+
+	if (!name || strncmp(name, "job-", 4) || off < 0)
+		return gv_err_json(-EINVAL, "bad grid-log request");
+	if (gv_vm_read_log(h, name, "job", (uint64_t)off, wait > 0 && wait <= 5000 ? (uint64_t)wait : 0,
+			   LOG_CHUNK, &data, &len, &st, &e) < 0)
+		return gv_err_json(-ENOENT, e.msg);
+	b64 = gv_b64_encode(data, len);
+	rep = json_pack("{s:b, s:s, s:I, s:s}", "ok", 1, "data", b64, "next",
+			(json_int_t)(off + (json_int_t)len), "state", gv_vmstate_name(st));
+	free(b64);
+	free(data);
+	return rep;
+}
+
+json_t *gv_gridagent_control(void *ud, json_t *req)
+{
+	const char *op = json_string_value(json_object_get(req, "op"));
+
+	if (op && !strcmp(op, "grid-log"))
+		return grid_log(ud, req);
+	return gv_migrate_control(ud, req);
+}
