@@ -73,6 +73,9 @@ static int host_keygen(int argc, char **argv)
 static const struct cli_cmd host_cmds[] = {
 	{ "keygen", host_keygen, "make a new grid key for authenticating hosts" },
 	{ "info", host_info, "accelerator, QEMU version, cgroups, guest kernel" },
+	{ "drain", cli_host_drain, "grid: move a host's jobs away, take no new ones" },
+	{ "undrain", cli_host_undrain, "grid: a drained host takes jobs again" },
+	{ "label", cli_host_label, "grid: set an attribute jobs' expressions see" },
 	{ NULL, NULL, NULL } };
 
 int cmd_host(int argc, char **argv)

@@ -163,6 +163,15 @@ static void on_frame(void *ud, char type, const uint8_t *d, uint32_t n)
 	}
 }
 
+size_t cli_frames_out(const uint8_t *buf, size_t len, int *exit_code)
+{
+	struct follow fl = { *exit_code };
+	size_t used = gv_jobout_parse(buf, len, on_frame, &fl);
+
+	*exit_code = fl.exit_code;
+	return used;
+}
+
 int cli_follow_job(gv_client *c, const char *name, bool follow)
 {
 	struct follow fl = { -1 };

@@ -61,4 +61,31 @@ int cmd_migrate(int argc, char **argv);
  * the job's exit code, or -1 if the VM ended without one. */
 int cli_follow_job(gv_client *c, const char *name, bool follow);
 
+/* Print the job frames in @buf (stdout, stderr, guest messages); an exit
+ * frame sets *exit_code. @return the bytes used (a partial frame stays). */
+size_t cli_frames_out(const uint8_t *buf, size_t len, int *exit_code);
+
+/* ---- the grid (grid.c): requests to the controller ---- */
+
+/* Is a controller given (--controller or GRIDVM_CONTROLLER)? */
+bool cli_grid_configured(void);
+/* Send @req (reference taken) to the controller; on failure print the
+ * error once and return -1. *rep: the reply (new reference). */
+int cli_grid_call(json_t *req, json_t **rep);
+/* The controller's address and the grid key (for transfers). */
+int cli_grid_peer(char *host, size_t len, int *port, uint8_t key[32]);
+
+/* Pack the inputs (PATH[:GUEST_PATH] strings) and upload them to the
+ * controller; add "upload", "input_bytes", "input_paths" to @req. */
+int cli_grid_upload_inputs(json_t *specs, json_t *req);
+
+int cmd_submit(int argc, char **argv);
+int cmd_jobs(int argc, char **argv);
+int cmd_job(int argc, char **argv);
+int cmd_hosts(int argc, char **argv);
+/* gridvm host drain|undrain|label (builtin-hosts.c) */
+int cli_host_drain(int argc, char **argv);
+int cli_host_undrain(int argc, char **argv);
+int cli_host_label(int argc, char **argv);
+
 #endif

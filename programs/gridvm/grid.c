@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * grid.c - how the gridvm commands reach the grid controller: its address
+ * (--controller or GRIDVM_CONTROLLER), the grid key (--grid-key, or
+ * GRIDVM_GRID_KEY, or DATA/grid.key), one request per call over the
+ * authenticated channel between hosts.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gridvm/base/b64.h>
+#include <limits.h>
+#include <openssl/rand.h>
+#include <unistd.h>
+#include <gridvm/base/util.h>
+#include <gridvm/vmm/jobio.h>
+#include <gridvm/vmm/vmdef.h>
+#include <gridvm/xfer/xfer.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define UPLOAD_CHUNK (4u << 20) /* bytes of input per request */
+
+bool cli_grid_configured(void)
+{
+	const char *c = getenv("GRIDVM_CONTROLLER");
+
+	return c && *c;
+}
+
+int cli_grid_peer(char *host, size_t len, int *port, uint8_t key[32])
+{
+	const char *ctl = getenv("GRIDVM_CONTROLLER");
+	const char *kf = getenv("GRIDVM_GRID_KEY");
+	char *path = kf && *kf ? strdup(kf) : gv_strdupf("%s/grid.key", gv_data_dir());
+	int r;
+
+	if (!ctl || !*ctl) {
+		free(path);
+		return cli_error("no controller: give --controller ADDR:PORT (or set "
+				 "GRIDVM_CONTROLLER)"), -1;
+	}
+	if (gv_xfer_peer_parse(ctl, host, len, port) < 0) {
+		free(path);
+		return cli_error("invalid controller address '%s' (HOST:PORT)", ctl), -1;
+	}
+	r = gv_xfer_key_load(path, key);
+	if (r < 0)
+		cli_error("cannot read the grid key %s: %s (give --grid-key FILE)", path,
+			  strerror(-r));
+	free(path);
+	return r < 0 ? -1 : 0;
+}
+
+int cli_grid_call(json_t *req, json_t **rep)
+{
+	uint8_t key[32];
+	char host[256];
+	int port, r;
+	gv_err e = { "" };
+
+	*rep = NULL;
+	if (cli_grid_peer(host, sizeof(host), &port, key) < 0) {
+		json_decref(req);
+		return -1;
+	}
+	r = gv_xfer_control(host, port, key, req, 60000, rep, &e);
+	OPENSSL_cleanse(key, sizeof(key));
+	json_decref(req);
+	if (r < 0) {
+		cli_error("the controller %s: %s", getenv("GRIDVM_CONTROLLER"), e.msg);
+		return -1;
+	}
+	if (!json_is_true(json_object_get(*rep, "ok"))) {
+		cli_error("%s", json_string_value(json_object_get(*rep, "error")) ?: "refused");
+		json_decref(*rep);
+		*rep = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* The inputs (PATH[:GUEST_PATH] each) packed as the guest unpacks them
+ * (jobio.h); *guest: where each goes (default: its basename, in the job's
+ * working directory). */
+static int pack_inputs(json_t *specs, const char *tar, json_t *guest)
+{
+	size_t i, n = json_array_size(specs);
+	char **paths = calloc(n + 1, sizeof(char *));
+	json_t *s;
+	gv_err e;
+	int r = 0;
+
+	if (!paths)
+		abort();
+	json_array_foreach(specs, i, s) {
+		char *spec = strdup(json_string_value(s)), *colon = strchr(spec, ':'), *base;
+		if (colon)
+			*colon = '\0';
+		paths[i] = realpath(spec, NULL);
+		if (!paths[i]) {
+			r = cli_error("input %s: %s", spec, strerror(errno));
+			free(spec);
+			break;
+		}
+		base = strrchr(paths[i], '/') + 1;
+		json_array_append_new(guest, json_string(colon && colon[1] ? colon + 1
+							      : *base ? base : "input"));
+		free(spec);
+	}
+	if (r == 0 && gv_jobio_pack_inputs(paths, tar, &e) < 0)
+		r = cli_error("%s", e.msg);
+	gv_strv_free(paths);
+	return r ? -1 : 0;
+}
+
+int cli_grid_upload_inputs(json_t *specs, json_t *req)
+{
+	char tmpl[] = "/tmp/gridvm-input-XXXXXX", *tar, token[33];
+	uint8_t rnd[16], *buf;
+	json_t *guest = json_array();
+	int fd, rc = -1;
+	off_t off = 0;
+
+	if (!mkdtemp(tmpl))
+		return cli_error("cannot make a temporary directory: %s", strerror(errno)), -1;
+	tar = gv_strdupf("%s/input.tar", tmpl);
+	if (pack_inputs(specs, tar, guest) < 0)
+		goto out;
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		cli_error("no randomness");
+		goto out;
+	}
+	for (int i = 0; i < 16; i++)
+		snprintf(token + 2 * i, 3, "%02x", rnd[i]);
+	fd = open(tar, O_RDONLY | O_CLOEXEC);
+	buf = malloc(UPLOAD_CHUNK);
+	if (fd < 0 || !buf) {
+		cli_error("cannot read %s", tar);
+		free(buf);
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = pread(fd, buf, UPLOAD_CHUNK, off);
+		if (n < 0) {
+			cli_error("cannot read %s: %s", tar, strerror(errno));
+			break;
+		}
+		if (n == 0) {
+			rc = 0;
+			break;
+		}
+		char *b64 = gv_b64_encode(buf, (size_t)n);
+		json_t *rep = NULL;
+		int r = cli_grid_call(json_pack("{s:s, s:s, s:I, s:s}", "op", "input-put", "upload",
+						token, "offset", (json_int_t)off, "data", b64),
+				      &rep);
+		free(b64);
+		json_decref(rep);
+		if (r < 0)
+			break;
+		off += n;
+	}
+	close(fd);
+	free(buf);
+	if (rc == 0) {
+		json_object_set_new(req, "upload", json_string(token));
+		json_object_set_new(req, "input_bytes", json_integer((json_int_t)off));
+		json_object_set(req, "input_paths", guest);
+	}
+out:
+	unlink(tar);
+	rmdir(tmpl);
+	free(tar);
+	json_decref(guest);
+	return rc;
+}
