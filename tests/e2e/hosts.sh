@@ -27,7 +27,8 @@
 #   hosts_restore I       bring it up again
 #   hosts_exec I CMD...   run CMD inside I's namespace
 #   hosts_ping I IP       one ICMP echo from I to IP (ping, or python3)
-#   hosts_agent_start I   start gridvmd for I inside its namespace
+#   hosts_agent_start I [ARGS...]  start gridvmd for I inside its namespace
+#                         (ARGS: more gridvmd options, e.g. --controller)
 #   hosts_agent_stop I    SIGTERM I's agent (VMs keep running)
 #   hosts_gv I ARGS...    run the gridvm CLI against I's agent
 #   hosts_wire_bytes I    tx+rx bytes so far on I's eth0 (ns side)
@@ -498,6 +499,7 @@ hosts_gv() {
 hosts_agent_start() {
 	hosts__host "${1:-}"
 	local i=$1 sysdata=${GRIDVM_SYSDATA:-/var/lib/gridvm} data pid end
+	shift
 	data=${HOST_DATA[i]}
 	[ -x "$GVD" ] || fail "hosts_agent_start: no agent binary $GVD"
 	[ -f "$sysdata/guest/vmlinuz" ] || fail "no guest in $sysdata (run scripts/setup.sh)"
@@ -508,7 +510,7 @@ hosts_agent_start() {
 	# own errors (bad options, lock held) go to the same log
 	ip netns exec "${HOST_NS[i]}" env GRIDVM_DATA="$data" "$GVD" --daemon \
 		--socket "${HOST_SOCK[i]}" --listen "${HOST_IP[i]}:$HOSTS_PORT" \
-		--grid-key "${HOSTS_KEY_OVERRIDE:-$HOSTS_DIR/grid.key}" >>"$data/gridvmd.log" 2>&1 ||
+		--grid-key "${HOSTS_KEY_OVERRIDE:-$HOSTS_DIR/grid.key}" "$@" >>"$data/gridvmd.log" 2>&1 ||
 		fail "agent of h$i did not start: $(tail -20 "$data/gridvmd.log")"
 	end=$((SECONDS + 10))
 	until [ -S "${HOST_SOCK[i]}" ] && hosts_gv "$i" host info >/dev/null 2>&1; do

@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: MIT
+# shellcheck shell=bash
+# grid.sh - a grid on namespace hosts for end-to-end tests and benchmarks:
+# a controller (gridvmctld) in h1's namespace and agents that join it.
+# Source after lib.sh and hosts.sh, after hosts_up.
+#
+#   grid_ctl_start [ARGS...]     start the controller (more gridvmctld options)
+#   grid_ctl_stop                SIGTERM it (jobs keep running on their hosts)
+#   grid_join I [ARGS...]        start I's agent joined to the controller
+#   G ARGS...                    the gridvm CLI against the controller
+#   grid_field ID EXPR           a field of `job show ID --json` (python expr on j)
+#   grid_state ID                the job's state
+#   grid_wait_state SECS ID STATE...   until the job is in one of the states
+#
+# Variables: GRID_CTL (ADDR:PORT), GRID_DIR (the controller's data dir).
+
+GVC=${GVC:-"$ROOT/build/programs/gridvmctld"}
+GRID_PORT=${GRID_PORT:-7900}
+
+grid_ctl_start() {
+	GRID_CTL=${HOST_IP[1]}:$GRID_PORT
+	GRID_DIR=$HOSTS_DIR/ctl
+	mkdir -p "$GRID_DIR"
+	ip netns exec "${HOST_NS[1]}" env GRIDVM_DATA="$GRID_DIR" "$GVC" --listen "$GRID_CTL" \
+		--grid-key "$HOSTS_DIR/grid.key" --data-dir "$GRID_DIR" --daemon \
+		--report-interval 1s "$@" >>"$GRID_DIR/gridvmctld.log" 2>&1 ||
+		fail "the controller did not start: $(tail -5 "$GRID_DIR/gridvmctld.log")"
+	wait_until 30 "the controller answers" grid_answers
+}
+
+grid_answers() { G jobs >/dev/null 2>&1; }
+
+grid_ctl_pid() {
+	local pid
+	for pid in $(ip netns pids "${HOST_NS[1]}"); do
+		if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = gridvmctld ]; then echo "$pid"; fi
+	done
+	return 0
+}
+
+grid_ctl_stop() {
+	local pid
+	pid=$(grid_ctl_pid)
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid"
+	wait_until 30 "the controller stops" proc_gone "$pid"
+}
+
+grid_join() {
+	local i=$1
+	shift
+	hosts_agent_start "$i" --controller "$GRID_CTL" --name "h$i" "$@"
+}
+
+G() {
+	ip netns exec "${HOST_NS[1]}" env GRIDVM_DATA="$GRID_DIR" "$GV" --controller "$GRID_CTL" \
+		--grid-key "$HOSTS_DIR/grid.key" "$@"
+}
+
+grid_field() {
+	G job show "$1" --json | python3 -c "import json,sys; j=json.load(sys.stdin); print($2)"
+}
+
+grid_state() { grid_field "$1" 'j["state"]'; }
+
+grid_in_state() { # ID STATE...
+	local s id=$1
+	shift
+	s=$(grid_state "$id") || return 1
+	for want in "$@"; do [ "$s" = "$want" ] && return 0; done
+	return 1
+}
+
+grid_wait_state() { # SECS ID STATE...
+	local secs=$1 id=$2
+	shift 2
+	wait_until "$secs" "job $id to be $*" grid_in_state "$id" "$@"
+}
