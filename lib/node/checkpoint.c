@@ -173,7 +173,9 @@ static int capture_memory(const gv_vmpaths *p, gv_qmp *q, struct memcap *m,
 		goto out;
 	}
 	pthread_create(&m->thread, NULL, memcap_thread, m);
-	r = host_qmp_run(q, "migrate", args, e);
+	r = vm_migration_plain(q, e);
+	if (r == 0)
+		r = host_qmp_run(q, "migrate", args, e);
 	if (r == 0)
 		r = host_wait_migration(q, 30 * 60 * 1000, e);
 	if (r < 0)

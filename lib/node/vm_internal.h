@@ -44,6 +44,10 @@ typedef int (*vm_migration_tick_fn)(void *ud, json_t *status);
 int vm_migration_wait(gv_qmp *q, const char *const until[], uint64_t timeout_ms,
 		      unsigned interval_ms, vm_migration_tick_fn tick, void *ud, json_t **last,
 		      gv_err *e);
+/* Before a save or a checkpoint: one plain stream. A live migration
+ * leaves its capabilities set on both QEMUs (multifd channels, a pause
+ * before the switchover), which would make the stream wait forever. */
+int vm_migration_plain(gv_qmp *q, gv_err *e);
 /* Wait until completed (vm_migration_wait, 10 ms); run one command on an
  * open monitor connection. */
 int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e);

@@ -105,11 +105,26 @@ static int fsync_path(const char *path)
 	return r;
 }
 
+int vm_migration_plain(gv_qmp *q, gv_err *e)
+{
+	json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}, {s:s, s:b}]}", "capabilities",
+				 "capability", "multifd", "state", 0, "capability",
+				 "pause-before-switchover", "state", 0, "capability",
+				 "auto-converge", "state", 0);
+	int r = host_qmp_run(q, "migrate-set-capabilities", caps, e);
+
+	json_decref(caps);
+	return r;
+}
+
 static int save_stream(gv_qmp *q, const char *tmp, gv_err *e)
 {
 	char *uri = gv_strdupf("exec:cat > '%s'", tmp);
 	json_t *args = json_pack("{s:s}", "uri", uri);
-	int r = host_qmp_run(q, "migrate", args, e);
+	int r = vm_migration_plain(q, e);
+
+	if (r == 0)
+		r = host_qmp_run(q, "migrate", args, e);
 
 	json_decref(args);
 	free(uri);
