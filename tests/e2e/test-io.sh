@@ -79,7 +79,7 @@ expect_eq "too large: the other arrived" "$(files_of out4 | tr '\n' ' ')" ". ./s
 # arrive (and arrive again); a second boot places the inputs again
 "$GV" vm create keep --input in/dir:work/dir --output work/count.txt --output work/dir \
 	--job 'i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo $i; sleep 0.3; done
-	       echo "counted $i" > work/count.txt; echo new > work/dir/added' >/dev/null
+	       echo "counted $i" > work/count.txt; echo new >> work/dir/added' >/dev/null
 expect_eq "vm show: outputs" "$(vm_field keep '["outputs"]')" "['work/count.txt', 'work/dir']"
 "$GV" vm start keep >/dev/null
 count_reaches keep 5 90 || fail "the counting job did not start"
@@ -98,12 +98,23 @@ expect_eq "keep: the directory" "$(files_of out5/dir | tr '\n' ' ')" \
 cmp in/dir/a.txt out5/dir/a.txt || fail "keep: dir/a.txt differs"
 "$GV" vm output keep "$W/out5b" 2>/dev/null || fail "vm output keep failed the second time"
 expect_eq "keep: again" "$(cat out5b/count.txt)" "counted 30"
-# a second boot: the inputs replace what the first run left
+# a second boot: the inputs replace what the first run left (its "added")
 "$GV" vm start keep >/dev/null
 wait_until 180 "the second run of keep to end" sh -c "[ \"\$('$GV' vm show keep --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"state\"])')\" = stopped ]"
+expect_eq "keep, second run: exit code" "$(vm_field keep '["exit_code"]')" 0
 "$GV" vm output keep "$W/out5c" 2>/dev/null || fail "vm output keep failed after the second run"
 expect_eq "keep, second run: the directory" "$(files_of out5c/dir | tr '\n' ' ')" \
 	". ./a.txt ./added ./sub ./sub/b c.txt "
+expect_eq "keep, second run: the input replaced the first run's directory" \
+	"$(cat out5c/dir/added)" new
+# a third boot stopped by force: its outputs were never collected, and
+# what the second run left is not served as if it were this run's
+"$GV" vm start keep >/dev/null
+count_reaches keep 2 90 || fail "the third run did not start"
+"$GV" vm stop keep --force >/dev/null
+"$GV" vm output keep "$W/out5d" 2>"$W/err5d" && fail "outputs of a run stopped by force"
+grep -q "outputs of VM keep were not collected" "$W/err5d" || fail "stopped by force: $(cat "$W/err5d")"
+echo "ok: a run stopped by force has no outputs (not the last run's)"
 "$GV" vm delete keep >/dev/null
 
 # 6. outputs of a VM that never ran: a clear error
