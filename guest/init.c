@@ -351,7 +351,7 @@ static int open_named_port(const char *name)
 /* Read the whole job spec into a NUL-terminated heap buffer, or NULL. */
 static char *read_spec(size_t *len)
 {
-	long end = now_ms() + 2000;
+	long end = now_ms() + 30000; /* generous: a loaded host runs guests slowly */
 	char *buf = malloc(SPEC_MAX + 1);
 	ssize_t r = 1;
 	int fd;
@@ -457,7 +457,7 @@ static int job_parse(char *spec, size_t len, struct job *job)
 /* Mount dev at NEWROOT with proc, sys, dev and tmp inside; 0 or -1 after 'M'. */
 static int setup_root(const char *dev)
 {
-	long end = now_ms() + 10000;
+	long end = now_ms() + 60000; /* generous: a loaded host probes slowly */
 
 	while (access(dev, F_OK) < 0) {
 		if (!tick_until(end)) {
@@ -722,7 +722,9 @@ int main(void)
 	logmsg("loading modules");
 	load_modules();
 	buttons_open();
-	end = now_ms() + 5000;
+	/* generous: on a loaded host (TCG guests on busy cores) the port
+	 * may take long to appear; the wait only bounds a broken VM */
+	end = now_ms() + 60000;
 	while ((port_fd = open_named_port(PORT_NAME)) < 0 && tick_until(end))
 		;
 	if (port_fd < 0) {

@@ -132,10 +132,11 @@ static int wait_child(pid_t pid)
 }
 
 /* /dev/vdX of the virtio disk with QEMU serial @serial into @dev, waiting
- * up to 10 s for it; false if it never appears. */
+ * up to 60 s for it (a loaded host probes slowly); false if it never
+ * appears. */
 static bool find_disk(const char *serial, char *dev, size_t len)
 {
-	long end = now_ms() + 10000;
+	long end = now_ms() + 60000;
 
 	do {
 		DIR *d = opendir("/sys/block");
