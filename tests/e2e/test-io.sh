@@ -15,6 +15,8 @@ printf 'one\ntwo\nthree\n' >in/dir/a.txt
 printf 'x y\n' >"in/dir/sub/b c.txt"
 # files_of DIR: every path below DIR, sorted, one a line
 files_of() { (cd "$1" && find . | LC_ALL=C sort); }
+# expect_rc WHAT GOT WANT ERRFILE: an exit code, with the command's stderr if wrong
+expect_rc() { [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'; its stderr: $(cat "$4")"; echo "ok: $1"; }
 vm_count() { "$GV" vm list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 qemus() { pgrep -fc "$GRIDVM_DATA/vms/" || true; }
 
@@ -26,7 +28,7 @@ qemus() { pgrep -fc "$GRIDVM_DATA/vms/" || true; }
 	cmp data.bin /tmp/copy.bin && echo same >> result.txt
 	mkdir results; cp data.bin results/; wc -l < dir/a.txt > results/lines
 	cat "dir/sub/b c.txt" > results/b; exit 3' 2>"$W/err1" && rc=0 || rc=$?
-expect_eq "the job's exit code" "$rc" 3
+expect_rc "the job's exit code" "$rc" 3 "$W/err1"
 expect_eq "nothing on stderr" "$(cat "$W/err1")" ""
 expect_eq "result.txt" "$(cat out1/result.txt)" "$(cd in && sha256sum data.bin)
 same"
@@ -41,7 +43,7 @@ expect_eq "what arrived" "$(files_of out1 | tr '\n' ' ')" \
 # agent refuses one too (an API client), leaving nothing behind
 before=$(qemus)
 "$GV" run --input in/nope.txt --output x -- true 2>"$W/err2" && rc=0 || rc=$?
-expect_eq "missing input: exit code" "$rc" 2
+expect_rc "missing input: exit code" "$rc" 2 "$W/err2"
 expect_eq "missing input: the error" "$(cat "$W/err2")" \
 	"gridvm: error: --input in/nope.txt: No such file or directory"
 expect_eq "missing input: no VM" "$(vm_count)" 0
@@ -58,7 +60,7 @@ echo "ok: nothing left of the refused VM"
 # 3. a missing output is named; the others arrive; the exit code is the job's
 "$GV" run --output there.txt --output not-there --output-dir "$W/out3" -- \
 	sh -c 'echo hi > there.txt' 2>"$W/err3" && rc=0 || rc=$?
-expect_eq "missing output: exit code" "$rc" 0
+expect_rc "missing output: exit code" "$rc" 0 "$W/err3"
 expect_eq "missing output: named" "$(cat "$W/err3")" \
 	"gridvm: output not-there: not found in the guest"
 expect_eq "missing output: the other arrived" "$(files_of out3 | tr '\n' ' ')" ". ./there.txt "
@@ -69,7 +71,7 @@ expect_eq "missing output: its bytes" "$(cat out3/there.txt)" hi
 "$GV" run --output big --output small --output-max 1M --output-dir "$W/out4" -- \
 	sh -c 'head -c 2000000 /dev/urandom > big; echo s > small; kill -9 $$' 2>"$W/err4" &&
 	rc=0 || rc=$?
-expect_eq "killed job: exit code" "$rc" 137
+expect_rc "killed job: exit code" "$rc" 137 "$W/err4"
 expect_eq "too large: named" "$(grep -v '^gridvm: guest: ' "$W/err4")" \
 	"gridvm: output big: did not fit on the output disk (see --output-max)"
 expect_eq "too large: the other arrived" "$(files_of out4 | tr '\n' ' ')" ". ./small "
