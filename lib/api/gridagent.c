@@ -37,6 +37,8 @@ struct gjob {
 	bool busy;	    /* a thread works on it */
 	bool moving;
 	char move_error[512];
+	int64_t started_epoch; /* a start was made for this binding */
+	int64_t moved_epoch;   /* it moved away from here under this binding */
 	struct gjob *next;
 };
 
@@ -324,6 +326,8 @@ static void *move_thread(void *arg)
 		j->moving = false;
 		if (r < 0)
 			snprintf(j->move_error, sizeof(j->move_error), "%s", e.msg);
+		else
+			j->moved_epoch = json_integer_value(json_object_get(w->binding, "epoch"));
 	}
 	g->threads--;
 	pthread_cond_broadcast(&g->cv);
@@ -389,18 +393,30 @@ static void obey(gv_gridagent *g, json_t *rep)
 	}
 	json_array_foreach(json_object_get(rep, "bindings"), i, b) {
 		uint64_t id = (uint64_t)json_integer_value(json_object_get(b, "id"));
+		int64_t epoch = json_integer_value(json_object_get(b, "epoch"));
 		const char *name = json_string_value(json_object_get(json_object_get(b, "vm"), "name"));
+		const char *state = json_string_value(json_object_get(b, "state")) ?: "";
+		bool fresh = !strcmp(state, "scheduled") || !strcmp(state, "staging");
 		if (!id || !name)
 			continue;
 		pthread_mutex_lock(&g->mu);
 		struct gjob *j = gjob_find(g, id, false);
 		bool idle = !j || (!j->busy && !j->state);
+		/* a job is started at most once per binding, and never again
+		 * under the binding it moved away with */
+		bool done = j && (j->started_epoch == epoch || (j->moved_epoch && epoch <= j->moved_epoch));
 		pthread_mutex_unlock(&g->mu);
-		if (!idle || vm_exists(g, name))
-			continue; /* on its way, failed (reported), or there */
+		if (!idle || done || vm_exists(g, name))
+			continue; /* on its way, failed (reported), there, or gone */
 		pthread_mutex_lock(&g->mu);
-		if ((j = gjob_find(g, id, true))) {
+		if ((j = gjob_find(g, id, true)) && !fresh) {
+			/* it ran here, and its VM is not here any more: say so, do
+			 * not start it again */
+			j->state = "gone";
+			snprintf(j->error, sizeof(j->error), "its VM is gone from %s", g->name);
+		} else if (j) {
 			j->state = "staging";
+			j->started_epoch = epoch;
 			snprintf(j->detail, sizeof(j->detail), "bound here");
 			spawn(g, j, start_thread, b);
 		}

@@ -196,6 +196,14 @@ static void job_vm_report(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json
 		if (strcmp(vstate, "stopped") && strcmp(vstate, "failed"))
 			return;
 	}
+	if (!strcmp(vstate, "gone")) {
+		/* bound here and started, but its VM is not there: it is not
+		 * started again (that could run it twice) */
+		json_object_set_new(j->rec, "error", json_string(err ? err : "its VM is gone"));
+		ctl_job_unschedule(c, j);
+		ctl_job_set_state(c, j, GV_JOB_S_FAILED, err ? err : "its VM is gone");
+		return;
+	}
 	if (!strcmp(vstate, "staging") || !strcmp(vstate, "creating")) {
 		if (s == GV_JOB_S_SCHEDULED)
 			ctl_job_set_state(c, j, GV_JOB_S_STAGING, json_string_value(
@@ -224,23 +232,29 @@ static json_t *host_orders(gv_ctl *c, struct ctl_host *h, json_t *release)
 		if (gv_job_state_final(s) || s == GV_JOB_S_QUEUED || !host ||
 		    strcmp(host, h->name) || j->collecting)
 			continue;
+		json_int_t epoch = json_integer_value(json_object_get(j->rec, "epoch"));
+		gv_job_vm_name(j->id, vm, sizeof(vm));
+		if (s == GV_JOB_S_MIGRATING) {
+			/* a job on its way out is no binding: once it left, its
+			 * source must not start it again */
+			const char *to = json_string_value(json_object_get(j->rec, "migrate_to"));
+			struct ctl_host *dst = to ? ctl_host_find(c, to) : NULL;
+			if (dst)
+				json_array_append_new(moves, json_pack("{s:I, s:I, s:s, s:s}", "id",
+								       (json_int_t)j->id, "epoch", epoch,
+								       "vm", vm, "to", dst->addr));
+			continue;
+		}
 		const char *image = json_string_value(json_object_get(j->rec, "image"));
 		struct ctl_host *src = host_has_image(h, image) ? NULL : image_source(c, image, h);
-		json_t *b = json_pack("{s:I, s:I, s:o, s:b, s:s}", "id", (json_int_t)j->id, "epoch",
-				      json_integer_value(json_object_get(j->rec, "epoch")), "vm",
-				      gv_job_vmdef(j->rec, gv_job_vm_name(j->id, vm, sizeof(vm))),
-				      "input",
+		json_t *b = json_pack("{s:I, s:I, s:s, s:o, s:b, s:s}", "id", (json_int_t)j->id,
+				      "epoch", epoch, "state", gv_job_state_name(s), "vm",
+				      gv_job_vmdef(j->rec, vm), "input",
 				      json_integer_value(json_object_get(j->rec, "input_bytes")) > 0,
 				      "controller", c->listen_addr);
 		if (src)
 			json_object_set_new(b, "image_from", json_string(src->addr));
 		json_array_append_new(bind, b);
-		const char *to = json_string_value(json_object_get(j->rec, "migrate_to"));
-		struct ctl_host *dst = to ? ctl_host_find(c, to) : NULL;
-		if (s == GV_JOB_S_MIGRATING && dst)
-			json_array_append_new(moves, json_pack("{s:I, s:s, s:s}", "id",
-							       (json_int_t)j->id, "vm", vm, "to",
-							       dst->addr));
 	}
 	return json_pack("{s:b, s:s, s:o, s:o, s:O, s:i}", "ok", 1, "host", h->name, "bindings",
 			 bind, "moves", moves, "release", release, "report_s", (int)c->o.report_s);
