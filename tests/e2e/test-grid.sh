@@ -111,6 +111,9 @@ count=$(G submit --memory 256M --input "$IN/note.txt" --input "$IN/data:/work/da
 	cat note.txt > result.txt; echo "counted to $i" >> result.txt
 	mkdir -p /work/sums; cd /work/data; md5sum blob numbers > /work/sums/md5')
 grid_wait_state 300 "$count" running
+# a follower started now must see every line, across the move
+G job logs "$count" --follow >"$HOSTS_DIR/follow.out" 2>&1 &
+FOLLOW=$!
 wait_until 120 "the count to reach 5" last_count_ge "$count" 5
 from=$(grid_field "$count" 'j["host"]')
 G host drain "$from"
@@ -118,6 +121,8 @@ wait_until 300 "the job to leave $from" moved_off "$count" "$from"
 to=$(grid_field "$count" 'j["host"]')
 grid_wait_state 300 "$count" completed
 same "$(G job logs "$count" | tr '\n' ' ')" "$(seq 1 45 | tr '\n' ' ')"
+wait_until 60 "the follower to end with the job" proc_gone "$FOLLOW"
+same "$(tr '\n' ' ' <"$HOSTS_DIR/follow.out")" "$(seq 1 45 | tr '\n' ' ')" "job logs --follow across the move"
 same "$(grid_field "$count" 'j["moves"]')" 1
 G job events "$count" | grep -q "is draining" || fail "no drain event: $(G job events "$count")"
 G host undrain "$from"
@@ -129,7 +134,7 @@ same "$(cat "$OUT/sums/md5")" "$(cat "$HOSTS_DIR/md5.want")" "the outputs' check
 grep -q 'never-written' "$HOSTS_DIR/output.err" || fail "a missing output is not reported: $(cat "$HOSTS_DIR/output.err")"
 [ ! -e "$OUT/never-written" ] || fail "a missing output appeared"
 echo "ok: inputs arrived and outputs came back from a job that moved (the missing one named)"
-echo "ok: drained $from: the counting job moved live to $to and counted 1..45 without a restart"
+echo "ok: drained $from: the counting job moved live to $to and counted 1..45 without a restart (followed across the move)"
 
 # --- the controller restarted mid-run: nothing lost, nothing run twice
 declare -a R
