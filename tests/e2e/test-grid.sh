@@ -190,11 +190,13 @@ grid_ctl_start --mode batch --batch-wait 3s --policy locality
 mkdir -p "${HOST_DATA[3]}/images"
 cp --sparse=always "${GRIDVM_SYSDATA:-/var/lib/gridvm}/images/default.img" "${HOST_DATA[3]}/images/solo.img"
 wait_until 60 "h3 to report image solo" reports_image solo
+# the solo job first, in a batch of its own: h3 has room, and holds its image
+solo=$(G submit --image solo --memory 128M -- sh -c 'echo from solo')
+grid_wait_state 300 "$solo" scheduled staging running completed
 declare -a B
 for k in 1 2 3 4; do
 	B[k]=$(G submit --memory 128M -- sh -c "echo batch $k; exit $k")
 done
-solo=$(G submit --image solo --memory 128M -- sh -c 'echo from solo')
 for k in 1 2 3 4; do
 	grid_wait_state 600 "${B[k]}" completed
 	same "$(G job logs "${B[k]}")" "batch $k"
