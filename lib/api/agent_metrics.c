@@ -12,22 +12,10 @@
 #include <gridvm/node/image.h>
 #include <gridvm/node/migrate.h>
 
+#include <gridvm/base/util.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
-static double load1(void)
-{
-	FILE *f = fopen("/proc/loadavg", "re");
-	double l = 0;
-
-	if (f) {
-		if (fscanf(f, "%lf", &l) != 1)
-			l = 0;
-		fclose(f);
-	}
-	return l;
-}
 
 static void vms(gv_host *h, gv_metrics_buf *b)
 {
@@ -107,6 +95,6 @@ void gv_agent_metrics(void *host, gv_metrics_buf *b)
 	gv_metrics_gauge(b, "gridvm_host_memory_bytes", "Physical memory of this host.",
 			 (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE), NULL);
 	gv_metrics_gauge(b, "gridvm_host_load1", "Load average of this host over 1 minute.",
-			 load1(), NULL);
+			 gv_load1(), NULL);
 	stores(h, b);
 }

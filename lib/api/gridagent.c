@@ -104,19 +104,6 @@ static uint64_t mem_total(void)
 	return (uint64_t)kb * 1024;
 }
 
-static double load1(void)
-{
-	FILE *f = fopen("/proc/loadavg", "re");
-	double l = 0;
-
-	if (f) {
-		if (fscanf(f, "%lf", &l) != 1)
-			l = 0;
-		fclose(f);
-	}
-	return l;
-}
-
 static json_t *cpu_facts(void)
 {
 	FILE *f = fopen("/proc/cpuinfo", "re");
@@ -201,7 +188,7 @@ static json_t *report(gv_gridagent *g)
 	json_t *r = json_pack("{s:s, s:s, s:s, s:{s:i, s:I, s:I}, s:f, s:o, s:O, s:o, s:o}",
 			      "op", "host-report", "name", g->name, "addr", g->addr, "resources",
 			      "cpus", (int)g->cpus, "memory", (json_int_t)g->memory, "disk",
-			      (json_int_t)disk, "load", load1(), "attrs", attrs, "labels",
+			      (json_int_t)disk, "load", gv_load1(), "attrs", attrs, "labels",
 			      g->labels, "images", images, "vms", vms);
 	json_decref(list);
 	json_decref(info);

@@ -432,3 +432,42 @@ int gv_unix_listen(const char *path, int backlog)
 	chmod(path, 0600);
 	return fd;
 }
+
+double gv_load1(void)
+{
+	FILE *f = fopen("/proc/loadavg", "re");
+	double l = 0;
+
+	if (f) {
+		if (fscanf(f, "%lf", &l) != 1)
+			l = 0;
+		fclose(f);
+	}
+	return l;
+}
+
+int gv_daemonize(const char *log)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if (fork() > 0)
+		_exit(0);
+	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+	}
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		close(fd);
+	}
+	return 0;
+}

@@ -53,33 +53,6 @@ static void usage(FILE *f)
 		GV_XFER_PORT, gv_data_dir());
 }
 
-static int daemonize(const char *datadir)
-{
-	char *log = gv_strdupf("%s/gridvmctld.log", datadir);
-	pid_t pid = fork();
-	int fd;
-
-	if (pid < 0) {
-		free(log);
-		return -errno;
-	}
-	if (pid > 0)
-		_exit(0);
-	setsid();
-	if (fork() > 0)
-		_exit(0);
-	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	free(log);
-	if (fd >= 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
-		close(fd);
-	}
-	fd = open("/dev/null", O_RDONLY);
-	dup2(fd, 0);
-	return 0;
-}
-
 static int seconds(const char *opt, const char *s, unsigned *out)
 {
 	uint64_t ms;
@@ -203,8 +176,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gridvmctld: another controller runs on %s\n", datadir);
 		return 1;
 	}
-	if (daemon && daemonize(datadir) < 0)
-		return 1;
+	if (daemon) {
+		char *log = gv_strdupf("%s/gridvmctld.log", datadir);
+		int d = gv_daemonize(log);
+		free(log);
+		if (d < 0)
+			return 1;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);

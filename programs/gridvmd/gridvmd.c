@@ -54,31 +54,6 @@ static void usage(FILE *f)
 		gv_data_dir(), GV_XFER_PORT);
 }
 
-static int daemonize(const char *datadir)
-{
-	char *log = gv_strdupf("%s/gridvmd.log", datadir);
-	pid_t pid = fork();
-	int fd;
-
-	if (pid < 0)
-		return -errno;
-	if (pid > 0)
-		_exit(0);
-	setsid();
-	if (fork() > 0)
-		_exit(0);
-	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	free(log);
-	if (fd >= 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
-		close(fd);
-	}
-	fd = open("/dev/null", O_RDONLY);
-	dup2(fd, 0);
-	return 0;
-}
-
 /* One agent per data directory. */
 static int take_lock(const char *datadir)
 {
@@ -203,8 +178,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gridvmd: another agent runs on %s\n", gv_data_dir());
 		return 1;
 	}
-	if (daemon && daemonize(gv_data_dir()) < 0)
-		return 1;
+	if (daemon) {
+		char *log = gv_strdupf("%s/gridvmd.log", gv_data_dir());
+		int d = gv_daemonize(log);
+		free(log);
+		if (d < 0)
+			return 1;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);

@@ -79,4 +79,12 @@ int gv_unix_listen(const char *path, int backlog) GV_WUR;
  * that quote a helper program's complaint. */
 const char *gv_last_line(const char *text, char *buf, size_t len);
 
+/* The host's 1-minute load average (/proc/loadavg; 0 if unreadable). */
+double gv_load1(void);
+
+/* Detach as a daemon (fork twice, new session); stdout and stderr append
+ * to @log, stdin is /dev/null. Returns in the daemon: 0, or a negative
+ * errno if the first fork failed (still in the caller). */
+int gv_daemonize(const char *log) GV_WUR;
+
 #endif
