@@ -184,10 +184,12 @@ static int follow_log(long long id, bool follow)
 		const char *b64;
 		uint8_t *data = NULL;
 		size_t n = 0;
+		uint64_t t0 = gv_now_ms();
 		if (cli_grid_call(req, &rep) < 0) {
 			rc = 1;
 			break;
 		}
+		uint64_t took = gv_now_ms() - t0;
 		b64 = json_string_value(json_object_get(rep, "data")) ?: "";
 		if (gv_b64_decode(b64, strlen(b64), &data, &n) < 0) {
 			cli_error("the controller sent a damaged log");
@@ -209,7 +211,9 @@ static int follow_log(long long id, bool follow)
 		free(data);
 		if (n == 0 && (final || !follow))
 			break;
-		if (n == 0) { /* nothing new: the job is queued, staging or moving */
+		if (n == 0 && took < 500) { /* an empty answer at once (no VM yet:
+					      * queued, staging, moving): wait; an
+					      * empty long poll has waited already */
 			struct timespec ts = { 1, 0 };
 			nanosleep(&ts, NULL);
 		}
