@@ -399,8 +399,7 @@ static void test_watch_timeout(void **state)
 	assert_int_equal(n, 0);
 	assert_null(ev);
 	assert_int_equal(next, from);
-	assert_true(ms_since(t0) >= 290);
-	assert_true(ms_since(t0) < 3000);
+	assert_true(ms_since(t0) >= 290); /* it waited its timeout (no upper bound: loaded machines) */
 }
 
 struct writer {
@@ -415,6 +414,9 @@ static void *writer_main(void *arg)
 	gv_kv *kv = w->fx->kv;
 	gv_err e;
 
+	/* (put a moment later, so that the watch is most likely waiting: it
+	 * exercises the wake-up; the assertions hold either way, a watch
+	 * from a revision also returns what came before it) */
 	usleep(300 * 1000);
 	if (w->own_handle && (w->r = gv_kv_open(w->fx->url, &kv, &e)) < 0)
 		return NULL;
@@ -429,13 +431,12 @@ static void watch_wakes(struct fx *fx, bool own_handle)
 	struct writer w = { fx, own_handle, -1 };
 	int64_t from = rev_now(fx) + 1, next;
 	gv_kv_event *ev = NULL;
-	uint64_t t0 = gv_now_ms();
 	pthread_t th;
 	size_t n = 0;
 
 	assert_int_equal(pthread_create(&th, NULL, writer_main, &w), 0);
+	/* woken by the put: a watch that timed out returns no event */
 	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, from, 20000, &ev, &n, &next, &fx->e), 0);
-	assert_true(ms_since(t0) < 10000); /* woken, not timed out */
 	pthread_join(th, NULL);
 	assert_int_equal(w.r, 0);
 	assert_int_equal(n, 1);
