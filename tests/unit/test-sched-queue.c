@@ -16,6 +16,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "sched-plan.h"
+
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
 
@@ -51,30 +53,6 @@ static void run(gv_sched_state *st, uint64_t id, uint32_t h, uint32_t cpus, doub
 {
 	uint32_t j = job(st, id, cpus, wall, start);
 	assert_int_equal(gv_sched_job_bind(st, j, h, start), 0);
-}
-
-static const gv_sched_decision *about(const gv_sched_plan *plan, uint64_t id)
-{
-	for (size_t i = 0; i < plan->n_acts; i++)
-		if (plan->acts[i].job_id == id)
-			return &plan->acts[i];
-	for (size_t i = 0; i < plan->n_held; i++)
-		if (plan->held[i].job_id == id)
-			return &plan->held[i];
-	fail_msg("no decision about job %llu", (unsigned long long)id);
-	return NULL;
-}
-
-static const char *where(gv_sched_state *st, const gv_sched_plan *plan, uint64_t id)
-{
-	const gv_sched_decision *d = about(plan, id);
-	return d->act == GV_ACT_PLACE ? gv_sched_host_get(st, d->host)->name : "-";
-}
-
-static const char *text(gv_sched_state *st, const gv_sched_plan *plan, uint64_t id)
-{
-	static char buf[512];
-	return gv_sched_reason_text(st, about(plan, id), buf, sizeof buf);
 }
 
 static gv_sched_params params(gv_sched_queue q)
@@ -115,17 +93,17 @@ static void test_backfill_easy(void **state)
 	assert_int_equal(d->act, GV_ACT_WAIT);
 	assert_int_equal(d->reason.why, GV_WHY_RESERVED);
 	assert_true(d->start == 100);
-	assert_string_equal(text(st, &plan, 1),
+	assert_string_equal(reason_of(st, &plan, 1),
 			    "waiting for resources; backfill reserves host h1 "
 			    "for it, to start in 90 s (when running jobs end)");
 	/* the small short job goes ahead: it ends before the reservation */
-	assert_string_equal(where(st, &plan, 2), "h1");
+	assert_string_equal(placed_on(st, &plan, 2), "h1");
 	assert_int_equal(about(&plan, 2)->reason.why, GV_WHY_BACKFILL);
-	assert_string_equal(text(st, &plan, 2),
+	assert_string_equal(reason_of(st, &plan, 2),
 			    "backfill ahead of job 1 without delaying it: host h1 "
 			    "has 2 of 8 cpus and 63 GiB of 64 GiB free, fetches 0 B");
 	/* the long one would delay job 1: held back */
-	assert_string_equal(where(st, &plan, 3), "-");
+	assert_string_equal(placed_on(st, &plan, 3), "-");
 	assert_int_equal(about(&plan, 3)->reason.why, GV_WHY_WAIT_RESOURCES);
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);
@@ -144,25 +122,25 @@ static void test_backfill_delay_refused(void **state)
 	run(st, 101, h2, 2, 0, 1000);
 	p.policy = GV_SCHED_PACK; /* pack would choose h1 (fuller) for job 2 and 3 */
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
-	assert_string_equal(where(st, &plan, 2), "h1"); /* short: fine on h1 */
-	assert_string_equal(where(st, &plan, 3),
+	assert_string_equal(placed_on(st, &plan, 2), "h1"); /* short: fine on h1 */
+	assert_string_equal(placed_on(st, &plan, 3),
 			    "h2"); /* long: only where it delays nobody */
 	assert_int_equal(about(&plan, 3)->reason.why, GV_WHY_BACKFILL);
 	/* with h2 full the long job is held back by the reservation */
 	gv_sched_plan_clear(&plan);
 	run(st, 102, h2, 2, 0, 1000);
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
-	assert_string_equal(where(st, &plan, 3), "-");
+	assert_string_equal(placed_on(st, &plan, 3), "-");
 	/* h1 has 2 cpus free now but the head needs them at 100: the
 	 * reservation holds it back (job 2 took h1's last 2 cpus first, so
 	 * check with job 2 gone) */
 	gv_sched_job_remove(st, gv_sched_job_find(st, 2));
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
-	assert_string_equal(where(st, &plan, 3), "-");
+	assert_string_equal(placed_on(st, &plan, 3), "-");
 	assert_int_equal(about(&plan, 3)->reason.why, GV_WHY_WAIT_RESERVATION);
 	assert_string_equal(
-	    text(st, &plan, 3),
+	    reason_of(st, &plan, 3),
 	    "held back by backfill reservation for job 1 (it fits now only where it "
 	    "would delay that job)");
 	gv_sched_plan_free(&plan);
@@ -185,9 +163,9 @@ static void test_backfill_extra(void **state)
 	job(st, 3, 2, 5000, 3);
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
 	assert_int_equal(about(&plan, 1)->reason.why, GV_WHY_RESERVED);
-	assert_string_equal(where(st, &plan, 2), "h1");
+	assert_string_equal(placed_on(st, &plan, 2), "h1");
 	/* a second one would take the head's cpus at t=100 */
-	assert_string_equal(where(st, &plan, 3), "-");
+	assert_string_equal(placed_on(st, &plan, 3), "-");
 	assert_int_equal(about(&plan, 3)->reason.why, GV_WHY_WAIT_RESERVATION);
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);
@@ -204,22 +182,22 @@ static void test_strict_and_greedy(void **state)
 	assert_int_equal(plan.n_acts, 0);
 	assert_int_equal(about(&plan, 1)->reason.why, GV_WHY_WAIT_RESOURCES);
 	assert_string_equal(
-	    text(st, &plan, 2),
+	    reason_of(st, &plan, 2),
 	    "waiting behind job 1 (strict order: no job passes an earlier one)");
 	assert_string_equal(
-	    text(st, &plan, 3),
+	    reason_of(st, &plan, 3),
 	    "waiting behind job 1 (strict order: no job passes an earlier one)");
 	/* greedy: everything that fits goes, the head may starve */
 	p.queue = GV_SCHED_QUEUE_GREEDY;
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
-	assert_string_equal(where(st, &plan, 2), "h1");
-	assert_string_equal(where(st, &plan, 3), "-"); /* no cpus left after job 2 */
+	assert_string_equal(placed_on(st, &plan, 2), "h1");
+	assert_string_equal(placed_on(st, &plan, 3), "-"); /* no cpus left after job 2 */
 	assert_int_equal(about(&plan, 2)->reason.why, GV_WHY_PLACE);
 	gv_sched_job_remove(st, gv_sched_job_find(st, 2));
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
-	assert_string_equal(where(st, &plan, 3), "h1"); /* greedy: it delays job 1 */
+	assert_string_equal(placed_on(st, &plan, 3), "h1"); /* greedy: it delays job 1 */
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);
 }
@@ -240,7 +218,7 @@ static void test_never_does_not_block(void **state)
 		gv_sched_plan_clear(&plan);
 		assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
 		assert_int_equal(about(&plan, 1)->reason.why, GV_WHY_NEVER_SIZE);
-		assert_string_equal(where(st, &plan, 2), "h1");
+		assert_string_equal(placed_on(st, &plan, 2), "h1");
 		assert_int_equal(about(&plan, 2)->reason.why, GV_WHY_PLACE);
 	}
 	gv_sched_plan_free(&plan);
@@ -266,9 +244,9 @@ static void test_hosts_down_does_not_block(void **state)
 		assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
 		assert_int_equal(about(&plan, 1)->reason.why, GV_WHY_WAIT_HOSTS_DOWN);
 		assert_string_equal(
-		    text(st, &plan, 1),
+		    reason_of(st, &plan, 1),
 		    "waiting: the 1 host that could run it is draining or down");
-		assert_string_equal(where(st, &plan, 2), "small");
+		assert_string_equal(placed_on(st, &plan, 2), "small");
 		assert_int_equal(about(&plan, 2)->reason.why, GV_WHY_PLACE);
 	}
 	gv_sched_plan_free(&plan);
@@ -351,24 +329,24 @@ static void test_batch_minmin_maxmin(void **state)
 	p.mode = GV_SCHED_BATCH;
 	p.heuristic = GV_SCHED_MINMIN;
 	assert_int_equal(gv_sched_schedule(st, 0, &p, &plan), 0);
-	assert_string_equal(where(st, &plan, 1), "a");
-	assert_string_equal(where(st, &plan, 2), "b");
+	assert_string_equal(placed_on(st, &plan, 1), "a");
+	assert_string_equal(placed_on(st, &plan, 2), "b");
 	const gv_sched_decision *d = about(&plan, 3);
 	assert_int_equal(d->reason.why, GV_WHY_WAIT_BATCH);
 	assert_string_equal(gv_sched_host_get(st, d->host)->name, "a");
 	assert_true(d->start == 10);
-	assert_string_equal(text(st, &plan, 3),
+	assert_string_equal(reason_of(st, &plan, 3),
 			    "planned by the batch (min-min): starts on a in 10 s, "
 			    "done in 110 s (staging 0.0 s, run 100 s)");
-	assert_string_equal(text(st, &plan, 1),
+	assert_string_equal(reason_of(st, &plan, 1),
 			    "min-min: host a completes it soonest, in 10 s "
 			    "(staging 0.0 s, run 10 s)");
 
 	p.heuristic = GV_SCHED_MAXMIN;
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_schedule(st, 0, &p, &plan), 0);
-	assert_string_equal(where(st, &plan, 3), "a");
-	assert_string_equal(where(st, &plan, 1), "b");
+	assert_string_equal(placed_on(st, &plan, 3), "a");
+	assert_string_equal(placed_on(st, &plan, 1), "b");
 	d = about(&plan, 2);
 	assert_int_equal(d->act, GV_ACT_WAIT);
 	assert_string_equal(gv_sched_host_get(st, d->host)->name, "b");
@@ -408,15 +386,15 @@ static void test_batch_sufferage(void **state)
 	p.mode = GV_SCHED_BATCH;
 	p.heuristic = GV_SCHED_MINMIN;
 	assert_int_equal(gv_sched_schedule(st, 0, &p, &plan), 0);
-	assert_string_equal(where(st, &plan, 2), "a");
-	assert_string_equal(where(st, &plan, 1), "-");
+	assert_string_equal(placed_on(st, &plan, 2), "a");
+	assert_string_equal(placed_on(st, &plan, 1), "-");
 	assert_true(about(&plan, 1)->start == 10);
 
 	p.heuristic = GV_SCHED_SUFFERAGE;
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_schedule(st, 0, &p, &plan), 0);
-	assert_string_equal(where(st, &plan, 1), "a");
-	assert_string_equal(where(st, &plan, 2), "b");
+	assert_string_equal(placed_on(st, &plan, 1), "a");
+	assert_string_equal(placed_on(st, &plan, 2), "b");
 	assert_int_equal(plan.acts[0].job_id, 1); /* decided first */
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);
@@ -441,20 +419,20 @@ static void test_batch_next_and_backfill(void **state)
 	p.mode = GV_SCHED_BATCH;
 	p.batch_max = 2;
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
-	assert_string_equal(where(st, &plan, 2), "s");
+	assert_string_equal(placed_on(st, &plan, 2), "s");
 	assert_int_equal(about(&plan, 1)->reason.why, GV_WHY_WAIT_BATCH);
 	assert_true(about(&plan, 1)->start == 100);
 	assert_string_equal(
-	    text(st, &plan, 3),
+	    reason_of(st, &plan, 3),
 	    "waiting for the next batch (this one took the first 2 jobs)");
 	assert_int_equal(about(&plan, 4)->reason.why, GV_WHY_WAIT_NEXT_BATCH);
 	p.queue = GV_SCHED_QUEUE_BACKFILL;
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_schedule(st, 10, &p, &plan), 0);
-	assert_string_equal(where(st, &plan, 4), "-");
+	assert_string_equal(placed_on(st, &plan, 4), "-");
 	assert_int_equal(about(&plan, 4)->reason.why, GV_WHY_WAIT_RESERVATION);
 	assert_int_equal(about(&plan, 4)->reason.other, 1);
-	assert_string_equal(where(st, &plan, 3), "x");
+	assert_string_equal(placed_on(st, &plan, 3), "x");
 	assert_int_equal(about(&plan, 3)->reason.why, GV_WHY_BACKFILL);
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);

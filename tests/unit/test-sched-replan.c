@@ -16,6 +16,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "sched-plan.h"
+
 #define GiB (1ull << 30)
 #define MB 1000000ull
 
@@ -64,24 +66,6 @@ static gv_sched_params params(void)
 	p.max_moves = 2;
 	p.min_move_interval = 600;
 	return p;
-}
-
-static const gv_sched_decision *about(const gv_sched_plan *plan, uint64_t id)
-{
-	for (size_t i = 0; i < plan->n_acts; i++)
-		if (plan->acts[i].job_id == id)
-			return &plan->acts[i];
-	for (size_t i = 0; i < plan->n_held; i++)
-		if (plan->held[i].job_id == id)
-			return &plan->held[i];
-	fail_msg("no decision about job %llu", (unsigned long long)id);
-	return NULL;
-}
-
-static const char *text(gv_sched_state *st, const gv_sched_plan *plan, uint64_t id)
-{
-	static char buf[512];
-	return gv_sched_reason_text(st, about(plan, id), buf, sizeof buf);
 }
 
 static void test_cost_model(void **state)
@@ -154,14 +138,14 @@ static void test_move_when_gain_beats_cost(void **state)
 	assert_int_equal(d->host, 1);
 	assert_true(fabs(d->reason.v[0] - 100) < 1e-6);
 	assert_true(fabs(d->reason.v[1] - 50) < 1e-6);
-	assert_string_equal(text(st, &plan, 1),
+	assert_string_equal(reason_of(st, &plan, 1),
 			    "move from h1 to h2: gain 100 s > cost 50 s "
 			    "(copy 100 s while it runs, downtime 0.0 s, 95.4 MiB)");
 	d = about(&plan, 2);
 	assert_int_equal(d->act, GV_ACT_STAY);
 	assert_int_equal(d->reason.why, GV_WHY_STAY_NO_GAIN);
 	assert_string_equal(
-	    text(st, &plan, 2),
+	    reason_of(st, &plan, 2),
 	    "stays on h1: moving to h2 would gain 55 s but cost 50 s (margin 10 s)");
 	/* the plan applied: job 1 runs on h2, moved at 1000 */
 	assert_int_equal(gv_sched_plan_apply(st, &plan, 1000), 1);
@@ -187,7 +171,7 @@ static void test_no_move_without_gain(void **state)
 	run(st, 1, 0, 0, 100000);
 	assert_int_equal(gv_sched_replan(st, 1000, &p, &plan), 0);
 	assert_int_equal(plan.n_acts, 0);
-	assert_string_equal(text(st, &plan, 1),
+	assert_string_equal(reason_of(st, &plan, 1),
 			    "stays on h1: no host would run it faster");
 	/* a slower link makes the same move on an overloaded host too costly */
 	gv_sched_state_free(st);
@@ -209,7 +193,7 @@ static void test_no_move_without_gain(void **state)
 	run(st, 1, 0, 0, 100000);
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_replan(st, 1000, &p, &plan), 0);
-	assert_string_equal(text(st, &plan, 1),
+	assert_string_equal(reason_of(st, &plan, 1),
 			    "stays on h1: no other host can take it now");
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);
@@ -233,7 +217,7 @@ static void test_budget_and_interval(void **state)
 	assert_int_equal(about(&plan, 2)->act, GV_ACT_MOVE);
 	const gv_sched_decision *d = about(&plan, 3);
 	assert_int_equal(d->reason.why, GV_WHY_STAY_BUDGET);
-	assert_non_null(strstr(text(st, &plan, 3), "but the cycle's 2 moves are used"));
+	assert_non_null(strstr(reason_of(st, &plan, 3), "but the cycle's 2 moves are used"));
 	assert_int_equal(gv_sched_plan_apply(st, &plan, 1000), 2);
 	/* the next cycle: job 3 may move; 1 and 2 moved too recently (h2
 	 * overloaded now would make them want to move back) */
@@ -245,7 +229,7 @@ static void test_budget_and_interval(void **state)
 	assert_int_equal(about(&plan, 3)->act, GV_ACT_MOVE);
 	d = about(&plan, 1);
 	assert_int_equal(d->reason.why, GV_WHY_STAY_INTERVAL);
-	assert_string_equal(text(st, &plan, 1),
+	assert_string_equal(reason_of(st, &plan, 1),
 			    "stays on h2: moved 100 s ago (one move per 10 min at most)");
 	/* once the interval passed they may move again */
 	gv_sched_plan_clear(&plan);
@@ -279,7 +263,7 @@ static void test_drain(void **state)
 		assert_int_equal(about(&plan, id)->act, GV_ACT_MOVE);
 		assert_int_equal(about(&plan, id)->reason.why, GV_WHY_MOVE_DRAIN);
 	}
-	assert_string_equal(text(st, &plan, 1),
+	assert_string_equal(reason_of(st, &plan, 1),
 			    "host h1 is draining: move to h2 (copy 100 s while it "
 			    "runs, downtime 0.0 s, 95.4 MiB)");
 	assert_int_equal(gv_sched_plan_apply(st, &plan, 1000), 4);
@@ -291,7 +275,7 @@ static void test_drain(void **state)
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_replan(st, 2000, &p, &plan), 0);
 	assert_int_equal(plan.n_acts, 0);
-	assert_string_equal(text(st, &plan, 1),
+	assert_string_equal(reason_of(st, &plan, 1),
 			    "host h2 is draining, but no other host can take it now");
 	/* with a drain budget */
 	gv_sched_host_set_state(st, h1, GV_HOST_UP);
@@ -301,14 +285,14 @@ static void test_drain(void **state)
 	assert_int_equal(plan.n_acts, 1);
 	assert_int_equal(about(&plan, 2)->reason.why, GV_WHY_STAY_BUDGET);
 	assert_string_equal(
-	    text(st, &plan, 2),
+	    reason_of(st, &plan, 2),
 	    "host h2 is draining; this cycle's 1 drain moves are used, it moves next");
 	/* a down host's jobs are not moved */
 	gv_sched_host_set_state(st, 2, GV_HOST_DOWN);
 	gv_sched_plan_clear(&plan);
 	assert_int_equal(gv_sched_replan(st, 2000, &p, &plan), 0);
 	assert_string_equal(
-	    text(st, &plan, 3),
+	    reason_of(st, &plan, 3),
 	    "its host h3 is down: recovery from a checkpoint, not a move");
 	gv_sched_plan_free(&plan);
 	gv_sched_state_free(st);

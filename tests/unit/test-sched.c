@@ -15,6 +15,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "sched-plan.h"
+
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
 
@@ -67,25 +69,6 @@ static const char *text(gv_sched_state *st, const gv_sched_decision *d)
 {
 	static char buf[512];
 	return gv_sched_reason_text(st, d, buf, sizeof buf);
-}
-
-/* The decision about job @id in @plan (acts or held). */
-static const gv_sched_decision *about(const gv_sched_plan *plan, uint64_t id)
-{
-	for (size_t i = 0; i < plan->n_acts; i++)
-		if (plan->acts[i].job_id == id)
-			return &plan->acts[i];
-	for (size_t i = 0; i < plan->n_held; i++)
-		if (plan->held[i].job_id == id)
-			return &plan->held[i];
-	fail_msg("no decision about job %llu", (unsigned long long)id);
-	return NULL;
-}
-
-static const char *placed_on(gv_sched_state *st, const gv_sched_plan *plan, uint64_t id)
-{
-	const gv_sched_decision *d = about(plan, id);
-	return d->act == GV_ACT_PLACE ? gv_sched_host_get(st, d->host)->name : "-";
 }
 
 /* h1: 8 cpus, 6 used; h2: 8 cpus, empty; h3: 4 cpus, empty */
