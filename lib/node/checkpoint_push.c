@@ -5,10 +5,11 @@
  */
 #include "checkpoint_internal.h"
 
+#include <gridvm/base/b64.h>
+
 #include <gridvm/node/checkpoint.h>
 #include <gridvm/blocks/chunk.h>
 
-#include <openssl/evp.h>
 #include <pthread.h>
 
 #include <dirent.h>
@@ -96,13 +97,7 @@ static int push_one(gv_host *h, gv_chunkstore *cs, const char *vm, const char *i
 				       json_string_value(hx) ?: "?");
 			break;
 		}
-		char *b64 = malloc(4 * ((len + 2) / 3) + 1);
-		if (!b64) {
-			free(buf);
-			r = -ENOMEM;
-			break;
-		}
-		EVP_EncodeBlock((unsigned char *)b64, buf, (int)len);
+		char *b64 = gv_b64_encode(buf, len);
 		json_array_append_new(batch, json_pack("[O, s]", hx, b64));
 		*bytes += len;
 		used += len;
@@ -169,19 +164,15 @@ json_t *host_checkpoint_receive(gv_host *h, const char *op, json_t *req)
 		json_array_foreach(json_object_get(req, "chunks"), i, x) {
 			const char *hex = json_string_value(json_array_get(x, 0));
 			const char *b64 = json_string_value(json_array_get(x, 1));
-			uint8_t hh[32], *buf;
+			uint8_t hh[32], *buf = NULL;
 			size_t bl = b64 ? strlen(b64) : 0;
-			int n;
+			size_t n = 0;
 			if (!hex || !b64 || gv_hash_parse(hex, hh) < 0 || bl % 4) {
 				rep = gv_err_jsonf(-EINVAL, "bad chunk %s", hex ? hex : "?");
 				break;
 			}
-			buf = malloc(bl / 4 * 3 + 1);
-			n = buf ? EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)bl) : -1;
-			/* (the decoder counts the padding as bytes) */
-			if (n >= 0 && bl >= 1 && b64[bl - 1] == '=')
-				n -= 1 + (bl >= 2 && b64[bl - 2] == '=');
-			if (n < 0 || gv_chunkstore_put_raw(cs, hh, buf, (size_t)n) < 0)
+			if (gv_b64_decode(b64, bl, &buf, &n) < 0 ||
+			    gv_chunkstore_put_raw(cs, hh, buf, n) < 0)
 				rep = gv_err_jsonf(-EBADMSG, "chunk %s does not check out", hex);
 			free(buf);
 			if (rep)
