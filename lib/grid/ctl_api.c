@@ -334,11 +334,9 @@ static json_t *op_job_log(gv_ctl *c, json_t *req)
 	fwd = json_pack("{s:s, s:s, s:I, s:I}", "op", "grid-log", "name", vm, "offset", off,
 			"wait_ms", wait);
 	if (gv_xfer_peer_parse(addr, host, sizeof(host), &port) < 0 ||
-	    gv_xfer_control(host, port, c->key, fwd, (int)wait + 15000, &arep, &e) < 0) {
-		/* the host is unreachable or the VM moved: nothing new now */
-		rep = json_pack("{s:b, s:s, s:I, s:s, s:b}", "ok", 1, "data", "", "next", off,
-				"state", gv_job_state_name(s), "final", 0);
-	} else if (!json_is_true(json_object_get(arep, "ok"))) {
+	    gv_xfer_control(host, port, c->key, fwd, (int)wait + 15000, &arep, &e) < 0 ||
+	    !json_is_true(json_object_get(arep, "ok"))) {
+		/* the host is unreachable, or the VM moved: nothing new now */
 		rep = json_pack("{s:b, s:s, s:I, s:s, s:b}", "ok", 1, "data", "", "next", off,
 				"state", gv_job_state_name(s), "final", 0);
 	} else {

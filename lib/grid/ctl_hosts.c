@@ -117,22 +117,6 @@ json_t *ctl_hosts_json(gv_ctl *c)
 	return list;
 }
 
-/* A host that holds @image (up, preferably not @except), or NULL. */
-static struct ctl_host *image_source(gv_ctl *c, const char *image, struct ctl_host *except)
-{
-	for (size_t i = 0; i < c->nhosts; i++) {
-		struct ctl_host *h = &c->hosts[i];
-		json_t *im;
-		size_t k;
-		if (h == except || !h->up || !*h->addr)
-			continue;
-		json_array_foreach(json_object_get(h->report, "images"), k, im)
-			if (!strcmp(json_string_value(json_object_get(im, "name")) ?: "", image))
-				return h;
-	}
-	return NULL;
-}
-
 static bool host_has_image(struct ctl_host *h, const char *image)
 {
 	json_t *im;
@@ -142,6 +126,17 @@ static bool host_has_image(struct ctl_host *h, const char *image)
 		if (!strcmp(json_string_value(json_object_get(im, "name")) ?: "", image))
 			return true;
 	return false;
+}
+
+/* A host that is up and holds @image (not @except), or NULL. */
+static struct ctl_host *image_source(gv_ctl *c, const char *image, struct ctl_host *except)
+{
+	for (size_t i = 0; i < c->nhosts; i++) {
+		struct ctl_host *h = &c->hosts[i];
+		if (h != except && h->up && *h->addr && host_has_image(h, image))
+			return h;
+	}
+	return NULL;
 }
 
 /* A VM of job @j on host @h says how it is. */
