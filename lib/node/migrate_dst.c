@@ -23,7 +23,8 @@
  * keep the index of what they left in @dest (DIR/.KIND.base.gvidx); the
  * next in-place pull then asks the source for the changes only. */
 static int mig_dst_pull(gv_host *h, const char *from, const char *vm, const char *kind,
-			const char *dest, bool local, bool in_place, bool live, gv_err *e)
+			const char *dest, bool local, bool in_place, bool live, uint64_t *wire,
+			gv_err *e)
 {
 	const char *slash = strrchr(dest, '/');
 	char *baseidx = gv_strdupf("%.*s/.%s.base.gvidx", slash ? (int)(slash - dest) : 1,
@@ -68,6 +69,8 @@ static int mig_dst_pull(gv_host *h, const char *from, const char *vm, const char
 	uint64_t t0 = gv_now_ms();
 	if (r == 0 && (r = gv_fetch(&fo, &sum, &fe)) < 0)
 		gv_err_set(e, r, "cannot copy the VM's %s: %s", kind, fe.msg);
+	if (r == 0 && wire) /* what it cost the link, for the move's report */
+		*wire += (uint64_t)json_integer_value(json_object_get(sum, "bytes_on_wire"));
 	if (r == 0 && in_place && !live) /* the final pass: the guest waits for it */
 		fprintf(stderr, "gridvmd: final copy of %s's %s: %llu ms, %s base, %lld blocks "
 			"sent, %lld bytes on the wire\n", vm, kind,
@@ -223,17 +226,17 @@ static json_t *mig_dst_cold(gv_host *h, json_t *req, bool ckpt)
 	state = gv_strdupf("%s/migrate.state", p.dir);
 	r = mig_dst_base(h, d->image, from, &e);
 	if (r == 0 && d->image)
-		r = mig_dst_pull(h, from, name, k_disk, p.disk, true, false, false, &e);
+		r = mig_dst_pull(h, from, name, k_disk, p.disk, true, false, false, NULL, &e);
 	if (r == 0)
 		r = mig_dst_rebase(h, d, &p, &e);
 	if (r == 0)
-		r = mig_dst_pull(h, from, name, k_state, state, false, false, false, &e);
+		r = mig_dst_pull(h, from, name, k_state, state, false, false, false, NULL, &e);
 	if (r == 0)
-		r = mig_dst_pull(h, from, name, k_jobout, p.jobout, false, false, false, &e);
+		r = mig_dst_pull(h, from, name, k_jobout, p.jobout, false, false, false, NULL, &e);
 	/* the job's inputs (read-only, the same as at the source); its output
 	 * disk starts empty here: the guest writes it only once its job ended */
 	if (r == 0 && d->input_guest)
-		r = mig_dst_pull(h, from, name, "input", p.input, false, false, false, &e);
+		r = mig_dst_pull(h, from, name, "input", p.input, false, false, false, NULL, &e);
 	if (r == 0)
 		r = mig_dst_record(h, d, &p, GV_VM_SAVED, state, &e);
 	if (r == 0) { /* the control handler holds the VM's lock already */
@@ -298,6 +301,7 @@ static json_t *mig_dst_live_prepare(gv_host *h, json_t *req)
 	gv_vmrec *r = NULL;
 	gv_err e = { "" };
 	char *uri = NULL, *name;
+	uint64_t wire = 0;
 	json_t *rep;
 	int rc = mig_dst_begin(h, req, &d, &p, &e);
 
@@ -309,13 +313,13 @@ static json_t *mig_dst_live_prepare(gv_host *h, json_t *req)
 	rc = mig_dst_base(h, d->image, from, &e);
 	/* the guest keeps writing: copy in passes, no final check yet */
 	if (rc == 0 && d->image)
-		rc = mig_dst_pull(h, from, name, "disk", p.disk, true, true, true, &e);
+		rc = mig_dst_pull(h, from, name, "disk", p.disk, true, true, true, &wire, &e);
 	if (rc == 0)
 		rc = mig_dst_rebase(h, d, &p, &e);
 	if (rc == 0)
-		rc = mig_dst_pull(h, from, name, "jobout", p.jobout, false, true, true, &e);
+		rc = mig_dst_pull(h, from, name, "jobout", p.jobout, false, true, true, &wire, &e);
 	if (rc == 0 && d->input_guest) /* read-only: one copy, no passes */
-		rc = mig_dst_pull(h, from, name, "input", p.input, false, false, false, &e);
+		rc = mig_dst_pull(h, from, name, "input", p.input, false, false, false, &wire, &e);
 	if (rc == 0)
 		rc = mig_dst_record(h, d, &p, GV_VM_PAUSED, NULL, &e);
 	if (rc == 0 && (rc = host_get(h, name, &r, &e)) == 0)
@@ -325,7 +329,9 @@ static json_t *mig_dst_live_prepare(gv_host *h, json_t *req)
 				      &uri, &e);
 	if (rc < 0)
 		mig_dst_drop(h, name, &p);
-	rep = rc < 0 ? gv_err_json(rc, e.msg) : json_pack("{s:b, s:s}", "ok", 1, "uri", uri);
+	rep = rc < 0 ? gv_err_json(rc, e.msg)
+		     : json_pack("{s:b, s:s, s:I}", "ok", 1, "uri", uri, "wire_bytes",
+				 (json_int_t)wire);
 	gv_vmrec_free(r);
 	gv_vmdef_free(d);
 	gv_vmpaths_clear(&p);
@@ -343,6 +349,7 @@ static json_t *mig_dst_live_disk(gv_host *h, json_t *req)
 	gv_vmrec *r = NULL;
 	gv_vmpaths p;
 	gv_err e = { "" };
+	uint64_t wire = 0;
 	int rc;
 
 	if (!name)
@@ -350,11 +357,12 @@ static json_t *mig_dst_live_disk(gv_host *h, json_t *req)
 	if ((rc = host_get(h, name, &r, &e)) < 0)
 		return gv_err_json(rc, e.msg[0] ? e.msg : "no such VM");
 	gv_vmpaths_init(&p, h->datadir, name);
-	rc = r->def->image ? mig_dst_pull(h, from, name, "disk", p.disk, true, true, false, &e) : 0;
+	rc = r->def->image ? mig_dst_pull(h, from, name, "disk", p.disk, true, true, false, &wire, &e)
+			   : 0;
 	if (rc == 0) /* the copy has the source's header again */
 		rc = mig_dst_rebase(h, r->def, &p, &e);
 	if (rc == 0)
-		rc = mig_dst_pull(h, from, name, "jobout", p.jobout, false, true, false, &e);
+		rc = mig_dst_pull(h, from, name, "jobout", p.jobout, false, true, false, &wire, &e);
 	if (rc == 0) { /* confirm runs the guest only after this */
 		char *mark = gv_strdupf("%s/.disk-final", p.dir);
 		rc = gv_write_file_atomic(mark, "", 0);
@@ -364,7 +372,8 @@ static json_t *mig_dst_live_disk(gv_host *h, json_t *req)
 	}
 	gv_vmpaths_clear(&p);
 	gv_vmrec_free(r);
-	return rc < 0 ? gv_err_json(rc, e.msg) : json_pack("{s:b}", "ok", 1);
+	return rc < 0 ? gv_err_json(rc, e.msg)
+		      : json_pack("{s:b, s:I}", "ok", 1, "wire_bytes", (json_int_t)wire);
 }
 
 /* QEMU here has all the state: let the guest run and say so. The VM's

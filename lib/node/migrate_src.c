@@ -400,15 +400,19 @@ struct disk_final {
 	struct mig m; /* a copy with its own error */
 	gv_err e;
 	int r;
+	uint64_t wire; /* bytes the last disk pass cost the link */
 };
 
 static void *disk_final_thread(void *arg)
 {
 	struct disk_final *d = arg;
+	json_t *rep = NULL;
 
 	d->r = mig_src_ask(&d->m, json_pack("{s:s, s:s, s:s}", "op", "live-disk", "name",
 					    d->m.r->def->name, "from", d->m.h->xfer_addr),
-			   60 * 60 * 1000, NULL);
+			   60 * 60 * 1000, &rep);
+	d->wire = (uint64_t)json_integer_value(json_object_get(rep, "wire_bytes"));
+	json_decref(rep);
 	return NULL;
 }
 
@@ -417,7 +421,8 @@ static void *disk_final_thread(void *arg)
  * memory pages and the device state; the destination activates its disk
  * only when the guest is resumed there (late-block-activate), which
  * confirm does once the disk copy is complete. */
-static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms, bool *completed)
+static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms, uint64_t *wire,
+			  bool *completed)
 {
 	json_t *args = json_pack("{s:s}", "state", "pre-switchover");
 	struct disk_final d = { .m = *m };
@@ -446,6 +451,7 @@ static int mig_src_switch(struct mig *m, gv_qmp *q, uint64_t *paused_ms, bool *c
 			r = host_wait_migration(q, 10 * 60 * 1000, m->e);
 		*completed = r == 0;
 		pthread_join(th, NULL);
+		*wire += d.wire;
 		if (r == 0 && d.r < 0) {
 			r = d.r;
 			*m->e = d.e;
@@ -479,7 +485,7 @@ static int mig_src_live(struct mig *m, json_t **summary)
 				 "auto-converge", "state", 1);
 	json_t *rep = NULL, *args = NULL, *st = NULL, *conf = NULL;
 	gv_qmp *q = NULL;
-	uint64_t paused = 0, t_done = 0;
+	uint64_t paused = 0, t_done = 0, wire = 0, memory = m->r->def->memory_mib << 20;
 	bool completed = false;
 	int r;
 
@@ -487,6 +493,7 @@ static int mig_src_live(struct mig *m, json_t **summary)
 	json_t *req = vm_req(m, "live-prepare");
 	json_object_set_new(req, "compress", json_string(m->compress));
 	r = mig_src_ask(m, req, 60 * 60 * 1000, &rep);
+	wire = (uint64_t)json_integer_value(json_object_get(rep, "wire_bytes"));
 	if (r == 0)
 		r = host_qmp(m->p, &q, m->e);
 	if (r == 0)
@@ -500,7 +507,7 @@ static int mig_src_live(struct mig *m, json_t **summary)
 	if (r == 0)
 		r = mig_src_precopy(m, q);
 	if (r == 0)
-		r = mig_src_switch(m, q, &paused, &completed);
+		r = mig_src_switch(m, q, &paused, &wire, &completed);
 	if (r < 0 && completed && r != -EREMOTEIO) {
 		/* QEMU handed everything over and only the answer about the
 		 * final disk copy is missing: it may have completed there, so
@@ -546,6 +553,10 @@ static int mig_src_live(struct mig *m, json_t **summary)
 				     json_object_get(conf, "incoming_wait_ms"), "dest_cont_ms",
 				     json_object_get(conf, "cont_ms"), "ram",
 				     json_object_get(st, "ram"));
+		/* what the grid's cost model learns from (docs/scheduling.md) */
+		json_object_set_new(*summary, "disk_wire_bytes", json_integer((json_int_t)wire));
+		json_object_set_new(*summary, "memory",
+				    json_integer((json_int_t)memory));
 	}
 out:
 	/* moved: QEMU here is gone; else the guest goes on here (or waits) */
