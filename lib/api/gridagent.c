@@ -9,6 +9,7 @@
 
 #include <gridvm/base/b64.h>
 #include <gridvm/base/util.h>
+#include <gridvm/blocks/blocksample.h>
 #include <gridvm/node/image.h>
 #include <gridvm/node/migrate.h>
 #include <gridvm/xfer/xfer.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -49,7 +51,13 @@ struct gv_gridagent {
 	int ctl_port;
 	unsigned cpus, report_s;
 	uint64_t memory;
+	double speed;
+	double link_rate; /* measured staging rate, bytes/s (0: none yet) */
 	json_t *labels;
+	json_t *moved;	  /* moves made, not yet told to the controller */
+	json_t *samples;  /* image -> {size, mtime, sample}: what it holds */
+	unsigned samples_rev, samples_told; /* the controller has samples_told */
+	bool sampling;	  /* the sampler thread runs */
 	uint8_t key[GV_XFER_KEY_LEN];
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -130,7 +138,132 @@ static json_t *cpu_facts(void)
 	return json_pack("{s:s, s:o}", "cpu_model", model, "cpu_flags", flags);
 }
 
-static json_t *report(gv_gridagent *g)
+/* ---- what the agent learns for the scheduler ---- */
+
+/* A fetch's effective rate (raw bytes it brought over the link per
+ * second, compression included) moves the measured staging rate. */
+static void rate_sample(gv_gridagent *g, const json_t *sum)
+{
+	double secs = json_number_value(json_object_get(sum, "seconds"));
+	double bytes = (double)json_integer_value(json_object_get(sum, "blocks_remote")) *
+		       (double)json_integer_value(json_object_get(sum, "block_size"));
+
+	if (bytes < (1 << 20) || !(secs > 0))
+		return; /* too little to tell the link from the setup */
+	pthread_mutex_lock(&g->mu);
+	g->link_rate = g->link_rate > 0 ? 0.7 * g->link_rate + 0.3 * bytes / secs : bytes / secs;
+	pthread_mutex_unlock(&g->mu);
+}
+
+/* An image's identity for the sample cache: its size and mtime. */
+static bool image_stamp(const json_t *im, json_int_t *size, json_int_t *mtime)
+{
+	struct stat st;
+	const char *path = json_string_value(json_object_get(im, "path"));
+
+	if (!path || stat(path, &st) < 0)
+		return false;
+	*size = (json_int_t)st.st_size;
+	*mtime = (json_int_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	return true;
+}
+
+static bool sample_current(gv_gridagent *g, const json_t *im)
+{
+	json_t *c = json_object_get(g->samples, json_string_value(json_object_get(im, "name")));
+	json_int_t size, mtime;
+
+	return c && image_stamp(im, &size, &mtime) &&
+	       json_integer_value(json_object_get(c, "size")) == size &&
+	       json_integer_value(json_object_get(c, "mtime")) == mtime;
+}
+
+/* The block sample of every raw image lacking a current one (indexing it
+ * if needed: the index also serves the deduplicating transfer), and the
+ * images gone forgotten. On a thread of its own: hashing an image takes
+ * seconds, and reports must keep coming. */
+static void *sampler_thread(void *arg)
+{
+	gv_gridagent *g = arg;
+	json_t *all = gv_image_list(gv_host_datadir(g->h)), *im, *fresh = json_object();
+	const char *name;
+	size_t i;
+
+	json_array_foreach(all, i, im) {
+		json_int_t size, mtime;
+		name = json_string_value(json_object_get(im, "name"));
+		pthread_mutex_lock(&g->mu);
+		bool current = sample_current(g, im);
+		pthread_mutex_unlock(&g->mu);
+		if (!name || current || strcmp(json_string_value(json_object_get(im, "format")) ?: "",
+					       "raw") || !image_stamp(im, &size, &mtime))
+			continue;
+		json_t *sum = NULL;
+		gv_blockidx *bi = NULL;
+		gv_blocksample bs = { 0 };
+		char *idx = gv_strdupf("%s/images/%s.gvidx", gv_host_datadir(g->h), name), *text = NULL;
+		gv_err e;
+		if (gv_image_index(g->h, name, &sum, &e) < 0)
+			fprintf(stderr, "gridvmd: cannot index image %s: %s\n", name, e.msg);
+		else if (gv_blockidx_load(idx, &bi) == 0 &&
+			 gv_blocksample_make(bi, GV_BLOCKSAMPLE_MAX, &bs) == 0)
+			text = gv_blocksample_encode(&bs);
+		if (text)
+			json_object_set_new(fresh, name, json_pack("{s:I, s:I, s:s}", "size", size,
+								   "mtime", mtime, "sample", text));
+		free(text);
+		gv_blocksample_clear(&bs);
+		gv_blockidx_free(bi);
+		json_decref(sum);
+		free(idx);
+	}
+	pthread_mutex_lock(&g->mu);
+	json_t *v, *keep = json_object();
+	json_array_foreach(all, i, im) /* those still in the store */
+		if ((name = json_string_value(json_object_get(im, "name"))) &&
+		    (v = json_object_get(fresh, name) ?: json_object_get(g->samples, name)))
+			json_object_set(keep, name, v);
+	if (!json_equal(keep, g->samples))
+		g->samples_rev++;
+	json_decref(g->samples);
+	g->samples = keep;
+	g->sampling = false;
+	g->threads--;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+	json_decref(fresh);
+	json_decref(all);
+	return NULL;
+}
+
+/* mu held: start the sampler if an image lacks its sample. */
+static void sampler_kick(gv_gridagent *g, const json_t *images)
+{
+	const json_t *im;
+	size_t i;
+	bool stale = json_object_size(g->samples) != json_array_size(images);
+	pthread_attr_t attr;
+	pthread_t th;
+
+	json_array_foreach(images, i, im)
+		if (!stale && !sample_current(g, im))
+			stale = true;
+	if (!stale || g->sampling || g->stop)
+		return;
+	g->sampling = true;
+	g->threads++;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, sampler_thread, g) != 0) {
+		g->sampling = false;
+		g->threads--;
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* The report; *moves_told: how many of g->moved it carries, *rev: the
+ * samples' revision it carries (or the one the controller has). */
+static json_t *report(gv_gridagent *g, size_t *moves_told, unsigned *rev)
 {
 	struct utsname u;
 	struct statvfs sv;
@@ -149,20 +282,31 @@ static json_t *report(gv_gridagent *g)
 	if (statvfs(gv_host_datadir(g->h), &sv) == 0)
 		disk = (uint64_t)sv.f_bavail * sv.f_frsize;
 	json_t *all = gv_image_list(gv_host_datadir(g->h));
-	json_array_foreach(all, i, im)
-		json_array_append_new(images, json_pack("{s:O, s:O}", "name",
-							json_object_get(im, "name"), "size",
-							json_object_get(im, "size")));
-	json_decref(all);
 	pthread_mutex_lock(&g->mu);
+	/* the images, with their block samples when the controller lacks
+	 * them (docs/grid.md: locality) */
+	bool tell = g->samples_told != g->samples_rev;
+	sampler_kick(g, all);
+	json_array_foreach(all, i, im) {
+		json_t *o = json_pack("{s:O, s:O}", "name", json_object_get(im, "name"), "size",
+				      json_object_get(im, "size"));
+		json_t *c = json_object_get(g->samples, json_string_value(json_object_get(im,
+											 "name")));
+		if (tell && c)
+			json_object_set(o, "sample", json_object_get(c, "sample"));
+		json_array_append_new(images, o);
+	}
+	*rev = g->samples_rev;
+	json_decref(all);
 	json_array_foreach(list, i, v) {
 		const char *name = json_string_value(json_object_get(v, "name"));
 		if (!name || strncmp(name, "job-", 4))
 			continue;
-		json_t *o = json_pack("{s:s, s:O, s:O, s:O}", "name", name, "state",
+		json_t *o = json_pack("{s:s, s:O, s:O, s:O, s:O?}", "name", name, "state",
 				      json_object_get(v, "state"), "exit_code",
 				      json_object_get(v, "exit_code"), "error",
-				      json_object_get(v, "error"));
+				      json_object_get(v, "error"), "disk_written",
+				      json_object_get(v, "disk_overlay_bytes"));
 		if (json_object_get(v, "outputs_missing"))
 			json_object_set(o, "outputs_missing", json_object_get(v, "outputs_missing"));
 		uint64_t id = strtoull(name + 4, NULL, 10);
@@ -184,12 +328,21 @@ static json_t *report(gv_gridagent *g)
 							     "state", j->state, "detail", j->detail,
 							     "error", *j->error ? j->error : NULL));
 	}
+	json_t *moved = json_deep_copy(g->moved);
+	*moves_told = json_array_size(moved);
+	double rate = g->link_rate;
 	pthread_mutex_unlock(&g->mu);
-	json_t *r = json_pack("{s:s, s:s, s:s, s:{s:i, s:I, s:I}, s:f, s:o, s:O, s:o, s:o}",
+	json_t *r = json_pack("{s:s, s:s, s:s, s:{s:i, s:I, s:I}, s:f, s:f, s:o, s:O, s:o, s:o, "
+			      "s:o}",
 			      "op", "host-report", "name", g->name, "addr", g->addr, "resources",
 			      "cpus", (int)g->cpus, "memory", (json_int_t)g->memory, "disk",
-			      (json_int_t)disk, "load", gv_load1(), "attrs", attrs, "labels",
-			      g->labels, "images", images, "vms", vms);
+			      (json_int_t)disk, "load", gv_load1(), "speed", g->speed, "attrs",
+			      attrs, "labels", g->labels, "images", images, "vms", vms, "moved",
+			      moved ? moved : json_array());
+	if (rate > 0)
+		json_object_set_new(r, "link_rate", json_real(rate));
+	if (tell) /* its images carry every sample it has */
+		json_object_set_new(r, "samples", json_true());
 	json_decref(list);
 	json_decref(info);
 	return r;
@@ -237,6 +390,8 @@ static void *start_thread(void *arg)
 			r = gv_err_set(&e, -ENOENT, "image %s is on no reachable host", image);
 		else if ((r = gv_image_fetch(g->h, &fo, &sum, &e)) < 0)
 			gv_err_wrap(&e, r, "cannot fetch its image");
+		else
+			rate_sample(g, sum);
 		json_decref(sum);
 	}
 	free(path);
@@ -254,10 +409,12 @@ static void *start_thread(void *arg)
 			gv_fetch_opts fo = { .host = host, .port = port, .image = iname, .dest = dest,
 					     .codec = GV_CODEC_ZSTD, .key = g->key };
 			json_t *sum = NULL;
-			if ((r = gv_fetch(&fo, &sum, &e)) < 0)
+			if ((r = gv_fetch(&fo, &sum, &e)) < 0) {
 				gv_err_wrap(&e, r, "cannot fetch its input");
-			else
+			} else {
+				rate_sample(g, sum);
 				json_object_set_new(vm, "input_tar", json_string(dest));
+			}
 			json_decref(sum);
 		}
 		free(iname);
@@ -305,8 +462,22 @@ static void *move_thread(void *arg)
 	snprintf(vm, sizeof(vm), "job-%" PRIu64, w->id);
 	fprintf(stderr, "gridvmd: the controller moves %s to %s\n", vm, to);
 	r = gv_vm_migrate(g->h, vm, &mo, &sum, &e);
-	json_decref(sum);
 	pthread_mutex_lock(&g->mu);
+	if (r == 0) { /* measured, for the controller's cost model */
+		json_t *ram = json_object_get(sum, "ram");
+		double dirty = json_number_value(json_object_get(ram, "dirty-pages-rate")) *
+			       json_number_value(json_object_get(ram, "page-size"));
+		json_array_append_new(
+			g->moved,
+			json_pack("{s:I, s:O, s:s, s:O, s:O?, s:O?, s:O?, s:O?, s:f}", "id",
+				  (json_int_t)w->id, "epoch", json_object_get(w->binding, "epoch"),
+				  "to", to, "seconds", json_object_get(sum, "seconds"), "paused_ms",
+				  json_object_get(sum, "paused_ms"), "memory",
+				  json_object_get(sum, "memory"), "ram_bytes",
+				  json_object_get(ram, "transferred"), "disk_bytes",
+				  json_object_get(sum, "disk_wire_bytes"), "dirty_rate", dirty));
+	}
+	json_decref(sum);
 	struct gjob *j = gjob_find(g, w->id, true);
 	if (j) {
 		j->busy = false;
@@ -446,7 +617,9 @@ static void *report_thread(void *arg)
 	pthread_mutex_lock(&g->mu);
 	while (!g->stop) {
 		pthread_mutex_unlock(&g->mu);
-		json_t *req = report(g), *rep = NULL;
+		size_t told = 0;
+		unsigned rev = 0;
+		json_t *req = report(g, &told, &rev), *rep = NULL;
 		gv_err e = { "" };
 		int r = gv_xfer_control(g->ctl_host, g->ctl_port, g->key, req, 15000, &rep, &e);
 		if (r == 0 && !json_is_true(json_object_get(rep, "ok"))) {
@@ -464,6 +637,14 @@ static void *report_thread(void *arg)
 			json_int_t every = json_integer_value(json_object_get(rep, "report_s"));
 			if (every > 0 && every < 3600)
 				g->report_s = (unsigned)every;
+			pthread_mutex_lock(&g->mu);
+			/* told: the moves it carried, its samples (unless the
+			 * controller asks for them again: it restarted) */
+			for (size_t k = 0; k < told; k++)
+				json_array_remove(g->moved, 0);
+			g->samples_told = json_is_true(json_object_get(rep, "want_samples"))
+						  ? rev - 1 : rev;
+			pthread_mutex_unlock(&g->mu);
 			obey(g, rep);
 		}
 		json_decref(req);
@@ -524,6 +705,10 @@ int gv_gridagent_start(gv_host *h, const gv_gridagent_opts *o, gv_gridagent **ou
 	g->addr = strdup(o->addr);
 	g->site = o->site ? strdup(o->site) : NULL;
 	g->cpus = o->cpus ? o->cpus : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	g->speed = o->speed > 0 ? o->speed : 1;
+	g->moved = json_array();
+	g->samples = json_object();
+	g->samples_told = (unsigned)-1; /* the first report carries them */
 	g->memory = o->memory ? o->memory : mem_total() - (512ull << 20);
 	if (!gv_name_valid(g->name))
 		r = gv_err_set(e, -EINVAL, "invalid host name '%s' (use --name)", g->name);
@@ -538,6 +723,8 @@ int gv_gridagent_start(gv_host *h, const gv_gridagent_opts *o, gv_gridagent **ou
 		r = gv_err_set(e, -EAGAIN, "cannot start the report thread");
 	if (r < 0) {
 		json_decref(g->labels);
+		json_decref(g->moved);
+		json_decref(g->samples);
 		free(g->controller);
 		free(g->name);
 		free(g->addr);
@@ -574,6 +761,8 @@ void gv_gridagent_stop(gv_gridagent *g)
 		free(j);
 	}
 	json_decref(g->labels);
+	json_decref(g->moved);
+	json_decref(g->samples);
 	pthread_mutex_destroy(&g->mu);
 	pthread_cond_destroy(&g->cv);
 	free(g->controller);

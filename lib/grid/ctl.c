@@ -155,6 +155,7 @@ static int job_to_sched(gv_ctl *c, struct ctl_job *j, gv_err *e)
 		.image_size = (uint64_t)json_integer_value(json_object_get(rec, "image_size")),
 		.requires = j->requires,
 		.rank = j->rank,
+		.dirty_rate = json_number_value(json_object_get(rec, "dirty_rate")),
 	};
 	int r;
 
@@ -302,8 +303,9 @@ static int ctl_load(gv_ctl *c, gv_err *e)
 	}
 	if (c->next_id == 0)
 		c->next_id = 1;
-	fprintf(stderr, "gridvmctld: loaded %zu hosts and %zu jobs from the store\n", c->nhosts,
-		c->njobs);
+	ctl_learn_load(c);
+	fprintf(stderr, "gridvmctld: loaded %zu hosts, %zu jobs and %zu measured moves from the "
+		"store\n", c->nhosts, c->njobs, c->nmoves);
 	return 0;
 }
 
@@ -403,6 +405,7 @@ void gv_ctl_stop(gv_ctl *c)
 		gv_expr_free(c->jobs[i]->rank);
 		free(c->jobs[i]);
 	}
+	ctl_learn_free(c);
 	for (size_t i = 0; i < c->nhosts; i++) {
 		json_decref(c->hosts[i].labels);
 		json_decref(c->hosts[i].report);

@@ -464,6 +464,31 @@ static json_t *op_undrain(gv_ctl *c, json_t *req)
 {
 	return op_host_drain(c, req, false);
 }
+/* {"op": "grid-status"}: how the grid decides, what it holds, and the
+ * move cost model as calibrated so far. */
+static json_t *op_grid_status(gv_ctl *c, json_t *req)
+{
+	json_t *states = json_object();
+	size_t up = 0;
+
+	(void)req;
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < c->nhosts; i++)
+		up += c->hosts[i].up;
+	for (size_t i = 0; i < c->njobs; i++) {
+		const char *s = gv_job_state_name(gv_job_record_state(c->jobs[i]->rec));
+		json_object_set_new(states, s, json_integer(json_integer_value(
+							  json_object_get(states, s)) + 1));
+	}
+	json_t *rep = json_pack("{s:b, s:s, s:s, s:{s:I, s:I}, s:o, s:o}", "ok", 1, "policy",
+				gv_sched_policy_name(c->o.params.policy), "mode",
+				gv_sched_mode_name(c->o.params.mode), "hosts", "up", (json_int_t)up,
+				"total", (json_int_t)c->nhosts, "jobs", states, "moves",
+				ctl_cost_json(c));
+	pthread_mutex_unlock(&c->mu);
+	return rep;
+}
+
 static json_t *op_ping(gv_ctl *c, json_t *req)
 {
 	return json_pack("{s:b, s:s}", "ok", 1, "role", "controller");
@@ -487,6 +512,7 @@ static const struct {
 	{ "host-undrain", op_undrain },
 	{ "host-label", op_host_label },
 	{ "host-report", op_host_report },
+	{ "grid-status", op_grid_status },
 };
 
 json_t *ctl_request(void *ud, json_t *req)

@@ -58,27 +58,24 @@ static json_t *host_attrs(struct ctl_host *h)
 
 void ctl_host_to_sched(gv_ctl *c, struct ctl_host *h)
 {
-	json_t *res = json_object_get(h->report, "resources"), *attrs = host_attrs(h), *im;
+	json_t *res = json_object_get(h->report, "resources"), *attrs = host_attrs(h);
 	gv_sched_host spec = {
 		.state = !h->up ? GV_HOST_DOWN : h->drained ? GV_HOST_DRAINING : GV_HOST_UP,
 		.cpus = (uint32_t)json_integer_value(json_object_get(res, "cpus")),
 		.memory = (uint64_t)json_integer_value(json_object_get(res, "memory")),
 		.disk = (uint64_t)json_integer_value(json_object_get(res, "disk")),
 		.load = json_number_value(json_object_get(h->report, "load")),
+		.speed = json_number_value(json_object_get(h->report, "speed")),
 		.link_rate = json_number_value(json_object_get(h->report, "link_rate")),
 		.attrs = attrs,
 	};
 	gv_err e;
-	size_t i;
 
+	if (!(spec.link_rate > 0))
+		spec.link_rate = h->move_rate; /* measured by moves into it, or 0 */
 	if (gv_sched_host_update(c->st, h->sidx, &spec, &e) < 0)
 		fprintf(stderr, "gridvmctld: host %s: %s\n", h->name, e.msg);
-	gv_sched_host_clear_images(c->st, h->sidx); /* what it holds now */
-	json_array_foreach(json_object_get(h->report, "images"), i, im) {
-		const char *name = json_string_value(json_object_get(im, "name"));
-		if (name && gv_sched_host_set_image(c->st, h->sidx, name, 0) < 0)
-			fprintf(stderr, "gridvmctld: out of memory\n");
-	}
+	ctl_host_images_to_sched(c, h);
 	json_decref(attrs);
 }
 
@@ -102,7 +99,18 @@ json_t *ctl_hosts_json(gv_ctl *c)
 			json_object_set(o, "resources", json_object_get(h->report, "resources"));
 			json_object_set(o, "load", json_object_get(h->report, "load"));
 			json_object_set(o, "attrs", json_object_get(h->report, "attrs"));
-			json_object_set(o, "images", json_object_get(h->report, "images"));
+			json_t *imgs = json_array(), *im;
+			size_t k;
+			json_array_foreach(json_object_get(h->report, "images"), k, im)
+				json_array_append_new(imgs, json_pack("{s:O, s:O}", "name",
+								      json_object_get(im, "name"),
+								      "size", json_object_get(im, "size")));
+			json_object_set_new(o, "images", imgs);
+			json_object_set_new(o, "lacks", ctl_host_missing_json(c, h));
+			json_object_set(o, "speed", json_object_get(h->report, "speed"));
+			/* bytes/s: measured by its staging, else by moves into it */
+			if (sh && sh->link_rate > 0)
+				json_object_set_new(o, "link_rate", json_real(sh->link_rate));
 			json_object_set_new(o, "seen_s_ago",
 					    json_real((double)(gv_now_ms() - h->last_seen) / 1000.0));
 		}
@@ -292,6 +300,7 @@ json_t *ctl_host_report(gv_ctl *c, json_t *req)
 	if (!h->up)
 		ctl_kick(c);
 	h->up = true;
+	ctl_learn_report(c, h, req);
 	ctl_host_to_sched(c, h);
 	json_array_foreach(json_object_get(req, "vms"), i, vm) {
 		uint64_t id = gv_job_id_of_vm(json_string_value(json_object_get(vm, "name")));
@@ -300,6 +309,8 @@ json_t *ctl_host_report(gv_ctl *c, json_t *req)
 			job_vm_report(c, h, j, vm, release);
 	}
 	rep = host_orders(c, h, release);
+	if (!h->samples_known) /* the controller restarted: send them again */
+		json_object_set_new(rep, "want_samples", json_true());
 	pthread_mutex_unlock(&c->mu);
 	json_decref(release);
 	return rep;

@@ -13,6 +13,7 @@
 #define GRIDVM_GRID_CTL_INTERNAL_H
 
 #include <gridvm/api/metrics.h>
+#include <gridvm/blocks/blocksample.h>
 #include <gridvm/grid/ctl.h>
 #include <gridvm/grid/job.h>
 #include <gridvm/grid/kv.h>
@@ -27,6 +28,14 @@
 #define CTL_KEY_HOSTS "/grid/hosts/"
 #define CTL_KEY_EVENTS "/grid/events/"
 #define CTL_KEY_NEXT_ID "/grid/meta/next-id"
+/* Measured moves the cost model is fitted to (the newest). */
+#define CTL_MOVE_SAMPLES 32
+
+/* An image's block sample (ctl_learn.c). */
+struct ctl_sample {
+	char name[128];
+	gv_blocksample s;
+};
 
 struct ctl_host {
 	char name[64];
@@ -38,6 +47,16 @@ struct ctl_host {
 	uint64_t last_seen;  /* monotonic ms of the last report */
 	bool up;
 	int64_t mod_rev;     /* of its record in the store */
+	/* what it holds, as block samples (ctl_learn.c), and the bytes of each
+	 * of the grid's reference images it lacks (-1: cannot tell) */
+	struct ctl_sample *samples;
+	size_t nsamples;
+	bool samples_known;  /* it sent them since the controller started */
+	unsigned samples_gen;
+	int64_t *missing;
+	size_t nmissing;
+	unsigned missing_host_gen, missing_cat_gen;
+	double move_rate; /* bytes/s of the moves into it (0: none measured) */
 };
 
 struct ctl_job {
@@ -71,6 +90,14 @@ struct gv_ctl {
 	uint64_t last_replan;
 	unsigned collectors; /* output collections running */
 	gv_metrics_server *metrics;
+	/* learned from the agents (ctl_learn.c) */
+	struct ctl_sample *cat; /* the first sample seen of each image */
+	size_t ncat;
+	unsigned cat_gen;
+	gv_sched_cost cost_base; /* the configured model, before calibration */
+	gv_sched_move_sample moves[CTL_MOVE_SAMPLES];
+	size_t nmoves;
+	uint64_t moves_measured;
 	struct { /* counted for the metrics (ctl_metrics.c), under mu */
 		uint64_t submitted, placements, cycles, replans;
 		uint64_t moves_started, moves_completed, moves_failed;
@@ -113,6 +140,20 @@ json_t *ctl_host_report(gv_ctl *c, json_t *req);
 /* Push what a host's report says into the scheduler's host; mu held. */
 void ctl_host_to_sched(gv_ctl *c, struct ctl_host *h);
 json_t *ctl_hosts_json(gv_ctl *c);
+
+/* ---- ctl_learn.c ---- */
+/* What a report teaches: samples, measured moves, disks written; mu held. */
+void ctl_learn_report(gv_ctl *c, struct ctl_host *h, json_t *req);
+/* Its images into the scheduler: held ones, and the estimated bytes it
+ * lacks of the others; mu held. */
+void ctl_host_images_to_sched(gv_ctl *c, struct ctl_host *h);
+/* {image: bytes it lacks} for the images it does not hold. */
+json_t *ctl_host_missing_json(gv_ctl *c, struct ctl_host *h);
+/* The measured moves from the store, and the model fitted to them. */
+void ctl_learn_load(gv_ctl *c);
+/* {"moves_measured", "samples": [...], "model": {...}} */
+json_t *ctl_cost_json(gv_ctl *c);
+void ctl_learn_free(gv_ctl *c);
 
 /* ---- ctl_metrics.c ---- */
 /* The controller's metrics (a gv_metrics_fn with the gv_ctl as @ud). */

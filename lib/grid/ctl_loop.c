@@ -172,6 +172,11 @@ static void replan(gv_ctl *c, double now)
 			continue;
 		const gv_sched_host *to = gv_sched_host_get(c->st, d->host);
 		json_object_set_new(j->rec, "migrate_to", json_string(to->name));
+		/* the estimate, to set against what the move measures */
+		json_object_set_new(j->rec, "move_est",
+				    json_pack("{s:f, s:f, s:f}", "total_s",
+					      d->reason.v[2] + d->reason.v[3], "downtime_s",
+					      d->reason.v[3], "bytes", d->reason.v[4]));
 		j->last_why = -1;
 		c->count.moves_started++;
 		ctl_event(c, j, "move", "%s", why);

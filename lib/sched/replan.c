@@ -100,10 +100,18 @@ int gv_sched_cost_calibrate(gv_sched_cost *c, const gv_sched_move_sample *s, siz
 	}
 	if (f <= 0) {
 		double left = sy - k * c->setup_s;
+		if (left < 0.1 * sy) {
+			/* the setup alone takes (nearly) all that was measured:
+			 * it is shorter here; say half, the rest the copy */
+			c->setup_s = 0.5 * sy / (double)k;
+			left = 0.5 * sy;
+		}
 		f = left > 0 ? sx / left : 0;
 	}
+	/* a factor far from 1 says the link rates believed are off (a host
+	 * without a measured rate has the default one); within bounds */
 	if (f > 0)
-		c->rate_factor = f < 0.01 ? 0.01 : f > 2 ? 2 : f;
+		c->rate_factor = f < 0.01 ? 0.01 : f > 16 ? 16 : f;
 	if (nd)
 		c->switchover_s = sd / nd;
 	if (nr) {

@@ -113,3 +113,44 @@ int cli_host_label(int argc, char **argv)
 	json_decref(rep);
 	return 0;
 }
+
+int cmd_status(int argc, char **argv)
+{
+	json_t *rep = NULL, *v, *moves, *model;
+	const char *k;
+
+	if (cli_wants_help(argc, argv)) {
+		puts("Usage: gridvm status [--json]\n"
+		     "The grid at a glance: how it schedules, hosts up, jobs by state, and the\n"
+		     "move cost model as calibrated from the moves the agents measured.");
+		return 0;
+	}
+	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--json")))
+		return cli_error("usage: gridvm status [--json]"), 2;
+	if (cli_grid_call(json_pack("{s:s}", "op", "grid-status"), &rep) < 0)
+		return 1;
+	json_object_del(rep, "ok");
+	if (argc == 2) {
+		cli_print_json(rep);
+		json_decref(rep);
+		return 0;
+	}
+	printf("policy %s, mode %s\nhosts: %lld up of %lld\njobs:",
+	       json_string_value(json_object_get(rep, "policy")),
+	       json_string_value(json_object_get(rep, "mode")),
+	       (long long)json_integer_value(json_object_get(json_object_get(rep, "hosts"), "up")),
+	       (long long)json_integer_value(json_object_get(json_object_get(rep, "hosts"), "total")));
+	json_object_foreach(json_object_get(rep, "jobs"), k, v)
+		printf(" %lld %s", (long long)json_integer_value(v), k);
+	moves = json_object_get(rep, "moves");
+	model = json_object_get(moves, "model");
+	printf("\nmove cost model (from %lld measured moves): setup %.1f s, %.0f%% of the link "
+	       "rate, %.2f bytes sent per byte of memory, downtime %.0f ms\n",
+	       (long long)json_integer_value(json_object_get(moves, "moves_measured")),
+	       json_number_value(json_object_get(model, "setup_s")),
+	       json_number_value(json_object_get(model, "rate_factor")) * 100,
+	       json_number_value(json_object_get(model, "mem_ratio")),
+	       json_number_value(json_object_get(model, "switchover_s")) * 1000);
+	json_decref(rep);
+	return 0;
+}

@@ -83,6 +83,7 @@ int cmd_submit(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);
 int cmd_job(int argc, char **argv);
 int cmd_hosts(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 /* gridvm host drain|undrain|label (builtin-hosts.c) */
 int cli_host_drain(int argc, char **argv);
 int cli_host_undrain(int argc, char **argv);

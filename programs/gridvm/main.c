@@ -18,6 +18,7 @@ static const struct cli_cmd commands[] = {
 	{ "jobs", cmd_jobs, "grid: the jobs, their state, host and why they wait" },
 	{ "job", cmd_job, "grid: show, logs, wait, cancel, events, output of a job" },
 	{ "hosts", cmd_hosts, "grid: the hosts, their state, free resources, load" },
+	{ "status", cmd_status, "grid: policy, hosts up, jobs by state, the move cost model" },
 	{ NULL, NULL, NULL } };
 
 int main(int argc, char **argv)

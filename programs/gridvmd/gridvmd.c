@@ -49,6 +49,8 @@ static void usage(FILE *f)
 		"      --label K=V,... attributes the host starts with (K alone: true)\n"
 		"      --grid-cpus N   vcpus offered to the grid (default: all online)\n"
 		"      --grid-memory SIZE  memory offered to the grid (default: all but 512M)\n"
+		"      --grid-speed X  CPU speed relative to the grid's reference host\n"
+		"                      (default 1; the scheduler moves jobs to faster hosts)\n"
 		"      --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"  -h, --help          show this help\n",
 		gv_data_dir(), GV_XFER_PORT);
@@ -119,6 +121,7 @@ int main(int argc, char **argv)
 		{ "label", required_argument, NULL, 'L' },
 		{ "grid-cpus", required_argument, NULL, 'C' },
 		{ "grid-memory", required_argument, NULL, 'M' },
+		{ "grid-speed", required_argument, NULL, 'V' },
 		{ "metrics", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 } };
@@ -162,6 +165,16 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'V': {
+			char *end;
+			go.speed = strtod(optarg, &end);
+			if (*end || !(go.speed >= 0.01 && go.speed <= 100)) {
+				fprintf(stderr, "gridvmd: invalid --grid-speed '%s' (0.01 to 100)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'P': metrics_addr = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

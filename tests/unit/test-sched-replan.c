@@ -352,6 +352,18 @@ static void test_calibrate(void **state)
 	assert_int_equal(gv_sched_cost_calibrate(&one, s, 1), 0);
 	assert_true(fabs(one.rate_factor - 0.5) < 1e-6);
 	assert_true(one.setup_s == 2);
+	/* one sample faster than the setup believed: the setup becomes half
+	 * of it, the factor what makes the other half the copy */
+	gv_sched_cost fast = {.setup_s = 1, .rate_factor = 1, .mem_ratio = 1};
+	gv_sched_move_sample quick = {1e8, 1.25e7, 1.0, 0.03, 2.5e8, 0};
+	assert_int_equal(gv_sched_cost_calibrate(&fast, &quick, 1), 0);
+	assert_true(fabs(fast.setup_s - 0.5) < 1e-9);
+	assert_true(fabs(fast.rate_factor - 16) < 1e-9); /* 8 s of link in 0.5 s: bounded */
+	quick.total_s = 4.5; /* now 4 s of copy: factor 2, setup kept */
+	fast.setup_s = 0.5;
+	assert_int_equal(gv_sched_cost_calibrate(&fast, &quick, 1), 0);
+	assert_true(fabs(fast.setup_s - 0.5) < 1e-9);
+	assert_true(fabs(fast.rate_factor - 2) < 1e-9);
 	/* nothing usable */
 	gv_sched_move_sample bad = {1e8, 0, 10, 0.3, 0, 0};
 	assert_int_equal(gv_sched_cost_calibrate(&one, &bad, 1), -EINVAL);

@@ -23,6 +23,7 @@ typedef struct gv_gridagent_opts {
 	unsigned cpus;		/* vcpus offered to the grid (0: online cpus) */
 	uint64_t memory;	/* bytes offered (0: MemTotal less 512 MiB) */
 	const char *labels;	/* "K=V,K2" attributes it starts with (may be NULL) */
+	double speed;		/* CPU speed relative to the grid's reference (0: 1) */
 } gv_gridagent_opts;
 
 /* Start reporting (a thread of its own). The host stays the caller's. */

@@ -427,7 +427,9 @@ typedef struct gv_sched_move_sample {
 
 /* Fit @c to @n measured migrations: setup_s and rate_factor by least
  * squares of total_s over bytes/rate (with fewer than 2 distinct points,
- * or a negative intercept, only rate_factor), switchover_s as the mean
+ * or a negative intercept, only rate_factor; and setup_s halved to half
+ * the time measured when it alone would take nearly all of it; the
+ * factor within 0.01..16), switchover_s as the mean
  * downtime, mem_ratio as the mean of memory bytes sent per byte of memory.
  * @return 0, or -EINVAL (no usable sample; @c unchanged). */
 int gv_sched_cost_calibrate(gv_sched_cost *c, const gv_sched_move_sample *s, size_t n);
