@@ -211,7 +211,7 @@ void gv_sim_metrics_get(const gv_sim *s, gv_sim_metrics *m)
 	m->failures = s->failures;
 	m->restarts = s->restarts;
 	m->checkpoints = s->ckpts;
-	m->capacity_violations = s->violations;
+	m->capacity_violations = s->violations + s->bad_ends;
 	free(w);
 	free(lat);
 }
@@ -221,8 +221,9 @@ void gv_sim_metrics_get(const gv_sim *s, gv_sim_metrics *m)
 int sim_check(gv_sim *s, gv_err *e)
 {
 	if (s->violations)
-		return gv_err_set(e, -EPROTO, "at %.3f s: a host was over its capacity, or a "
-					      "job ended with work left", s->now);
+		return gv_err_set(e, -EPROTO, "at %.3f s: a host is over its capacity", s->now);
+	if (s->bad_ends)
+		return gv_err_set(e, -EPROTO, "at %.3f s: a job ended with work left", s->now);
 	for (uint32_t h = 0; h < s->n_hosts; h++) {
 		const struct sim_host *H = &s->hosts[h];
 		const gv_sched_host *L = gv_sched_host_get(s->st, H->sidx);

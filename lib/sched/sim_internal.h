@@ -114,7 +114,8 @@ struct gv_sim {
 	double busy_s;	    /* host-seconds with a job bound */
 	double work_lost, bytes_staged, bytes_migrated, bytes_ckpt;
 	uint64_t placements, cycles, replans, migrations, failures, restarts, ckpts;
-	uint64_t violations;
+	uint64_t violations; /* a host over its capacity */
+	uint64_t bad_ends;   /* jobs that ended with work left */
 	double *lat; /* timed cycles' durations, s */
 	size_t n_lat, cap_lat;
 	double lat_total;

@@ -260,7 +260,7 @@ int sim_job_end(gv_sim *s, uint32_t j)
 	s->last_end = s->now;
 	s->dirty = true;
 	if (s->o.check && J->work > 1e-6 * J->spec.runtime + 1e-6)
-		s->violations++; /* ended with work left: a bookkeeping bug */
+		s->bad_ends++; /* ended with work left: a bookkeeping bug */
 	return host_rate(s, J->host);
 }
 
@@ -336,8 +336,11 @@ int sim_job_arrived(gv_sim *s, uint32_t j)
 	J->dest = GV_SCHED_NONE;
 	J->st = SJ_RUNNING;
 	J->t_upd = s->now;
+	J->ver++; /* its checkpoints start again here */
 	if (run_add(s, j, J->host) < 0 || host_rate(s, J->host) < 0 || job_rate(s, j) < 0)
 		return -ENOMEM;
+	if (s->o.checkpoint_every > 0)
+		return sim_push(s, s->now + s->o.checkpoint_every, EV_CKPT, j, J->ver);
 	return 0;
 }
 
@@ -410,6 +413,16 @@ static int job_lost(gv_sim *s, uint32_t j, uint32_t h)
 	return queue_add(s, j);
 }
 
+/* Can the source of @j's move take it back (the library released its
+ * resources there when the move was applied; another job may hold them)? */
+static bool move_back_fits(const gv_sim *s, uint32_t j)
+{
+	const struct sim_job *J = &s->jobs[j];
+	const gv_sched_host *L = gv_sched_host_get(s->st, s->hosts[J->host].sidx);
+
+	return L->cpus_free >= J->spec.cpus && L->memory_free >= J->spec.memory;
+}
+
 /* A move whose destination failed: the job stays where it runs. */
 static int move_abort(gv_sim *s, uint32_t j)
 {
@@ -447,8 +460,10 @@ int sim_host_fail(gv_sim *s, uint32_t h)
 		struct sim_job *J = &s->jobs[j];
 		if (J->st < SJ_STAGING || J->st > SJ_PAUSED)
 			continue;
-		if (J->st == SJ_MIGRATING && J->dest == h)
+		if (J->st == SJ_MIGRATING && J->dest == h && move_back_fits(s, j))
 			r = move_abort(s, j);
+		else if (J->st == SJ_MIGRATING && J->dest == h)
+			r = job_lost(s, j, h); /* its place on the source was taken */
 		else if (J->host == h || (J->st == SJ_PAUSED && J->dest == h))
 			r = job_lost(s, j, h);
 	}

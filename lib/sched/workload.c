@@ -251,14 +251,26 @@ void gv_workload_free(gv_workload *w)
 
 #define BURST_MIN 2
 #define BURST_MAX 20
-#define BURST_GAP 60.0
+#define BURST_GAP 10.0
 #define DAY 86400.0
 
-/* The next arrival of the daily-cycle Poisson process (thinning). */
+/* Jobs of a burst come 0..10 s apart, closer when jobs come faster than
+ * one per 10 s on average (so bursts never outrun the rate). */
+static double burst_gap(const gv_workload *w)
+{
+	return fmin(BURST_GAP, 3600.0 / w->o.rate);
+}
+
+/* The next arrival of the daily-cycle Poisson process (thinning). Its
+ * mean rate is set so that, bursts' own spans included, jobs come at
+ * `rate` per hour on average (or as fast as the bursts allow). */
 static double next_arrival(gv_workload *w)
 {
-	double mean_jobs = w->o.burst_p * (BURST_MIN + BURST_MAX) / 2.0 + (1 - w->o.burst_p);
-	double lam = w->o.rate / 3600.0 / mean_jobs, lam_max = 1.5 * lam, t = w->t;
+	double burst_jobs = (BURST_MIN + BURST_MAX) / 2.0;
+	double mean_jobs = w->o.burst_p * burst_jobs + (1 - w->o.burst_p);
+	double gap = mean_jobs * 3600.0 / w->o.rate -
+		     w->o.burst_p * (burst_jobs - 1) * burst_gap(w) / 2;
+	double lam = 1 / (gap > 1e-3 ? gap : 1e-3), lam_max = 1.5 * lam, t = w->t;
 	for (;;) {
 		t += gv_rng_exp(&w->rng, 1 / lam_max);
 		double now = lam * (1 + 0.5 * sin(2 * M_PI * (t / DAY - 8.0 / 24)));
@@ -277,7 +289,7 @@ void gv_workload_next(gv_workload *w, gv_swf_job *j)
 
 	if (w->burst_left) {
 		w->burst_left--;
-		w->t += gv_rng_unit(r) * BURST_GAP;
+		w->t += gv_rng_unit(r) * burst_gap(w);
 		user = w->burst_user;
 		app = w->burst_app;
 	} else {

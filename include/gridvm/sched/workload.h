@@ -85,7 +85,8 @@ unsigned gv_rng_pick(gv_rng *r, const double *w, unsigned n);
  *   arrivals: a Poisson process of `rate` jobs per hour whose rate follows
  *     a daily cycle (x(1 + 0.5 sin), peak at 14:00 of day 0's clock); each
  *     arrival is a burst of several jobs from one user with one image with
- *     probability `burst_p` (2..20 jobs, 0..60 s apart), else one job;
+ *     probability `burst_p` (2..20 jobs, 0..10 s apart, or
+ *     closer when jobs come faster than one per 10 s), else one job;
  *   processors: 1, 2, 4, 8, 16, 32 with probabilities 40, 20, 15, 12, 8, 5 %;
  *   run time: lognormal, median `run_median` s, sigma `run_sigma`, cut to
  *     [10 s, 48 h];
