@@ -319,6 +319,8 @@ int gv_sim_run(gv_sim *s, gv_err *e)
 			r = sim_push(s, H->spec.join_at, EV_JOIN, h, 0);
 		else
 			r = sim_host_arm(s, h);
+		if (r == 0 && H->spec.fail_at > 0)
+			r = sim_push(s, H->spec.fail_at, EV_FAIL, h, 0);
 	}
 	if (r == 0 && s->o.replan && s->n_jobs)
 		r = sim_push(s, s->first_submit + s->o.replan_s, EV_REPLAN, 0, 0);

@@ -75,7 +75,7 @@ int gv_swf_parse_line(const char *line, gv_swf_job *out, gv_err *e)
 		v[f++] = d;
 	}
 	if (f < GV_SWF_FIELDS)
-		return gv_err_set(e, -EINVAL, "%u fields, an SWF line has %d (field %u, %s, is missing)",
+		return gv_err_set(e, -EINVAL, "%u fields, an SWF line has %d: field %u (%s) is missing",
 				  f, GV_SWF_FIELDS, f + 1, swf_names[f]);
 	*out = (gv_swf_job){
 	    .id = (int64_t)v[0],	 .submit = v[1],	    .wait = v[2],

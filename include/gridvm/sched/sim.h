@@ -80,6 +80,7 @@ typedef struct gv_sim_host {
 	bool shared;	  /* carries background load that changes over time */
 	uint32_t layers;  /* image layers it holds at the start */
 	double join_at;	  /* joins the grid then (0: from the start) */
+	double fail_at;	  /* fails then, besides fail_rate (0: not) */
 } gv_sim_host;
 
 /* The default heterogeneous grid of @n hosts (docs/simulator.md):
