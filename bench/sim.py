@@ -69,7 +69,8 @@ results = {"machine": {}, "comparison": {}, "scale": []}
 for key, label, args in CONFIGS:
     hosts = CMP_HOSTS * 2 if "--hosts-x2" in args else CMP_HOSTS
     m = run(trace, hosts, [x for x in args if x != "--hosts-x2"] + ["--seed", "1"])
-    m["label"], m["args"] = label, " ".join(args)
+    m["label"] = label
+    m["args"] = " ".join(args).replace("--hosts-x2", f"--hosts {hosts}")
     results["comparison"][key] = m
     print(f"{label:45s} slowdown {m['bounded_slowdown_mean']:7.2f} wait {m['wait_s_mean']:8.0f} s "
           f"staged {m['bytes_staged']/1e9:7.1f} GB ({m['wall_s']:.1f} s)", flush=True)
