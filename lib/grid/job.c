@@ -170,7 +170,7 @@ static int get_checkpoint(const json_t *req, json_t *rec, gv_err *e)
 	return 0;
 }
 
-int gv_job_from_submit(const json_t *req, uint64_t id, uint32_t uid, int64_t now, json_t **out,
+int gv_job_from_submit(const json_t *req, uint64_t id, uint32_t uid, double now, json_t **out,
 		       gv_err *e)
 {
 	const char *name = json_string_value(json_object_get(req, "name"));
@@ -211,11 +211,11 @@ int gv_job_from_submit(const json_t *req, uint64_t id, uint32_t uid, int64_t now
 		return gv_err_set(e, -EINVAL, "invalid memory: 64M to 1T");
 	if ((r = get_duration(req, "walltime", &walltime, e)) < 0)
 		return r;
-	rec = json_pack("{s:I, s:s, s:i, s:s, s:I, s:I, s:O, s:I, s:I, s:I, s:s, s:i}", "id",
+	rec = json_pack("{s:I, s:s, s:i, s:s, s:I, s:I, s:O, s:I, s:I, s:f, s:s, s:i}", "id",
 			(json_int_t)id, "name", name ? name : "", "user", (int)uid, "image", image,
 			"cpus", cpus, "memory", (json_int_t)memory, "cmd", cmd, "priority",
 			pri ? json_integer_value(pri) : 0, "walltime", (json_int_t)walltime,
-			"submitted", (json_int_t)now, "state", "queued", "moves", 0);
+			"submitted", now, "state", "queued", "moves", 0);
 	if (!rec)
 		return gv_err_set(e, -ENOMEM, "out of memory");
 	if ((r = get_expr(req, "requires", "requirements", rec, e)) < 0 ||

@@ -33,6 +33,7 @@ int host_open(const char *datadir, gv_host **out, gv_err *e)
 	pthread_mutex_init(&h->idx_mu, NULL);
 	pthread_mutex_init(&h->ckpt_mu, NULL);
 	pthread_mutex_init(&h->dirty_mu, NULL);
+	pthread_mutex_init(&h->obs_mu, NULL);
 	r = gv_mkdir_p(vmdir, 0755);
 	if (r < 0) {
 		gv_err_set(e, r, "cannot create %s: %s", vmdir, strerror(-r));
@@ -82,6 +83,7 @@ void gv_host_close(gv_host *h)
 	pthread_mutex_destroy(&h->idx_mu);
 	pthread_mutex_destroy(&h->ckpt_mu);
 	pthread_mutex_destroy(&h->dirty_mu);
+	pthread_mutex_destroy(&h->obs_mu);
 	free(h->grid_key);
 	free(h->xfer_addr);
 	free(h->datadir);
@@ -334,7 +336,19 @@ bool host_refresh(gv_host *h, gv_vmrec *r)
 	if (gv_store_vm_update(h->store, r) < 0)
 		fprintf(stderr, "gridvm: cannot store the state of %s\n", r->def->name);
 	gv_vmpaths_clear(&p);
+	pthread_mutex_lock(&h->obs_mu); /* its record says so now: tell */
+	if (h->on_vm_end)
+		h->on_vm_end(h->on_vm_end_ud, r->def->name);
+	pthread_mutex_unlock(&h->obs_mu);
 	return true;
+}
+
+void gv_host_on_vm_end(gv_host *h, void (*fn)(void *ud, const char *name), void *ud)
+{
+	pthread_mutex_lock(&h->obs_mu);
+	h->on_vm_end = fn;
+	h->on_vm_end_ud = ud;
+	pthread_mutex_unlock(&h->obs_mu);
 }
 
 /* ---- the modules above the host context -------------------------- */

@@ -36,6 +36,10 @@ struct gv_host {
 	pthread_mutex_t ckpt_mu; /* checkpoint creation vs chunk GC */
 	char *grid_key;      /* path of the grid key file */
 	char *xfer_addr;     /* where peers reach this agent (--listen) */
+	/* who is told when a VM ends (gv_host_on_vm_end), under @obs_mu */
+	pthread_mutex_t obs_mu;
+	void (*on_vm_end)(void *ud, const char *name);
+	void *on_vm_end_ud;
 	/* the modules above the context (host_module_add), in order */
 	struct host_mod {
 		const struct host_module *def;

@@ -42,7 +42,7 @@ gv_job_state gv_job_record_state(const json_t *rec);
  * ("90m"); requirements and rank are parsed (a syntax error names its
  * position). @return 0 with *@out a new reference, or -EINVAL with @e
  * saying which field is wrong and why; nothing is half-made. */
-int gv_job_from_submit(const json_t *req, uint64_t id, uint32_t uid, int64_t now, json_t **out,
+int gv_job_from_submit(const json_t *req, uint64_t id, uint32_t uid, double now, json_t **out,
 		       gv_err *e) __attribute__((warn_unused_result));
 
 /* The agent API's VM definition for running @rec as VM @vm_name (the

@@ -26,6 +26,12 @@ int gv_host_open(const char *datadir, gv_host **out, gv_err *e) GV_WUR;
 void gv_host_close(gv_host *h);
 const char *gv_host_datadir(const gv_host *h);
 
+/* Call @fn(@ud, VM name) whenever a VM is found ended (its QEMU gone, its
+ * job stopped or failed), once its record says so; one observer, NULL
+ * to stop (no call is in flight when this returns). @fn runs with the
+ * VM's lock held: it must not call back into the host. */
+void gv_host_on_vm_end(gv_host *h, void (*fn)(void *ud, const char *name), void *ud);
+
 /* Host facts for `gridvm host info`. New reference. */
 json_t *gv_host_info(gv_host *h);
 
