@@ -58,6 +58,7 @@ struct gv_gridagent {
 	json_t *samples;  /* image -> {size, mtime, sample}: what it holds */
 	unsigned samples_rev, samples_told; /* the controller has samples_told */
 	bool sampling;	  /* the sampler thread runs */
+	bool kick;	  /* report now: a VM ended */
 	uint8_t key[GV_XFER_KEY_LEN];
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -453,14 +454,15 @@ static void *move_thread(void *arg)
 	struct work *w = arg;
 	gv_gridagent *g = w->g;
 	const char *to = json_string_value(json_object_get(w->binding, "to"));
+	const char *mode = json_string_value(json_object_get(w->binding, "mode")) ?: "live";
 	char vm[40];
-	gv_migrate_opts mo = { .to = to };
+	gv_migrate_opts mo = { .to = to, .cold = !strcmp(mode, "cold") };
 	json_t *sum = NULL;
 	gv_err e = { "" };
 	int r;
 
 	snprintf(vm, sizeof(vm), "job-%" PRIu64, w->id);
-	fprintf(stderr, "gridvmd: the controller moves %s to %s\n", vm, to);
+	fprintf(stderr, "gridvmd: the controller moves %s to %s (%s)\n", vm, to, mode);
 	r = gv_vm_migrate(g->h, vm, &mo, &sum, &e);
 	pthread_mutex_lock(&g->mu);
 	if (r == 0) { /* measured, for the controller's cost model */
@@ -469,9 +471,10 @@ static void *move_thread(void *arg)
 			       json_number_value(json_object_get(ram, "page-size"));
 		json_array_append_new(
 			g->moved,
-			json_pack("{s:I, s:O, s:s, s:O, s:O?, s:O?, s:O?, s:O?, s:f}", "id",
+			json_pack("{s:I, s:O, s:s, s:s, s:O, s:O?, s:O?, s:O?, s:O?, s:f}", "id",
 				  (json_int_t)w->id, "epoch", json_object_get(w->binding, "epoch"),
-				  "to", to, "seconds", json_object_get(sum, "seconds"), "paused_ms",
+				  "to", to, "mode", mode, "seconds", json_object_get(sum, "seconds"),
+				  "paused_ms",
 				  json_object_get(sum, "paused_ms"), "memory",
 				  json_object_get(sum, "memory"), "ram_bytes",
 				  json_object_get(ram, "transferred"), "disk_bytes",
@@ -610,6 +613,20 @@ static void obey(gv_gridagent *g, json_t *rep)
 	pthread_mutex_unlock(&g->mu);
 }
 
+/* A VM ended: report at once, so the controller collects it and hands
+ * its place to the next job without waiting for the interval. */
+static void vm_ended(void *ud, const char *name)
+{
+	gv_gridagent *g = ud;
+
+	if (strncmp(name, "job-", 4))
+		return;
+	pthread_mutex_lock(&g->mu);
+	g->kick = true;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+}
+
 static void *report_thread(void *arg)
 {
 	gv_gridagent *g = arg;
@@ -653,8 +670,10 @@ static void *report_thread(void *arg)
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += g->report_s;
-		if (!g->stop)
+		/* (a worker ending also wakes it: fine, a report early) */
+		if (!g->stop && !g->kick)
 			pthread_cond_timedwait(&g->cv, &g->mu, &until);
+		g->kick = false;
 	}
 	pthread_mutex_unlock(&g->mu);
 	return NULL;
@@ -721,6 +740,8 @@ int gv_gridagent_start(gv_host *h, const gv_gridagent_opts *o, gv_gridagent **ou
 		gv_err_set(e, r, "cannot read the grid key %s", gv_host_grid_key(h));
 	else if (pthread_create(&g->th, NULL, report_thread, g) != 0)
 		r = gv_err_set(e, -EAGAIN, "cannot start the report thread");
+	if (r == 0)
+		gv_host_on_vm_end(h, vm_ended, g);
 	if (r < 0) {
 		json_decref(g->labels);
 		json_decref(g->moved);
@@ -745,6 +766,7 @@ void gv_gridagent_stop(gv_gridagent *g)
 {
 	if (!g)
 		return;
+	gv_host_on_vm_end(g->h, NULL, NULL);
 	pthread_mutex_lock(&g->mu);
 	g->stop = true;
 	pthread_cond_broadcast(&g->cv);

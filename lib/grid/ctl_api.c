@@ -115,7 +115,7 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 	pthread_mutex_lock(&c->mu);
 	id = c->next_id;
 	r = gv_job_from_submit(req, id, (uint32_t)json_integer_value(json_object_get(req, "uid")),
-			       (int64_t)ctl_now(), &rec, &e);
+			       ctl_now(), &rec, &e);
 	if (r == 0 && !image_known(c, json_string_value(json_object_get(rec, "image")), &size))
 		r = gv_err_set(&e, -ENOENT, "unknown image '%s': no host of the grid holds it",
 			       json_string_value(json_object_get(rec, "image")));

@@ -256,8 +256,16 @@ static void learn_move(gv_ctl *c, struct ctl_host *src, json_t *m)
 		.memory = json_number_value(json_object_get(m, "memory")),
 		.disk_bytes = disk,
 	};
+	const char *mode = json_string_value(json_object_get(m, "mode")) ?: "live";
+	bool live = !strcmp(mode, "live");
 	if (!(s.total_s > 0) || !(s.rate > 0))
 		return;
+	if (!live) { /* the model is of live moves: a cold one is only told */
+		if (j)
+			ctl_event(c, j, "measured", "its cold move from %s took %.1f s (the guest "
+				  "paused throughout)", src->name, s.total_s);
+		return;
+	}
 	sample_keep(c, &s);
 	sample_save(c, &s);
 	c->moves_measured++;

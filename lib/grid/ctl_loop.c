@@ -168,8 +168,11 @@ static void replan(gv_ctl *c, double now)
 		    gv_job_record_state(j->rec) != GV_JOB_S_RUNNING)
 			continue;
 		gv_sched_reason_text(c->st, d, why, sizeof(why));
+		const gv_sched_job *sj = gv_sched_job_get(c->st, d->job);
+		double before = sj && sj->moved ? sj->last_move : -1;
 		if (gv_sched_apply(c->st, d, now, &stale) < 0)
 			continue;
+		j->moved_before = before;
 		const gv_sched_host *to = gv_sched_host_get(c->st, d->host);
 		json_object_set_new(j->rec, "migrate_to", json_string(to->name));
 		/* the estimate, to set against what the move measures */
@@ -179,7 +182,9 @@ static void replan(gv_ctl *c, double now)
 					      d->reason.v[3], "bytes", d->reason.v[4]));
 		j->last_why = -1;
 		c->count.moves_started++;
-		ctl_event(c, j, "move", "%s", why);
+		ctl_event(c, j, "move", "%s%s", why,
+			  json_is_true(json_object_get(j->rec, "live_failed"))
+				  ? "; cold, since its live move failed" : "");
 		ctl_job_set_state(c, j, GV_JOB_S_MIGRATING, NULL);
 	}
 	for (size_t i = 0; i < plan.n_held; i++) {

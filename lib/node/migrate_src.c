@@ -489,6 +489,12 @@ static int mig_src_live(struct mig *m, json_t **summary)
 	bool completed = false;
 	int r;
 
+	/* a test's stand-in for a live migration that cannot be (e.g. the
+	 * destination cannot take the stream): it fails before anything */
+	if ((r = gv_fault("migrate.src.live", m->e)) < 0) {
+		json_decref(caps);
+		return r;
+	}
 	mig_src_phase(m, "prepare", NULL);
 	json_t *req = vm_req(m, "live-prepare");
 	json_object_set_new(req, "compress", json_string(m->compress));

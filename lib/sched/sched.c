@@ -622,8 +622,8 @@ void gv_sched_job_unbind(gv_sched_state *st, uint32_t j)
 void gv_sched_job_set_moved(gv_sched_state *st, uint32_t j, double when)
 {
 	if (gv_sched_job_get(st, j)) {
-		st->jobs[j].pub.moved = true;
-		st->jobs[j].pub.last_move = when;
+		st->jobs[j].pub.moved = when >= 0;
+		st->jobs[j].pub.last_move = when >= 0 ? when : 0;
 	}
 }
 

@@ -11,7 +11,10 @@
 #   goes on, no restart); the source agent reports the move's measured
 #   time, pause and bytes; the controller writes them in the job's events
 #   next to the estimate and calibrates its cost model from them, and a
-#   restarted controller still has that model.
+#   restarted controller still has that model;
+# - a live move that cannot be (a fault at the start of the live
+#   migration): the move fails, the job runs on where it was, and the next
+#   move is cold (suspend, copy, resume): the count goes on.
 set -euo pipefail
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 source "$ROOT/tests/e2e/lib.sh"
@@ -116,3 +119,26 @@ grid_ctl_start --policy locality --replan-interval 2s
 same "$(status_field 'json.dumps(j["moves"]["model"], sort_keys=True)')" "$model" \
 	"the cost model after a restart"
 echo "ok: a faster host joined: the job moved there for gain, counted 1..60 without a restart; the measured move calibrated the cost model, which survives a restart"
+
+# --- a live move that cannot be: the job moves cold and counts on
+hosts_agent_stop 4
+GRIDVM_FAULT="migrate.src.live=fail" grid_join 4 --grid-cpus 2 --grid-memory 1G --grid-speed 4
+wait_until 60 "four hosts up" hosts_up_count 4
+for h in h1 h2 h3; do G host drain "$h"; done
+cold=$(G submit --memory 256M -- sh -c \
+	'i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo $i; sleep 1; done')
+grid_wait_state 300 "$cold" running
+same "$(grid_field "$cold" 'j["host"]')" h4 "the host of the job while the others drain"
+wait_until 120 "the count to reach 3" last_count_ge "$cold" 3
+for h in h1 h2 h3; do G host undrain "$h"; done
+G host drain h4
+wait_until 300 "the job to leave h4" moved_off "$cold" h4
+G job events "$cold" | grep -E "move|measured"
+G job events "$cold" | grep -q "the live move to .* failed: .*fault injected at migrate.src.live" ||
+	fail "no failed live move in the events"
+G job events "$cold" | grep -q "cold, since its live move failed" || fail "no cold move ordered"
+G job events "$cold" | grep -qE "now runs on h[123] \(from h4, cold\)" || fail "no cold move made"
+grid_wait_state 300 "$cold" completed
+same "$(G job logs "$cold" | tr '\n' ' ')" "$(seq 1 40 | tr '\n' ' ')" "the count across the cold move"
+same "$(status_field 'j["moves"]["moves_measured"]')" 1 "moves measured (a cold one is not a sample)"
+echo "ok: a live move that could not be: the job moved cold and counted 1..40 without a restart"

@@ -143,7 +143,8 @@ int gv_sched_job_bind(gv_sched_state *st, uint32_t j, uint32_t h,
 		      double start) GV_SCHED_WUR;
 /* Release @j's host; it is QUEUED again (e.g. its host failed). */
 void gv_sched_job_unbind(gv_sched_state *st, uint32_t j);
-/* Record that @j was moved at @when (gv_sched_apply does it for moves). */
+/* Record that @j was moved at @when (gv_sched_apply does it for moves);
+ * @when < 0: it has not been (a move that failed is forgotten). */
 void gv_sched_job_set_moved(gv_sched_state *st, uint32_t j, double when);
 /* New estimates for a running job (from the agents' reports). */
 void gv_sched_job_set_estimates(gv_sched_state *st, uint32_t j, double walltime,
