@@ -122,6 +122,7 @@ int ctl_job_set_state(gv_ctl *c, struct ctl_job *j, gv_job_state s, const char *
 	gv_job_state old = gv_job_record_state(j->rec);
 	gv_err e;
 
+	c->jobs_gen++; /* (its host may have changed too) */
 	json_object_set_new(j->rec, "state", json_string(gv_job_state_name(s)));
 	if (reason)
 		json_object_set_new(j->rec, "reason", json_string(reason));
@@ -189,6 +190,7 @@ struct ctl_job *ctl_job_add(gv_ctl *c, json_t *rec, int64_t mod_rev, gv_err *e)
 	j->mod_rev = mod_rev;
 	j->sidx = GV_SCHED_NONE;
 	j->last_why = -1;
+	j->moved_before = -1;
 	j->state_since = gv_now_ms();
 	if ((req && gv_expr_parse(req, &j->requires, e) < 0) ||
 	    (rank && gv_expr_parse(rank, &j->rank, e) < 0)) {
@@ -220,6 +222,7 @@ struct ctl_job *ctl_job_add(gv_ctl *c, json_t *rec, int64_t mod_rev, gv_err *e)
 		c->jobs[at] = c->jobs[at - 1];
 	c->jobs[at] = j;
 	c->njobs++;
+	c->jobs_gen++;
 	return j;
 }
 
@@ -239,6 +242,7 @@ struct ctl_host *ctl_host_add(gv_ctl *c, const char *name, gv_err *e)
 	}
 	h = &c->hosts[c->nhosts++];
 	memset(h, 0, sizeof(*h));
+	c->jobs_gen++;
 	snprintf(h->name, sizeof(h->name), "%s", name);
 	h->sidx = sidx;
 	h->labels = json_object();
@@ -409,6 +413,7 @@ void gv_ctl_stop(gv_ctl *c)
 	for (size_t i = 0; i < c->nhosts; i++) {
 		json_decref(c->hosts[i].labels);
 		json_decref(c->hosts[i].report);
+		free(c->hosts[i].bound);
 	}
 	free(c->jobs);
 	free(c->hosts);

@@ -178,7 +178,9 @@ static void job_vm_report(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json
 		if (sj && sj->host != h->sidx && gv_sched_job_bind(c->st, j->sidx, h->sidx, ctl_now()) < 0)
 			fprintf(stderr, "gridvmctld: job %" PRIu64 ": cannot bind it\n", j->id);
 		c->count.moves_completed++;
-		ctl_event(c, j, "moved", "now runs on %s (from %s)", h->name, bound);
+		ctl_event(c, j, "moved", "now runs on %s (from %s%s)", h->name, bound,
+			  json_is_true(json_object_get(j->rec, "live_failed")) ? ", cold" : "");
+		json_object_del(j->rec, "live_failed"); /* its next move tries live again */
 		ctl_job_set_state(c, j, GV_JOB_S_RUNNING, NULL);
 		json_object_set_new(j->rec, "epoch", json_integer(j->mod_rev));
 		ctl_job_save(c, j, NULL);
@@ -190,10 +192,26 @@ static void job_vm_report(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json
 	if (s == GV_JOB_S_MIGRATING) {
 		const char *merr = json_string_value(json_object_get(vm, "migrate_error"));
 		if (merr && !strcmp(vstate, "running")) {
+			bool was_cold = json_is_true(json_object_get(j->rec, "live_failed"));
 			c->count.moves_failed++;
-			ctl_event(c, j, "move", "the move to %s failed: %s; it goes on here",
-				  to ? to : "?", merr);
+			ctl_event(c, j, "move", "the %s move to %s failed: %s; it goes on here%s",
+				  was_cold ? "cold" : "live", to ? to : "?", merr,
+				  was_cold ? "" : " (its next move is cold: suspend, copy, resume)");
+			json_object_set_new(j->rec, "live_failed", json_true());
 			json_object_del(j->rec, "migrate_to");
+			/* a live move that failed does not count against the time
+			 * between moves: the cold one comes at the next re-plan (a
+			 * cold one that failed does, so failures do not thrash) */
+			if (j->sidx != GV_SCHED_NONE) {
+				/* the scheduler bound it to the destination when it
+				 * decided: it holds its place here again */
+				double since = json_number_value(json_object_get(j->rec, "bound"));
+				if (gv_sched_job_bind(c->st, j->sidx, h->sidx, since) < 0)
+					fprintf(stderr, "gridvmctld: job %" PRIu64 ": cannot bind it "
+						"back\n", j->id);
+				if (!was_cold)
+					gv_sched_job_set_moved(c->st, j->sidx, j->moved_before);
+			}
 			ctl_job_set_state(c, j, GV_JOB_S_RUNNING, NULL);
 		}
 		if (strcmp(vstate, "stopped") && strcmp(vstate, "failed"))
@@ -222,14 +240,62 @@ static void job_vm_report(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json
 	}
 }
 
+static int host_name_cmp(const void *a, const void *b)
+{
+	return strcmp((*(struct ctl_host *const *)a)->name, (*(struct ctl_host *const *)b)->name);
+}
+
+/* Each host's list of the jobs bound to it (in id order), rebuilt in one
+ * pass over the jobs when any job changed since: a report then looks at
+ * its own jobs only, not at every job of the grid. */
+static void bound_index(gv_ctl *c)
+{
+	struct ctl_host **by_name = malloc((c->nhosts + 1) * sizeof(*by_name)), key, *kp = &key;
+
+	if (c->bound_gen == c->jobs_gen && c->bound_gen)
+		goto out;
+	if (!by_name)
+		abort();
+	for (size_t i = 0; i < c->nhosts; i++) {
+		by_name[i] = &c->hosts[i];
+		c->hosts[i].nbound = 0;
+	}
+	qsort(by_name, c->nhosts, sizeof(*by_name), host_name_cmp);
+	for (size_t i = 0; i < c->njobs; i++) {
+		struct ctl_job *j = c->jobs[i];
+		gv_job_state s = gv_job_record_state(j->rec);
+		const char *host = json_string_value(json_object_get(j->rec, "host"));
+		if (gv_job_state_final(s) || s == GV_JOB_S_QUEUED || !host ||
+		    strlen(host) >= sizeof(key.name))
+			continue;
+		snprintf(key.name, sizeof(key.name), "%s", host);
+		struct ctl_host **hp = bsearch(&kp, by_name, c->nhosts, sizeof(*by_name),
+					       host_name_cmp);
+		if (!hp)
+			continue;
+		struct ctl_host *h = *hp;
+		if (h->nbound == h->cap_bound) {
+			h->cap_bound = h->cap_bound ? 2 * h->cap_bound : 16;
+			h->bound = realloc(h->bound, h->cap_bound * sizeof(*h->bound));
+			if (!h->bound)
+				abort();
+		}
+		h->bound[h->nbound++] = j;
+	}
+	c->bound_gen = c->jobs_gen;
+out:
+	free(by_name);
+}
+
 /* The reply: what this host is to run, move and drop. */
 static json_t *host_orders(gv_ctl *c, struct ctl_host *h, json_t *release)
 {
 	json_t *bind = json_array(), *moves = json_array();
 	char vm[40];
 
-	for (size_t i = 0; i < c->njobs; i++) {
-		struct ctl_job *j = c->jobs[i];
+	bound_index(c);
+	for (size_t i = 0; i < h->nbound; i++) {
+		struct ctl_job *j = h->bound[i];
 		gv_job_state s = gv_job_record_state(j->rec);
 		const char *host = json_string_value(json_object_get(j->rec, "host"));
 		if (gv_job_state_final(s) || s == GV_JOB_S_QUEUED || !host ||
@@ -242,10 +308,13 @@ static json_t *host_orders(gv_ctl *c, struct ctl_host *h, json_t *release)
 			 * source must not start it again */
 			const char *to = json_string_value(json_object_get(j->rec, "migrate_to"));
 			struct ctl_host *dst = to ? ctl_host_find(c, to) : NULL;
+			/* live, unless a live move of it failed: then cold */
+			bool cold = json_is_true(json_object_get(j->rec, "live_failed"));
 			if (dst)
-				json_array_append_new(moves, json_pack("{s:I, s:I, s:s, s:s}", "id",
+				json_array_append_new(moves, json_pack("{s:I, s:I, s:s, s:s, s:s}", "id",
 								       (json_int_t)j->id, "epoch", epoch,
-								       "vm", vm, "to", dst->addr));
+								       "vm", vm, "to", dst->addr, "mode",
+								       cold ? "cold" : "live"));
 			continue;
 		}
 		const char *image = json_string_value(json_object_get(j->rec, "image"));

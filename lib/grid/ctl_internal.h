@@ -57,6 +57,9 @@ struct ctl_host {
 	size_t nmissing;
 	unsigned missing_host_gen, missing_cat_gen;
 	double move_rate; /* bytes/s of the moves into it (0: none measured) */
+	/* the jobs bound to it, not ended (ctl_hosts.c keeps it by jobs_gen) */
+	struct ctl_job **bound;
+	size_t nbound, cap_bound;
 };
 
 struct ctl_job {
@@ -69,6 +72,7 @@ struct ctl_job {
 	bool collecting;     /* its outputs are being fetched */
 	int last_why;	     /* the scheduler's last reason code for it (-1: none) */
 	uint64_t state_since; /* monotonic ms of the last state change */
+	double moved_before;  /* its last move before the one under way (-1: none) */
 };
 
 struct gv_ctl {
@@ -85,6 +89,9 @@ struct gv_ctl {
 	struct ctl_job **jobs; /* sorted by id */
 	size_t njobs, cap_jobs;
 	uint64_t next_id;
+	/* bumped by every change of a job's state or binding, and by a new
+	 * host or job: the hosts' lists of bound jobs are stale */
+	uint64_t jobs_gen, bound_gen;
 	pthread_t loop;
 	bool loop_started, stopping;
 	uint64_t last_replan;
