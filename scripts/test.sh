@@ -26,6 +26,10 @@ result() { # name rc
 # test that was not built (a missing dependency, a name left out of
 # tests/meson.build) fails instead of passing by being absent; a binary
 # whose source is gone is not run
+# setup.sh installs etcd: the store's etcd tests (tests/unit/test-kv.c)
+# must run here, never be skipped for want of it
+export GV_TEST_ETCD=require
+
 unit_tests() { # builddir label
 	local dir=$1 label=$2 src t
 	for src in tests/unit/test-*.c; do

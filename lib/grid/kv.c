@@ -23,7 +23,7 @@ static const struct {
 	const gv_kv_ops *ops;
 } backends[] = {
 	{ "sqlite:", &gv_kv_sqlite_ops },
-	{ "etcd://", NULL }, /* kv_etcd.c: libcurl + jansson over etcd's JSON gateway */
+	{ "etcd://", &gv_kv_etcd_ops }, /* kv_etcd.c: libcurl + jansson, etcd's JSON gateway */
 };
 
 void gv_kv_entries_free(gv_kv_entry *v, size_t n)

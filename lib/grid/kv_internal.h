@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * kv_internal.h - the state store's backend interface (kv.c dispatches a
- * URL to one backend: kv_sqlite.c now, kv_etcd.c next).
+ * URL to one backend: kv_sqlite.c or kv_etcd.c).
  *
  * kv.c checks the arguments every backend would check (keys not empty,
  * no key twice in a transaction, TTL > 0, from_rev >= 0) before it calls
@@ -41,6 +41,7 @@ typedef struct gv_kv_ops {
 } gv_kv_ops;
 
 extern const gv_kv_ops gv_kv_sqlite_ops;
+extern const gv_kv_ops gv_kv_etcd_ops;
 
 /* A watch returns at most this many events per call (whole revisions:
  * a revision is never split, so one large transaction may exceed it). */

@@ -5,22 +5,35 @@
  * Every backend in the table below runs the same tests, one cmocka group
  * per backend; each test gets a fresh store (or, on a shared server, a
  * fresh key prefix: every key a test touches starts with fx->pfx, and
- * revisions are compared with each other, never with fixed numbers). The
- * etcd backend joins by adding a row whose make() points the URL at a
- * test etcd. A last group checks the URL dispatch and what is particular
- * to SQLite (automatic compaction).
+ * revisions are compared with each other, never with fixed numbers).
+ *
+ * The etcd group runs against a real etcd that this test starts itself
+ * (the etcd binary: $GV_ETCD, else "etcd" on PATH) on loopback, on free
+ * ports, with a data directory of its own, and kills at the end. Without
+ * an etcd binary the group is skipped with a line saying so, unless
+ * GV_TEST_ETCD=require (scripts/test.sh sets it: setup.sh installs etcd),
+ * when that is a failure. A last group checks the URL dispatch and what
+ * is particular to one backend (SQLite's automatic compaction; a watch
+ * across an etcd restart).
  */
 #include <gridvm/base/util.h>
 #include <gridvm/grid/kv.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -55,8 +68,121 @@ static void sqlite_drop(struct fx *fx)
 		gv_rm_rf(fx->dir);
 }
 
+/* --- a test etcd: one server for the whole run, restarted by one test --- */
+
+static struct {
+	char bin[512];
+	char dir[64];
+	int client_port, peer_port;
+	pid_t pid;
+} etcd;
+
+/* A port nothing listens on now (the kernel's pick). */
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* The etcd binary: $GV_ETCD, else "etcd" on PATH. */
+static bool etcd_find(void)
+{
+	const char *env = getenv("GV_ETCD"), *path = getenv("PATH");
+
+	if (env && *env) {
+		snprintf(etcd.bin, sizeof(etcd.bin), "%s", env);
+		return access(etcd.bin, X_OK) == 0;
+	}
+	while (path && *path) {
+		size_t len = strcspn(path, ":");
+
+		snprintf(etcd.bin, sizeof(etcd.bin), "%.*s/etcd", (int)len, path);
+		if (len && access(etcd.bin, X_OK) == 0)
+			return true;
+		path += len + (path[len] == ':');
+	}
+	return false;
+}
+
+/* Start etcd on etcd.dir and its ports (again, after a kill: same data)
+ * and wait until it answers (polling, up to 30 s). */
+static int etcd_start(void)
+{
+	char client[64], peer[64], cluster[80], data[80], log[80], url[64];
+	uint64_t t0 = gv_now_ms();
+	gv_kv *kv = NULL;
+	gv_err e;
+
+	snprintf(client, sizeof(client), "http://127.0.0.1:%d", etcd.client_port);
+	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", etcd.peer_port);
+	snprintf(cluster, sizeof(cluster), "t=%s", peer);
+	snprintf(data, sizeof(data), "%s/data", etcd.dir);
+	snprintf(log, sizeof(log), "%s/etcd.log", etcd.dir);
+	snprintf(url, sizeof(url), "etcd://127.0.0.1:%d", etcd.client_port);
+	etcd.pid = fork();
+	if (etcd.pid < 0)
+		return -1;
+	if (etcd.pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(etcd.bin, "etcd", "--name", "t", "--data-dir", data,
+		      "--listen-client-urls", client, "--advertise-client-urls", client,
+		      "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		      "--initial-cluster", cluster, "--logger", "zap", "--log-outputs", "stderr",
+		      (char *)NULL);
+		_exit(127);
+	}
+	while (gv_now_ms() - t0 < 30000) {
+		if (gv_kv_open(url, &kv, &e) == 0) {
+			gv_kv_close(kv);
+			return 0;
+		}
+		if (waitpid(etcd.pid, NULL, WNOHANG) == etcd.pid) {
+			etcd.pid = 0;
+			break;
+		}
+	}
+	fprintf(stderr, "etcd did not start (see %s): %s\n", log, e.msg);
+	return -1;
+}
+
+static void etcd_kill(void)
+{
+	if (etcd.pid > 0) {
+		kill(etcd.pid, SIGKILL);
+		waitpid(etcd.pid, NULL, 0);
+	}
+	etcd.pid = 0;
+}
+
+static int etcd_make(struct fx *fx)
+{
+	snprintf(fx->url, sizeof(fx->url), "etcd://127.0.0.1:%d", etcd.client_port);
+	return 0;
+}
+
+static void etcd_drop(struct fx *fx)
+{
+	(void)fx;
+}
+
 static const struct backend backends[] = {
 	{ "kv-sqlite", sqlite_make, sqlite_drop },
+	{ "kv-etcd", etcd_make, etcd_drop },
 };
 
 static int fx_setup(void **state)
@@ -635,9 +761,13 @@ static void test_urls(void **state)
 	gv_kv *kv = (gv_kv *)1;
 	gv_err e = { "" };
 
-	assert_int_equal(gv_kv_open("etcd://127.0.0.1:2379", &kv, &e), -ENOTSUP);
+	assert_int_equal(gv_kv_open("etcd://", &kv, &e), -EINVAL);
 	assert_null(kv);
-	assert_non_null(strstr(e.msg, "the etcd backend is not built yet"));
+	assert_int_equal(gv_kv_open("etcd://127.0.0.1", &kv, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "HOST:PORT"));
+	assert_int_equal(gv_kv_open("etcd://127.0.0.1:2379,:5", &kv, &e), -EINVAL);
+	assert_int_equal(gv_kv_open("etcd://127.0.0.1:99999", &kv, &e), -EINVAL);
+	assert_null(kv);
 	assert_int_equal(gv_kv_open("redis://x", &kv, &e), -EINVAL);
 	assert_non_null(strstr(e.msg, "sqlite:PATH"));
 	assert_int_equal(gv_kv_open("sqlite:", &kv, &e), -EINVAL);
@@ -680,6 +810,147 @@ static void test_sqlite_autocompact(void **state)
 	gv_rm_rf(d);
 }
 
+/* nothing listens: -EIO, after trying every endpoint */
+static void test_etcd_unreachable(void **state)
+{
+	char url[64];
+	gv_kv *kv = (gv_kv *)1;
+	gv_err e = { "" };
+	int p1 = free_port(), p2 = free_port();
+
+	(void)state;
+	snprintf(url, sizeof(url), "etcd://127.0.0.1:%d,localhost:%d", p1, p2);
+	assert_int_equal(gv_kv_open(url, &kv, &e), -EIO);
+	assert_null(kv);
+	assert_non_null(strstr(e.msg, "cannot reach etcd"));
+}
+
+struct follower {
+	gv_kv *kv;
+	const char *prefix;
+	int64_t from;
+	gv_kv_event got[8];
+	size_t n;
+	int errors;
+	bool done;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+};
+
+/* Follow a prefix from f->from until three events came (or 60 s passed),
+ * calling again from `next` after each answer and from the same place
+ * after each error, as a controller does. Each answer and the end are
+ * signalled. */
+static void *follower_main(void *arg)
+{
+	struct follower *f = arg;
+	uint64_t t0 = gv_now_ms();
+	int64_t from = f->from;
+
+	while (f->n < 3 && gv_now_ms() - t0 < 60000) {
+		gv_kv_event *ev = NULL;
+		size_t n = 0;
+		int64_t next;
+		gv_err e;
+
+		if (gv_kv_watch(f->kv, f->prefix, from, 2000, &ev, &n, &next, &e) < 0) {
+			f->errors++;
+			continue;
+		}
+		pthread_mutex_lock(&f->mu);
+		for (size_t i = 0; i < n && f->n < 8; i++) {
+			f->got[f->n++] = ev[i];
+			ev[i].kv.key = ev[i].kv.value = NULL; /* moved */
+		}
+		pthread_cond_signal(&f->cond);
+		pthread_mutex_unlock(&f->mu);
+		gv_kv_events_free(ev, n);
+		from = next;
+	}
+	pthread_mutex_lock(&f->mu);
+	f->done = true;
+	pthread_cond_signal(&f->cond);
+	pthread_mutex_unlock(&f->mu);
+	return NULL;
+}
+
+/* etcd's count of its watchers (its /metrics), -1 if it does not say */
+static int etcd_watchers(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(etcd.client_port) };
+	static char buf[1 << 20];
+	const char *req = "GET /metrics HTTP/1.0\r\n\r\n", *m;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), n = -1;
+	size_t len = 0;
+	ssize_t k;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
+		while (len < sizeof(buf) - 1 && (k = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+			len += (size_t)k;
+		buf[len] = '\0';
+		m = strstr(buf, "\netcd_debugging_mvcc_watcher_total ");
+		if (m)
+			n = atoi(m + strlen("\netcd_debugging_mvcc_watcher_total "));
+	}
+	close(fd);
+	return n;
+}
+
+/* etcd dies under a waiting watch and comes back; the follower resumes
+ * from its revision: every change once, in order; the history before
+ * the restart is still there for a watch from an old revision. */
+static void test_etcd_watch_restart(void **state)
+{
+	struct fx *fx = *state;
+	struct follower f = { .kv = fx->kv, .prefix = fx->pfx };
+	int64_t r1, rb, rc, next;
+	gv_kv_event *ev = NULL;
+	pthread_t th;
+	size_t n = 0;
+
+	pthread_mutex_init(&f.mu, NULL);
+	pthread_cond_init(&f.cond, NULL);
+	r1 = put(fx, "a", "1", 0);
+	f.from = r1;
+	assert_int_equal(pthread_create(&th, NULL, follower_main, &f), 0);
+	/* the follower has "a": it is waiting for what comes next */
+	pthread_mutex_lock(&f.mu);
+	while (f.n < 1 && !f.done)
+		pthread_cond_wait(&f.cond, &f.mu);
+	pthread_mutex_unlock(&f.mu);
+	assert_int_equal(f.n, 1);
+	/* and it is inside its next watch (etcd counts it; polled, 30 s at most) */
+	for (uint64_t t0 = gv_now_ms(); etcd_watchers() < 1 && gv_now_ms() - t0 < 30000;)
+		usleep(20 * 1000);
+	assert_true(etcd_watchers() >= 1);
+	etcd_kill();
+	assert_int_equal(etcd_start(), 0);
+	rb = put(fx, "b", "2", 0);
+	rc = put(fx, "c", "3", 0);
+	pthread_join(th, NULL);
+	fprintf(stderr, "    (the follower saw %d failed calls while etcd was away)\n", f.errors);
+	assert_int_equal(f.n, 3);
+	check_event(&f.got[0], GV_KV_EV_PUT, K(fx, "a"), "1", r1);
+	check_event(&f.got[1], GV_KV_EV_PUT, K(fx, "b"), "2", rb);
+	check_event(&f.got[2], GV_KV_EV_PUT, K(fx, "c"), "3", rc);
+	for (size_t i = 0; i < f.n; i++) {
+		free(f.got[i].kv.key);
+		free(f.got[i].kv.value);
+	}
+	/* an old revision, after the restart */
+	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, r1, 0, &ev, &n, &next, &fx->e), 0);
+	assert_int_equal(n, 3);
+	check_event(&ev[2], GV_KV_EV_PUT, K(fx, "c"), "3", rc);
+	assert_int_equal(next, rc + 1);
+	gv_kv_events_free(ev, n);
+	pthread_mutex_destroy(&f.mu);
+	pthread_cond_destroy(&f.cond);
+}
+
 #define KV_TESTS(be)                                                                      \
 	{                                                                                 \
 		cmocka_unit_test_prestate_setup_teardown(test_put_get_range, fx_setup,    \
@@ -706,19 +977,55 @@ static void test_sqlite_autocompact(void **state)
 							 fx_teardown, (void *)(be)),      \
 	}
 
+/* Start the test etcd (0), or say why not: 1 skipped, -1 a failure. */
+static int etcd_setup(void)
+{
+	bool required = getenv("GV_TEST_ETCD") && !strcmp(getenv("GV_TEST_ETCD"), "require");
+
+	if (!etcd_find()) {
+		fprintf(stderr, "%s: no etcd binary ($GV_ETCD or etcd on PATH; Debian: etcd-server)%s\n",
+			required ? "FAIL" : "SKIP the etcd group",
+			required ? ", and GV_TEST_ETCD=require" : "");
+		return required ? -1 : 1;
+	}
+	strcpy(etcd.dir, "/tmp/gv-etcd-XXXXXX");
+	etcd.client_port = free_port();
+	etcd.peer_port = free_port();
+	if (!mkdtemp(etcd.dir) || etcd.client_port < 0 || etcd.peer_port < 0 ||
+	    etcd.client_port == etcd.peer_port || etcd_start() < 0)
+		return -1;
+	fprintf(stderr, "etcd %s on 127.0.0.1:%d (data in %s)\n", etcd.bin, etcd.client_port,
+		etcd.dir);
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest other[] = {
 		cmocka_unit_test(test_urls),
 		cmocka_unit_test(test_sqlite_autocompact),
+		cmocka_unit_test(test_etcd_unreachable),
 	};
-	int failed = 0;
+	const struct CMUnitTest etcd_only[] = {
+		cmocka_unit_test_prestate_setup_teardown(test_etcd_watch_restart, fx_setup,
+							 fx_teardown, (void *)&backends[1]),
+	};
+	int failed = 0, have_etcd = etcd_setup();
 
+	if (have_etcd < 0)
+		failed++;
 	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
 		const struct CMUnitTest tests[] = KV_TESTS(&backends[i]);
 
+		if (backends[i].make == etcd_make && have_etcd != 0)
+			continue;
 		failed += cmocka_run_group_tests_name(backends[i].name, tests, NULL, NULL);
 	}
 	failed += cmocka_run_group_tests_name("kv-other", other, NULL, NULL);
+	if (have_etcd == 0)
+		failed += cmocka_run_group_tests_name("kv-etcd-restart", etcd_only, NULL, NULL);
+	etcd_kill();
+	if (etcd.dir[0] && have_etcd == 0)
+		gv_rm_rf(etcd.dir);
 	return failed ? 1 : 0;
 }

@@ -18,8 +18,8 @@
  * expires and its keys are deleted (as changes, visible to watches).
  *
  * Backends are chosen by URL: "sqlite:PATH" (one machine; the default);
- * "etcd://HOST:PORT[,HOST:PORT...]" is reserved for the etcd backend
- * (-ENOTSUP until it is built). Keys and values are NUL-terminated
+ * "etcd://HOST:PORT[,HOST:PORT...]" (etcd v3, replicated; its revisions
+ * are etcd's own). Keys and values are NUL-terminated
  * strings; a key is not empty. All functions return 0 or a negative errno
  * with @e set; they are safe to call from several threads on one handle.
  */
