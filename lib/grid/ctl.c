@@ -320,6 +320,8 @@ void gv_ctl_opts_default(gv_ctl_opts *o)
 	o->batch_wait_s = 10;
 	o->report_s = 2;
 	o->replan_s = 10;
+	o->host_lease_s = 10;
+	o->replicas = 1;
 }
 
 int gv_ctl_start(const gv_ctl_opts *o, gv_ctl **out, gv_err *e)

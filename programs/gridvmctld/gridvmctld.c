@@ -48,6 +48,12 @@ static void usage(FILE *f)
 		"      --report-interval D agents report this often (default 2s)\n"
 		"      --replan-interval D consider moving running jobs this often (10s)\n"
 		"      --max-moves N       moves per re-plan for gain (default 2; 0: none)\n"
+		"      --host-lease D      a host not heard from for D is suspect and its\n"
+		"                          agent pauses its VMs (default 10s)\n"
+		"      --host-grace D      lost after the lease and D more: its jobs are\n"
+		"                          recovered elsewhere (default: the lease)\n"
+		"      --checkpoint-replicas N  hosts each job's checkpoints are copied to\n"
+		"                          (default 1; 0: none)\n"
 		"      --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"      --daemon            detach and log to DATA/gridvmctld.log\n"
 		"  -h, --help              show this help\n",
@@ -69,7 +75,7 @@ static int seconds(const char *opt, const char *s, unsigned *out)
 int main(int argc, char **argv)
 {
 	enum { O_POLICY = 256, O_MODE, O_QUEUE, O_HEUR, O_BSIZE, O_BWAIT, O_REPORT, O_REPLAN,
-	       O_MOVES, O_DAEMON, O_METRICS };
+	       O_MOVES, O_DAEMON, O_METRICS, O_LEASE, O_GRACE, O_REPLICAS };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "store", required_argument, NULL, 's' },
@@ -84,6 +90,9 @@ int main(int argc, char **argv)
 		{ "report-interval", required_argument, NULL, O_REPORT },
 		{ "replan-interval", required_argument, NULL, O_REPLAN },
 		{ "max-moves", required_argument, NULL, O_MOVES },
+		{ "host-lease", required_argument, NULL, O_LEASE },
+		{ "host-grace", required_argument, NULL, O_GRACE },
+		{ "checkpoint-replicas", required_argument, NULL, O_REPLICAS },
 		{ "daemon", no_argument, NULL, O_DAEMON },
 		{ "metrics", required_argument, NULL, O_METRICS },
 		{ "help", no_argument, NULL, 'h' },
@@ -120,20 +129,32 @@ int main(int argc, char **argv)
 				goto bad;
 			break;
 		case O_BSIZE:
-		case O_MOVES: {
+		case O_MOVES:
+		case O_REPLICAS: {
 			char *end;
 			n = strtol(optarg, &end, 10);
-			if (*end || n < (ch == O_MOVES ? 0 : 1) || n > 100000) {
+			if (*end || n < (ch == O_BSIZE ? 1 : 0) || n > (ch == O_REPLICAS ? 8 : 100000)) {
 				fprintf(stderr, "gridvmctld: invalid --%s '%s'\n",
-					ch == O_MOVES ? "max-moves" : "batch-size", optarg);
+					ch == O_MOVES ? "max-moves" : ch == O_REPLICAS
+					? "checkpoint-replicas" : "batch-size", optarg);
 				return 2;
 			}
 			if (ch == O_MOVES)
 				o.params.max_moves = (unsigned)n;
+			else if (ch == O_REPLICAS)
+				o.replicas = (unsigned)n;
 			else
 				o.params.batch_max = (unsigned)n;
 			break;
 		}
+		case O_LEASE:
+			if (seconds("--host-lease", optarg, &o.host_lease_s) < 0)
+				return 2;
+			break;
+		case O_GRACE:
+			if (seconds("--host-grace", optarg, &o.host_grace_s) < 0)
+				return 2;
+			break;
 		case O_BWAIT:
 			if (seconds("--batch-wait", optarg, &o.batch_wait_s) < 0)
 				return 2;

@@ -28,6 +28,13 @@ typedef struct gv_ctl_opts {
 				 * the oldest waited this long */
 	unsigned report_s;	/* agents report every this many seconds (2) */
 	unsigned replan_s;	/* re-plan running jobs this often (10) */
+	/* host loss (docs/host-loss.md): a host whose reports stop for
+	 * host_lease_s is suspect (nothing new goes there), lost after
+	 * host_lease_s + host_grace_s (its jobs are recovered elsewhere);
+	 * its agent has paused its VMs by then (fencing) */
+	unsigned host_lease_s;	/* 10 */
+	unsigned host_grace_s;	/* 0: as host_lease_s */
+	unsigned replicas;	/* hosts each job's checkpoints are copied to (1) */
 	const char *metrics;	/* ADDR:PORT to serve Prometheus metrics on (NULL: none) */
 } gv_ctl_opts;
 
