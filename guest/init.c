@@ -25,6 +25,17 @@
  *     output=PATH        a path (relative to the workdir unless absolute)
  *                        collected onto the output disk (virtio serial
  *                        "gridvm-output") when the job ends; repeatable
+ *     template=1         this boot makes a template (alone, no command):
+ *                        once ready, send 'R' and wait for the job spec on
+ *                        the control port "org.gridvm.ctl" (a 'J' frame);
+ *                        the VM is saved while it waits and every restore
+ *                        of it continues there with a job of its own
+ *     clock=SEC.NSEC     set the clock (a restored template's is stale)
+ *     seed=HEX           bytes from the host's RNG: credited to the
+ *                        kernel's pool, which is then reseeded (instances
+ *                        of one template must not share random numbers)
+ *   root=serial:NAME names the virtio disk with that serial (hot-plugged
+ *   disks of a restored template have no fixed names).
  *   Unknown keys and malformed lines are errors (no '\r' handling).
  *   body: the job's argv, each string terminated by a NUL byte (the final
  *     NUL may be omitted), up to the end of the file; at least one string.
@@ -38,6 +49,7 @@
  *   'X' exit: 4-byte big-endian int, the exit status or 128+signal; it is
  *       the last frame and is sent after the job's filesystems were synced
  *       and unmounted.
+ *   'R' (template boots only) ready: waiting for the job on the control port
  * If the job cannot be run at all: 'M' then 'X' with 127 (command not
  * found), 126 (found but not executable) or 125 (any other setup failure).
  * The job ends when its main process exits: then every process left is
@@ -60,6 +72,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/input.h>
+#include <linux/random.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -82,6 +95,7 @@
 
 #define JOB_SPEC "/sys/firmware/qemu_fw_cfg/by_name/opt/gridvm/job/raw"
 #define PORT_NAME "org.gridvm.job"
+#define CTL_PORT_NAME "org.gridvm.ctl"
 #define VPORTS "/sys/class/virtio-ports"
 #define INPUT_DIR "/dev/input"
 #define MAX_BUTTONS 4
@@ -322,7 +336,7 @@ static int button_presses(int fd)
 }
 
 /* Open /dev/<port> for the port named name in sysfs; -1 if there is none. */
-static int open_named_port(const char *name)
+static int open_named_port(const char *name, int mode)
 {
 	DIR *d = opendir(VPORTS);
 	struct dirent *de;
@@ -341,7 +355,7 @@ static int open_named_port(const char *name)
 		buf[strcspn(buf, "\n")] = 0;
 		snprintf(path, sizeof(path), "/dev/%s", de->d_name);
 		if (!strcmp(buf, name))
-			fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+			fd = open(path, mode | O_CLOEXEC | O_NOCTTY);
 	}
 	if (d)
 		closedir(d);
@@ -392,6 +406,117 @@ static int env_set(char **env, size_t *count, char *entry)
 	return 0;
 }
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* clock= and seed=: what makes a restored template's guest an instance
+ * of its own; 0 or -1 after an 'M'. */
+static int fresh_instance(const char *key, const char *val)
+{
+	struct {
+		struct rand_pool_info info;
+		unsigned char buf[256];
+	} pool = { { 0, 0 }, { 0 } };
+	size_t n = strlen(val) / 2;
+	int fd, r = 0;
+
+	if (!strcmp(key, "clock")) {
+		char *end;
+		struct timespec ts = { strtoll(val, &end, 10), 0 };
+		if (*end == '.')
+			ts.tv_nsec = strtol(end + 1, &end, 10);
+		if (*end || ts.tv_nsec < 0 || ts.tv_nsec > 999999999 ||
+		    clock_settime(CLOCK_REALTIME, &ts) < 0) {
+			send_msg("job spec: cannot set the clock to '%s'", val);
+			return -1;
+		}
+		return 0;
+	}
+	if (n == 0 || n > sizeof(pool.buf) || strlen(val) % 2) {
+		send_msg("job spec: bad seed");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int hi = hexval(val[2 * i]), lo = hexval(val[2 * i + 1]);
+		if (hi < 0 || lo < 0) {
+			send_msg("job spec: bad seed");
+			return -1;
+		}
+		pool.buf[i] = (unsigned char)(hi << 4 | lo);
+	}
+	pool.info.entropy_count = (int)n * 8;
+	pool.info.buf_size = (int)n;
+	fd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+	if (fd < 0 || ioctl(fd, RNDADDENTROPY, &pool) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (r < 0)
+		send_msg("cannot reseed the kernel's RNG: %s", strerror(-r));
+	return r < 0 ? -1 : 0;
+}
+
+static uint32_t get_be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* A template boot: say 'R', then wait (as long as it takes: the VM is
+ * saved meanwhile) for the job spec on the control port, a 'J' frame.
+ * Reads return 0 while no one is connected to the port on the host, so
+ * this polls; the wait lasts only while a template is made. The new
+ * spec replaces *spec; 0, or -1 after an 'M'. */
+static int template_wait(char **spec, size_t *len)
+{
+	const struct timespec tick = { 0, 1000000 };
+	long end = now_ms() + 60000;
+	unsigned char hdr[5];
+	size_t got = 0, want = sizeof(hdr);
+	char *buf = NULL;
+	int fd;
+
+	while ((fd = open_named_port(CTL_PORT_NAME, O_RDONLY)) < 0 && tick_until(end))
+		;
+	if (fd < 0) {
+		send_msg("cannot find the control port " CTL_PORT_NAME);
+		return -1;
+	}
+	send_frame('R', NULL, 0);
+	logmsg("template ready: waiting for a job");
+	while (got < want) {
+		ssize_t n = read(fd, buf ? buf + got - sizeof(hdr) : (char *)hdr + got,
+				 want - got);
+		if (n < 0 && errno != EINTR && errno != EAGAIN) {
+			send_msg("cannot read the control port: %s", strerror(errno));
+			close(fd);
+			return -1;
+		}
+		if (n <= 0) {
+			nanosleep(&tick, NULL);
+			continue;
+		}
+		got += (size_t)n;
+		if (!buf && got == sizeof(hdr)) {
+			uint32_t plen = get_be32(hdr + 1);
+			if (hdr[0] != 'J' || plen > SPEC_MAX || !(buf = malloc(plen + 1))) {
+				send_msg("control port: bad frame");
+				close(fd);
+				return -1;
+			}
+			want += plen;
+		}
+	}
+	close(fd);
+	free(*spec);
+	*len = want - sizeof(hdr);
+	buf[*len] = 0;
+	*spec = buf;
+	logmsg("job received");
+	return 0;
+}
+
 /* Parse spec (modified in place, must outlive job); 0, or -1 after an 'M'. */
 static int job_parse(char *spec, size_t len, struct job *job)
 {
@@ -437,6 +562,9 @@ static int job_parse(char *spec, size_t len, struct job *job)
 			job->inputs[nin++] = val;
 		} else if (!strcmp(line, "output") && *val) {
 			job->outputs[nout++] = val;
+		} else if (!strcmp(line, "clock") || !strcmp(line, "seed")) {
+			if (fresh_instance(line, val) < 0)
+				return -1;
 		} else if (strcmp(line, "env")) {
 			send_msg("job spec: unknown key '%s'", line);
 			return -1;
@@ -725,7 +853,7 @@ int main(void)
 	/* generous: on a loaded host (TCG guests on busy cores) the port
 	 * may take long to appear; the wait only bounds a broken VM */
 	end = now_ms() + 60000;
-	while ((port_fd = open_named_port(PORT_NAME)) < 0 && tick_until(end))
+	while ((port_fd = open_named_port(PORT_NAME, O_WRONLY)) < 0 && tick_until(end))
 		;
 	if (port_fd < 0) {
 		logmsg("cannot find virtio-serial port " PORT_NAME);
@@ -737,6 +865,8 @@ int main(void)
 		send_msg("cannot read the job spec " JOB_SPEC ": %s", strerror(errno));
 		finish(EXIT_SETUP);
 	}
+	if (!strncmp(spec, "template=1\n\n", 12) && template_wait(&spec, &len) < 0)
+		finish(EXIT_SETUP);
 	if (job_parse(spec, len, &job) < 0)
 		finish(EXIT_SETUP);
 	cur_job = &job;
@@ -745,6 +875,14 @@ int main(void)
 	if (job.hostname && sethostname(job.hostname, strlen(job.hostname)) < 0) {
 		send_msg("cannot set hostname '%s': %s", job.hostname, strerror(errno));
 		finish(EXIT_SETUP);
+	}
+	if (job.root && !strncmp(job.root, "serial:", 7)) {
+		static char dev[64];
+		if (!find_disk(job.root + 7, dev, sizeof(dev))) {
+			send_msg("the root disk (serial %s) did not appear", job.root + 7);
+			finish(EXIT_SETUP);
+		}
+		job.root = dev;
 	}
 	if (job.root && setup_root(job.root) < 0)
 		finish(EXIT_SETUP);

@@ -40,6 +40,9 @@ const char *job_workdir(const struct job *job);
 int jobio_init(const struct job *job);
 /* Place the inputs (root mounted, job not started); 0 or -1 after 'M'. */
 int inputs_setup(const struct job *job);
+/* /dev/vdX of the virtio disk with QEMU serial @serial into @dev, waiting
+ * up to 60 s for it; false if it never appears. */
+bool find_disk(const char *serial, char *dev, size_t len);
 /* Collect the outputs onto the output disk, synced (the job has ended). */
 void outputs_collect(const struct job *job);
 

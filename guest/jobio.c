@@ -131,10 +131,8 @@ static int wait_child(pid_t pid)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* /dev/vdX of the virtio disk with QEMU serial @serial into @dev, waiting
- * up to 60 s for it (a loaded host probes slowly); false if it never
- * appears. */
-static bool find_disk(const char *serial, char *dev, size_t len)
+/* (init.h) up to 60 s: a loaded host probes slowly */
+bool find_disk(const char *serial, char *dev, size_t len)
 {
 	long end = now_ms() + 60000;
 

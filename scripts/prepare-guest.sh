@@ -12,6 +12,8 @@
 #                                 the virtio/fw_cfg/ACPI button/evdev modules in
 #                                 /lib/modules (flat)
 #   DATADIR/guest/build-id        kernel version + sha256 of init + recipe version
+#   DATADIR/guest/features        what this guest's init can do, one a line
+#                                 ("templates": instant start, lib/node/template.c)
 #   DATADIR/images/default.img    64 MiB raw ext4 job root with busybox
 #
 # The kernel package is fetched with `apt-get download` and unpacked with
@@ -22,7 +24,7 @@
 # written to a temporary name beside it and renamed into place.
 set -euo pipefail
 
-RECIPE=2 # bump when the initrd layout changes (2: button, evdev)
+RECIPE=3 # bump when the initrd layout changes (2: button, evdev; 3: features)
 MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
 	virtio_pci virtio_blk virtio_console qemu_fw_cfg button evdev)
 BUSYBOX=/bin/busybox
@@ -113,6 +115,8 @@ build_kernel_and_initrd() {
 	install_output "$tmp/initrd.img" "$guest/initrd.img"
 	echo "$kver" >"$tmp/kernel-version"
 	install_output "$tmp/kernel-version" "$guest/kernel-version"
+	echo templates >"$tmp/features"
+	install_output "$tmp/features" "$guest/features"
 	echo "$build_id" >"$tmp/build-id"
 	install_output "$tmp/build-id" "$guest/build-id"
 	echo "prepare-guest: built kernel $kver and initrd in $guest"

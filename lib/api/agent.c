@@ -4,6 +4,7 @@
 #include <gridvm/node/checkpoint.h>
 #include <gridvm/node/image.h>
 #include <gridvm/node/migrate.h>
+#include <gridvm/node/template.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -502,6 +503,31 @@ static enum MHD_Result route_images(gv_agent *a, struct MHD_Connection *c,
 	return send_error(c, 404, -ENOENT, "no such route");
 }
 
+/* /v1/templates: GET the list, POST {vcpus, memory_mib, accel} builds
+ * one, DELETE /NAME. */
+static enum MHD_Result route_templates(gv_agent *a, struct MHD_Connection *c,
+				       const char *method, const char *rest, json_t *body)
+{
+	json_t *out = NULL, *m = json_object_get(body, "memory_mib");
+	gv_err e = { "" };
+	int rc;
+
+	if (!*rest && !strcmp(method, "GET"))
+		return send_json(c, 200, gv_template_list(a->h));
+	if (!*rest && !strcmp(method, "POST")) {
+		json_t *v = json_object_get(body, "vcpus");
+		rc = gv_template_build(a->h, v ? (int)json_integer_value(v) : 1,
+				       m ? (uint64_t)json_integer_value(m) : 256,
+				       jstr(body, "accel"), &out, &e);
+		return send_result(c, rc, &e, out);
+	}
+	if (*rest == '/' && !strcmp(method, "DELETE")) {
+		rc = gv_template_delete(a->h, rest + 1, &e);
+		return send_result(c, rc, &e, NULL);
+	}
+	return send_error(c, 404, -ENOENT, "no such route");
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
 			       const char *method, const char *version,
 			       const char *upload, size_t *upload_size, void **con_cls)
@@ -538,6 +564,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		ret = route_vms(a, c, method, url + 7, body);
 	else if (!strncmp(url, "/v1/images", 10))
 		ret = route_images(a, c, method, url + 10, body);
+	else if (!strncmp(url, "/v1/templates", 13))
+		ret = route_templates(a, c, method, url + 13, body);
 	else
 		ret = send_error(c, 404, -ENOENT, "no such route");
 	json_decref(body);

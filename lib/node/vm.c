@@ -189,6 +189,7 @@ static int spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 	unlink(p->qemulog);
 	gv_vmpaths withbase = *p;
 	char *base = NULL;
+	withbase.tmpl_layout = p->tmpl_layout || r->def->tmpl; /* template.c */
 	if (r->def->image &&
 	    gv_image_resolve(h->datadir, r->def->image, &base, &withbase.base_fmt) == 0)
 		withbase.base = base;
@@ -287,8 +288,10 @@ static int do_start(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 	/* a fresh run: the job's output and exit status start anew */
 	unlink(p->jobout);
 	unlink(p->console);
-	rc = spawn_qemu(h, r, p, false, e);
-	if (rc == 0)
+	rc = vm_start_template(h, r, p, e); /* 1: boot it cold */
+	if (rc < 0)
+		return rc;
+	if (rc == 1 && (rc = spawn_qemu(h, r, p, false, e)) == 0)
 		rc = host_qmp_cmd(p, "cont", NULL, 5000, NULL, e);
 	if (rc < 0) {
 		kill_qemu(r, p);

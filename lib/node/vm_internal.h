@@ -24,6 +24,12 @@ int vm_spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, bool incoming,
 void vm_kill_qemu(gv_vmrec *r, const gv_vmpaths *p);
 void vm_wait_gone(int pid, const gv_vmpaths *p, uint64_t ms);
 
+/* From template.c: start @r (lock held, QEMU not running) from a
+ * template where one fits: 0 running (its job sent), 1 not from a
+ * template (boot it cold; r->def->boot_note says why), or an error
+ * (start "template" and none could serve). Sets r->def->tmpl. */
+int vm_start_template(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, gv_err *e);
+
 /* The verbs' bodies, for callers that hold the VM's lock already
  * (migration). vm_delete_locked: @arg non-NULL forces. */
 int vm_save_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *path,

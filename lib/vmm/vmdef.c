@@ -57,6 +57,8 @@ void gv_vmdef_free(gv_vmdef *d)
 	gv_strv_free(d->input_guest);
 	free(d->input_tar);
 	gv_strv_free(d->outputs);
+	free(d->tmpl);
+	free(d->boot_note);
 	free(d);
 }
 
@@ -252,7 +254,18 @@ int gv_vmdef_from_json(json_t *j, gv_vmdef **out, gv_err *e)
 	if (json_array_size(json_object_get(j, "outputs")))
 		d->outputs = strv_from_json(json_object_get(j, "outputs"));
 	d->output_max = (uint64_t)json_integer_value(json_object_get(j, "output_max"));
+	d->tmpl = opt_str(j, "template");
+	d->boot_note = opt_str(j, "boot");
+	{
+		const char *m = json_string_value(json_object_get(j, "start"));
+		d->start_mode = !m || !strcmp(m, "auto") ? GV_START_AUTO
+				: !strcmp(m, "cold")    ? GV_START_COLD
+				: !strcmp(m, "template") ? GV_START_TEMPLATE : -1;
+	}
 	r = validate(d, e);
+	if (r == 0 && d->start_mode < 0)
+		r = gv_err_set(e, -EINVAL, "invalid start '%s' (auto, cold, template)",
+			       json_string_value(json_object_get(j, "start")));
 	if (r == 0)
 		r = validate_io(d, e);
 	if (r < 0) {
@@ -305,6 +318,12 @@ json_t *gv_vmdef_to_json(const gv_vmdef *d)
 		json_object_set_new(j, "outputs", strv_to_json(d->outputs));
 	if (d->output_max)
 		json_object_set_new(j, "output_max", json_integer((json_int_t)d->output_max));
+	json_object_set_new(j, "start", json_string((const char *[]){ "auto", "cold", "template" }
+						    [d->start_mode]));
+	if (d->tmpl)
+		json_object_set_new(j, "template", json_string(d->tmpl));
+	if (d->boot_note)
+		json_object_set_new(j, "boot", json_string(d->boot_note));
 	return j;
 }
 
@@ -323,14 +342,17 @@ void gv_vmpaths_init(gv_vmpaths *p, const char *datadir, const char *name)
 	p->blkmon = gv_strdupf("%s/blk.sock", p->dir);
 	p->input = gv_strdupf("%s/input.tar", p->dir);
 	p->output = gv_strdupf("%s/output.tar", p->dir);
+	p->ctl = gv_strdupf("%s/ctl.sock", p->dir);
 	p->base = p->base_fmt = NULL;
+	p->mem_file = NULL;
+	p->mem_shared = p->no_disks = p->tmpl_layout = false;
 }
 
 void gv_vmpaths_clear(gv_vmpaths *p)
 {
 	char **f[] = { &p->dir, &p->disk, &p->qmp, &p->pidfile, &p->console,
 		       &p->jobout, &p->jobspec, &p->qemulog, &p->kernel, &p->initrd,
-		       &p->blkmon, &p->input, &p->output };
+		       &p->blkmon, &p->input, &p->output, &p->ctl };
 
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
 		free(*f[i]);
@@ -370,8 +392,8 @@ char *gv_vmdef_jobspec(const gv_vmdef *d, size_t *len)
 	struct buf b = { 0 };
 
 	buf_kv(&b, "hostname", d->name);
-	if (d->image && !d->boot_disk)
-		buf_kv(&b, "root", "/dev/vda");
+	if (d->image && !d->boot_disk) /* hot-plugged in the template layout */
+		buf_kv(&b, "root", d->tmpl ? "serial:" GV_ROOT_SERIAL : "/dev/vda");
 	if (d->workdir)
 		buf_kv(&b, "workdir", d->workdir);
 	for (size_t i = 0; d->env && d->env[i]; i++)
@@ -459,8 +481,9 @@ static void add_disk(struct argv *a, const gv_vmdef *d, const gv_vmpaths *p)
 		       "throttle-group=thr0");
 	}
 	arg(a, "-device");
-	argf(a, gv_strdupf("virtio-blk-pci,drive=%s,id=vda%s",
-			   thr ? "disk0" : "qcow0", d->boot_disk ? ",bootindex=0" : ""));
+	argf(a, gv_strdupf("virtio-blk-pci,drive=%s,id=vda%s%s",
+			   thr ? "disk0" : "qcow0", d->boot_disk ? ",bootindex=0" : "",
+			   p->tmpl_layout ? ",bus=rp0,serial=" GV_ROOT_SERIAL : ""));
 }
 
 /* The job's input disk (read-only) and output disk, raw, found by the
@@ -472,19 +495,107 @@ static void add_io_disks(struct argv *a, const gv_vmdef *d, const gv_vmpaths *p)
 		argf(a, gv_strdupf("driver=file,filename=%s,node-name=in-file,read-only=on,"
 				   "drop-cache=off", p->input));
 		args(a, (const char *const[]){ "-blockdev", "driver=raw,file=in-file,"
-					       "node-name=in0,read-only=on", "-device",
-					       "virtio-blk-pci,drive=in0,id=vdin,"
-					       "serial=gridvm-input", NULL });
+					       "node-name=in0,read-only=on", "-device", NULL });
+		argf(a, gv_strdupf("virtio-blk-pci,drive=in0,id=vdin,serial=gridvm-input%s",
+				   p->tmpl_layout ? ",bus=rp1" : ""));
 	}
 	if (d->outputs) {
 		arg(a, "-blockdev");
 		argf(a, gv_strdupf("driver=file,filename=%s,node-name=out-file,drop-cache=off",
 				   p->output));
 		args(a, (const char *const[]){ "-blockdev", "driver=raw,file=out-file,"
-					       "node-name=out0", "-device",
-					       "virtio-blk-pci,drive=out0,id=vdout,"
-					       "serial=gridvm-output", NULL });
+					       "node-name=out0", "-device", NULL });
+		argf(a, gv_strdupf("virtio-blk-pci,drive=out0,id=vdout,serial=gridvm-output%s",
+				   p->tmpl_layout ? ",bus=rp2" : ""));
 	}
+}
+
+/* The template layout's RAM: a backend named as -m names its own
+ * ("pc.ram"), so its stream restores into either; from a template's file
+ * (shared while the template boots, copy-on-write for a VM) or anonymous. */
+static void add_tmpl_memory(struct argv *a, const gv_vmdef *d, const gv_vmpaths *p)
+{
+	unsigned long long mib = (unsigned long long)d->memory_mib;
+
+	arg(a, "-object");
+	if (p->mem_file)
+		argf(a, gv_strdupf("memory-backend-file,id=pc.ram,size=%lluM,mem-path=%s,share=%s",
+				   mib, p->mem_file, p->mem_shared ? "on" : "off"));
+	else
+		argf(a, gv_strdupf("memory-backend-ram,id=pc.ram,size=%lluM", mib));
+	args(a, (const char *const[]){ "-machine", "memory-backend=pc.ram", NULL });
+}
+
+/* What a template has that a cold boot does not: the control port the job
+ * arrives on, the generation id a restored guest learns it was cloned
+ * by, and a root port per hot-pluggable disk (root, input, output). */
+static void add_tmpl_devices(struct argv *a, const gv_vmpaths *p)
+{
+	arg(a, "-chardev");
+	argf(a, gv_strdupf("socket,id=gvctl,path=%s,server=on,wait=off", p->ctl));
+	args(a, (const char *const[]){ "-device", "virtserialport,bus=vser0.0,chardev=gvctl,"
+				       "name=org.gridvm.ctl", "-device", "vmgenid,guid=auto",
+				       "-device", "pcie-root-port,id=rp0,chassis=1,slot=1",
+				       "-device", "pcie-root-port,id=rp1,chassis=2,slot=2",
+				       "-device", "pcie-root-port,id=rp2,chassis=3,slot=3", NULL });
+}
+
+static json_t *qmp_cmd(const char *cmd, json_t *args)
+{
+	return json_pack("{s:s, s:o}", "execute", cmd, "arguments", args);
+}
+
+static void hotplug_raw(json_t *a, const char *file, const char *node, const char *fnode,
+			bool ro)
+{
+	json_array_append_new(a, qmp_cmd("blockdev-add",
+		json_pack("{s:s, s:s, s:s, s:b, s:b}", "driver", "file", "filename", file,
+			  "node-name", fnode, "read-only", ro, "drop-cache", 0)));
+	json_array_append_new(a, qmp_cmd("blockdev-add",
+		json_pack("{s:s, s:s, s:s, s:b}", "driver", "raw", "file", fnode,
+			  "node-name", node, "read-only", ro)));
+}
+
+static void hotplug_dev(json_t *a, const char *drive, const char *id, const char *bus,
+			const char *serial)
+{
+	json_array_append_new(a, qmp_cmd("device_add",
+		json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci", "drive",
+			  drive, "id", id, "bus", bus, "serial", serial)));
+}
+
+json_t *gv_vmdef_hotplug_cmds(const gv_vmdef *d, const gv_vmpaths *p)
+{
+	json_t *a = json_array();
+
+	if (d->image) {
+		json_array_append_new(a, qmp_cmd("blockdev-add",
+			json_pack("{s:s, s:s, s:s, s:b}", "driver", "file", "filename", p->disk,
+				  "node-name", "file0", "drop-cache", 0)));
+		if (p->base) {
+			json_array_append_new(a, qmp_cmd("blockdev-add",
+				json_pack("{s:s, s:s, s:s, s:b, s:b}", "driver", "file",
+					  "filename", p->base, "node-name", "base-file",
+					  "read-only", 1, "drop-cache", 0)));
+			json_array_append_new(a, qmp_cmd("blockdev-add",
+				json_pack("{s:s, s:s, s:s, s:b}", "driver",
+					  p->base_fmt ? p->base_fmt : "raw", "file", "base-file",
+					  "node-name", "base0", "read-only", 1)));
+		}
+		json_array_append_new(a, qmp_cmd("blockdev-add",
+			json_pack("{s:s, s:s, s:s, s:s?}", "driver", "qcow2", "file", "file0",
+				  "node-name", "qcow0", "backing", p->base ? "base0" : NULL)));
+		hotplug_dev(a, "qcow0", "vda", "rp0", GV_ROOT_SERIAL);
+	}
+	if (d->input_guest) {
+		hotplug_raw(a, p->input, "in0", "in-file", true);
+		hotplug_dev(a, "in0", "vdin", "rp1", "gridvm-input");
+	}
+	if (d->outputs) {
+		hotplug_raw(a, p->output, "out0", "out-file", false);
+		hotplug_dev(a, "out0", "vdout", "rp2", "gridvm-output");
+	}
+	return a;
 }
 
 char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
@@ -502,6 +613,8 @@ char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
 	argf(&a, gv_strdupf("%d", d->vcpus));
 	arg(&a, "-m");
 	argf(&a, gv_strdupf("%lluM", (unsigned long long)d->memory_mib));
+	if (p->tmpl_layout)
+		add_tmpl_memory(&a, d, p);
 	args(&a, (const char *const[]){ "-nodefaults", "-no-user-config",
 					"-display", "none", "-no-reboot", NULL });
 	if (!d->boot_disk)
@@ -519,9 +632,12 @@ char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
 	args(&a, (const char *const[]){ "-device",
 					"virtserialport,bus=vser0.0,chardev=gvjob,"
 					"name=org.gridvm.job", NULL });
-	if (d->image)
+	if (p->tmpl_layout)
+		add_tmpl_devices(&a, p);
+	if (d->image && !p->no_disks)
 		add_disk(&a, d, p);
-	add_io_disks(&a, d, p);
+	if (!p->no_disks)
+		add_io_disks(&a, d, p);
 	arg(&a, "-qmp");
 	argf(&a, gv_strdupf("unix:%s,server=on,wait=off", p->qmp));
 	if (d->image) { /* write tracking (lib/node/dirtytrack.c) has a monitor of its own */

@@ -14,7 +14,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: gridvm run [OPTIONS] -- COMMAND [ARGS...]\n"
-		"Boot a fresh VM, run COMMAND in it, stream its output and exit\n"
+		"Start a fresh VM, run COMMAND in it, stream its output and exit\n"
 		"with its exit code (125 if the VM itself failed, or its outputs\n"
 		"could not be fetched). Example:\n"
 		"  gridvm run --input data.csv --output result.txt -- sh -c \\\n"
@@ -144,8 +144,24 @@ int vmopts_apply(json_t *d, int c, const char *arg)
 			return cli_error("invalid --output-max '%s' (e.g. 100M, 4G)", arg), -1;
 		json_object_set_new(d, "output_max", json_integer((json_int_t)v));
 		return 1;
+	case 1016:
+		arg = "cold";
+		/* fall through */
+	case 1017:
+		if (strcmp(arg, "auto") && strcmp(arg, "cold") && strcmp(arg, "template"))
+			return cli_error("--start wants auto, cold or template, not '%s'", arg), -1;
+		json_object_set_new(d, "start", json_string(arg));
+		return 1;
 	}
 	return 0;
+}
+
+void vmopts_init(json_t *d)
+{
+	const char *s = getenv("GRIDVM_START");
+
+	if (s && *s)
+		json_object_set_new(d, "start", json_string(s));
 }
 
 static json_t *job_argv(int argc, char **argv)
@@ -173,10 +189,13 @@ int cmd_run(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' }, { 0 } };
 	json_t *d = json_pack("{s:s, s:[], s:b}", "image", "default", "env", "ephemeral", 1);
 	char *name = NULL, *path, *outdir = NULL;
+	const char *boot;
+	json_t *vm = NULL;
 	bool keep = false;
 	int c, code;
 	gv_client *cl;
 
+	vmopts_init(d);
 	while ((c = getopt_long(argc, argv, "+" VMOPTS_SHORT "n:h", opts, NULL)) != -1) {
 		int r = vmopts_apply(d, c, optarg);
 		if (r < 0)
@@ -219,14 +238,21 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "gridvm: booting VM %s (image %s)...\n", name,
 			json_string_value(json_object_get(d, "image")) ?: "none");
 	path = gv_strdupf("/v1/vms/%s/start", name);
-	code = cli_call(cl, "POST", path, NULL, NULL) < 0 ? -2 : cli_follow_job(cl, name, true);
+	code = cli_call(cl, "POST", path, NULL, &vm) < 0 ? -2 : 0;
 	free(path);
+	/* a template that failed: say so (the VM booted cold instead) */
+	boot = json_string_value(json_object_get(vm, "boot"));
+	if (code == 0 && boot && !strncmp(boot, "cold boot: template", 19))
+		fprintf(stderr, "gridvm: warning: %s\n", boot);
+	json_decref(vm);
+	if (code == 0)
+		code = cli_follow_job(cl, name, true);
 	/* the guest collected them before it reported the exit status */
 	if (code >= 0 && json_object_get(d, "outputs") && !cli_interrupted &&
 	    vm_fetch_outputs(cl, name, outdir) < 0)
 		code = -2;
 	if (code == -1 && !cli_interrupted) {
-		json_t *vm = NULL;
+		vm = NULL;
 		path = gv_strdupf("/v1/vms/%s", name);
 		if (gv_client_call(cl, "GET", path, NULL, &vm, NULL) == 0)
 			cli_error("VM %s failed: %s%s", name,

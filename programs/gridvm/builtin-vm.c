@@ -31,6 +31,7 @@ static int vm_create(int argc, char **argv)
 	int c, rc;
 	gv_client *cl;
 
+	vmopts_init(d);
 	if (argc > 1 && argv[1][0] != '-') { /* NAME before the options */
 		name = argv[1];
 		argv[1] = argv[0];

@@ -13,6 +13,7 @@ static const struct cli_cmd commands[] = {
 	{ "image", cmd_image, "build, import, index, fetch and list images" },
 	{ "checkpoint", cmd_checkpoint, "checkpoint VMs and restore them" },
 	{ "migrate", cmd_migrate, "move a VM to another host, live or cold" },
+	{ "template", cmd_template, "pre-booted guests VMs start from: build, list, delete" },
 	{ "host", cmd_host, "facts about this host; drain, undrain, label grid hosts" },
 	{ "submit", cmd_submit, "grid: submit a job; prints its id" },
 	{ "jobs", cmd_jobs, "grid: the jobs, their state, host and why they wait" },

@@ -36,7 +36,12 @@
 	"      --output GUEST_PATH  a file or directory the job writes (repeatable;\n" \
 	"                        relative to its working directory), collected when\n" \
 	"                        the job ends, also when it fails\n" \
-	"      --output-max SIZE  room for the outputs (default 1G)\n"
+	"      --output-max SIZE  room for the outputs (default 1G)\n" \
+	"      --cold            boot the guest instead of starting it from a\n" \
+	"                        template (a pre-booted guest, see 'gridvm template')\n" \
+	"      --start MODE      auto (a template where one fits, the default),\n" \
+	"                        cold, or template (fail if none fits); the\n" \
+	"                        default comes from $GRIDVM_START if set\n"
 
 #define VMOPTS_LONG \
 	{ "image", required_argument, NULL, 'i' }, \
@@ -58,13 +63,17 @@
 	{ "checkpoint-drop-on-success", no_argument, NULL, 1012 }, \
 	{ "input", required_argument, NULL, 1013 }, \
 	{ "output", required_argument, NULL, 1014 }, \
-	{ "output-max", required_argument, NULL, 1015 }
+	{ "output-max", required_argument, NULL, 1015 }, \
+	{ "cold", no_argument, NULL, 1016 }, \
+	{ "start", required_argument, NULL, 1017 }
 
 #define VMOPTS_SHORT "i:c:m:e:w:"
 
 /* Apply option @c with @arg to the definition @d. @return 1 if handled,
  * 0 if not a VM option, -1 after printing an error. */
 int vmopts_apply(json_t *d, int c, const char *arg);
+/* A new definition's defaults from the environment ($GRIDVM_START). */
+void vmopts_init(json_t *d);
 
 /* Fetch the outputs of VM @name's job into @dir (created if missing);
  * print each output that did not arrive. @return 0, or -1 after an

@@ -44,7 +44,20 @@ typedef struct gv_vmdef {
 	char *input_tar;       /* the inputs packed already (jobio.h's layout) */
 	char **outputs;        /* guest paths collected when the job ends; NULL = none */
 	uint64_t output_max;   /* room for the outputs in bytes, 0 = the default */
+	/* instant start (lib/node/template.c) */
+	int start_mode;        /* GV_START_AUTO, _COLD or _TEMPLATE */
+	char *tmpl;            /* the template the VM was started from, NULL =
+				* booted cold: its machine has the template
+				* layout (root ports, control port, vmgenid) */
+	char *boot_note;       /* how its last start went, for people */
 } gv_vmdef;
+
+/* How a VM starts: from a template where one fits (auto), always cold,
+ * or from a template or not at all (template: tests and benchmarks). */
+enum { GV_START_AUTO, GV_START_COLD, GV_START_TEMPLATE };
+/* The serial of the root disk in the template layout (it is hot-plugged
+ * with the job's disks, so the guest finds it by serial, not as vda). */
+#define GV_ROOT_SERIAL "gridvm-root"
 
 /* Paths of the files one VM uses, all inside its directory. */
 typedef struct gv_vmpaths {
@@ -55,6 +68,13 @@ typedef struct gv_vmpaths {
 	/* the base image and its format, if the caller set them (not owned,
 	 * not freed by gv_vmpaths_clear): then QEMU opens it as we say */
 	const char *base, *base_fmt;
+	/* the template layout (d->tmpl, or building a template): guest RAM
+	 * from @mem_file (a template's), shared with it only while a template
+	 * is built (@mem_shared); @no_disks: the disks are hot-plugged after
+	 * the restore. Set by the caller, not owned. */
+	const char *mem_file;
+	bool mem_shared, no_disks, tmpl_layout;
+	char *ctl; /* the control port's socket (template layout) */
 } gv_vmpaths;
 
 void gv_vmdef_free(gv_vmdef *d);
@@ -76,6 +96,12 @@ char *gv_vmdef_jobspec(const gv_vmdef *d, size_t *len);
  * the -accel value, @incoming non-zero adds "-incoming defer". */
 char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
 			  const char *accel_arg, bool incoming);
+
+/* The template layout's disks, hot-plugged after a restore, as the QMP
+ * commands that add them (blockdev-add, device_add): a JSON array of
+ * {"execute", "arguments"}, the same node names and PCI slots as on the
+ * command line of the layout. */
+json_t *gv_vmdef_hotplug_cmds(const gv_vmdef *d, const gv_vmpaths *p);
 
 void gv_strv_free(char **v);
 size_t gv_strv_len(char *const *v);

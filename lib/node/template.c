@@ -1,0 +1,649 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * template.c - instant start: VMs restored from a pre-booted guest.
+ *
+ * A template (DATA/templates/NAME/) is the gridvm guest booted with the
+ * template layout (vmdef.h: RAM in a file, a control port, vmgenid, a
+ * root port per disk) and no disks, up to where its init waits for a job
+ * ('R' on the job port), then saved with QEMU's x-ignore-shared: "mem"
+ * holds the guest's RAM (the backend was a shared file mapping), "state"
+ * the devices and CPUs without the RAM, "meta.json" what it was built
+ * from. A VM starts from it by a QEMU that maps "mem" privately
+ * (copy-on-write: untouched pages stay shared with the page cache and
+ * every other VM of the template), takes "state" as an incoming
+ * migration, gets its disks hot-plugged, and is sent its job spec, the
+ * host's clock and a random seed on the control port.
+ *
+ * A template is never written in place: a build writes new files and
+ * renames them, so VMs that map the old "mem" keep the old file. A stale
+ * one (kernel, initramfs or QEMU changed) is rebuilt before use; one whose
+ * restore fails is deleted and the VM boots cold, saying why.
+ *
+ * Locks: DATA/templates/NAME.lock, exclusive to build or delete, shared
+ * while a QEMU opens the files.
+ */
+#include "vm_internal.h"
+
+#include <gridvm/node/image.h>
+#include <gridvm/node/template.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TMPL_VERSION 1
+#define READY_TIMEOUT_MS (180 * 1000) /* a boot under TCG on a loaded host */
+
+struct tmpl {
+	char *name, *dir, *mem, *state, *meta, *lock;
+	int vcpus;
+	uint64_t mib;
+	gv_accel acc;
+};
+
+static void tmpl_clear(struct tmpl *t)
+{
+	free(t->name);
+	free(t->dir);
+	free(t->mem);
+	free(t->state);
+	free(t->meta);
+	free(t->lock);
+}
+
+static int tmpl_init(gv_host *h, struct tmpl *t, int vcpus, uint64_t mib,
+		     const char *accel, gv_err *e)
+{
+	const char *arg;
+
+	memset(t, 0, sizeof(*t));
+	t->acc = h->accel;
+	if (accel && gv_accel_choose(accel, &t->acc) < 0)
+		return gv_err_set(e, -EINVAL, "invalid accelerator %s", accel);
+	if (vcpus < 1 || vcpus > 64 || mib < 32 || mib > (1ULL << 22))
+		return gv_err_set(e, -EINVAL, "invalid template configuration: %d vCPUs, "
+				  "%llu MiB", vcpus, (unsigned long long)mib);
+	arg = gv_accel_qemu_arg(&t->acc);
+	t->vcpus = vcpus;
+	t->mib = mib;
+	t->name = gv_strdupf("%s-%dc-%llum", strncmp(arg, "kvm", 3) ? "tcg" : "kvm", vcpus,
+			     (unsigned long long)mib);
+	t->dir = gv_strdupf("%s/templates/%s", h->datadir, t->name);
+	t->mem = gv_strdupf("%s/mem", t->dir);
+	t->state = gv_strdupf("%s/state", t->dir);
+	t->meta = gv_strdupf("%s/meta.json", t->dir);
+	t->lock = gv_strdupf("%s/templates/%s.lock", h->datadir, t->name);
+	return 0;
+}
+
+/* flock @t's lock file (LOCK_SH or LOCK_EX); the fd, or -1. */
+static int tmpl_lock(gv_host *h, const struct tmpl *t, int how)
+{
+	char *dir = gv_strdupf("%s/templates", h->datadir);
+	int fd = -1;
+
+	if (gv_mkdir_p(dir, 0755) == 0)
+		fd = open(t->lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	free(dir);
+	if (fd >= 0 && flock(fd, how) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+static void tmpl_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+/* What a template depends on besides its configuration: the guest's
+ * kernel and initramfs and the QEMU binary, by identity (device, inode,
+ * size, mtime): a changed one makes the template stale. */
+static char *file_id(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return strdup("missing");
+	return gv_strdupf("%llx:%llx:%llx:%llx", (unsigned long long)st.st_dev,
+			  (unsigned long long)st.st_ino, (unsigned long long)st.st_size,
+			  (unsigned long long)gv_stat_mtime_ns(&st));
+}
+
+static char *qemu_path(void)
+{
+	const char *path = getenv("PATH");
+	char *copy = strdup(path ? path : "/usr/bin:/bin"), *save = NULL, *found = NULL;
+
+	for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+		char *f = gv_strdupf("%s/qemu-system-x86_64", d);
+		if (access(f, X_OK) == 0)
+			found = f;
+		else
+			free(f);
+	}
+	free(copy);
+	return found ? found : strdup("qemu-system-x86_64");
+}
+
+static char *guest_id(gv_host *h)
+{
+	char *k = gv_strdupf("%s/guest/vmlinuz", h->datadir);
+	char *i = gv_strdupf("%s/guest/initrd.img", h->datadir);
+	char *q = qemu_path();
+	char *ki = file_id(k), *ii = file_id(i), *qi = file_id(q);
+	char *id = gv_strdupf("v%d kernel=%s initrd=%s qemu=%s", TMPL_VERSION, ki, ii, qi);
+
+	free(k);
+	free(i);
+	free(q);
+	free(ki);
+	free(ii);
+	free(qi);
+	return id;
+}
+
+/* Does this host's guest know the template protocol (its init waits for
+ * the job on the control port)? prepare-guest.sh says so in "features". */
+static bool guest_has_templates(gv_host *h)
+{
+	char *f = gv_strdupf("%s/guest/features", h->datadir), *buf = NULL;
+	bool yes = gv_read_file(f, &buf, NULL) == 0 && strstr(buf, "templates");
+
+	free(f);
+	free(buf);
+	return yes;
+}
+
+/* "ready", "stale" (guest or QEMU changed) or NULL (none, or broken). */
+static const char *tmpl_status(gv_host *h, const struct tmpl *t, json_t **meta)
+{
+	json_error_t je;
+	json_t *m = json_load_file(t->meta, 0, &je);
+	const char *st = NULL;
+	char *id;
+
+	if (!m || gv_file_size(t->mem) != t->mib << 20 || access(t->state, R_OK) < 0) {
+		json_decref(m);
+		return NULL;
+	}
+	id = guest_id(h);
+	st = strcmp(json_string_value(json_object_get(m, "built_from")) ?: "", id) ? "stale"
+										       : "ready";
+	free(id);
+	if (meta)
+		*meta = m;
+	else
+		json_decref(m);
+	return st;
+}
+
+/* The files of the QEMU that boots a template, in DIR/run. */
+static void build_paths(gv_host *h, const struct tmpl *t, gv_vmpaths *p)
+{
+	char *run = gv_strdupf("%s/run", t->dir);
+
+	gv_vmpaths_init(p, h->datadir, "template");
+	gv_vmpaths_clear(p);
+	p->dir = run;
+	p->disk = gv_strdupf("%s/none.qcow2", run);
+	p->qmp = gv_strdupf("%s/qmp.sock", run);
+	p->pidfile = gv_strdupf("%s/qemu.pid", run);
+	p->console = gv_strdupf("%s/console.log", run);
+	p->jobout = gv_strdupf("%s/job.out", run);
+	p->jobspec = gv_strdupf("%s/job.spec", run);
+	p->qemulog = gv_strdupf("%s/qemu.log", run);
+	p->kernel = gv_strdupf("%s/guest/vmlinuz", h->datadir);
+	p->initrd = gv_strdupf("%s/guest/initrd.img", h->datadir);
+	p->blkmon = gv_strdupf("%s/blk.sock", run);
+	p->input = gv_strdupf("%s/input.tar", run);
+	p->output = gv_strdupf("%s/output.tar", run);
+	p->ctl = gv_strdupf("%s/ctl.sock", run);
+	p->tmpl_layout = p->mem_shared = p->no_disks = true;
+}
+
+/* Wait for the guest's 'R' frame on the job port; its 'M' frames make
+ * the message of a guest that gave up ('X') or a QEMU that ended. */
+static int wait_ready(const gv_vmpaths *p, int pid, gv_err *e)
+{
+	uint64_t end = gv_now_ms() + READY_TIMEOUT_MS;
+	char msg[300] = "";
+
+	while (gv_now_ms() < end) {
+		char *buf = NULL;
+		size_t len = 0, off = 0;
+
+		if (gv_read_file(p->jobout, &buf, &len) < 0)
+			len = 0;
+		while (off + 5 <= len) {
+			const unsigned char *f = (const unsigned char *)buf + off;
+			uint32_t n = (uint32_t)f[1] << 24 | f[2] << 16 | f[3] << 8 | f[4];
+			if (off + 5 + n > len)
+				break;
+			if (f[0] == 'R') {
+				free(buf);
+				return 0;
+			}
+			if (f[0] == 'M')
+				snprintf(msg, sizeof(msg), "%.*s", (int)(n < 200 ? n : 200),
+					 (const char *)f + 5);
+			if (f[0] == 'X') {
+				free(buf);
+				return gv_err_set(e, -EIO, "the template's guest gave up: %s",
+						  *msg ? msg : "no message");
+			}
+			off += 5 + n;
+		}
+		free(buf);
+		if (!host_qemu_alive(pid, p))
+			return gv_err_set(e, -EIO, "the template's QEMU ended while booting%s%s",
+					  *msg ? ": " : "", msg);
+		usleep(20000);
+	}
+	return gv_err_set(e, -ETIMEDOUT, "the template's guest was not ready in %d s",
+			  READY_TIMEOUT_MS / 1000);
+}
+
+static int fsync_file(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0 || fsync(fd) < 0)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* Stop the booted guest and save its devices without its RAM. */
+static int save_template(const gv_vmpaths *p, const char *state, gv_err *e)
+{
+	json_t *caps = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
+				 "x-ignore-shared", "state", 1);
+	char *uri = gv_strdupf("exec:cat > '%s'", state);
+	json_t *args = json_pack("{s:s}", "uri", uri);
+	gv_qmp *q = NULL;
+	int r = host_qmp(p, &q, e);
+
+	if (r == 0)
+		r = host_qmp_run(q, "stop", NULL, e);
+	if (r == 0)
+		r = vm_migration_plain(q, e);
+	if (r == 0)
+		r = host_qmp_run(q, "migrate-set-capabilities", caps, e);
+	if (r == 0)
+		r = host_qmp_run(q, "migrate", args, e);
+	if (r == 0)
+		r = host_wait_migration(q, 10 * 60 * 1000, e);
+	if (q)
+		(void)host_qmp_run(q, "quit", NULL, NULL);
+	gv_qmp_free(q);
+	json_decref(caps);
+	json_decref(args);
+	free(uri);
+	return r;
+}
+
+/* Boot and save @t; the lock is held exclusively. */
+static int build_locked(gv_host *h, const struct tmpl *t, gv_err *e)
+{
+	static const char spec[] = "template=1\n\n";
+	gv_vmdef d = { .name = t->name, .vcpus = t->vcpus, .memory_mib = t->mib };
+	gv_vmrec rec = { .def = &d };
+	char *mem_part = gv_strdupf("%s.partial", t->mem);
+	char *state_part = gv_strdupf("%s.partial", t->state);
+	char *id = guest_id(h);
+	uint64_t t0 = gv_now_ms();
+	gv_vmpaths p;
+	json_t *meta;
+	int r;
+
+	if (!guest_has_templates(h)) {
+		r = gv_err_set(e, -ENOTSUP, "this host's guest (%s/guest) has no template "
+			       "support: run scripts/setup.sh to prepare it again", h->datadir);
+		goto out_free;
+	}
+	build_paths(h, t, &p);
+	p.mem_file = mem_part;
+	gv_rm_rf(p.dir);
+	unlink(t->meta); /* from here on, no template until it is complete */
+	unlink(mem_part);
+	unlink(state_part);
+	d.accel = (char *)(strncmp(gv_accel_qemu_arg(&t->acc), "kvm", 3) ? "tcg" : "kvm");
+	r = gv_mkdir_p(p.dir, 0755);
+	if (r == 0)
+		r = gv_write_file_atomic(p.jobspec, spec, sizeof(spec) - 1);
+	if (r < 0) {
+		gv_err_set(e, r, "cannot write %s: %s", p.dir, strerror(-r));
+		goto out;
+	}
+	r = vm_spawn_qemu(h, &rec, &p, false, e);
+	if (r == 0)
+		r = host_qmp_cmd(&p, "cont", NULL, 5000, NULL, e);
+	if (r == 0)
+		r = wait_ready(&p, rec.pid, e);
+	if (r == 0)
+		r = save_template(&p, state_part, e);
+	vm_kill_qemu(&rec, &p); /* it quit after the save; else it must go */
+	if (r == 0 && ((r = fsync_file(mem_part)) < 0 || (r = fsync_file(state_part)) < 0))
+		gv_err_set(e, r, "cannot sync the template's files: %s", strerror(-r));
+	if (r == 0 && (rename(state_part, t->state) < 0 || rename(mem_part, t->mem) < 0))
+		r = gv_err_set(e, -errno, "cannot write %s: %s", t->dir, strerror(errno));
+	if (r < 0)
+		goto out;
+	meta = json_pack("{s:s, s:i, s:I, s:s, s:s, s:I, s:I}", "name", t->name, "vcpus",
+			 t->vcpus, "memory_mib", (json_int_t)t->mib, "accel", d.accel,
+			 "built_from", id, "created", (json_int_t)gv_now_s(), "build_ms",
+			 (json_int_t)(gv_now_ms() - t0));
+	{
+		char *s = json_dumps(meta, JSON_INDENT(1));
+		r = gv_write_file_atomic(t->meta, s, strlen(s));
+		free(s);
+	}
+	json_decref(meta);
+	if (r < 0)
+		gv_err_set(e, r, "cannot write %s: %s", t->meta, strerror(-r));
+out:
+	if (r == 0)
+		gv_rm_rf(p.dir);
+	unlink(mem_part);
+	unlink(state_part);
+	p.mem_file = NULL;
+	gv_vmpaths_clear(&p);
+out_free:
+	free(mem_part);
+	free(state_part);
+	free(id);
+	return r;
+}
+
+static json_t *tmpl_entry(gv_host *h, const struct tmpl *t)
+{
+	json_t *m = NULL;
+	const char *st = tmpl_status(h, t, &m);
+
+	if (!st)
+		return NULL;
+	json_object_del(m, "built_from");
+	json_object_set_new(m, "state", json_string(st));
+	json_object_set_new(m, "bytes", json_integer((json_int_t)(gv_file_size(t->mem) +
+								  gv_file_size(t->state))));
+	return m;
+}
+
+int gv_template_build(gv_host *h, int vcpus, uint64_t memory_mib, const char *accel,
+		      json_t **out, gv_err *e)
+{
+	struct tmpl t;
+	int fd, r = tmpl_init(h, &t, vcpus, memory_mib, accel, e);
+
+	if (r < 0)
+		return r;
+	fd = tmpl_lock(h, &t, LOCK_EX);
+	if (fd < 0)
+		r = gv_err_set(e, -errno, "cannot lock %s: %s", t.lock, strerror(errno));
+	else
+		r = build_locked(h, &t, e);
+	if (r == 0 && out)
+		*out = tmpl_entry(h, &t);
+	tmpl_unlock(fd);
+	tmpl_clear(&t);
+	return r;
+}
+
+/* NAME = ACCEL-Nc-Mm */
+static int tmpl_parse(gv_host *h, const char *name, struct tmpl *t, gv_err *e)
+{
+	char acc[8];
+	int vcpus, n = 0;
+	unsigned long long mib;
+
+	if (sscanf(name, "%3[a-z]-%dc-%llum%n", acc, &vcpus, &mib, &n) != 3 ||
+	    name[n] || (strcmp(acc, "tcg") && strcmp(acc, "kvm")))
+		return gv_err_set(e, -ENOENT, "no template %s (see 'gridvm template list')",
+				  name);
+	return tmpl_init(h, t, vcpus, mib, acc, e);
+}
+
+json_t *gv_template_list(gv_host *h)
+{
+	char *path = gv_strdupf("%s/templates", h->datadir);
+	DIR *dir = opendir(path);
+	json_t *a = json_array();
+	struct dirent *de;
+
+	while (dir && (de = readdir(dir))) {
+		struct tmpl t;
+		json_t *j;
+
+		if (de->d_name[0] == '.' || strstr(de->d_name, ".lock") ||
+		    tmpl_parse(h, de->d_name, &t, NULL) < 0)
+			continue;
+		if ((j = tmpl_entry(h, &t)))
+			json_array_append_new(a, j);
+		tmpl_clear(&t);
+	}
+	if (dir)
+		closedir(dir);
+	free(path);
+	return a;
+}
+
+/* Remove @t's files, under its exclusive lock. */
+static int tmpl_remove(gv_host *h, const struct tmpl *t)
+{
+	struct stat st;
+	int fd = tmpl_lock(h, t, LOCK_EX), r = 0;
+
+	if (stat(t->dir, &st) < 0)
+		r = -ENOENT;
+	else
+		gv_rm_rf(t->dir); /* unlinked: VMs that map "mem" keep its pages */
+	tmpl_unlock(fd);
+	return r;
+}
+
+int gv_template_delete(gv_host *h, const char *name, gv_err *e)
+{
+	struct tmpl t;
+	int r = tmpl_parse(h, name, &t, e);
+
+	if (r == 0 && (r = tmpl_remove(h, &t)) < 0)
+		gv_err_set(e, r, "no template %s (see 'gridvm template list')", name);
+	tmpl_clear(&t);
+	return r;
+}
+
+/* Which template would VM @d start from; false (+ why in @why) if none
+ * can serve it. */
+static bool tmpl_fits(gv_host *h, const gv_vmdef *d, const char **why)
+{
+	*why = d->boot_disk ? "it boots from its disk"
+	       : d->kernel || d->initrd || d->append ? "it has its own kernel, initrd or "
+						       "command line"
+	       : d->disk_iops || d->disk_bps ? "its disk is throttled"
+	       : !guest_has_templates(h) ? "the guest has no template support (run "
+					   "scripts/setup.sh)"
+					 : NULL;
+	return !*why;
+}
+
+/* Connect to the control port's socket and send the job: a 'J' frame of
+ * the job spec, led by the host's clock and a seed from its RNG. */
+static int send_job(const gv_vmdef *d, const gv_vmpaths *p, gv_err *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	unsigned char seed[32];
+	char hex[65], *spec, *msg;
+	struct timespec ts;
+	size_t speclen, len, off = 0;
+	int fd, r = 0;
+	uint64_t end = gv_now_ms() + 30000;
+
+	if (RAND_bytes(seed, sizeof(seed)) != 1)
+		return gv_err_set(e, -EIO, "no random seed for the guest");
+	for (size_t i = 0; i < sizeof(seed); i++)
+		snprintf(hex + 2 * i, 3, "%02x", seed[i]);
+	spec = gv_vmdef_jobspec(d, &speclen);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	msg = gv_strdupf("J....clock=%lld.%09ld\nseed=%s\n", (long long)ts.tv_sec, ts.tv_nsec,
+			 hex);
+	len = strlen(msg);
+	msg = realloc(msg, len + speclen);
+	if (!msg)
+		abort();
+	memcpy(msg + len, spec, speclen);
+	len += speclen;
+	free(spec);
+	for (int i = 0; i < 4; i++)
+		msg[1 + i] = (char)((len - 5) >> (24 - 8 * i));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", p->ctl);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		r = gv_err_set(e, -errno, "cannot connect to the control port %s: %s", p->ctl,
+			       strerror(errno));
+	while (r == 0 && off < len) {
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		ssize_t n = poll(&pfd, 1, 1000) > 0 ? send(fd, msg + off, len - off,
+							   MSG_DONTWAIT | MSG_NOSIGNAL) : 0;
+		if (n > 0)
+			off += (size_t)n;
+		else if (n < 0 && errno != EAGAIN && errno != EINTR)
+			r = gv_err_set(e, -errno, "cannot send the job: %s", strerror(errno));
+		else if (gv_now_ms() > end)
+			r = gv_err_set(e, -ETIMEDOUT, "the guest did not take its job");
+	}
+	if (fd >= 0)
+		close(fd);
+	free(msg);
+	return r;
+}
+
+/* QEMU for @r, restored from @t: the template's RAM copy-on-write, its
+ * device state, the VM's disks hot-plugged; not yet running. -EPROTO:
+ * the template itself failed. */
+static int restore_from(gv_host *h, const struct tmpl *t, gv_vmrec *r, const gv_vmpaths *p,
+			gv_err *e)
+{
+	json_t *on = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
+			       "x-ignore-shared", "state", 1);
+	json_t *off = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
+				"x-ignore-shared", "state", 0);
+	char *uri = gv_strdupf("exec:cat '%s'", t->state), *base = NULL;
+	json_t *args = json_pack("{s:s}", "uri", uri), *cmds = NULL, *c;
+	gv_vmpaths pp = *p;
+	gv_qmp *q = NULL;
+	size_t i;
+	int rc;
+
+	pp.mem_file = t->mem;
+	pp.no_disks = pp.tmpl_layout = true;
+	unlink(p->output); /* a fresh boot: an empty output disk */
+	rc = vm_spawn_qemu(h, r, &pp, true, e);
+	if (rc == 0)
+		rc = host_qmp(p, &q, e);
+	if (rc == 0)
+		rc = host_qmp_run(q, "migrate-set-capabilities", on, e);
+	if (rc == 0)
+		rc = host_qmp_run(q, "migrate-incoming", args, e);
+	if (rc == 0 && (rc = host_wait_migration(q, 5 * 60 * 1000, e)) < 0)
+		rc = -EPROTO;
+	if (rc == 0)
+		rc = host_qmp_run(q, "migrate-set-capabilities", off, e);
+	if (rc == 0 && r->def->image &&
+	    gv_image_resolve(h->datadir, r->def->image, &base, &pp.base_fmt) == 0)
+		pp.base = base;
+	cmds = rc == 0 ? gv_vmdef_hotplug_cmds(r->def, &pp) : NULL;
+	json_array_foreach(cmds, i, c) {
+		rc = host_qmp_run(q, json_string_value(json_object_get(c, "execute")),
+				  json_object_get(c, "arguments"), e);
+		if (rc < 0)
+			break;
+	}
+	if (rc == 0)
+		rc = host_qmp_run(q, "cont", NULL, e);
+	gv_qmp_free(q);
+	json_decref(cmds);
+	json_decref(on);
+	json_decref(off);
+	json_decref(args);
+	free(uri);
+	free(base);
+	return rc;
+}
+
+static void set_note(gv_vmdef *d, char *note)
+{
+	free(d->boot_note);
+	d->boot_note = note;
+}
+
+int vm_start_template(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, gv_err *e)
+{
+	gv_vmdef *d = r->def;
+	const char *why = NULL, *st;
+	struct tmpl t;
+	gv_err te = { "" };
+	int fd = -1, rc;
+
+	free(d->tmpl);
+	d->tmpl = NULL;
+	if (d->start_mode == GV_START_COLD) {
+		set_note(d, strdup("cold boot (asked for)"));
+		return 1;
+	}
+	if (!tmpl_fits(h, d, &why)) {
+		set_note(d, gv_strdupf("cold boot: no template fits (%s)", why));
+		return d->start_mode == GV_START_TEMPLATE
+			       ? gv_err_set(e, -ENOTSUP, "VM %s cannot start from a template: "
+					    "%s", d->name, why) : 1;
+	}
+	rc = tmpl_init(h, &t, d->vcpus, d->memory_mib, d->accel, &te);
+	if (rc == 0 && (fd = tmpl_lock(h, &t, LOCK_EX)) < 0)
+		rc = gv_err_set(&te, -errno, "cannot lock %s: %s", t.lock, strerror(errno));
+	st = rc == 0 ? tmpl_status(h, &t, NULL) : NULL;
+	if (rc == 0 && (!st || strcmp(st, "ready")))
+		rc = build_locked(h, &t, &te);
+	if (rc == 0 && flock(fd, LOCK_SH) < 0) /* others may restore it too now */
+		rc = gv_err_set(&te, -errno, "cannot lock %s: %s", t.lock, strerror(errno));
+	if (rc == 0) {
+		d->tmpl = strdup(t.name);
+		rc = restore_from(h, &t, r, p, &te);
+		if (rc == 0)
+			rc = send_job(d, p, &te);
+		if (rc < 0)
+			vm_kill_qemu(r, p);
+	}
+	tmpl_unlock(fd);
+	if (rc == -EPROTO) { /* a template that does not restore is no use */
+		tmpl_remove(h, &t);
+		set_note(d, gv_strdupf("cold boot: template %s is corrupt (its saved state does "
+				       "not load: %s); it was deleted",
+				       t.name, te.msg));
+	} else if (rc < 0) {
+		set_note(d, gv_strdupf("cold boot: template %s failed: %s", t.name ?: "?", te.msg));
+	} else {
+		set_note(d, gv_strdupf("template %s", t.name));
+	}
+	tmpl_clear(&t);
+	if (rc == 0)
+		return 0;
+	free(d->tmpl);
+	d->tmpl = NULL;
+	if (d->start_mode == GV_START_TEMPLATE)
+		return gv_err_set(e, rc, "VM %s: %s", d->name, d->boot_note);
+	return 1;
+}
