@@ -9,12 +9,17 @@
 #include "kv_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct gv_kv {
 	const gv_kv_ops *ops;
 	gv_kv_backend *b;
+	pthread_mutex_t mu; /* the fence */
+	char *fence_key;    /* NULL: none */
+	int64_t fence_rev;
 };
 
 /* URL schemes; a NULL ops: known, but not built yet */
@@ -109,6 +114,7 @@ int gv_kv_open(const char *url, gv_kv **out, gv_err *e)
 		free(kv);
 		return r;
 	}
+	pthread_mutex_init(&kv->mu, NULL);
 	*out = kv;
 	return 0;
 }
@@ -118,6 +124,8 @@ void gv_kv_close(gv_kv *kv)
 	if (!kv)
 		return;
 	kv->ops->close(kv->b);
+	pthread_mutex_destroy(&kv->mu);
+	free(kv->fence_key);
 	free(kv);
 }
 
@@ -126,6 +134,66 @@ static int check_key(const char *key, gv_err *e)
 	if (!key || !*key)
 		return gv_err_set(e, -EINVAL, "store: an empty key");
 	return 0;
+}
+
+int gv_kv_fence(gv_kv *kv, const char *key, int64_t mod_rev, gv_err *e)
+{
+	char *k = NULL;
+
+	if (key && (check_key(key, e) < 0 || mod_rev <= 0))
+		return gv_err_set(e, -EINVAL, "store: a fence needs a key and its mod_rev");
+	if (key && !(k = strdup(key)))
+		return gv_err_set(e, -ENOMEM, "out of memory");
+	pthread_mutex_lock(&kv->mu);
+	free(kv->fence_key);
+	kv->fence_key = k;
+	kv->fence_rev = mod_rev;
+	pthread_mutex_unlock(&kv->mu);
+	return 0;
+}
+
+/* The backend's txn, with the fence's comparison added when there is
+ * one; when the comparisons fail, -ESTALE if it was the fence's. */
+static int fenced_txn(gv_kv *kv, const gv_kv_cmp *cmp, size_t ncmp, const gv_kv_op *ops,
+		      size_t nops, bool *ok, int64_t *rev, size_t *changed, gv_err *e)
+{
+	gv_kv_cmp *all;
+	gv_kv_entry *en = NULL;
+	char *key = NULL;
+	int64_t want, now;
+	size_t n = 0;
+	int r;
+
+	pthread_mutex_lock(&kv->mu);
+	if (kv->fence_key && !(key = strdup(kv->fence_key))) {
+		pthread_mutex_unlock(&kv->mu);
+		return gv_err_set(e, -ENOMEM, "out of memory");
+	}
+	want = kv->fence_rev;
+	pthread_mutex_unlock(&kv->mu);
+	if (!key)
+		return kv->ops->txn(kv->b, cmp, ncmp, ops, nops, ok, rev, changed, e);
+	all = malloc((ncmp + 1) * sizeof(*all));
+	if (!all) {
+		free(key);
+		return gv_err_set(e, -ENOMEM, "out of memory");
+	}
+	if (ncmp)
+		memcpy(all, cmp, ncmp * sizeof(*cmp));
+	all[ncmp] = (gv_kv_cmp){ key, want };
+	r = kv->ops->txn(kv->b, all, ncmp + 1, ops, nops, ok, rev, changed, e);
+	if (r == 0 && !*ok) {
+		r = kv->ops->range(kv->b, key, true, &en, &n, &now, e);
+		if (r == 0 && (n == 0 || en[0].mod_rev != want))
+			r = gv_err_set(e, -ESTALE,
+				       "store: fenced: '%s' is no longer at revision %" PRId64
+				       " (this writer lost its lease)",
+				       key, want);
+		gv_kv_entries_free(en, n);
+	}
+	free(all);
+	free(key);
+	return r;
 }
 
 int gv_kv_revision(gv_kv *kv, int64_t *rev, gv_err *e)
@@ -185,7 +253,7 @@ int gv_kv_delete(gv_kv *kv, const char *key, int64_t *rev, gv_err *e)
 	r = check_key(key, e);
 	if (r < 0)
 		return r;
-	r = kv->ops->txn(kv->b, NULL, 0, &op, 1, &ok, rev ? rev : &r64, &changed, e);
+	r = fenced_txn(kv, NULL, 0, &op, 1, &ok, rev ? rev : &r64, &changed, e);
 	if (r < 0)
 		return r;
 	if (changed == 0)
@@ -224,7 +292,7 @@ int gv_kv_txn(gv_kv *kv, const gv_kv_cmp *cmp, size_t ncmp, const gv_kv_op *ops,
 						  "store: key '%s' twice in one transaction",
 						  ops[i].key);
 	}
-	return kv->ops->txn(kv->b, cmp, ncmp, ops, nops, ok, rev ? rev : &r64, &changed, e);
+	return fenced_txn(kv, cmp, ncmp, ops, nops, ok, rev ? rev : &r64, &changed, e);
 }
 
 int gv_kv_watch(gv_kv *kv, const char *prefix, int64_t from_rev, int timeout_ms,

@@ -11,19 +11,29 @@
 #   grid_field ID EXPR           a field of `job show ID --json` (python expr on j)
 #   grid_state ID                the job's state
 #   grid_wait_state SECS ID STATE...   until the job is in one of the states
+#   grid_etcd_start              an etcd in h1's namespace on h1's address;
+#                                from then on the controller's store is it
 #
-# Variables: GRID_CTL (ADDR:PORT), GRID_DIR (the controller's data dir).
+# Variables: GRID_CTL (ADDR:PORT), GRID_DIR (the controller's data dir),
+# GRID_STORE (--store URL for the controller; empty: its default, SQLite;
+# "etcd": grid_ctl_start first starts an etcd with grid_etcd_start, so
+# `GRID_STORE=etcd tests/e2e/test-grid.sh` runs a whole test on etcd),
+# ETCD (the etcd binary).
 
 GVC=${GVC:-"$ROOT/build/programs/gridvmctld"}
 GRID_PORT=${GRID_PORT:-7900}
+GRID_STORE=${GRID_STORE:-}
+ETCD=${ETCD:-etcd}
 
 grid_ctl_start() {
 	GRID_CTL=${HOST_IP[1]}:$GRID_PORT
 	GRID_DIR=$HOSTS_DIR/ctl
 	mkdir -p "$GRID_DIR"
+	if [ "$GRID_STORE" = etcd ]; then grid_etcd_start; fi
 	ip netns exec "${HOST_NS[1]}" env GRIDVM_DATA="$GRID_DIR" "$GVC" --listen "$GRID_CTL" \
 		--grid-key "$HOSTS_DIR/grid.key" --data-dir "$GRID_DIR" --daemon \
-		--report-interval 1s "$@" >>"$GRID_DIR/gridvmctld.log" 2>&1 ||
+		--report-interval 1s ${GRID_STORE:+--store "$GRID_STORE"} "$@" \
+		>>"$GRID_DIR/gridvmctld.log" 2>&1 ||
 		fail "the controller did not start: $(tail -5 "$GRID_DIR/gridvmctld.log")"
 	wait_until 30 "the controller answers" grid_answers
 }
@@ -75,4 +85,20 @@ grid_wait_state() { # SECS ID STATE...
 	local secs=$1 id=$2
 	shift 2
 	wait_until "$secs" "job $id to be $*" grid_in_state "$id" "$@"
+}
+
+etcd_answers() { ip netns exec "${HOST_NS[1]}" etcdctl --endpoints "$1" endpoint health >/dev/null 2>&1; }
+
+grid_etcd_start() {
+	local url=http://${HOST_IP[1]}:2379 peer=http://${HOST_IP[1]}:2380
+	command -v "$ETCD" >/dev/null || fail "no etcd binary '$ETCD' (scripts/setup.sh installs etcd-server)"
+	mkdir -p "$HOSTS_DIR/etcd"
+	ip netns exec "${HOST_NS[1]}" "$ETCD" --name e1 --data-dir "$HOSTS_DIR/etcd/data" \
+		--listen-client-urls "$url" --advertise-client-urls "$url" \
+		--listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+		--initial-cluster "e1=$peer" --logger zap --log-outputs stderr \
+		>>"$HOSTS_DIR/etcd/etcd.log" 2>&1 &
+	wait_until 30 "etcd answers" etcd_answers "$url"
+	GRID_STORE=etcd://${HOST_IP[1]}:2379
+	echo "ok: etcd $("$ETCD" --version | head -1 | cut -d' ' -f3) at $url is the controller's store"
 }

@@ -461,6 +461,52 @@ static void test_cas_absent(void **state)
 	check(fx, "k", "third", rev, rev, 1, 0);
 }
 
+/* A fenced writer: every change also requires the fence key's mod_rev;
+ * once that key is gone (its lease expired) or rewritten, -ESTALE and
+ * nothing applied; a writer fenced anew writes again. */
+static void test_fence(void **state)
+{
+	struct fx *fx = *state;
+	gv_kv_cmp cmp = { K(fx, "job"), 0 };
+	gv_kv_op op = { GV_KV_PUT, K(fx, "job"), "bound to h1", 0 };
+	int64_t lead, id = 0, rev = -1, r0;
+	gv_kv *other = NULL;
+	bool ok = true;
+
+	assert_int_equal(gv_kv_lease_grant(fx->kv, 60, &id, &fx->e), 0);
+	lead = put(fx, "leader", "me", id);
+	assert_int_equal(gv_kv_fence(fx->kv, K(fx, "leader"), lead, &fx->e), 0);
+	/* while it holds: puts, deletes, transactions (its own comparisons
+	 * failing is still a plain failure) */
+	put(fx, "a", "1", 0);
+	assert_int_equal(gv_kv_delete(fx->kv, K(fx, "a"), NULL, &fx->e), 0);
+	assert_int_equal(gv_kv_txn(fx->kv, &cmp, 1, &op, 1, &ok, &rev, &fx->e), 0);
+	assert_true(ok);
+	assert_int_equal(gv_kv_txn(fx->kv, &cmp, 1, &op, 1, &ok, &rev, &fx->e), 0);
+	assert_false(ok);
+	/* another writer takes the key over (the lease went, another leads) */
+	assert_int_equal(gv_kv_open(fx->url, &other, &fx->e), 0);
+	assert_int_equal(gv_kv_lease_revoke(other, id, &fx->e), 0);
+	assert_int_equal(gv_kv_put(other, K(fx, "leader"), "someone else", 0, NULL, &fx->e), 0);
+	r0 = rev_now(fx);
+	assert_int_equal(gv_kv_put(fx->kv, K(fx, "b"), "2", 0, NULL, &fx->e), -ESTALE);
+	assert_non_null(strstr(fx->e.msg, "fenced"));
+	assert_int_equal(gv_kv_delete(fx->kv, K(fx, "job"), NULL, &fx->e), -ESTALE);
+	op.value = "bound to h2";
+	cmp.mod_rev = rev;
+	assert_int_equal(gv_kv_txn(fx->kv, &cmp, 1, &op, 1, &ok, NULL, &fx->e), -ESTALE);
+	assert_false(ok);
+	assert_int_equal(rev_now(fx), r0);
+	absent(fx, "b");
+	check(fx, "job", "bound to h1", rev, rev, 1, 0);
+	/* the other writer is not fenced; unfenced, this one writes again */
+	assert_int_equal(gv_kv_put(other, K(fx, "b"), "3", 0, NULL, &fx->e), 0);
+	gv_kv_close(other);
+	assert_int_equal(gv_kv_fence(fx->kv, NULL, 0, &fx->e), 0);
+	put(fx, "b", "4", 0);
+	assert_int_equal(gv_kv_fence(fx->kv, K(fx, "x"), 0, &fx->e), -EINVAL);
+}
+
 static void test_watch_history(void **state)
 {
 	struct fx *fx = *state;
@@ -959,6 +1005,8 @@ static void test_etcd_watch_restart(void **state)
 							 (void *)(be)),                   \
 		cmocka_unit_test_prestate_setup_teardown(test_cas_absent, fx_setup,       \
 							 fx_teardown, (void *)(be)),      \
+		cmocka_unit_test_prestate_setup_teardown(test_fence, fx_setup, fx_teardown, \
+							 (void *)(be)),                   \
 		cmocka_unit_test_prestate_setup_teardown(test_watch_history, fx_setup,    \
 							 fx_teardown, (void *)(be)),      \
 		cmocka_unit_test_prestate_setup_teardown(test_watch_timeout, fx_setup,    \

@@ -93,6 +93,14 @@ typedef struct gv_kv_op {
 int gv_kv_txn(gv_kv *kv, const gv_kv_cmp *cmp, size_t ncmp, const gv_kv_op *ops, size_t nops,
 	      bool *ok, int64_t *rev, gv_err *e);
 
+/* Fence every later change through @kv on @key: each put, delete and
+ * transaction then also requires @key's mod_rev to be @mod_rev, and
+ * fails with -ESTALE (nothing applied) once it is not (the key was
+ * deleted, or written by someone else). A leader fences its writes on
+ * its leader key this way, so that one deposed (its lease expired) cannot
+ * write any more. @key NULL: no fence. */
+int gv_kv_fence(gv_kv *kv, const char *key, int64_t mod_rev, gv_err *e);
+
 /* Changes under @prefix with revision >= @from_rev (0: from the next
  * change on), oldest first (in a transaction: in the order of its
  * operations), waiting up to @timeout_ms for the first one if there is
