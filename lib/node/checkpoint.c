@@ -200,7 +200,8 @@ out:
 
 /* The manifest: what was captured and what it cost. */
 static json_t *manifest(gv_vmrec *r, const char *id, struct memcap *m, struct capture *d,
-			json_t *migstat, uint64_t jobout, double pause_ms, double secs)
+			struct capture *jo, json_t *migstat, uint64_t jobout, double pause_ms,
+			double secs)
 {
 	json_t *ram = json_object_get(migstat, "ram");
 	json_t *j = json_pack("{s:i, s:s, s:s, s:I, s:s, s:I, s:f, s:f}", "version", 1,
@@ -216,7 +217,12 @@ static json_t *manifest(gv_vmrec *r, const char *id, struct memcap *m, struct ca
 	json_object_set_new(j, "disk", json_pack("{s:s, s:I, s:i, s:O}", "file", "disk.qcow2",
 						 "bytes", (json_int_t)d->bytes, "chunk_size",
 						 DISK_CHUNK, "chunks", d->chunks));
-	json_object_set_new(j, "bytes_added", json_integer((json_int_t)(m->cap.added + d->added)));
+	/* the job's output up to this instant, so the checkpoint carries it
+	 * to a host that never ran the job (a replica, a recovery) */
+	json_object_set_new(j, "jobout", json_pack("{s:I, s:i, s:O}", "bytes", (json_int_t)jo->bytes,
+						   "chunk_size", DISK_CHUNK, "chunks", jo->chunks));
+	json_object_set_new(j, "bytes_added",
+			    json_integer((json_int_t)(m->cap.added + d->added + jo->added)));
 	return j;
 }
 
@@ -254,7 +260,7 @@ static void prev_stream(gv_host *h, const char *vm, struct capture *c)
 static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out, gv_err *e)
 {
 	struct memcap m = { .lfd = -1 };
-	struct capture d = { 0 };
+	struct capture d = { 0 }, jo = { 0 };
 	char *dir = ckpt_dir(h, r->def->name), *id = new_id(), *path = NULL, *text;
 	char *csdir = gv_strdupf("%s/chunks", h->datadir);
 	bool was_running = r->state == GV_VM_RUNNING;
@@ -266,6 +272,8 @@ static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out,
 	m.cap.chunks = json_array();
 	d.chunks = json_array();
 	d.cs = m.cap.cs;
+	jo.chunks = json_array();
+	jo.cs = m.cap.cs;
 	prev_stream(h, r->def->name, &m.cap);
 	if (rc == 0)
 		rc = gv_mkdir_p(dir, 0755);
@@ -285,7 +293,11 @@ static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out,
 				"its outputs: no checkpoint now", r->def->name);
 	if (rc == 0 && (rc = capture_disk(&d, p->disk)) < 0)
 		gv_err_set(e, rc, "cannot store the disk: %s", strerror(-rc));
-	jobout = gv_file_size(p->jobout);
+	/* the guest is stopped: its output ends here (fixed chunks: the
+	 * next checkpoint shares all but the last) */
+	if (rc == 0 && access(p->jobout, F_OK) == 0 && (rc = capture_disk(&jo, p->jobout)) < 0)
+		gv_err_set(e, rc, "cannot store the job output: %s", strerror(-rc));
+	jobout = jo.bytes;
 	if (rc == 0)
 		ckpt_sync_dir(csdir);
 	if (q && was_running && host_qmp_run(q, "cont", NULL, rc == 0 ? e : NULL) < 0 && rc == 0)
@@ -294,7 +306,7 @@ static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out,
 		goto out;
 	double downtime = (double)json_integer_value(json_object_get(migstat, "downtime"));
 	double pause = was_running ? downtime + (double)(gv_now_ms() - t_stop) : 0;
-	man = manifest(r, id, &m, &d, migstat, jobout, pause,
+	man = manifest(r, id, &m, &d, &jo, migstat, jobout, pause,
 		       (double)(gv_now_ms() - t0) / 1000.0);
 	path = gv_strdupf("%s/%s.json", dir, id);
 	text = json_dumps(man, JSON_INDENT(1));
@@ -309,6 +321,7 @@ out:
 		json_object_del(man, "def");
 		json_object_del(json_object_get(man, "memory"), "chunks");
 		json_object_del(json_object_get(man, "disk"), "chunks");
+		json_object_del(json_object_get(man, "jobout"), "chunks");
 		*out = man;
 	} else {
 		json_decref(man);
@@ -317,6 +330,7 @@ out:
 	gv_chunkstore_close(m.cap.cs);
 	json_decref(m.cap.chunks);
 	json_decref(d.chunks);
+	json_decref(jo.chunks);
 	free(m.cap.prev);
 	free(m.cap.prev_off);
 	json_decref(migstat);

@@ -198,6 +198,11 @@ static int do_restore(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t *man,
 	if (rc == 0)
 		rc = chunks_to_file(cs, json_object_get(json_object_get(man, "disk"), "chunks"),
 				    p->disk, "disk", e);
+	/* the job output as of the checkpoint: cut back here, or (a host
+	 * that never ran it: a replica's checkpoint) written from its chunks */
+	json_t *jo_chunks = json_object_get(json_object_get(man, "jobout"), "chunks");
+	if (rc == 0 && gv_file_size(p->jobout) < jobout && json_array_size(jo_chunks))
+		rc = chunks_to_file(cs, jo_chunks, p->jobout, "job output", e);
 	if (rc == 0 && gv_file_size(p->jobout) > jobout && truncate(p->jobout, (off_t)jobout) < 0)
 		rc = gv_err_set(e, -errno, "cannot roll back the job output");
 	if (rc == 0)

@@ -262,6 +262,7 @@ static json_t *summary_of(json_t *man)
 	json_object_del(s, "def");
 	json_object_del(json_object_get(s, "memory"), "chunks");
 	json_object_del(json_object_get(s, "disk"), "chunks");
+	json_object_del(json_object_get(s, "jobout"), "chunks");
 	return s;
 }
 
@@ -369,6 +370,7 @@ static int chunk_gc(gv_host *h, uint64_t *freed)
 			continue;
 		refs_add_list(&rf, json_object_get(json_object_get(man, "memory"), "chunks"));
 		refs_add_list(&rf, json_object_get(json_object_get(man, "disk"), "chunks"));
+		refs_add_list(&rf, json_object_get(json_object_get(man, "jobout"), "chunks"));
 		json_decref(man);
 	}
 	qsort(rf.h, rf.n, 32, cmp32);

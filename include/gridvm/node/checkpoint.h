@@ -29,4 +29,22 @@ int gv_checkpoint_delete(gv_host *h, const char *vm, const char *id, gv_err *e) 
  * job output; a running QEMU of the VM is replaced. */
 int gv_checkpoint_restore(gv_host *h, const char *vm, const char *id, gv_err *e) GV_WUR;
 
+
+/* ---- a grid job's checkpoints on other hosts ---- */
+
+/* Make the agent at @to (ADDR:PORT) hold exactly the checkpoints of @vm
+ * this host holds: push the ones it lacks (only the chunks it lacks),
+ * delete there the ones this host dropped (retention). Every request
+ * carries @epoch, the job's binding, which the other agent checks.
+ * *held (new reference, may be NULL): the ids @to holds afterwards;
+ * *bytes: chunk bytes sent. */
+int gv_checkpoint_replicate(gv_host *h, const char *vm, const char *to, int64_t epoch,
+			    json_t **held, uint64_t *bytes, gv_err *e) GV_WUR;
+/* Send this host's checkpoint @id of @vm to the agent at @to (which
+ * restores the job from it); nothing if it holds it already. */
+int gv_checkpoint_send(gv_host *h, const char *vm, const char *id, const char *to, int64_t epoch,
+		       uint64_t *bytes, gv_err *e) GV_WUR;
+/* Delete every checkpoint of @vm held here (a replica the grid drops). */
+void gv_checkpoint_drop_all(gv_host *h, const char *vm);
+
 #endif
