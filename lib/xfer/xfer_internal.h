@@ -51,6 +51,7 @@ struct xconn {
 	uint64_t bytes_tx, bytes_rx;
 	uint8_t *buf;
 	size_t cap;
+	uint64_t deadline_ms; /* monotonic: reads fail after it (0: none) */
 };
 
 /* Set up @c on connected socket @fd with read/write timeouts. */
@@ -58,6 +59,9 @@ void xconn_init(struct xconn *c, int fd, int timeout_ms);
 void xconn_close(struct xconn *c);
 /* Change the read/write timeout (e.g. while the peer hashes an image). */
 void xconn_timeout(struct xconn *c, int timeout_ms);
+/* Every read must be done within @ms from now, however slowly the peer
+ * trickles its bytes (0: no deadline; the per-read timeout again). */
+void xconn_deadline(struct xconn *c, int ms);
 
 /* Send one frame whose payload is @a then @b (either may be empty). */
 int xconn_send(struct xconn *c, uint8_t type, const void *a, size_t alen,

@@ -84,6 +84,11 @@ void xconn_timeout(struct xconn *c, int timeout_ms)
 	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+void xconn_deadline(struct xconn *c, int ms)
+{
+	c->deadline_ms = ms > 0 ? gv_now_ms() + (uint64_t)ms : 0;
+}
+
 void xconn_init(struct xconn *c, int fd, int timeout_ms)
 {
 	memset(c, 0, sizeof(*c));
@@ -130,6 +135,14 @@ static int read_all(struct xconn *c, void *p, size_t n)
 	uint8_t *b = p;
 
 	while (n > 0) {
+		if (c->deadline_ms) { /* what is left of it bounds this read */
+			uint64_t now = gv_now_ms();
+			if (now >= c->deadline_ms)
+				return -ETIMEDOUT;
+			uint64_t left = c->deadline_ms - now;
+			struct timeval tv = { (time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000 };
+			setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		}
 		ssize_t r = recv(c->fd, b, n, 0);
 		if (r < 0 && errno == EINTR)
 			continue;

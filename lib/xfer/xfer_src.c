@@ -46,6 +46,11 @@ struct gv_xfer_server {
 	pthread_t thread;
 	volatile int stop;
 	int sessions; /* live session threads, under @mu */
+	/* connections still proving themselves and authenticated sessions,
+	 * per peer address and in all (the limits below), under @mu */
+	struct peer *peers;
+	size_t npeers;
+	int preauth, authed;
 	pthread_mutex_t mu;
 	uint8_t key[GV_XFER_KEY_LEN];
 	gv_xfer_resolve_fn resolve;
@@ -54,9 +59,17 @@ struct gv_xfer_server {
 	void *ud;
 };
 
+/* A peer address with connections alive. */
+struct peer {
+	uint8_t addr[16]; /* IPv6, or IPv4 mapped */
+	int preauth, authed;
+};
+
 struct session {
 	gv_xfer_server *srv;
 	struct xconn c;
+	uint8_t peer[16];
+	bool authed; /* counted as an authenticated session */
 	gv_blockidx *bi;
 	int img;
 	gv_codec codec;
@@ -424,14 +437,88 @@ static int control(struct session *s, const uint8_t *p, size_t n)
 	return r;
 }
 
+/* ---- limits: how many connections a peer, and all peers, may hold ----
+ * A connection must prove itself (the handshake) within HANDSHAKE_MS of
+ * being accepted, however slowly it sends; until then it counts against
+ * MAX_PREAUTH, and against MAX_PEER_PREAUTH for its address, so that idle
+ * or slow strangers cannot take every slot. Authenticated sessions (each
+ * transfer or control request is one) count against MAX_SESSIONS and
+ * MAX_PEER_SESSIONS. A connection over a limit is told why and closed. */
+#define MAX_SESSIONS 64
+#define MAX_PEER_SESSIONS 16
+#define MAX_PREAUTH 32
+#define MAX_PEER_PREAUTH 8
+#define HANDSHAKE_MS 10000
+
+/* mu held: the peer's counters (created at zero), or NULL (no memory). */
+static struct peer *peer_of(gv_xfer_server *srv, const uint8_t addr[16])
+{
+	for (size_t i = 0; i < srv->npeers; i++)
+		if (!memcmp(srv->peers[i].addr, addr, 16))
+			return &srv->peers[i];
+	struct peer *v = realloc(srv->peers, (srv->npeers + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	srv->peers = v;
+	memset(&v[srv->npeers], 0, sizeof(*v));
+	memcpy(v[srv->npeers].addr, addr, 16);
+	return &v[srv->npeers++];
+}
+
+/* mu held: forget a peer with nothing alive. */
+static void peer_tidy(gv_xfer_server *srv, struct peer *p)
+{
+	if (p->preauth || p->authed)
+		return;
+	*p = srv->peers[--srv->npeers];
+}
+
+/* After the handshake (@proved: it succeeded): from proving itself to an
+ * authenticated session, if the limits allow (else a reason, and the
+ * session ends). */
+static const char *admit(struct session *s, bool proved)
+{
+	gv_xfer_server *srv = s->srv;
+	const char *why = NULL;
+
+	pthread_mutex_lock(&srv->mu);
+	struct peer *p = peer_of(srv, s->peer);
+	if (p)
+		p->preauth--;
+	srv->preauth--;
+	if (!proved)
+		why = "not authenticated";
+	else if (!p)
+		why = "out of memory";
+	else if (srv->authed >= MAX_SESSIONS)
+		why = "too many sessions on this agent; try again";
+	else if (p->authed >= MAX_PEER_SESSIONS)
+		why = "too many sessions from your address; try again";
+	if (!why) {
+		p->authed++;
+		srv->authed++;
+		s->authed = true;
+	}
+	if (p)
+		peer_tidy(srv, p);
+	pthread_mutex_unlock(&srv->mu);
+	return why;
+}
+
 static void serve(struct session *s)
 {
 	uint8_t type, *p;
 	size_t n;
 	int r = xauth_server(&s->c, s->srv->key, NULL);
+	const char *full = admit(s, r == 0);
 
+	if (r == 0 && full) {
+		xconn_send_error(&s->c, "%s", full);
+		r = -EBUSY;
+	}
 	/* an authenticated peer may take its time (hashing its own disk for a
 	 * resume, say) between requests */
+	xconn_deadline(&s->c, 0);
 	if (r == 0)
 		xconn_timeout(&s->c, 30 * 60 * 1000);
 	if (r == 0)
@@ -461,8 +548,6 @@ static void serve(struct session *s)
 	}
 }
 
-#define MAX_SESSIONS 64
-
 static void *session_thread(void *arg)
 {
 	struct session *s = arg;
@@ -473,11 +558,41 @@ static void *session_thread(void *arg)
 	if (s->img >= 0)
 		close(s->img);
 	gv_blockidx_free(s->bi);
-	free(s);
 	pthread_mutex_lock(&srv->mu);
+	if (s->authed) {
+		struct peer *p = peer_of(srv, s->peer);
+		if (p) {
+			p->authed--;
+			peer_tidy(srv, p);
+		}
+		srv->authed--;
+	}
 	srv->sessions--;
 	pthread_mutex_unlock(&srv->mu);
+	free(s);
 	return NULL;
+}
+
+/* The peer's address as 16 bytes (IPv4 mapped into IPv6). */
+static void peer_addr(const struct sockaddr_storage *sa, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (sa->ss_family == AF_INET) {
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->ss_family == AF_INET6) {
+		memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+}
+
+/* Say why a connection is refused, without waiting on the peer. */
+static void refuse(int fd, const char *why)
+{
+	struct xconn c;
+
+	xconn_init(&c, fd, 100);
+	xconn_send_error(&c, "%s", why);
+	xconn_close(&c);
 }
 
 static void *accept_thread(void *arg)
@@ -488,36 +603,58 @@ static void *accept_thread(void *arg)
 		struct pollfd pfd = { srv->lfd, POLLIN, 0 };
 		if (poll(&pfd, 1, 200) <= 0)
 			continue;
-		int fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC);
+		struct sockaddr_storage sa;
+		socklen_t salen = sizeof(sa);
+		int fd = accept4(srv->lfd, (struct sockaddr *)&sa, &salen, SOCK_CLOEXEC);
 		if (fd < 0) {
 			usleep(100000); /* EMFILE and friends: do not spin */
 			continue;
 		}
-		pthread_mutex_lock(&srv->mu);
-		bool full = srv->sessions >= MAX_SESSIONS;
-		if (!full)
-			srv->sessions++;
-		pthread_mutex_unlock(&srv->mu);
-		struct session *s = full ? NULL : calloc(1, sizeof(*s));
-		pthread_t t;
+		struct session *s = calloc(1, sizeof(*s));
+		const char *why = NULL;
 		if (!s) {
 			close(fd);
-			if (!full) {
-				pthread_mutex_lock(&srv->mu);
-				srv->sessions--;
-				pthread_mutex_unlock(&srv->mu);
-			}
+			continue;
+		}
+		peer_addr(&sa, s->peer);
+		pthread_mutex_lock(&srv->mu);
+		struct peer *p = peer_of(srv, s->peer);
+		if (!p)
+			why = "out of memory";
+		else if (srv->preauth >= MAX_PREAUTH)
+			why = "too many connections waiting to authenticate; try again";
+		else if (p->preauth >= MAX_PEER_PREAUTH)
+			why = "too many connections from your address waiting to authenticate";
+		if (!why) {
+			p->preauth++;
+			srv->preauth++;
+			srv->sessions++;
+		} else if (p) {
+			peer_tidy(srv, p);
+		}
+		pthread_mutex_unlock(&srv->mu);
+		if (why) {
+			refuse(fd, why);
+			free(s);
 			continue;
 		}
 		s->srv = srv;
 		s->img = -1;
-		xconn_init(&s->c, fd, 10000); /* the handshake must be quick */
+		xconn_init(&s->c, fd, HANDSHAKE_MS);
+		xconn_deadline(&s->c, HANDSHAKE_MS); /* in all, not per read */
+		pthread_t t;
 		if (pthread_create(&t, NULL, session_thread, s) != 0) {
 			xconn_close(&s->c);
-			free(s);
 			pthread_mutex_lock(&srv->mu);
+			p = peer_of(srv, s->peer);
+			if (p) {
+				p->preauth--;
+				peer_tidy(srv, p);
+			}
+			srv->preauth--;
 			srv->sessions--;
 			pthread_mutex_unlock(&srv->mu);
+			free(s);
 			continue;
 		}
 		pthread_detach(t);
@@ -619,6 +756,7 @@ void gv_xfer_server_stop(gv_xfer_server *s)
 			OPENSSL_cleanse(s->key, sizeof(s->key));
 			for (int k = 0; k < IDX_CACHE; k++)
 				gv_blockidx_free(s->cache[k].bi);
+			free(s->peers);
 			pthread_mutex_destroy(&s->mu);
 			free(s);
 			return;

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <cmocka.h>
 
@@ -477,6 +478,121 @@ static void test_tampered_block(void **state)
 	assert_int_equal(gv_rm_rf(dir), 0);
 }
 
+/* ---- connection limits: strangers cannot take every slot ---- */
+
+static json_t *answer_ok(void *ud, json_t *req)
+{
+	(void)ud;
+	(void)req;
+	return json_pack("{s:b}", "ok", 1);
+}
+
+/* A raw TCP connection from source address @src to the server. */
+static int raw_connect(const char *src, int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET }, to = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	inet_pton(AF_INET, src, &a.sin_addr);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	to.sin_port = htons((uint16_t)port);
+	assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+	return fd;
+}
+
+/* What the server says before it closes @fd (up to 4 KiB, NUL-ended). */
+static void read_until_closed(int fd, char *out, size_t cap)
+{
+	struct timeval tv = { 60, 0 }; /* only if the server never closes */
+	size_t n = 0;
+	ssize_t r;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (n + 1 < cap && (r = recv(fd, out + n, cap - 1 - n, 0)) > 0)
+		n += (size_t)r;
+	out[n] = '\0';
+	for (size_t i = 0; i < n; i++) /* the frame's header bytes */
+		if (!out[i])
+			out[i] = ' ';
+}
+
+static bool control_ok(int port)
+{
+	json_t *req = json_pack("{s:s}", "op", "ping"), *rep = NULL;
+	gv_err e;
+	int r = gv_xfer_control("127.0.0.1", port, key, req, 5000, &rep, &e);
+	bool ok = r == 0 && json_is_true(json_object_get(rep, "ok"));
+
+	json_decref(req);
+	json_decref(rep);
+	return ok;
+}
+
+static void test_connection_limits(void **state)
+{
+	(void)state;
+	gv_xfer_server *s = NULL;
+	gv_err err;
+	int held[40], nheld = 0;
+	char said[4096];
+
+	assert_int_equal(gv_xfer_server_start("127.0.0.1:0", key, resolve, NULL, &s, &err), 0);
+	gv_xfer_server_set_control(s, answer_ok);
+	int port = gv_xfer_server_port(s);
+
+	/* one address: 8 connections that never authenticate; the 9th is told
+	 * why and closed, while another address is served */
+	for (int i = 0; i < 8; i++)
+		held[nheld++] = raw_connect("127.0.0.2", port);
+	int extra = raw_connect("127.0.0.2", port);
+	read_until_closed(extra, said, sizeof(said));
+	close(extra);
+	assert_non_null(strstr(said, "too many connections from your address"));
+	assert_true(control_ok(port));
+	/* in all: 32 waiting (4 addresses x 8) fill the server's room for
+	 * strangers; a 33rd from yet another address is told so */
+	for (int a = 3; a <= 5; a++) {
+		char src[32];
+		snprintf(src, sizeof(src), "127.0.0.%d", a);
+		for (int i = 0; i < 8; i++)
+			held[nheld++] = raw_connect(src, port);
+	}
+	extra = raw_connect("127.0.0.6", port);
+	read_until_closed(extra, said, sizeof(said));
+	close(extra);
+	assert_non_null(strstr(said, "too many connections waiting to authenticate"));
+	for (int i = 0; i < nheld; i++)
+		close(held[i]);
+	/* the slots come back once they are closed */
+	bool served = false;
+	for (int i = 0; i < 200 && !served; i++)
+		if (!(served = control_ok(port)))
+			usleep(50000);
+	assert_true(served);
+
+	/* a stranger that trickles its hello a byte at a time, each byte well
+	 * within the per-read timeout, is still cut off: the handshake has a
+	 * deadline in all */
+	int slow = raw_connect("127.0.0.7", port);
+	const uint8_t hdr[5] = { 0, 0, 0, 200, XT_HELLO }; /* a hello of 199 bytes */
+	bool cut = false;
+	assert_int_equal(send(slow, hdr, sizeof(hdr), MSG_NOSIGNAL), (ssize_t)sizeof(hdr));
+	for (int i = 0; i < 120 && !cut; i++) { /* 60 s at most: 6x the deadline */
+		char b = 'G', tmp[64];
+		if (send(slow, &b, 1, MSG_NOSIGNAL) < 0)
+			cut = true;
+		else if (recv(slow, tmp, sizeof(tmp), MSG_DONTWAIT) == 0)
+			cut = true;
+		else
+			usleep(500000);
+	}
+	close(slow);
+	assert_true(cut);
+	gv_xfer_server_stop(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -485,6 +601,7 @@ int main(void)
 		cmocka_unit_test(test_iterative),
 		cmocka_unit_test(test_base_delta),
 		cmocka_unit_test(test_tampered_block),
+		cmocka_unit_test(test_connection_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
