@@ -444,10 +444,10 @@ static int control(struct session *s, const uint8_t *p, size_t n)
  * or slow strangers cannot take every slot. Authenticated sessions (each
  * transfer or control request is one) count against MAX_SESSIONS and
  * MAX_PEER_SESSIONS. A connection over a limit is told why and closed. */
-#define MAX_SESSIONS 64
-#define MAX_PEER_SESSIONS 16
-#define MAX_PREAUTH 32
-#define MAX_PEER_PREAUTH 8
+#define MAX_SESSIONS 128
+#define MAX_PEER_SESSIONS 32
+#define MAX_PREAUTH 64
+#define MAX_PEER_PREAUTH 16
 #define HANDSHAKE_MS 10000
 
 /* mu held: the peer's counters (created at zero), or NULL (no memory). */

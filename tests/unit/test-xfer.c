@@ -535,28 +535,28 @@ static void test_connection_limits(void **state)
 	(void)state;
 	gv_xfer_server *s = NULL;
 	gv_err err;
-	int held[40], nheld = 0;
+	int held[80], nheld = 0;
 	char said[4096];
 
 	assert_int_equal(gv_xfer_server_start("127.0.0.1:0", key, resolve, NULL, &s, &err), 0);
 	gv_xfer_server_set_control(s, answer_ok);
 	int port = gv_xfer_server_port(s);
 
-	/* one address: 8 connections that never authenticate; the 9th is told
-	 * why and closed, while another address is served */
-	for (int i = 0; i < 8; i++)
+	/* one address: 16 connections that never authenticate; the 17th is
+	 * told why and closed, while another address is served */
+	for (int i = 0; i < 16; i++)
 		held[nheld++] = raw_connect("127.0.0.2", port);
 	int extra = raw_connect("127.0.0.2", port);
 	read_until_closed(extra, said, sizeof(said));
 	close(extra);
 	assert_non_null(strstr(said, "too many connections from your address"));
 	assert_true(control_ok(port));
-	/* in all: 32 waiting (4 addresses x 8) fill the server's room for
-	 * strangers; a 33rd from yet another address is told so */
+	/* in all: 64 waiting (4 addresses x 16) fill the server's room for
+	 * strangers; a 65th from yet another address is told so */
 	for (int a = 3; a <= 5; a++) {
 		char src[32];
 		snprintf(src, sizeof(src), "127.0.0.%d", a);
-		for (int i = 0; i < 8; i++)
+		for (int i = 0; i < 16; i++)
 			held[nheld++] = raw_connect(src, port);
 	}
 	extra = raw_connect("127.0.0.6", port);
