@@ -31,6 +31,7 @@ struct gv_agent {
 struct req {
 	char *body;
 	size_t len;
+	bool too_big; /* its body passed MAX_BODY */
 };
 
 static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status,
@@ -528,6 +529,9 @@ static enum MHD_Result route_templates(gv_agent *a, struct MHD_Connection *c,
 	return send_error(c, 404, -ENOENT, "no such route");
 }
 
+/* Requests are small JSON documents; bulk data goes through files. */
+#define MAX_BODY (16u << 20)
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
 			       const char *method, const char *version,
 			       const char *upload, size_t *upload_size, void **con_cls)
@@ -542,13 +546,22 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		return rq ? MHD_YES : MHD_NO;
 	}
 	if (*upload_size) {
-		rq->body = realloc(rq->body, rq->len + *upload_size + 1);
-		memcpy(rq->body + rq->len, upload, *upload_size);
-		rq->len += *upload_size;
-		rq->body[rq->len] = '\0';
+		/* a body past the limit is read and dropped, then refused */
+		char *b = rq->too_big || rq->len + *upload_size > MAX_BODY
+				  ? NULL : realloc(rq->body, rq->len + *upload_size + 1);
+		if (b) {
+			rq->body = b;
+			memcpy(rq->body + rq->len, upload, *upload_size);
+			rq->len += *upload_size;
+			rq->body[rq->len] = '\0';
+		} else {
+			rq->too_big = true;
+		}
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	if (rq->too_big)
+		return send_error(c, 413, -E2BIG, "request body too large (the limit is 16 MiB)");
 	if (rq->len) {
 		body = json_loadb(rq->body, rq->len, 0, NULL);
 		if (!body)

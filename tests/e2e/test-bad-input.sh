@@ -94,6 +94,29 @@ expect_err "missing kernel" "guest kernel or initramfs missing" "$GV" run -- tru
 mv "$GRIDVM_DATA/guest.away" "$GRIDVM_DATA/guest"
 no_vms "missing kernel"
 
+# a request body past the API's limit (16 MiB) is refused, and the agent
+# goes on serving
+out=$(python3 - "$GRIDVM_SOCKET" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+body = b'{"name": "' + b"x" * (20 << 20) + b'"}'
+s.sendall(b"POST /v1/vms HTTP/1.1\r\nHost: gridvm\r\nContent-Type: application/json\r\n"
+          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+reply = b""
+while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    reply += chunk
+print(reply.split(b"\r\n")[0].decode(), reply.split(b"\r\n\r\n", 1)[-1].decode())
+PY
+)
+echo "$out" | grep -q "413" || fail "a 20 MiB body was not refused with 413: $out"
+echo "$out" | grep -q "request body too large" || fail "no reason given: $out"
+"$GV" vm list >/dev/null || fail "the agent stopped serving after a large body"
+echo "ok: a 20 MiB request body: $out"
+
 # agent unreachable
 GRIDVM_NO_AUTOSTART=1 GRIDVM_SOCKET=/nonexistent/sock expect_err "agent unreachable" \
 	"agent is not running" "$GV" vm list
