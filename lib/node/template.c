@@ -538,6 +538,7 @@ static int send_job(const gv_vmdef *d, const gv_vmpaths *p, gv_err *e)
 static int restore_from(gv_host *h, const struct tmpl *t, gv_vmrec *r, const gv_vmpaths *p,
 			gv_err *e)
 {
+	static const char *const done[] = { "completed", NULL };
 	json_t *on = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
 			       "x-ignore-shared", "state", 1);
 	json_t *off = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
@@ -559,7 +560,9 @@ static int restore_from(gv_host *h, const struct tmpl *t, gv_vmrec *r, const gv_
 		rc = host_qmp_run(q, "migrate-set-capabilities", on, e);
 	if (rc == 0)
 		rc = host_qmp_run(q, "migrate-incoming", args, e);
-	if (rc == 0 && (rc = host_wait_migration(q, 5 * 60 * 1000, e)) < 0)
+	/* polled every millisecond: a start waits for nothing else here */
+	if (rc == 0 && (rc = vm_migration_wait(q, done, 5 * 60 * 1000, 1, NULL, NULL, NULL,
+					      e)) < 0)
 		rc = -EPROTO;
 	if (rc == 0)
 		rc = host_qmp_run(q, "migrate-set-capabilities", off, e);
