@@ -5,11 +5,13 @@
  * bound job, move one, drop one), each on a thread of its own so that
  * reports keep coming meanwhile.
  */
-#include <gridvm/api/gridagent.h>
+#include "gridagent_internal.h"
 
 #include <gridvm/base/b64.h>
+#include <gridvm/base/fault.h>
 #include <gridvm/base/util.h>
 #include <gridvm/blocks/blocksample.h>
+#include <gridvm/node/checkpoint.h>
 #include <gridvm/node/image.h>
 #include <gridvm/node/migrate.h>
 #include <gridvm/xfer/xfer.h>
@@ -28,49 +30,11 @@
 
 #define LOG_CHUNK (1u << 20)
 
-/* Work in progress on one job (staging, starting, moving), or what went
- * wrong with it, until the controller releases it. */
-struct gjob {
-	uint64_t id;
-	char vm[40];
-	const char *state; /* "staging", "creating", "failed" (static strings) */
-	char detail[256];
-	char error[512];
-	bool busy;	    /* a thread works on it */
-	bool moving;
-	char move_error[512];
-	int64_t started_epoch; /* a start was made for this binding */
-	int64_t moved_epoch;   /* it moved away from here under this binding */
-	struct gjob *next;
-};
+/* The agent of this process, for the peer requests (see
+ * gv_gridagent_control); NULL when it does not join a grid. */
+static gv_gridagent *current;
 
-struct gv_gridagent {
-	gv_host *h;
-	char *controller, *name, *addr, *site;
-	char ctl_host[256];
-	int ctl_port;
-	unsigned cpus, report_s;
-	uint64_t memory;
-	double speed;
-	double link_rate; /* measured staging rate, bytes/s (0: none yet) */
-	json_t *labels;
-	json_t *moved;	  /* moves made, not yet told to the controller */
-	json_t *samples;  /* image -> {size, mtime, sample}: what it holds */
-	unsigned samples_rev, samples_told; /* the controller has samples_told */
-	bool sampling;	  /* the sampler thread runs */
-	bool kick;	  /* report now: a VM ended */
-	uint8_t key[GV_XFER_KEY_LEN];
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct gjob *jobs;
-	unsigned threads; /* workers running */
-	bool stop;
-	pthread_t th;
-	bool reachable;
-	int said; /* what the log says: -1 nothing yet, 0 unreachable, 1 joined */
-};
-
-static struct gjob *gjob_find(gv_gridagent *g, uint64_t id, bool create)
+struct gjob *gjob_find(gv_gridagent *g, uint64_t id, bool create)
 {
 	struct gjob *j;
 
@@ -92,7 +56,10 @@ static void gjob_forget(gv_gridagent *g, uint64_t id)
 		if ((*pp)->id == id && !(*pp)->busy) {
 			struct gjob *j = *pp;
 			*pp = j->next;
+			json_decref(j->replicas);
+			json_decref(j->held);
 			free(j);
+			ga_held_save(g);
 			return;
 		}
 }
@@ -316,6 +283,10 @@ static json_t *report(gv_gridagent *g, size_t *moves_told, unsigned *rev)
 			json_object_set_new(o, "migrate_error", json_string(j->move_error));
 		if (j && j->moving)
 			json_object_set_new(o, "moving", json_true());
+		if (j && j->fenced)
+			json_object_set_new(o, "fenced", json_true());
+		if (j && json_array_size(j->replicas))
+			ga_replica_report(g, j, o);
 		json_array_append_new(vms, o);
 	}
 	/* jobs still on their way (no VM yet), or that could not start */
@@ -329,6 +300,7 @@ static json_t *report(gv_gridagent *g, size_t *moves_told, unsigned *rev)
 							     "state", j->state, "detail", j->detail,
 							     "error", *j->error ? j->error : NULL));
 	}
+	ga_replicate_kick(g); /* new checkpoints go to their replicas */
 	json_t *moved = json_deep_copy(g->moved);
 	*moves_told = json_array_size(moved);
 	double rate = g->link_rate;
@@ -422,12 +394,27 @@ static void *start_thread(void *arg)
 		free(dir);
 		free(dest);
 	}
+	bool restore = json_is_object(json_object_get(w->binding, "restore"));
 	if (r == 0) {
-		set_phase(g, w->id, "creating", "starting its VM");
+		set_phase(g, w->id, "creating", restore ? "restoring its checkpoint"
+							 : "starting its VM");
 		json_object_set_new(vm, "ephemeral", json_false());
-		if ((r = gv_vmdef_from_json(vm, &def, &e)) == 0 &&
-		    (r = gv_vm_create(g->h, def, &e)) == 0)
-			r = gv_vm_start(g->h, name, &e);
+		if ((r = gv_vmdef_from_json(vm, &def, &e)) == 0)
+			r = gv_vm_create(g->h, def, &e);
+	}
+	if (r == 0 && restore) {
+		if ((r = ga_restore(g, w->id, name, w->binding, &e)) < 0) {
+			gv_err de;
+			if (gv_vm_delete(g->h, name, true, &de) < 0) /* nothing half-made */
+				fprintf(stderr, "gridvmd: cannot drop %s: %s\n", name, de.msg);
+		}
+	} else if (r == 0) {
+		/* not one guest instruction without the lease */
+		pthread_mutex_lock(&g->mu);
+		bool leased = ga_lease_wait(g, 60000);
+		pthread_mutex_unlock(&g->mu);
+		r = leased ? gv_vm_start(g->h, name, &e)
+			   : gv_err_set(&e, -ETIMEDOUT, "no lease from the controller: not started");
 	}
 	pthread_mutex_lock(&g->mu);
 	struct gjob *j = gjob_find(g, w->id, true);
@@ -525,7 +512,7 @@ static void spawn(gv_gridagent *g, struct gjob *j, void *(*fn)(void *), json_t *
 	pthread_attr_destroy(&attr);
 }
 
-static bool vm_exists(gv_gridagent *g, const char *name)
+bool ga_vm_exists(gv_gridagent *g, const char *name)
 {
 	json_t *out = NULL;
 	gv_err e;
@@ -541,12 +528,14 @@ static void obey(gv_gridagent *g, json_t *rep)
 	size_t i;
 	gv_err e;
 
+	ga_settle(g, rep); /* stale VMs killed, old orders refused, fences lifted */
+	ga_drop_checkpoints(g, rep);
 	json_array_foreach(json_object_get(rep, "release"), i, rel) {
 		const char *name = json_string_value(rel);
 		uint64_t id = name && !strncmp(name, "job-", 4) ? strtoull(name + 4, NULL, 10) : 0;
 		if (!id)
 			continue;
-		if (vm_exists(g, name) && gv_vm_delete(g->h, name, true, &e) < 0)
+		if (ga_vm_exists(g, name) && gv_vm_delete(g->h, name, true, &e) < 0)
 			fprintf(stderr, "gridvmd: cannot drop %s: %s\n", name, e.msg);
 		pthread_mutex_lock(&g->mu);
 		gjob_forget(g, id);
@@ -561,13 +550,15 @@ static void obey(gv_gridagent *g, json_t *rep)
 		if (!id || !name)
 			continue;
 		pthread_mutex_lock(&g->mu);
-		struct gjob *j = gjob_find(g, id, false);
+		struct gjob *j = gjob_find(g, id, true);
+		if (j)
+			ga_replicas_set(g, j, b);
 		bool idle = !j || (!j->busy && !j->state);
 		/* a job is started at most once per binding, and never again
 		 * under the binding it moved away with */
 		bool done = j && (j->started_epoch == epoch || (j->moved_epoch && epoch <= j->moved_epoch));
 		pthread_mutex_unlock(&g->mu);
-		if (!idle || done || vm_exists(g, name))
+		if (!idle || done || ga_vm_exists(g, name))
 			continue; /* on its way, failed (reported), there, or gone */
 		pthread_mutex_lock(&g->mu);
 		if ((j = gjob_find(g, id, true)) && !fresh) {
@@ -590,7 +581,7 @@ static void obey(gv_gridagent *g, json_t *rep)
 		bool go = j && !j->busy && !*j->move_error;
 		pthread_mutex_unlock(&g->mu);
 		/* once moved the VM is not here: the order is stale */
-		if (!go || !vm_exists(g, json_string_value(json_object_get(m, "vm")) ?: ""))
+		if (!go || !ga_vm_exists(g, json_string_value(json_object_get(m, "vm")) ?: ""))
 			continue;
 		pthread_mutex_lock(&g->mu);
 		if ((j = gjob_find(g, id, false)) && !j->busy) {
@@ -638,7 +629,15 @@ static void *report_thread(void *arg)
 		unsigned rev = 0;
 		json_t *req = report(g, &told, &rev), *rep = NULL;
 		gv_err e = { "" };
-		int r = gv_xfer_control(g->ctl_host, g->ctl_port, g->key, req, 15000, &rep, &e);
+		uint64_t sent = ga_mono_ms(); /* the lease counts from here */
+		int r = gv_fault("grid.agent.report", &e);
+		if (r == 0)
+			r = gv_xfer_control(g->ctl_host, g->ctl_port, g->key, req, 15000, &rep, &e);
+		/* a reply lost on its way back (docs/fault-injection.md) */
+		if (r == 0 && (r = gv_fault("grid.agent.reply", &e)) < 0) {
+			json_decref(rep);
+			rep = NULL;
+		}
 		if (r == 0 && !json_is_true(json_object_get(rep, "ok"))) {
 			r = -EIO;
 			gv_err_set(&e, r, "%s", json_string_value(json_object_get(rep, "error")) ?: "refused");
@@ -651,6 +650,7 @@ static void *report_thread(void *arg)
 		g->said = r == 0;
 		__atomic_store_n(&g->reachable, r == 0, __ATOMIC_RELAXED); /* gv_gridagent_joined */
 		if (r == 0) {
+			ga_lease_renewed(g, sent, rep);
 			json_int_t every = json_integer_value(json_object_get(rep, "report_s"));
 			if (every > 0 && every < 3600)
 				g->report_s = (unsigned)every;
@@ -733,15 +733,27 @@ int gv_gridagent_start(gv_host *h, const gv_gridagent_opts *o, gv_gridagent **ou
 		r = gv_err_set(e, -EINVAL, "invalid host name '%s' (use --name)", g->name);
 	else if (!(g->labels = labels_parse(o->labels, e)))
 		r = -EINVAL;
-	else if ((r = gv_xfer_peer_parse(o->controller, g->ctl_host, sizeof(g->ctl_host),
+	else if ((r = gv_xfer_peer_parse(strtok(strdupa(o->controller), ","), g->ctl_host,
+					 sizeof(g->ctl_host),
 					 &g->ctl_port)) < 0)
 		gv_err_set(e, r, "invalid controller address '%s' (HOST[:PORT])", o->controller);
 	else if ((r = gv_xfer_key_load(gv_host_grid_key(h), g->key)) < 0)
 		gv_err_set(e, r, "cannot read the grid key %s", gv_host_grid_key(h));
-	else if (pthread_create(&g->th, NULL, report_thread, g) != 0)
-		r = gv_err_set(e, -EAGAIN, "cannot start the report thread");
 	if (r == 0)
+		ga_lease_load(g);
+	if (r == 0 && ga_watchdog_start(g) < 0)
+		r = gv_err_set(e, -EAGAIN, "cannot start the lease watchdog");
+	else if (r == 0 && pthread_create(&g->th, NULL, report_thread, g) != 0) {
+		r = gv_err_set(e, -EAGAIN, "cannot start the report thread");
+		pthread_mutex_lock(&g->mu);
+		g->stop = true;
+		pthread_mutex_unlock(&g->mu);
+		ga_watchdog_stop(g);
+	}
+	if (r == 0) {
 		gv_host_on_vm_end(h, vm_ended, g);
+		__atomic_store_n(&current, g, __ATOMIC_RELEASE);
+	}
 	if (r < 0) {
 		json_decref(g->labels);
 		json_decref(g->moved);
@@ -772,6 +784,8 @@ void gv_gridagent_stop(gv_gridagent *g)
 	pthread_cond_broadcast(&g->cv);
 	pthread_mutex_unlock(&g->mu);
 	pthread_join(g->th, NULL);
+	ga_watchdog_stop(g);
+	__atomic_store_n(&current, NULL, __ATOMIC_RELEASE);
 	/* workers (a fetch, a migration) hold the host: wait for them */
 	pthread_mutex_lock(&g->mu);
 	while (g->threads)
@@ -780,6 +794,8 @@ void gv_gridagent_stop(gv_gridagent *g)
 	while (g->jobs) {
 		struct gjob *j = g->jobs;
 		g->jobs = j->next;
+		json_decref(j->replicas);
+		json_decref(j->held);
 		free(j);
 	}
 	json_decref(g->labels);
@@ -822,8 +838,14 @@ static json_t *grid_log(gv_host *h, json_t *req)
 json_t *gv_gridagent_control(void *ud, json_t *req)
 {
 	const char *op = json_string_value(json_object_get(req, "op"));
+	/* (one agent per process: the peer server knows only the host) */
+	json_t *refused = ga_epoch_check(__atomic_load_n(&current, __ATOMIC_ACQUIRE), req);
 
+	if (refused)
+		return refused;
 	if (op && !strcmp(op, "grid-log"))
 		return grid_log(ud, req);
+	if (op && !strcmp(op, "ckpt-send"))
+		return ga_ckpt_send(ud, req);
 	return gv_migrate_control(ud, req);
 }

@@ -414,6 +414,7 @@ void gv_ctl_stop(gv_ctl *c)
 	ctl_learn_free(c);
 	for (size_t i = 0; i < c->nhosts; i++) {
 		json_decref(c->hosts[i].labels);
+		json_decref(c->hosts[i].drops);
 		json_decref(c->hosts[i].report);
 		free(c->hosts[i].bound);
 	}

@@ -60,7 +60,8 @@ void ctl_host_to_sched(gv_ctl *c, struct ctl_host *h)
 {
 	json_t *res = json_object_get(h->report, "resources"), *attrs = host_attrs(h);
 	gv_sched_host spec = {
-		.state = !h->up ? GV_HOST_DOWN : h->drained ? GV_HOST_DRAINING : GV_HOST_UP,
+		.state = !h->up || h->lost ? GV_HOST_DOWN
+			 : h->drained ? GV_HOST_DRAINING : GV_HOST_UP,
 		.cpus = (uint32_t)json_integer_value(json_object_get(res, "cpus")),
 		.memory = (uint64_t)json_integer_value(json_object_get(res, "memory")),
 		.disk = (uint64_t)json_integer_value(json_object_get(res, "disk")),
@@ -87,7 +88,8 @@ json_t *ctl_hosts_json(gv_ctl *c)
 		struct ctl_host *h = &c->hosts[i];
 		const gv_sched_host *sh = gv_sched_host_get(c->st, h->sidx);
 		json_t *o = json_pack("{s:s, s:s, s:s, s:O, s:b}", "name", h->name, "addr", h->addr,
-				      "state", !h->up ? "down" : h->drained ? "drained" : "up",
+				      "state", h->lost ? "lost" : !h->up ? "down"
+				      : h->drained ? "drained" : "up",
 				      "labels", h->labels, "drained", h->drained);
 		if (h->report) {
 			json_t *all = json_deep_copy(json_object_get(h->report, "labels"));
@@ -149,7 +151,7 @@ static struct ctl_host *image_source(gv_ctl *c, const char *image, struct ctl_ho
 
 /* A VM of job @j on host @h says how it is. */
 static void job_vm_report(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json_t *vm,
-			  json_t *release)
+			  json_t *release, json_t *stale)
 {
 	const char *vstate = json_string_value(json_object_get(vm, "state")) ?: "";
 	const char *bound = json_string_value(json_object_get(j->rec, "host")) ?: "";
@@ -187,8 +189,18 @@ static void job_vm_report(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json
 		here = true;
 		s = GV_JOB_S_RUNNING;
 	}
-	if (!here)
+	if (!here) {
+		/* bound elsewhere since (recovered from a lost host, or back in
+		 * the queue): the VM here is a stale copy; its host kills it.
+		 * Not a VM arriving by a move, nor one that left by one. */
+		bool arriving = s == GV_JOB_S_MIGRATING && to && !strcmp(to, h->name);
+		if (!arriving && !json_is_true(json_object_get(vm, "moving")) &&
+		    strcmp(vstate, "staging") && strcmp(vstate, "creating"))
+			json_array_append_new(stale, json_string(json_string_value(
+							     json_object_get(vm, "name"))));
 		return;
+	}
+	ctl_note_replicas(c, h, j, vm);
 	if (s == GV_JOB_S_MIGRATING) {
 		const char *merr = json_string_value(json_object_get(vm, "migrate_error"));
 		if (merr && !strcmp(vstate, "running")) {
@@ -230,8 +242,15 @@ static void job_vm_report(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json
 			ctl_job_set_state(c, j, GV_JOB_S_STAGING, json_string_value(
 								   json_object_get(vm, "detail")));
 	} else if (!strcmp(vstate, "running") || !strcmp(vstate, "paused")) {
-		if (s == GV_JOB_S_SCHEDULED || s == GV_JOB_S_STAGING)
+		if (s == GV_JOB_S_SCHEDULED || s == GV_JOB_S_STAGING) {
+			json_t *rc = json_object_get(j->rec, "recover");
+			if (json_object_get(rc, "checkpoint"))
+				ctl_event(c, j, "recover", "continues on %s from its checkpoint %s",
+					  h->name, json_string_value(json_object_get(rc,
+									    "checkpoint")));
+			json_object_del(j->rec, "recover"); /* (saved with the state) */
 			ctl_job_set_state(c, j, GV_JOB_S_RUNNING, NULL);
+		}
 	} else if ((!strcmp(vstate, "stopped") || !strcmp(vstate, "failed")) && !j->collecting) {
 		json_t *code = json_object_get(vm, "exit_code");
 		ctl_collect(c, j, json_is_integer(code) && !strcmp(vstate, "stopped")
@@ -287,6 +306,109 @@ out:
 	free(by_name);
 }
 
+/* ---- host loss (docs/host-loss.md) ---- */
+
+/* The hosts @j's checkpoints are copied to: the grid's --checkpoint-replicas
+ * hosts that are up, after @h in the hosts' order (so jobs spread their
+ * replicas), the same ones every reply while the grid does not change. */
+static json_t *replica_addrs(gv_ctl *c, struct ctl_host *h, struct ctl_job *j)
+{
+	json_t *out = json_array();
+	json_t *ck = json_object_get(j->rec, "checkpoint");
+	size_t at = (size_t)(h - c->hosts);
+
+	if (!(json_number_value(json_object_get(ck, "every")) > 0))
+		return out; /* it makes none */
+	for (size_t k = 1; k < c->nhosts && json_array_size(out) < c->o.replicas; k++) {
+		struct ctl_host *r = &c->hosts[(at + k) % c->nhosts];
+		if (r->up && !r->lost && *r->addr)
+			json_array_append_new(out, json_string(r->addr));
+	}
+	return out;
+}
+
+/* Where the host bound to a recovered job gets its checkpoint: itself if
+ * it holds it, else the first holder that is up. */
+static json_t *restore_order(gv_ctl *c, struct ctl_host *h, json_t *rc)
+{
+	json_t *on = json_object_get(rc, "on"), *v;
+	const char *from = NULL;
+	size_t i;
+
+	json_array_foreach(on, i, v) {
+		struct ctl_host *r = ctl_host_find(c, json_string_value(v) ?: "");
+		if (r == h)
+			return json_pack("{s:O}", "checkpoint", json_object_get(rc, "checkpoint"));
+		if (r && r->up && !r->lost && !from)
+			from = r->addr;
+	}
+	return json_pack("{s:O, s:s?}", "checkpoint", json_object_get(rc, "checkpoint"), "from",
+			 from);
+}
+
+void ctl_note_replicas(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json_t *vm)
+{
+	json_t *list = json_object_get(vm, "checkpoints"), *reps = json_object_get(vm, "replicas");
+	json_t *hosts = json_object_get(j->rec, "replica_hosts"), *ids, *ck;
+	const char *addr;
+	bool changed = false;
+
+	if (!json_is_object(reps))
+		return;
+	if (!json_is_array(hosts)) {
+		hosts = json_array();
+		json_object_set_new(j->rec, "replica_hosts", hosts);
+	}
+	/* every host that ever held one (they drop them when the job ends) */
+	json_object_foreach(reps, addr, ids) {
+		struct ctl_host *r = NULL;
+		for (size_t i = 0; i < c->nhosts && !r; i++)
+			if (!strcmp(c->hosts[i].addr, addr))
+				r = &c->hosts[i];
+		bool known = false;
+		size_t i;
+		json_t *v;
+		json_array_foreach(hosts, i, v)
+			known = known || (r && !strcmp(json_string_value(v) ?: "", r->name));
+		if (r && !known) {
+			json_array_append_new(hosts, json_string(r->name));
+			changed = true;
+		}
+	}
+	/* the newest checkpoint of the job that some replica holds */
+	for (size_t k = json_array_size(list); k-- > 0;) {
+		ck = json_array_get(list, k);
+		const char *id = json_string_value(json_object_get(ck, "id")) ?: "";
+		json_t *on = json_array();
+		json_object_foreach(reps, addr, ids) {
+			size_t i;
+			json_t *v;
+			json_array_foreach(ids, i, v) {
+				if (strcmp(json_string_value(v) ?: "", id))
+					continue;
+				for (size_t n = 0; n < c->nhosts; n++)
+					if (!strcmp(c->hosts[n].addr, addr))
+						json_array_append_new(on, json_string(c->hosts[n].name));
+			}
+		}
+		if (!json_array_size(on)) {
+			json_decref(on);
+			continue;
+		}
+		json_t *now = json_pack("{s:s, s:O, s:o}", "id", id, "created",
+					json_object_get(ck, "created"), "on", on);
+		if (!json_equal(now, json_object_get(j->rec, "replicated"))) {
+			json_object_set_new(j->rec, "replicated", now);
+			changed = true;
+		} else {
+			json_decref(now);
+		}
+		break;
+	}
+	if (changed)
+		(void)ctl_job_save(c, j, NULL);
+}
+
 /* The reply: what this host is to run, move and drop. */
 static json_t *host_orders(gv_ctl *c, struct ctl_host *h, json_t *release)
 {
@@ -326,17 +448,28 @@ static json_t *host_orders(gv_ctl *c, struct ctl_host *h, json_t *release)
 				      "controller", c->listen_addr);
 		if (src)
 			json_object_set_new(b, "image_from", json_string(src->addr));
+		json_object_set_new(b, "replicas", replica_addrs(c, h, j));
+		json_t *rc = json_object_get(j->rec, "recover");
+		if ((s == GV_JOB_S_SCHEDULED || s == GV_JOB_S_STAGING) &&
+		    json_object_get(rc, "checkpoint"))
+			json_object_set_new(b, "restore", restore_order(c, h, rc));
 		json_array_append_new(bind, b);
 	}
-	return json_pack("{s:b, s:s, s:o, s:o, s:O, s:i}", "ok", 1, "host", h->name, "bindings",
-			 bind, "moves", moves, "release", release, "report_s", (int)c->o.report_s);
+	json_t *rep = json_pack("{s:b, s:s, s:o, s:o, s:O, s:i, s:i}", "ok", 1, "host", h->name,
+				"bindings", bind, "moves", moves, "release", release, "report_s",
+				(int)c->o.report_s, "lease_s", (int)c->o.host_lease_s);
+	if (json_array_size(h->drops)) { /* told once (a lost reply leaves them) */
+		json_object_set_new(rep, "drop_checkpoints", h->drops);
+		h->drops = NULL;
+	}
+	return rep;
 }
 
 json_t *ctl_host_report(gv_ctl *c, json_t *req)
 {
 	const char *name = json_string_value(json_object_get(req, "name"));
 	const char *addr = json_string_value(json_object_get(req, "addr"));
-	json_t *release = json_array(), *vm, *rep;
+	json_t *release = json_array(), *stale = json_array(), *vm, *rep;
 	struct ctl_host *h;
 	bool changed;
 	gv_err e;
@@ -361,7 +494,7 @@ json_t *ctl_host_report(gv_ctl *c, json_t *req)
 		fprintf(stderr, "gridvmctld: host %s joined (%s)\n", h->name, h->addr);
 		c->last_replan = 0; /* a new host: re-plan at once */
 	}
-	if (!h->up && !changed)
+	if (!h->up && !h->lost && !changed)
 		fprintf(stderr, "gridvmctld: host %s is back\n", h->name);
 	json_decref(h->report);
 	h->report = json_incref(req);
@@ -370,14 +503,24 @@ json_t *ctl_host_report(gv_ctl *c, json_t *req)
 		ctl_kick(c);
 	h->up = true;
 	ctl_learn_report(c, h, req);
-	ctl_host_to_sched(c, h);
 	json_array_foreach(json_object_get(req, "vms"), i, vm) {
 		uint64_t id = gv_job_id_of_vm(json_string_value(json_object_get(vm, "name")));
 		struct ctl_job *j = id ? ctl_job_find(c, id) : NULL;
 		if (j)
-			job_vm_report(c, h, j, vm, release);
+			job_vm_report(c, h, j, vm, release, stale);
 	}
+	/* a lost host takes work again once it holds no stale VM */
+	if (h->lost && !json_array_size(stale)) {
+		h->lost = false;
+		fprintf(stderr, "gridvmctld: host %s is back after it was lost; it holds no VM of "
+			"the jobs recovered elsewhere\n", h->name);
+	} else if (h->lost) {
+		fprintf(stderr, "gridvmctld: host %s is back after it was lost: it is to kill %zu "
+			"stale VMs first\n", h->name, json_array_size(stale));
+	}
+	ctl_host_to_sched(c, h);
 	rep = host_orders(c, h, release);
+	json_object_set_new(rep, "stale", stale);
 	if (!h->samples_known) /* the controller restarted: send them again */
 		json_object_set_new(rep, "want_samples", json_true());
 	pthread_mutex_unlock(&c->mu);

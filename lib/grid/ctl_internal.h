@@ -46,6 +46,10 @@ struct ctl_host {
 	json_t *report;	     /* its last report (resources, attributes, VMs) */
 	uint64_t last_seen;  /* monotonic ms of the last report */
 	bool up;
+	bool lost;	     /* no report for the lease and the grace: its jobs
+			      * were recovered elsewhere; it takes no work until
+			      * a report shows none of their VMs (ctl_loop.c) */
+	json_t *drops;	     /* VM names whose replicated checkpoints it is to drop */
 	int64_t mod_rev;     /* of its record in the store */
 	/* what it holds, as block samples (ctl_learn.c), and the bytes of each
 	 * of the grid's reference images it lacks (-1: cannot tell) */
@@ -95,6 +99,9 @@ struct gv_ctl {
 	pthread_t loop;
 	bool loop_started, stopping;
 	uint64_t last_replan;
+	uint64_t started_ms; /* monotonic ms it began to decide (the lease of
+			      * a host not heard from since counts from then) */
+	uint64_t checked_ms; /* the last look at the hosts (ctl_loop.c) */
 	unsigned collectors; /* output collections running */
 	gv_metrics_server *metrics;
 	/* learned from the agents (ctl_learn.c) */
@@ -108,6 +115,7 @@ struct gv_ctl {
 	struct { /* counted for the metrics (ctl_metrics.c), under mu */
 		uint64_t submitted, placements, cycles, replans;
 		uint64_t moves_started, moves_completed, moves_failed;
+		uint64_t recoveries; /* jobs of lost hosts put back to run */
 		gv_metrics_hist decide_s; /* time of each gv_sched_schedule */
 	} count;
 };
@@ -166,6 +174,11 @@ void ctl_learn_free(gv_ctl *c);
 /* The controller's metrics (a gv_metrics_fn with the gv_ctl as @ud). */
 void ctl_metrics(void *ud, gv_metrics_buf *b);
 void ctl_metrics_init(gv_ctl *c);
+
+/* ---- ctl_hosts.c: host loss ---- */
+/* The newest checkpoint of @j that a host other than its own holds, as
+ * its report says (record "replicated"); mu held. */
+void ctl_note_replicas(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json_t *vm);
 
 /* ---- ctl_loop.c ---- */
 void *ctl_loop(void *arg);

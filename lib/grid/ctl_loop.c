@@ -26,25 +26,148 @@
 /* Output collection: attempts before a job ends without its outputs. */
 #define COLLECT_TRIES 5
 
+/* A job of a lost host goes back to the queue with a new binding to come
+ * (the scheduler places it like any job): from its newest checkpoint a
+ * replica holds, or from the beginning. Its host has paused it by now
+ * (docs/host-loss.md); the new epoch makes that copy stale. */
+static void recover_job(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, double last_wall,
+			double silent_s)
+{
+	json_t *rp = json_object_get(j->rec, "replicated"), *on = json_array(), *v;
+	gv_job_state s = gv_job_record_state(j->rec);
+	const char *id = json_string_value(json_object_get(rp, "id"));
+	double started = json_number_value(json_object_get(j->rec, "started"));
+	double since, lost;
+	size_t i;
+
+	json_array_foreach(json_object_get(rp, "on"), i, v) {
+		struct ctl_host *r = ctl_host_find(c, json_string_value(v) ?: "");
+		if (r && r != h && r->up && !r->lost)
+			json_array_append(on, v);
+	}
+	if (!json_array_size(on))
+		id = NULL;
+	/* the work lost: what it ran since the state it goes on from, up to
+	 * when its host was last heard from, and the lease after that (it
+	 * may have run on until its agent paused it): at most this much */
+	since = id ? json_number_value(json_object_get(rp, "created")) : started;
+	lost = s == GV_JOB_S_RUNNING || s == GV_JOB_S_MIGRATING
+		       ? last_wall + c->o.host_lease_s - since : 0;
+	if (!(lost > 0) || !(since > 0))
+		lost = 0;
+	json_object_set_new(j->rec, "recoveries", json_integer(json_integer_value(
+							  json_object_get(j->rec, "recoveries")) + 1));
+	json_object_set_new(j->rec, "work_lost_s",
+			    json_real(json_number_value(json_object_get(j->rec, "work_lost_s")) +
+				      lost));
+	if (id) {
+		json_object_set_new(j->rec, "recover",
+				    json_pack("{s:s, s:O, s:O, s:s, s:f}", "checkpoint", id,
+					      "created", json_object_get(rp, "created"), "on", on,
+					      "lost_host", h->name, "work_lost_s", lost));
+		char ons[256] = "";
+		json_array_foreach(on, i, v)
+			snprintf(ons + strlen(ons), sizeof(ons) - strlen(ons), "%s%s", i ? ", " : "",
+				 json_string_value(v));
+		ctl_event(c, j, "recover", "its host %s is lost (no report for %.0f s): it goes on "
+			  "from its checkpoint %s, held by %s; work lost: at most %.1f s (since that "
+			  "checkpoint)", h->name, silent_s, id, ons, lost);
+	} else {
+		json_object_del(j->rec, "recover");
+		ctl_event(c, j, "recover", "its host %s is lost (no report for %.0f s): %s; it "
+			  "restarts from the beginning; work lost: at most %.1f s", h->name, silent_s,
+			  rp ? "no host that holds its checkpoint is up"
+			     : "it had no checkpoint on another host", lost);
+	}
+	json_decref(on);
+	json_object_del(j->rec, "host");
+	json_object_del(j->rec, "migrate_to");
+	json_object_del(j->rec, "started");
+	if (j->sidx != GV_SCHED_NONE)
+		gv_sched_job_unbind(c->st, j->sidx);
+	j->last_why = -1;
+	c->count.recoveries++;
+	ctl_job_set_state(c, j, GV_JOB_S_QUEUED, id ? "recovering from its checkpoint"
+						     : "restarting: its host was lost");
+}
+
+/* Is the VM of @j in the last report of @h? */
+static bool reports_vm(struct ctl_host *h, struct ctl_job *j)
+{
+	json_t *vm;
+	size_t i;
+
+	json_array_foreach(json_object_get(h->report, "vms"), i, vm)
+		if (gv_job_id_of_vm(json_string_value(json_object_get(vm, "name"))) == j->id)
+			return true;
+	return false;
+}
+
+/* A host not heard from for the lease is down (suspect: nothing new goes
+ * there; so after three report intervals already); after the lease and
+ * the grace it is lost, and its jobs are recovered elsewhere. */
 static void check_hosts(gv_ctl *c)
 {
-	uint64_t limit = (uint64_t)(DOWN_AFTER_REPORTS * c->o.report_s + 2) * 1000;
+	uint64_t down = (uint64_t)(DOWN_AFTER_REPORTS * c->o.report_s + 2) * 1000;
+	uint64_t lease = (uint64_t)c->o.host_lease_s * 1000;
+	uint64_t lost = lease + (uint64_t)(c->o.host_grace_s ? c->o.host_grace_s
+							    : c->o.host_lease_s) * 1000;
+	uint64_t now = gv_now_ms();
 
+	/* deciding from now on (started, or took the lead after standing
+	 * by: the loop runs every second while it decides) */
+	if (!c->checked_ms || now - c->checked_ms > 3000)
+		c->started_ms = now;
+	c->checked_ms = now;
+	if (lease && lease < down)
+		down = lease;
 	for (size_t i = 0; i < c->nhosts; i++) {
 		struct ctl_host *h = &c->hosts[i];
-		if (!h->up || gv_now_ms() - h->last_seen < limit)
+		/* a host not heard from since this controller began to decide:
+		 * its lease counts from then (the one before may have renewed it
+		 * just before it stopped) */
+		uint64_t seen = h->last_seen > c->started_ms ? h->last_seen : c->started_ms;
+		if (h->up && now - seen >= down) {
+			h->up = false;
+			ctl_host_to_sched(c, h);
+			fprintf(stderr, "gridvmctld: host %s is down (no report for %llu s)\n",
+				h->name, (unsigned long long)((now - seen) / 1000));
+			for (size_t k = 0; k < c->njobs; k++) {
+				struct ctl_job *j = c->jobs[k];
+				const char *host = json_string_value(json_object_get(j->rec, "host"));
+				if (host && !strcmp(host, h->name) &&
+				    !gv_job_state_final(gv_job_record_state(j->rec)))
+					ctl_event(c, j, "host", "its host %s stopped reporting",
+						  h->name);
+			}
+		}
+		if (h->up || h->lost || !lease || now - seen < lost)
 			continue;
-		h->up = false;
-		ctl_host_to_sched(c, h);
-		fprintf(stderr, "gridvmctld: host %s is down (no report for %llu s)\n", h->name,
-			(unsigned long long)((gv_now_ms() - h->last_seen) / 1000));
+		unsigned n = 0;
+		double silent = (double)(now - seen) / 1000.0;
+		double last_wall = ctl_now() - silent;
 		for (size_t k = 0; k < c->njobs; k++) {
 			struct ctl_job *j = c->jobs[k];
 			const char *host = json_string_value(json_object_get(j->rec, "host"));
-			if (host && !strcmp(host, h->name) &&
-			    !gv_job_state_final(gv_job_record_state(j->rec)))
-				ctl_event(c, j, "host", "its host %s stopped reporting", h->name);
+			gv_job_state s = gv_job_record_state(j->rec);
+			if (!host || strcmp(host, h->name) || gv_job_state_final(s) ||
+			    s == GV_JOB_S_QUEUED || j->collecting)
+				continue;
+			/* a move that arrived: its destination binds it */
+			const char *to = json_string_value(json_object_get(j->rec, "migrate_to"));
+			struct ctl_host *dst = to ? ctl_host_find(c, to) : NULL;
+			if (s == GV_JOB_S_MIGRATING && dst && dst->up && reports_vm(dst, j))
+				continue;
+			if (!h->lost) {
+				h->lost = true;
+				fprintf(stderr, "gridvmctld: host %s is lost (no report for %.0f s): "
+					"its jobs are recovered elsewhere\n", h->name, silent);
+			}
+			recover_job(c, h, j, last_wall, silent);
+			n++;
 		}
+		if (n)
+			ctl_kick(c);
 	}
 }
 
@@ -291,6 +414,28 @@ static int collect_outputs(struct collect *k, const char *dir, gv_err *e)
 	return r;
 }
 
+/* A job that succeeded and drops its checkpoints on success: every host
+ * that held a replica of them drops them too (told in its next reply). */
+static void drop_replicas(gv_ctl *c, struct ctl_job *j, int exit_code)
+{
+	json_t *v;
+	size_t i;
+	char vm[40];
+
+	if (exit_code != 0 || !json_is_true(json_object_get(json_object_get(j->rec, "checkpoint"),
+							       "drop_on_success")))
+		return;
+	gv_job_vm_name(j->id, vm, sizeof(vm));
+	json_array_foreach(json_object_get(j->rec, "replica_hosts"), i, v) {
+		struct ctl_host *h = ctl_host_find(c, json_string_value(v) ?: "");
+		if (!h)
+			continue;
+		if (!h->drops)
+			h->drops = json_array();
+		json_array_append_new(h->drops, json_string(vm));
+	}
+}
+
 static void *collect_thread(void *arg)
 {
 	struct collect *k = arg;
@@ -339,6 +484,7 @@ static void *collect_thread(void *arg)
 			if (*k->error)
 				json_object_set_new(j->rec, "error", json_string(k->error));
 			ctl_job_unschedule(c, j);
+			drop_replicas(c, j, k->exit_code);
 			ctl_job_set_state(c, j, k->exit_code >= 0 ? GV_JOB_S_COMPLETED : GV_JOB_S_FAILED,
 					  k->exit_code >= 0 ? NULL : (*k->error ? k->error : NULL));
 			ctl_kick(c);
