@@ -518,8 +518,11 @@ static const struct {
 json_t *ctl_request(void *ud, json_t *req)
 {
 	const char *op = json_string_value(json_object_get(req, "op"));
+	json_t *standby = ctl_standby_reply(ud);
 	char msg[128];
 
+	if (standby)
+		return standby; /* another controller leads (ctl_elect.c) */
 	for (size_t i = 0; op && i < sizeof(ctl_ops) / sizeof(ctl_ops[0]); i++)
 		if (!strcmp(op, ctl_ops[i].op))
 			return ctl_ops[i].fn(ud, req);

@@ -3,7 +3,9 @@
  * grid.c - how the gridvm commands reach the grid controller: its address
  * (--controller or GRIDVM_CONTROLLER), the grid key (--grid-key, or
  * GRIDVM_GRID_KEY, or DATA/grid.key), one request per call over the
- * authenticated channel between hosts.
+ * authenticated channel between hosts, to the leading controller when
+ * several share the grid (the address may be a list; a standby redirects:
+ * ctlcall.h).
  */
 #include "cli.h"
 
@@ -13,6 +15,7 @@
 #include <limits.h>
 #include <openssl/rand.h>
 #include <unistd.h>
+#include <gridvm/api/ctlcall.h>
 #include <gridvm/base/util.h>
 #include <gridvm/vmm/jobio.h>
 #include <gridvm/vmm/vmdef.h>
@@ -22,6 +25,9 @@
 #include <string.h>
 
 #define UPLOAD_CHUNK (4u << 20) /* bytes of input per request */
+
+/* the controller that answered the last request (the leader) */
+static char leader[300];
 
 bool cli_grid_configured(void)
 {
@@ -42,7 +48,8 @@ int cli_grid_peer(char *host, size_t len, int *port, uint8_t key[32])
 		return cli_error("no controller: give --controller ADDR:PORT (or set "
 				 "GRIDVM_CONTROLLER)"), -1;
 	}
-	if (gv_xfer_peer_parse(ctl, host, len, port) < 0) {
+	if (gv_xfer_peer_parse(leader[0] ? leader : ctl, host, len, port) < 0 &&
+	    gv_xfer_peer_parse(strtok(strdupa(ctl), ","), host, len, port) < 0) {
 		free(path);
 		return cli_error("invalid controller address '%s' (HOST:PORT)", ctl), -1;
 	}
@@ -66,7 +73,8 @@ int cli_grid_call(json_t *req, json_t **rep)
 		json_decref(req);
 		return -1;
 	}
-	r = gv_xfer_control(host, port, key, req, 60000, rep, &e);
+	r = gv_ctl_call(getenv("GRIDVM_CONTROLLER"), leader, sizeof(leader), key, req, 60000, rep,
+			&e);
 	OPENSSL_cleanse(key, sizeof(key));
 	json_decref(req);
 	if (r < 0) {

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,10 @@ static void usage(FILE *f)
 		"      --checkpoint-replicas N  hosts each job's checkpoints are copied to\n"
 		"                          (default 1; 0: none)\n"
 		"      --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+		"      --leader-lease D    several controllers on one etcd store: one leads\n"
+		"                          while it renews a lease of D, the others stand by\n"
+		"                          and redirect (default 5s with etcd; the --listen\n"
+		"                          address is what clients are sent to)\n"
 		"      --daemon            detach and log to DATA/gridvmctld.log\n"
 		"  -h, --help              show this help\n",
 		GV_XFER_PORT, gv_data_dir());
@@ -75,7 +80,7 @@ static int seconds(const char *opt, const char *s, unsigned *out)
 int main(int argc, char **argv)
 {
 	enum { O_POLICY = 256, O_MODE, O_QUEUE, O_HEUR, O_BSIZE, O_BWAIT, O_REPORT, O_REPLAN,
-	       O_MOVES, O_DAEMON, O_METRICS, O_LEASE, O_GRACE, O_REPLICAS };
+	       O_MOVES, O_DAEMON, O_METRICS, O_LEASE, O_GRACE, O_REPLICAS, O_LEADER };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "store", required_argument, NULL, 's' },
@@ -93,6 +98,7 @@ int main(int argc, char **argv)
 		{ "host-lease", required_argument, NULL, O_LEASE },
 		{ "host-grace", required_argument, NULL, O_GRACE },
 		{ "checkpoint-replicas", required_argument, NULL, O_REPLICAS },
+		{ "leader-lease", required_argument, NULL, O_LEADER },
 		{ "daemon", no_argument, NULL, O_DAEMON },
 		{ "metrics", required_argument, NULL, O_METRICS },
 		{ "help", no_argument, NULL, 'h' },
@@ -101,7 +107,7 @@ int main(int argc, char **argv)
 	gv_ctl *c = NULL;
 	gv_err e = { "" };
 	char *datadir = NULL, *keyfile = NULL, *lockpath;
-	bool daemon = false;
+	bool daemon = false, leader_set = false, again = false;
 	int ch, r, lock;
 	long n;
 
@@ -169,6 +175,11 @@ int main(int argc, char **argv)
 			break;
 		case O_DAEMON: daemon = true; break;
 		case O_METRICS: o.metrics = optarg; break;
+		case O_LEADER:
+			if (seconds("--leader-lease", optarg, &o.leader_ttl_s) < 0)
+				return 2;
+			leader_set = true;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -181,6 +192,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gridvmctld: --listen ADDR:PORT is required (see --help)\n");
 		return 2;
 	}
+	if (!leader_set && o.store && !strncmp(o.store, "etcd://", 7))
+		o.leader_ttl_s = 5; /* a replicated store: elect (docs/grid.md) */
 	if (!datadir)
 		datadir = gv_strdupf("%s/controller", gv_data_dir());
 	if (!keyfile)
@@ -208,17 +221,35 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
-	r = gv_ctl_start(&o, &c, &e);
-	if (r < 0) {
-		fprintf(stderr, "gridvmctld: %s\n", e.msg);
-		return 1;
+	/* a controller deposed (it lost the leadership) is replaced by a
+	 * new one, which stands by (gv_ctl_deposed) */
+	while (!quit) {
+		r = gv_ctl_start(&o, &c, &e);
+		if (r < 0 && !again) {
+			fprintf(stderr, "gridvmctld: %s\n", e.msg);
+			return 1;
+		}
+		if (r < 0) { /* after a deposition: keep trying */
+			fprintf(stderr, "gridvmctld: %s (trying again)\n", e.msg);
+			poll(NULL, 0, 1000);
+			continue;
+		}
+		if (!again)
+			fprintf(stderr, "gridvmctld: controller on %s (%s, %s), data in %s%s\n",
+				gv_ctl_addr(c), gv_sched_policy_name(o.params.policy),
+				gv_sched_mode_name(o.params.mode), datadir,
+				o.leader_ttl_s ? "; campaigning for the leadership" : "");
+		if (o.metrics && !again)
+			fprintf(stderr, "gridvmctld: metrics on http://%s/metrics\n", o.metrics);
+		while (!quit && !(o.leader_ttl_s && gv_ctl_deposed(c)))
+			poll(NULL, 0, o.leader_ttl_s ? 100 : -1); /* (a signal ends it) */
+		if (quit)
+			break;
+		fprintf(stderr, "gridvmctld: deposed: starting again, as a standby\n");
+		gv_ctl_stop(c);
+		c = NULL;
+		again = true;
 	}
-	fprintf(stderr, "gridvmctld: controller on %s (%s, %s), data in %s\n", gv_ctl_addr(c),
-		gv_sched_policy_name(o.params.policy), gv_sched_mode_name(o.params.mode), datadir);
-	if (o.metrics)
-		fprintf(stderr, "gridvmctld: metrics on http://%s/metrics\n", o.metrics);
-	while (!quit)
-		pause();
 	fprintf(stderr, "gridvmctld: signal %d, stopping (jobs keep running on their hosts)\n",
 		(int)quit);
 	gv_ctl_stop(c);

@@ -36,6 +36,10 @@ typedef struct gv_ctl_opts {
 	unsigned host_grace_s;	/* 0: as host_lease_s */
 	unsigned replicas;	/* hosts each job's checkpoints are copied to (1) */
 	const char *metrics;	/* ADDR:PORT to serve Prometheus metrics on (NULL: none) */
+	/* several controllers on one store (etcd; docs/grid.md): > 0, it
+	 * campaigns for the leadership with a lease of this many seconds
+	 * and stands by while another leads; 0: it leads alone */
+	unsigned leader_ttl_s;
 } gv_ctl_opts;
 
 void gv_ctl_opts_default(gv_ctl_opts *o);
@@ -48,5 +52,12 @@ int gv_ctl_start(const gv_ctl_opts *o, gv_ctl **out, gv_err *e)
 void gv_ctl_stop(gv_ctl *c);
 /* The address it listens on (with the port chosen). */
 const char *gv_ctl_addr(const gv_ctl *c);
+/* Whether it leads now (always, without an election). */
+bool gv_ctl_leading(gv_ctl *c);
+/* Whether it led and lost the leadership (its lease ran out: cut off
+ * from the store, or paused too long). It acts no more and never leads
+ * again (its memory of the grid may be stale): stop it and start a new
+ * one, which stands by. */
+bool gv_ctl_deposed(gv_ctl *c);
 
 #endif
