@@ -7,6 +7,7 @@
  */
 #include "gridagent_internal.h"
 
+#include <gridvm/api/ctlcall.h>
 #include <gridvm/base/b64.h>
 #include <gridvm/base/fault.h>
 #include <gridvm/base/util.h>
@@ -621,6 +622,7 @@ static void vm_ended(void *ud, const char *name)
 static void *report_thread(void *arg)
 {
 	gv_gridagent *g = arg;
+	char leader[300] = ""; /* the controller that answered last (ctlcall.h) */
 
 	pthread_mutex_lock(&g->mu);
 	while (!g->stop) {
@@ -632,7 +634,7 @@ static void *report_thread(void *arg)
 		uint64_t sent = ga_mono_ms(); /* the lease counts from here */
 		int r = gv_fault("grid.agent.report", &e);
 		if (r == 0)
-			r = gv_xfer_control(g->ctl_host, g->ctl_port, g->key, req, 15000, &rep, &e);
+			r = gv_ctl_call(g->controller, leader, sizeof(leader), g->key, req, 15000, &rep, &e);
 		/* a reply lost on its way back (docs/fault-injection.md) */
 		if (r == 0 && (r = gv_fault("grid.agent.reply", &e)) < 0) {
 			json_decref(rep);

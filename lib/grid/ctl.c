@@ -250,7 +250,7 @@ struct ctl_host *ctl_host_add(gv_ctl *c, const char *name, gv_err *e)
 }
 
 /* The grid as the store has it: hosts first (jobs name them). */
-static int ctl_load(gv_ctl *c, gv_err *e)
+int ctl_load(gv_ctl *c, gv_err *e)
 {
 	gv_kv_entry *v = NULL, *meta = NULL;
 	size_t n = 0;
@@ -335,6 +335,7 @@ int gv_ctl_start(const gv_ctl_opts *o, gv_ctl **out, gv_err *e)
 	c->o = *o;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->wake, NULL);
+	pthread_cond_init(&c->elect_wake, NULL);
 	ctl_metrics_init(c);
 	c->datadir = strdup(o->datadir);
 	jobs = gv_strdupf("%s/jobs", c->datadir);
@@ -355,7 +356,10 @@ int gv_ctl_start(const gv_ctl_opts *o, gv_ctl **out, gv_err *e)
 	c->st = gv_sched_state_new();
 	if (!c->st)
 		abort();
-	if ((r = ctl_load(c, e)) < 0)
+	/* with an election, the grid is loaded when it wins (ctl_elect.c) */
+	c->leading = !o->leader_ttl_s;
+	c->lead_until = o->leader_ttl_s ? 0 : UINT64_MAX;
+	if (!o->leader_ttl_s && (r = ctl_load(c, e)) < 0)
 		goto fail;
 	if ((r = gv_xfer_server_start(o->listen, c->key, ctl_resolve, c, &c->xs, e)) < 0)
 		goto fail;
@@ -372,6 +376,13 @@ int gv_ctl_start(const gv_ctl_opts *o, gv_ctl **out, gv_err *e)
 		goto fail;
 	}
 	c->loop_started = true;
+	if (o->leader_ttl_s) {
+		if (pthread_create(&c->elect, NULL, ctl_elect, c) != 0) {
+			r = gv_err_set(e, -EAGAIN, "cannot start the election's thread");
+			goto fail;
+		}
+		c->elect_started = true;
+	}
 	if (o->metrics && (r = gv_metrics_start(o->metrics, ctl_metrics, c, &c->metrics, e)) < 0)
 		goto fail;
 	free(store);
@@ -391,7 +402,10 @@ void gv_ctl_stop(gv_ctl *c)
 	pthread_mutex_lock(&c->mu);
 	c->stopping = true;
 	pthread_cond_broadcast(&c->wake);
+	pthread_cond_broadcast(&c->elect_wake);
 	pthread_mutex_unlock(&c->mu);
+	if (c->elect_started)
+		pthread_join(c->elect, NULL); /* a leader revokes its lease */
 	if (c->loop_started)
 		pthread_join(c->loop, NULL);
 	gv_xfer_server_stop(c->xs);
@@ -424,6 +438,7 @@ void gv_ctl_stop(gv_ctl *c)
 	gv_kv_close(c->kv);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->wake);
+	pthread_cond_destroy(&c->elect_wake);
 	free(c->datadir);
 	free(c->listen_addr);
 	free(c);

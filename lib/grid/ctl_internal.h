@@ -28,6 +28,7 @@
 #define CTL_KEY_HOSTS "/grid/hosts/"
 #define CTL_KEY_EVENTS "/grid/events/"
 #define CTL_KEY_NEXT_ID "/grid/meta/next-id"
+#define CTL_KEY_LEADER "/grid/leader" /* {"addr": ADDR:PORT}, under the leader's lease */
 /* Measured moves the cost model is fitted to (the newest). */
 #define CTL_MOVE_SAMPLES 32
 
@@ -104,6 +105,14 @@ struct gv_ctl {
 	uint64_t checked_ms; /* the last look at the hosts (ctl_loop.c) */
 	unsigned collectors; /* output collections running */
 	gv_metrics_server *metrics;
+	/* leadership (ctl_elect.c; without an election it leads from the
+	 * start, until UINT64_MAX); under mu */
+	pthread_t elect;
+	bool elect_started;
+	bool leading, deposed;
+	uint64_t lead_until;	 /* monotonic ms: it acts only before this */
+	char leader[300];	 /* the leader's address ("": none known) */
+	pthread_cond_t elect_wake; /* stopping */
 	/* learned from the agents (ctl_learn.c) */
 	struct ctl_sample *cat; /* the first sample seen of each image */
 	size_t ncat;
@@ -144,6 +153,20 @@ char *ctl_job_dir(gv_ctl *c, uint64_t id);
 double ctl_now(void);
 /* Wake the deciding loop. */
 void ctl_kick(gv_ctl *c);
+
+/* Read the grid from the store into memory (at start, or on winning
+ * the leadership); mu held when other threads run. */
+int ctl_load(gv_ctl *c, gv_err *e);
+
+/* ---- ctl_elect.c ---- */
+/* It leads and its lease has not run out on its own clock; mu held.
+ * Deciding, answering and writing happen only while it does. */
+bool ctl_leading(gv_ctl *c);
+/* NULL while it leads; else a standby's reply (a redirect to the
+ * leader, ctlcall.h). Takes mu. */
+json_t *ctl_standby_reply(gv_ctl *c);
+/* The election's thread (opts.leader_ttl_s > 0). */
+void *ctl_elect(void *arg);
 
 /* ---- ctl_api.c ---- */
 json_t *ctl_request(void *ud, json_t *req);

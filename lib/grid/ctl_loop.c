@@ -332,6 +332,8 @@ void *ctl_loop(void *arg)
 		pthread_cond_timedwait(&c->wake, &c->mu, &until);
 		if (c->stopping)
 			break;
+		if (!ctl_leading(c))
+			continue; /* standing by (ctl_elect.c) */
 		double now = ctl_now();
 		check_hosts(c);
 		schedule(c, now);
