@@ -474,7 +474,7 @@ static bool tmpl_fits(gv_host *h, const gv_vmdef *d, const char **why)
 	*why = d->boot_disk ? "it boots from its disk"
 	       : d->kernel || d->initrd || d->append ? "it has its own kernel, initrd or "
 						       "command line"
-	       : d->disk_iops || d->disk_bps ? "its disk is throttled"
+	       : d->disk_iops || d->disk_bps ? "its disk is throttled (not hot-plugged yet)"
 	       : !guest_has_templates(h) ? "the guest has no template support (run "
 					   "scripts/setup.sh)"
 					 : NULL;
