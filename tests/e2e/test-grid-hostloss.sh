@@ -37,6 +37,8 @@ host_num() { echo "${1#h}"; }
 replicated_id() { grid_field "$1" '(j.get("replicated") or {}).get("id", "")'; }
 replicated_after() { local r; r=$(replicated_id "$1"); [ -n "$r" ] && [[ "$r" > "$2" ]]; }
 agent_log() { echo "${HOST_DATA[$1]}/gridvmd.log"; }
+now() { date +%s.%N; }
+since() { python3 -c 'import sys; print("%.1f s" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$(now)"; }
 # the stdout lines of the job output in FILE's first BYTES bytes (the frames
 # of include/gridvm/vmm/jobout.h)
 frames_lines() {
@@ -96,15 +98,19 @@ echo "ok: checkpoint $at_cut of the running job is held by $holders"
 mark2=$(log_mark "$(agent_log 2)")
 markc=$(log_mark "$GRID_DIR/gridvmctld.log")
 hosts_cut 2
+t_cut=$(now)
 wait_until 60 "h2's agent to fence the job" log_has "$(agent_log 2)" "$mark2" "fenced $vm (paused)"
+echo "measured: fenced $(since "$t_cut") after the cut (lease ${LEASE} s)"
 same "$(vm_state_on 2 "$vm")" paused "the job's VM on h2, as h2's agent says"
 fenced_at=$(last_on 2 "$vm")
 echo "ok: h2 cut off: its agent paused the job at $fenced_at"
 wait_until 120 "the controller to declare h2 lost" log_has "$GRID_DIR/gridvmctld.log" "$markc" "host h2 is lost"
+echo "measured: h2 declared lost $(since "$t_cut") after the cut (lease + grace $((2 * LEASE)) s)"
 # the fence came first: the VM on h2 printed nothing more since
 same "$(last_on 2 "$vm")" "$fenced_at" "h2's count after the fence"
 wait_until 120 "the job to be bound off h2" bound_off "$job" h2
 grid_wait_state 300 "$job" running
+echo "measured: the job runs again $(since "$t_cut") after the cut"
 to=$(grid_field "$job" 'j["host"]')
 events_have "$job" "goes on from its checkpoint" || fail "no recovery event: $(G job events "$job")"
 ck=$(G job events "$job" | sed -n 's/.*goes on from its checkpoint \([^,]*\),.*/\1/p' | tail -1)
@@ -145,8 +151,11 @@ markc=$(log_mark "$GRID_DIR/gridvmctld.log")
 killed=$(ip netns pids "${HOST_NS[$f]}" | tr '\n' ' ')
 # shellcheck disable=SC2086
 kill -KILL $killed
+t_kill=$(now)
 wait_until 120 "the controller to declare $from lost" log_has "$GRID_DIR/gridvmctld.log" "$markc" "host $from is lost"
 wait_until 120 "job 2 to be bound off $from" bound_off "$job2" "$from"
+grid_wait_state 300 "$job2" running
+echo "measured: job 2 runs again $(since "$t_kill") after its host was killed"
 grid_wait_state 600 "$job2" completed
 same "$(G job logs "$job2" | tr '\n' ' ')" "$(seq 1 50 | tr '\n' ' ')" "job 2's log"
 events_have "$job2" "goes on from its checkpoint" || fail "job 2 did not go on from a checkpoint: $(G job events "$job2")"
