@@ -40,13 +40,13 @@ static void jobs(gv_ctl *c, gv_metrics_buf *b)
 
 static void hosts(gv_ctl *c, gv_metrics_buf *b)
 {
-	static const char *const states[] = { "up", "down", "drained" };
-	unsigned n[3] = { 0 };
+	static const char *const states[] = { "up", "down", "drained", "lost" };
+	unsigned n[4] = { 0 };
 
 	for (size_t i = 0; i < c->nhosts; i++) {
 		struct ctl_host *h = &c->hosts[i];
 		const gv_sched_host *sh = gv_sched_host_get(c->st, h->sidx);
-		n[!h->up ? 1 : h->drained ? 2 : 0]++;
+		n[h->lost ? 3 : !h->up ? 1 : h->drained ? 2 : 0]++;
 		if (!sh)
 			continue;
 		gv_metrics_gauge(b, "gridvm_grid_host_cpus", "vCPUs the host offers to the grid.",
@@ -69,7 +69,7 @@ static void hosts(gv_ctl *c, gv_metrics_buf *b)
 				 "1 if the host reports (up or drained), 0 if it is down.", h->up,
 				 "host", h->name, NULL);
 	}
-	for (size_t s = 0; s < 3; s++)
+	for (size_t s = 0; s < 4; s++)
 		gv_metrics_gauge(b, "gridvm_hosts", "Hosts of the grid, by state.", n[s], "state",
 				 states[s], NULL);
 }
@@ -89,6 +89,9 @@ static void counters(gv_ctl *c, gv_metrics_buf *b)
 	gv_metrics_counter(b, "gridvm_moves_failed_total",
 			   "Moves that failed (the job went on where it was).",
 			   (double)c->count.moves_failed, NULL);
+	gv_metrics_counter(b, "gridvm_jobs_recovered_total",
+			   "Jobs of lost hosts put back to run elsewhere (from a checkpoint or "
+			   "from the beginning).", (double)c->count.recoveries, NULL);
 	gv_metrics_counter(b, "gridvm_sched_cycles_total",
 			   "Scheduling cycles: placing queued jobs (schedule) and considering "
 			   "moves of running ones (replan).",
