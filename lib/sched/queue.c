@@ -81,7 +81,8 @@ const uint32_t *sched_queue_order(gv_sched_state *st, const gv_sched_params *p,
 	for (uint32_t i = 0; i < st->n_pend; i++)
 		st->pend[i].key = sched_qkey(&st->jobs[st->pend[i].idx].pub, st->q_aging);
 	if (st->q_resort) {
-		memcpy(&st->q[st->n_q], st->pend, st->n_pend * sizeof *st->pend);
+		if (st->n_pend) /* (pend may be NULL: memcpy must not see it) */
+			memcpy(&st->q[st->n_q], st->pend, st->n_pend * sizeof *st->pend);
 		st->n_q += st->n_pend;
 		for (uint32_t i = 0; i < st->n_q; i++)
 			if (qent_live(st, &st->q[i]))
