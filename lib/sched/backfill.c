@@ -228,7 +228,7 @@ int sched_online(gv_sched_state *st, const gv_sched_params *p, gv_sched_plan *pl
 			d.reason.other = st->jobs[blocker].pub.id;
 			goto held;
 		}
-		uint32_t h = sched_pick_cycle(st, j, n_resv > 0, &d.reason);
+		uint32_t h = sched_pick_cycle(st, j, n_resv > 0, true, &d.reason);
 		if (h != GV_SCHED_NONE) {
 			double dur =
 			    gv_sched_stage_time(st, j, h, p) + sched_walltime(job, p);
@@ -246,6 +246,12 @@ int sched_online(gv_sched_state *st, const gv_sched_params *p, gv_sched_plan *pl
 		}
 		if (d.reason.why == GV_WHY_WAIT_HOSTS_DOWN)
 			goto held; /* its hosts may not come back: it holds nobody up */
+		if (d.reason.why == GV_WHY_WAIT_LOCALITY) {
+			/* it could start now: it chooses to wait, holding nobody up */
+			d.host = d.reason.host;
+			d.start = st->now + d.reason.v[0];
+			goto held;
+		}
 		if (p->queue == GV_SCHED_QUEUE_STRICT) {
 			blocker = j;
 		} else if (p->queue == GV_SCHED_QUEUE_BACKFILL &&

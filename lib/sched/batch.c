@@ -220,7 +220,7 @@ int sched_batch(gv_sched_state *st, const gv_sched_params *p, gv_sched_plan *pla
 			d.reason.why = GV_WHY_WAIT_NEXT_BATCH;
 			d.reason.n[0] = nb;
 		} else {
-			uint32_t h = sched_pick_cycle(st, j, true, &d.reason);
+			uint32_t h = sched_pick_cycle(st, j, true, false, &d.reason);
 			if (h != GV_SCHED_NONE) {
 				const gv_sched_job *job = &st->jobs[j].pub;
 				double dur = gv_sched_stage_time(st, j, h, p) +

@@ -307,7 +307,72 @@ static void place_reason(gv_sched_state *st, uint32_t j, uint32_t h, gv_sched_re
 	r->n[0] = J->xrank != GV_SCHED_NONE;
 }
 
-uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv,
+/* ---- delay scheduling ---- */
+
+/* A host "holds" a job's image when it lacks at most this share of it
+ * more than the host that lacks least. */
+#define LOCALITY_SLACK 0.1
+
+struct loc_wait {
+	bool on;	  /* the job declines far hosts this cycle */
+	uint64_t limit;	  /* bytes lacking beyond which a host is far */
+	uint64_t best;	  /* the least any up host that could run it lacks */
+	uint32_t host;	  /* that host */
+	uint32_t n_far;	  /* far hosts with room, declined */
+	uint64_t far_min; /* the least one of those lacks */
+};
+
+/* Is @j still within its locality wait at this cycle's now? Then @lw
+ * says which hosts it takes. */
+static void loc_wait_begin(gv_sched_state *st, uint32_t j, bool delay, struct loc_wait *lw)
+{
+	const struct sched_job *J = &st->jobs[j];
+	const gv_sched_params *p = st->p;
+
+	memset(lw, 0, sizeof *lw);
+	lw->host = GV_SCHED_NONE;
+	lw->far_min = UINT64_MAX;
+	if (!delay || !(p->locality_wait > 0) || J->img == GV_SCHED_NONE ||
+	    !J->pub.image_size ||
+	    (J->loc_waiting && st->now - J->loc_since >= p->locality_wait))
+		return;
+	for (uint32_t h = 0; h < st->n_hosts; h++) {
+		if (st->hosts[h].pub.state != GV_HOST_UP || !sched_static_ok(st, j, h))
+			continue;
+		uint64_t m = gv_sched_host_missing(st, h, j);
+		if (lw->host == GV_SCHED_NONE || m < lw->best) {
+			lw->best = m;
+			lw->host = h;
+		}
+	}
+	if (lw->host == GV_SCHED_NONE)
+		return;
+	lw->on = true;
+	lw->limit = lw->best + (uint64_t)(LOCALITY_SLACK * (double)J->pub.image_size);
+}
+
+/* Every host with room was far: the job waits (and its wait starts). */
+static void loc_wait_reason(gv_sched_state *st, uint32_t j, const struct loc_wait *lw,
+			    gv_sched_reason *r)
+{
+	struct sched_job *J = &st->jobs[j];
+	double wait = st->p->locality_wait;
+
+	if (!J->loc_waiting) {
+		J->loc_waiting = true;
+		J->loc_since = st->now;
+	}
+	memset(r, 0, sizeof *r);
+	r->why = GV_WHY_WAIT_LOCALITY;
+	r->host = lw->host;
+	r->v[0] = J->loc_since + wait - st->now;
+	r->v[1] = wait;
+	r->v[2] = (double)lw->best;
+	r->v[3] = (double)lw->far_min;
+	r->n[0] = lw->n_far;
+}
+
+uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv, bool delay,
 			  gv_sched_reason *why)
 {
 	const struct sched_job *J = &st->jobs[j];
@@ -332,6 +397,8 @@ uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv,
 		return GV_SCHED_NONE;
 	}
 	memset(&dg, 0, sizeof dg);
+	struct loc_wait lw;
+	loc_wait_begin(st, j, delay, &lw);
 	double wall = sched_walltime(job, p);
 	for (uint32_t h = 0; h < st->n_hosts; h++) {
 		const gv_sched_host *H = &st->hosts[h].pub;
@@ -362,6 +429,16 @@ uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv,
 				continue;
 			}
 		}
+		/* filter: holds its image, while the job may wait for one */
+		if (lw.on) {
+			uint64_t m = gv_sched_host_missing(st, h, j);
+			if (m > lw.limit) {
+				lw.n_far++;
+				if (m < lw.far_min)
+					lw.far_min = m;
+				continue;
+			}
+		}
 		/* score */
 		double s = score(st, j, h);
 		if (p->rank_weight > 0 && J->xrank != GV_SCHED_NONE)
@@ -372,7 +449,9 @@ uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv,
 			best_score = s;
 		}
 	}
-	if (best == GV_SCHED_NONE)
+	if (best == GV_SCHED_NONE && lw.n_far)
+		loc_wait_reason(st, j, &lw, why);
+	else if (best == GV_SCHED_NONE)
 		wait_reason(st, j, &dg, why);
 	else
 		place_reason(st, j, best, why);
@@ -392,7 +471,7 @@ uint32_t gv_sched_pick(gv_sched_state *st, uint32_t j, double now,
 		why->why = GV_WHY_STALE;
 		return GV_SCHED_NONE;
 	}
-	return sched_pick_cycle(st, j, false, why);
+	return sched_pick_cycle(st, j, false, false, why);
 }
 
 int gv_sched_schedule(gv_sched_state *st, double now, const gv_sched_params *p,

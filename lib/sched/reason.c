@@ -340,6 +340,15 @@ const char *gv_sched_reason_text(const gv_sched_state *st, const gv_sched_decisi
 		put(&o, "waiting for the next batch (this one took the first %u jobs)",
 		    r->n[0]);
 		break;
+	case GV_WHY_WAIT_LOCALITY:
+		put(&o,
+		    "waiting for a host that holds its image (locality wait: %s left of ",
+		    secs(r->v[0], a, sizeof a));
+		put(&o, "%s): host %s lacks %s of it but has no room; ", secs(r->v[1], a, sizeof a),
+		    host_name(st, r->host), size(r->v[2], b, sizeof b));
+		put(&o, "the %u host%s with room lack%s %s or more", r->n[0],
+		    r->n[0] == 1 ? "" : "s", r->n[0] == 1 ? "s" : "", size(r->v[3], a, sizeof a));
+		break;
 	case GV_WHY_STAY_NO_GAIN:
 	case GV_WHY_STAY_NO_DEST:
 	case GV_WHY_STAY_INTERVAL:
@@ -372,6 +381,7 @@ const char *gv_sched_why_name(gv_sched_why why)
 	    [GV_WHY_RESERVED] = "reserved",
 	    [GV_WHY_WAIT_BATCH] = "batch-planned",
 	    [GV_WHY_WAIT_NEXT_BATCH] = "next-batch",
+	    [GV_WHY_WAIT_LOCALITY] = "locality",
 	    [GV_WHY_STAY_NO_GAIN] = "no-gain",
 	    [GV_WHY_STAY_NO_DEST] = "no-destination",
 	    [GV_WHY_STAY_INTERVAL] = "interval",

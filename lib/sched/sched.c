@@ -604,6 +604,7 @@ int gv_sched_job_bind(gv_sched_state *st, uint32_t j, uint32_t h, double start)
 	J->pub.state = GV_JOB_RUNNING;
 	J->pub.host = h;
 	J->pub.start = start;
+	J->loc_waiting = false; /* queued again later, it waits anew */
 	return 0;
 }
 

@@ -66,6 +66,10 @@ struct sched_job {
 	uint64_t st_epoch;
 	uint32_t n_static;     /* hosts that could ever run it */
 	gv_sched_reason never; /* why none could (n_static == 0) */
+	/* delay scheduling: the cycle it first declined hosts lacking its
+	 * image (loc_waiting), until it is bound */
+	bool loc_waiting;
+	double loc_since;
 };
 
 struct sched_qent {
@@ -184,8 +188,10 @@ bool sched_static_any_up(gv_sched_state *st, uint32_t j);
 double sched_walltime(const gv_sched_job *job, const gv_sched_params *p);
 double sched_link(const gv_sched_host *h, const gv_sched_params *p);
 /* One pick over all hosts for the cycle's scratch. With @use_resv, hosts
- * with reservations take the job only where it delays none. */
-uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv,
+ * with reservations take the job only where it delays none; with @delay
+ * (and params' locality_wait), a job declines hosts lacking its image
+ * within its wait (GV_WHY_WAIT_LOCALITY), and remembers when it began. */
+uint32_t sched_pick_cycle(gv_sched_state *st, uint32_t j, bool use_resv, bool delay,
 			  gv_sched_reason *why);
 /* Reserve @j's resources on @h in the cycle's scratch (and profile). */
 int sched_tentative(gv_sched_state *st, uint32_t j, uint32_t h, double s, double e);

@@ -88,6 +88,7 @@ int sim_cycle(gv_sim *s)
 	if (s->o.timer && (r = note_latency(s, spent)) < 0)
 		return r;
 	bool more = false;
+	double retry = INFINITY; /* the end of the first locality wait */
 	for (size_t i = 0; i < s->plan.n_held; i++) {
 		const gv_sched_decision *d = &s->plan.held[i];
 		uint32_t j = sim_job_by_sidx(s, d->job, d->job_id);
@@ -98,7 +99,19 @@ int sim_cycle(gv_sim *s)
 				sim_job_never(s, j);
 		} else if (d->reason.why == GV_WHY_WAIT_NEXT_BATCH) {
 			more = true;
+		} else if (d->reason.why == GV_WHY_WAIT_LOCALITY && d->start < retry) {
+			retry = d->start;
 		}
+	}
+	/* a job waiting for a host that holds its image takes any host once
+	 * its wait is over: decide again then (gridvmctld decides every
+	 * second) unless a cycle comes sooner */
+	if (isfinite(retry) && (s->cycle_at < 0 || s->cycle_at > retry)) {
+		if (retry < s->now + s->o.cycle_s)
+			retry = s->now + s->o.cycle_s;
+		s->cycle_at = retry;
+		if ((r = sim_push(s, retry, EV_CYCLE, 0, ++s->cycle_ver)) < 0)
+			return r;
 	}
 	/* a batch that placed jobs leaves the next batch to the next cycle
 	 * (gridvmctld's loop runs every second) */

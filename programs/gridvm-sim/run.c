@@ -35,6 +35,8 @@ static void usage(FILE *f)
 		"  --heuristic H         batch: min-min (default), max-min, sufferage\n"
 		"  --batch-size N        batch: plan when N jobs wait (default 64)\n"
 		"  --batch-wait D        batch: or when the oldest waited D (default 10s)\n"
+		"  --locality-wait D     a job may wait up to D for a host holding its image\n"
+		"                        (delay scheduling; default 0: off)\n"
 		"  --replan              move running jobs when the cost model says it pays\n"
 		"  --replan-interval D   how often (default 10s)\n"
 		"  --fail-rate R         host failures per host per day (default 0)\n"
@@ -64,7 +66,8 @@ static double now_s(void *ctx)
 static int parse(int argc, char **argv, struct run_opts *o)
 {
 	enum { O_SWF = 256, O_HOSTS, O_POLICY, O_QUEUE, O_MODE, O_HEUR, O_BSIZE, O_BWAIT,
-	       O_REPLAN, O_RINT, O_FAIL, O_REPAIR, O_CKPT, O_CYCLE, O_SEED, O_CHECK, O_JSON };
+	       O_REPLAN, O_RINT, O_FAIL, O_REPAIR, O_CKPT, O_CYCLE, O_SEED, O_CHECK, O_JSON,
+	       O_LWAIT };
 	static const struct option opts[] = {
 		{"swf", required_argument, NULL, O_SWF},
 		{"hosts", required_argument, NULL, O_HOSTS},
@@ -75,6 +78,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		{"batch-size", required_argument, NULL, O_BSIZE},
 		{"batch-wait", required_argument, NULL, O_BWAIT},
 		{"replan", no_argument, NULL, O_REPLAN},
+		{"locality-wait", required_argument, NULL, O_LWAIT},
 		{"replan-interval", required_argument, NULL, O_RINT},
 		{"fail-rate", required_argument, NULL, O_FAIL},
 		{"repair", required_argument, NULL, O_REPAIR},
@@ -142,6 +146,10 @@ static int parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case O_CYCLE:
 			if (sim_seconds("--cycle", optarg, &o->so.cycle_s) < 0)
+				return -1;
+			break;
+		case O_LWAIT:
+			if (sim_seconds("--locality-wait", optarg, &o->so.params.locality_wait) < 0)
 				return -1;
 			break;
 		case O_SEED:

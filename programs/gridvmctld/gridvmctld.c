@@ -49,6 +49,8 @@ static void usage(FILE *f)
 		"      --report-interval D agents report this often (default 2s)\n"
 		"      --replan-interval D consider moving running jobs this often (10s)\n"
 		"      --max-moves N       moves per re-plan for gain (default 2; 0: none)\n"
+		"      --locality-wait D   online: a job may wait up to D for a host that holds\n"
+		"                          its image (delay scheduling; default 0: off)\n"
 		"      --host-lease D      a host not heard from for D is suspect and its\n"
 		"                          agent pauses its VMs (default 10s)\n"
 		"      --host-grace D      lost after the lease and D more: its jobs are\n"
@@ -80,7 +82,8 @@ static int seconds(const char *opt, const char *s, unsigned *out)
 int main(int argc, char **argv)
 {
 	enum { O_POLICY = 256, O_MODE, O_QUEUE, O_HEUR, O_BSIZE, O_BWAIT, O_REPORT, O_REPLAN,
-	       O_MOVES, O_DAEMON, O_METRICS, O_LEASE, O_GRACE, O_REPLICAS, O_LEADER };
+	       O_MOVES, O_DAEMON, O_METRICS, O_LEASE, O_GRACE, O_REPLICAS, O_LEADER,
+	       O_LWAIT };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "store", required_argument, NULL, 's' },
@@ -95,6 +98,7 @@ int main(int argc, char **argv)
 		{ "report-interval", required_argument, NULL, O_REPORT },
 		{ "replan-interval", required_argument, NULL, O_REPLAN },
 		{ "max-moves", required_argument, NULL, O_MOVES },
+		{ "locality-wait", required_argument, NULL, O_LWAIT },
 		{ "host-lease", required_argument, NULL, O_LEASE },
 		{ "host-grace", required_argument, NULL, O_GRACE },
 		{ "checkpoint-replicas", required_argument, NULL, O_REPLICAS },
@@ -173,6 +177,16 @@ int main(int argc, char **argv)
 			if (seconds("--replan-interval", optarg, &o.replan_s) < 0)
 				return 2;
 			break;
+		case O_LWAIT: {
+			uint64_t ms;
+			if (gv_parse_duration_ms(optarg, &ms) < 0 || ms > 86400000ull) {
+				fprintf(stderr, "gridvmctld: invalid --locality-wait '%s' (a duration "
+					"such as 30s, up to a day; 0: off)\n", optarg);
+				return 2;
+			}
+			o.params.locality_wait = (double)ms / 1000;
+			break;
+		}
 		case O_DAEMON: daemon = true; break;
 		case O_METRICS: o.metrics = optarg; break;
 		case O_LEADER:

@@ -222,12 +222,18 @@ typedef struct gv_sched_params {
 	double min_move_interval; /* s between two moves of one job */
 	double move_margin;	  /* s the gain must beat the cost by */
 	gv_sched_cost cost;
+	/* delay scheduling (online mode): a queued job that could start now
+	 * only on hosts lacking more of its image than the host that lacks
+	 * least (plus a tenth of the image) declines them, for up to this
+	 * many s from the first cycle it declined, waiting for such a host
+	 * to have room (0: off) */
+	double locality_wait;
 } gv_sched_params;
 
 /* The defaults: pack, online, backfill with 1 reservation, min-min, batches
  * of 64, rank as tie-breaker, 1 point per hour, walltime 1 h, grace 60 s,
  * 12.5 MB/s; 2 moves per cycle, 600 s between moves, margin 30 s; the
- * cost model of docs/bench-migration.md. */
+ * cost model of docs/bench-migration.md; no locality wait. */
 void gv_sched_params_default(gv_sched_params *p);
 
 /* Names as spelled on command lines ("pack", "min-min", "backfill", ...). */
@@ -263,6 +269,7 @@ typedef enum gv_sched_why {
 	GV_WHY_RESERVED,	 /* it holds a reservation */
 	GV_WHY_WAIT_BATCH,	 /* the batch plan starts it later */
 	GV_WHY_WAIT_NEXT_BATCH,	 /* not in this batch */
+	GV_WHY_WAIT_LOCALITY,	 /* declines hosts lacking its image (locality_wait) */
 	/* a running job that stays */
 	GV_WHY_STAY_NO_GAIN,   /* no destination gains more than the move costs */
 	GV_WHY_STAY_NO_DEST,   /* no other host can take it now */
@@ -299,6 +306,9 @@ typedef enum gv_sched_resource {
  *     disk needed; v[3..5] hosts short of each (-1: not counted)
  *   WAIT_ORDER, WAIT_RESERVATION: other = the job it waits for
  *   RESERVED: host, v[0] starts in; WAIT_NEXT_BATCH: n[0] batch size
+ *   WAIT_LOCALITY: host = one that lacks least of its image (busy); v[0]
+ *     s left to wait, v[1] the wait, v[2] bytes that host lacks, v[3]
+ *     the least any host with room lacks; n[0] hosts with room declined
  *   STAY_INTERVAL: v[0] since the last move, v[1] the minimum
  *   STAY_NO_DEST, STAY_BUDGET: n[1] = 1 when its host is draining;
  *     STAY_BUDGET: n[0] the budget
@@ -328,7 +338,8 @@ typedef struct gv_sched_decision {
 	uint32_t host; /* PLACE/MOVE: destination; WAIT: reserved or planned host */
 	uint32_t from; /* MOVE, STAY: where it runs */
 	double
-	    start; /* PLACE/MOVE: now; WAIT: estimated start (reserved, planned) or 0 */
+	    start; /* PLACE/MOVE: now; WAIT: estimated start (reserved, planned; a
+	      locality wait: when it takes any host) or 0 */
 	gv_sched_reason reason;
 } gv_sched_decision;
 
