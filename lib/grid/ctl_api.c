@@ -113,6 +113,7 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 	if (token && !token_ok(token))
 		return refuse(-EINVAL, "bad input upload");
 	pthread_mutex_lock(&c->mu);
+	gv_kv_batch_begin(c->kv); /* the job and its first event: one commit */
 	id = c->next_id;
 	r = gv_job_from_submit(req, id, (uint32_t)json_integer_value(json_object_get(req, "uid")),
 			       ctl_now(), &rec, &e);
@@ -162,6 +163,8 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 			r = -EINVAL;
 		}
 	}
+	if (gv_kv_batch_end(c->kv, &e) < 0) /* stored before the user hears of it */
+		fprintf(stderr, "gridvmctld: cannot store job %" PRIu64 ": %s\n", id, e.msg);
 	pthread_mutex_unlock(&c->mu);
 	if (r < 0 && dir)
 		(void)gv_rm_rf(dir);

@@ -485,6 +485,7 @@ json_t *ctl_host_report(gv_ctl *c, json_t *req)
 		json_decref(release);
 		return gv_err_json(-EINVAL, e.msg);
 	}
+	gv_kv_batch_begin(c->kv); /* one commit for the report's changes */
 	if (strcmp(h->addr, addr)) {
 		snprintf(h->addr, sizeof(h->addr), "%s", addr);
 		changed = true;
@@ -523,6 +524,8 @@ json_t *ctl_host_report(gv_ctl *c, json_t *req)
 	json_object_set_new(rep, "stale", stale);
 	if (!h->samples_known) /* the controller restarted: send them again */
 		json_object_set_new(rep, "want_samples", json_true());
+	if (gv_kv_batch_end(c->kv, &e) < 0) /* durable before the agent acts on it */
+		fprintf(stderr, "gridvmctld: cannot store host %s's report: %s\n", h->name, e.msg);
 	pthread_mutex_unlock(&c->mu);
 	json_decref(release);
 	return rep;

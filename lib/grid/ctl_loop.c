@@ -335,12 +335,16 @@ void *ctl_loop(void *arg)
 		if (!ctl_leading(c))
 			continue; /* standing by (ctl_elect.c) */
 		double now = ctl_now();
+		gv_err e;
+		gv_kv_batch_begin(c->kv); /* one commit for the cycle's decisions */
 		check_hosts(c);
 		schedule(c, now);
 		if (!c->last_replan || gv_now_ms() - c->last_replan >= c->o.replan_s * 1000ull) {
 			c->last_replan = gv_now_ms();
 			replan(c, now);
 		}
+		if (gv_kv_batch_end(c->kv, &e) < 0)
+			fprintf(stderr, "gridvmctld: cannot store the cycle's decisions: %s\n", e.msg);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
@@ -465,6 +469,7 @@ static void *collect_thread(void *arg)
 		free(tar);
 	}
 	pthread_mutex_lock(&c->mu);
+	gv_kv_batch_begin(c->kv);
 	struct ctl_job *j = ctl_job_find(c, k->id);
 	if (j) {
 		int tries = (int)json_integer_value(json_object_get(j->rec, "collect_tries")) + 1;
@@ -493,6 +498,8 @@ static void *collect_thread(void *arg)
 		}
 	}
 	c->collectors--;
+	if (gv_kv_batch_end(c->kv, &e) < 0)
+		fprintf(stderr, "gridvmctld: cannot store job %" PRIu64 "'s end: %s\n", k->id, e.msg);
 	pthread_mutex_unlock(&c->mu);
 	json_decref(k->missing);
 	free(dir);

@@ -196,6 +196,19 @@ static int fenced_txn(gv_kv *kv, const gv_kv_cmp *cmp, size_t ncmp, const gv_kv_
 	return r;
 }
 
+void gv_kv_batch_begin(gv_kv *kv)
+{
+	gv_err e;
+
+	if (kv->ops->batch)
+		(void)kv->ops->batch(kv->b, true, &e); /* failed: no batch, no harm */
+}
+
+int gv_kv_batch_end(gv_kv *kv, gv_err *e)
+{
+	return kv->ops->batch ? kv->ops->batch(kv->b, false, e) : 0;
+}
+
 int gv_kv_revision(gv_kv *kv, int64_t *rev, gv_err *e)
 {
 	return kv->ops->revision(kv->b, rev, e);

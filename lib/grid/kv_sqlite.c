@@ -110,6 +110,9 @@ struct gv_kv_backend {
 	pthread_mutex_t mu;
 	pthread_cond_t changed; /* broadcast after each write of this handle */
 	bool wrote;		/* the transaction being committed changed keys */
+	unsigned batch;		/* depth of the open batch (0: none): each change
+				 * is then a savepoint of its transaction */
+	bool batch_wrote;	/* a change of the batch changed keys */
 };
 
 /* one change: the revision it starts from, how many operations so far */
@@ -182,13 +185,26 @@ static int exec(gv_kv_backend *b, const char *stmt, gv_err *e)
 static int begin_write(gv_kv_backend *b, gv_err *e)
 {
 	b->wrote = false;
-	return exec(b, "BEGIN IMMEDIATE", e);
+	return exec(b, b->batch ? "SAVEPOINT w" : "BEGIN IMMEDIATE", e);
 }
 
 /* Commit when @r >= 0, else roll back; wake this handle's watches when
- * keys changed. @return @r or the commit's error. */
+ * keys changed. In a batch, release or roll back the change's savepoint
+ * (the batch's end commits). @return @r or the commit's error. */
 static int end_write(gv_kv_backend *b, int r, gv_err *e)
 {
+	if (b->batch) {
+		if (r >= 0)
+			r = exec(b, "RELEASE w", e);
+		if (r < 0) {
+			sqlite3_exec(b->db, "ROLLBACK TO w", NULL, NULL, NULL);
+			sqlite3_exec(b->db, "RELEASE w", NULL, NULL, NULL);
+		} else if (b->wrote) {
+			b->batch_wrote = true;
+		}
+		b->wrote = false;
+		return r;
+	}
 	if (r >= 0) {
 		r = exec(b, "COMMIT", e);
 		if (r == 0 && b->wrote)
@@ -197,6 +213,41 @@ static int end_write(gv_kv_backend *b, int r, gv_err *e)
 	if (r < 0)
 		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
 	b->wrote = false;
+	return r;
+}
+
+/* A read's snapshot (inside a batch: the batch's transaction). */
+static int read_begin(gv_kv_backend *b, gv_err *e)
+{
+	return b->batch ? 0 : exec(b, "BEGIN", e);
+}
+
+static void read_end(gv_kv_backend *b)
+{
+	if (!b->batch)
+		sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL);
+}
+
+/* gv_kv_batch_begin/end: one transaction (one fsync) for the changes
+ * until the outermost end. A begin that fails leaves each change its own
+ * transaction. */
+static int sq_batch(gv_kv_backend *b, bool begin, gv_err *e)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&b->mu);
+	if (begin) {
+		if (b->batch || (r = exec(b, "BEGIN IMMEDIATE", e)) == 0)
+			b->batch++;
+	} else if (b->batch && --b->batch == 0) {
+		r = exec(b, "COMMIT", e);
+		if (r < 0)
+			sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+		else if (b->batch_wrote)
+			pthread_cond_broadcast(&b->changed);
+		b->batch_wrote = false;
+	}
+	pthread_mutex_unlock(&b->mu);
 	return r;
 }
 
@@ -593,7 +644,7 @@ static int sq_range(gv_kv_backend *b, const char *prefix, bool exact, gv_kv_entr
 	pthread_mutex_lock(&b->mu);
 	r = expire(b, e);
 	if (r == 0)
-		r = exec(b, "BEGIN", e); /* one snapshot for the revision and the rows */
+		r = read_begin(b, e); /* one snapshot for the revision and the rows */
 	if (r < 0)
 		goto out;
 	r = meta_read(b, rev, NULL, e);
@@ -618,7 +669,7 @@ static int sq_range(gv_kv_backend *b, const char *prefix, bool exact, gv_kv_entr
 	} else if (r == 0) {
 		r = -EIO;
 	}
-	sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL);
+	read_end(b);
 out:
 	pthread_mutex_unlock(&b->mu);
 	free(end);
@@ -719,7 +770,7 @@ static int events_read(gv_kv_backend *b, const char *prefix, int64_t from, gv_kv
 	sqlite3_stmt *st = NULL;
 	int rc = SQLITE_DONE, r;
 
-	r = exec(b, "BEGIN", e);
+	r = read_begin(b, e);
 	if (r == 0)
 		r = meta_read(b, &rev, &compacted, e);
 	if (r == 0 && from < compacted)
@@ -753,7 +804,7 @@ static int events_read(gv_kv_backend *b, const char *prefix, int64_t from, gv_kv
 		if (r == 0 && !capped && rc != SQLITE_DONE)
 			r = fail(b, rc, "read the history", e);
 	}
-	sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL);
+	read_end(b);
 	free(end);
 	if (r < 0) {
 		gv_kv_events_free(v, cnt);
@@ -913,4 +964,5 @@ const gv_kv_ops gv_kv_sqlite_ops = {
 	.lease_keepalive = sq_lease_keepalive,
 	.lease_revoke = sq_lease_revoke,
 	.lease_ttl = sq_lease_ttl,
+	.batch = sq_batch,
 };

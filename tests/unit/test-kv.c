@@ -694,7 +694,85 @@ static void test_reopen(void **state)
 	absent(fx, "c");
 }
 
+/* A batch: each change keeps its revision and its all-or-nothing (a
+ * failed comparison, a fenced write inside it change nothing); after the
+ * outermost end every change is there, for every handle. */
+static void test_batch(void **state)
+{
+	struct fx *fx = *state;
+	gv_kv_cmp cmp = { K(fx, "a"), 1 }; /* a wrong mod_rev: fails */
+	gv_kv_op op = { GV_KV_PUT, K(fx, "c"), "never", 0 };
+	int64_t ra, rb, r0 = rev_now(fx), lead;
+	gv_kv *other = NULL;
+	bool ok = true;
+
+	gv_kv_batch_begin(fx->kv);
+	ra = put(fx, "a", "1", 0);
+	gv_kv_batch_begin(fx->kv); /* nested: the outer end commits */
+	rb = put(fx, "b", "2", 0);
+	assert_int_equal(gv_kv_batch_end(fx->kv, &fx->e), 0);
+	assert_int_equal(gv_kv_txn(fx->kv, &cmp, 1, &op, 1, &ok, NULL, &fx->e), 0);
+	assert_false(ok);
+	assert_int_equal(ra, r0 + 1);
+	assert_int_equal(rb, r0 + 2);
+	check(fx, "a", "1", ra, ra, 1, 0); /* its own handle reads the batch */
+	assert_int_equal(gv_kv_batch_end(fx->kv, &fx->e), 0);
+	assert_int_equal(gv_kv_open(fx->url, &other, &fx->e), 0);
+	gv_kv *mine = fx->kv;
+	fx->kv = other;
+	check(fx, "a", "1", ra, ra, 1, 0);
+	check(fx, "b", "2", rb, rb, 1, 0);
+	absent(fx, "c");
+	assert_int_equal(rev_now(fx), rb);
+	fx->kv = mine;
+	/* fenced inside a batch: that change fails alone */
+	lead = put(fx, "leader", "me", 0);
+	assert_int_equal(gv_kv_fence(fx->kv, K(fx, "leader"), lead, &fx->e), 0);
+	assert_int_equal(gv_kv_put(other, K(fx, "leader"), "someone else", 0, NULL, &fx->e), 0);
+	gv_kv_batch_begin(fx->kv);
+	assert_int_equal(gv_kv_put(fx->kv, K(fx, "d"), "4", 0, NULL, &fx->e), -ESTALE);
+	assert_int_equal(gv_kv_fence(fx->kv, NULL, 0, &fx->e), 0);
+	put(fx, "e", "5", 0);
+	assert_int_equal(gv_kv_batch_end(fx->kv, &fx->e), 0);
+	absent(fx, "d");
+	check(fx, "e", "5", lead + 2, lead + 2, 1, 0);
+	assert_int_equal(gv_kv_batch_end(fx->kv, &fx->e), 0); /* none open: nothing */
+	gv_kv_close(other);
+}
+
 /* --- not conformance: the URL dispatch, SQLite's own behaviour --- */
+
+/* SQLite: a batch is one transaction, so another handle sees nothing of
+ * it until it ends, and then all of it. */
+static void test_sqlite_batch(void **state)
+{
+	char dir[] = "/tmp/gv-kv-XXXXXX", url[128];
+	gv_kv *kv, *other;
+	gv_kv_entry *en = NULL;
+	size_t n = 0;
+	int64_t rev = 0, r0 = 0;
+	gv_err e;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(url, sizeof(url), "sqlite:%s/kv.db", dir);
+	assert_int_equal(gv_kv_open(url, &kv, &e), 0);
+	assert_int_equal(gv_kv_open(url, &other, &e), 0);
+	assert_int_equal(gv_kv_revision(other, &r0, &e), 0);
+	gv_kv_batch_begin(kv);
+	assert_int_equal(gv_kv_put(kv, "x", "1", 0, NULL, &e), 0);
+	assert_int_equal(gv_kv_put(kv, "y", "2", 0, NULL, &e), 0);
+	assert_int_equal(gv_kv_range(other, "", &en, &n, &rev, &e), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(rev, r0);
+	assert_int_equal(gv_kv_batch_end(kv, &e), 0);
+	assert_int_equal(gv_kv_range(other, "", &en, &n, &rev, &e), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(rev, r0 + 2);
+	gv_kv_entries_free(en, n);
+	gv_kv_close(other);
+	gv_kv_close(kv);
+	gv_rm_rf(dir);
+}
 
 static void test_urls(void **state)
 {
@@ -891,6 +969,8 @@ static void test_etcd_watch_restart(void **state)
 							 fx_teardown, (void *)(be)),      \
 		cmocka_unit_test_prestate_setup_teardown(test_reopen, fx_setup,           \
 							 fx_teardown, (void *)(be)),      \
+		cmocka_unit_test_prestate_setup_teardown(test_batch, fx_setup, fx_teardown, \
+							 (void *)(be)),                   \
 	}
 
 int main(void)
@@ -898,6 +978,7 @@ int main(void)
 	const struct CMUnitTest other[] = {
 		cmocka_unit_test(test_urls),
 		cmocka_unit_test(test_sqlite_autocompact),
+		cmocka_unit_test(test_sqlite_batch),
 		cmocka_unit_test(test_etcd_unreachable),
 	};
 	const struct CMUnitTest etcd_only[] = {

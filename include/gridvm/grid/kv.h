@@ -101,6 +101,20 @@ int gv_kv_txn(gv_kv *kv, const gv_kv_cmp *cmp, size_t ncmp, const gv_kv_op *ops,
  * write any more. @key NULL: no fence. */
 int gv_kv_fence(gv_kv *kv, const char *key, int64_t mod_rev, gv_err *e);
 
+/* Group the changes made through @kv until gv_kv_batch_end() into one
+ * durable commit: with SQLite one transaction and one fsync instead of
+ * one of each per change (each change keeps its own revision and is
+ * still all or nothing; watches see the batch when it ends); etcd
+ * commits every change at once and the calls do nothing. A change made
+ * in a batch is durable only once gv_kv_batch_end() returned 0: act on it
+ * (answer a client, hand out a binding) only after that; if the commit
+ * fails, every change of the batch is lost. Batches nest (the outermost
+ * end commits); changes other threads make through @kv meanwhile join
+ * the batch, and reads through @kv see its changes before they are
+ * committed. */
+void gv_kv_batch_begin(gv_kv *kv);
+int gv_kv_batch_end(gv_kv *kv, gv_err *e) __attribute__((warn_unused_result));
+
 /* Changes under @prefix with revision >= @from_rev (0: from the next
  * change on), oldest first (in a transaction: in the order of its
  * operations), waiting up to @timeout_ms for the first one if there is
