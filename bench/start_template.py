@@ -232,6 +232,7 @@ def main():
     out = []
     say = out.append
     try:
+        load0 = os.getloadavg()[0]  # other work on the machine skews everything
         b = json.loads(gv("template", "build", "--json").stdout)
         tmpl_dir = f"{data}/templates/{b['name']}"
         argv, vmdir = template_argv(data)
@@ -245,7 +246,8 @@ def main():
             f, e = by_hand(argv, vmdir, tmpl_dir, image)
             res["hand"][0].append(f)
             res["hand"][1].append(e)
-        say(f"Machine: {machine()}")
+        say(f"Machine: {machine()}; load average {load0:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} after the latency runs")
         say(f"Template {b['name']}: built in {b['build_ms'] / 1000:.1f} s, "
             f"{b['bytes'] / 2**20:.0f} MiB on disk (RAM file + {os.path.getsize(tmpl_dir + '/state') / 1024:.0f} KiB state)")
         say("")
@@ -282,6 +284,8 @@ def main():
         for mode in ("template", "cold"):
             ok, dt, jpm = throughput(o.jobs, o.parallel, mode)
             say(f"| {mode} | {ok}/{o.jobs} | {dt:.1f} s | {jpm:.0f} |")
+        say("")
+        say(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         for pid in ours(data):  # the agent and QEMUs of this data directory only
             os.kill(pid, 9)

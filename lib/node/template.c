@@ -370,6 +370,15 @@ out_free:
 	return r;
 }
 
+/* Bytes a file takes on disk (the RAM file is sparse where the guest
+ * never wrote). */
+static json_int_t disk_bytes(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (json_int_t)st.st_blocks * 512 : 0;
+}
+
 static json_t *tmpl_entry(gv_host *h, const struct tmpl *t)
 {
 	json_t *m = NULL;
@@ -379,8 +388,7 @@ static json_t *tmpl_entry(gv_host *h, const struct tmpl *t)
 		return NULL;
 	json_object_del(m, "built_from");
 	json_object_set_new(m, "state", json_string(st));
-	json_object_set_new(m, "bytes", json_integer((json_int_t)(gv_file_size(t->mem) +
-								  gv_file_size(t->state))));
+	json_object_set_new(m, "bytes", json_integer(disk_bytes(t->mem) + disk_bytes(t->state)));
 	return m;
 }
 
