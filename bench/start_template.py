@@ -106,6 +106,7 @@ def by_hand(argv, vmdir, tmpl_dir, image):
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", image,
                     f"{d}/disk.qcow2"], check=True)
     subprocess.run(a, check=True)
+    pid = int(open(f"{d}/qemu.pid").read())  # QEMU removes it when it ends
     q = QMP(f"{d}/qmp.sock")
     caps = lambda on: q.cmd("migrate-set-capabilities", capabilities=[
         {"capability": "x-ignore-shared", "state": on}])
@@ -140,13 +141,23 @@ def by_hand(argv, vmdir, tmpl_dir, image):
         if b"X" in f:
             break
         time.sleep(0.001)
-    pid = int(open(f"{d}/qemu.pid").read())
-    os.kill(pid, 9)  # as `gridvm run` deletes its VM once the job ended
-    while os.path.exists(f"/proc/{pid}"):
+    try:
+        os.kill(pid, 9)  # as `gridvm run` deletes its VM once the job ended
+    except ProcessLookupError:
+        pass
+    while alive(pid):
         time.sleep(0.001)
     end = time.monotonic() - t0
     shutil.rmtree(d)
     return first, end
+
+
+def alive(pid):
+    """The process exists and is no zombie (a daemon's parent may reap late)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
 
 
 def ours(data):
