@@ -14,10 +14,11 @@ clang "${CFLAGS[@]}" -o "$OUT/fuzz-jobio" fuzz/fuzz-jobio.c lib/vmm/jobio.c lib/
 	-ljansson -lm
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-blockidx" fuzz/fuzz-blockidx.c lib/blocks/blockidx.c lib/base/util.c \
 	-lcrypto -lm -lpthread
-XFER_SRC=(lib/xfer/xfer_dst.c lib/xfer/xfer_dst_blocks.c lib/xfer/xfer_proto.c lib/blocks/blockidx.c lib/blocks/hostidx.c
+XFER_SRC=(lib/xfer/xfer_dst.c lib/xfer/xfer_dst_blocks.c lib/xfer/xfer_proto.c lib/xfer/xfer_tls.c
+	lib/blocks/blockidx.c lib/blocks/hostidx.c
 	lib/base/util.c lib/base/err.c)
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-xfer" fuzz/fuzz-xfer.c "${XFER_SRC[@]}" \
-	-ljansson -lcrypto -lzstd -llz4 -lz -lm -lpthread
+	-ljansson -lssl -lcrypto -lzstd -llz4 -lz -lm -lpthread
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-expr" fuzz/fuzz-expr.c lib/sched/expr_parse.c lib/sched/expr_eval.c \
 	lib/base/err.c -ljansson -lm
 # libFuzzer writes what it finds (crash-*, leak-*, timeout-*, slow-unit-*)

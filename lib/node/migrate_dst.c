@@ -257,9 +257,10 @@ static json_t *mig_dst_cold(gv_host *h, json_t *req, bool ckpt)
 	return r < 0 ? gv_err_json(r, e.msg) : json_pack("{s:b}", "ok", 1);
 }
 
-static int mig_dst_incoming(gv_host *h, const gv_vmpaths *p, const char *compress, char **uri,
-			    gv_err *e)
+static int mig_dst_incoming(gv_host *h, const gv_vmpaths *p, json_t *req, char **uri,
+			    bool *tls, gv_err *e)
 {
+	const char *compress = json_string_value(json_object_get(req, "compress"));
 	char host[256];
 	int port, r = gv_xfer_peer_parse(h->xfer_addr, host, sizeof(host), &port);
 	char *listen = gv_strdupf("tcp:%s:0", host);
@@ -277,6 +278,8 @@ static int mig_dst_incoming(gv_host *h, const gv_vmpaths *p, const char *compres
 	json_decref(caps);
 	if (r == 0)
 		r = mig_any_stream_setup(q, compress, e);
+	if (r == 0)
+		r = mig_dst_tls_setup(q, req, tls, e);
 	if (r == 0)
 		r = host_qmp_run(q, "migrate-incoming", args, e);
 	if (r == 0 && (r = gv_qmp_execute(q, "query-migrate", NULL, 5000, &st, NULL)) < 0)
@@ -303,7 +306,11 @@ static json_t *mig_dst_live_prepare(gv_host *h, json_t *req)
 	char *uri = NULL, *name;
 	uint64_t wire = 0;
 	json_t *rep;
-	int rc = mig_dst_begin(h, req, &d, &p, &e);
+	bool tls = false;
+	int rc = mig_dst_tls_check(req, &e);
+
+	if (rc == 0)
+		rc = mig_dst_begin(h, req, &d, &p, &e);
 
 	if (rc < 0) {
 		gv_vmpaths_clear(&p);
@@ -325,13 +332,12 @@ static json_t *mig_dst_live_prepare(gv_host *h, json_t *req)
 	if (rc == 0 && (rc = host_get(h, name, &r, &e)) == 0)
 		rc = vm_spawn_qemu(h, r, &p, true, &e);
 	if (rc == 0 && (rc = host_put(h, r, &e)) == 0)
-		rc = mig_dst_incoming(h, &p, json_string_value(json_object_get(req, "compress")),
-				      &uri, &e);
+		rc = mig_dst_incoming(h, &p, req, &uri, &tls, &e);
 	if (rc < 0)
 		mig_dst_drop(h, name, &p);
 	rep = rc < 0 ? gv_err_json(rc, e.msg)
-		     : json_pack("{s:b, s:s, s:I}", "ok", 1, "uri", uri, "wire_bytes",
-				 (json_int_t)wire);
+		     : json_pack("{s:b, s:s, s:I, s:b}", "ok", 1, "uri", uri, "wire_bytes",
+				 (json_int_t)wire, "tls", tls);
 	gv_vmrec_free(r);
 	gv_vmdef_free(d);
 	gv_vmpaths_clear(&p);

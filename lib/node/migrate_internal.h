@@ -59,6 +59,16 @@ void mig_src_unresolved(struct mig *m);
 int mig_src_settle(struct mig *m, const char *ph);
 /* The memory stream's form, the same on both QEMUs. */
 int mig_any_stream_setup(gv_qmp *q, const char *compress, gv_err *e);
+/* The memory stream over TLS (migrate_tls.c), where this host has
+ * certificates: is that so; the destination refuses a request that did
+ * not come over TLS (@req's "_peer"), and sets its incoming QEMU to take
+ * only the requesting host's certificate (*tls: it did); the source
+ * refuses a destination that does not (@rep: its live-prepare reply) and
+ * sets its QEMU to check the destination's. Without certificates: 0. */
+bool mig_any_tls_on(void);
+int mig_dst_tls_check(json_t *req, gv_err *e);
+int mig_dst_tls_setup(gv_qmp *q, json_t *req, bool *tls, gv_err *e);
+int mig_src_tls_setup(gv_qmp *q, json_t *rep, gv_err *e);
 /* The destination runs an arrived VM (confirm or adopt). */
 json_t *mig_dst_run(gv_host *h, const char *name, gv_err *err);
 

@@ -498,6 +498,7 @@ static int mig_src_live(struct mig *m, json_t **summary)
 	mig_src_phase(m, "prepare", NULL);
 	json_t *req = vm_req(m, "live-prepare");
 	json_object_set_new(req, "compress", json_string(m->compress));
+	json_object_set_new(req, "tls", json_boolean(mig_any_tls_on()));
 	r = mig_src_ask(m, req, 60 * 60 * 1000, &rep);
 	wire = (uint64_t)json_integer_value(json_object_get(rep, "wire_bytes"));
 	if (r == 0)
@@ -506,6 +507,8 @@ static int mig_src_live(struct mig *m, json_t **summary)
 		r = host_qmp_run(q, "migrate-set-capabilities", caps, m->e);
 	if (r == 0)
 		r = mig_any_stream_setup(q, m->compress, m->e);
+	if (r == 0)
+		r = mig_src_tls_setup(q, rep, m->e);
 	if (r == 0) {
 		args = json_pack("{s:s}", "uri", json_string_value(json_object_get(rep, "uri")));
 		r = host_qmp_run(q, "migrate", args, m->e);

@@ -4,8 +4,11 @@
 #ifndef GRIDVM_XFER_INTERNAL_H
 #define GRIDVM_XFER_INTERNAL_H
 
+#include <gridvm/xfer/tls.h>
 #include <gridvm/xfer/xfer.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <sys/types.h>
 
 #define XFER_MAGIC "GRIDVMX1"
 #define XFER_VERSION 1
@@ -52,6 +55,16 @@ struct xconn {
 	uint8_t *buf;
 	size_t cap;
 	uint64_t deadline_ms; /* monotonic: reads fail after it (0: none) */
+	/* TLS (xfer_tls.c): with @ssl set, frames carry no MAC (the records
+	 * are authenticated) and the socket is non-blocking */
+	gv_tls *tls;	   /* material to use; NULL: the process's */
+	SSL *ssl;
+	int timeout_ms;	   /* per read/write */
+	int sock_err;	   /* the socket's last error under TLS */
+	uint8_t pre[8];	   /* the first bytes the peer sent (is it TLS?) */
+	size_t npre;
+	char tls_why[200]; /* the TLS library's reason for the last failure */
+	gv_peer_id peer;   /* once authenticated */
 };
 
 /* Set up @c on connected socket @fd with read/write timeouts. */
@@ -78,6 +91,16 @@ void xconn_send_error(struct xconn *c, const char *fmt, ...)
  * every later frame. */
 int xauth_client(struct xconn *c, const uint8_t *key, gv_err *e);
 int xauth_server(struct xconn *c, const uint8_t *key, gv_err *e);
+
+/* TLS 1.3 on a connected xconn with @t's material, the peer verified
+ * (client: its certificate must name the address dialled); the peer's
+ * identity in c->peer. -ENOENT (no message): @t holds no material;
+ * -EPROTONOSUPPORT: the peer does not speak TLS (what it said in @e). */
+int xtls_client(struct xconn *c, gv_tls *t, gv_err *e);
+int xtls_server(struct xconn *c, gv_tls *t, gv_err *e);
+ssize_t xtls_read(struct xconn *c, void *p, size_t n);
+int xtls_write_all(struct xconn *c, const void *p, size_t n);
+void xtls_close(struct xconn *c);
 
 /* Compress @n bytes; *out is malloc'd. */
 int xcodec_compress(gv_codec codec, int level, const uint8_t *in, size_t n,

@@ -1,19 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * xfer_proto.c - the transfer protocol's frames, its mutual
- * authentication (HMAC-SHA256 challenge-response over a shared grid key,
- * then a MAC on every frame with per-direction keys and sequence numbers)
- * and its compression codecs.
+ * authentication (TLS 1.3 with certificates from the grid CA, xfer_tls.c,
+ * where the host has them; else HMAC-SHA256 challenge-response over a
+ * shared grid key, then a MAC on every frame with per-direction keys and
+ * sequence numbers) and its compression codecs.
  */
 #include "xfer_internal.h"
 
 #include <openssl/evp.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lz4.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +70,11 @@ int gv_xfer_key_load(const char *path, uint8_t key[GV_XFER_KEY_LEN])
 	char *text = NULL;
 	int r = gv_read_file(path, &text, NULL);
 
+	/* a host with certificates needs no shared key: all zero, "none" */
+	if (r == -ENOENT && gv_tls_enabled(gv_tls_default(), NULL)) {
+		memset(key, 0, GV_XFER_KEY_LEN);
+		return 0;
+	}
 	if (r < 0)
 		return r;
 	text[strcspn(text, "\n")] = '\0'; /* exactly 64 hex digits, then a newline */
@@ -80,6 +88,7 @@ void xconn_timeout(struct xconn *c, int timeout_ms)
 {
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 
+	c->timeout_ms = timeout_ms;
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
@@ -98,6 +107,7 @@ void xconn_init(struct xconn *c, int fd, int timeout_ms)
 
 void xconn_close(struct xconn *c)
 {
+	xtls_close(c);
 	if (c->fd >= 0)
 		close(c->fd);
 	EVP_MAC_CTX_free(c->mac_tx);
@@ -117,6 +127,8 @@ static int write_all(struct xconn *c, const void *p, size_t n, int flags)
 {
 	const uint8_t *b = p;
 
+	if (c->ssl)
+		return xtls_write_all(c, p, n);
 	while (n > 0) {
 		ssize_t w = send(c->fd, b, n, MSG_NOSIGNAL | flags);
 		if (w < 0 && errno == EINTR)
@@ -134,6 +146,13 @@ static int read_all(struct xconn *c, void *p, size_t n)
 {
 	uint8_t *b = p;
 
+	while (c->ssl && n > 0) { /* the deadline bounds its waits */
+		ssize_t r = xtls_read(c, b, n);
+		if (r < 0)
+			return (int)r;
+		b += r;
+		n -= (size_t)r;
+	}
 	while (n > 0) {
 		if (c->deadline_ms) { /* what is left of it bounds this read */
 			uint64_t now = gv_now_ms();
@@ -179,21 +198,30 @@ int xconn_send(struct xconn *c, uint8_t type, const void *a, size_t alen,
 	       const void *b, size_t blen)
 {
 	uint8_t hdr[5], mac[32];
-	size_t len = 1 + alen + blen + (c->authed ? XFER_MAC_LEN : 0);
+	bool macs = c->mac_tx;
+	size_t len = 1 + alen + blen + (macs ? XFER_MAC_LEN : 0);
 	int r;
 
 	if (len > XFER_MAX_FRAME)
 		return -EMSGSIZE;
 	put_be32(hdr, (uint32_t)len);
 	hdr[4] = type;
+	if (c->ssl && alen < 16384 - sizeof(hdr)) { /* one record for the small part */
+		uint8_t buf[16384];
+		memcpy(buf, hdr, sizeof(hdr));
+		if (alen)
+			memcpy(buf + sizeof(hdr), a, alen);
+		r = xtls_write_all(c, buf, sizeof(hdr) + alen);
+		return r == 0 && blen ? xtls_write_all(c, b, blen) : r;
+	}
 	/* MSG_MORE only where more of the frame follows: a corked last piece
 	 * would wait for the kernel's 200 ms cork timeout */
-	r = write_all(c, hdr, sizeof(hdr), alen || blen || c->authed ? MSG_MORE : 0);
+	r = write_all(c, hdr, sizeof(hdr), alen || blen || macs ? MSG_MORE : 0);
 	if (r == 0 && alen)
-		r = write_all(c, a, alen, blen || c->authed ? MSG_MORE : 0);
+		r = write_all(c, a, alen, blen || macs ? MSG_MORE : 0);
 	if (r == 0 && blen)
-		r = write_all(c, b, blen, c->authed ? MSG_MORE : 0);
-	if (r == 0 && c->authed) {
+		r = write_all(c, b, blen, macs ? MSG_MORE : 0);
+	if (r == 0 && macs) {
 		frame_mac(c->mac_tx, c->seq_tx++, type, a, alen, b, blen, mac);
 		r = write_all(c, mac, XFER_MAC_LEN, 0);
 	}
@@ -203,7 +231,7 @@ int xconn_send(struct xconn *c, uint8_t type, const void *a, size_t alen,
 int xconn_recv(struct xconn *c, uint8_t *type, uint8_t **payload, size_t *len)
 {
 	uint8_t hdr[5], mac[32];
-	size_t n, maclen = c->authed ? XFER_MAC_LEN : 0;
+	size_t n, maclen = c->mac_rx ? XFER_MAC_LEN : 0;
 	int r = read_all(c, hdr, sizeof(hdr));
 
 	if (r < 0)
@@ -221,7 +249,7 @@ int xconn_recv(struct xconn *c, uint8_t *type, uint8_t **payload, size_t *len)
 	r = read_all(c, c->buf, n + maclen);
 	if (r < 0)
 		return r;
-	if (c->authed) {
+	if (maclen) {
 		frame_mac(c->mac_rx, c->seq_rx++, hdr[4], c->buf, n, NULL, 0, mac);
 		if (CRYPTO_memcmp(mac, c->buf + n, XFER_MAC_LEN))
 			return -EBADMSG;
@@ -311,7 +339,7 @@ static int expect(struct xconn *c, uint8_t want, uint8_t **p, size_t *n, gv_err 
 	return 0;
 }
 
-int xauth_client(struct xconn *c, const uint8_t *key, gv_err *e)
+static int legacy_client(struct xconn *c, const uint8_t *key, gv_err *e)
 {
 	uint8_t hello[8 + 2 + XFER_NONCE_LEN], cn[XFER_NONCE_LEN], proof[32], *p;
 	size_t n;
@@ -345,7 +373,7 @@ int xauth_client(struct xconn *c, const uint8_t *key, gv_err *e)
 	return r;
 }
 
-int xauth_server(struct xconn *c, const uint8_t *key, gv_err *e)
+static int legacy_server(struct xconn *c, const uint8_t *key, gv_err *e)
 {
 	uint8_t sn[XFER_NONCE_LEN], cn[XFER_NONCE_LEN], out[2 + XFER_NONCE_LEN + 32];
 	uint8_t proof[32], *p;
@@ -377,6 +405,142 @@ int xauth_server(struct xconn *c, const uint8_t *key, gv_err *e)
 	}
 	start_macs(c, key, cn, sn, false);
 	return xconn_send(c, XT_AUTH_OK, NULL, 0, NULL, 0);
+}
+
+/* ---- which authentication: TLS where the host has certificates ---- */
+
+static bool key_set(const uint8_t *key)
+{
+	uint8_t any = 0;
+
+	for (int i = 0; key && i < GV_XFER_KEY_LEN; i++)
+		any |= key[i];
+	return any != 0;
+}
+
+/* A new connection to the same peer in place of c->fd (same number). */
+static int redial(struct xconn *c, const struct sockaddr_storage *sa, socklen_t sl)
+{
+	int fd, r = 0;
+
+	fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	xtls_close(c);
+	if (dup3(fd, c->fd, O_CLOEXEC) < 0)
+		r = -errno;
+	close(fd);
+	xconn_timeout(c, c->timeout_ms); /* connect(2) honours the send timeout */
+	if (r == 0 && connect(c->fd, (const struct sockaddr *)sa, sl) < 0)
+		r = io_errno();
+	c->npre = 0;
+	return r;
+}
+
+/* Wait for the server's word that it took us (AUTH_OK), or its reason. */
+static int tls_admitted(struct xconn *c, gv_err *e)
+{
+	uint8_t type, *p;
+	size_t n;
+	int r = xconn_recv(c, &type, &p, &n);
+
+	if (r == -EPROTO)
+		return gv_err_set(e, -EACCES, "the peer refused this host's certificate (%s)",
+				  c->tls_why);
+	if (r < 0)
+		return gv_err_set(e, r, "%s", r == -ECONNRESET ? "the peer closed the connection"
+						    : strerror(-r));
+	if (type == XT_ERROR)
+		return gv_err_set(e, -EACCES, "the peer says: %.*s", (int)(n > 200 ? 200 : n), p);
+	if (type != XT_AUTH_OK)
+		return gv_err_set(e, -EPROTO, "protocol error: expected frame 'a', got 0x%02x", type);
+	return 0;
+}
+
+int xauth_client(struct xconn *c, const uint8_t *key, gv_err *e)
+{
+	gv_tls *t = c->tls ? c->tls : gv_tls_default();
+	struct sockaddr_storage sa; /* before a refusal resets the socket */
+	socklen_t sl = sizeof(sa);
+	int r = getpeername(c->fd, (struct sockaddr *)&sa, &sl) < 0 ? -errno : 0;
+
+	if (r == 0)
+		r = xtls_client(c, t, e);
+	if (r == 0) {
+		c->authed = true;
+		return tls_admitted(c, e);
+	}
+	/* no certificates here, or (while this host still holds the grid key:
+	 * the switch to TLS, host by host) a peer without them */
+	if (r == -EPROTONOSUPPORT && key_set(key) && redial(c, &sa, sl) == 0)
+		r = -ENOENT;
+	if (r != -ENOENT)
+		return r;
+	if (!key_set(key))
+		return gv_err_set(e, -EACCES, "this host has neither TLS certificates nor the grid "
+				  "key; see 'gridvm ca --help'");
+	return legacy_client(c, key, e);
+}
+
+/* The first byte the peer sends, left in the socket, within the deadline. */
+static int peek_first(struct xconn *c, uint8_t *b)
+{
+	for (;;) {
+		int ms = c->timeout_ms > 0 ? c->timeout_ms : -1;
+		if (c->deadline_ms) {
+			uint64_t now = gv_now_ms();
+			if (now >= c->deadline_ms)
+				return -ETIMEDOUT;
+			if (ms < 0 || c->deadline_ms - now < (uint64_t)ms)
+				ms = (int)(c->deadline_ms - now);
+		}
+		struct pollfd p = { c->fd, POLLIN, 0 };
+		int r = poll(&p, 1, ms);
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		ssize_t n = r > 0 ? recv(c->fd, b, 1, MSG_PEEK | MSG_DONTWAIT) : -1;
+		if (n == 1)
+			return 0;
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0 && errno != EAGAIN && errno != EINTR && errno != EWOULDBLOCK)
+			return -errno;
+	}
+}
+
+int xauth_server(struct xconn *c, const uint8_t *key, gv_err *e)
+{
+	gv_tls *t = c->tls ? c->tls : gv_tls_default();
+	gv_err why = { "" };
+	uint8_t first;
+	bool tls = gv_tls_enabled(t, &why);
+	int r = peek_first(c, &first);
+
+	if (r < 0)
+		return gv_err_set(e, r, "the peer sent nothing (%s)", strerror(-r));
+	if (first == 0x16 && !tls) { /* a TLS ClientHello */
+		xconn_send_error(c, "this host has no %sTLS certificate; it takes only the "
+				 "shared grid key", why.msg[0] ? "usable " : "");
+		return gv_err_set(e, -EPROTONOSUPPORT, "a peer asked for TLS; this host has no "
+				  "usable certificate");
+	}
+	if (first != 0x16) {
+		if (key_set(key))
+			return legacy_server(c, key, e);
+		xconn_send_error(c, "this host takes only mutual TLS with a certificate from "
+				 "the grid CA (see 'gridvm ca issue')");
+		return gv_err_set(e, -EACCES, "a peer without TLS was refused");
+	}
+	r = xtls_server(c, t, &why);
+	if (r == 0) {
+		c->authed = true;
+		return xconn_send(c, XT_AUTH_OK, NULL, 0, NULL, 0);
+	}
+	if (c->ssl && SSL_is_init_finished(c->ssl)) /* the role, say: tell it */
+		xconn_send_error(c, "%s", why.msg);
+	return gv_err_set(e, r, "%s", why.msg);
 }
 
 int xcodec_compress(gv_codec codec, int level, const uint8_t *in, size_t n,

@@ -53,6 +53,7 @@ struct gv_xfer_server {
 	int preauth, authed;
 	pthread_mutex_t mu;
 	uint8_t key[GV_XFER_KEY_LEN];
+	gv_tls *tls; /* certificate material (not owned) */
 	gv_xfer_resolve_fn resolve;
 	gv_xfer_control_fn control;
 	gv_xfer_dirty_fn dirty;
@@ -428,6 +429,13 @@ static int control(struct session *s, const uint8_t *p, size_t n)
 						  : "bad control request");
 		return -EPROTO;
 	}
+	/* who asks: only what the handshake proved, never what the peer says */
+	json_object_del(req, "_peer");
+	if (s->c.peer.tls)
+		json_object_set_new(req, "_peer",
+				    json_pack("{s:b, s:s, s:s, s:s}", "tls", 1, "name",
+					      s->c.peer.name, "role", s->c.peer.role, "dn",
+					      s->c.peer.dn));
 	rep = s->srv->control(s->srv->ud, req);
 	text = json_dumps(rep, JSON_COMPACT);
 	r = xconn_send(&s->c, XT_CTRL_OK, text, strlen(text), NULL, 0);
@@ -509,8 +517,12 @@ static void serve(struct session *s)
 {
 	uint8_t type, *p;
 	size_t n;
-	int r = xauth_server(&s->c, s->srv->key, NULL);
-	const char *full = admit(s, r == 0);
+	int r;
+	const char *full;
+
+	s->c.tls = s->srv->tls;
+	r = xauth_server(&s->c, s->srv->key, NULL);
+	full = admit(s, r == 0);
 
 	if (r == 0 && full) {
 		xconn_send_error(&s->c, "%s", full);
@@ -705,6 +717,7 @@ int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 		return r;
 	}
 	memcpy(s->key, key, GV_XFER_KEY_LEN);
+	s->tls = gv_tls_default();
 	pthread_mutex_init(&s->mu, NULL);
 	s->resolve = resolve;
 	s->ud = ud;
@@ -720,6 +733,11 @@ int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 void gv_xfer_server_set_control(gv_xfer_server *s, gv_xfer_control_fn fn)
 {
 	s->control = fn;
+}
+
+void gv_xfer_server_set_tls(gv_xfer_server *s, gv_tls *tls)
+{
+	s->tls = tls ? tls : gv_tls_default();
 }
 
 void gv_xfer_server_set_dirty(gv_xfer_server *s, gv_xfer_dirty_fn fn)

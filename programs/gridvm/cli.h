@@ -53,6 +53,7 @@ int cmd_run(int argc, char **argv);
 int cmd_vm(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_host(int argc, char **argv);
+int cmd_ca(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);

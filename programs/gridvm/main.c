@@ -15,6 +15,7 @@ static const struct cli_cmd commands[] = {
 	{ "migrate", cmd_migrate, "move a VM to another host, live or cold" },
 	{ "template", cmd_template, "pre-booted guests VMs start from: build, list, delete" },
 	{ "host", cmd_host, "facts about this host; drain, undrain, label grid hosts" },
+	{ "ca", cmd_ca, "the grid's certificate authority: init, issue, revoke, status" },
 	{ "submit", cmd_submit, "grid: submit a job; prints its id" },
 	{ "jobs", cmd_jobs, "grid: the jobs, their state, host and why they wait" },
 	{ "job", cmd_job, "grid: show, logs, wait, cancel, events, output of a job" },

@@ -10,6 +10,7 @@
 #include <gridvm/api/metrics.h>
 #include <gridvm/node/image.h>
 #include <gridvm/node/migrate.h>
+#include <gridvm/xfer/tls.h>
 #include <gridvm/xfer/xfer.h>
 
 #include <errno.h>
@@ -91,8 +92,9 @@ static int start_transfer(gv_host *h, const char *addr, gv_xfer_server **xs, gv_
 	int r = gv_xfer_key_load(gv_host_grid_key(h), key);
 
 	if (r < 0)
-		return gv_err_set(e, r, "cannot read the grid key %s (%s); create it with "
-				  "'gridvm host keygen' and copy it to every host",
+		return gv_err_set(e, r, "cannot read the grid key %s (%s); give this host a "
+				  "certificate of the grid CA ('gridvm ca issue'), or create a key "
+				  "with 'gridvm host keygen' and copy it to every host",
 				  gv_host_grid_key(h), strerror(-r));
 	r = gv_xfer_server_start(addr, key, gv_image_xfer_resolve, h, xs, e);
 	if (r == 0) {
@@ -102,7 +104,17 @@ static int start_transfer(gv_host *h, const char *addr, gv_xfer_server **xs, gv_
 		gv_host_set_xfer_addr(h, full);
 		gv_xfer_server_set_control(*xs, gv_gridagent_control);
 		gv_xfer_server_set_dirty(*xs, gv_host_disk_dirty);
-		fprintf(stderr, "gridvmd: serving images and migrations on %s\n", full);
+		char name[256] = "", role[32] = "";
+		gv_err why = { "" };
+		bool tls = gv_tls_enabled(gv_tls_default(), &why);
+		if (tls) {
+			gv_tls_identity(gv_tls_default(), name, sizeof(name), role, sizeof(role));
+			fprintf(stderr, "gridvmd: serving images and migrations on %s, mutual TLS "
+				"as %s (%s)\n", full, name, role);
+		} else {
+			fprintf(stderr, "gridvmd: serving images and migrations on %s, peers with "
+				"the shared grid key%s%s\n", full, why.msg[0] ? "; " : "", why.msg);
+		}
 	}
 	return r;
 }

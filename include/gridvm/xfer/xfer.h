@@ -50,7 +50,9 @@ typedef int (*gv_xfer_resolve_fn)(void *ud, const char *name, char **path,
 
 /* Agent-to-agent requests (migration) arriving on an authenticated
  * connection: answer with a new JSON reference (e.g. {"ok": true} or
- * {"ok": false, "error": "..."}). */
+ * {"ok": false, "error": "..."}). Over TLS the request carries "_peer":
+ * {"tls": true, "name", "role", "dn"} from the peer's verified
+ * certificate (a "_peer" the peer sent itself is always removed). */
 typedef json_t *(*gv_xfer_control_fn)(void *ud, json_t *request);
 
 /* Write tracking for live images (a running VM's disk: QEMU's dirty
@@ -73,6 +75,10 @@ int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 void gv_xfer_server_stop(gv_xfer_server *s);
 /* Handle control requests with @fn (NULL: refuse them). */
 void gv_xfer_server_set_control(gv_xfer_server *s, gv_xfer_control_fn fn);
+/* Take peers with @tls's certificates (not owned; NULL: the process's,
+ * gv_tls_default(), which is also what a new server uses). */
+typedef struct gv_tls gv_tls;
+void gv_xfer_server_set_tls(gv_xfer_server *s, gv_tls *tls);
 /* Index live images from @fn's written ranges (NULL: hash them whole). */
 void gv_xfer_server_set_dirty(gv_xfer_server *s, gv_xfer_dirty_fn fn);
 

@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-tls.c - the transfer channel over mutual TLS 1.3 against a real
+ * server on loopback: certificates made by the grid CA code (ca.h); a
+ * trusted peer's control request and image fetch go through and the
+ * server's handler learns its name and role; a certificate from another
+ * CA, a revoked one, one naming another address, none at all, and a
+ * plain-TCP peer are refused with a clear error; during the switch a host
+ * with both the grid key and certificates still talks to one without;
+ * the handshake deadline covers the TLS handshake.
+ */
+#include "../../lib/xfer/xfer_internal.h"
+
+#include <gridvm/xfer/ca.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+static char dir[64];
+static const uint8_t nokey[GV_XFER_KEY_LEN]; /* all zero: no shared key */
+static const uint8_t key[GV_XFER_KEY_LEN] = { 7, 7, 7 };
+
+static char *path(const char *leaf)
+{
+	return gv_strdupf("%s/%s", dir, leaf);
+}
+
+static void issue(const char *ca, const char *host, const char *role, const char *addr,
+		  const char *out)
+{
+	char *c = path(ca), *o = path(out);
+	const char *addrs[] = { addr };
+	gv_err e;
+
+	if (gv_ca_issue(c, host, role, addrs, 1, 30, o, &e) < 0)
+		fail_msg("issue %s: %s", host, e.msg);
+	free(c);
+	free(o);
+}
+
+/* Two CAs and the hosts' material, once. */
+static int setup(void **state)
+{
+	gv_err e;
+	char *ca, *ca2, *crl;
+
+	snprintf(dir, sizeof(dir), "/tmp/gv-tls-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	ca = path("ca");
+	ca2 = path("ca2");
+	if (gv_ca_init(ca, NULL, 30, &e) < 0 || gv_ca_init(ca2, "another CA", 30, &e) < 0)
+		return -1;
+	issue("ca", "srv", "agent", "127.0.0.1", "srv");
+	issue("ca", "cli", "controller", "127.0.0.1", "cli");
+	issue("ca", "gone", "agent", "127.0.0.1", "gone");
+	issue("ca", "far", "agent", "10.9.9.9", "far");   /* names another address */
+	issue("ca2", "alien", "agent", "127.0.0.1", "alien");
+	/* revoke "gone": the server's CRL lists it */
+	if (gv_ca_revoke(ca, "gone", &crl, &e) < 0)
+		return -1;
+	char *buf = NULL, *to = path("srv/crl.pem");
+	size_t len;
+	if (gv_read_file(crl, &buf, &len) < 0 || gv_write_file_atomic(to, buf, len) < 0)
+		return -1;
+	free(buf);
+	free(to);
+	free(crl);
+	free(ca);
+	free(ca2);
+	/* a stranger that trusts our CA (its certificate is public) but holds
+	 * a certificate of its own CA */
+	char *ours = path("ca/ca.crt"), *theirs = path("alien-cli/ca.crt");
+	issue("ca2", "alien", "agent", "127.0.0.1", "alien-cli");
+	if (gv_read_file(ours, &buf, &len) < 0 || gv_write_file_atomic(theirs, buf, len) < 0)
+		return -1;
+	free(buf);
+	free(ours);
+	free(theirs);
+	ours = path("ca/crl.pem");
+	theirs = path("alien-cli/crl.pem");
+	if (gv_read_file(ours, &buf, &len) < 0 || gv_write_file_atomic(theirs, buf, len) < 0)
+		return -1;
+	free(buf);
+	free(ours);
+	free(theirs);
+	char *none = path("none"); /* no material */
+	mkdir(none, 0700);
+	free(none);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char *cmd = gv_strdupf("rm -rf %s", dir);
+	int r = system(cmd);
+
+	free(cmd);
+	return r == 0 ? 0 : -1;
+}
+
+static json_t *last_peer;
+
+static json_t *control(void *ud, json_t *req)
+{
+	json_decref(last_peer);
+	last_peer = json_incref(json_object_get(req, "_peer"));
+	return json_pack("{s:b, s:s}", "ok", 1, "echo",
+			 json_string_value(json_object_get(req, "op")) ?: "");
+}
+
+static int resolve(void *ud, const char *name, char **p, char **idx)
+{
+	if (strcmp(name, "img"))
+		return -ENOENT;
+	*p = path("src.img");
+	*idx = path("src.gvidx");
+	return 0;
+}
+
+/* A server with @mat's material (NULL: none) and @k. */
+static gv_xfer_server *server(const char *mat, const uint8_t *k, gv_tls **tls)
+{
+	gv_xfer_server *s;
+	char *d = path(mat ? mat : "none");
+	gv_err e;
+
+	assert_int_equal(gv_tls_new(d, tls, &e), 0);
+	assert_int_equal(gv_xfer_server_start("127.0.0.1:0", k, resolve, NULL, &s, &e), 0);
+	gv_xfer_server_set_tls(s, *tls);
+	gv_xfer_server_set_control(s, control);
+	free(d);
+	return s;
+}
+
+static void stop(gv_xfer_server *s, gv_tls *t)
+{
+	gv_xfer_server_stop(s);
+	gv_tls_free(t);
+}
+
+/* One control request from a client with @mat's material and @k. */
+static int ask(gv_xfer_server *s, const char *mat, const uint8_t *k, gv_err *e)
+{
+	char *d = path(mat ? mat : "none");
+	json_t *req = json_pack("{s:s, s:{s:s}}", "op", "hello", "_peer", "name", "forged");
+	json_t *rep = NULL;
+	int r;
+
+	assert_int_equal(gv_tls_set_default_dir(d, e), 0);
+	e->msg[0] = '\0';
+	r = gv_xfer_control("127.0.0.1", gv_xfer_server_port(s), k, req, 5000, &rep, e);
+	if (r == 0)
+		assert_string_equal(json_string_value(json_object_get(rep, "echo")), "hello");
+	json_decref(req);
+	json_decref(rep);
+	free(d);
+	return r;
+}
+
+static void expect_refused(int r, const gv_err *e, const char *words)
+{
+	assert_true(r < 0);
+	if (!strstr(e->msg, words))
+		fail_msg("expected '%s' in: %s", words, e->msg);
+}
+
+static void test_trusted_peer(void **state)
+{
+	gv_tls *t;
+	gv_xfer_server *s = server("srv", nokey, &t);
+	gv_err e;
+
+	assert_int_equal(ask(s, "cli", nokey, &e), 0);
+	/* the handler sees who the certificate says, never what the peer said */
+	assert_non_null(last_peer);
+	assert_true(json_is_true(json_object_get(last_peer, "tls")));
+	assert_string_equal(json_string_value(json_object_get(last_peer, "name")), "cli");
+	assert_string_equal(json_string_value(json_object_get(last_peer, "role")), "controller");
+	assert_string_equal(json_string_value(json_object_get(last_peer, "dn")),
+			    "O=gridvm,OU=controller,CN=cli");
+
+	/* data flows: an image fetched over TLS arrives identical */
+	char *src = path("src.img"), *dst = path("dst.img");
+	FILE *f = fopen(src, "wb");
+	for (int i = 0; i < 3000; i++)
+		fprintf(f, "%04d block of the image %*s\n", i, i % 700, "");
+	fclose(f);
+	gv_fetch_opts o = { .host = "127.0.0.1", .port = gv_xfer_server_port(s), .image = "img",
+			    .dest = dst, .codec = GV_CODEC_ZSTD, .key = nokey, .timeout_ms = 5000 };
+	json_t *sum = NULL;
+	int r = gv_fetch(&o, &sum, &e);
+	if (r < 0)
+		fail_msg("fetch over TLS: %s", e.msg);
+	char *a = NULL, *b = NULL;
+	size_t la, lb;
+	assert_int_equal(gv_read_file(src, &a, &la), 0);
+	assert_int_equal(gv_read_file(dst, &b, &lb), 0);
+	assert_int_equal(la, lb);
+	assert_memory_equal(a, b, la);
+	assert_true(json_integer_value(json_object_get(sum, "bytes_on_wire")) > 0);
+	free(a);
+	free(b);
+	free(src);
+	free(dst);
+	json_decref(sum);
+	stop(s, t);
+}
+
+static void test_refused_peers(void **state)
+{
+	gv_tls *t;
+	gv_xfer_server *s = server("srv", nokey, &t);
+	gv_err e;
+
+	/* a certificate from another CA */
+	expect_refused(ask(s, "alien-cli", nokey, &e), &e, "refused this host's certificate");
+	assert_non_null(strstr(e.msg, "unknown ca"));
+	/* a revoked one (the server's CRL) */
+	expect_refused(ask(s, "gone", nokey, &e), &e, "revoked");
+	/* none at all, but the shared key: this server takes only TLS */
+	expect_refused(ask(s, NULL, key, &e), &e, "takes only mutual TLS");
+	/* neither */
+	expect_refused(ask(s, NULL, nokey, &e), &e, "neither TLS certificates nor the grid key");
+	stop(s, t);
+
+	/* a server whose certificate names another address; one of another CA */
+	s = server("far", nokey, &t);
+	expect_refused(ask(s, "cli", nokey, &e), &e, "not trusted: IP address mismatch");
+	stop(s, t);
+	s = server("alien", nokey, &t);
+	expect_refused(ask(s, "cli", nokey, &e), &e, "not trusted");
+	stop(s, t);
+}
+
+/* The switch host by host: certificates and the grid key together talk
+ * to a host with only the key (falling back), and take its connections;
+ * a host with certificates but no key is refused by a key-only one. */
+static void test_mixed_modes(void **state)
+{
+	gv_tls *t;
+	gv_xfer_server *s = server(NULL, key, &t);
+	gv_err e;
+
+	assert_int_equal(ask(s, "cli", key, &e), 0);
+	assert_null(last_peer);
+	expect_refused(ask(s, "cli", nokey, &e), &e, "the peer answered without TLS: this host "
+		       "has no TLS certificate");
+	stop(s, t);
+
+	s = server("srv", key, &t);
+	assert_int_equal(ask(s, NULL, key, &e), 0); /* shared key, accepted meanwhile */
+	assert_null(last_peer);
+	assert_int_equal(ask(s, "cli", key, &e), 0); /* TLS preferred */
+	assert_non_null(last_peer);
+	stop(s, t);
+}
+
+/* A raw TCP peer: a plain-text hello is refused, a TLS hello that never
+ * finishes is cut at the handshake deadline (the server closes). */
+static void test_plain_and_stalled(void **state)
+{
+	gv_tls *t;
+	gv_xfer_server *s = server("srv", nokey, &t);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)gv_xfer_server_port(s)) };
+	char buf[512];
+	int fd;
+	ssize_t n;
+
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(write(fd, "\0\0\0\x2bHGRIDVMX1", 13), 13);
+	n = read(fd, buf, sizeof(buf) - 1);
+	assert_true(n > 5);
+	buf[n] = '\0';
+	assert_int_equal(buf[4], 'E');
+	assert_non_null(strstr(buf + 5, "takes only mutual TLS"));
+	close(fd);
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(write(fd, "\x16\x03\x01\x02\x00\x01", 6), 6); /* then nothing */
+	struct pollfd p = { fd, POLLIN, 0 };
+	assert_int_equal(poll(&p, 1, 60000), 1); /* the deadline is 10 s */
+	n = read(fd, buf, sizeof(buf));
+	assert_true(n == 0 || (n < 0 && errno == ECONNRESET) || n > 0);
+	while (n > 0) /* perhaps an alert, then the end */
+		n = read(fd, buf, sizeof(buf));
+	assert_true(n == 0 || errno == ECONNRESET);
+	close(fd);
+	stop(s, t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_trusted_peer),
+		cmocka_unit_test(test_refused_peers),
+		cmocka_unit_test(test_mixed_modes),
+		cmocka_unit_test(test_plain_and_stalled),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
