@@ -122,7 +122,12 @@ int ctl_job_set_state(gv_ctl *c, struct ctl_job *j, gv_job_state s, const char *
 	gv_job_state old = gv_job_record_state(j->rec);
 	gv_err e;
 
-	c->jobs_gen++; /* (its host may have changed too) */
+	/* the hosts' lists of bound jobs (ctl_hosts.c) gain a job when it is
+	 * bound or arrives from a move (its host is set first); one that
+	 * ends, waits again or starts stays listed until the next rebuild
+	 * and is skipped there, so those changes need no rebuild */
+	if (s == GV_JOB_S_SCHEDULED || old == GV_JOB_S_MIGRATING || old == s)
+		c->jobs_gen++;
 	json_object_set_new(j->rec, "state", json_string(gv_job_state_name(s)));
 	if (reason)
 		json_object_set_new(j->rec, "reason", json_string(reason));
