@@ -162,6 +162,9 @@ grid_wait_state 300 "$job2" running
 echo "measured: job 2 runs again $(since "$t_kill") after its host was killed"
 grid_wait_state 600 "$job2" completed
 same "$(G job logs "$job2" | tr '\n' ' ')" "$(seq 1 50 | tr '\n' ' ')" "job 2's log"
+rc=0
+G job wait "$job2" || rc=$?
+same "$rc" 0 "job 2's exit code"
 events_have "$job2" "goes on from its checkpoint" || fail "job 2 did not go on from a checkpoint: $(G job events "$job2")"
 echo "ok: $from SIGKILLed with its QEMUs: job 2 went on on $(grid_field "$job2" 'j["host"]') from its checkpoint and completed, log 1..50 (work lost $(grid_field "$job2" 'round(j["work_lost_s"], 1)') s)"
 markf=$(log_mark "$(agent_log "$f")")
