@@ -30,6 +30,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PAGE 1000 /* keys per range request */
 /* how long etcd may take to send the history a watch asks for */
@@ -218,11 +219,38 @@ static json_t *txn_request(const gv_kv_cmp *cmp, size_t ncmp, const gv_kv_op *op
 	return json_pack("{s:o, s:o}", "compare", c, "success", s);
 }
 
+/* A change whose outcome etcd left open (it timed out, its leader
+ * failed or changed, or the connection broke after it was sent) is sent
+ * again while AMBIGUOUS_MS allow: applying a put or delete twice leaves
+ * the same keys (one more revision); a compare-and-swap that did apply
+ * the first time fails the second (the caller reads again and finds its
+ * own value), never the reverse; a lease granted twice expires unused. */
+#define AMBIGUOUS_MS 10000
+
+static int call_change(gv_kv_backend *b, const char *path, json_t *req, json_t **resp,
+		       gv_err *e)
+{
+	uint64_t until = gv_now_ms() + AMBIGUOUS_MS;
+	int r;
+
+	while ((r = etcd_call(b->conn, path, req, ETCD_ONCE, resp, e)) == -EAGAIN ||
+	       r == -ETIMEDOUT || r == -EIO) {
+		struct timespec pause = { 0, 200 * 1000000L }; /* an election takes a moment */
+
+		if (gv_now_ms() >= until)
+			break;
+		json_decref(*resp);
+		*resp = NULL;
+		nanosleep(&pause, NULL);
+	}
+	return r;
+}
+
 static int et_txn(gv_kv_backend *b, const gv_kv_cmp *cmp, size_t ncmp, const gv_kv_op *ops,
 		  size_t nops, bool *ok, int64_t *rev, size_t *changed, gv_err *e)
 {
 	json_t *req = txn_request(cmp, ncmp, ops, nops), *resp = NULL, *res;
-	int r = etcd_call(b->conn, "kv/txn", req, ETCD_ONCE, &resp, e);
+	int r = call_change(b, "kv/txn", req, &resp, e);
 
 	*changed = 0;
 	if (r == 0) {
@@ -420,11 +448,12 @@ static int lease_call(gv_kv_backend *b, const char *path, json_t *req, etcd_retr
 static int et_lease_grant(gv_kv_backend *b, int ttl_s, int64_t *id, gv_err *e)
 {
 	json_t *resp = NULL;
-	int r = lease_call(b, "lease/grant", json_pack("{s:i}", "TTL", ttl_s), ETCD_ONCE, &resp,
-			   0, e);
+	json_t *req = json_pack("{s:i}", "TTL", ttl_s);
+	int r = call_change(b, "lease/grant", req, &resp, e);
 
 	if (r == 0 && !(*id = etcd_i64(resp, "ID")))
 		r = gv_err_set(e, -EIO, "etcd granted no lease");
+	json_decref(req);
 	json_decref(resp);
 	return r;
 }

@@ -313,8 +313,11 @@ int etcd_call(etcd_conn *c, const char *path, json_t *req, etcd_retry retry, jso
 				answered(c, i);
 			/* etcd answered (possibly with an error of its own,
 			 * which another member would repeat), except when it
-			 * has no leader: a read asks another member */
-			if (got && !(r == -EAGAIN && retry == ETCD_IDEMPOTENT))
+			 * is unavailable: a read asks another member, and so
+			 * does a change that it refused for want of a leader
+			 * (not proposed: it surely did not apply) */
+			if (got && !(r == -EAGAIN && (retry == ETCD_IDEMPOTENT ||
+						      (e && strstr(e->msg, "no leader")))))
 				goto done;
 			if (!got && !not_sent(rc) && retry == ETCD_ONCE)
 				goto done; /* it may have been applied */

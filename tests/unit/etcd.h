@@ -126,10 +126,11 @@ static inline void etcd_kill(void)
 	etcd.pid = 0;
 }
 
-/* etcd's count of its watchers (its /metrics), -1 if it does not say */
-static inline int etcd_watchers(void)
+/* The count of watchers of the etcd on @port (its /metrics), -1 if it
+ * does not say. */
+static inline int etcd_watchers_on(int port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(etcd.client_port) };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	static char buf[1 << 20];
 	const char *req = "GET /metrics HTTP/1.0\r\n\r\n", *m;
 	int fd = socket(AF_INET, SOCK_STREAM, 0), n = -1;
@@ -150,6 +151,12 @@ static inline int etcd_watchers(void)
 	}
 	close(fd);
 	return n;
+}
+
+/* etcd's count of its watchers, for the test etcd */
+static inline int etcd_watchers(void)
+{
+	return etcd_watchers_on(etcd.client_port);
 }
 
 /* Start the test etcd (0), or say why not: 1 skipped, -1 a failure. */
