@@ -644,6 +644,13 @@ static void *report_thread(void *arg)
 			r = -EIO;
 			gv_err_set(&e, r, "%s", json_string_value(json_object_get(rep, "error")) ?: "refused");
 		}
+		/* over TLS only a controller's certificate may bind jobs here */
+		json_t *peer = json_object_get(rep, "_peer");
+		const char *role = json_string_value(json_object_get(peer, "role"));
+		if (r == 0 && peer && (!role || strcmp(role, "controller")))
+			r = gv_err_set(&e, -EACCES, "its certificate (%s) is not a controller's; "
+				       "its bindings are refused",
+				       json_string_value(json_object_get(peer, "dn")) ?: "?");
 		/* said once per change, and the first time */
 		if (r < 0 && g->said != 0)
 			fprintf(stderr, "gridvmd: the controller %s: %s\n", g->controller, e.msg);

@@ -457,6 +457,17 @@ static json_t *op_host_label(gv_ctl *c, json_t *req)
 
 static json_t *op_host_report(gv_ctl *c, json_t *req)
 {
+	json_t *peer = json_object_get(req, "_peer");
+	const char *name = json_string_value(json_object_get(req, "name"));
+	const char *cn = json_string_value(json_object_get(peer, "name"));
+	const char *role = json_string_value(json_object_get(peer, "role"));
+
+	/* over TLS an agent reports for the host its certificate names only */
+	if (peer && (!role || strcmp(role, "agent") || !name || !cn || strcmp(name, cn)))
+		return gv_err_jsonf(-EACCES, "a report for host %s from the certificate of %s "
+				    "(%s) is refused: an agent reports as the host its "
+				    "certificate names", name ? name : "?", cn ? cn : "?",
+				    role ? role : "no role");
 	return ctl_host_report(c, req);
 }
 static json_t *op_drain(gv_ctl *c, json_t *req)

@@ -714,6 +714,15 @@ int gv_xfer_control(const char *host, int port, const uint8_t key[GV_XFER_KEY_LE
 	}
 	if (r == 0 && !(*reply = json_loadb((const char *)p, n, 0, NULL)))
 		r = fetch_fail(&f, -EBADMSG, "the peer sent a reply that is not JSON");
+	/* who answered: only what its certificate proved */
+	if (r == 0 && json_is_object(*reply)) {
+		json_object_del(*reply, "_peer");
+		if (f.c.peer.tls)
+			json_object_set_new(*reply, "_peer",
+					    json_pack("{s:b, s:s, s:s, s:s}", "tls", 1, "name",
+						      f.c.peer.name, "role", f.c.peer.role, "dn",
+						      f.c.peer.dn));
+	}
 	if (r < 0 && !f.e->msg[0])
 		fetch_fail(&f, r, "%s", strerror(-r));
 	xconn_close(&f.c);

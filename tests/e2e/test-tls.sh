@@ -6,7 +6,8 @@
 # server answers TLS 1.3 and only with a client certificate; both QEMUs
 # carry the TLS parameters, the destination's authz names the source);
 # a host without a certificate, with one from another CA, or a revoked
-# one is refused with a clear error; a migration to a host without TLS is
+# one is refused with a clear error; only a controller's certificate may
+# bind jobs to an agent, an agent reports only as the host it is; a migration to a host without TLS is
 # refused and the VM keeps running; the shared-key host still talks to the
 # host in transition.
 source "$(dirname "$0")/lib.sh"
@@ -114,6 +115,44 @@ expect_eq "c still runs on h2" "$(state_on 2 c)" running
 expect_eq "and not on h3" "$(state_on 3 c)" absent
 at=$(last_on 2 c)
 reaches_on 2 c $((at + 2)) || fail "c stopped on h2 after the refused migration"
+
+# the grid: a controller with a controller's certificate; over TLS only it
+# may bind jobs to an agent, and an agent reports only as the host its
+# certificate names
+source "$(dirname "$0")/grid.sh"
+mkdir -p "$HOSTS_DIR/ctl"
+hosts_gv 1 ca issue ctl --role controller --addr "${HOST_IP[1]}" --ca "$CA" \
+	--out "$HOSTS_DIR/ctl/tls" >/dev/null
+grid_ctl_start
+hosts_agent_stop 2
+m2=$(log_mark "${HOST_DATA[2]}/gridvmd.log")
+grid_join 2
+h2_up() { G hosts | grep -E "^h2 " | grep -q up; }
+wait_until 60 "h2 up in the grid" h2_up
+log_has "${HOST_DATA[2]}/gridvmd.log" "$m2" "mutual TLS as h2 (agent)" || fail "h2 not on TLS"
+echo "ok: h2 joined the controller over TLS: $(G hosts | grep -E '^h2 ')"
+hosts_agent_stop 2
+m2=$(log_mark "${HOST_DATA[2]}/gridvmd.log")
+hosts_agent_start 2 --controller "$GRID_CTL" --name h9
+wait_until 60 "the controller refusing h2's report as h9" log_has "${HOST_DATA[2]}/gridvmd.log" "$m2" \
+	"a report for host h9 from the certificate of h2 (agent) is refused"
+G hosts | grep -qE "^h9 " && fail "the controller took a report for h9 from h2's certificate"
+echo "ok: an agent reporting as another host: $(grep -o 'a report for host h9.*' "${HOST_DATA[2]}/gridvmd.log" | head -1)"
+# a "controller" holding an agent's certificate (h1's)
+FAKE=$HOSTS_DIR/fake-ctl
+mkdir -p "$FAKE"
+cp -r "${HOST_DATA[1]}/tls" "$FAKE/tls"
+ip netns exec "${HOST_NS[1]}" env GRIDVM_DATA="$FAKE" "$GVC" --listen "${HOST_IP[1]}:7901" \
+	--grid-key "$HOSTS_DIR/grid.key" --data-dir "$FAKE" --daemon --report-interval 1s \
+	>>"$FAKE/gridvmctld.log" 2>&1 || fail "the fake controller did not start"
+hosts_agent_stop 2
+m2=$(log_mark "${HOST_DATA[2]}/gridvmd.log")
+hosts_agent_start 2 --controller "${HOST_IP[1]}:7901" --name h2
+wait_until 60 "h2 refusing a controller with an agent's certificate" log_has \
+	"${HOST_DATA[2]}/gridvmd.log" "$m2" "is not a controller's; its bindings are refused"
+echo "ok: $(grep -o 'the controller [^ ]*: its certificate.*' "${HOST_DATA[2]}/gridvmd.log" | tail -1)"
+hosts_agent_stop 2
+hosts_agent_start 2
 
 # revocation: h2's certificate revoked, the CRL given to h1 (read at the
 # next connection, no restart): h2 is refused, both ways

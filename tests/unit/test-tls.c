@@ -111,14 +111,15 @@ static int teardown(void **state)
 	return r == 0 ? 0 : -1;
 }
 
-static json_t *last_peer;
+static json_t *last_peer, *last_reply_peer;
 
 static json_t *control(void *ud, json_t *req)
 {
 	json_decref(last_peer);
 	last_peer = json_incref(json_object_get(req, "_peer"));
-	return json_pack("{s:b, s:s}", "ok", 1, "echo",
-			 json_string_value(json_object_get(req, "op")) ?: "");
+	return json_pack("{s:b, s:s, s:{s:s}}", "ok", 1, "echo",
+			 json_string_value(json_object_get(req, "op")) ?: "", "_peer", "name",
+			 "forged by the server");
 }
 
 static int resolve(void *ud, const char *name, char **p, char **idx)
@@ -162,8 +163,12 @@ static int ask(gv_xfer_server *s, const char *mat, const uint8_t *k, gv_err *e)
 	assert_int_equal(gv_tls_set_default_dir(d, e), 0);
 	e->msg[0] = '\0';
 	r = gv_xfer_control("127.0.0.1", gv_xfer_server_port(s), k, req, 5000, &rep, e);
-	if (r == 0)
+	if (r == 0) {
 		assert_string_equal(json_string_value(json_object_get(rep, "echo")), "hello");
+		/* the client, too, learns who answered from its certificate only */
+		json_decref(last_reply_peer);
+		last_reply_peer = json_incref(json_object_get(rep, "_peer"));
+	}
 	json_decref(req);
 	json_decref(rep);
 	free(d);
@@ -191,6 +196,8 @@ static void test_trusted_peer(void **state)
 	assert_string_equal(json_string_value(json_object_get(last_peer, "role")), "controller");
 	assert_string_equal(json_string_value(json_object_get(last_peer, "dn")),
 			    "O=gridvm,OU=controller,CN=cli");
+	assert_string_equal(json_string_value(json_object_get(last_reply_peer, "name")), "srv");
+	assert_string_equal(json_string_value(json_object_get(last_reply_peer, "role")), "agent");
 
 	/* data flows: an image fetched over TLS arrives identical */
 	char *src = path("src.img"), *dst = path("dst.img");
@@ -256,6 +263,7 @@ static void test_mixed_modes(void **state)
 
 	assert_int_equal(ask(s, "cli", key, &e), 0);
 	assert_null(last_peer);
+	assert_null(last_reply_peer); /* the shared key: no names, none forged */
 	expect_refused(ask(s, "cli", nokey, &e), &e, "the peer answered without TLS: this host "
 		       "has no TLS certificate");
 	stop(s, t);

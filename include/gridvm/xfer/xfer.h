@@ -83,8 +83,9 @@ void gv_xfer_server_set_tls(gv_xfer_server *s, gv_tls *tls);
 void gv_xfer_server_set_dirty(gv_xfer_server *s, gv_xfer_dirty_fn fn);
 
 /* Send one control request to the agent at @host:@port and wait up to
- * @timeout_ms for its reply (*reply: new reference). @return 0, or a
- * negative errno with the reason in @e. */
+ * @timeout_ms for its reply (*reply: new reference; over TLS it carries
+ * "_peer", the answering host's certificate as in a request). @return 0,
+ * or a negative errno with the reason in @e. */
 int gv_xfer_control(const char *host, int port, const uint8_t key[GV_XFER_KEY_LEN],
 		    json_t *request, int timeout_ms, json_t **reply, gv_err *e) GV_WUR;
 /* The TCP port the server listens on (useful after asking for port 0). */
