@@ -36,7 +36,7 @@ if [ -n "${SIZES:-}" ]; then :
 elif [ "$QUICK" = 1 ]; then
 	SIZES="200:1000"
 else
-	SIZES="100:2000 1000:5000 5000:10000"
+	SIZES="100:800 1000:5000 2000:8000"
 fi
 (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$TMP/grid.key")
 
@@ -56,9 +56,14 @@ for s in $SIZES; do
 		--grid-key "$TMP/grid.key" --report-interval 2s --max-moves 0 "$@" 2>"$d/ctl.log" &
 	CTL_PID=$!
 	for _ in $(seq 50); do grep -q "controller on" "$d/ctl.log" && break; sleep 0.1; done
+	ok=1
 	"$LOAD" --controller "127.0.0.1:$port" --key "$TMP/grid.key" --hosts "$hosts" \
-		--jobs "$jobs" --interval 2 --json >"$d/load.json"
+		--jobs "$jobs" --interval 2 --json >"$d/load.json" || ok=0
 	kill "$CTL_PID"; wait "$CTL_PID" 2>/dev/null || true; CTL_PID=
+	if [ "$ok" = 0 ]; then
+		echo "| $hosts | $jobs | the run failed (gridvm-ctl-load said why above) |"
+		continue
+	fi
 	"$LOAD" --alone --hosts "$hosts" --jobs "$jobs" --store-dir "$d" --json >"$d/alone.json"
 	python3 - "$d/load.json" "$d/alone.json" <<'EOF' | tee -a "$TMP/rows"
 import json, sys

@@ -451,8 +451,9 @@ static void usage(FILE *f)
 		   "  --jobs M         jobs submitted (default 5000)\n"
 		   "  --cpus C         cpus per fake host (default 8)\n"
 		   "  --interval S     seconds between an agent's reports (default 2)\n"
-		   "  --agents T       threads the agents share (default 24; with the\n"
-		   "                   submitters at most 32: the sessions a peer may hold)\n"
+		   "  --agents T       threads the agents share (default 12; with the\n"
+		   "                   submitters at most 16: the connections one address\n"
+		   "                   may have waiting to authenticate)\n"
 		   "  --submitters S   threads that submit (default 4)\n"
 		   "  --store-dir DIR  where the store-alone run writes (default /tmp)\n"
 		   "  --json           one JSON object\n");
@@ -482,8 +483,9 @@ int main(int argc, char **argv)
 	G.n_jobs = 5000;
 	G.cpus = 8;
 	G.interval = 2;
-	G.agents = 24; /* with the submitters, under the controller's 32
-			* sessions per address (every fake agent is 127.0.0.1) */
+	G.agents = 12; /* with the submitters, within the 16 connections one
+			* address may have waiting to authenticate (every fake
+			* agent is 127.0.0.1; xfer_src.c) */
 	G.submitters = 4;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -505,6 +507,11 @@ int main(int argc, char **argv)
 	if (!G.n_hosts || !G.n_jobs || !G.cpus || !G.agents || !G.submitters ||
 	    !(G.interval > 0) || (!alone && (!ctl || !keyfile))) {
 		usage(stderr);
+		return 2;
+	}
+	if ((uint64_t)G.n_hosts * G.cpus < G.n_jobs) {
+		fprintf(stderr, "ctl-load: %u jobs of 1 cpu do not all fit on %u hosts of %u cpus "
+			"(every job is bound before any ends)\n", G.n_jobs, G.n_hosts, G.cpus);
 		return 2;
 	}
 	if (alone) {
