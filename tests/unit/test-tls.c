@@ -4,14 +4,19 @@
  * server on loopback: certificates made by the grid CA code (ca.h); a
  * trusted peer's control request and image fetch go through and the
  * server's handler learns its name and role; a certificate from another
- * CA, a revoked one, one naming another address, none at all, and a
- * plain-TCP peer are refused with a clear error; during the switch a host
+ * CA, a revoked one, one naming another address, expired, not yet
+ * valid, signed by a host rather than the CA, without a role or with
+ * another, none at all, and a plain-TCP peer are refused with a clear
+ * error; during the switch a host
  * with both the grid key and certificates still talks to one without;
  * the handshake deadline covers the TLS handshake.
  */
 #include "../../lib/xfer/xfer_internal.h"
 
 #include <gridvm/xfer/ca.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -276,6 +281,154 @@ static void test_mixed_modes(void **state)
 	stop(s, t);
 }
 
+/* A certificate the CA code would never make, signed by @issuer_dir's
+ * host.key/host.crt (or the CA), valid from @from_days to @to_days from
+ * now, OU @ou (NULL: none), CA:FALSE, both TLS usages, IP 127.0.0.1;
+ * with our ca.crt and crl.pem, into @out. */
+static void odd_cert(const char *out, const char *issuer, int from_days, int to_days,
+		     const char *ou)
+{
+	char *ik = gv_strdupf("%s/%s", dir, issuer), *ic, *o = path(out), *p;
+	bool ca = !strcmp(issuer, "ca");
+	FILE *f;
+	EVP_PKEY *k = EVP_EC_gen("P-256"), *sk;
+	X509 *x = X509_new(), *sx;
+	X509_NAME *n = X509_NAME_new();
+	X509V3_CTX ctx;
+
+	p = gv_strdupf("%s/%s", ik, ca ? "ca.key" : "host.key");
+	f = fopen(p, "r");
+	sk = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	free(p);
+	ic = gv_strdupf("%s/%s", ik, ca ? "ca.crt" : "host.crt");
+	f = fopen(ic, "r");
+	sx = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	assert_non_null(sk);
+	assert_non_null(sx);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 4242 + from_days * 7 + to_days);
+	X509_NAME_add_entry_by_txt(n, "O", MBSTRING_UTF8, (const unsigned char *)"gridvm", -1, -1, 0);
+	if (ou)
+		X509_NAME_add_entry_by_txt(n, "OU", MBSTRING_UTF8, (const unsigned char *)ou, -1, -1, 0);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)out, -1, -1, 0);
+	X509_set_subject_name(x, n);
+	X509_set_issuer_name(x, X509_get_subject_name(sx));
+	X509_gmtime_adj(X509_getm_notBefore(x), (long)from_days * 86400);
+	X509_gmtime_adj(X509_getm_notAfter(x), (long)to_days * 86400);
+	X509_set_pubkey(x, k);
+	const char *exts[][2] = { { "basicConstraints", "critical,CA:FALSE" },
+				  { "keyUsage", "critical,digitalSignature,keyEncipherment" },
+				  { "extendedKeyUsage", "serverAuth,clientAuth" },
+				  { "subjectAltName", "IP:127.0.0.1" } };
+	X509V3_set_ctx(&ctx, sx, x, NULL, NULL, 0);
+	for (size_t i = 0; i < 4; i++) {
+		X509_EXTENSION *e = X509V3_EXT_conf(NULL, &ctx, exts[i][0], exts[i][1]);
+		assert_non_null(e);
+		X509_add_ext(x, e, -1);
+		X509_EXTENSION_free(e);
+	}
+	assert_true(X509_sign(x, sk, EVP_sha256()) > 0);
+	mkdir(o, 0700);
+	p = gv_strdupf("%s/host.crt", o);
+	f = fopen(p, "w");
+	PEM_write_X509(f, x);
+	if (!ca) /* the chain up to the signing host, as a forger would send */
+		PEM_write_X509(f, sx);
+	fclose(f);
+	free(p);
+	p = gv_strdupf("%s/host.key", o);
+	f = fopen(p, "w");
+	PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+	fclose(f);
+	free(p);
+	char *cmd = gv_strdupf("cp %s/ca/ca.crt %s/ca/crl.pem %s/", dir, dir, o);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	X509_NAME_free(n);
+	X509_free(x);
+	X509_free(sx);
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(sk);
+	free(ik);
+	free(ic);
+	free(o);
+}
+
+/* Certificates the grid's CA would not issue, presented to a server:
+ * expired, not yet valid, signed by a host (not a CA); and a server with
+ * such a certificate. */
+static void test_odd_certificates(void **state)
+{
+	gv_tls *t;
+	gv_xfer_server *s = server("srv", nokey, &t);
+	gv_err e;
+
+	odd_cert("expired", "ca", -30, -1, "agent");
+	odd_cert("early", "ca", 2, 30, "agent");
+	odd_cert("leafsigned", "srv", -1, 30, "agent");
+	expect_refused(ask(s, "expired", nokey, &e), &e, "refused this host's certificate");
+	assert_non_null(strstr(e.msg, "expired"));
+	expect_refused(ask(s, "early", nokey, &e), &e, "refused this host's certificate");
+	expect_refused(ask(s, "leafsigned", nokey, &e), &e, "refused this host's certificate");
+	stop(s, t);
+	s = server("expired", nokey, &t);
+	expect_refused(ask(s, "cli", nokey, &e), &e, "not trusted: certificate has expired");
+	stop(s, t);
+	s = server("early", nokey, &t);
+	expect_refused(ask(s, "cli", nokey, &e), &e, "not trusted: certificate is not yet valid");
+	stop(s, t);
+	s = server("leafsigned", nokey, &t);
+	expect_refused(ask(s, "cli", nokey, &e), &e, "not trusted: invalid CA certificate");
+	stop(s, t);
+}
+
+/* Roles: our own material without a role is unusable (said so); a peer
+ * that skips that check and shows a certificate without a role, or with
+ * another one, is refused by the server with the reason. */
+static void test_roles(void **state)
+{
+	gv_tls *t;
+	gv_xfer_server *s = server("srv", nokey, &t);
+	gv_err e;
+
+	odd_cert("norole", "ca", -1, 30, NULL);
+	odd_cert("admin", "ca", -1, 30, "admin");
+	expect_refused(ask(s, "norole", nokey, &e), &e, "host.crt names no role");
+	for (int i = 0; i < 2; i++) { /* a client of our own making */
+		const char *m = i ? "admin" : "norole";
+		char *crt = gv_strdupf("%s/%s/host.crt", dir, m), *key = gv_strdupf("%s/%s/host.key", dir, m);
+		SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+		assert_int_equal(SSL_CTX_use_certificate_file(ctx, crt, SSL_FILETYPE_PEM), 1);
+		assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM), 1);
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+					  .sin_port = htons((uint16_t)gv_xfer_server_port(s)) };
+		inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		SSL *ssl = SSL_new(ctx);
+		SSL_set_fd(ssl, fd);
+		SSL_set_alpn_protos(ssl, (const unsigned char *)"\x0dgridvm-xfer/2", 14);
+		assert_int_equal(SSL_connect(ssl), 1);
+		char buf[400] = "";
+		int n = 0, r;
+		while (n < (int)sizeof(buf) - 1 && (r = SSL_read(ssl, buf + n, (int)sizeof(buf) - 1 - n)) > 0)
+			n += r;
+		buf[n] = '\0';
+		assert_true(n > 5);
+		assert_int_equal(buf[4], 'E');
+		if (!strstr(buf + 5, "names no gridvm role"))
+			fail_msg("unclear: %s", buf + 5);
+		SSL_free(ssl);
+		SSL_CTX_free(ctx);
+		close(fd);
+		free(crt);
+		free(key);
+	}
+	stop(s, t);
+}
+
 /* A raw TCP peer: a plain-text hello is refused, a TLS hello that never
  * finishes is cut at the handshake deadline (the server closes). */
 static void test_plain_and_stalled(void **state)
@@ -319,6 +472,8 @@ int main(void)
 		cmocka_unit_test(test_refused_peers),
 		cmocka_unit_test(test_mixed_modes),
 		cmocka_unit_test(test_plain_and_stalled),
+		cmocka_unit_test(test_odd_certificates),
+		cmocka_unit_test(test_roles),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
