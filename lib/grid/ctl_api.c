@@ -539,7 +539,7 @@ json_t *ctl_request(void *ud, json_t *req)
 		return standby; /* another controller leads (ctl_elect.c) */
 	for (size_t i = 0; op && i < sizeof(ctl_ops) / sizeof(ctl_ops[0]); i++)
 		if (!strcmp(op, ctl_ops[i].op))
-			return ctl_ops[i].fn(ud, req);
+			return ctl_fenced_reply(ud, ctl_ops[i].fn(ud, req));
 	snprintf(msg, sizeof(msg), "unknown request '%s' (is this a grid controller?)",
 		 op ? op : "");
 	return refuse(-EINVAL, msg);

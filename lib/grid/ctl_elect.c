@@ -79,6 +79,27 @@ json_t *ctl_standby_reply(gv_ctl *c)
 	return rep;
 }
 
+json_t *ctl_fenced_reply(gv_ctl *c, json_t *rep)
+{
+	if (json_integer_value(json_object_get(rep, "errno")) != ESTALE ||
+	    json_is_true(json_object_get(rep, "ok")))
+		return rep;
+	pthread_mutex_lock(&c->mu);
+	if (c->o.leader_ttl_s && c->leading) {
+		fprintf(stderr, "gridvmctld: lost the leadership: a write was fenced (%s); it "
+				"acts no more\n",
+			json_string_value(json_object_get(rep, "error")) ?: "?");
+		c->leading = false;
+		c->deposed = true;
+		c->leader[0] = '\0';
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (!c->o.leader_ttl_s)
+		return rep;
+	json_decref(rep);
+	return ctl_standby_reply(c);
+}
+
 /* Wait up to @ms on the election's condition; false once stopping. */
 static bool elect_wait(gv_ctl *c, uint64_t ms)
 {

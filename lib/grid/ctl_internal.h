@@ -167,6 +167,11 @@ bool ctl_leading(gv_ctl *c);
 json_t *ctl_standby_reply(gv_ctl *c);
 /* The election's thread (opts.leader_ttl_s > 0). */
 void *ctl_elect(void *arg);
+/* @rep (taken), unless a write of the request was fenced (-ESTALE: another
+ * controller leads now; nothing of that write applied): then it is
+ * deposed, and the reply is a standby's, so that the client asks the new
+ * leader. */
+json_t *ctl_fenced_reply(gv_ctl *c, json_t *rep);
 
 /* ---- ctl_api.c ---- */
 json_t *ctl_request(void *ud, json_t *req);

@@ -11,8 +11,9 @@
 #   grid_field ID EXPR           a field of `job show ID --json` (python expr on j)
 #   grid_state ID                the job's state
 #   grid_wait_state SECS ID STATE...   until the job is in one of the states
-#   grid_etcd_start              an etcd in h1's namespace on h1's address;
-#                                from then on the controller's store is it
+#   grid_etcd_start [N]          an etcd of N members (default 1) in h1..hN's
+#                                namespaces; from then on the controller's store
+#   grid_etcd_kill I             SIGKILL the etcd member in hI's namespace
 #
 # Variables: GRID_CTL (ADDR:PORT), GRID_DIR (the controller's data dir),
 # GRID_STORE (--store URL for the controller; empty: its default, SQLite;
@@ -89,16 +90,36 @@ grid_wait_state() { # SECS ID STATE...
 
 etcd_answers() { ip netns exec "${HOST_NS[1]}" etcdctl --endpoints "$1" endpoint health >/dev/null 2>&1; }
 
+# grid_etcd_start [N]: N members (default 1), member I in hI's namespace
+# on hI's address; GRID_STORE names them all
 grid_etcd_start() {
-	local url=http://${HOST_IP[1]}:2379 peer=http://${HOST_IP[1]}:2380
+	local n=${1:-1} i cluster="" urls="" store=""
 	command -v "$ETCD" >/dev/null || fail "no etcd binary '$ETCD' (scripts/setup.sh installs etcd-server)"
-	mkdir -p "$HOSTS_DIR/etcd"
-	ip netns exec "${HOST_NS[1]}" "$ETCD" --name e1 --data-dir "$HOSTS_DIR/etcd/data" \
-		--listen-client-urls "$url" --advertise-client-urls "$url" \
-		--listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
-		--initial-cluster "e1=$peer" --logger zap --log-outputs stderr \
-		>>"$HOSTS_DIR/etcd/etcd.log" 2>&1 &
-	wait_until 30 "etcd answers" etcd_answers "$url"
-	GRID_STORE=etcd://${HOST_IP[1]}:2379
-	echo "ok: etcd $("$ETCD" --version | head -1 | cut -d' ' -f3) at $url is the controller's store"
+	for i in $(seq 1 "$n"); do
+		cluster+="${cluster:+,}e$i=http://${HOST_IP[i]}:2380"
+		urls+="${urls:+,}http://${HOST_IP[i]}:2379"
+		store+="${store:+,}${HOST_IP[i]}:2379"
+	done
+	for i in $(seq 1 "$n"); do
+		mkdir -p "$HOSTS_DIR/etcd$i"
+		ip netns exec "${HOST_NS[i]}" "$ETCD" --name "e$i" --data-dir "$HOSTS_DIR/etcd$i/data" \
+			--listen-client-urls "http://${HOST_IP[i]}:2379" \
+			--advertise-client-urls "http://${HOST_IP[i]}:2379" \
+			--listen-peer-urls "http://${HOST_IP[i]}:2380" \
+			--initial-advertise-peer-urls "http://${HOST_IP[i]}:2380" \
+			--initial-cluster "$cluster" --initial-cluster-token "$HOSTS_DIR" \
+			--logger zap --log-outputs stderr >>"$HOSTS_DIR/etcd$i/etcd.log" 2>&1 &
+	done
+	wait_until 60 "etcd answers" etcd_answers "$urls"
+	GRID_STORE=etcd://$store
+	echo "ok: etcd $("$ETCD" --version | head -1 | cut -d' ' -f3), $n member(s) at $urls, is the controller's store"
+}
+
+# grid_etcd_kill I: SIGKILL the etcd member in hI's namespace
+grid_etcd_kill() {
+	local pid
+	for pid in $(ip netns pids "${HOST_NS[$1]}"); do
+		if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = etcd ]; then kill -KILL "$pid"; fi
+	done
+	return 0
 }

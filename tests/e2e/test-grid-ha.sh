@@ -7,7 +7,8 @@
 # another takes over within seconds and every job, submitted before or
 # after, completes exactly once with its exact output. SIGSTOP the new
 # leader past its lease (cut off): it is deposed, stands by when it comes
-# back, and the grid carries on under a third.
+# back, and the grid carries on under a third. Then one etcd member of
+# the three is SIGKILLed: jobs submitted after that run too.
 set -euo pipefail
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 source "$ROOT/tests/e2e/lib.sh"
@@ -49,8 +50,8 @@ counts() { # K N: lines K.1 .. K.N
 }
 
 hosts_up 3
-grid_etcd_start
-ETCDCTL_URL=http://${HOST_IP[1]}:2379
+grid_etcd_start 3
+ETCDCTL_URL=http://${HOST_IP[1]}:2379,http://${HOST_IP[2]}:2379,http://${HOST_IP[3]}:2379
 GRID_CTL=${HOST_IP[1]}:$GRID_PORT,${HOST_IP[2]}:$GRID_PORT,${HOST_IP[3]}:$GRID_PORT
 GRID_DIR=$HOSTS_DIR/ctl1
 for i in 1 2 3; do ctl_start "$i"; done
@@ -105,13 +106,20 @@ wait_until 120 "h$second to know it was deposed" \
 	log_has "$HOSTS_DIR/ctl$second/gridvmctld.log" "$mark" "stands by"
 echo "ok: h$second, stopped past its lease, was deposed and stands by again; h$third leads"
 
+# --- one etcd member of three dies: the grid keeps working
+grid_etcd_kill 1
+for k in 7 8; do
+	J[k]=$(G submit --memory 128M -- sh -c "i=0; while [ \$i -lt 5 ]; do i=\$((i+1)); echo $k.\$i; sleep 1; done")
+done
+echo "ok: etcd member e1 SIGKILLed; jobs submitted after it: ${J[7]} ${J[8]}"
+
 # --- every job exactly once, with its whole output
-for k in 1 2 3 4 5 6; do
+for k in 1 2 3 4 5 6 7 8; do
 	grid_wait_state 600 "${J[k]}" completed
 	n=15
 	[ "$k" -ge 5 ] && n=5
 	same "$(G job logs "${J[k]}" | tr '\n' ' ')" "$(counts "$k" "$n")" "job $k's output"
 	same "$(starts_of "${J[k]}")" 1 "job $k's starts"
 done
-echo "ok: 6 jobs (4 before the failovers, 2 between) completed, each ran exactly once"
+echo "ok: 8 jobs (4 before the failovers, 2 between, 2 after an etcd member died) completed, each ran exactly once"
 echo "PASS test-grid-ha"
