@@ -179,6 +179,19 @@ void host_checkpoint_unexport(const gv_vmpaths *p)
 	}
 }
 
+/* The machine the checkpoint was taken of: one started from a template
+ * has the template layout (lib/node/template.c), whatever the record of a
+ * VM made anew for the restore (a replica's host) says. */
+static void adopt_layout(gv_vmdef *d, json_t *def)
+{
+	const char *t = json_string_value(json_object_get(def, "template"));
+
+	if (!def || (t && d->tmpl && !strcmp(t, d->tmpl)) || (!t && !d->tmpl))
+		return;
+	free(d->tmpl);
+	d->tmpl = t ? strdup(t) : NULL;
+}
+
 static int do_restore(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t *man, gv_err *e)
 {
 	char *csdir = gv_strdupf("%s/chunks", h->datadir);
@@ -205,6 +218,8 @@ static int do_restore(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t *man,
 		rc = chunks_to_file(cs, jo_chunks, p->jobout, "job output", e);
 	if (rc == 0 && gv_file_size(p->jobout) > jobout && truncate(p->jobout, (off_t)jobout) < 0)
 		rc = gv_err_set(e, -errno, "cannot roll back the job output");
+	if (rc == 0)
+		adopt_layout(r->def, json_object_get(man, "def"));
 	if (rc == 0)
 		rc = vm_spawn_qemu(h, r, p, true, e);
 	if (rc == 0)
