@@ -103,6 +103,20 @@ static bool reports_vm(struct ctl_host *h, struct ctl_job *j)
 	return false;
 }
 
+/* Jobs bound to @h, not ended (nor queued). */
+static unsigned bound_jobs(gv_ctl *c, struct ctl_host *h)
+{
+	unsigned n = 0;
+
+	for (size_t k = 0; k < c->njobs; k++) {
+		const char *host = json_string_value(json_object_get(c->jobs[k]->rec, "host"));
+		gv_job_state s = gv_job_record_state(c->jobs[k]->rec);
+		n += host && !strcmp(host, h->name) && !gv_job_state_final(s) &&
+		     s != GV_JOB_S_QUEUED;
+	}
+	return n;
+}
+
 /* A host not heard from for the lease is down (suspect: nothing new goes
  * there; so after three report intervals already); after the lease and
  * the grace it is lost, and its jobs are recovered elsewhere. */
@@ -146,7 +160,15 @@ static void check_hosts(gv_ctl *c)
 		unsigned n = 0;
 		double silent = (double)(now - seen) / 1000.0;
 		double last_wall = ctl_now() - silent;
-		for (size_t k = 0; k < c->njobs; k++) {
+		/* lost: with its jobs or without (a host not heard from since
+		 * this controller started, and with none, stays down) */
+		if (h->last_seen || bound_jobs(c, h)) {
+			h->lost = true;
+			fprintf(stderr, "gridvmctld: host %s is lost (no report for %.0f s)%s\n",
+				h->name, silent, bound_jobs(c, h) ? ": its jobs are recovered "
+								   "elsewhere" : "");
+		}
+		for (size_t k = 0; k < c->njobs && h->lost; k++) {
 			struct ctl_job *j = c->jobs[k];
 			const char *host = json_string_value(json_object_get(j->rec, "host"));
 			gv_job_state s = gv_job_record_state(j->rec);
@@ -158,11 +180,6 @@ static void check_hosts(gv_ctl *c)
 			struct ctl_host *dst = to ? ctl_host_find(c, to) : NULL;
 			if (s == GV_JOB_S_MIGRATING && dst && dst->up && reports_vm(dst, j))
 				continue;
-			if (!h->lost) {
-				h->lost = true;
-				fprintf(stderr, "gridvmctld: host %s is lost (no report for %.0f s): "
-					"its jobs are recovered elsewhere\n", h->name, silent);
-			}
 			recover_job(c, h, j, last_wall, silent);
 			n++;
 		}
