@@ -264,6 +264,87 @@ static void test_inputs_outputs(void **state)
 	gv_vmdef_free(d);
 }
 
+/* The template layout (lib/node/template.c): the same machine whether the
+ * VM boots it as a template, is restored from one (its disks hot-plugged)
+ * or comes back later (a save, a migration: its disks on the command
+ * line at the slots they were hot-plugged to). */
+static void test_template_layout(void **state)
+{
+	gv_err err;
+	gv_vmdef *d = parse("{\"name\":\"t\",\"image\":\"i\",\"job\":[\"true\"],"
+			    "\"inputs\":[{\"path\":\"/h/x\"}],\"outputs\":[\"o\"],"
+			    "\"template\":\"tcg-1c-256m\",\"start\":\"cold\"}", &err);
+	gv_vmpaths p;
+	char **argv, *spec;
+	json_t *cmds, *j;
+	size_t len;
+
+	assert_non_null(d);
+	assert_string_equal(d->tmpl, "tcg-1c-256m");
+	assert_int_equal(d->start_mode, GV_START_COLD);
+	j = gv_vmdef_to_json(d); /* what a save, a migration, a checkpoint carry */
+	assert_string_equal(json_string_value(json_object_get(j, "template")), "tcg-1c-256m");
+	assert_string_equal(json_string_value(json_object_get(j, "start")), "cold");
+	json_decref(j);
+	spec = gv_vmdef_jobspec(d, &len); /* hot-plugged: found by serial */
+	assert_non_null(strstr(spec, "root=serial:gridvm-root\n"));
+	free(spec);
+
+	/* restored from the template: its RAM file copy-on-write, no disks */
+	gv_vmpaths_init(&p, "/d", "t");
+	p.tmpl_layout = p.no_disks = true;
+	p.mem_file = "/d/templates/tcg-1c-256m/mem";
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg", true);
+	assert_true(find(argv, "memory-backend-file,id=pc.ram,size=256M,"
+			       "mem-path=/d/templates/tcg-1c-256m/mem,share=off") > 0);
+	assert_true(find(argv, "memory-backend=pc.ram") > 0);
+	assert_true(find(argv, "socket,id=gvctl,path=/d/vms/t/ctl.sock,server=on,wait=off") > 0);
+	assert_true(find(argv, "vmgenid,guid=auto") > 0);
+	assert_true(find(argv, "pcie-root-port,id=rp2,chassis=3,slot=3") > 0);
+	assert_int_equal(find(argv, "virtio-blk-pci,drive=qcow0,id=vda,bus=rp0,"
+				    "serial=gridvm-root"), -1);
+	gv_strv_free(argv);
+
+	/* its disks, hot-plugged with the node names a cold boot uses */
+	p.base = "/d/images/i.img";
+	cmds = gv_vmdef_hotplug_cmds(d, &p);
+	char *text = json_dumps(cmds, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_non_null(strstr(text, "\"node-name\":\"file0\""));
+	assert_non_null(strstr(text, "\"backing\":\"base0\""));
+	assert_non_null(strstr(text, "{\"arguments\":{\"bus\":\"rp0\",\"drive\":\"qcow0\","
+				     "\"driver\":\"virtio-blk-pci\",\"id\":\"vda\","
+				     "\"serial\":\"gridvm-root\"},\"execute\":\"device_add\"}"));
+	assert_non_null(strstr(text, "\"bus\":\"rp1\",\"drive\":\"in0\""));
+	assert_non_null(strstr(text, "\"bus\":\"rp2\",\"drive\":\"out0\""));
+	free(text);
+	json_decref(cmds);
+
+	/* later (a save restored, a migration's destination): anonymous RAM
+	 * named as before, the disks on the command line at those slots */
+	p.no_disks = false;
+	p.mem_file = NULL;
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg", true);
+	assert_true(find(argv, "memory-backend-ram,id=pc.ram,size=256M") > 0);
+	assert_true(find(argv, "virtio-blk-pci,drive=qcow0,id=vda,bus=rp0,"
+			       "serial=gridvm-root") > 0);
+	assert_true(find(argv, "virtio-blk-pci,drive=in0,id=vdin,serial=gridvm-input,"
+			       "bus=rp1") > 0);
+	gv_strv_free(argv);
+	gv_vmpaths_clear(&p);
+
+	/* a cold boot has none of it */
+	gv_vmpaths_init(&p, "/d", "t");
+	free(d->tmpl);
+	d->tmpl = NULL;
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg", false);
+	assert_int_equal(find(argv, "vmgenid,guid=auto"), -1);
+	assert_true(find(argv, "virtio-blk-pci,drive=qcow0,id=vda") > 0);
+	gv_strv_free(argv);
+	gv_vmpaths_clear(&p);
+	gv_vmdef_free(d);
+	assert_null(parse("{\"name\":\"t\",\"start\":\"warm\"}", &err));
+}
+
 static void test_io_validation(void **state)
 {
 	gv_err err;
@@ -317,6 +398,7 @@ int main(void)
 		cmocka_unit_test(test_jobspec),
 		cmocka_unit_test(test_inputs_outputs),
 		cmocka_unit_test(test_io_validation),
+		cmocka_unit_test(test_template_layout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
