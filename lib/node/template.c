@@ -318,6 +318,7 @@ static int build_locked(gv_host *h, const struct tmpl *t, gv_err *e)
 	}
 	build_paths(h, t, &p);
 	p.mem_file = mem_part;
+	vm_kill_qemu(&rec, &p); /* the QEMU of a build an agent left (it died) */
 	gv_rm_rf(p.dir);
 	unlink(t->meta); /* from here on, no template until it is complete */
 	unlink(mem_part);
