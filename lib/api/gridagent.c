@@ -531,6 +531,7 @@ static void obey(gv_gridagent *g, json_t *rep)
 
 	ga_settle(g, rep); /* stale VMs killed, old orders refused, fences lifted */
 	ga_drop_checkpoints(g, rep);
+	ga_warm_templates(g, rep); /* the sizes in demand start from templates */
 	json_array_foreach(json_object_get(rep, "release"), i, rel) {
 		const char *name = json_string_value(rel);
 		uint64_t id = name && !strncmp(name, "job-", 4) ? strtoull(name + 4, NULL, 10) : 0;
@@ -735,6 +736,7 @@ int gv_gridagent_start(gv_host *h, const gv_gridagent_opts *o, gv_gridagent **ou
 	g->cpus = o->cpus ? o->cpus : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	g->speed = o->speed > 0 ? o->speed : 1;
 	g->moved = json_array();
+	g->warm_failed = json_object();
 	g->samples = json_object();
 	g->samples_told = (unsigned)-1; /* the first report carries them */
 	g->memory = o->memory ? o->memory : mem_total() - (512ull << 20);
@@ -766,6 +768,7 @@ int gv_gridagent_start(gv_host *h, const gv_gridagent_opts *o, gv_gridagent **ou
 	if (r < 0) {
 		json_decref(g->labels);
 		json_decref(g->moved);
+		json_decref(g->warm_failed);
 		json_decref(g->samples);
 		free(g->controller);
 		free(g->name);
@@ -809,6 +812,7 @@ void gv_gridagent_stop(gv_gridagent *g)
 	}
 	json_decref(g->labels);
 	json_decref(g->moved);
+	json_decref(g->warm_failed);
 	json_decref(g->samples);
 	pthread_mutex_destroy(&g->mu);
 	pthread_cond_destroy(&g->cv);

@@ -59,6 +59,8 @@ struct gv_gridagent {
 	unsigned samples_rev, samples_told; /* the controller has samples_told */
 	bool sampling;	  /* the sampler thread runs */
 	bool kick;	  /* report now: a VM ended */
+	bool warming;	  /* a template is being built for the grid */
+	json_t *warm_failed; /* "Nc-Mm" -> ms its build failed (gridagent_warm.c) */
 	uint8_t key[GV_XFER_KEY_LEN];
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -79,6 +81,11 @@ struct gv_gridagent {
 /* ---- gridagent.c ---- */
 struct gjob *gjob_find(gv_gridagent *g, uint64_t id, bool create);
 bool ga_vm_exists(gv_gridagent *g, const char *name);
+
+/* ---- gridagent_warm.c ---- */
+/* Build the templates the reply says are in demand and this host lacks
+ * (on a thread of its own; mu free). */
+void ga_warm_templates(gv_gridagent *g, json_t *rep);
 
 /* ---- gridagent_lease.c ---- */
 uint64_t ga_mono_ms(void);

@@ -458,6 +458,7 @@ static json_t *host_orders(gv_ctl *c, struct ctl_host *h, json_t *release)
 	json_t *rep = json_pack("{s:b, s:s, s:o, s:o, s:O, s:i, s:i}", "ok", 1, "host", h->name,
 				"bindings", bind, "moves", moves, "release", release, "report_s",
 				(int)c->o.report_s, "lease_s", (int)c->o.host_lease_s);
+	json_object_set_new(rep, "templates", ctl_templates_wanted(c)); /* keep these warm */
 	if (json_array_size(h->drops)) { /* told once (a lost reply leaves them) */
 		json_object_set_new(rep, "drop_checkpoints", h->drops);
 		h->drops = NULL;

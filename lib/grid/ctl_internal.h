@@ -121,6 +121,8 @@ struct gv_ctl {
 	gv_sched_move_sample moves[CTL_MOVE_SAMPLES];
 	size_t nmoves;
 	uint64_t moves_measured;
+	json_t *demand;	     /* the job sizes in demand (ctl_templates_wanted) */
+	uint64_t demand_ms;  /* when it was counted */
 	struct { /* counted for the metrics (ctl_metrics.c), under mu */
 		uint64_t submitted, placements, cycles, replans;
 		uint64_t moves_started, moves_completed, moves_failed;
@@ -194,6 +196,10 @@ void ctl_host_images_to_sched(gv_ctl *c, struct ctl_host *h);
 json_t *ctl_host_missing_json(gv_ctl *c, struct ctl_host *h);
 /* The measured moves from the store, and the model fitted to them. */
 void ctl_learn_load(gv_ctl *c);
+/* The job configurations in demand, for the agents to keep templates of:
+ * [{cpus, memory_mib}], the 3 most common among jobs waiting or bound
+ * (counted again at most once a second). New reference; mu held. */
+json_t *ctl_templates_wanted(gv_ctl *c);
 /* {"moves_measured", "samples": [...], "model": {...}} */
 json_t *ctl_cost_json(gv_ctl *c);
 void ctl_learn_free(gv_ctl *c);

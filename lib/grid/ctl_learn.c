@@ -18,6 +18,8 @@
  *   a host measure the rate into it too (used when the agent has none).
  * - per job: the disk it has written, the memory it dirties (measured by
  *   its last move), for the next move's estimate.
+ * And what it tells them back beyond their orders: the job sizes in demand,
+ * for which they keep templates warm (docs/templates.md).
  */
 #include "ctl_internal.h"
 
@@ -335,8 +337,55 @@ json_t *ctl_cost_json(gv_ctl *c)
 			 "max_rounds", (int)k->max_rounds, "overhead", k->overhead);
 }
 
+/* ---- the job sizes in demand: templates the agents keep warm ---- */
+
+#define DEMAND_TOP 3
+
+json_t *ctl_templates_wanted(gv_ctl *c)
+{
+	struct size_count {
+		uint32_t cpus;
+		uint64_t mib;
+		size_t n;
+	} top[64];
+	size_t ntop = 0;
+
+	if (c->demand && gv_now_ms() - c->demand_ms < 1000)
+		return json_incref(c->demand);
+	for (size_t i = 0; i < c->njobs; i++) {
+		const json_t *rec = c->jobs[i]->rec;
+		if (gv_job_state_final(gv_job_record_state(rec)))
+			continue;
+		uint32_t cpus = (uint32_t)json_integer_value(json_object_get(rec, "cpus"));
+		uint64_t mib = (uint64_t)json_integer_value(json_object_get(rec, "memory")) >> 20;
+		size_t k = 0;
+		while (k < ntop && (top[k].cpus != cpus || top[k].mib != mib))
+			k++;
+		if (k == ntop && ntop < sizeof(top) / sizeof(top[0]))
+			top[ntop++] = (struct size_count){ cpus, mib, 0 };
+		if (k < ntop)
+			top[k].n++;
+	}
+	json_decref(c->demand);
+	c->demand = json_array();
+	c->demand_ms = gv_now_ms();
+	for (int pick = 0; pick < DEMAND_TOP; pick++) { /* the most common first */
+		size_t best = ntop;
+		for (size_t k = 0; k < ntop; k++)
+			if (top[k].n && (best == ntop || top[k].n > top[best].n))
+				best = k;
+		if (best == ntop)
+			break;
+		json_array_append_new(c->demand, json_pack("{s:i, s:I}", "cpus", (int)top[best].cpus,
+							   "memory_mib", (json_int_t)top[best].mib));
+		top[best].n = 0;
+	}
+	return json_incref(c->demand);
+}
+
 void ctl_learn_free(gv_ctl *c)
 {
+	json_decref(c->demand);
 	for (size_t i = 0; i < c->nhosts; i++) {
 		samples_free(c->hosts[i].samples, c->hosts[i].nsamples);
 		free(c->hosts[i].missing);
