@@ -350,7 +350,7 @@ static bool refs_keep(void *ud, const uint8_t hash[32])
 {
 	struct refs *rf = ud;
 
-	return bsearch(hash, rf->h, rf->n, 32, cmp32) != NULL;
+	return rf->n && bsearch(hash, rf->h, rf->n, 32, cmp32) != NULL;
 }
 
 /* Delete every chunk no manifest of any VM refers to. h->ckpt_mu held. */
@@ -373,7 +373,8 @@ static int chunk_gc(gv_host *h, uint64_t *freed)
 		refs_add_list(&rf, json_object_get(json_object_get(man, "jobout"), "chunks"));
 		json_decref(man);
 	}
-	qsort(rf.h, rf.n, 32, cmp32);
+	if (rf.n) /* (none referenced: qsort may not be given NULL) */
+		qsort(rf.h, rf.n, 32, cmp32);
 	r = gv_chunkstore_open(csdir, &cs);
 	if (r == 0)
 		r = gv_chunkstore_gc(cs, refs_keep, &rf, freed);
