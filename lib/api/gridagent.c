@@ -30,6 +30,9 @@
 #include <unistd.h>
 
 #define LOG_CHUNK (1u << 20)
+/* A restore from a checkpoint that fails is tried this often before the
+ * job is reported failed (a replica or a link may be down for a while). */
+#define RESTORE_TRIES 5
 
 /* The agent of this process, for the peer requests (see
  * gv_gridagent_control); NULL when it does not join a grid. */
@@ -419,7 +422,15 @@ static void *start_thread(void *arg)
 	}
 	pthread_mutex_lock(&g->mu);
 	struct gjob *j = gjob_find(g, w->id, true);
-	if (j) {
+	if (j && r < 0 && restore && ++j->restore_tries < RESTORE_TRIES) {
+		/* (the replica or the link may be back at the next reply: the
+		 * same binding starts it again) */
+		fprintf(stderr, "gridvmd: job %" PRIu64 ": %s (try %u of %u; again at the next "
+			"reply)\n", w->id, e.msg, j->restore_tries, RESTORE_TRIES);
+		j->busy = false;
+		j->state = NULL;
+		j->started_epoch = 0;
+	} else if (j) {
 		j->busy = false;
 		if (r < 0) {
 			j->state = "failed";
