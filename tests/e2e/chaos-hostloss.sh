@@ -82,6 +82,11 @@ done
 
 for k in $(seq 1 $JOBS); do
 	grid_wait_state 1200 "${IDS[k]}" completed failed
+	if [ "$(grid_state "${IDS[k]}")" != completed ]; then # (what happened, for the log)
+		G job events "${IDS[k]}" | tail -15 >&2
+		grep -h "job-${IDS[k]}\|job ${IDS[k]}:" "${HOST_DATA[2]}/gridvmd.log" \
+			"${HOST_DATA[3]}/gridvmd.log" "${HOST_DATA[4]}/gridvmd.log" | tail -15 >&2 || true
+	fi
 	same "$(grid_state "${IDS[k]}")" completed "job ${IDS[k]}"
 	same "$(G job logs "${IDS[k]}" | tr '\n' ' ')" "$(seq 1 $N | tr '\n' ' ')" "job ${IDS[k]}'s log"
 	echo "ok: job ${IDS[k]}: completed once, log 1..$N; recovered $(grid_field "${IDS[k]}" 'j.get("recoveries", 0)') times, work lost at most $(grid_field "${IDS[k]}" 'round(j.get("work_lost_s", 0), 1)') s"
