@@ -66,7 +66,12 @@ int ctl_job_save(gv_ctl *c, struct ctl_job *j, gv_err *e)
 {
 	char *key = job_key(j->id), *text = json_dumps(j->rec, JSON_COMPACT);
 	int64_t rev;
-	int r = gv_kv_put(c->kv, key, text, 0, &rev, e);
+	gv_err local = { "" };
+	int r;
+
+	if (!e)
+		e = &local;
+	r = gv_kv_put(c->kv, key, text, 0, &rev, e);
 
 	if (r == 0)
 		j->mod_rev = rev;
@@ -292,6 +297,19 @@ int ctl_load(gv_ctl *c, gv_err *e)
 		}
 		if (j->id >= c->next_id)
 			c->next_id = j->id + 1;
+		/* bound without its epoch: the write that gives a binding its epoch
+		 * failed after the binding's own write (the controller that made
+		 * it was deposed between them), so no agent was given it; its
+		 * epoch is that binding's revision, the record's mod_rev */
+		gv_job_state s = gv_job_record_state(rec);
+		if (!gv_job_state_final(s) && s != GV_JOB_S_QUEUED &&
+		    json_integer_value(json_object_get(rec, "epoch")) <= 0) {
+			json_object_set_new(rec, "epoch", json_integer(j->mod_rev));
+			if (ctl_job_save(c, j, NULL) == 0)
+				fprintf(stderr, "gridvmctld: job %" PRIu64 " was bound without its "
+					"epoch: it has now %" PRId64 "\n", j->id, (int64_t)
+					json_integer_value(json_object_get(rec, "epoch")));
+		}
 	}
 	gv_kv_entries_free(v, n);
 	/* events are numbered on from what the store holds */

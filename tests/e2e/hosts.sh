@@ -311,6 +311,12 @@ hosts__no_ipv6() { # DEV (root namespace)
 hosts__on_exit() {
 	local rc=$?
 	set +e
+	# HOSTS_KEEP_LOGS=DIR: a failed run's logs are copied there first
+	if [ "$rc" != 0 ] && [ -n "${HOSTS_KEEP_LOGS:-}" ] && [ -d "${HOSTS_DIR:-}" ]; then
+		mkdir -p "$HOSTS_KEEP_LOGS"
+		(cd "$HOSTS_DIR" && find . -name '*.log' -exec cp --parents {} "$HOSTS_KEEP_LOGS" \;)
+		echo "hosts: logs of the failed run kept in $HOSTS_KEEP_LOGS" >&2
+	fi
 	hosts_down
 	if [ -n "$HOSTS__PREV_TRAP" ]; then
 		(exit "$rc")             # the old trap sees the original $?
