@@ -3,7 +3,7 @@
 # chaos-hostloss.sh [SEED] [ROUNDS] - random host faults while counting
 # jobs run (docs/host-loss.md): a controller on h1, agents on h2..h4, four
 # jobs with checkpoints every 10 s. Each round picks a host and a fault
-# (from the seed): its link cut briefly (under the lease: its VMs may be
+# (from the seed): its link cut until one report is missed (under the lease: its VMs may be
 # paused, then go on), its link cut until the controller declares it lost
 # (its jobs go on elsewhere; the link comes back, its stale VMs die), or
 # its agent SIGKILLed with its QEMUs (lost; the agent restarted later).
@@ -23,6 +23,9 @@ N=${CHAOS_LINES:-200}
 RANDOM=$SEED
 same() { [ "$1" = "$2" ] || fail "${3:-value}: got '$1', want '$2'"; }
 host_state_is() { [ "$(G hosts --json | python3 -c 'import json,sys; print([h["state"] for h in json.load(sys.stdin) if h["name"] == sys.argv[1]][0])' "$1")" = "$2" ]; }
+# the controller has missed a report of host $1 (the cut is felt, the lease
+# of 4 s not yet run out)
+missed_report() { G hosts --json | python3 -c 'import sys, json; sys.exit(0 if [h for h in json.load(sys.stdin) if h["name"] == sys.argv[1] and h.get("seen_s_ago", 0) >= 1.5] else 1)' "$1"; }
 all_running() { for id in "${IDS[@]}"; do grid_in_state "$id" running completed || return 1; done; }
 
 hosts_up 4
@@ -57,9 +60,9 @@ for r in $(seq 1 "$ROUNDS"); do
 	markc=$(log_mark "$GRID_DIR/gridvmctld.log")
 	case $f in
 	0)
-		echo "round $r: h$i's link cut for 2 s (under the lease)"
+		echo "round $r: h$i's link cut until a report is missed (under the lease)"
 		hosts_cut "$i"
-		sleep 2 # (the fault's length, not a wait for an event)
+		wait_until 60 "the controller to miss a report of h$i" missed_report "h$i"
 		hosts_restore "$i"
 		;;
 	1)
