@@ -18,7 +18,7 @@ PKGS=(build-essential meson ninja-build pkg-config
       libcurl4-openssl-dev libzstd-dev liblz4-dev zlib1g-dev libnbd-dev
       qemu-system-x86 qemu-utils busybox-static debootstrap e2fsprogs cpio kmod
       iproute2 procps python3 grub-pc-bin grub-common xorriso mtools prometheus
-      clang libclang-rt-14-dev etcd-server etcd-client)
+      clang libclang-rt-14-dev etcd-server etcd-client curl jq openssl)
 
 if [ "$(id -u)" != 0 ]; then
 	echo "setup.sh: run as root (it installs packages and prepares $DATADIR)" >&2
