@@ -43,7 +43,15 @@ unit_tests() { # builddir label
 		log=$(mktemp)
 		timeout 300 "$t" >"$log" 2>&1
 		local rc=$?
-		[ $rc = 0 ] || sed 's/^/    /' "$log" | tail -40
+		if [ $rc != 0 ]; then
+			# what failed first (a sanitizer's report can fill the
+			# tail), then the end
+			echo "    -- first failures:"
+			grep -E -m 12 -A 3 '\[  (FAILED|ERROR) |ERROR: |runtime error|SUMMARY: ' "$log" |
+				sed 's/^/    /'
+			echo "    -- the end:"
+			sed 's/^/    /' "$log" | tail -30
+		fi
 		rm -f "$log"
 		result "$label/$(basename "$t")" $rc
 	done
@@ -88,7 +96,15 @@ if [ $QUICK = 0 ]; then
 		log=$(mktemp)
 		ROOT=$ROOT timeout 1800 bash "tests/e2e/$t.sh" >"$log" 2>&1
 		rc=$?
-		[ $rc = 0 ] || sed 's/^/    /' "$log" | tail -40
+		if [ $rc != 0 ]; then
+			# what failed first (a sanitizer's report can fill the
+			# tail), then the end
+			echo "    -- first failures:"
+			grep -E -m 12 -A 3 '\[  (FAILED|ERROR) |ERROR: |runtime error|SUMMARY: ' "$log" |
+				sed 's/^/    /'
+			echo "    -- the end:"
+			sed 's/^/    /' "$log" | tail -30
+		fi
 		rm -f "$log"
 		result "e2e/$t ($(( $(date +%s) - start ))s)" $rc
 	done

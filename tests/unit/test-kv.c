@@ -500,10 +500,17 @@ static void watch_wakes(struct fx *fx, bool own_handle)
 	pthread_t th;
 	size_t n = 0;
 
+	int rc;
+
 	assert_int_equal(pthread_create(&th, NULL, writer_main, &w), 0);
-	/* woken by the put: a watch that timed out returns no event */
-	assert_int_equal(gv_kv_watch(fx->kv, fx->pfx, from, 20000, &ev, &n, &next, &fx->e), 0);
+	/* woken by the put: a watch that timed out returns no event. (No
+	 * assertion until the writer is joined: a failed one would leave
+	 * this frame, and @w with it, while the writer still uses @w.) */
+	rc = gv_kv_watch(fx->kv, fx->pfx, from, 20000, &ev, &n, &next, &fx->e);
 	pthread_join(th, NULL);
+	if (rc < 0)
+		fprintf(stderr, "    the watch failed: %s\n", fx->e.msg);
+	assert_int_equal(rc, 0);
 	assert_int_equal(w.r, 0);
 	assert_int_equal(n, 1);
 	check_event(&ev[0], GV_KV_EV_PUT, K(fx, "woke"), "up", from);
@@ -899,7 +906,9 @@ static void test_etcd_watch_restart(void **state)
 {
 	struct fx *fx = *state;
 	struct follower f = { .kv = fx->kv, .prefix = fx->pfx };
-	int64_t r1, rb, rc, next;
+	int64_t r1, rb = -1, rc = -1, next;
+	int restarted, rc_b = -1, rc_c = -1;
+	bool got_a, watching;
 	gv_kv_event *ev = NULL;
 	pthread_t th;
 	size_t n = 0;
@@ -909,21 +918,33 @@ static void test_etcd_watch_restart(void **state)
 	r1 = put(fx, "a", "1", 0);
 	f.from = r1;
 	assert_int_equal(pthread_create(&th, NULL, follower_main, &f), 0);
+	/* (No assertion until the follower is joined: a failed one would
+	 * leave this frame, and @f with it, while the follower still uses
+	 * @f. Each step's failure is kept and asserted after the join.) */
 	/* the follower has "a": it is waiting for what comes next */
 	pthread_mutex_lock(&f.mu);
 	while (f.n < 1 && !f.done)
 		pthread_cond_wait(&f.cond, &f.mu);
 	pthread_mutex_unlock(&f.mu);
-	assert_int_equal(f.n, 1);
+	got_a = f.n == 1;
 	/* and it is inside its next watch (etcd counts it; polled, 30 s at most) */
 	for (uint64_t t0 = gv_now_ms(); etcd_watchers() < 1 && gv_now_ms() - t0 < 30000;)
 		usleep(20 * 1000);
-	assert_true(etcd_watchers() >= 1);
+	watching = etcd_watchers() >= 1;
 	etcd_kill();
-	assert_int_equal(etcd_start(), 0);
-	rb = put(fx, "b", "2", 0);
-	rc = put(fx, "c", "3", 0);
+	restarted = etcd_start();
+	if (restarted == 0)
+		rc_b = gv_kv_put(fx->kv, K(fx, "b"), "2", 0, &rb, &fx->e);
+	if (rc_b == 0)
+		rc_c = gv_kv_put(fx->kv, K(fx, "c"), "3", 0, &rc, &fx->e);
 	pthread_join(th, NULL);
+	if (rc_b < 0 || rc_c < 0)
+		fprintf(stderr, "    a put after the restart failed: %s\n", fx->e.msg);
+	assert_true(got_a);
+	assert_true(watching);
+	assert_int_equal(restarted, 0);
+	assert_int_equal(rc_b, 0);
+	assert_int_equal(rc_c, 0);
 	fprintf(stderr, "    (the follower saw %d failed calls while etcd was away)\n", f.errors);
 	assert_int_equal(f.n, 3);
 	check_event(&f.got[0], GV_KV_EV_PUT, K(fx, "a"), "1", r1);
