@@ -455,7 +455,8 @@ static void *move_thread(void *arg)
 	const char *to = json_string_value(json_object_get(w->binding, "to"));
 	const char *mode = json_string_value(json_object_get(w->binding, "mode")) ?: "live";
 	char vm[40];
-	gv_migrate_opts mo = { .to = to, .cold = !strcmp(mode, "cold") };
+	gv_migrate_opts mo = { .to = to, .cold = !strcmp(mode, "cold"),
+			       .epoch = json_integer_value(json_object_get(w->binding, "epoch")) };
 	json_t *sum = NULL;
 	gv_err e = { "" };
 	int r;
@@ -751,6 +752,7 @@ int gv_gridagent_start(gv_host *h, const gv_gridagent_opts *o, gv_gridagent **ou
 	g->samples = json_object();
 	g->samples_told = (unsigned)-1; /* the first report carries them */
 	g->memory = o->memory ? o->memory : mem_total() - (512ull << 20);
+	g->keeper_fd = -1;
 	if (!gv_name_valid(g->name))
 		r = gv_err_set(e, -EINVAL, "invalid host name '%s' (use --name)", g->name);
 	else if (!(g->labels = labels_parse(o->labels, e)))
@@ -765,6 +767,14 @@ int gv_gridagent_start(gv_host *h, const gv_gridagent_opts *o, gv_gridagent **ou
 		ga_lease_load(g);
 	if (r == 0 && ga_watchdog_start(g) < 0)
 		r = gv_err_set(e, -EAGAIN, "cannot start the lease watchdog");
+	/* (after the watchdog: it replaces a keeper a previous agent left) */
+	else if (r == 0 && (r = ga_keeper_start(g)) < 0) {
+		gv_err_set(e, r, "cannot start the fence keeper: %s", strerror(-r));
+		pthread_mutex_lock(&g->mu);
+		g->stop = true;
+		pthread_mutex_unlock(&g->mu);
+		ga_watchdog_stop(g);
+	}
 	else if (r == 0 && pthread_create(&g->th, NULL, report_thread, g) != 0) {
 		r = gv_err_set(e, -EAGAIN, "cannot start the report thread");
 		pthread_mutex_lock(&g->mu);
@@ -808,6 +818,7 @@ void gv_gridagent_stop(gv_gridagent *g)
 	pthread_mutex_unlock(&g->mu);
 	pthread_join(g->th, NULL);
 	ga_watchdog_stop(g);
+	ga_keeper_stop(g);
 	__atomic_store_n(&current, NULL, __ATOMIC_RELEASE);
 	/* workers (a fetch, a migration) hold the host: wait for them */
 	pthread_mutex_lock(&g->mu);

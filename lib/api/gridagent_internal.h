@@ -77,6 +77,8 @@ struct gv_gridagent {
 	bool fencing;		/* the lease ran out: grid VMs are kept paused */
 	pthread_t wd;
 	bool wd_started;
+	int keeper_fd;		/* the pipe to the fence keeper (gridagent_keeper.c) */
+	pid_t keeper_pid;
 };
 
 /* ---- gridagent.c ---- */
@@ -111,6 +113,16 @@ void ga_settle(gv_gridagent *g, json_t *rep);
  * checkpoint to send for a restore): NULL if it may go on (the epoch is
  * taken as seen), else the refusal. */
 json_t *ga_epoch_check(gv_gridagent *g, json_t *req);
+
+/* ---- gridagent_keeper.c ---- */
+/* Start the fence keeper (and kill one a previous agent left). mu free. */
+int ga_keeper_start(gv_gridagent *g);
+/* Tell it the lease deadline (each watchdog tick; mu held). */
+void ga_keeper_beat(gv_gridagent *g);
+/* The agent stops: the keeper goes on alone. */
+void ga_keeper_stop(gv_gridagent *g);
+/* Hold as fenced the VMs the keeper paused while the agent was away. mu free. */
+void ga_keeper_claim(gv_gridagent *g);
 
 /* ---- gridagent_replica.c ---- */
 /* The binding @b of a job here says where its checkpoints go (mu held). */

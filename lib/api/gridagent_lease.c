@@ -212,11 +212,12 @@ static void *watchdog(void *arg)
 					"VMs\n", g->controller,
 					(g->lease_ms ? g->lease_ms : 10000) / 1000);
 		}
-		if (expired) {
-			pthread_mutex_unlock(&g->mu);
+		ga_keeper_beat(g);
+		pthread_mutex_unlock(&g->mu);
+		ga_keeper_claim(g);
+		if (expired)
 			fence_pass(g);
-			pthread_mutex_lock(&g->mu);
-		}
+		pthread_mutex_lock(&g->mu);
 		struct timespec ts = { 0, WATCH_MS * 1000000L };
 		pthread_mutex_unlock(&g->mu);
 		nanosleep(&ts, NULL);

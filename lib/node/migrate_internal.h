@@ -35,6 +35,7 @@ struct mig {
 	bool was_running; /* the guest ran when the migration began */
 	bool keep_ckpts;  /* its checkpoints stay here */
 	bool held;	  /* a fault point held it already */
+	int64_t epoch;	  /* gv_migrate_opts.epoch */
 	gv_err *e;
 };
 

@@ -180,7 +180,15 @@ static int mig_src_ask(struct mig *m, json_t *req, int timeout_ms, json_t **rep)
 {
 	gv_err ce;
 	json_t *out = NULL;
-	int r = gv_xfer_control(m->host, m->port, m->key, req, timeout_ms, &out, &ce);
+	int r;
+
+	/* a grid job's move: every request names the VM and the binding */
+	if (m->epoch > 0 && json_is_object(req)) {
+		if (!json_object_get(req, "name"))
+			json_object_set_new(req, "name", json_string(m->r->def->name));
+		json_object_set_new(req, "epoch", json_integer(m->epoch));
+	}
+	r = gv_xfer_control(m->host, m->port, m->key, req, timeout_ms, &out, &ce);
 
 	json_decref(req);
 	if (r < 0)
@@ -586,7 +594,7 @@ int gv_vm_migrate(gv_host *h, const char *name, const gv_migrate_opts *o, json_t
 	struct mig m = { .h = h, .progress = o->progress, .ud = o->ud, .t0 = gv_now_ms(),
 			 .e = e, .ckpt = o->checkpoint, .compress = o->compress ? o->compress : "zstd",
 			 .mode = o->checkpoint ? "checkpoint" : o->cold ? "cold" : "live",
-			 .keep_ckpts = o->keep_checkpoints };
+			 .keep_ckpts = o->keep_checkpoints, .epoch = o->epoch };
 	struct vmlock *l;
 	gv_vmpaths p;
 	int r;

@@ -212,6 +212,7 @@ static void build_paths(gv_host *h, const struct tmpl *t, gv_vmpaths *p)
 	p->input = gv_strdupf("%s/input.tar", run);
 	p->output = gv_strdupf("%s/output.tar", run);
 	p->ctl = gv_strdupf("%s/ctl.sock", run);
+	p->fence = gv_strdupf("%s/fence.sock", run);
 	p->tmpl_layout = p->mem_shared = p->no_disks = true;
 }
 

@@ -185,6 +185,7 @@ static int spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 		return rc;
 	unlink(p->qmp);
 	unlink(p->blkmon);
+	unlink(p->fence);
 	unlink(p->pidfile);
 	unlink(p->qemulog);
 	gv_vmpaths withbase = *p;
@@ -366,6 +367,7 @@ static int do_stop(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 	}
 	unlink(p->qmp);
 	unlink(p->blkmon);
+	unlink(p->fence);
 	gv_cgroup_remove(r->def->name);
 	r->pid = 0;
 	r->state = GV_VM_STOPPED;

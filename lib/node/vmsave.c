@@ -171,6 +171,7 @@ int vm_save_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *pat
 	vm_wait_gone(r->pid, p, 10000);
 	unlink(p->qmp);
 	unlink(p->blkmon);
+	unlink(p->fence);
 	gv_cgroup_remove(r->def->name);
 	r->pid = 0;
 	r->state = GV_VM_SAVED;

@@ -343,6 +343,7 @@ void gv_vmpaths_init(gv_vmpaths *p, const char *datadir, const char *name)
 	p->input = gv_strdupf("%s/input.tar", p->dir);
 	p->output = gv_strdupf("%s/output.tar", p->dir);
 	p->ctl = gv_strdupf("%s/ctl.sock", p->dir);
+	p->fence = gv_strdupf("%s/fence.sock", p->dir);
 	p->base = p->base_fmt = NULL;
 	p->mem_file = NULL;
 	p->mem_shared = p->no_disks = p->tmpl_layout = false;
@@ -352,7 +353,7 @@ void gv_vmpaths_clear(gv_vmpaths *p)
 {
 	char **f[] = { &p->dir, &p->disk, &p->qmp, &p->pidfile, &p->console,
 		       &p->jobout, &p->jobspec, &p->qemulog, &p->kernel, &p->initrd,
-		       &p->blkmon, &p->input, &p->output, &p->ctl };
+		       &p->blkmon, &p->input, &p->output, &p->ctl, &p->fence };
 
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
 		free(*f[i]);
@@ -640,6 +641,11 @@ char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
 		add_io_disks(&a, d, p);
 	arg(&a, "-qmp");
 	argf(&a, gv_strdupf("unix:%s,server=on,wait=off", p->qmp));
+	if (p->fence) {
+		arg(&a, "-chardev");
+		argf(&a, gv_strdupf("socket,id=gvfence,path=%s,server=on,wait=off", p->fence));
+		args(&a, (const char *const[]){ "-mon", "chardev=gvfence,mode=control", NULL });
+	}
 	if (d->image) { /* write tracking (lib/node/dirtytrack.c) has a monitor of its own */
 		arg(&a, "-chardev");
 		argf(&a, gv_strdupf("socket,id=gvblk,path=%s,server=on,wait=off", p->blkmon));

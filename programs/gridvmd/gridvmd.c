@@ -150,6 +150,9 @@ int main(int argc, char **argv)
 	gv_err e = { "" };
 	int c, r;
 
+	/* (the fence keeper an agent in a grid starts: lib/api/gridagent_keeper.c) */
+	if (argc == 3 && !strcmp(argv[1], "--fence-keeper"))
+		return gv_fence_keeper_main(argv[2]) < 0 ? 1 : 0;
 	while ((c = getopt_long(argc, argv, "d:s:l:k:c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': setenv("GRIDVM_DATA", optarg, 1); break;

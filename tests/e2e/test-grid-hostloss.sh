@@ -14,6 +14,10 @@
 #  3. a job without checkpoints on a host whose report thread hangs (fault
 #     grid.agent.report=hold): the watchdog fences it all the same; the job
 #     restarts from the beginning elsewhere, and its events say so.
+#  4. an agent SIGKILLed while its link is cut, its QEMU left running: the
+#     host's fence keeper pauses the VM when the lease runs out; the job
+#     goes on elsewhere while the copy stays paused; the agent restarted
+#     kills it.
 set -euo pipefail
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 source "$ROOT/tests/e2e/lib.sh"
@@ -196,6 +200,70 @@ same "$(G job logs "$job3" | tr '\n' ' ')" "$(seq 1 40 | tr '\n' ' ')" "job 3's 
 # (killed as stale, or released if the job ended meanwhile)
 wait_until 120 "h4 to drop its copy after the hang" vm_state_on_is 4 "job-$job3" none
 echo "ok: no checkpoint: job 3 restarted from the beginning on $(grid_field "$job3" 'j["host"]') (said in its events) and completed once"
+
+# === 4. the agent SIGKILLed while cut off, its QEMU left running =========
+# no agent is left to pause the VM: its fence keeper does, when the lease
+# runs out, before the job goes on elsewhere
+qmp_status() { # SOCKET: the VM's run state, asked on its fence monitor
+	python3 - "$1" <<'EOF2'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+json.loads(f.readline())
+for cmd in ("qmp_capabilities", "query-status"):
+    f.write(json.dumps({"execute": cmd}) + "\n"); f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if "return" in r or "error" in r: break
+print(r["return"]["status"])
+EOF2
+}
+job4=$(G submit --name keeper --memory 256M --checkpoint-every 10s -- \
+	sh -c 'i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo $i; sleep 1; done')
+vm4=job-$job4
+grid_wait_state 300 "$job4" running
+from=$(grid_field "$job4" 'j["host"]')
+f=$(host_num "$from")
+wait_until 120 "a checkpoint of job 4 on another host" replicated_after "$job4" ""
+keeper_log=${HOST_DATA[$f]}/grid/keeper.log
+out4=${HOST_DATA[$f]}/vms/$vm4/job.out
+qpid=$(cat "${HOST_DATA[$f]}/vms/$vm4/qemu.pid")
+markk=$(log_mark "$keeper_log")
+markf=$(log_mark "$(agent_log "$f")")
+markc=$(log_mark "$GRID_DIR/gridvmctld.log")
+hosts_cut "$f"
+kill -KILL "${HOST_AGENT_PID[$f]}"
+HOST_AGENT_PID[$f]=""
+t_cut=$(now)
+wait_until 60 "the fence keeper on $from to pause job 4" log_has "$keeper_log" "$markk" "paused $vm4"
+echo "measured: the keeper paused job 4 $(since "$t_cut") after the cut (lease ${LEASE} s)"
+! log_has "$(agent_log "$f")" "$markf" "fenced $vm4" || fail "the agent fenced job 4 itself: it was to be killed first"
+same "$(qmp_status "${HOST_DATA[$f]}/vms/$vm4/fence.sock")" paused "job 4's QEMU on $from"
+kill -0 "$qpid" || fail "job 4's QEMU on $from is gone: it was to be paused"
+bytes_at=$(stat -c %s "$out4")
+paused_at=$(frames_lines "$out4" "$bytes_at")
+echo "ok: $from's agent killed while cut off: its fence keeper paused job 4 at $paused_at"
+wait_until 120 "the controller to declare $from lost" log_has "$GRID_DIR/gridvmctld.log" "$markc" "host $from is lost"
+wait_until 120 "job 4 to be bound off $from" bound_off "$job4" "$from"
+grid_wait_state 300 "$job4" running
+to=$(grid_field "$job4" 'j["host"]')
+wait_until 120 "the count on $to to pass $paused_at" count_on_ge "$(host_num "$to")" "$vm4" $((paused_at + 2))
+same "$(stat -c %s "$out4")" "$bytes_at" "the output of the paused copy on $from while job 4 runs on $to"
+same "$(qmp_status "${HOST_DATA[$f]}/vms/$vm4/fence.sock")" paused "job 4's QEMU on $from while it runs on $to"
+echo "ok: job 4 goes on on $to; the copy on $from stayed paused at $paused_at"
+markf=$(log_mark "$(agent_log "$f")")
+hosts_restore "$f"
+grid_join "$f" --grid-cpus 2 --grid-memory 1G
+wait_until 120 "$from to kill its stale copy of job 4" log_has "$(agent_log "$f")" "$markf" "killed $vm4"
+wait_until 60 "job 4's old QEMU to end" sh -c "! kill -0 $qpid 2>/dev/null"
+grid_wait_state 600 "$job4" completed
+same "$(G job logs "$job4" | tr '\n' ' ')" "$(seq 1 60 | tr '\n' ' ')" "job 4's log"
+rc=0
+G job wait "$job4" || rc=$?
+same "$rc" 0 "job 4's exit code"
+echo "ok: agent killed while cut off: job 4 completed once on $to, its log 1..60; the paused copy was killed when $from came back"
 
 kill "$WATCH_PID" 2>/dev/null || true
 wait "$WATCH_PID" 2>/dev/null || true

@@ -37,4 +37,10 @@ bool gv_gridagent_joined(gv_gridagent *g);
  * gv_host as @ud): "grid-log" here, the rest by gv_migrate_control. */
 json_t *gv_gridagent_control(void *ud, json_t *req);
 
+/* The fence keeper's process (gridvmd --fence-keeper DATA, started by
+ * the agent with its pipe as fd 3): pauses the grid's VMs when the agent
+ * is away past its lease. Returns when its agent is gone and it has
+ * fenced (or held no lease). */
+int gv_fence_keeper_main(const char *datadir);
+
 #endif

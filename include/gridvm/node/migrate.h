@@ -42,6 +42,9 @@ typedef struct gv_migrate_opts {
 				  * deleted once the VM runs there */
 	bool keep_checkpoints;	 /* leave the VM's checkpoints here (default:
 				  * they follow it, and leave this host) */
+	int64_t epoch;		 /* a grid job's move: its binding epoch, sent
+				  * in every request (the destination's agent
+				  * refuses one older than it has seen); 0: none */
 	gv_migrate_progress progress;
 	void *ud;
 } gv_migrate_opts;

@@ -75,6 +75,9 @@ typedef struct gv_vmpaths {
 	const char *mem_file;
 	bool mem_shared, no_disks, tmpl_layout;
 	char *ctl; /* the control port's socket (template layout) */
+	/* a third QMP monitor, the fence keeper's alone: it pauses the VM
+	 * when the agent is away past its grid lease (docs/host-loss.md) */
+	char *fence;
 } gv_vmpaths;
 
 void gv_vmdef_free(gv_vmdef *d);
