@@ -308,18 +308,20 @@ out:
 
 /* ---- host loss (docs/host-loss.md) ---- */
 
-/* The hosts @j's checkpoints are copied to: the grid's --checkpoint-replicas
- * hosts that are up, after @h in the hosts' order (so jobs spread their
- * replicas), the same ones every reply while the grid does not change. */
+/* The hosts @j's checkpoints are copied to: its own count (submit
+ * --checkpoint-replicas) or the grid's, of hosts that are up, after @h in
+ * the hosts' order (so jobs spread their replicas), the same ones every
+ * reply while the grid does not change. */
 static json_t *replica_addrs(gv_ctl *c, struct ctl_host *h, struct ctl_job *j)
 {
 	json_t *out = json_array();
-	json_t *ck = json_object_get(j->rec, "checkpoint");
+	json_t *ck = json_object_get(j->rec, "checkpoint"), *own = json_object_get(ck, "replicas");
 	size_t at = (size_t)(h - c->hosts);
+	size_t want = json_is_integer(own) ? (size_t)json_integer_value(own) : c->o.replicas;
 
 	if (!(json_number_value(json_object_get(ck, "every")) > 0))
 		return out; /* it makes none */
-	for (size_t k = 1; k < c->nhosts && json_array_size(out) < c->o.replicas; k++) {
+	for (size_t k = 1; k < c->nhosts && json_array_size(out) < want; k++) {
 		struct ctl_host *r = &c->hosts[(at + k) % c->nhosts];
 		if (r->up && !r->lost && *r->addr)
 			json_array_append_new(out, json_string(r->addr));

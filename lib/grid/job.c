@@ -163,10 +163,27 @@ static int get_checkpoint(const json_t *req, json_t *rec, gv_err *e)
 	}
 	if (every > 0 && every < 5)
 		return gv_err_set(e, -EINVAL, "invalid checkpoint_every: at least 5 s");
-	json_object_set_new(rec, "checkpoint",
-			    json_pack("{s:I, s:I, s:b}", "every", (json_int_t)every, "keep", n,
-				      "drop_on_success",
-				      json_is_true(json_object_get(req, "checkpoint_drop_on_success"))));
+	/* hosts its checkpoints are copied to (absent: the grid's
+	 * --checkpoint-replicas) */
+	json_t *reps = json_object_get(req, "checkpoint_replicas");
+	json_int_t nrep = -1;
+	if (json_is_string(reps)) {
+		char *end;
+		long v = strtol(json_string_value(reps), &end, 10);
+		nrep = *end || end == json_string_value(reps) || v < 0 ? -2 : v;
+	} else if (json_is_integer(reps)) {
+		nrep = json_integer_value(reps) < 0 ? -2 : json_integer_value(reps);
+	} else if (reps && !json_is_null(reps)) {
+		nrep = -2;
+	}
+	if (nrep < -1 || nrep > 8)
+		return gv_err_set(e, -EINVAL, "invalid checkpoint_replicas: 0 to 8 hosts");
+	json_t *ck = json_pack("{s:I, s:I, s:b}", "every", (json_int_t)every, "keep", n,
+			       "drop_on_success",
+			       json_is_true(json_object_get(req, "checkpoint_drop_on_success")));
+	if (nrep >= 0)
+		json_object_set_new(ck, "replicas", json_integer(nrep));
+	json_object_set_new(rec, "checkpoint", ck);
 	return 0;
 }
 

@@ -27,6 +27,8 @@ static void usage(FILE *f)
 	      "      --checkpoint-every D   checkpoint it this often\n"
 	      "      --checkpoint-keep all|N  keep all checkpoints or the last N\n"
 	      "      --checkpoint-drop-on-success  delete them when it exits 0\n"
+	      "      --checkpoint-replicas N  copy them to N other hosts as they are made\n"
+	      "                             (0 to 8; default: the controller's, 1)\n"
 	      "      --input PATH[:GUEST_PATH]  a file or directory it reads\n"
 	      "      --output GUEST_PATH    a file or directory to collect when it ends\n"
 	      "                             ('gridvm job output ID DIR')\n"
@@ -38,7 +40,7 @@ static void usage(FILE *f)
 
 int cmd_submit(int argc, char **argv)
 {
-	enum { O_REQ = 256, O_RANK, O_PRI, O_WALL, O_CKE, O_CKK, O_CKD, O_IN, O_OUT, O_JSON };
+	enum { O_REQ = 256, O_RANK, O_PRI, O_WALL, O_CKE, O_CKK, O_CKD, O_CKR, O_IN, O_OUT, O_JSON };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "image", required_argument, NULL, 'i' },
@@ -52,6 +54,7 @@ int cmd_submit(int argc, char **argv)
 		{ "checkpoint-every", required_argument, NULL, O_CKE },
 		{ "checkpoint-keep", required_argument, NULL, O_CKK },
 		{ "checkpoint-drop-on-success", no_argument, NULL, O_CKD },
+		{ "checkpoint-replicas", required_argument, NULL, O_CKR },
 		{ "input", required_argument, NULL, O_IN },
 		{ "output", required_argument, NULL, O_OUT },
 		{ "json", no_argument, NULL, O_JSON },
@@ -93,6 +96,7 @@ int cmd_submit(int argc, char **argv)
 		case O_CKE: json_object_set_new(req, "checkpoint_every", json_string(optarg)); break;
 		case O_CKK: json_object_set_new(req, "checkpoint_keep", json_string(optarg)); break;
 		case O_CKD: json_object_set_new(req, "checkpoint_drop_on_success", json_true()); break;
+		case O_CKR: json_object_set_new(req, "checkpoint_replicas", json_string(optarg)); break;
 		case O_IN: json_array_append_new(inputs, json_string(optarg)); break;
 		case O_OUT: json_array_append_new(outs, json_string(optarg)); break;
 		case O_JSON: as_json = true; break;

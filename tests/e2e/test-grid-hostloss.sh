@@ -148,13 +148,18 @@ no_twice
 echo "ok: partition: completed once on $to, its log 1..$N without a gap or a repeat"
 
 # === 2. an agent SIGKILLed with its QEMUs ================================
-job2=$(G submit --name crash --memory 256M --checkpoint-every 10s -- \
+# (its checkpoints go to two hosts: submit --checkpoint-replicas)
+job2=$(G submit --name crash --memory 256M --checkpoint-every 10s --checkpoint-replicas 2 -- \
 	sh -c "i=0; while [ \$i -lt 50 ]; do i=\$((i+1)); echo \$i; sleep 1; done")
 vm2=job-$job2
 grid_wait_state 300 "$job2" running
 from=$(grid_field "$job2" 'j["host"]')
 f=$(host_num "$from")
 wait_until 120 "a checkpoint of job 2 on another host" replicated_after "$job2" ""
+replicas_of() { grid_field "$1" 'len((j.get("replicated") or {}).get("on", []))'; }
+replicas_are() { [ "$(replicas_of "$1")" = "$2" ]; }
+wait_until 120 "job 2's checkpoint on two other hosts" replicas_are "$job2" 2
+echo "ok: job 2's checkpoint $(replicated_id "$job2") is held by $(grid_field "$job2" '",".join(j["replicated"]["on"])') (--checkpoint-replicas 2)"
 markc=$(log_mark "$GRID_DIR/gridvmctld.log")
 killed=$(ip netns pids "${HOST_NS[$f]}" | tr '\n' ' ')
 # shellcheck disable=SC2086

@@ -34,6 +34,7 @@ static void test_defaults_and_fields(void **state)
 	assert_int_equal(try("{\"cmd\": [\"echo\", \"hi\"], \"memory\": \"2G\", \"cpus\": 2,"
 			     " \"walltime\": \"90m\", \"requires\": \"memory >= 1G\","
 			     " \"checkpoint_every\": \"10m\", \"checkpoint_keep\": \"3\","
+			     " \"checkpoint_replicas\": \"2\","
 			     " \"outputs\": [\"result.txt\"], \"input_paths\": [\"/work/in\"]}",
 			     &rec, &e),
 			 0);
@@ -48,6 +49,7 @@ static void test_defaults_and_fields(void **state)
 	json_t *ck = json_object_get(rec, "checkpoint");
 	assert_int_equal(json_integer_value(json_object_get(ck, "every")), 600);
 	assert_int_equal(json_integer_value(json_object_get(ck, "keep")), 3);
+	assert_int_equal(json_integer_value(json_object_get(ck, "replicas")), 2);
 
 	/* the VM the agent makes of it */
 	json_t *d = gv_job_vmdef(rec, "job-7");
@@ -91,6 +93,9 @@ static void test_bad_input(void **state)
 	expect_refused("{\"cmd\": [\"x\"], \"rank\": \"cpus *\"}", "rank: at position");
 	expect_refused("{\"cmd\": [\"x\"], \"checkpoint_keep\": \"some\"}", "checkpoint_keep");
 	expect_refused("{\"cmd\": [\"x\"], \"checkpoint_every\": 2}", "at least 5 s");
+	expect_refused("{\"cmd\": [\"x\"], \"checkpoint_replicas\": \"9\"}", "0 to 8 hosts");
+	expect_refused("{\"cmd\": [\"x\"], \"checkpoint_replicas\": \"two\"}", "0 to 8 hosts");
+	expect_refused("{\"cmd\": [\"x\"], \"checkpoint_replicas\": -1}", "0 to 8 hosts");
 	expect_refused("{\"cmd\": [\"x\"], \"outputs\": [\"../up\"]}", "outputs entry 1");
 	expect_refused("{\"cmd\": [\"x\"], \"outputs\": [\"a/../../b\"]}", "outputs entry 1");
 	expect_refused("{\"cmd\": [\"x\"], \"env\": [\"NOEQUALS\"]}", "env entry 1");
