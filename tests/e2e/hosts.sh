@@ -190,16 +190,22 @@ hosts__links() {
 
 # hosts__destroy ID: remove everything of run ID (safe to repeat)
 hosts__destroy() {
-	local id=$1 ns l d pids=()
-	for ns in $(hosts__namespaces "$id"); do
-		# shellcheck disable=SC2207
-		pids+=($(ip netns pids "$ns" 2>/dev/null || true))
+	local id=$1 ns l d pids round
+	# (again while any is found: a process being killed may have just
+	# started another, e.g. an agent's QEMU that daemonizes)
+	for round in 1 2 3 4 5; do
+		pids=()
+		for ns in $(hosts__namespaces "$id"); do
+			# shellcheck disable=SC2207
+			pids+=($(ip netns pids "$ns" 2>/dev/null || true))
+		done
+		for d in "$HOSTS_TMPBASE"/gvhosts."$id".*; do
+			# shellcheck disable=SC2207
+			[ -d "$d" ] && pids+=($(hosts__pids_using "$d"))
+		done
+		[ ${#pids[@]} -gt 0 ] || break
+		hosts__kill "${pids[@]}"
 	done
-	for d in "$HOSTS_TMPBASE"/gvhosts."$id".*; do
-		# shellcheck disable=SC2207
-		[ -d "$d" ] && pids+=($(hosts__pids_using "$d"))
-	done
-	hosts__kill ${pids[@]+"${pids[@]}"}
 	for l in $(hosts__links "$id"); do   # veths first, deleting one end
 		[[ $l == gvbr* ]] || ip link del "$l" 2>/dev/null || true
 	done
