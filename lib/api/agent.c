@@ -340,10 +340,46 @@ static int clamp_ms(json_int_t v)
 	return v <= 0 ? 0 : v < 1000 ? 1000 : v > 3600000 ? 3600000 : (int)v;
 }
 
+/* "freeze_argv": ["cmd", "arg", ...] as a NULL-terminated argv (NULL if
+ * absent); -EINVAL if it is not an array of strings. */
+static int argv_of(json_t *body, const char *key, char ***out, gv_err *e)
+{
+	json_t *a = json_object_get(body, key), *v;
+	size_t i;
+
+	*out = NULL;
+	if (!a)
+		return 0;
+	if (!json_is_array(a) || !json_array_size(a))
+		return gv_err_set(e, -EINVAL, "%s must be a non-empty array of strings (the "
+				  "command and its arguments)", key);
+	*out = calloc(json_array_size(a) + 1, sizeof(char *));
+	if (!*out)
+		abort();
+	json_array_foreach(a, i, v) {
+		if (!json_is_string(v))
+			return gv_err_set(e, -EINVAL, "%s must be an array of strings", key);
+		(*out)[i] = strdup(json_string_value(v));
+	}
+	return 0;
+}
+
 static json_t *fetch_job(struct stream_job *j)
 {
 	gv_err e = { "" };
 	json_t *sum = NULL;
+	char **freeze = NULL, **thaw = NULL;
+	int rc = 0;
+
+	/* the agent runs no shell with a client's text: hooks come as argv */
+	if (json_object_get(j->body, "freeze_cmd") || json_object_get(j->body, "thaw_cmd"))
+		rc = gv_err_set(&e, -EINVAL, "freeze_cmd and thaw_cmd (shell command lines) are "
+				"no longer taken: send freeze_argv and thaw_argv, each the command "
+				"and its arguments (the CLI's --freeze-cmd splits its text so)");
+	if (rc == 0)
+		rc = argv_of(j->body, "freeze_argv", &freeze, &e);
+	if (rc == 0)
+		rc = argv_of(j->body, "thaw_argv", &thaw, &e);
 	gv_image_fetch_opts o = {
 		.name = jstr(j->body, "name"), .from = jstr(j->body, "from"),
 		.as = jstr(j->body, "as"), .codec = jstr(j->body, "codec"),
@@ -351,11 +387,13 @@ static json_t *fetch_job(struct stream_job *j)
 		.timeout_ms = clamp_ms(json_integer_value(json_object_get(j->body, "timeout_ms"))),
 		.no_local = json_is_true(json_object_get(j->body, "no_local")),
 		.iterative = json_is_true(json_object_get(j->body, "iterative")),
-		.freeze_cmd = jstr(j->body, "freeze_cmd"), .thaw_cmd = jstr(j->body, "thaw_cmd"),
+		.freeze_argv = freeze, .thaw_argv = thaw,
 		.max_passes = (unsigned)json_integer_value(json_object_get(j->body, "max_passes")),
 		.progress = fetch_progress, .ud = j };
-	int rc = gv_image_fetch(j->a->h, &o, &sum, &e);
-
+	if (rc == 0)
+		rc = gv_image_fetch(j->a->h, &o, &sum, &e);
+	gv_strv_free(freeze);
+	gv_strv_free(thaw);
 	return job_result(rc, &e, sum);
 }
 

@@ -341,6 +341,80 @@ int gv_run_to_fd(char *const argv[], int fd, bool new_session)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+int gv_split_words(const char *s, char ***out)
+{
+	size_t n = 0, cap = 4, len = strlen(s);
+	char **v = calloc(cap + 1, sizeof(*v)), *w = malloc(len + 1);
+	int r = 0;
+
+	if (!v || !w)
+		abort();
+	*out = NULL;
+	while (r == 0) {
+		size_t wl = 0;
+		bool any = false;
+
+		while (*s == ' ' || *s == '\t' || *s == '\n')
+			s++;
+		if (!*s)
+			break;
+		while (r == 0 && *s && *s != ' ' && *s != '\t' && *s != '\n') {
+			any = true;
+			if (*s == '\'') {
+				const char *end = strchr(s + 1, '\'');
+				if (!end) {
+					r = -EINVAL;
+					break;
+				}
+				memcpy(w + wl, s + 1, (size_t)(end - s - 1));
+				wl += (size_t)(end - s - 1);
+				s = end + 1;
+			} else if (*s == '"') {
+				for (s++; *s && *s != '"'; s++) {
+					if (*s == '\\' && (s[1] == '"' || s[1] == '\\'))
+						s++;
+					w[wl++] = *s;
+				}
+				if (*s != '"')
+					r = -EINVAL;
+				else
+					s++;
+			} else if (*s == '\\') {
+				if (!s[1])
+					r = -EINVAL;
+				else
+					w[wl++] = s[1];
+				s += s[1] ? 2 : 1;
+			} else {
+				w[wl++] = *s++;
+			}
+		}
+		if (r < 0 || !any)
+			break;
+		if (n == cap) {
+			cap *= 2;
+			v = realloc(v, (cap + 1) * sizeof(*v));
+			if (!v)
+				abort();
+		}
+		v[n] = malloc(wl + 1);
+		if (!v[n])
+			abort();
+		memcpy(v[n], w, wl);
+		v[n][wl] = '\0';
+		v[++n] = NULL;
+	}
+	free(w);
+	if (r < 0) {
+		for (size_t i = 0; i < n; i++)
+			free(v[i]);
+		free(v);
+		return r;
+	}
+	*out = v;
+	return (int)n;
+}
+
 bool gv_pid_alive(pid_t pid)
 {
 	char path[64], *buf = NULL, *p;

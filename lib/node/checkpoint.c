@@ -93,7 +93,7 @@ static int capture_chunk(void *ud, const uint8_t *d, size_t n)
 }
 
 struct memcap {
-	int lfd;
+	int fd; /* our end of the stream's socketpair */
 	struct capture cap;
 	pthread_t thread;
 };
@@ -101,15 +101,13 @@ struct memcap {
 static void *memcap_thread(void *arg)
 {
 	struct memcap *m = arg;
-	struct pollfd p = { m->lfd, POLLIN, 0 };
 	gv_cdc *cdc = gv_cdc_new();
 	uint8_t *buf = malloc(1 << 20);
-	int fd = -1;
+	int fd = m->fd;
 	ssize_t n;
 
-	if (!cdc || !buf || poll(&p, 1, 60000) != 1 ||
-	    (fd = accept4(m->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
-		m->cap.err = -ETIMEDOUT;
+	if (!cdc || !buf) {
+		m->cap.err = -ENOMEM;
 		goto out;
 	}
 	while (m->cap.err == 0 && (n = read(fd, buf, 1 << 20)) > 0)
@@ -118,8 +116,6 @@ static void *memcap_thread(void *arg)
 	if (m->cap.err == 0 && gv_cdc_finish(cdc, capture_chunk, &m->cap) < 0)
 		m->cap.err = m->cap.err ? m->cap.err : -EIO;
 out:
-	if (fd >= 0)
-		close(fd);
 	free(buf);
 	gv_cdc_free(cdc);
 	return NULL;
@@ -158,24 +154,22 @@ static char *new_id(void)
 	return gv_strdupf("%s-%03ld", buf, ts.tv_nsec / 1000000);
 }
 
-/* Run the migration into the capture thread; on return the guest is
+/* Run the migration into the capture thread, over a socketpair whose
+ * other end QEMU gets as a file descriptor; on return the guest is
  * stopped (postmigrate) if it succeeded. */
-static int capture_memory(const gv_vmpaths *p, gv_qmp *q, struct memcap *m,
-			  json_t **migstat, gv_err *e)
+static int capture_memory(gv_qmp *q, struct memcap *m, json_t **migstat, gv_err *e)
 {
-	char *sock = gv_strdupf("%s/ckpt.sock", p->dir), *uri = gv_strdupf("unix:%s", sock);
-	json_t *args = json_pack("{s:s}", "uri", uri);
-	int r;
+	int sv[2], r;
 
-	m->lfd = gv_unix_listen(sock, 1);
-	if (m->lfd < 0) {
-		r = gv_err_set(e, m->lfd, "cannot listen on %s", sock);
-		goto out;
-	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return gv_err_set(e, -errno, "cannot make the stream's socket: %s",
+				  strerror(errno));
+	m->fd = sv[0];
 	pthread_create(&m->thread, NULL, memcap_thread, m);
 	r = vm_migration_plain(q, e);
 	if (r == 0)
-		r = host_qmp_run(q, "migrate", args, e);
+		r = host_migrate_fd(q, false, sv[1], e);
+	close(sv[1]); /* QEMU's copy is the only one left: its close ends the stream */
 	if (r == 0)
 		r = host_wait_migration(q, 30 * 60 * 1000, e);
 	if (r < 0)
@@ -183,17 +177,12 @@ static int capture_memory(const gv_vmpaths *p, gv_qmp *q, struct memcap *m,
 	if (r == 0 && gv_qmp_execute(q, "query-migrate", NULL, 5000, migstat, NULL) < 0)
 		*migstat = NULL;
 	if (r < 0)
-		shutdown(m->lfd, SHUT_RDWR);
+		shutdown(m->fd, SHUT_RDWR);
 	pthread_join(m->thread, NULL);
-	close(m->lfd);
+	close(m->fd);
 	if (r == 0 && m->cap.err < 0)
 		r = gv_err_set(e, m->cap.err, "cannot store the memory stream: %s",
 			       strerror(-m->cap.err));
-out:
-	unlink(sock);
-	json_decref(args);
-	free(uri);
-	free(sock);
 	return r;
 }
 
@@ -259,7 +248,7 @@ static void prev_stream(gv_host *h, const char *vm, struct capture *c)
 
 static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out, gv_err *e)
 {
-	struct memcap m = { .lfd = -1 };
+	struct memcap m = { .fd = -1 };
 	struct capture d = { 0 }, jo = { 0 };
 	char *dir = ckpt_dir(h, r->def->name), *id = new_id(), *path = NULL, *text;
 	char *csdir = gv_strdupf("%s/chunks", h->datadir);
@@ -283,7 +272,7 @@ static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out,
 	}
 	rc = host_qmp(p, &q, e);
 	if (rc == 0)
-		rc = capture_memory(p, q, &m, &migstat, e);
+		rc = capture_memory(q, &m, &migstat, e);
 	t_stop = gv_now_ms();
 	/* the guest is stopped: one that began to write its job's outputs
 	 * (its job ended) is not checkpointed, a restore gives it an empty

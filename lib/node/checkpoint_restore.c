@@ -80,22 +80,13 @@ static int chunks_to_file(gv_chunkstore *cs, json_t *chunks, const char *path, c
 }
 
 /* Connect to QEMU's incoming socket and write the memory stream. */
-static int feed_memory(gv_chunkstore *cs, json_t *chunks, const char *sock, gv_err *e)
+/* The memory stream into QEMU: @fd is our end of a socketpair whose
+ * other end QEMU reads as its incoming migration; closed here (the end
+ * of the stream). */
+static int feed_memory(gv_chunkstore *cs, json_t *chunks, int fd, gv_err *e)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), r = -ECONNREFUSED;
-	uint64_t end = gv_now_ms() + 10000;
+	int r = write_chunks(cs, chunks, fd, "memory", e);
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-	while (fd >= 0 && gv_now_ms() < end &&
-	       (r = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0) < 0)
-		usleep(10000);
-	if (r < 0) {
-		if (fd >= 0)
-			close(fd);
-		return gv_err_set(e, r, "cannot connect to QEMU's incoming socket");
-	}
-	r = write_chunks(cs, chunks, fd, "memory", e);
 	close(fd);
 	return r;
 }
@@ -195,8 +186,7 @@ static void adopt_layout(gv_vmdef *d, json_t *def)
 static int do_restore(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t *man, gv_err *e)
 {
 	char *csdir = gv_strdupf("%s/chunks", h->datadir);
-	char *sock = gv_strdupf("%s/restore.sock", p->dir), *uri = gv_strdupf("unix:%s", sock);
-	json_t *args = json_pack("{s:s}", "uri", uri);
+	int sv[2] = { -1, -1 };
 	bool run = !strcmp(json_string_value(json_object_get(man, "state")) ?: "", "running");
 	uint64_t jobout = (uint64_t)json_integer_value(json_object_get(man, "jobout_bytes"));
 	gv_chunkstore *cs = NULL;
@@ -224,12 +214,17 @@ static int do_restore(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t *man,
 		rc = vm_spawn_qemu(h, r, p, true, e);
 	if (rc == 0)
 		rc = host_qmp(p, &q, e);
-	unlink(sock);
+	if (rc == 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		rc = gv_err_set(e, -errno, "cannot make the stream's socket: %s", strerror(errno));
 	if (rc == 0)
-		rc = host_qmp_run(q, "migrate-incoming", args, e);
-	if (rc == 0)
+		rc = host_migrate_fd(q, true, sv[1], e);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (rc == 0) {
 		rc = feed_memory(cs, json_object_get(json_object_get(man, "memory"), "chunks"),
-				 sock, e);
+				 sv[0], e);
+		sv[0] = -1;
+	}
 	if (rc == 0)
 		rc = host_wait_migration(q, 10 * 60 * 1000, e);
 	if (rc == 0 && run)
@@ -248,12 +243,10 @@ static int do_restore(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t *man,
 		r->error = gv_strdupf("restore failed: %s", e->msg);
 		(void)host_put(h, r, NULL);
 	}
-	unlink(sock);
+	if (sv[0] >= 0)
+		close(sv[0]);
 	gv_qmp_free(q);
 	gv_chunkstore_close(cs);
-	json_decref(args);
-	free(uri);
-	free(sock);
 	free(csdir);
 	return rc;
 }

@@ -16,21 +16,20 @@
 
 
 
-static int run_hook(const char *cmd)
+/* A hook is an argv run as it is (execvp, no shell). */
+static int run_hook(char *const *argv)
 {
-	char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
-
-	return cmd && *cmd ? (gv_run(argv, NULL) == 0 ? 0 : -ECANCELED) : 0;
+	return argv && argv[0] ? (gv_run(argv, NULL) == 0 ? 0 : -ECANCELED) : 0;
 }
 
 static int freeze_hook(void *ud)
 {
-	return run_hook(((const gv_image_fetch_opts *)ud)->freeze_cmd);
+	return run_hook(((const gv_image_fetch_opts *)ud)->freeze_argv);
 }
 
 static void thaw_hook(void *ud)
 {
-	int r = run_hook(((const gv_image_fetch_opts *)ud)->thaw_cmd);
+	int r = run_hook(((const gv_image_fetch_opts *)ud)->thaw_argv);
 
 	(void)r;
 }

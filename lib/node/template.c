@@ -274,10 +274,10 @@ static int save_template(const gv_vmpaths *p, const char *state, gv_err *e)
 {
 	json_t *caps = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
 				 "x-ignore-shared", "state", 1);
-	char *uri = gv_strdupf("exec:cat > '%s'", state);
-	json_t *args = json_pack("{s:s}", "uri", uri);
+	int fd = open(state, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	gv_qmp *q = NULL;
-	int r = host_qmp(p, &q, e);
+	int r = fd < 0 ? gv_err_set(e, -errno, "cannot create %s: %s", state, strerror(errno))
+		       : host_qmp(p, &q, e);
 
 	if (r == 0)
 		r = host_qmp_run(q, "stop", NULL, e);
@@ -286,15 +286,15 @@ static int save_template(const gv_vmpaths *p, const char *state, gv_err *e)
 	if (r == 0)
 		r = host_qmp_run(q, "migrate-set-capabilities", caps, e);
 	if (r == 0)
-		r = host_qmp_run(q, "migrate", args, e);
+		r = host_migrate_fd(q, false, fd, e);
 	if (r == 0)
 		r = host_wait_migration(q, 10 * 60 * 1000, e);
 	if (q)
 		(void)host_qmp_run(q, "quit", NULL, NULL);
 	gv_qmp_free(q);
 	json_decref(caps);
-	json_decref(args);
-	free(uri);
+	if (fd >= 0)
+		close(fd);
 	return r;
 }
 
@@ -553,23 +553,26 @@ static int restore_from(gv_host *h, const struct tmpl *t, gv_vmrec *r, const gv_
 			       "x-ignore-shared", "state", 1);
 	json_t *off = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
 				"x-ignore-shared", "state", 0);
-	char *uri = gv_strdupf("exec:cat '%s'", t->state), *base = NULL;
-	json_t *args = json_pack("{s:s}", "uri", uri), *cmds = NULL, *c;
+	char *base = NULL;
+	json_t *cmds = NULL, *c;
 	gv_vmpaths pp = *p;
 	gv_qmp *q = NULL;
 	size_t i;
-	int rc;
+	int fd = open(t->state, O_RDONLY | O_CLOEXEC), rc = 0;
 
+	if (fd < 0)
+		rc = gv_err_set(e, -EPROTO, "cannot open %s: %s", t->state, strerror(errno));
 	pp.mem_file = t->mem;
 	pp.no_disks = pp.tmpl_layout = true;
 	unlink(p->output); /* a fresh boot: an empty output disk */
-	rc = vm_spawn_qemu(h, r, &pp, true, e);
+	if (rc == 0)
+		rc = vm_spawn_qemu(h, r, &pp, true, e);
 	if (rc == 0)
 		rc = host_qmp(p, &q, e);
 	if (rc == 0)
 		rc = host_qmp_run(q, "migrate-set-capabilities", on, e);
 	if (rc == 0)
-		rc = host_qmp_run(q, "migrate-incoming", args, e);
+		rc = host_migrate_fd(q, true, fd, e);
 	/* polled every millisecond: a start waits for nothing else here */
 	if (rc == 0 && (rc = vm_migration_wait(q, done, 5 * 60 * 1000, 1, NULL, NULL, NULL,
 					      e)) < 0)
@@ -592,8 +595,8 @@ static int restore_from(gv_host *h, const struct tmpl *t, gv_vmrec *r, const gv_
 	json_decref(cmds);
 	json_decref(on);
 	json_decref(off);
-	json_decref(args);
-	free(uri);
+	if (fd >= 0)
+		close(fd);
 	free(base);
 	return rc;
 }

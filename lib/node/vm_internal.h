@@ -58,5 +58,11 @@ int vm_migration_plain(gv_qmp *q, gv_err *e);
  * open monitor connection. */
 int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e);
 int host_qmp_run(gv_qmp *q, const char *cmd, json_t *args, gv_err *e);
+/* Give QEMU @fd (a copy; ours stays open) as "fd:@name" for the next
+ * migrate or migrate-incoming on this connection: QEMU never opens a
+ * path nor runs a command for a stream (no exec:, no shell). */
+int host_qmp_pass_fd(gv_qmp *q, const char *name, int fd, gv_err *e);
+/* migrate (@incoming: migrate-incoming) over @fd, passed as above. */
+int host_migrate_fd(gv_qmp *q, bool incoming, int fd, gv_err *e);
 
 #endif

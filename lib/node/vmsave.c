@@ -88,20 +88,24 @@ int host_qmp_run(gv_qmp *q, const char *cmd, json_t *args, gv_err *e)
 	return r;
 }
 
-static bool path_ok_for_shell(const char *path)
+int host_qmp_pass_fd(gv_qmp *q, const char *name, int fd, gv_err *e)
 {
-	return path[0] == '/' && !strpbrk(path, "'\n\\");
+	gv_err qe;
+	int r = gv_qmp_getfd(q, name, fd, 10000, &qe);
+
+	if (r < 0)
+		gv_err_set(e, r, "QEMU refused the stream's file descriptor: %s", qe.msg);
+	return r;
 }
 
-static int fsync_path(const char *path)
+int host_migrate_fd(gv_qmp *q, bool incoming, int fd, gv_err *e)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+	json_t *args = json_pack("{s:s}", "uri", "fd:gv-stream");
+	int r = host_qmp_pass_fd(q, "gv-stream", fd, e);
 
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
+	if (r == 0)
+		r = host_qmp_run(q, incoming ? "migrate-incoming" : "migrate", args, e);
+	json_decref(args);
 	return r;
 }
 
@@ -117,21 +121,23 @@ int vm_migration_plain(gv_qmp *q, gv_err *e)
 	return r;
 }
 
+/* The stream into @tmp, which the agent opens (0600: it holds the
+ * guest's memory) and hands QEMU as a file descriptor. */
 static int save_stream(gv_qmp *q, const char *tmp, gv_err *e)
 {
-	char *uri = gv_strdupf("exec:cat > '%s'", tmp);
-	json_t *args = json_pack("{s:s}", "uri", uri);
-	int r = vm_migration_plain(q, e);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int r;
 
+	if (fd < 0)
+		return gv_err_set(e, -errno, "cannot create %s: %s", tmp, strerror(errno));
+	r = vm_migration_plain(q, e);
 	if (r == 0)
-		r = host_qmp_run(q, "migrate", args, e);
-
-	json_decref(args);
-	free(uri);
+		r = host_migrate_fd(q, false, fd, e);
 	if (r == 0)
 		r = host_wait_migration(q, 30 * 60 * 1000, e);
-	if (r == 0 && (r = fsync_path(tmp)) < 0)
-		gv_err_set(e, r, "cannot sync %s: %s", tmp, strerror(-r));
+	if (r == 0 && fsync(fd) < 0)
+		r = gv_err_set(e, -errno, "cannot sync %s: %s", tmp, strerror(errno));
+	close(fd);
 	return r;
 }
 
@@ -196,9 +202,8 @@ int gv_vm_save(gv_host *h, const char *name, const char *path, gv_err *e)
 {
 	struct stat st;
 
-	if (!path || !path_ok_for_shell(path))
-		return gv_err_set(e, -EINVAL, "the state file must be an absolute path "
-				  "without quotes or backslashes");
+	if (!path || path[0] != '/')
+		return gv_err_set(e, -EINVAL, "the state file must be an absolute path");
 	if (stat(path, &st) == 0)
 		return gv_err_set(e, -EEXIST, "%s exists already; choose another path",
 				  path);
@@ -225,22 +230,23 @@ static int check_state_file(const char *path, gv_err *e)
 int vm_restore_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const char *path,
 		      gv_err *e)
 {
-	char *uri = gv_strdupf("exec:cat '%s'", path);
-	json_t *args = json_pack("{s:s}", "uri", uri);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	gv_qmp *q = NULL;
-	int rc = vm_spawn_qemu(h, r, p, true, e);
+	int rc = fd < 0 ? gv_err_set(e, -errno, "cannot open state file %s: %s", path,
+				     strerror(errno))
+			: vm_spawn_qemu(h, r, p, true, e);
 
 	if (rc == 0)
 		rc = host_qmp(p, &q, e);
 	if (rc == 0)
-		rc = host_qmp_run(q, "migrate-incoming", args, e);
+		rc = host_migrate_fd(q, true, fd, e);
 	if (rc == 0)
 		rc = host_wait_migration(q, 30 * 60 * 1000, e);
 	if (rc == 0)
 		rc = host_qmp_run(q, "cont", NULL, e);
 	gv_qmp_free(q);
-	json_decref(args);
-	free(uri);
+	if (fd >= 0)
+		close(fd);
 	if (rc < 0) {
 		vm_kill_qemu(r, p);
 		return rc;
@@ -276,9 +282,8 @@ int gv_vm_restore(gv_host *h, const char *name, const char *path, gv_err *e)
 				r->state_file, name);
 		goto out;
 	}
-	if (!path || !path_ok_for_shell(path)) {
-		rc = gv_err_set(e, -EINVAL, "the state file must be an absolute path "
-				"without quotes or backslashes");
+	if (!path || path[0] != '/') {
+		rc = gv_err_set(e, -EINVAL, "the state file must be an absolute path");
 		goto out;
 	}
 	rc = check_state_file(path, e);

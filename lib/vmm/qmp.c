@@ -244,14 +244,36 @@ static int wait_until(gv_qmp *q, int64_t deadline,
 	return r;
 }
 
-static int send_all(gv_qmp *q, const char *s, size_t len, int64_t deadline)
+/* Send @len bytes; @pass_fd >= 0 goes along with the first bytes that
+ * leave (SCM_RIGHTS), which is where QEMU looks for it. */
+static int send_all(gv_qmp *q, const char *s, size_t len, int pass_fd, int64_t deadline)
 {
 	size_t off = 0;
 
 	while (off < len) {
-		ssize_t n = send(q->fd, s + off, len - off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n;
 		int r;
+
+		if (pass_fd >= 0) {
+			union {
+				char buf[CMSG_SPACE(sizeof(int))];
+				struct cmsghdr align;
+			} c = { 0 };
+			struct iovec iov = { .iov_base = (char *)s + off, .iov_len = len - off };
+			struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+					    .msg_control = c.buf, .msg_controllen = sizeof(c.buf) };
+			struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+
+			h->cmsg_level = SOL_SOCKET;
+			h->cmsg_type = SCM_RIGHTS;
+			h->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(h), &pass_fd, sizeof(int));
+			n = sendmsg(q->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n > 0)
+				pass_fd = -1;
+		} else {
+			n = send(q->fd, s + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
 
 		if (n >= 0) {
 			off += (size_t)n;
@@ -269,7 +291,7 @@ static int send_all(gv_qmp *q, const char *s, size_t len, int64_t deadline)
 	return 0;
 }
 
-static int send_command(gv_qmp *q, const char *cmd, json_t *args,
+static int send_command(gv_qmp *q, const char *cmd, json_t *args, int pass_fd,
 			int64_t deadline)
 {
 	json_t *req;
@@ -285,7 +307,7 @@ static int send_command(gv_qmp *q, const char *cmd, json_t *args,
 	json_decref(req);
 	if (!text)
 		return -ENOMEM;
-	r = send_all(q, text, strlen(text), deadline);
+	r = send_all(q, text, strlen(text), pass_fd, deadline);
 	free(text);
 	return r;
 }
@@ -309,14 +331,14 @@ static int take_reply(json_t *reply, json_t **ret, gv_err *e)
 	return gv_err_set(e, -EIO, "%s", desc ? desc : "unknown QMP error");
 }
 
-static int execute(gv_qmp *q, const char *cmd, json_t *args,
+static int execute(gv_qmp *q, const char *cmd, json_t *args, int pass_fd,
 		   int64_t deadline, json_t **ret, gv_err *e)
 {
 	int r;
 
 	r = q->err;
 	if (r == 0)
-		r = send_command(q, cmd, args, deadline);
+		r = send_command(q, cmd, args, pass_fd, deadline);
 	if (r == 0)
 		r = wait_until(q, deadline, have_reply, NULL);
 	if (r < 0)
@@ -336,7 +358,20 @@ int gv_qmp_execute(gv_qmp *q, const char *cmd, json_t *args, int timeout_ms,
 		*ret = NULL;
 	if (!q || !cmd || (args && !json_is_object(args)))
 		return gv_err_set(e, -EINVAL, "%s", strerror(EINVAL));
-	return execute(q, cmd, args, deadline_after(timeout_ms), ret, e);
+	return execute(q, cmd, args, -1, deadline_after(timeout_ms), ret, e);
+}
+
+int gv_qmp_getfd(gv_qmp *q, const char *fdname, int fd, int timeout_ms, gv_err *e)
+{
+	json_t *args;
+	int r;
+
+	if (!q || !fdname || fd < 0)
+		return gv_err_set(e, -EINVAL, "%s", strerror(EINVAL));
+	args = json_pack("{s:s}", "fdname", fdname);
+	r = execute(q, "getfd", args, fd, deadline_after(timeout_ms), NULL, e);
+	json_decref(args);
+	return r;
 }
 
 static int find_event(gv_qmp *q, const char *name)
@@ -385,7 +420,7 @@ static int handshake(gv_qmp *q, int timeout_ms)
 
 	r = wait_until(q, deadline, have_greeting, NULL);
 	if (r == 0)
-		r = execute(q, "qmp_capabilities", NULL, deadline, &ret, NULL);
+		r = execute(q, "qmp_capabilities", NULL, -1, deadline, &ret, NULL);
 	if (r == -EIO || (r == 0 && !json_is_object(ret)))
 		r = -EPROTO;
 	json_decref(ret);

@@ -4,6 +4,7 @@
 
 #include <getopt.h>
 #include <gridvm/base/util.h>
+#include <gridvm/vmm/vmdef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -322,9 +323,12 @@ static int image_fetch(int argc, char **argv)
 		"      --iterative          the source image is being written: copy it in\n"
 		"                           passes that send only what changed, then a\n"
 		"                           last pass with the writer frozen\n"
-		"      --freeze-cmd CMD     shell command that freezes the writer (run\n"
-		"                           by this host's agent before the last pass)\n"
-		"      --thaw-cmd CMD       shell command that lets the writer go on\n"
+		"      --freeze-cmd CMD     command that freezes the writer (run by this\n"
+		"                           host's agent before the last pass; its words\n"
+		"                           split as a shell would, with quotes, but no\n"
+		"                           shell runs it: for pipes or ';', name a script\n"
+		"                           or write sh -c '...' yourself)\n"
+		"      --thaw-cmd CMD       command that lets the writer go on (the same)\n"
 		"      --max-passes N       passes before freezing at the latest (5)\n"
 		"      --json               print the summary as JSON\n";
 	json_t *body = json_object(), *sum = NULL;
@@ -341,8 +345,21 @@ static int image_fetch(int argc, char **argv)
 		case 'n': json_object_set_new(body, "no_local", json_true()); break;
 		case 'J': json = true; break;
 		case 'i': json_object_set_new(body, "iterative", json_true()); break;
-		case 'F': json_object_set_new(body, "freeze_cmd", json_string(optarg)); break;
-		case 'T': json_object_set_new(body, "thaw_cmd", json_string(optarg)); break;
+		case 'F':
+		case 'T': {
+			char **w = NULL;
+			json_t *a = json_array();
+			if (gv_split_words(optarg, &w) <= 0) {
+				json_decref(a);
+				return cli_error("--%s '%s': not a command (an unclosed quote?)",
+						 c == 'F' ? "freeze-cmd" : "thaw-cmd", optarg), 2;
+			}
+			for (char **x = w; *x; x++)
+				json_array_append_new(a, json_string(*x));
+			gv_strv_free(w);
+			json_object_set_new(body, c == 'F' ? "freeze_argv" : "thaw_argv", a);
+			break;
+		}
 		case 'P': json_object_set_new(body, "max_passes", json_integer(atoi(optarg))); break;
 		case 'c':
 			colon = strchr(optarg, ':');

@@ -29,15 +29,19 @@ expect_eq "no progress while paused (watched for $quiet_ms ms)" "$b" "$a"
 count_reaches calc $((b + 1)) 30 || fail "no progress after resume"
 
 pid=$(vm_field calc '["pid"]')
-"$GV" vm save calc "$GRIDVM_DATA/calc.state" >/dev/null
+# the agent opens the state file and hands QEMU the descriptor: a name a
+# shell would act on is just a name (no exec:cat '...' any more)
+STATE="$GRIDVM_DATA/calc it's \$HOME; \$(id) x.state"
+"$GV" vm save calc "$STATE" >/dev/null
 expect_eq "saved" "$(vm_state calc)" saved
 proc_alive "$pid" && fail "QEMU still running after save"
-[ -s "$GRIDVM_DATA/calc.state" ] || fail "no state file"
+[ -s "$STATE" ] || fail "no state file"
+expect_eq "state file readable by root only" "$(stat -c %a "$STATE")" 600
 saved=$(last_count calc)
 quiet
 expect_eq "nothing printed while saved (watched for $quiet_ms ms)" "$(last_count calc)" "$saved"
 
-"$GV" vm restore calc "$GRIDVM_DATA/calc.state" >/dev/null
+"$GV" vm restore calc "$STATE" >/dev/null
 expect_eq "restored" "$(vm_state calc)" running
 count_reaches calc $((saved + 3)) 60 || fail "no progress after restore"
 # the whole output is 1, 2, 3, ... without a restart from 1

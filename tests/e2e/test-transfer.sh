@@ -121,7 +121,7 @@ PY
 writer=$!
 wait_until 60 "the writer to change live.img" test -e "$W/writing"
 hosts_gv 2 image fetch live --from "${HOST_IP[1]}" --iterative --max-passes 4 \
-	--freeze-cmd "kill -STOP $writer && sha256sum <${HOST_DATA[1]}/images/live.img >$W/frozen.sha" \
+	--freeze-cmd "sh -c 'kill -STOP $writer && sha256sum <${HOST_DATA[1]}/images/live.img >$W/frozen.sha'" \
 	--thaw-cmd "kill -CONT $writer" --json >"$W/it.json"
 kill "$writer"; wait "$writer" 2>/dev/null || true
 expect_eq "iterative result = source when frozen" \

@@ -977,6 +977,38 @@ static void test_real_qemu(void **state)
 	f->pid = -1;
 }
 
+/* A pipe's write end passed with getfd carries the machine's migration
+ * stream ("fd:NAME", no shell and no path involved): QEMU's stream
+ * starts with "QEVM". Without the fd attached QEMU refuses getfd. */
+static void test_real_qemu_getfd(void **state)
+{
+	struct fixture *f = *state;
+	json_t *args = json_pack("{s:s}", "uri", "fd:gv-test");
+	gv_err e = { "" };
+	char magic[4] = "";
+	int pfd[2], r;
+
+	if (system("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0)
+		skip();
+	qemu_spawn(f);
+	qemu_connect(f);
+	assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+	assert_int_equal(gv_qmp_getfd(f->q, "gv-test", -1, 1000, &e), -EINVAL);
+	/* the command without SCM_RIGHTS: QEMU says it got no fd */
+	json_t *noarg = json_pack("{s:s}", "fdname", "gv-none");
+	assert_int_equal(gv_qmp_execute(f->q, "getfd", noarg, 2000, NULL, &e), -EIO);
+	json_decref(noarg);
+	r = gv_qmp_getfd(f->q, "gv-test", pfd[1], 2000, &e);
+	if (r != 0)
+		fail_msg("getfd: %s", e.msg);
+	close(pfd[1]);
+	json_decref(run_ok(f->q, "migrate", args));
+	assert_int_equal(read(pfd[0], magic, 4), 4);
+	assert_memory_equal(magic, "QEVM", 4);
+	close(pfd[0]);
+	json_decref(args);
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1005,6 +1037,7 @@ int main(void)
 		TEST(test_event_queue_is_bounded),
 		TEST(test_bad_arguments),
 		TEST(test_real_qemu),
+		TEST(test_real_qemu_getfd),
 	};
 
 	/* SIGPIPE keeps its default action: a client write without

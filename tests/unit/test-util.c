@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* test-util.c - sizes, durations, names, the accelerator decision, the
- * job-channel frame parser, the error convention (gv_err). */
+ * job-channel frame parser, the error convention (gv_err), the word
+ * splitting of hook commands. */
 #include <gridvm/base/err.h>
 #include <gridvm/vmm/accel.h>
 #include <gridvm/vmm/jobout.h>
+#include <gridvm/vmm/vmdef.h>
 #include <gridvm/base/util.h>
 
 #include <errno.h>
@@ -156,6 +158,42 @@ static void test_err(void **state)
 	json_decref(j);
 }
 
+/* Hook commands (image fetch --freeze-cmd) are split into an argv and
+ * run without a shell: quotes group, nothing else is special. */
+static void test_split_words(void **state)
+{
+	char **w = NULL;
+
+	(void)state;
+	assert_int_equal(gv_split_words("kill -STOP 42", &w), 3);
+	assert_string_equal(w[0], "kill");
+	assert_string_equal(w[2], "42");
+	assert_null(w[3]);
+	gv_strv_free(w);
+	assert_int_equal(gv_split_words("  sh -c 'a && b >f; $HOME' \"x\\\"y\" z\\ w ", &w), 5);
+	assert_string_equal(w[0], "sh");
+	assert_string_equal(w[2], "a && b >f; $HOME");
+	assert_string_equal(w[3], "x\"y");
+	assert_string_equal(w[4], "z w");
+	gv_strv_free(w);
+	/* shell operators are words like any other */
+	assert_int_equal(gv_split_words("true; touch /tmp/x", &w), 3);
+	assert_string_equal(w[0], "true;");
+	gv_strv_free(w);
+	assert_int_equal(gv_split_words("a''b \"\"", &w), 2);
+	assert_string_equal(w[0], "ab");
+	assert_string_equal(w[1], "");
+	gv_strv_free(w);
+	assert_int_equal(gv_split_words("   ", &w), 0);
+	assert_null(w[0]);
+	gv_strv_free(w);
+	w = NULL;
+	assert_int_equal(gv_split_words("sh -c 'unclosed", &w), -EINVAL);
+	assert_null(w);
+	assert_int_equal(gv_split_words("say \"unclosed", &w), -EINVAL);
+	assert_int_equal(gv_split_words("trailing\\", &w), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -164,6 +202,7 @@ int main(void)
 		cmocka_unit_test(test_accel),
 		cmocka_unit_test(test_frames),
 		cmocka_unit_test(test_err),
+		cmocka_unit_test(test_split_words),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

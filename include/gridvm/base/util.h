@@ -53,6 +53,15 @@ int gv_run(char *const argv[], char **output) GV_WUR;
  * @return as gv_run. */
 int gv_run_to_fd(char *const argv[], int fd, bool new_session) GV_WUR;
 
+/* Split @s into words as a shell would split a simple command, and do
+ * nothing else: blanks separate words, '...' keeps everything literally,
+ * "..." too except \" and \\, a backslash outside quotes escapes the
+ * next character; no variables, globs, redirections or operators (";"
+ * and "&&" are plain words). *out: NULL-terminated, each word and the
+ * array malloc'd (gv_strv_free frees them). @return the number of words, or -EINVAL (an unclosed
+ * quote, a trailing backslash). */
+int gv_split_words(const char *s, char ***out) GV_WUR;
+
 /* Is the process alive (and not a zombie)? */
 bool gv_pid_alive(pid_t pid);
 

@@ -48,8 +48,10 @@ typedef struct gv_image_fetch_opts {
 	int timeout_ms;
 	bool no_local;        /* do not use blocks this host holds */
 	bool iterative;       /* the source is being written: passes, then */
-	const char *freeze_cmd; /* this shell command stops the writer, */
-	const char *thaw_cmd;   /* and this one lets it go on */
+	/* this command stops the writer, and this one lets it go on: argv
+	 * arrays (NULL-terminated), run as they are, without a shell */
+	char *const *freeze_argv;
+	char *const *thaw_argv;
 	unsigned max_passes;
 	void (*progress)(void *ud, const json_t *p);
 	void *ud;

@@ -42,6 +42,13 @@ int gv_qmp_execute(gv_qmp *q, const char *cmd, json_t *args, int timeout_ms,
                    json_t **ret, gv_err *e)
     __attribute__((warn_unused_result));
 
+/* Hand QEMU a copy of @fd (SCM_RIGHTS with QMP "getfd"), named @fdname
+ * on this monitor: "fd:NAME" migration URIs and fd socket addresses of
+ * commands sent later on this same connection take it. @fd stays ours.
+ * @return as gv_qmp_execute (-EIO: QEMU refused, the reason in @e). */
+int gv_qmp_getfd(gv_qmp *q, const char *fdname, int fd, int timeout_ms, gv_err *e)
+    __attribute__((warn_unused_result));
+
 /* Wait for an event named @name (NULL = any event). Queued events are
  * looked at first; non-matching events stay queued. On success *event
  * (if not NULL) holds a new reference to the whole event object.
