@@ -6,7 +6,11 @@
 # (from the seed): its link cut until one report is missed (under the lease: its VMs may be
 # paused, then go on), its link cut until the controller declares it lost
 # (its jobs go on elsewhere; the link comes back, its stale VMs die), or
-# its agent SIGKILLed with its QEMUs (lost; the agent restarted later).
+# its agent SIGKILLed with its QEMUs (lost; the agent restarted later),
+# its agent alone SIGKILLed while its link is cut until it is lost (the
+# fence keeper pauses its VMs; the link back and the agent restarted, the
+# stale ones die), or its agent alone SIGKILLed and restarted at once (its
+# VMs go on).
 # Between rounds every host is up again. At the end every job completed
 # exactly once, its log 1..N without a gap or a repeat, and a watcher
 # never saw a job running on two hosts at once.
@@ -56,7 +60,7 @@ echo "chaos: seed $SEED, $ROUNDS rounds, $JOBS jobs of $N lines"
 
 for r in $(seq 1 "$ROUNDS"); do
 	i=$((2 + RANDOM % 3))
-	f=$((RANDOM % 3))
+	f=$((RANDOM % 5))
 	markc=$(log_mark "$GRID_DIR/gridvmctld.log")
 	case $f in
 	0)
@@ -76,6 +80,21 @@ for r in $(seq 1 "$ROUNDS"); do
 		# shellcheck disable=SC2046
 		kill -KILL $(ip netns pids "${HOST_NS[$i]}") 2>/dev/null || true
 		wait_until 120 "h$i to be lost" log_has "$GRID_DIR/gridvmctld.log" "$markc" "host h$i is lost"
+		grid_join "$i" --grid-cpus 2 --grid-memory 1G
+		;;
+	3)
+		echo "round $r: h$i's link cut and its agent alone SIGKILLed, until it is lost"
+		hosts_cut "$i"
+		kill -KILL "${HOST_AGENT_PID[$i]}"
+		wait_until 120 "h$i to be lost" log_has "$GRID_DIR/gridvmctld.log" "$markc" "host h$i is lost"
+		hosts_restore "$i"
+		grid_join "$i" --grid-cpus 2 --grid-memory 1G
+		;;
+	4)
+		echo "round $r: h$i's agent alone SIGKILLed and restarted"
+		pid=${HOST_AGENT_PID[$i]}
+		kill -KILL "$pid"
+		wait_until 30 "h$i's agent to die" sh -c "! kill -0 $pid 2>/dev/null"
 		grid_join "$i" --grid-cpus 2 --grid-memory 1G
 		;;
 	esac
