@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* agent.c - HTTP+JSON API of gridvmd (libmicrohttpd on a unix socket). */
-#include <gridvm/api/agent.h>
+/* agent.c - HTTP+JSON API of gridvmd (libmicrohttpd on a unix socket);
+ * every request is the peer's user's (SO_PEERCRED), who may do what is
+ * agent_users.c's. */
+#include "agent_internal.h"
+
+#include <gridvm/base/user.h>
 #include <gridvm/node/checkpoint.h>
 #include <gridvm/node/image.h>
 #include <gridvm/node/migrate.h>
@@ -8,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,17 +26,12 @@
 
 struct stream_job;
 
-struct gv_agent {
-	gv_host *h;
-	struct MHD_Daemon *mhd;
-	int fd;
-	char *sock;
-};
-
 struct req {
 	char *body;
 	size_t len;
 	bool too_big; /* its body passed MAX_BODY */
+	gv_user user; /* who asks (the socket's peer) */
+	bool known;   /* @user was found */
 };
 
 static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status,
@@ -71,6 +71,9 @@ static unsigned status_of(int rc)
 	case -EEXIST:
 	case -EBUSY: return 409;
 	case -EINVAL: return 400;
+	case -EACCES:
+	case -EPERM:
+	case -EDQUOT: return 403;
 	default: return 500;
 	}
 }
@@ -90,14 +93,26 @@ static const char *jstr(json_t *j, const char *k)
 	return json_string_value(json_object_get(j, k));
 }
 
-static enum MHD_Result vm_verb(gv_agent *a, struct MHD_Connection *c,
+static enum MHD_Result vm_verb(gv_agent *a, struct MHD_Connection *c, const gv_user *u,
 			       const char *name, const char *verb, json_t *body)
 {
+	bool runs = !strcmp(verb, "start") || !strcmp(verb, "restore");
+	struct agent_ulock *l = NULL;
 	gv_err e = { "" };
 	json_t *out = NULL;
-	int rc;
+	int rc = 0;
 
-	if (!strcmp(verb, "start"))
+	/* QEMU writes and reads a state file with the agent's rights */
+	if ((!strcmp(verb, "save") || !strcmp(verb, "restore")) && jstr(body, "path"))
+		rc = agent_need_admin(u, "a state file at a path of your choice (omit it: the "
+				      "VM's own directory)", &e);
+	if (rc == 0 && runs) {
+		l = agent_user_lock(a, u);
+		rc = agent_run_admit(a, u, name, &e);
+	}
+	if (rc < 0)
+		;
+	else if (!strcmp(verb, "start"))
 		rc = gv_vm_start(a->h, name, &e);
 	else if (!strcmp(verb, "pause"))
 		rc = gv_vm_pause(a->h, name, &e);
@@ -112,6 +127,7 @@ static enum MHD_Result vm_verb(gv_agent *a, struct MHD_Connection *c,
 		rc = gv_vm_restore(a->h, name, jstr(body, "path"), &e);
 	else
 		return send_error(c, 404, -ENOENT, "unknown verb");
+	agent_user_unlock(a, l);
 	if (rc == 0)
 		rc = gv_vm_show(a->h, name, &out, &e);
 	return send_result(c, rc, &e, out);
@@ -185,19 +201,25 @@ static enum MHD_Result vm_output(gv_agent *a, struct MHD_Connection *c, const ch
 /* /v1/vms/NAME/checkpoints[/ID]: POST creates, GET lists or shows,
  * DELETE deletes; POST /v1/vms/NAME/checkpoints/restore {"id"} restores. */
 static enum MHD_Result vm_checkpoints(gv_agent *a, struct MHD_Connection *c,
-				      const char *method, const char *name, const char *id,
-				      json_t *body)
+				      const gv_user *u, const char *method, const char *name,
+				      const char *id, json_t *body)
 {
 	gv_err e = { "" };
 	json_t *out = NULL;
 	int rc;
 
+	if (!strcmp(id, "restore") && !strcmp(method, "POST")) {
+		struct agent_ulock *l = agent_user_lock(a, u);
+		rc = agent_run_admit(a, u, name, &e);
+		if (rc == 0)
+			rc = gv_checkpoint_restore(a->h, name, jstr(body, "id"), &e);
+		agent_user_unlock(a, l);
+		return send_result(c, rc, &e, NULL);
+	}
 	if (!*id && !strcmp(method, "POST"))
 		rc = gv_checkpoint_create(a->h, name, &out, &e);
 	else if (!*id && !strcmp(method, "GET"))
 		return send_json(c, 200, gv_checkpoint_list(a->h, name));
-	else if (!strcmp(id, "restore") && !strcmp(method, "POST"))
-		rc = gv_checkpoint_restore(a->h, name, jstr(body, "id"), &e);
 	else if (!strcmp(method, "GET"))
 		rc = gv_checkpoint_show(a->h, name, id, &out, &e);
 	else if (!strcmp(method, "DELETE"))
@@ -207,18 +229,28 @@ static enum MHD_Result vm_checkpoints(gv_agent *a, struct MHD_Connection *c,
 	return send_result(c, rc, &e, out);
 }
 
-static enum MHD_Result vm_create(gv_agent *a, struct MHD_Connection *c, json_t *body)
+static enum MHD_Result vm_create(gv_agent *a, struct MHD_Connection *c, const gv_user *u,
+				 json_t *body)
 {
+	struct agent_ulock *l = agent_user_lock(a, u);
 	gv_vmdef *d = NULL;
 	gv_err e = { "" };
 	json_t *out = NULL;
-	int rc = gv_vmdef_from_json(body, &d, &e);
-	char *name = d ? strdup(d->name) : NULL;
+	char *tmp = NULL, *name = NULL;
+	int rc = agent_vm_admit(a, u, body, &tmp, &e);
 
 	if (rc == 0)
+		rc = gv_vmdef_from_json(body, &d, &e);
+	if (rc == 0) {
+		name = strdup(d->name);
 		rc = gv_vm_create(a->h, d, &e);
+	}
+	agent_user_unlock(a, l);
+	if (tmp)
+		unlink(tmp);
 	if (rc == 0)
 		rc = gv_vm_show(a->h, name, &out, &e);
+	free(tmp);
 	free(name);
 	return send_result(c, rc, &e, out);
 }
@@ -227,7 +259,7 @@ static enum MHD_Result stream(gv_agent *a, struct MHD_Connection *c, json_t *bod
 			      json_t *(*fn)(struct stream_job *j));
 static json_t *migrate_job(struct stream_job *j);
 
-static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
+static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c, const gv_user *u,
 				 const char *method, const char *rest, json_t *body)
 {
 	char name[128] = "", sub[64] = "", which[64] = "";
@@ -237,12 +269,15 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 
 	if (!*rest) {
 		if (!strcmp(method, "GET"))
-			return send_json(c, 200, gv_vm_list(a->h));
+			return send_json(c, 200, agent_filter(a, u, gv_vm_list(a->h), NULL));
 		if (!strcmp(method, "POST"))
-			return vm_create(a, c, body);
+			return vm_create(a, c, u, body);
 		return send_error(c, 405, -EINVAL, "method not allowed");
 	}
 	sscanf(rest, "/%127[^/]/%63[^/]/%63s", name, sub, which);
+	/* another user's VM is, to this user, no VM at all */
+	if (!agent_vm_visible(a, u, name))
+		return send_result(c, agent_no_vm(name, &e), &e, NULL);
 	if (!*sub && !strcmp(method, "GET")) {
 		rc = gv_vm_show(a->h, name, &out, &e);
 		return send_result(c, rc, &e, out);
@@ -257,7 +292,7 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 	if (!strcmp(sub, "output") && !strcmp(method, "GET"))
 		return vm_output(a, c, name, which);
 	if (!strcmp(sub, "checkpoints"))
-		return vm_checkpoints(a, c, method, name, which, body);
+		return vm_checkpoints(a, c, u, method, name, which, body);
 	if (!strcmp(sub, "migrate-adopt") && !strcmp(method, "POST")) {
 		json_t *out = NULL;
 		rc = gv_migrate_adopt(a->h, name, &out, &e);
@@ -276,7 +311,7 @@ static enum MHD_Result route_vms(gv_agent *a, struct MHD_Connection *c,
 		return ret;
 	}
 	if (*sub && !strcmp(method, "POST"))
-		return vm_verb(a, c, name, sub, body);
+		return vm_verb(a, c, u, name, sub, body);
 	return send_error(c, 404, -ENOENT, "no such route");
 }
 
@@ -489,54 +524,113 @@ static enum MHD_Result stream(gv_agent *a, struct MHD_Connection *c, json_t *bod
 }
 
 static enum MHD_Result image_similarity(gv_agent *a, struct MHD_Connection *c,
-					json_t *body)
+					const gv_user *u, json_t *body)
 {
 	json_t *names = json_object_get(body, "names"), *v, *out = NULL;
 	char **n = calloc(json_array_size(names) + 1, sizeof(*n));
 	gv_err e = { "" };
 	size_t i;
-	int rc;
+	int rc = 0;
 
 	if (!n)
 		abort();
-	json_array_foreach(names, i, v)
+	json_array_foreach(names, i, v) {
 		n[i] = (char *)(json_string_value(v) ? json_string_value(v) : "");
-	rc = gv_image_similarity(a->h, n, json_array_size(names), &out, &e);
+		if (rc == 0 && !agent_image_visible(a, u, n[i]))
+			rc = gv_err_set(&e, -ENOENT, "no such image: %s", n[i]);
+	}
+	if (rc == 0)
+		rc = gv_image_similarity(a->h, n, json_array_size(names), &out, &e);
 	free(n);
 	return send_result(c, rc, &e, out);
 }
 
-static enum MHD_Result route_images(gv_agent *a, struct MHD_Connection *c,
+/* POST /v1/images/import {"name", "file"}: a user's file is read with
+ * the user's rights, and the image is theirs (agent_users.c). */
+static enum MHD_Result image_import(gv_agent *a, struct MHD_Connection *c, const gv_user *u,
+				    json_t *body)
+{
+	const char *n = jstr(body, "name"), *f = jstr(body, "file");
+	const char *fmt, *dd = gv_host_datadir(a->h);
+	char *tmp = NULL, *path = NULL;
+	json_t *owner = gv_user_owner_json(u);
+	gv_err e = { "" };
+	int rc;
+
+	if (!n || !f) {
+		json_decref(owner);
+		return send_error(c, 400, -EINVAL, "name and file are required");
+	}
+	pthread_mutex_lock(&a->import_mu); /* the name's check, its owner, the import */
+	rc = agent_import_admit(a, u, f, &tmp, &e);
+	if (rc == 0 && gv_name_valid(n) && gv_image_resolve(dd, n, &path, &fmt) == 0)
+		rc = gv_err_set(&e, -EEXIST, "an image named %s exists already", n);
+	/* the owner first: the image is never seen without it */
+	if (rc == 0 && !u->admin && gv_name_valid(n) &&
+	    (rc = gv_image_set_owner(dd, n, owner)) < 0)
+		gv_err_set(&e, rc, "cannot record the owner of image %s", n);
+	if (rc == 0)
+		rc = gv_image_import(a->h, n, tmp ? tmp : f, &e);
+	if (rc < 0 && !u->admin && gv_name_valid(n) && rc != -EEXIST) {
+		char *o = gv_strdupf("%s/images/.%s.owner", dd, n);
+		unlink(o);
+		free(o);
+	}
+	free(path);
+	path = NULL;
+	if (rc == 0 && !u->admin && gv_image_resolve(dd, n, &path, &fmt) == 0)
+		(void)chmod(path, 0600); /* a user's image: theirs to read */
+	pthread_mutex_unlock(&a->import_mu);
+	if (tmp)
+		unlink(tmp);
+	free(tmp);
+	free(path);
+	json_decref(owner);
+	return send_result(c, rc, &e, NULL);
+}
+
+static enum MHD_Result route_images(gv_agent *a, struct MHD_Connection *c, const gv_user *u,
 				    const char *method, const char *rest, json_t *body)
 {
 	gv_err e = { "" };
 	int rc;
 
 	if (!*rest && !strcmp(method, "GET"))
-		return send_json(c, 200, gv_image_list(gv_host_datadir(a->h)));
-	if (!strcmp(rest, "/import") && !strcmp(method, "POST")) {
-		const char *n = jstr(body, "name"), *f = jstr(body, "file");
-		if (!n || !f)
-			return send_error(c, 400, -EINVAL, "name and file are required");
-		rc = gv_image_import(a->h, n, f, &e);
-		return send_result(c, rc, &e, NULL);
-	}
+		return send_json(c, 200, agent_filter(a, u, gv_image_list(gv_host_datadir(a->h)),
+						      NULL));
+	if (!strcmp(rest, "/import") && !strcmp(method, "POST"))
+		return image_import(a, c, u, body);
+	/* debootstrap runs the packages' scripts as root; a fetch uses this
+	 * host's credentials with any peer and may run freeze/thaw hooks */
 	if (!strcmp(rest, "/build") && !strcmp(method, "POST"))
-		return stream(a, c, body, build_job);
+		return (rc = agent_need_admin(u, "building an image", &e)) < 0
+			       ? send_result(c, rc, &e, NULL)
+			       : stream(a, c, body, build_job);
 	if (!strcmp(rest, "/fetch") && !strcmp(method, "POST"))
-		return stream(a, c, body, fetch_job);
+		return (rc = agent_need_admin(u, "fetching an image from another host", &e)) < 0
+			       ? send_result(c, rc, &e, NULL)
+			       : stream(a, c, body, fetch_job);
 	if (!strcmp(rest, "/similarity") && !strcmp(method, "POST"))
-		return image_similarity(a, c, body);
+		return image_similarity(a, c, u, body);
 	if (*rest == '/' && strlen(rest) > 7 && !strcmp(rest + strlen(rest) - 6, "/index") &&
 	    !strcmp(method, "POST")) {
 		char name[128];
 		json_t *out = NULL;
 		snprintf(name, sizeof(name), "%.*s", (int)(strlen(rest) - 7), rest + 1);
-		rc = gv_image_index(a->h, name, &out, &e);
+		rc = agent_image_visible(a, u, name)
+			     ? gv_image_index(a->h, name, &out, &e)
+			     : gv_err_set(&e, -ENOENT, "no such image: %s", name);
 		return send_result(c, rc, &e, out);
 	}
 	if (*rest == '/' && !strcmp(method, "DELETE")) {
-		rc = gv_image_delete(a->h, rest + 1, &e);
+		json_t *o = gv_image_owner(gv_host_datadir(a->h), rest + 1);
+		if (!agent_image_visible(a, u, rest + 1))
+			rc = gv_err_set(&e, -ENOENT, "no such image: %s", rest + 1);
+		else if (!gv_user_may(u, o)) /* root's, used by all */
+			rc = agent_need_admin(u, "deleting one of root's images", &e);
+		else
+			rc = gv_image_delete(a->h, rest + 1, &e);
+		json_decref(o);
 		return send_result(c, rc, &e, NULL);
 	}
 	return send_error(c, 404, -ENOENT, "no such route");
@@ -545,7 +639,8 @@ static enum MHD_Result route_images(gv_agent *a, struct MHD_Connection *c,
 /* /v1/templates: GET the list, POST {vcpus, memory_mib, accel} builds
  * one, DELETE /NAME. */
 static enum MHD_Result route_templates(gv_agent *a, struct MHD_Connection *c,
-				       const char *method, const char *rest, json_t *body)
+				       const gv_user *u, const char *method, const char *rest,
+				       json_t *body)
 {
 	json_t *out = NULL, *m = json_object_get(body, "memory_mib");
 	gv_err e = { "" };
@@ -553,6 +648,10 @@ static enum MHD_Result route_templates(gv_agent *a, struct MHD_Connection *c,
 
 	if (!*rest && !strcmp(method, "GET"))
 		return send_json(c, 200, gv_template_list(a->h));
+	/* templates are shared by every user's VMs (they are built when
+	 * needed without asking) */
+	if ((rc = agent_need_admin(u, "building or deleting a template", &e)) < 0)
+		return send_result(c, rc, &e, NULL);
 	if (!*rest && !strcmp(method, "POST")) {
 		json_t *v = json_object_get(body, "vcpus");
 		rc = gv_template_build(a->h, v ? (int)json_integer_value(v) : 1,
@@ -580,7 +679,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	enum MHD_Result ret;
 
 	if (!rq) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 		*con_cls = rq = calloc(1, sizeof(*rq));
+		if (rq)
+			rq->known = ci && gv_user_of_socket(ci->connect_fd, &rq->user) == 0;
 		return rq ? MHD_YES : MHD_NO;
 	}
 	if (*upload_size) {
@@ -600,23 +703,27 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	}
 	if (rq->too_big)
 		return send_error(c, 413, -E2BIG, "request body too large (the limit is 16 MiB)");
+	if (!rq->known)
+		return send_error(c, 403, -EACCES, "cannot tell which user is asking (no peer "
+				  "credentials on the socket)");
 	if (rq->len) {
 		body = json_loadb(rq->body, rq->len, 0, NULL);
 		if (!body)
 			return send_error(c, 400, -EINVAL, "request body is not JSON");
 	}
+	const gv_user *u = &rq->user;
 	if (!strcmp(url, "/v1/migrations") && !strcmp(method, "GET"))
-		ret = send_json(c, 200, gv_migrate_status(a->h));
+		ret = send_json(c, 200, agent_filter(a, u, gv_migrate_status(a->h), "vm"));
 	else if (!strcmp(url, "/v1/checkpoints") && !strcmp(method, "GET"))
-		ret = send_json(c, 200, gv_checkpoint_list(a->h, NULL));
+		ret = send_json(c, 200, agent_filter(a, u, gv_checkpoint_list(a->h, NULL), NULL));
 	else if (!strcmp(url, "/v1/host") && !strcmp(method, "GET"))
 		ret = send_json(c, 200, gv_host_info(a->h));
 	else if (!strncmp(url, "/v1/vms", 7))
-		ret = route_vms(a, c, method, url + 7, body);
+		ret = route_vms(a, c, u, method, url + 7, body);
 	else if (!strncmp(url, "/v1/images", 10))
-		ret = route_images(a, c, method, url + 10, body);
+		ret = route_images(a, c, u, method, url + 10, body);
 	else if (!strncmp(url, "/v1/templates", 13))
-		ret = route_templates(a, c, method, url + 13, body);
+		ret = route_templates(a, c, u, method, url + 13, body);
 	else
 		ret = send_error(c, 404, -ENOENT, "no such route");
 	json_decref(body);
@@ -635,10 +742,35 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
+/* Who may open the socket: every local user (each acts as themselves),
+ * or, where group GV_USE_GROUP exists, its members (and root) only. */
+static int socket_access(const char *path, gv_err *e)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+
+	if (getgrnam_r(GV_USE_GROUP, &gr, buf, sizeof(buf), &res) == 0 && res) {
+		if (chown(path, (uid_t)-1, res->gr_gid) < 0 || chmod(path, 0660) < 0)
+			return gv_err_set(e, -errno, "cannot give %s to group %s: %s", path,
+					  GV_USE_GROUP, strerror(errno));
+		return 0;
+	}
+	if (chmod(path, 0666) < 0)
+		return gv_err_set(e, -errno, "cannot open %s to local users: %s", path,
+				  strerror(errno));
+	return 0;
+}
+
+void gv_agent_set_quotas(gv_agent *a, const char *path)
+{
+	free(a->quotas);
+	a->quotas = path ? strdup(path) : gv_strdupf("%s/quotas.json", gv_host_datadir(a->h));
+}
+
 int gv_agent_start(gv_host *h, const char *sock_path, gv_agent **out, gv_err *e)
 {
 	gv_agent *a = calloc(1, sizeof(*a));
-	int fd = gv_unix_listen(sock_path, 64);
+	int fd = gv_unix_listen(sock_path, 64), r;
 
 	if (!a)
 		abort();
@@ -646,9 +778,17 @@ int gv_agent_start(gv_host *h, const char *sock_path, gv_agent **out, gv_err *e)
 		free(a);
 		return gv_err_set(e, fd, "cannot listen on %s: %s", sock_path, strerror(-fd));
 	}
+	if ((r = socket_access(sock_path, e)) < 0) {
+		close(fd);
+		free(a);
+		return r;
+	}
 	a->h = h;
 	a->fd = fd;
 	a->sock = strdup(sock_path);
+	gv_agent_set_quotas(a, NULL);
+	pthread_mutex_init(&a->ulocks_mu, NULL);
+	pthread_mutex_init(&a->import_mu, NULL);
 	a->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
 					  MHD_USE_INTERNAL_POLLING_THREAD,
 				  0, NULL, NULL, handler, a,
@@ -658,6 +798,7 @@ int gv_agent_start(gv_host *h, const char *sock_path, gv_agent **out, gv_err *e)
 	if (!a->mhd) {
 		close(fd);
 		free(a->sock);
+		free(a->quotas);
 		free(a);
 		return gv_err_set(e, -EIO, "cannot start the HTTP server");
 	}
@@ -672,5 +813,6 @@ void gv_agent_stop(gv_agent *a)
 	MHD_stop_daemon(a->mhd); /* closes the listening socket */
 	unlink(a->sock);
 	free(a->sock);
+	free(a->quotas);
 	free(a);
 }

@@ -178,7 +178,7 @@ static int api_error(struct sink *s, long status, gv_err *e)
 {
 	json_t *j = s->p ? json_loads(s->p, 0, NULL) : NULL;
 	const char *m = json_string_value(json_object_get(j, "error"));
-	int r = status == 404 ? -ENOENT : status == 409 ? -EBUSY : -EIO;
+	int r = status == 404 ? -ENOENT : status == 409 ? -EBUSY : status == 403 ? -EACCES : -EIO;
 
 	if (m)
 		gv_err_set(e, r, "%s", m);

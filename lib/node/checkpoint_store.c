@@ -257,8 +257,11 @@ int ckpt_load_chosen(gv_host *h, const char *vm, const char *id, json_t **out, g
 
 static json_t *summary_of(json_t *man)
 {
-	json_t *s = json_deep_copy(man);
+	json_t *s = json_deep_copy(man), *owner = json_object_get(json_object_get(man, "def"), "owner");
 
+	/* the VM's owner is the checkpoint's (none: root's, base/user.h) */
+	json_object_set_new(s, "owner", json_is_object(owner) ? json_deep_copy(owner)
+			    : json_pack("{s:i, s:s}", "uid", 0, "name", "root"));
 	json_object_del(s, "def");
 	json_object_del(json_object_get(s, "memory"), "chunks");
 	json_object_del(json_object_get(s, "disk"), "chunks");

@@ -17,6 +17,29 @@
 static struct vmlock *host_vm_lock_ref(gv_host *h, const char *name);
 static void host_vm_unref(gv_host *h, struct vmlock *l);
 
+/* Local users reach the agent's socket in DATADIR (docs/security.md#users),
+ * and see only what they own through it: what holds their VMs' disks,
+ * memory, logs and job environments is the agent's alone (the VM
+ * records @db, the VMs' directories, checkpoints and their chunks),
+ * also in a data directory made before users. */
+static void host_private(const char *datadir, const char *db)
+{
+	static const char *const dirs[] = { "vms", "checkpoints", "chunks" };
+	static const char *const dbs[] = { "", "-wal", "-shm" };
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		char *d = gv_strdupf("%s/%s", datadir, dirs[i]);
+		if (mkdir(d, 0700) < 0 && errno == EEXIST)
+			(void)chmod(d, 0700);
+		free(d);
+	}
+	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+		char *f = gv_strdupf("%s%s", db, dbs[i]);
+		(void)chmod(f, 0600);
+		free(f);
+	}
+}
+
 int host_open(const char *datadir, gv_host **out, gv_err *e)
 {
 	gv_host *h = calloc(1, sizeof(*h));
@@ -34,7 +57,7 @@ int host_open(const char *datadir, gv_host **out, gv_err *e)
 	pthread_mutex_init(&h->ckpt_mu, NULL);
 	pthread_mutex_init(&h->dirty_mu, NULL);
 	pthread_mutex_init(&h->obs_mu, NULL);
-	r = gv_mkdir_p(vmdir, 0755);
+	r = gv_mkdir_p(vmdir, 0700);
 	if (r < 0) {
 		gv_err_set(e, r, "cannot create %s: %s", vmdir, strerror(-r));
 		goto fail;
@@ -44,6 +67,7 @@ int host_open(const char *datadir, gv_host **out, gv_err *e)
 		gv_err_set(e, r, "cannot open database %s", db);
 		goto fail;
 	}
+	host_private(datadir, db);
 	r = gv_accel_choose(NULL, &h->accel);
 	if (r < 0) {
 		gv_err_set(e, r, "invalid GRIDVM_ACCEL (use auto, kvm or tcg)");
@@ -218,6 +242,18 @@ void host_hostidx_drop(gv_host *h, const char *name, const char *idx)
 	}
 	pthread_mutex_unlock(&h->idx_mu);
 	unlink(idx);
+}
+
+json_t *gv_vm_owner(gv_host *h, const char *name)
+{
+	gv_vmrec *r = NULL;
+	json_t *o = NULL;
+
+	if (gv_store_vm_get(h->store, name, &r) == 0)
+		o = r->def->owner ? json_incref(r->def->owner)
+				  : json_pack("{s:i, s:s}", "uid", 0, "name", "root");
+	gv_vmrec_free(r);
+	return o;
 }
 
 int host_get(gv_host *h, const char *name, gv_vmrec **out, gv_err *e)

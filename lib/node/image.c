@@ -54,10 +54,11 @@ json_t *gv_image_list(const char *datadir)
 			if (gv_image_resolve(datadir, name, &path, &fmt) == 0 &&
 			    stat(path, &st) == 0)
 				json_array_append_new(
-					a, json_pack("{s:s, s:s, s:s, s:I, s:I}", "name", name,
+					a, json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "name", name,
 						     "format", fmt, "path", path,
 						     "size", (json_int_t)st.st_size,
-						     "allocated", (json_int_t)st.st_blocks * 512));
+						     "allocated", (json_int_t)st.st_blocks * 512,
+						     "owner", gv_image_owner(datadir, name)));
 			free(path);
 		}
 		free(ents[i]);
@@ -65,6 +66,33 @@ json_t *gv_image_list(const char *datadir)
 	free(ents);
 	free(dir);
 	return a;
+}
+
+static char *owner_path(const char *datadir, const char *name)
+{
+	return gv_strdupf("%s/images/.%s.owner", datadir, name);
+}
+
+json_t *gv_image_owner(const char *datadir, const char *name)
+{
+	char *p = owner_path(datadir, name);
+	json_t *o = json_load_file(p, 0, NULL);
+
+	free(p);
+	if (json_is_object(o) && json_is_string(json_object_get(o, "name")))
+		return o;
+	json_decref(o);
+	return json_pack("{s:i, s:s}", "uid", 0, "name", "root");
+}
+
+int gv_image_set_owner(const char *datadir, const char *name, const json_t *owner)
+{
+	char *p = owner_path(datadir, name), *text = json_dumps(owner, JSON_COMPACT);
+	int r = text ? gv_write_file_atomic(p, text, strlen(text)) : -ENOMEM;
+
+	free(text);
+	free(p);
+	return r;
 }
 
 static int check_new_name(gv_host *h, const char *name, gv_err *e)
@@ -104,6 +132,10 @@ static int detect_format(const char *file, const char **fmt, gv_err *e)
 	else
 		r = gv_err_set(e, -EINVAL, "%s is %s; only raw and qcow2 images can be "
 			       "imported", file, f ? f : "of an unknown format");
+	if (j && json_object_get(json_object_get(json_object_get(j, "format-specific"), "data"),
+				 "data-file"))
+		r = gv_err_set(e, -EINVAL, "%s keeps its data in another file; import a "
+			       "standalone image (qemu-img convert it first)", file);
 	if (j && json_object_get(j, "backing-filename"))
 		r = gv_err_set(e, -EINVAL, "%s has a backing file; import a standalone "
 			       "image (qemu-img convert it first)", file);
@@ -246,8 +278,12 @@ int gv_image_delete(gv_host *h, const char *name, gv_err *e)
 	gv_strv_free(names);
 	if (r == 0 && unlink(path) < 0)
 		r = gv_err_set(e, -errno, "cannot delete %s: %s", path, strerror(errno));
-	if (r == 0)
+	if (r == 0) {
+		char *o = owner_path(h->datadir, name);
+		unlink(o);
+		free(o);
 		image_unindex(h, name);
+	}
 	free(path);
 	return r;
 }

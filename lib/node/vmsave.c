@@ -193,21 +193,36 @@ out:
 static int save_verb(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *path,
 		     gv_err *e)
 {
-	if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED)
+	char *own = gv_strdupf("%s/saved.state", p->dir);
+
+	if (r->state != GV_VM_RUNNING && r->state != GV_VM_PAUSED) {
+		free(own);
 		return host_bad_state(r, "save", e);
+	}
+	if (!strcmp(path, own)) /* a running VM's old state (restored, or stopped since) */
+		unlink(own);
+	free(own);
 	return vm_save_locked(h, r, p, path, e);
 }
 
 int gv_vm_save(gv_host *h, const char *name, const char *path, gv_err *e)
 {
 	struct stat st;
+	char *own = NULL;
+	int r;
 
+	if (!path && gv_name_valid(name)) { /* the VM's own directory */
+		own = gv_strdupf("%s/vms/%s/saved.state", h->datadir, name);
+		path = own;
+	}
 	if (!path || path[0] != '/')
-		return gv_err_set(e, -EINVAL, "the state file must be an absolute path");
-	if (stat(path, &st) == 0)
-		return gv_err_set(e, -EEXIST, "%s exists already; choose another path",
-				  path);
-	return host_with_vm(h, name, save_verb, path, e);
+		r = gv_err_set(e, -EINVAL, "the state file must be an absolute path");
+	else if (!own && stat(path, &st) == 0)
+		r = gv_err_set(e, -EEXIST, "%s exists already; choose another path", path);
+	else
+		r = host_with_vm(h, name, save_verb, path, e);
+	free(own);
+	return r;
 }
 
 /* QEMU's migration stream begins with "QEVM". */

@@ -59,6 +59,7 @@ void gv_vmdef_free(gv_vmdef *d)
 	gv_strv_free(d->outputs);
 	free(d->tmpl);
 	free(d->boot_note);
+	json_decref(d->owner);
 	free(d);
 }
 
@@ -256,6 +257,9 @@ int gv_vmdef_from_json(json_t *j, gv_vmdef **out, gv_err *e)
 	d->output_max = (uint64_t)json_integer_value(json_object_get(j, "output_max"));
 	d->tmpl = opt_str(j, "template");
 	d->boot_note = opt_str(j, "boot");
+	if (json_is_object(json_object_get(j, "owner")) &&
+	    json_is_string(json_object_get(json_object_get(j, "owner"), "name")))
+		d->owner = json_deep_copy(json_object_get(j, "owner"));
 	{
 		const char *m = json_string_value(json_object_get(j, "start"));
 		d->start_mode = !m || !strcmp(m, "auto") ? GV_START_AUTO
@@ -324,6 +328,8 @@ json_t *gv_vmdef_to_json(const gv_vmdef *d)
 		json_object_set_new(j, "template", json_string(d->tmpl));
 	if (d->boot_note)
 		json_object_set_new(j, "boot", json_string(d->boot_note));
+	json_object_set_new(j, "owner", d->owner ? json_deep_copy(d->owner)
+						 : json_pack("{s:i, s:s}", "uid", 0, "name", "root"));
 	return j;
 }
 

@@ -229,7 +229,7 @@ int cmd_run(int argc, char **argv)
 	    (gv_mkdir_p(outdir, 0755) < 0 || access(outdir, W_OK) < 0))
 		return cli_error("--output-dir %s: %s", outdir, strerror(errno)), 2;
 	cl = cli_connect();
-	if (cli_call(cl, "POST", "/v1/vms", d, NULL) < 0)
+	if (cli_create_vm(cl, d) < 0)
 		return 125;
 	signal(SIGINT, on_sigint);
 	signal(SIGTERM, on_sigint);

@@ -68,7 +68,7 @@ static int vm_create(int argc, char **argv)
 		json_object_set_new(d, "job", job);
 	}
 	cl = cli_connect();
-	rc = cli_call(cl, "POST", "/v1/vms", d, NULL) < 0 ? 1 : 0;
+	rc = cli_create_vm(cl, d) < 0 ? 1 : 0;
 	if (rc == 0)
 		printf("created VM %s\n", name);
 	json_decref(d);
@@ -86,7 +86,7 @@ static int simple_verb(int argc, char **argv, const char *verb, const char *done
 		{ "help", no_argument, NULL, 'h' }, { 0 } };
 	json_t *body = json_object(), *resp = NULL;
 	bool json = false, is_stop = !strcmp(verb, "stop");
-	bool needs_path = !strcmp(verb, "save"), may_path = !strcmp(verb, "restore");
+	bool needs_path = false, may_path = !strcmp(verb, "save") || !strcmp(verb, "restore");
 	uint64_t ms;
 	char *path;
 	int c, rc;
@@ -161,7 +161,8 @@ static int vm_stop(int argc, char **argv)
 static int vm_save(int argc, char **argv)
 {
 	return simple_verb(argc, argv, "save",
-			   "Suspend the VM to FILE; its QEMU process exits.");
+			   "Suspend the VM to FILE (default, and for users other than root\n"
+			   "and group gridvm-admin: its own directory); its QEMU exits.");
 }
 
 static int vm_restore(int argc, char **argv)
@@ -322,9 +323,9 @@ static int show_log(int argc, char **argv, const char *which)
 		return 2;
 	cl = cli_connect();
 	if (!strcmp(which, "job")) {
-		(void)cli_follow_job(cl, argv[1], follow);
+		int code = cli_follow_job(cl, argv[1], follow);
 		gv_client_free(cl);
-		return 0;
+		return code == -2 ? 1 : 0;
 	}
 	for (;;) {
 		char *data = NULL;

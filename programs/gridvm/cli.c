@@ -3,6 +3,8 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <gridvm/vmm/jobio.h>
+#include <gridvm/vmm/vmdef.h>
 #include <gridvm/vmm/jobout.h>
 #include <libgen.h>
 #include <limits.h>
@@ -101,6 +103,50 @@ int cli_call(gv_client *c, const char *method, const char *path, json_t *body,
 	return 0;
 }
 
+int cli_create_vm(gv_client *c, json_t *d)
+{
+	json_t *ins = json_object_get(d, "inputs"), *in, *guest;
+	char tmpl[] = "/tmp/gridvm-input-XXXXXX", *tar = NULL, **paths = NULL;
+	json_t *body = json_deep_copy(d);
+	gv_err e = { "" };
+	size_t i, n = json_array_size(ins);
+	int r = 0;
+
+	if (geteuid() != 0 && n && json_object_get(json_array_get(ins, 0), "path")) {
+		if (!mkdtemp(tmpl)) {
+			json_decref(body);
+			return -cli_error("cannot make a temporary directory: %s", strerror(errno));
+		}
+		tar = gv_strdupf("%s/input.tar", tmpl);
+		paths = calloc(n + 1, sizeof(char *));
+		guest = json_array();
+		json_array_foreach(ins, i, in) {
+			const char *p = json_string_value(json_object_get(in, "path")) ?: "";
+			const char *g = json_string_value(json_object_get(in, "guest"));
+			const char *b = strrchr(p, '/');
+			paths[i] = strdup(p);
+			json_array_append_new(guest, json_pack("{s:s}", "guest",
+							       g ? g : b && b[1] ? b + 1 : p));
+			if (r == 0 && access(p, R_OK) < 0) /* tar would say it less clearly */
+				r = -cli_error("input %s: %s", p, strerror(errno));
+		}
+		if (r == 0 && gv_jobio_pack_inputs(paths, tar, &e) < 0)
+			r = -cli_error("%s", e.msg);
+		json_object_set_new(body, "inputs", guest);
+		json_object_set_new(body, "input_tar", json_string(tar));
+		gv_strv_free(paths);
+	}
+	if (r == 0)
+		r = cli_call(c, "POST", "/v1/vms", body, NULL);
+	if (tar) {
+		unlink(tar);
+		rmdir(tmpl);
+		free(tar);
+	}
+	json_decref(body);
+	return r < 0 ? -1 : 0;
+}
+
 void cli_print_json(json_t *j)
 {
 	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -189,6 +235,7 @@ int cli_follow_job(gv_client *c, const char *name, bool follow)
 		free(path);
 		if (r < 0) {
 			cli_error("%s", e.msg);
+			fl.exit_code = -2;
 			break;
 		}
 		buf = realloc(buf, blen + len + 1);

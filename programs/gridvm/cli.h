@@ -25,6 +25,11 @@ gv_client *cli_connect(void);
 int cli_call(gv_client *c, const char *method, const char *path, json_t *body,
 	     json_t **resp);
 
+/* POST the VM definition @d (borrowed) to /v1/vms. A user other than
+ * root sends its inputs packed (input_tar, made here with the user's
+ * rights): the agent reads host paths only for admins. -1: said why. */
+int cli_create_vm(gv_client *c, json_t *d);
+
 extern volatile sig_atomic_t cli_interrupted;
 
 /* A long agent job (image build/fetch, migrate): POST @body to @path and
@@ -59,8 +64,8 @@ int cmd_checkpoint(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 
 /* Print a VM's job output to stdout/stderr; with @follow until the job
- * ends. Returns
- * the job's exit code, or -1 if the VM ended without one. */
+ * ends. Returns the job's exit code, -1 if the VM ended without one, -2
+ * if the log could not be read (said why). */
 int cli_follow_job(gv_client *c, const char *name, bool follow);
 
 /* Print the job frames in @buf (stdout, stderr, guest messages); an exit

@@ -37,7 +37,11 @@ static void usage(FILE *f)
 		"Usage: gridvmd [OPTIONS]\n"
 		"The gridvm node agent: runs this host's VMs and serves the API.\n\n"
 		"  -d, --data-dir DIR  data directory (default $GRIDVM_DATA or %s)\n"
-		"  -s, --socket PATH   API socket (default DATA/gridvmd.sock)\n"
+		"  -s, --socket PATH   API socket (default DATA/gridvmd.sock); every local\n"
+		"                      user may use it, each as themselves (only group\n"
+		"                      gridvm's members if that group exists)\n"
+		"      --quotas FILE   the users' quotas (default DATA/quotas.json;\n"
+		"                      docs/security.md#users)\n"
 		"      --daemon        detach and log to DATA/gridvmd.log\n"
 		"  -l, --listen ADDR   serve images to peer hosts on ADDR[:PORT] (TCP,\n"
 		"                      port %d); peers must hold the grid key\n"
@@ -135,6 +139,7 @@ int main(int argc, char **argv)
 		{ "grid-memory", required_argument, NULL, 'M' },
 		{ "grid-speed", required_argument, NULL, 'V' },
 		{ "metrics", required_argument, NULL, 'P' },
+		{ "quotas", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 } };
 	char *sock = NULL, *listen = NULL, *keyfile = NULL;
@@ -144,7 +149,7 @@ int main(int argc, char **argv)
 	gv_agent *a = NULL;
 	gv_gridagent *ga = NULL;
 	gv_gridagent_opts go = { 0 };
-	const char *metrics_addr = NULL;
+	const char *metrics_addr = NULL, *quotas = NULL;
 	gv_metrics_server *ms = NULL;
 	struct metrics_ctx mc = { 0 };
 	gv_err e = { "" };
@@ -191,6 +196,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'P': metrics_addr = optarg; break;
+		case 'Q': quotas = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -221,6 +227,8 @@ int main(int argc, char **argv)
 		gv_host_reattach(h);
 		r = gv_agent_start(h, sock, &a, &e);
 	}
+	if (r == 0 && quotas)
+		gv_agent_set_quotas(a, quotas);
 	if (r == 0 && keyfile)
 		gv_host_set_grid_key(h, keyfile);
 	if (r == 0 && listen)

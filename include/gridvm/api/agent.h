@@ -2,6 +2,10 @@
 /*
  * agent.h - the node agent's HTTP+JSON API over a unix socket.
  *
+ * Every request is its peer's: the local user behind the socket
+ * (SO_PEERCRED) sees and changes only what they own, root and group
+ * gridvm-admin everything; quotas per user (docs/security.md#users).
+ *
  * Routes (all JSON unless noted; errors are gv_err_json's {"ok": false,
  * "error": "...", "errno": N} with 4xx/5xx):
  *   GET    /v1/host
@@ -43,6 +47,9 @@ typedef struct gv_agent gv_agent;
 int gv_agent_start(gv_host *h, const char *sock_path, gv_agent **out,
 		   gv_err *e) GV_WUR;
 void gv_agent_stop(gv_agent *a);
+/* The administrator's quota file (base/user.h; NULL: DATA/quotas.json,
+ * the default), read at each check. */
+void gv_agent_set_quotas(gv_agent *a, const char *path);
 
 /* The agent's metrics (a gv_metrics_fn with the gv_host as @host): its
  * VMs, the host, its images, checkpoints and migrations (docs/grid.md). */

@@ -59,6 +59,10 @@ int gv_vm_delete(gv_host *h, const char *name, bool force, gv_err *e) GV_WUR;
 
 /* The VM's record, refreshed, as JSON (adds resource and path facts). */
 int gv_vm_show(gv_host *h, const char *name, json_t **out, gv_err *e) GV_WUR;
+/* Who owns VM @name, {"uid", "name"} (base/user.h; root for a VM made
+ * before owners), from its record as stored; NULL if there is no such VM.
+ * New reference. */
+json_t *gv_vm_owner(gv_host *h, const char *name);
 /* All VMs as a JSON array. */
 json_t *gv_vm_list(gv_host *h);
 /* All VMs' records as last stored, without taking their locks or asking

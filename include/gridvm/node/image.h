@@ -15,8 +15,16 @@
 int gv_image_resolve(const char *datadir, const char *name, char **path,
 		     const char **format) GV_WUR;
 
-/* All images as a JSON array of {name, format, path, size, allocated}. */
+/* All images as a JSON array of {name, format, path, size, allocated,
+ * owner}. */
 json_t *gv_image_list(const char *datadir);
+
+/* Who owns image @name: {"uid", "name"} (base/user.h), new reference;
+ * images without an owner (built, fetched or imported by root) are
+ * root's. The owner of an image imported for a user is kept beside it
+ * (DATADIR/images/.NAME.owner); gv_image_delete removes it. */
+json_t *gv_image_owner(const char *datadir, const char *name);
+int gv_image_set_owner(const char *datadir, const char *name, const json_t *owner) GV_WUR;
 
 /* Copy @file (raw or qcow2, detected by qemu-img) into the store. */
 int gv_image_import(gv_host *h, const char *name, const char *file, gv_err *e) GV_WUR;

@@ -50,6 +50,9 @@ typedef struct gv_vmdef {
 				* booted cold: its machine has the template
 				* layout (root ports, control port, vmgenid) */
 	char *boot_note;       /* how its last start went, for people */
+	json_t *owner;         /* who owns it, {"uid", "name"} (base/user.h),
+				* set by the agent; NULL: root (also VMs made
+				* before owners) */
 } gv_vmdef;
 
 /* How a VM starts: from a template where one fits (auto), always cold,
