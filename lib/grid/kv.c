@@ -29,6 +29,7 @@ static const struct {
 } backends[] = {
 	{ "sqlite:", &gv_kv_sqlite_ops },
 	{ "etcd://", &gv_kv_etcd_ops }, /* kv_etcd.c: libcurl + jansson, etcd's JSON gateway */
+	{ "etcds://", &gv_kv_etcds_ops }, /* the same over mutual TLS (the grid's certificates) */
 };
 
 void gv_kv_entries_free(gv_kv_entry *v, size_t n)
@@ -96,8 +97,8 @@ int gv_kv_open(const char *url, gv_kv **out, gv_err *e)
 	}
 	if (i == sizeof(backends) / sizeof(backends[0]))
 		return gv_err_set(e, -EINVAL,
-				  "store URL '%s': unknown kind (expected sqlite:PATH or "
-				  "etcd://HOST:PORT[,HOST:PORT...])",
+				  "store URL '%s': unknown kind (expected sqlite:PATH, "
+				  "etcd://HOST:PORT[,HOST:PORT...] or etcds://...)",
 				  url);
 	if (!backends[i].ops)
 		return gv_err_set(e, -ENOTSUP, "store URL '%s': the %.*s backend is not built yet",

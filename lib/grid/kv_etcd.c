@@ -74,7 +74,7 @@ static void et_close(gv_kv_backend *b)
 	free(b);
 }
 
-static int et_open(const char *where, gv_kv_backend **out, gv_err *e)
+static int et_open_any(const char *where, bool tls, gv_kv_backend **out, gv_err *e)
 {
 	gv_kv_backend *b = calloc(1, sizeof(*b));
 	int r;
@@ -82,7 +82,7 @@ static int et_open(const char *where, gv_kv_backend **out, gv_err *e)
 	if (!b)
 		return gv_err_set(e, -ENOMEM, "out of memory");
 	pthread_mutex_init(&b->mu, NULL);
-	r = etcd_conn_new(where, &b->conn, e);
+	r = etcd_conn_new(where, tls, &b->conn, e);
 	if (r == 0 && (r = et_revision(b, &b->compacted, e)) < 0)
 		gv_err_wrap(e, r, "cannot reach etcd");
 	if (r < 0) {
@@ -91,6 +91,16 @@ static int et_open(const char *where, gv_kv_backend **out, gv_err *e)
 	}
 	*out = b;
 	return 0;
+}
+
+static int et_open(const char *where, gv_kv_backend **out, gv_err *e)
+{
+	return et_open_any(where, false, out, e);
+}
+
+static int ets_open(const char *where, gv_kv_backend **out, gv_err *e)
+{
+	return et_open_any(where, true, out, e);
 }
 
 /* One key of etcd's answer ({key, value, create_revision, ...}). */
@@ -504,6 +514,22 @@ static int et_lease_ttl(gv_kv_backend *b, int64_t id, int *ttl_s, int64_t *remai
 const gv_kv_ops gv_kv_etcd_ops = {
 	.name = "etcd",
 	.open = et_open,
+	.close = et_close,
+	.revision = et_revision,
+	.range = et_range,
+	.txn = et_txn,
+	.watch = et_watch,
+	.compact = et_compact,
+	.lease_grant = et_lease_grant,
+	.lease_keepalive = et_lease_keepalive,
+	.lease_revoke = et_lease_revoke,
+	.lease_ttl = et_lease_ttl,
+};
+
+/* etcds://: the same over mutual TLS */
+const gv_kv_ops gv_kv_etcds_ops = {
+	.name = "etcds",
+	.open = ets_open,
 	.close = et_close,
 	.revision = et_revision,
 	.range = et_range,

@@ -15,6 +15,7 @@
 
 #include <gridvm/base/b64.h>
 #include <gridvm/base/util.h>
+#include <gridvm/xfer/tls.h>
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define POOL 8
 #define CONNECT_MS 2000L
@@ -34,6 +36,7 @@
 struct etcd_conn {
 	char **base; /* "http://HOST:PORT" per endpoint */
 	size_t n;
+	char *ca, *cert, *key, *crl; /* etcds://: TLS files; NULL: plain http */
 	pthread_mutex_t mu; /* cur, idle */
 	size_t cur;	    /* the endpoint that answered last */
 	CURL *idle[POOL];
@@ -48,7 +51,7 @@ static void curl_init(void)
 }
 
 /* One "HOST:PORT" (HOST may be "[v6]"): 0 with the base URL, or -EINVAL. */
-static int endpoint_parse(const char *s, size_t len, char **base)
+static int endpoint_parse(const char *s, size_t len, bool tls, char **base)
 {
 	const char *colon = NULL;
 	char *end;
@@ -65,20 +68,47 @@ static int endpoint_parse(const char *s, size_t len, char **base)
 	for (const char *p = s; p < colon; p++)
 		if (*p == '/' || *p == '@' || *p == ' ')
 			return -EINVAL;
-	*base = gv_strdupf("http://%.*s", (int)len, s);
+	*base = gv_strdupf("%s://%.*s", tls ? "https" : "http", (int)len, s);
 	return 0;
 }
 
-int etcd_conn_new(const char *where, etcd_conn **out, gv_err *e)
+/* etcds://: this host's certificate material (gv_tls_default: the
+ * controller's, as for the hosts' channel). */
+static int tls_files(etcd_conn *c, gv_err *e)
+{
+	const char *dir = gv_tls_dir(gv_tls_default());
+	gv_err te = { "" };
+
+	if (!gv_tls_enabled(gv_tls_default(), &te))
+		return gv_err_set(e, -ENOENT, "etcds:// needs this controller's certificate in %s "
+				  "(gridvm ca issue NAME --role controller): %s", dir,
+				  te.msg[0] ? te.msg : "none there");
+	c->ca = gv_strdupf("%s/ca.crt", dir);
+	c->cert = gv_strdupf("%s/host.crt", dir);
+	c->key = gv_strdupf("%s/host.key", dir);
+	c->crl = gv_strdupf("%s/crl.pem", dir);
+	if (access(c->crl, R_OK) < 0) {
+		free(c->crl);
+		c->crl = NULL;
+	}
+	return 0;
+}
+
+int etcd_conn_new(const char *where, bool tls, etcd_conn **out, gv_err *e)
 {
 	etcd_conn *c = calloc(1, sizeof(*c));
 	const char *p = where;
+	int r;
 
 	*out = NULL;
 	if (!c)
 		return gv_err_set(e, -ENOMEM, "out of memory");
 	pthread_once(&curl_once, curl_init);
 	pthread_mutex_init(&c->mu, NULL);
+	if (tls && (r = tls_files(c, e)) < 0) {
+		etcd_conn_free(c);
+		return r;
+	}
 	while (*p) {
 		size_t len = strcspn(p, ",");
 		char **nb = realloc(c->base, (c->n + 1) * sizeof(*nb));
@@ -86,7 +116,7 @@ int etcd_conn_new(const char *where, etcd_conn **out, gv_err *e)
 		if (!nb)
 			abort();
 		c->base = nb;
-		if (endpoint_parse(p, len, &c->base[c->n]) < 0) {
+		if (endpoint_parse(p, len, tls, &c->base[c->n]) < 0) {
 			gv_err_set(e, -EINVAL, "etcd endpoint '%.*s': expected HOST:PORT", (int)len,
 				   p);
 			etcd_conn_free(c);
@@ -114,6 +144,10 @@ void etcd_conn_free(etcd_conn *c)
 	for (size_t i = 0; i < c->n; i++)
 		free(c->base[i]);
 	free(c->base);
+	free(c->ca);
+	free(c->cert);
+	free(c->key);
+	free(c->crl);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
@@ -214,8 +248,19 @@ static size_t buf_add(char *ptr, size_t size, size_t n, void *ud)
 	return size * n;
 }
 
-static void request_setup(CURL *h, const char *url, const char *body, struct curl_slist *hdr)
+static void request_setup(etcd_conn *c, CURL *h, const char *url, const char *body,
+			  struct curl_slist *hdr)
 {
+	if (c->ca) { /* mutual TLS 1.3, etcd's certificate from the grid CA */
+		curl_easy_setopt(h, CURLOPT_CAINFO, c->ca);
+		curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert);
+		curl_easy_setopt(h, CURLOPT_SSLKEY, c->key);
+		curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+		if (c->crl)
+			curl_easy_setopt(h, CURLOPT_CRLFILE, c->crl);
+	}
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
@@ -250,7 +295,7 @@ static int call_one(etcd_conn *c, size_t i, const char *path, const char *body,
 	int r;
 
 	*got_answer = false;
-	request_setup(h, url, body, hdr);
+	request_setup(c, h, url, body, hdr);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, REQUEST_MS);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, buf_add);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
@@ -405,7 +450,7 @@ static int stream_one(etcd_conn *c, size_t i, const char *path, const char *body
 	if (!h || !m)
 		abort();
 	*rc = CURLE_OK;
-	request_setup(h, url, body, hdr);
+	request_setup(c, h, url, body, hdr);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, stream_data);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
 	curl_multi_add_handle(m, h);

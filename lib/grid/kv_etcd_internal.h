@@ -21,7 +21,9 @@ typedef struct etcd_conn etcd_conn;
 
 /* @where: "HOST:PORT[,HOST:PORT...]" (the URL after "etcd://").
  * -EINVAL: not of that shape. Nothing is contacted yet. */
-int etcd_conn_new(const char *where, etcd_conn **out, gv_err *e);
+/* @tls: https, with this host's certificate as the client's and the
+ * grid CA (and its CRL) to verify etcd's (docs/kv.md). */
+int etcd_conn_new(const char *where, bool tls, etcd_conn **out, gv_err *e);
 void etcd_conn_free(etcd_conn *c); /* NULL is fine */
 
 /* How much a request may be repeated on another endpoint after it was

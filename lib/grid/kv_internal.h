@@ -45,6 +45,7 @@ typedef struct gv_kv_ops {
 
 extern const gv_kv_ops gv_kv_sqlite_ops;
 extern const gv_kv_ops gv_kv_etcd_ops;
+extern const gv_kv_ops gv_kv_etcds_ops;
 
 /* A watch returns at most this many events per call (whole revisions:
  * a revision is never split, so one large transaction may exceed it). */

@@ -36,7 +36,9 @@ static void usage(FILE *f)
 		"                          omitted); they must hold the grid key\n"
 		"  -s, --store URL         the grid's state: sqlite:PATH (default\n"
 		"                          sqlite:DATA/controller.db) or\n"
-		"                          etcd://HOST:PORT[,HOST:PORT...] (docs/kv.md)\n"
+		"                          etcd://HOST:PORT[,HOST:PORT...] (docs/kv.md), or\n"
+		"                          etcds://... over mutual TLS with this controller's\n"
+		"                          certificate (gridvm ca issue NAME --role controller)\n"
 		"  -d, --data-dir DIR      jobs' inputs, outputs and logs (default\n"
 		"                          $GRIDVM_DATA/controller, or %s/controller)\n"
 		"  -k, --grid-key FILE     the grid's shared key (default $GRIDVM_DATA/grid.key)\n"
@@ -206,7 +208,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gridvmctld: --listen ADDR:PORT is required (see --help)\n");
 		return 2;
 	}
-	if (!leader_set && o.store && !strncmp(o.store, "etcd://", 7))
+	if (!leader_set && o.store &&
+	    (!strncmp(o.store, "etcd://", 7) || !strncmp(o.store, "etcds://", 8)))
 		o.leader_ttl_s = 5; /* a replicated store: elect (docs/grid.md) */
 	if (!datadir)
 		datadir = gv_strdupf("%s/controller", gv_data_dir());

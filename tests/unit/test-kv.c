@@ -18,6 +18,8 @@
  */
 #include <gridvm/base/util.h>
 #include <gridvm/grid/kv.h>
+#include <gridvm/xfer/ca.h>
+#include <gridvm/xfer/tls.h>
 
 #include "etcd.h"
 
@@ -964,6 +966,121 @@ static void test_etcd_watch_restart(void **state)
 	pthread_cond_destroy(&f.cond);
 }
 
+/* etcds://: an etcd that takes only clients with a certificate of the
+ * grid CA, its own certificate from that CA too. The controller's
+ * certificate reaches it; plain http, no certificate, one of another CA
+ * do not; nor does a client that has etcd's certificate revoked. */
+static pid_t tls_etcd_start(const char *dir, int cport, int pport)
+{
+	char client[64], peer[64], cluster[80], data[300], log[300], crt[300], key[300], ca[300];
+	pid_t pid;
+
+	snprintf(client, sizeof(client), "https://127.0.0.1:%d", cport);
+	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", pport);
+	snprintf(cluster, sizeof(cluster), "t=%s", peer);
+	snprintf(data, sizeof(data), "%s/data", dir);
+	snprintf(log, sizeof(log), "%s/etcd.log", dir);
+	snprintf(crt, sizeof(crt), "%s/etcd/host.crt", dir);
+	snprintf(key, sizeof(key), "%s/etcd/host.key", dir);
+	snprintf(ca, sizeof(ca), "%s/etcd/ca.crt", dir);
+	pid = fork();
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(etcd.bin, "etcd", "--name", "t", "--data-dir", data, "--listen-client-urls",
+		      client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+		      "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+		      "--cert-file", crt, "--key-file", key, "--trusted-ca-file", ca,
+		      "--client-cert-auth", "--logger", "zap", "--log-outputs", "stderr",
+		      (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* gv_kv_open(@url) with the certificate material in @tlsdir: its result */
+static int open_with(const char *tlsdir, const char *url, gv_kv **kv, gv_err *e)
+{
+	gv_err te;
+
+	assert_int_equal(gv_tls_set_default_dir(tlsdir, &te), 0);
+	return gv_kv_open(url, kv, e);
+}
+
+static void test_etcd_tls(void **state)
+{
+	char dir[] = "/tmp/gv-etcdtls-XXXXXX", url[64], plain[64], *p, *crl = NULL;
+	const char *addrs[] = { "127.0.0.1" };
+	int cport = free_port(), pport = free_port(), r = -1;
+	gv_kv *kv = NULL;
+	gv_kv_entry *en = NULL;
+	gv_err e;
+	pid_t pid;
+
+	assert_non_null(mkdtemp(dir));
+	p = gv_strdupf("%s/ca", dir);
+	assert_int_equal(gv_ca_init(p, NULL, 30, &e), 0);
+	free(p);
+#define SUB(name) (snprintf(sub, sizeof(sub), "%s/%s", dir, name), sub)
+	char sub[300], ca[300];
+	snprintf(ca, sizeof(ca), "%s/ca", dir);
+	assert_int_equal(gv_ca_issue(ca, "etcd1", "controller", addrs, 1, 30, SUB("etcd"), &e), 0);
+	assert_int_equal(gv_ca_issue(ca, "ctl1", "controller", addrs, 1, 30, SUB("ctl"), &e), 0);
+	assert_int_equal(gv_ca_init(SUB("ca2"), NULL, 30, &e), 0);
+	char ca2[300];
+	snprintf(ca2, sizeof(ca2), "%s/ca2", dir);
+	assert_int_equal(gv_ca_issue(ca2, "ctl2", "controller", addrs, 1, 30, SUB("other"), &e), 0);
+	assert_int_equal(gv_mkdir_p(SUB("none"), 0700), 0);
+
+	pid = tls_etcd_start(dir, cport, pport);
+	assert_true(pid > 0);
+	snprintf(url, sizeof(url), "etcds://127.0.0.1:%d", cport);
+	snprintf(plain, sizeof(plain), "etcd://127.0.0.1:%d", cport);
+	/* up: the controller's certificate reaches it (polled, 30 s at most) */
+	for (uint64_t t0 = gv_now_ms(); gv_now_ms() - t0 < 30000;)
+		if ((r = open_with(SUB("ctl"), url, &kv, &e)) == 0)
+			break;
+	if (r < 0)
+		fprintf(stderr, "    etcds:// did not answer: %s\n", e.msg);
+	assert_int_equal(r, 0);
+	assert_int_equal(gv_kv_put(kv, "/tls/a", "secret", 0, NULL, &e), 0);
+	assert_int_equal(gv_kv_get(kv, "/tls/a", &en, &e), 0);
+	assert_string_equal(en->value, "secret");
+	gv_kv_entries_free(en, 1);
+	gv_kv_close(kv);
+	kv = NULL;
+
+	/* plain http to it; no certificate; another CA's */
+	assert_int_equal(open_with(SUB("ctl"), plain, &kv, &e), -EIO);
+	assert_null(kv);
+	assert_int_equal(open_with(SUB("none"), url, &kv, &e), -ENOENT);
+	assert_non_null(strstr(e.msg, "etcds:// needs this controller's certificate"));
+	assert_int_equal(open_with(SUB("other"), url, &kv, &e), -EIO);
+	assert_null(kv);
+	/* etcd's certificate revoked: the controller no longer trusts it */
+	assert_int_equal(gv_ca_revoke(ca, "etcd1", &crl, &e), 0);
+	p = gv_strdupf("%s/ctl/crl.pem", dir);
+	char *text = NULL;
+	size_t len = 0;
+	assert_int_equal(gv_read_file(crl, &text, &len), 0);
+	assert_int_equal(gv_write_file_atomic(p, text, len), 0);
+	free(text);
+	free(p);
+	free(crl);
+	assert_int_equal(open_with(SUB("ctl"), url, &kv, &e), -EIO);
+	assert_null(kv);
+#undef SUB
+	assert_int_equal(gv_tls_set_default_dir(NULL, &e), 0);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	gv_rm_rf(dir);
+}
+
 #define KV_TESTS(be)                                                                      \
 	{                                                                                 \
 		cmocka_unit_test_prestate_setup_teardown(test_put_get_range, fx_setup,    \
@@ -1005,6 +1122,7 @@ int main(void)
 	const struct CMUnitTest etcd_only[] = {
 		cmocka_unit_test_prestate_setup_teardown(test_etcd_watch_restart, fx_setup,
 							 fx_teardown, (void *)&backends[1]),
+		cmocka_unit_test(test_etcd_tls),
 	};
 	int failed = 0, have_etcd = etcd_setup();
 
