@@ -240,7 +240,10 @@ static json_t *report(gv_gridagent *g, size_t *moves_told, unsigned *rev)
 	struct utsname u;
 	struct statvfs sv;
 	json_t *info = gv_host_info(g->h), *attrs = cpu_facts(), *vms = json_array(), *v;
-	json_t *list = gv_vm_list(g->h), *images = json_array(), *im;
+	/* (never waiting for a VM that a start, a checkpoint or a move holds:
+	 * a report held up past the lease would fence every VM here and get
+	 * the host declared lost) */
+	json_t *list = gv_vm_list_nowait(g->h), *images = json_array(), *im;
 	uint64_t disk = 0;
 	size_t i;
 
@@ -274,6 +277,12 @@ static json_t *report(gv_gridagent *g, size_t *moves_told, unsigned *rev)
 		const char *name = json_string_value(json_object_get(v, "name"));
 		if (!name || strncmp(name, "job-", 4))
 			continue;
+		uint64_t id = strtoull(name + 4, NULL, 10);
+		struct gjob *j = gjob_find(g, id, false);
+		/* busy (as last stored) while its start is under way: its
+		 * phase says more (below, with the jobs on their way) */
+		if (json_is_true(json_object_get(v, "busy")) && j && j->state)
+			continue;
 		json_t *o = json_pack("{s:s, s:O, s:O, s:O, s:O?}", "name", name, "state",
 				      json_object_get(v, "state"), "exit_code",
 				      json_object_get(v, "exit_code"), "error",
@@ -281,8 +290,6 @@ static json_t *report(gv_gridagent *g, size_t *moves_told, unsigned *rev)
 				      json_object_get(v, "disk_overlay_bytes"));
 		if (json_object_get(v, "outputs_missing"))
 			json_object_set(o, "outputs_missing", json_object_get(v, "outputs_missing"));
-		uint64_t id = strtoull(name + 4, NULL, 10);
-		struct gjob *j = gjob_find(g, id, false);
 		if (j && *j->move_error)
 			json_object_set_new(o, "migrate_error", json_string(j->move_error));
 		if (j && j->moving)
@@ -527,12 +534,7 @@ static void spawn(gv_gridagent *g, struct gjob *j, void *(*fn)(void *), json_t *
 
 bool ga_vm_exists(gv_gridagent *g, const char *name)
 {
-	json_t *out = NULL;
-	gv_err e;
-	bool yes = gv_vm_show(g->h, name, &out, &e) == 0;
-
-	json_decref(out);
-	return yes;
+	return gv_vm_exists(g->h, name); /* (not held up by a busy VM) */
 }
 
 static void obey(gv_gridagent *g, json_t *rep)

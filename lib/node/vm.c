@@ -249,10 +249,10 @@ void vm_wait_gone(int pid, const gv_vmpaths *p, uint64_t ms)
 	wait_gone(pid, p, ms);
 }
 
-int host_with_vm(gv_host *h, const char *name, host_verb_fn fn, const void *arg,
-		 gv_err *e)
+/* host_with_vm, the VM's lock held by the caller */
+static int with_vm_locked(gv_host *h, const char *name, host_verb_fn fn, const void *arg,
+			  gv_err *e)
 {
-	struct vmlock *l = host_vm_lock(h, name);
 	gv_vmrec *r = NULL;
 	gv_vmpaths p;
 	int rc = host_get(h, name, &r, e);
@@ -264,6 +264,15 @@ int host_with_vm(gv_host *h, const char *name, host_verb_fn fn, const void *arg,
 		gv_vmpaths_clear(&p);
 	}
 	gv_vmrec_free(r);
+	return rc;
+}
+
+int host_with_vm(gv_host *h, const char *name, host_verb_fn fn, const void *arg,
+		 gv_err *e)
+{
+	struct vmlock *l = host_vm_lock(h, name);
+	int rc = with_vm_locked(h, name, fn, arg, e);
+
 	host_vm_unlock(h, l);
 	return rc;
 }
@@ -528,6 +537,42 @@ json_t *gv_vm_list(gv_host *h)
 	}
 	gv_strv_free(names);
 	return a;
+}
+
+json_t *gv_vm_list_nowait(gv_host *h)
+{
+	json_t *a = json_array();
+	char **names = NULL;
+
+	if (gv_store_vm_names(h->store, &names) < 0)
+		return a;
+	for (char **n = names; *n; n++) {
+		struct vmlock *l = host_vm_trylock(h, *n);
+		gv_vmrec *r = NULL;
+		json_t *j = NULL;
+		if (l) {
+			if (with_vm_locked(h, *n, do_show, &j, NULL) < 0)
+				j = NULL;
+			host_vm_unlock(h, l);
+		} else if (gv_store_vm_get(h->store, *n, &r) == 0) {
+			j = gv_vmrec_to_json(r); /* busy: as last stored */
+			json_object_set_new(j, "busy", json_true());
+		}
+		gv_vmrec_free(r);
+		if (j)
+			json_array_append_new(a, j);
+	}
+	gv_strv_free(names);
+	return a;
+}
+
+bool gv_vm_exists(gv_host *h, const char *name)
+{
+	gv_vmrec *r = NULL;
+	bool yes = gv_store_vm_get(h->store, name, &r) == 0;
+
+	gv_vmrec_free(r);
+	return yes;
 }
 
 json_t *gv_vm_records(gv_host *h)

@@ -65,6 +65,13 @@ int gv_vm_show(gv_host *h, const char *name, json_t **out, gv_err *e) GV_WUR;
 json_t *gv_vm_owner(gv_host *h, const char *name);
 /* All VMs as a JSON array. */
 json_t *gv_vm_list(gv_host *h);
+/* The same, without waiting for a VM that an operation holds (a start, a
+ * checkpoint, a migration can take many seconds): such a VM is its record
+ * as last stored, with "busy": true. For the grid agent's reports, which
+ * must not wait past the host's lease. */
+json_t *gv_vm_list_nowait(gv_host *h);
+/* A VM of that name exists (its record; without its lock). */
+bool gv_vm_exists(gv_host *h, const char *name);
 /* All VMs' records as last stored, without taking their locks or asking
  * QEMU (the agent refreshes them every second): a quick look that a long
  * migration or checkpoint does not hold up, e.g. for the metrics. */
