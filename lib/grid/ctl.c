@@ -175,6 +175,8 @@ static int job_to_sched(gv_ctl *c, struct ctl_job *j, gv_err *e)
 	r = gv_sched_job_add(c->st, &spec, &j->sidx, e);
 	if (r < 0)
 		j->sidx = GV_SCHED_NONE;
+	else
+		ctl_recover_sched(c, j);
 	return r;
 }
 

@@ -249,6 +249,7 @@ static void job_vm_report(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json
 					  h->name, json_string_value(json_object_get(rc,
 									    "checkpoint")));
 			json_object_del(j->rec, "recover"); /* (saved with the state) */
+			ctl_recover_sched(c, j);
 			ctl_job_set_state(c, j, GV_JOB_S_RUNNING, NULL);
 		}
 	} else if ((!strcmp(vstate, "stopped") || !strcmp(vstate, "failed")) && !j->collecting) {

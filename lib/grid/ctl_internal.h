@@ -92,6 +92,7 @@ struct gv_ctl {
 	struct ctl_host *hosts;
 	size_t nhosts, cap_hosts;
 	struct ctl_job **jobs; /* sorted by id */
+	bool recover_hint; /* some job may wait to restore a checkpoint (ctl_recover_sched) */
 	size_t njobs, cap_jobs;
 	uint64_t next_id;
 	/* bumped by every change of a job's state or binding, and by a new
@@ -192,6 +193,10 @@ void ctl_learn_report(gv_ctl *c, struct ctl_host *h, json_t *req);
 /* Its images into the scheduler: held ones, and the estimated bytes it
  * lacks of the others; mu held. */
 void ctl_host_images_to_sched(gv_ctl *c, struct ctl_host *h);
+/* A recovered job's checkpoint for the scheduler: its holders hold it (ctl_learn.c). */
+void ctl_recover_sched(gv_ctl *c, struct ctl_job *j);
+/* After @h's images were recorded anew: the checkpoints it holds of them. */
+void ctl_recover_holdings(gv_ctl *c, struct ctl_host *h);
 /* {image: bytes it lacks} for the images it does not hold. */
 json_t *ctl_host_missing_json(gv_ctl *c, struct ctl_host *h);
 /* The measured moves from the store, and the model fitted to them. */

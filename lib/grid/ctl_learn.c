@@ -118,6 +118,7 @@ void ctl_host_images_to_sched(gv_ctl *c, struct ctl_host *h)
 		if (name && gv_sched_host_set_image(c->st, h->sidx, name, 0) < 0)
 			fprintf(stderr, "gridvmctld: out of memory\n");
 	}
+	ctl_recover_holdings(c, h);
 	/* the others: what its blocks do not cover, estimated again only when
 	 * its samples or the grid's references changed */
 	if (h->missing_host_gen != h->samples_gen || h->missing_cat_gen != c->cat_gen ||
@@ -145,6 +146,64 @@ void ctl_host_images_to_sched(gv_ctl *c, struct ctl_host *h)
 		    gv_sched_host_set_image(c->st, h->sidx, c->cat[k].name,
 					    (uint64_t)h->missing[k]) < 0)
 			fprintf(stderr, "gridvmctld: out of memory\n");
+}
+
+/* A recovered job's checkpoint, as the scheduler sees it: an item its
+ * holders have and the others fetch (the job's memory, about), so that
+ * the job goes preferably where its checkpoint is. */
+static void recover_name(struct ctl_job *j, char *buf, size_t len)
+{
+	snprintf(buf, len, "checkpoint:%" PRIu64, j->id);
+}
+
+void ctl_recover_sched(gv_ctl *c, struct ctl_job *j)
+{
+	json_t *rc = json_object_get(j->rec, "recover"), *v;
+	char name[64];
+	size_t i;
+
+	if (j->sidx == GV_SCHED_NONE)
+		return;
+	if (!json_object_get(rc, "checkpoint")) {
+		if (gv_sched_job_set_checkpoint(c->st, j->sidx, NULL, 0) < 0)
+			abort();
+		return;
+	}
+	recover_name(j, name, sizeof(name));
+	if (gv_sched_job_set_checkpoint(c->st, j->sidx, name, (uint64_t)json_integer_value(
+							json_object_get(j->rec, "memory"))) < 0)
+		fprintf(stderr, "gridvmctld: out of memory\n");
+	json_array_foreach(json_object_get(rc, "on"), i, v) {
+		struct ctl_host *r = ctl_host_find(c, json_string_value(v) ?: "");
+		if (r && r->sidx != GV_SCHED_NONE &&
+		    gv_sched_host_set_image(c->st, r->sidx, name, 0) < 0)
+			fprintf(stderr, "gridvmctld: out of memory\n");
+	}
+	c->recover_hint = true;
+}
+
+void ctl_recover_holdings(gv_ctl *c, struct ctl_host *h)
+{
+	bool any = false;
+
+	if (!c->recover_hint || h->sidx == GV_SCHED_NONE)
+		return;
+	for (size_t k = 0; k < c->njobs; k++) {
+		struct ctl_job *j = c->jobs[k];
+		json_t *rc = json_object_get(j->rec, "recover"), *v;
+		char name[64];
+		size_t i;
+
+		if (!json_object_get(rc, "checkpoint"))
+			continue;
+		any = true;
+		recover_name(j, name, sizeof(name));
+		json_array_foreach(json_object_get(rc, "on"), i, v)
+			if (!strcmp(json_string_value(v) ?: "", h->name) &&
+			    gv_sched_host_set_image(c->st, h->sidx, name, 0) < 0)
+				fprintf(stderr, "gridvmctld: out of memory\n");
+	}
+	c->recover_hint = any;
 }
 
 json_t *ctl_host_missing_json(gv_ctl *c, struct ctl_host *h)

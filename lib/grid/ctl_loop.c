@@ -85,6 +85,7 @@ static void recover_job(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, double
 	json_object_del(j->rec, "started");
 	if (j->sidx != GV_SCHED_NONE)
 		gv_sched_job_unbind(c->st, j->sidx);
+	ctl_recover_sched(c, j);
 	j->last_why = -1;
 	c->count.recoveries++;
 	ctl_job_set_state(c, j, GV_JOB_S_QUEUED, id ? "recovering from its checkpoint"

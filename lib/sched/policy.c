@@ -247,6 +247,13 @@ static bool tie_better(gv_sched_state *st, uint32_t j, uint32_t h, uint32_t best
 		if (a != b)
 			return a > b;
 	}
+	/* then, for a job that restores a checkpoint, a host that holds it
+	 * (every policy: where the image is stays the locality policy's) */
+	if (J->ckpt != GV_SCHED_NONE) {
+		bool a = sched_host_holds(st, h, J->ckpt), b = sched_host_holds(st, best, J->ckpt);
+		if (a != b)
+			return a;
+	}
 	return strcmp(st->hosts[h].name, st->hosts[best].name) < 0;
 }
 

@@ -389,17 +389,44 @@ void gv_sched_host_clear_images(gv_sched_state *st, uint32_t h)
 		st->hosts[h].n_imgs = 0;
 }
 
+static uint64_t img_missing(const struct sched_host *H, uint32_t img, uint64_t size)
+{
+	uint32_t k = have_pos(H, img);
+	if (k < H->n_imgs && H->imgs[k].img == img)
+		return H->imgs[k].missing < size ? H->imgs[k].missing : size;
+	return size;
+}
+
 uint64_t gv_sched_host_missing(const gv_sched_state *st, uint32_t h, uint32_t j)
 {
 	const struct sched_job *J = &st->jobs[j];
-	if (J->img == GV_SCHED_NONE)
-		return 0;
 	const struct sched_host *H = &st->hosts[h];
-	uint32_t k = have_pos(H, J->img);
-	if (k < H->n_imgs && H->imgs[k].img == J->img)
-		return H->imgs[k].missing < J->pub.image_size ? H->imgs[k].missing
-							      : J->pub.image_size;
-	return J->pub.image_size;
+	uint64_t m = 0;
+	if (J->img != GV_SCHED_NONE)
+		m = img_missing(H, J->img, J->pub.image_size);
+	if (J->ckpt != GV_SCHED_NONE)
+		m += img_missing(H, J->ckpt, J->ckpt_size);
+	return m;
+}
+
+bool sched_host_holds(const gv_sched_state *st, uint32_t h, uint32_t img)
+{
+	const struct sched_host *H = &st->hosts[h];
+	uint32_t k = have_pos(H, img);
+	return k < H->n_imgs && H->imgs[k].img == img && H->imgs[k].missing == 0;
+}
+
+int gv_sched_job_set_checkpoint(gv_sched_state *st, uint32_t j, const char *name,
+				uint64_t size)
+{
+	struct sched_job *J = &st->jobs[j];
+	uint32_t id = GV_SCHED_NONE;
+
+	if (name && (id = img_intern(st, name)) == GV_SCHED_NONE)
+		return -ENOMEM;
+	J->ckpt = id;
+	J->ckpt_size = name ? size : 0;
+	return 0;
 }
 
 /* ---- expression caches ---- */
@@ -530,6 +557,8 @@ int gv_sched_job_add(gv_sched_state *st, const gv_sched_job *spec, uint32_t *idx
 	J->gen = gen;
 	J->pub = *spec;
 	J->img = GV_SCHED_NONE;
+	J->ckpt = GV_SCHED_NONE;
+	J->ckpt_size = 0;
 	J->xreq = J->xrank = GV_SCHED_NONE;
 	if (spec->image && *spec->image) {
 		J->img = img_intern(st, spec->image);

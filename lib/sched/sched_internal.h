@@ -59,6 +59,8 @@ struct sched_job {
 	bool alive;
 	bool queued_in;	      /* has an entry in the queue or its pending list */
 	uint32_t img;	      /* image id, or GV_SCHED_NONE */
+	uint32_t ckpt;	      /* the checkpoint it restores from (an image id), or NONE */
+	uint64_t ckpt_size;   /* bytes of it a host without it fetches */
 	uint32_t xreq, xrank; /* expression cache entries, or GV_SCHED_NONE */
 	uint32_t hpos;	      /* position in its host's jobs[] */
 	double qkey;	      /* the queue's sort key */
@@ -163,6 +165,8 @@ int sched_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem);
 const json_t *sched_attrs(const gv_sched_state *st, uint32_t h);
 bool sched_match(gv_sched_state *st, uint32_t xc, uint32_t h);
 double sched_rank(gv_sched_state *st, uint32_t xc, uint32_t h);
+/* Does host @h hold image id @img whole (also a checkpoint: gv_sched_job_set_checkpoint)? */
+bool sched_host_holds(const gv_sched_state *st, uint32_t h, uint32_t img);
 
 /* plan.c */
 int plan_push(gv_sched_plan *plan, bool act, const gv_sched_decision *d);

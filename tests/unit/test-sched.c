@@ -198,6 +198,43 @@ static void test_locality(void **state)
 	gv_sched_state_free(st);
 }
 
+/* A recovered job (gv_sched_job_set_checkpoint): among hosts as good
+ * otherwise, one that holds its checkpoint, whatever the policy; its
+ * missing bytes count the checkpoint on the others. */
+static void test_checkpoint_holder(void **state)
+{
+	gv_sched_state *st = gv_sched_state_new();
+	gv_sched_params p = params(GV_SCHED_PACK);
+
+	uint32_t a = host(st, "a", 8, 16 * GiB, NULL);
+	uint32_t b = host(st, "b", 8, 16 * GiB, NULL);
+	uint32_t c = host(st, "c", 8, 16 * GiB, NULL);
+	for (uint32_t h = a; h <= c; h++)
+		assert_int_equal(gv_sched_host_set_image(st, h, "bookworm", 0), 0);
+	uint32_t j = job(st, (gv_sched_job){.id = 1, .cpus = 2, .memory = GiB,
+					    .image = "bookworm", .image_size = 1000 * MiB});
+	assert_int_equal(gv_sched_pick(st, j, 0, &p, NULL), a); /* by name */
+	assert_int_equal(gv_sched_job_set_checkpoint(st, j, "ckpt:1", 300 * MiB), 0);
+	assert_int_equal(gv_sched_host_set_image(st, c, "ckpt:1", 0), 0);
+	assert_int_equal(gv_sched_host_missing(st, a, j), 300 * MiB);
+	assert_int_equal(gv_sched_host_missing(st, c, j), 0);
+	assert_int_equal(gv_sched_pick(st, j, 0, &p, NULL), c);
+	p.policy = GV_SCHED_SPREAD;
+	assert_int_equal(gv_sched_pick(st, j, 0, &p, NULL), c);
+	p.policy = GV_SCHED_LOCALITY;
+	assert_int_equal(gv_sched_pick(st, j, 0, &p, NULL), c);
+	/* ... but a better score wins: pack prefers the fuller host */
+	p.policy = GV_SCHED_PACK;
+	running(st, 50, b, 4, 4 * GiB);
+	assert_int_equal(gv_sched_pick(st, j, 0, &p, NULL), b);
+	/* the checkpoint no longer matters */
+	assert_int_equal(gv_sched_job_set_checkpoint(st, j, NULL, 0), 0);
+	assert_int_equal(gv_sched_host_missing(st, a, j), 0);
+	p.policy = GV_SCHED_SPREAD;
+	assert_int_equal(gv_sched_pick(st, j, 0, &p, NULL), a);
+	gv_sched_state_free(st);
+}
+
 static void test_ties_by_name(void **state)
 {
 	gv_sched_state *st = gv_sched_state_new();
@@ -600,6 +637,7 @@ int main(void)
 	    cmocka_unit_test(test_spread),
 	    cmocka_unit_test(test_load),
 	    cmocka_unit_test(test_locality),
+	    cmocka_unit_test(test_checkpoint_holder),
 	    cmocka_unit_test(test_ties_by_name),
 	    cmocka_unit_test(test_requirements),
 	    cmocka_unit_test(test_never_and_not_now),

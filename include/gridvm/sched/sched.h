@@ -126,6 +126,13 @@ int gv_sched_host_set_image(gv_sched_state *st, uint32_t h, const char *image,
 void gv_sched_host_clear_images(gv_sched_state *st, uint32_t h);
 /* Bytes of @j's image that @h would fetch. */
 uint64_t gv_sched_host_missing(const gv_sched_state *st, uint32_t h, uint32_t j);
+/* Job @j restores from a checkpoint named @name (NULL: none now) that a
+ * host without it fetches, @size bytes: hosts that hold it record it as
+ * an image (gv_sched_host_set_image(.., @name, 0)); a host's missing
+ * bytes for @j then count it too, so staging time, the locality policy
+ * and ties prefer its holders. @return 0 or -ENOMEM. */
+int gv_sched_job_set_checkpoint(gv_sched_state *st, uint32_t j, const char *name,
+				uint64_t size) GV_SCHED_WUR;
 /* Index of the host named @name, or GV_SCHED_NONE. */
 uint32_t gv_sched_host_find(const gv_sched_state *st, const char *name);
 uint32_t gv_sched_host_count(const gv_sched_state *st);
