@@ -30,8 +30,10 @@
 #include <unistd.h>
 
 #define LOG_CHUNK (1u << 20)
-/* A restore from a checkpoint that fails is tried this often before the
- * job is reported failed (a replica or a link may be down for a while). */
+/* A restore from a checkpoint, or a fetch of the job's input, that fails
+ * is tried this often before the job is reported failed (a replica, a
+ * link or the controller may be down for a while: the next reply may name
+ * another one, the new leader). */
 #define RESTORE_TRIES 5
 
 /* The agent of this process, for the peer requests (see
@@ -364,6 +366,7 @@ static void *start_thread(void *arg)
 	const char *fmt;
 	gv_vmdef *def = NULL;
 	gv_err e = { "" };
+	bool input_failed = false;
 	int r = 0;
 
 	if (image && gv_image_resolve(gv_host_datadir(g->h), image, &path, &fmt) < 0) {
@@ -395,6 +398,7 @@ static void *start_thread(void *arg)
 			json_t *sum = NULL;
 			if ((r = gv_fetch(&fo, &sum, &e)) < 0) {
 				gv_err_wrap(&e, r, "cannot fetch its input");
+				input_failed = true;
 			} else {
 				rate_sample(g, sum);
 				json_object_set_new(vm, "input_tar", json_string(dest));
@@ -429,7 +433,7 @@ static void *start_thread(void *arg)
 	}
 	pthread_mutex_lock(&g->mu);
 	struct gjob *j = gjob_find(g, w->id, true);
-	if (j && r < 0 && restore && ++j->restore_tries < RESTORE_TRIES) {
+	if (j && r < 0 && (restore || input_failed) && ++j->restore_tries < RESTORE_TRIES) {
 		/* (the replica or the link may be back at the next reply: the
 		 * same binding starts it again) */
 		fprintf(stderr, "gridvmd: job %" PRIu64 ": %s (try %u of %u; again at the next "

@@ -31,7 +31,7 @@ struct gjob {
 	char move_error[512];
 	int64_t started_epoch; /* a start was made for this binding */
 	int64_t moved_epoch;   /* it moved away from here under this binding */
-	unsigned restore_tries; /* restores of it that failed here */
+	unsigned restore_tries; /* restores or input fetches of it that failed here */
 	/* gridagent_lease.c: persisted in DATA/grid/held.json */
 	int64_t epoch;	       /* the newest binding epoch seen for it here */
 	bool fenced;	       /* paused by the fence, not yet confirmed */
