@@ -361,6 +361,7 @@ int gv_ctl_start(const gv_ctl_opts *o, gv_ctl **out, gv_err *e)
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->wake, NULL);
 	pthread_cond_init(&c->elect_wake, NULL);
+	pthread_cond_init(&c->files_cv, NULL);
 	ctl_metrics_init(c);
 	c->datadir = strdup(o->datadir);
 	jobs = gv_strdupf("%s/jobs", c->datadir);
@@ -407,6 +408,13 @@ int gv_ctl_start(const gv_ctl_opts *o, gv_ctl **out, gv_err *e)
 			goto fail;
 		}
 		c->elect_started = true;
+		/* the other controllers, and the job files it holds as they do */
+		c->peers_started = pthread_create(&c->peers, NULL, ctl_peers, c) == 0;
+		c->files_started = pthread_create(&c->files, NULL, ctl_files_sync, c) == 0;
+		if (!c->peers_started || !c->files_started) {
+			r = gv_err_set(e, -EAGAIN, "cannot start the controller's threads");
+			goto fail;
+		}
 	}
 	if (o->metrics && (r = gv_metrics_start(o->metrics, ctl_metrics, c, &c->metrics, e)) < 0)
 		goto fail;
@@ -431,6 +439,10 @@ void gv_ctl_stop(gv_ctl *c)
 	pthread_mutex_unlock(&c->mu);
 	if (c->elect_started)
 		pthread_join(c->elect, NULL); /* a leader revokes its lease */
+	if (c->peers_started)
+		pthread_join(c->peers, NULL);
+	if (c->files_started)
+		pthread_join(c->files, NULL);
 	if (c->loop_started)
 		pthread_join(c->loop, NULL);
 	gv_xfer_server_stop(c->xs);
@@ -464,6 +476,7 @@ void gv_ctl_stop(gv_ctl *c)
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->wake);
 	pthread_cond_destroy(&c->elect_wake);
+	pthread_cond_destroy(&c->files_cv);
 	free(c->datadir);
 	free(c->listen_addr);
 	free(c);

@@ -104,14 +104,20 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 {
 	const char *token = json_string_value(json_object_get(req, "upload"));
 	json_t *rec = NULL;
-	char *dir = NULL, *up = NULL, *in = NULL, *key = NULL, *text = NULL, nid[32];
+	char *dir = NULL, *key = NULL, *text = NULL, nid[32];
 	uint64_t id, size = 0;
-	struct stat st;
 	gv_err e = { "" };
 	int r = 0;
 
 	if (token && !token_ok(token))
 		return refuse(-EINVAL, "bad input upload");
+	/* the input is the job's, on the other controllers too, before the
+	 * job exists: a job is never seen without its input (ctl_files.c) */
+	if (token && (r = ctl_input_adopt(c, token, json_integer_value(json_object_get(
+							      req, "input_bytes")),
+					  json_string_value(json_object_get(req, "input_sha256")),
+					  &e)) < 0)
+		return refuse(r, e.msg);
 	pthread_mutex_lock(&c->mu);
 	gv_kv_batch_begin(c->kv); /* the job and its first event: one commit */
 	id = c->next_id;
@@ -122,25 +128,14 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 			       json_string_value(json_object_get(rec, "image")));
 	if (r == 0 && size)
 		json_object_set_new(rec, "image_size", json_integer((json_int_t)size));
-	/* the input archive becomes the job's before the job exists: a job
-	 * is never seen without its input */
 	if (r == 0) {
 		dir = ctl_job_dir(c, id);
 		(void)gv_rm_rf(dir);
 		if ((r = gv_mkdir_p(dir, 0700)) < 0)
 			gv_err_set(&e, r, "cannot create %s", dir);
 	}
-	if (r == 0 && token) {
-		up = upload_path(c, token);
-		in = gv_strdupf("%s/input.tar", dir);
-		if (stat(up, &st) < 0 ||
-		    (json_int_t)st.st_size != json_integer_value(json_object_get(req, "input_bytes")))
-			r = gv_err_set(&e, -EIO, "the input upload is incomplete");
-		else if (rename(up, in) < 0)
-			r = gv_err_set(&e, -errno, "cannot keep the input: %s", strerror(errno));
-		else
-			json_object_set_new(rec, "input_bytes", json_integer((json_int_t)st.st_size));
-	}
+	if (r == 0 && token) /* its input: DATA/inputs/TOKEN.tar */
+		json_object_set_new(rec, "upload", json_string(token));
 	if (r == 0) {
 		gv_kv_op ops[2];
 		bool done = false;
@@ -168,10 +163,10 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 	pthread_mutex_unlock(&c->mu);
 	if (r < 0 && dir)
 		(void)gv_rm_rf(dir);
+	if (r < 0 && token)
+		ctl_input_drop(c, token);
 	json_decref(rec);
 	free(dir);
-	free(up);
-	free(in);
 	free(key);
 	free(text);
 	if (r < 0)
@@ -314,7 +309,15 @@ static json_t *op_job_log(gv_ctl *c, json_t *req)
 	if (!j)
 		return rep;
 	if (stored || gv_job_state_final(s) || !*addr) {
-		/* the controller's copy (or nothing yet: a queued job) */
+		/* the controller's copy (or nothing yet: a queued job); one
+		 * collected while another controller led may be there only */
+		char sid[24];
+		snprintf(sid, sizeof(sid), "%" PRIu64, (uint64_t)json_integer_value(
+							     json_object_get(req, "id")));
+		if (stored && ctl_files_ensure(c, "log", sid, NULL, &e) < 0) {
+			free(path);
+			return refuse(-EIO, e.msg);
+		}
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		uint8_t *buf = malloc(LOG_CHUNK);
 		ssize_t n = fd >= 0 && off >= 0 ? pread(fd, buf, LOG_CHUNK, (off_t)off) : 0;
@@ -381,6 +384,18 @@ static json_t *op_job_output(gv_ctl *c, json_t *req)
 		}
 	}
 	pthread_mutex_unlock(&c->mu);
+	if (json_is_true(json_object_get(rep, "ok"))) {
+		/* here before the user asks for it (it may be on another
+		 * controller only: collected while that one led) */
+		char sid[24];
+		gv_err e;
+		snprintf(sid, sizeof(sid), "%" PRIu64, (uint64_t)json_integer_value(
+							     json_object_get(req, "id")));
+		if (ctl_files_ensure(c, "output", sid, NULL, &e) < 0) {
+			json_decref(rep);
+			rep = refuse(-EIO, e.msg);
+		}
+	}
 	return rep;
 }
 
@@ -535,6 +550,11 @@ json_t *ctl_request(void *ud, json_t *req)
 	json_t *standby = ctl_standby_reply(ud);
 	char msg[128];
 
+	/* a copy of a job's file, asked by the leader: also while standing by */
+	if (op && !strcmp(op, "ctl-file-get")) {
+		json_decref(standby);
+		return ctl_files_op(ud, req);
+	}
 	if (standby)
 		return standby; /* another controller leads (ctl_elect.c) */
 	for (size_t i = 0; op && i < sizeof(ctl_ops) / sizeof(ctl_ops[0]); i++)
@@ -543,30 +563,4 @@ json_t *ctl_request(void *ud, json_t *req)
 	snprintf(msg, sizeof(msg), "unknown request '%s' (is this a grid controller?)",
 		 op ? op : "");
 	return refuse(-EINVAL, msg);
-}
-
-/* "job:ID:input" and "job:ID:output", for agents and users. */
-int ctl_resolve(void *ud, const char *name, char **path, char **idx_path)
-{
-	gv_ctl *c = ud;
-	char *end, what[16];
-	unsigned long long id;
-
-	if (strncmp(name, "job:", 4))
-		return -ENOENT;
-	id = strtoull(name + 4, &end, 10);
-	if (*end != ':' || !id || strlen(end + 1) >= sizeof(what))
-		return -ENOENT;
-	snprintf(what, sizeof(what), "%s", end + 1);
-	if (strcmp(what, "input") && strcmp(what, "output"))
-		return -ENOENT;
-	*path = gv_strdupf("%s/jobs/%llu/%s.tar", c->datadir, id, what);
-	*idx_path = gv_strdupf("%s/jobs/%llu/.%s.gvidx", c->datadir, id, what);
-	if (access(*path, R_OK) < 0) {
-		free(*path);
-		free(*idx_path);
-		*path = *idx_path = NULL;
-		return -ENOENT;
-	}
-	return 0;
 }

@@ -100,8 +100,7 @@ json_t *ctl_fenced_reply(gv_ctl *c, json_t *rep)
 	return ctl_standby_reply(c);
 }
 
-/* Wait up to @ms on the election's condition; false once stopping. */
-static bool elect_wait(gv_ctl *c, uint64_t ms)
+bool ctl_sleep(gv_ctl *c, uint64_t ms)
 {
 	struct timespec until;
 	bool go;
@@ -121,7 +120,7 @@ static bool elect_wait(gv_ctl *c, uint64_t ms)
 	return go;
 }
 
-static bool stopping(gv_ctl *c)
+bool ctl_stopping(gv_ctl *c)
 {
 	bool yes;
 
@@ -188,7 +187,7 @@ static void hold(gv_ctl *c, int64_t lease)
 	const char *why = NULL;
 	gv_err e;
 
-	while (elect_wait(c, ttl * 1000ull / 3)) {
+	while (ctl_sleep(c, ttl * 1000ull / 3)) {
 		uint64_t sent = gv_now_ms();
 		int r = gv_kv_lease_keepalive(c->kv, lease, &e);
 
@@ -242,7 +241,7 @@ static void follow(gv_ctl *c)
 	}
 	from = en->mod_rev + 1;
 	gv_kv_entries_free(en, 1);
-	while (!stopping(c)) {
+	while (!ctl_stopping(c)) {
 		gv_kv_event *ev = NULL;
 		size_t n = 0;
 		bool gone = false;
@@ -257,7 +256,7 @@ static void follow(gv_ctl *c)
 			c->leader[0] = '\0';
 			pthread_mutex_unlock(&c->mu);
 			if (r < 0)
-				(void)elect_wait(c, RETRY_MS);
+				(void)ctl_sleep(c, RETRY_MS);
 			return;
 		}
 	}
@@ -267,7 +266,7 @@ void *ctl_elect(void *arg)
 {
 	gv_ctl *c = arg;
 
-	while (!stopping(c)) {
+	while (!ctl_stopping(c)) {
 		int64_t lease = 0;
 		int r = campaign(c, &lease);
 
@@ -276,7 +275,7 @@ void *ctl_elect(void *arg)
 			break; /* deposed or stopping: never leads again */
 		}
 		if (r < 0) {
-			if (!elect_wait(c, RETRY_MS))
+			if (!ctl_sleep(c, RETRY_MS))
 				break;
 			continue;
 		}

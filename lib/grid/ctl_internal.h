@@ -3,7 +3,9 @@
  * ctl_internal.h - the controller's state in memory, shared by its files:
  * ctl.c (open, load, store, events), ctl_api.c (users' requests),
  * ctl_hosts.c (agents' reports and their bindings), ctl_loop.c (the
- * deciding cycle, collecting outputs), ctl_metrics.c (the metrics).
+ * deciding cycle, collecting outputs), ctl_metrics.c (the metrics),
+ * ctl_elect.c (the leadership), ctl_peers.c and ctl_files.c (the other
+ * controllers, and the job files each one holds).
  *
  * One mutex (mu) guards everything here; it is never held across a
  * network call (those copy what they need first). The store is the truth:
@@ -29,6 +31,8 @@
 #define CTL_KEY_EVENTS "/grid/events/"
 #define CTL_KEY_NEXT_ID "/grid/meta/next-id"
 #define CTL_KEY_LEADER "/grid/leader" /* {"addr": ADDR:PORT}, under the leader's lease */
+/* ADDR:PORT -> {"addr", "pid"}: every controller, each under a lease of its own */
+#define CTL_KEY_CONTROLLERS "/grid/controllers/"
 /* Measured moves the cost model is fitted to (the newest). */
 #define CTL_MOVE_SAMPLES 32
 
@@ -114,6 +118,12 @@ struct gv_ctl {
 	uint64_t lead_until;	 /* monotonic ms: it acts only before this */
 	char leader[300];	 /* the leader's address ("": none known) */
 	pthread_cond_t elect_wake; /* stopping */
+	/* the other controllers (ctl_peers.c) and the job files copied from
+	 * them (ctl_files.c); with an election only */
+	pthread_t peers, files;
+	bool peers_started, files_started;
+	struct ctl_fetching *fetching; /* files being fetched, under mu */
+	pthread_cond_t files_cv;       /* one of them arrived (or failed) */
 	/* learned from the agents (ctl_learn.c) */
 	struct ctl_sample *cat; /* the first sample seen of each image */
 	size_t ncat;
@@ -170,6 +180,10 @@ bool ctl_leading(gv_ctl *c);
 json_t *ctl_standby_reply(gv_ctl *c);
 /* The election's thread (opts.leader_ttl_s > 0). */
 void *ctl_elect(void *arg);
+/* Wait up to @ms (woken when the controller stops); false once it
+ * stops. mu not held. */
+bool ctl_sleep(gv_ctl *c, uint64_t ms);
+bool ctl_stopping(gv_ctl *c);
 /* @rep (taken), unless a write of the request was fenced (-ESTALE: another
  * controller leads now; nothing of that write applied): then it is
  * deposed, and the reply is a standby's, so that the client asks the new
@@ -178,8 +192,48 @@ json_t *ctl_fenced_reply(gv_ctl *c, json_t *rep);
 
 /* ---- ctl_api.c ---- */
 json_t *ctl_request(void *ud, json_t *req);
-/* The transfer server's resolver: "job:ID:input", "job:ID:output". */
+
+/* ---- ctl_peers.c ---- */
+/* The thread that registers this controller among the grid's and keeps
+ * its lease alive (opts.leader_ttl_s > 0). */
+void *ctl_peers(void *arg);
+/* The other controllers registered now: their addresses, NULL-terminated
+ * (none without an election); free with ctl_peers_free. */
+char **ctl_peers_list(gv_ctl *c);
+void ctl_peers_free(char **v);
+/* Send @req (borrowed) to every other controller at once and wait for
+ * their replies (each up to @timeout_ms): how many answered ok; *asked,
+ * how many were asked; the others' reasons in @why. mu not held. */
+int ctl_peers_call(gv_ctl *c, json_t *req, int timeout_ms, unsigned *asked, char *why,
+		   size_t len);
+
+/* ---- ctl_files.c (mu not held in any) ---- */
+/* The transfer server's resolver: "job:ID:input", "job:ID:output" (for
+ * agents and users; one this controller lacks is fetched from a peer
+ * first), "peer:KIND:ARG" (for the other controllers). */
 int ctl_resolve(void *ud, const char *name, char **path, char **idx_path);
+/* This controller holds the file @kind ("input", "log", "output") of
+ * @arg (the upload token of an input, else the job id), fetched from
+ * @from (may be NULL) or another peer if it did not: 0, or a negative
+ * errno with @e saying why. */
+int ctl_files_ensure(gv_ctl *c, const char *kind, const char *arg, const char *from, gv_err *e);
+/* Have every other controller copy the file (they fetch it from this
+ * one): 0 once at least one did, or when none is registered. */
+int ctl_files_push(gv_ctl *c, const char *kind, const char *arg, gv_err *e);
+/* A submission's input: the upload @token of @bytes (and SHA-256 @sha256,
+ * hex; NULL: not checked) becomes DATA/inputs/TOKEN.tar (it may be there
+ * already: a submission sent again after the leader changed), copied to
+ * the other controllers. */
+int ctl_input_adopt(gv_ctl *c, const char *token, int64_t bytes, const char *sha256,
+		    gv_err *e);
+/* The input of a submission that failed after it was adopted. */
+void ctl_input_drop(gv_ctl *c, const char *token);
+/* {"op": "ctl-file-get", "kind", "arg", "from"}: another controller asks
+ * this one to hold a copy (answered also while standing by). */
+json_t *ctl_files_op(gv_ctl *c, json_t *req);
+/* The thread that copies, in the background, the files the job records
+ * say this controller should hold and it lacks. */
+void *ctl_files_sync(void *arg);
 
 /* ---- ctl_hosts.c ---- */
 json_t *ctl_host_report(gv_ctl *c, json_t *req);

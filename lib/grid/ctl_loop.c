@@ -473,6 +473,14 @@ static void *collect_thread(void *arg)
 		log_ok = (r = collect_log(k, dir, &e)) == 0;
 	if (r == 0 && k->outputs)
 		out_ok = (r = collect_outputs(k, dir, &e)) == 0;
+	/* on another controller too before the record says they are kept
+	 * (its host then drops the VM): none is lost with this one */
+	if (r == 0) {
+		char sid[24];
+		snprintf(sid, sizeof(sid), "%" PRIu64, k->id);
+		if ((r = ctl_files_push(c, "log", sid, &e)) == 0 && out_ok)
+			r = ctl_files_push(c, "output", sid, &e);
+	}
 	if (out_ok) { /* which outputs the job did not write */
 		char *tar = gv_strdupf("%s/output.tar", dir);
 		json_t *man = NULL, *o;

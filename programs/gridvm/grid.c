@@ -21,6 +21,7 @@
 #include <gridvm/vmm/vmdef.h>
 #include <gridvm/xfer/xfer.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,6 +151,16 @@ int cli_grid_upload_inputs(json_t *specs, json_t *req)
 		free(buf);
 		goto out;
 	}
+	/* its SHA-256 goes with the submission: the controller checks it has
+	 * the whole of it (pieces may have gone to a leader lost meanwhile) */
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	if (!md || !EVP_DigestInit_ex2(md, EVP_sha256(), NULL)) {
+		cli_error("cannot hash the input");
+		EVP_MD_CTX_free(md);
+		close(fd);
+		free(buf);
+		goto out;
+	}
 	for (;;) {
 		ssize_t n = pread(fd, buf, UPLOAD_CHUNK, off);
 		if (n < 0) {
@@ -158,6 +169,10 @@ int cli_grid_upload_inputs(json_t *specs, json_t *req)
 		}
 		if (n == 0) {
 			rc = 0;
+			break;
+		}
+		if (!EVP_DigestUpdate(md, buf, (size_t)n)) {
+			cli_error("cannot hash the input");
 			break;
 		}
 		char *b64 = gv_b64_encode(buf, (size_t)n);
@@ -173,7 +188,16 @@ int cli_grid_upload_inputs(json_t *specs, json_t *req)
 	}
 	close(fd);
 	free(buf);
+	uint8_t digest[32];
+	char hex[65];
+	if (rc == 0 && !EVP_DigestFinal_ex(md, digest, NULL)) {
+		cli_error("cannot hash the input");
+		rc = -1;
+	}
+	EVP_MD_CTX_free(md);
 	if (rc == 0) {
+		gv_hash_hex(digest, hex);
+		json_object_set_new(req, "input_sha256", json_string(hex));
 		json_object_set_new(req, "upload", json_string(token));
 		json_object_set_new(req, "input_bytes", json_integer((json_int_t)off));
 		json_object_set(req, "input_paths", guest);

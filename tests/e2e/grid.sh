@@ -14,6 +14,14 @@
 #   grid_etcd_start [N]          an etcd of N members (default 1) in h1..hN's
 #                                namespaces; from then on the controller's store
 #   grid_etcd_kill I             SIGKILL the etcd member in hI's namespace
+# Several controllers on one etcd (test-grid-ha*.sh; after grid_etcd_start,
+# which sets ETCDCTL_URL):
+#   grid_ha_start I [VAR=VALUE...]  a controller in hI's namespace on hI's
+#                                address (data in $HOSTS_DIR/ctlI, lease 3 s)
+#   grid_ha_pid I                the pid of the gridvmctld in hI's namespace
+#   grid_leader_addr             the leader key's address ("" when none leads)
+#   grid_leader_is_not ADDR      a leader other than ADDR (or "none")
+#   grid_ctl_of ADDR             the number of the host whose controller that is
 #
 # Variables: GRID_CTL (ADDR:PORT), GRID_DIR (the controller's data dir),
 # GRID_STORE (--store URL for the controller; empty: its default, SQLite;
@@ -112,6 +120,7 @@ grid_etcd_start() {
 	done
 	wait_until 60 "etcd answers" etcd_answers "$urls"
 	GRID_STORE=etcd://$store
+	ETCDCTL_URL=$urls
 	echo "ok: etcd $("$ETCD" --version | head -1 | cut -d' ' -f3), $n member(s) at $urls, is the controller's store"
 }
 
@@ -122,4 +131,39 @@ grid_etcd_kill() {
 		if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = etcd ]; then kill -KILL "$pid"; fi
 	done
 	return 0
+}
+
+# --- several controllers on one etcd
+
+ETCDCTL_URL=${ETCDCTL_URL:-}
+
+grid_ha_start() { # I [VAR=VALUE...] (its environment, e.g. GRIDVM_FAULT=...)
+	local i=$1 dir=$HOSTS_DIR/ctl$1
+	shift
+	mkdir -p "$dir"
+	ip netns exec "${HOST_NS[i]}" env GRIDVM_DATA="$dir" "$@" "$GVC" \
+		--listen "${HOST_IP[i]}:$GRID_PORT" --store "$GRID_STORE" --leader-lease 3s \
+		--grid-key "$HOSTS_DIR/grid.key" --data-dir "$dir" --daemon --report-interval 1s \
+		>>"$dir/gridvmctld.log" 2>&1 || fail "controller $i did not start: $(tail -5 "$dir/gridvmctld.log")"
+}
+
+grid_ha_pid() { # I
+	local pid
+	for pid in $(ip netns pids "${HOST_NS[$1]}"); do
+		if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = gridvmctld ]; then echo "$pid"; fi
+	done
+	return 0
+}
+
+grid_leader_addr() {
+	ip netns exec "${HOST_NS[1]}" etcdctl --endpoints "$ETCDCTL_URL" get /grid/leader \
+		--print-value-only 2>/dev/null |
+		python3 -c 'import json,sys; t=sys.stdin.read().strip(); print(json.loads(t)["addr"] if t else "")'
+}
+
+grid_leader_is_not() { local a; a=$(grid_leader_addr) && [ -n "$a" ] && [ "$a" != "$1" ]; }
+
+grid_ctl_of() { # ADDR
+	local i
+	for i in "${!HOST_IP[@]}"; do if [ "$1" = "${HOST_IP[i]}:$GRID_PORT" ]; then echo "$i"; fi; done
 }

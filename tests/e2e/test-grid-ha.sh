@@ -19,31 +19,6 @@ same() { [ "$1" = "$2" ] || fail "${3:-value}: got '$1', want '$2'"; }
 hosts_up_count() { # N: N hosts are up
 	[ "$(G hosts --json | python3 -c 'import json,sys; print(sum(h["state"] == "up" for h in json.load(sys.stdin)))')" = "$1" ]
 }
-ETCDCTL_URL= # set after the etcd starts
-leader_addr() { # the leader key's address ("" when none leads)
-	ip netns exec "${HOST_NS[1]}" etcdctl --endpoints "$ETCDCTL_URL" get /grid/leader \
-		--print-value-only 2>/dev/null |
-		python3 -c 'import json,sys; t=sys.stdin.read().strip(); print(json.loads(t)["addr"] if t else "")'
-}
-leader_is_not() { local a; a=$(leader_addr) && [ -n "$a" ] && [ "$a" != "$1" ]; }
-ctl_of() { # ADDR -> the controller's number (the host it runs on)
-	for i in 1 2 3; do if [ "$1" = "${HOST_IP[i]}:$GRID_PORT" ]; then echo "$i"; fi; done
-}
-ctl_pid() { # I: the pid of the gridvmctld in hI's namespace
-	local pid
-	for pid in $(ip netns pids "${HOST_NS[$1]}"); do
-		if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = gridvmctld ]; then echo "$pid"; fi
-	done
-	return 0
-}
-ctl_start() { # I: a controller in hI's namespace, on hI's address
-	local dir=$HOSTS_DIR/ctl$1
-	mkdir -p "$dir"
-	ip netns exec "${HOST_NS[$1]}" env GRIDVM_DATA="$dir" "$GVC" \
-		--listen "${HOST_IP[$1]}:$GRID_PORT" --store "$GRID_STORE" --leader-lease 3s \
-		--grid-key "$HOSTS_DIR/grid.key" --data-dir "$dir" --daemon --report-interval 1s \
-		>>"$dir/gridvmctld.log" 2>&1 || fail "controller $1 did not start: $(tail -5 "$dir/gridvmctld.log")"
-}
 starts_of() { G job events "$1" | grep -c 'scheduled -> running' || true; }
 counts() { # K N: lines K.1 .. K.N
 	seq 1 "$2" | sed "s/^/$1./" | tr '\n' ' '
@@ -54,9 +29,9 @@ grid_etcd_start 3
 ETCDCTL_URL=http://${HOST_IP[1]}:2379,http://${HOST_IP[2]}:2379,http://${HOST_IP[3]}:2379
 GRID_CTL=${HOST_IP[1]}:$GRID_PORT,${HOST_IP[2]}:$GRID_PORT,${HOST_IP[3]}:$GRID_PORT
 GRID_DIR=$HOSTS_DIR/ctl1
-for i in 1 2 3; do ctl_start "$i"; done
-wait_until 60 "a controller to lead" leader_is_not none
-first=$(ctl_of "$(leader_addr)")
+for i in 1 2 3; do grid_ha_start "$i"; done
+wait_until 60 "a controller to lead" grid_leader_is_not none
+first=$(grid_ctl_of "$(grid_leader_addr)")
 wait_until 30 "the grid to answer" grid_answers
 for i in 1 2 3; do
 	[ "$i" = "$first" ] ||
@@ -80,26 +55,26 @@ for k in 1 2 3 4; do
 	J[k]=$(G submit --memory 128M -- sh -c "i=0; while [ \$i -lt 15 ]; do i=\$((i+1)); echo $k.\$i; sleep 1; done")
 done
 for k in 1 2; do grid_wait_state 300 "${J[k]}" running; done
-old=$(leader_addr)
-pid=$(ctl_pid "$first")
+old=$(grid_leader_addr)
+pid=$(grid_ha_pid "$first")
 [ -n "$pid" ] || fail "no gridvmctld in h$first"
 t0=$(date +%s%N)
 kill -KILL "$pid"
-wait_until 60 "another controller to lead" leader_is_not "$old"
+wait_until 60 "another controller to lead" grid_leader_is_not "$old"
 t1=$(date +%s%N)
 G jobs >/dev/null
 t2=$(date +%s%N)
-second=$(ctl_of "$(leader_addr)")
+second=$(grid_ctl_of "$(grid_leader_addr)")
 echo "ok: SIGKILL of the leader h$first: h$second leads after $(((t1 - t0) / 1000000)) ms, answers after $(((t2 - t0) / 1000000)) ms (lease 3 s)"
 for k in 5 6; do
 	J[k]=$(G submit --memory 128M -- sh -c "i=0; while [ \$i -lt 5 ]; do i=\$((i+1)); echo $k.\$i; sleep 1; done")
 done
 
 # --- the new leader cut off (SIGSTOP past its lease): deposed, a third leads
-pid=$(ctl_pid "$second")
+pid=$(grid_ha_pid "$second")
 kill -STOP "$pid"
-wait_until 60 "a third controller to lead" leader_is_not "$(leader_addr)"
-third=$(ctl_of "$(leader_addr)")
+wait_until 60 "a third controller to lead" grid_leader_is_not "$(grid_leader_addr)"
+third=$(grid_ctl_of "$(grid_leader_addr)")
 mark=$(log_mark "$HOSTS_DIR/ctl$second/gridvmctld.log")
 kill -CONT "$pid"
 wait_until 120 "h$second to know it was deposed" \
