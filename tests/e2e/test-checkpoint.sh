@@ -117,10 +117,12 @@ expect_eq "kept the last 2" "$(ck_count k)" 2
 "$GV" vm delete --force k >/dev/null
 
 # periodic checkpoints, dropped when the job succeeds; kept when it fails
+# (the jobs last 20 s: two checkpoints must be seen before the first ends
+# and drops them, also when a checkpoint takes seconds on a loaded host)
 "$GV" vm create ok --memory 192M --checkpoint-every 2s --checkpoint-drop-on-success \
-	--job 'sleep 9; exit 0' >/dev/null
+	--job 'sleep 20; exit 0' >/dev/null
 "$GV" vm create bad --memory 192M --checkpoint-every 2s --checkpoint-drop-on-success \
-	--job 'sleep 9; exit 3' >/dev/null
+	--job 'sleep 20; exit 3' >/dev/null
 "$GV" vm start ok >/dev/null
 "$GV" vm start bad >/dev/null
 wait_for 60 sh -c "[ \$('$GV' checkpoint list ok --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') -ge 2 ]" \
