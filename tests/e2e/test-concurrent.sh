@@ -36,7 +36,7 @@ all_up() {
 	[ "$n" -le "$most" ] || most=$n
 	[ "$n" -ge $N ]
 }
-wait_for 120 all_up || fail "never $N QEMUs at once (at most $most)"
+wait_for 300 all_up || fail "never $N QEMUs at once (at most $most)"
 echo "ok: $N VMs running at once ($most live QEMUs by their pid files)"
 wait
 for i in $(seq 1 $N); do
