@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
@@ -742,25 +741,6 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
-/* Who may open the socket: every local user (each acts as themselves),
- * or, where group GV_USE_GROUP exists, its members (and root) only. */
-static int socket_access(const char *path, gv_err *e)
-{
-	struct group gr, *res = NULL;
-	char buf[4096];
-
-	if (getgrnam_r(GV_USE_GROUP, &gr, buf, sizeof(buf), &res) == 0 && res) {
-		if (chown(path, (uid_t)-1, res->gr_gid) < 0 || chmod(path, 0660) < 0)
-			return gv_err_set(e, -errno, "cannot give %s to group %s: %s", path,
-					  GV_USE_GROUP, strerror(errno));
-		return 0;
-	}
-	if (chmod(path, 0666) < 0)
-		return gv_err_set(e, -errno, "cannot open %s to local users: %s", path,
-				  strerror(errno));
-	return 0;
-}
-
 void gv_agent_set_quotas(gv_agent *a, const char *path)
 {
 	free(a->quotas);
@@ -778,7 +758,7 @@ int gv_agent_start(gv_host *h, const char *sock_path, gv_agent **out, gv_err *e)
 		free(a);
 		return gv_err_set(e, fd, "cannot listen on %s: %s", sock_path, strerror(-fd));
 	}
-	if ((r = socket_access(sock_path, e)) < 0) {
+	if ((r = gv_user_socket_access(sock_path, e)) < 0) {
 		close(fd);
 		free(a);
 		return r;

@@ -137,6 +137,23 @@ bool gv_user_may(const gv_user *u, const json_t *owner)
 	return u->admin || gv_user_is(u, owner);
 }
 
+int gv_user_socket_access(const char *path, gv_err *e)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+
+	if (getgrnam_r(GV_USE_GROUP, &gr, buf, sizeof(buf), &res) == 0 && res) {
+		if (chown(path, (uid_t)-1, res->gr_gid) < 0 || chmod(path, 0660) < 0)
+			return gv_err_set(e, -errno, "cannot give %s to group %s: %s", path,
+					  GV_USE_GROUP, strerror(errno));
+		return 0;
+	}
+	if (chmod(path, 0666) < 0)
+		return gv_err_set(e, -errno, "cannot open %s to local users: %s", path,
+				  strerror(errno));
+	return 0;
+}
+
 /* The child of gv_user_open: only system calls from here on. */
 static void open_as_child(const gv_user *u, int sock, const char *path, int flags,
 			  mode_t mode)

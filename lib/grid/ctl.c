@@ -364,6 +364,7 @@ int gv_ctl_start(const gv_ctl_opts *o, gv_ctl **out, gv_err *e)
 	pthread_cond_init(&c->files_cv, NULL);
 	ctl_metrics_init(c);
 	c->datadir = strdup(o->datadir);
+	c->quotas = o->quotas ? strdup(o->quotas) : gv_strdupf("%s/quotas.json", c->datadir);
 	jobs = gv_strdupf("%s/jobs", c->datadir);
 	r = gv_mkdir_p(jobs, 0700);
 	free(jobs);
@@ -390,6 +391,14 @@ int gv_ctl_start(const gv_ctl_opts *o, gv_ctl **out, gv_err *e)
 	if ((r = gv_xfer_server_start(o->listen, c->key, ctl_resolve, c, &c->xs, e)) < 0)
 		goto fail;
 	gv_xfer_server_set_control(c->xs, ctl_request);
+	gv_xfer_server_set_authorize(c->xs, ctl_authorize);
+	if (o->socket && (r = gv_xfer_server_start(o->socket, c->key, ctl_resolve, c, &c->ls,
+						   e)) < 0)
+		goto fail;
+	if (c->ls) {
+		gv_xfer_server_set_control(c->ls, ctl_request);
+		gv_xfer_server_set_authorize(c->ls, ctl_authorize);
+	}
 	{
 		char host[256];
 		int port;
@@ -446,6 +455,7 @@ void gv_ctl_stop(gv_ctl *c)
 	if (c->loop_started)
 		pthread_join(c->loop, NULL);
 	gv_xfer_server_stop(c->xs);
+	gv_xfer_server_stop(c->ls);
 	/* output collections end by themselves (their requests time out) */
 	for (int i = 0; i < 600; i++) {
 		pthread_mutex_lock(&c->mu);
@@ -478,6 +488,7 @@ void gv_ctl_stop(gv_ctl *c)
 	pthread_cond_destroy(&c->elect_wake);
 	pthread_cond_destroy(&c->files_cv);
 	free(c->datadir);
+	free(c->quotas);
 	free(c->listen_addr);
 	free(c);
 }

@@ -3,11 +3,14 @@
  * ctl_api.c - the controller's requests (docs/grid.md): from users
  * (submit, jobs, job-*, hosts, host-*) and agents (host-report), one
  * table; and the files it serves with the transfer (a job's input, its
- * output).
+ * output). Every request is some user's (docs/security.md#users): a job
+ * is its submitter's, whom only it and administrators see; hosts act as
+ * administrators.
  */
 #include "ctl_internal.h"
 
 #include <gridvm/base/b64.h>
+#include <gridvm/base/user.h>
 #include <gridvm/base/util.h>
 
 #include <errno.h>
@@ -30,6 +33,80 @@ static json_t *ok(void)
 static json_t *refuse(int code, const char *msg)
 {
 	return gv_err_json(code, msg);
+}
+
+/* ---- who asks ---- */
+
+/* The user a connection proved: a local user on the unix socket (the
+ * kernel's word), a user's certificate (role "user": its name); false
+ * for a host (the grid key, an agent's or a controller's certificate),
+ * which acts as an administrator. */
+static bool peer_user(const gv_peer_id *p, gv_user *u)
+{
+	if (p->local) {
+		*u = p->user;
+		return true;
+	}
+	if (p->tls && !strcmp(p->role, "user")) {
+		gv_user_of_name(p->name, u);
+		return true;
+	}
+	gv_user_root(u);
+	return false;
+}
+
+/* The same from a request's "_peer" (xfer.h). */
+static void req_user(const json_t *req, gv_user *u)
+{
+	json_t *p = json_object_get(req, "_peer");
+	gv_peer_id id = { 0 };
+
+	id.tls = json_is_true(json_object_get(p, "tls"));
+	id.local = json_is_true(json_object_get(p, "local"));
+	snprintf(id.name, sizeof(id.name), "%s", json_string_value(json_object_get(p, "name")) ?: "");
+	snprintf(id.role, sizeof(id.role), "%s", json_string_value(json_object_get(p, "role")) ?: "");
+	if (id.local) {
+		id.user.uid = json_integer_value(json_object_get(p, "uid"));
+		id.user.gid = json_integer_value(json_object_get(p, "gid"));
+		snprintf(id.user.name, sizeof(id.user.name), "%.63s", id.name);
+		id.user.admin = json_is_true(json_object_get(p, "admin"));
+	}
+	peer_user(&id, u);
+}
+
+static json_t *need_admin(const gv_user *u, const char *what)
+{
+	return gv_err_jsonf(-EACCES, "permission denied: %s needs an administrator of the grid "
+			    "(root, group %s, or a host's credentials; you are %s)", what,
+			    GV_ADMIN_GROUP, u->name);
+}
+
+/* Whether new job @rec keeps @u within their quotas on the jobs not
+ * ended (mu held): 0, or -EDQUOT (or the quota file's fault) with @e. */
+static int job_quotas(gv_ctl *c, const gv_user *u, const json_t *rec, gv_err *e)
+{
+	uint64_t n = 0, cpus = 0, mem = 0;
+	gv_quota q;
+	int r = gv_quota_load(c->quotas, u, &q, e);
+
+	for (size_t i = 0; r == 0 && i < c->njobs; i++) {
+		const json_t *o = c->jobs[i]->rec;
+		if (gv_job_state_final(gv_job_record_state(o)) ||
+		    !gv_user_is(u, json_object_get(o, "owner")))
+			continue;
+		n++;
+		cpus += (uint64_t)json_integer_value(json_object_get(o, "cpus"));
+		mem += (uint64_t)json_integer_value(json_object_get(o, "memory"));
+	}
+	if (r == 0)
+		r = gv_quota_check(&q, u, GV_QUOTA_JOBS, n, 1, e);
+	if (r == 0)
+		r = gv_quota_check(&q, u, GV_QUOTA_VCPUS, cpus,
+				   (uint64_t)json_integer_value(json_object_get(rec, "cpus")), e);
+	if (r == 0)
+		r = gv_quota_check(&q, u, GV_QUOTA_MEMORY, mem,
+				   (uint64_t)json_integer_value(json_object_get(rec, "memory")), e);
+	return r;
 }
 
 static bool token_ok(const char *t)
@@ -104,6 +181,7 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 {
 	const char *token = json_string_value(json_object_get(req, "upload"));
 	json_t *rec = NULL;
+	gv_user u;
 	char *dir = NULL, *key = NULL, *text = NULL, nid[32];
 	uint64_t id, size = 0;
 	gv_err e = { "" };
@@ -118,11 +196,17 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 					  json_string_value(json_object_get(req, "input_sha256")),
 					  &e)) < 0)
 		return refuse(r, e.msg);
+	req_user(req, &u);
 	pthread_mutex_lock(&c->mu);
 	gv_kv_batch_begin(c->kv); /* the job and its first event: one commit */
 	id = c->next_id;
-	r = gv_job_from_submit(req, id, (uint32_t)json_integer_value(json_object_get(req, "uid")),
-			       ctl_now(), &rec, &e);
+	r = gv_job_from_submit(req, id, u.uid > 0 ? (uint32_t)u.uid : 0, ctl_now(), &rec, &e);
+	if (r == 0) /* the submitter proved it; what the request says does not count */
+		json_object_set_new(rec, "owner", gv_user_owner_json(&u));
+	/* quotas before anything is kept: the check and the job are one
+	 * step under the lock */
+	if (r == 0)
+		r = job_quotas(c, &u, rec, &e);
 	if (r == 0 && !image_known(c, json_string_value(json_object_get(rec, "image")), &size))
 		r = gv_err_set(&e, -ENOENT, "unknown image '%s': no host of the grid holds it",
 			       json_string_value(json_object_get(rec, "image")));
@@ -150,8 +234,12 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 			rec = NULL; /* the job's now */
 			c->next_id = id + 1;
 			c->count.submitted++;
-			ctl_event(c, ctl_job_find(c, id), "submit", "submitted by uid %d",
-				  (int)json_integer_value(json_object_get(req, "uid")));
+			if (u.uid >= 0)
+				ctl_event(c, ctl_job_find(c, id), "submit",
+					  "submitted by %s (uid %lld)", u.name, (long long)u.uid);
+			else
+				ctl_event(c, ctl_job_find(c, id), "submit", "submitted by %s",
+					  u.name);
 			ctl_kick(c);
 		} else if (r == 0) {
 			(void)gv_kv_delete(c->kv, key, NULL, NULL);
@@ -174,11 +262,17 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 	return json_pack("{s:b, s:I}", "ok", 1, "id", (json_int_t)id);
 }
 
+/* mu held: the job @req names, if its user may see it; else NULL and
+ * *rep the refusal, the same as for a job that does not exist. */
 static struct ctl_job *job_of(gv_ctl *c, json_t *req, json_t **rep)
 {
 	json_int_t id = json_integer_value(json_object_get(req, "id"));
 	struct ctl_job *j = id > 0 ? ctl_job_find(c, (uint64_t)id) : NULL;
+	gv_user u;
 
+	req_user(req, &u);
+	if (j && !gv_user_may(&u, json_object_get(j->rec, "owner")))
+		j = NULL;
 	if (!j) {
 		char msg[64];
 		snprintf(msg, sizeof(msg), "no such job: %lld", (long long)id);
@@ -203,10 +297,13 @@ static json_t *job_summary(gv_ctl *c, struct ctl_job *j)
 static json_t *op_jobs(gv_ctl *c, json_t *req)
 {
 	json_t *list = json_array();
+	gv_user u;
 
+	req_user(req, &u);
 	pthread_mutex_lock(&c->mu);
 	for (size_t i = 0; i < c->njobs; i++)
-		json_array_append_new(list, job_summary(c, c->jobs[i]));
+		if (gv_user_may(&u, json_object_get(c->jobs[i]->rec, "owner")))
+			json_array_append_new(list, job_summary(c, c->jobs[i]));
 	pthread_mutex_unlock(&c->mu);
 	return json_pack("{s:b, s:o}", "ok", 1, "jobs", list);
 }
@@ -426,7 +523,11 @@ static json_t *op_host_drain(gv_ctl *c, json_t *req, bool drain)
 {
 	json_t *rep = NULL;
 	gv_err e;
+	gv_user u;
 
+	req_user(req, &u);
+	if (!u.admin)
+		return need_admin(&u, drain ? "draining a host" : "undraining a host");
 	pthread_mutex_lock(&c->mu);
 	struct ctl_host *h = host_of(c, req, &rep);
 	if (h) {
@@ -450,7 +551,11 @@ static json_t *op_host_label(gv_ctl *c, json_t *req)
 	const char *key = json_string_value(json_object_get(req, "key"));
 	json_t *val = json_object_get(req, "value"), *rep = NULL;
 	gv_err e;
+	gv_user u;
 
+	req_user(req, &u);
+	if (!u.admin)
+		return need_admin(&u, "labelling a host");
 	if (!key || !gv_name_valid(key))
 		return refuse(-EINVAL, "a label's key is 1-63 characters of [A-Za-z0-9_.-]");
 	if (val && !json_is_null(val) && !json_is_string(val) && !json_is_boolean(val))
@@ -476,7 +581,13 @@ static json_t *op_host_report(gv_ctl *c, json_t *req)
 	const char *name = json_string_value(json_object_get(req, "name"));
 	const char *cn = json_string_value(json_object_get(peer, "name"));
 	const char *role = json_string_value(json_object_get(peer, "role"));
+	gv_user u;
 
+	req_user(req, &u);
+	if (!u.admin) /* a report speaks for a host */
+		return need_admin(&u, "reporting as a host");
+	if (json_is_true(json_object_get(peer, "local")))
+		peer = NULL; /* root on this machine: as with the grid key */
 	/* over TLS an agent reports for the host its certificate names only */
 	if (peer && (!role || strcmp(role, "agent") || !name || !cn || strcmp(name, cn)))
 		return gv_err_jsonf(-EACCES, "a report for host %s from the certificate of %s "
@@ -552,8 +663,11 @@ json_t *ctl_request(void *ud, json_t *req)
 
 	/* a copy of a job's file, asked by the leader: also while standing by */
 	if (op && !strcmp(op, "ctl-file-get")) {
+		gv_user u;
 		json_decref(standby);
-		return ctl_files_op(ud, req);
+		req_user(req, &u);
+		return u.admin ? ctl_files_op(ud, req) /* a controller: a host */
+			       : need_admin(&u, "copying a controller's file");
 	}
 	if (standby)
 		return standby; /* another controller leads (ctl_elect.c) */
@@ -563,4 +677,23 @@ json_t *ctl_request(void *ud, json_t *req)
 	snprintf(msg, sizeof(msg), "unknown request '%s' (is this a grid controller?)",
 		 op ? op : "");
 	return refuse(-EINVAL, msg);
+}
+
+int ctl_authorize(void *ud, const gv_peer_id *peer, const char *name)
+{
+	gv_ctl *c = ud;
+	unsigned long long id;
+	struct ctl_job *j;
+	gv_user u;
+	bool ok;
+
+	if (!peer_user(peer, &u) || u.admin)
+		return 0; /* a host, an administrator */
+	if (sscanf(name, "job:%llu:", &id) != 1)
+		return -ENOENT;
+	pthread_mutex_lock(&c->mu);
+	j = ctl_job_find(c, (uint64_t)id);
+	ok = j && gv_user_is(&u, json_object_get(j->rec, "owner"));
+	pthread_mutex_unlock(&c->mu);
+	return ok ? 0 : -ENOENT;
 }

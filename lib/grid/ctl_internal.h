@@ -92,6 +92,8 @@ struct gv_ctl {
 	uint8_t key[GV_XFER_KEY_LEN];
 	gv_kv *kv;
 	gv_xfer_server *xs;
+	gv_xfer_server *ls; /* the unix socket of local users (o.socket) */
+	char *quotas;	    /* the users' quota file */
 	gv_sched_state *st;
 	struct ctl_host *hosts;
 	size_t nhosts, cap_hosts;
@@ -234,6 +236,8 @@ json_t *ctl_files_op(gv_ctl *c, json_t *req);
 /* The thread that copies, in the background, the files the job records
  * say this controller should hold and it lacks. */
 void *ctl_files_sync(void *arg);
+/* Whether @peer may fetch @name: a user only their own jobs' files. */
+int ctl_authorize(void *ud, const gv_peer_id *peer, const char *name);
 
 /* ---- ctl_hosts.c ---- */
 json_t *ctl_host_report(gv_ctl *c, json_t *req);

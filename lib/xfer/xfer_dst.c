@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -77,6 +78,19 @@ static int connect_peer(struct fetch *f)
 	char port[16];
 	int fd, r, timeout = f->o->timeout_ms ? f->o->timeout_ms : 30000;
 
+	if (f->o->host[0] == '/') { /* a unix socket here: the kernel vouches */
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->o->host);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			r = -errno;
+			if (fd >= 0)
+				close(fd);
+			return fetch_fail(f, r, "cannot reach %s: %s", f->o->host, strerror(-r));
+		}
+		xconn_init(&f->c, fd, timeout);
+		return xauth_local(&f->c, false, f->e);
+	}
 	snprintf(port, sizeof(port), "%d", f->o->port ? f->o->port : GV_XFER_PORT);
 	r = getaddrinfo(f->o->host, port, &hints, &ai);
 	if (r != 0)

@@ -91,6 +91,9 @@ void xconn_send_error(struct xconn *c, const char *fmt, ...)
  * every later frame. */
 int xauth_client(struct xconn *c, const uint8_t *key, gv_err *e);
 int xauth_server(struct xconn *c, const uint8_t *key, gv_err *e);
+/* On a unix socket: no handshake (the kernel vouches for the peer); the
+ * server finds the peer's user (SO_PEERCRED) in c->peer. */
+int xauth_local(struct xconn *c, bool server, gv_err *e);
 
 /* TLS 1.3 on a connected xconn with @t's material, the peer verified
  * (client: its certificate must name the address dialled); the peer's

@@ -49,6 +49,13 @@ int gv_xfer_peer_parse(const char *s, char *host, size_t len, int *port)
 	*port = GV_XFER_PORT;
 	if (!s || !*s)
 		return -EINVAL;
+	if (!strncmp(s, "unix:", 5))
+		s += 5;
+	if (s[0] == '/') { /* a unix socket on this machine */
+		*port = 0;
+		return strlen(s) < len && strlen(s) < 108 ? (snprintf(host, len, "%s", s), 0)
+							   : -ENAMETOOLONG;
+	}
 	if (s[0] == '[') { /* [v6]:port */
 		const char *end = strchr(s, ']');
 		if (!end)
@@ -480,6 +487,17 @@ int xauth_client(struct xconn *c, const uint8_t *key, gv_err *e)
 		return gv_err_set(e, -EACCES, "this host has neither TLS certificates nor the grid "
 				  "key; see 'gridvm ca --help'");
 	return legacy_client(c, key, e);
+}
+
+int xauth_local(struct xconn *c, bool server, gv_err *e)
+{
+	int r = server ? gv_user_of_socket(c->fd, &c->peer.user) : 0;
+
+	if (r < 0)
+		return gv_err_set(e, r, "cannot tell the local peer's user: %s", strerror(-r));
+	c->peer.local = server;
+	c->authed = true;
+	return 0;
 }
 
 /* The first byte the peer sends, left in the socket, within the deadline. */

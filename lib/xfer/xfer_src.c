@@ -57,6 +57,8 @@ struct gv_xfer_server {
 	gv_xfer_resolve_fn resolve;
 	gv_xfer_control_fn control;
 	gv_xfer_dirty_fn dirty;
+	gv_xfer_authorize_fn authorize;
+	char *unix_path; /* listening on a unix socket: local users */
 	void *ud;
 };
 
@@ -325,7 +327,9 @@ static int open_image(struct session *s, const uint8_t *p, size_t n)
 	}
 	s->codec = (gv_codec)c;
 	snprintf(s->name, sizeof(s->name), "%s", name);
-	r = s->srv->resolve(s->srv->ud, name, &path, &idx);
+	r = s->srv->authorize ? s->srv->authorize(s->srv->ud, &s->c.peer, name) : 0;
+	if (r == 0)
+		r = s->srv->resolve(s->srv->ud, name, &path, &idx);
 	if (r < 0)
 		xconn_send_error(&s->c, "no such image: %s", name);
 	/* a live (iterative) transfer hashes the image as it is being written */
@@ -431,7 +435,13 @@ static int control(struct session *s, const uint8_t *p, size_t n)
 	}
 	/* who asks: only what the handshake proved, never what the peer says */
 	json_object_del(req, "_peer");
-	if (s->c.peer.tls)
+	if (s->c.peer.local)
+		json_object_set_new(req, "_peer",
+				    json_pack("{s:b, s:I, s:I, s:s, s:b}", "local", 1, "uid",
+					      (json_int_t)s->c.peer.user.uid, "gid",
+					      (json_int_t)s->c.peer.user.gid, "name",
+					      s->c.peer.user.name, "admin", s->c.peer.user.admin));
+	else if (s->c.peer.tls)
 		json_object_set_new(req, "_peer",
 				    json_pack("{s:b, s:s, s:s, s:s}", "tls", 1, "name",
 					      s->c.peer.name, "role", s->c.peer.role, "dn",
@@ -521,7 +531,8 @@ static void serve(struct session *s)
 	const char *full;
 
 	s->c.tls = s->srv->tls;
-	r = xauth_server(&s->c, s->srv->key, NULL);
+	r = s->srv->unix_path ? xauth_local(&s->c, true, NULL)
+			      : xauth_server(&s->c, s->srv->key, NULL);
 	full = admit(s, r == 0);
 
 	if (r == 0 && full) {
@@ -629,6 +640,13 @@ static void *accept_thread(void *arg)
 			continue;
 		}
 		peer_addr(&sa, s->peer);
+		if (srv->unix_path) { /* a local user's limits are the user's */
+			struct ucred cr;
+			socklen_t cl = sizeof(cr);
+			if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
+				memcpy(s->peer + 8, &cr.uid, sizeof(cr.uid));
+			s->peer[0] = 0xfe;
+		}
 		pthread_mutex_lock(&srv->mu);
 		struct peer *p = peer_of(srv, s->peer);
 		if (!p)
@@ -707,12 +725,25 @@ int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 			 gv_err *e)
 {
 	gv_xfer_server *s = calloc(1, sizeof(*s));
+	int r;
 
 	if (!s)
 		return gv_err_set(e, -ENOMEM, "%s", strerror(ENOMEM));
-	s->lfd = listen_on(addr, e);
+	if (addr[0] == '/') {
+		s->lfd = gv_unix_listen(addr, 64);
+		if (s->lfd < 0)
+			gv_err_set(e, s->lfd, "cannot listen on %s: %s", addr, strerror(-s->lfd));
+		else if ((r = gv_user_socket_access(addr, e)) < 0) {
+			close(s->lfd);
+			s->lfd = r;
+		}
+		s->unix_path = strdup(addr);
+	} else {
+		s->lfd = listen_on(addr, e);
+	}
 	if (s->lfd < 0) {
-		int r = s->lfd;
+		r = s->lfd;
+		free(s->unix_path);
 		free(s);
 		return r;
 	}
@@ -745,6 +776,11 @@ void gv_xfer_server_set_dirty(gv_xfer_server *s, gv_xfer_dirty_fn fn)
 	s->dirty = fn;
 }
 
+void gv_xfer_server_set_authorize(gv_xfer_server *s, gv_xfer_authorize_fn fn)
+{
+	s->authorize = fn;
+}
+
 int gv_xfer_server_port(const gv_xfer_server *s)
 {
 	struct sockaddr_storage sa;
@@ -763,6 +799,8 @@ void gv_xfer_server_stop(gv_xfer_server *s)
 	s->stop = 1;
 	pthread_join(s->thread, NULL);
 	close(s->lfd);
+	if (s->unix_path)
+		unlink(s->unix_path);
 	/* sessions use the server's key and resolver: wait for them (they
 	 * end within their timeouts); a server still in use is leaked, never
 	 * freed under a session */
@@ -775,6 +813,7 @@ void gv_xfer_server_stop(gv_xfer_server *s)
 			for (int k = 0; k < IDX_CACHE; k++)
 				gv_blockidx_free(s->cache[k].bi);
 			free(s->peers);
+			free(s->unix_path);
 			pthread_mutex_destroy(&s->mu);
 			free(s);
 			return;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <gridvm/base/b64.h>
+#include <gridvm/base/user.h>
 #include <gridvm/base/util.h>
 #include <gridvm/xfer/xfer.h>
 #include <stdlib.h>
@@ -68,7 +69,8 @@ int cmd_jobs(int argc, char **argv)
 
 	if (cli_wants_help(argc, argv)) {
 		puts("Usage: gridvm jobs [--json]\n"
-		     "The grid's jobs: state, host, run time, exit code, and why a job waits.");
+		     "The grid's jobs (yours; every job for an administrator): owner, state,\n"
+		     "host, run time, exit code, and why a job waits.");
 		return 0;
 	}
 	if (cli_grid_call(json_pack("{s:s}", "op", "jobs"), &rep) < 0)
@@ -78,8 +80,8 @@ int cmd_jobs(int argc, char **argv)
 		json_decref(rep);
 		return 0;
 	}
-	printf("%-6s %-14s %-10s %-10s %-7s %-5s %s\n", "ID", "NAME", "STATE", "HOST", "RUN",
-	       "EXIT", "REASON");
+	printf("%-6s %-14s %-10s %-10s %-10s %-7s %-5s %s\n", "ID", "NAME", "USER", "STATE",
+	       "HOST", "RUN", "EXIT", "REASON");
 	json_array_foreach(json_object_get(rep, "jobs"), i, j) {
 		json_t *code = json_object_get(j, "exit_code");
 		char exit[16] = "-";
@@ -91,9 +93,10 @@ int cmd_jobs(int argc, char **argv)
 			reason = json_string_value(json_object_get(j, "error"));
 		if (!strcmp(state, "migrating") && json_string_value(json_object_get(j, "migrate_to")))
 			reason = json_string_value(json_object_get(j, "migrate_to"));
-		printf("%-6lld %-14.14s %-10s %-10.10s %-7s %-5s %s\n",
+		printf("%-6lld %-14.14s %-10.10s %-10s %-10.10s %-7s %-5s %s\n",
 		       (long long)json_integer_value(json_object_get(j, "id")),
-		       json_string_value(json_object_get(j, "name")) ?: "", state,
+		       json_string_value(json_object_get(j, "name")) ?: "",
+		       gv_owner_name(json_object_get(j, "owner")), state,
 		       json_string_value(json_object_get(j, "host")) ?: "-",
 		       fmt_dur(json_number_value(json_object_get(j, "runtime")), d, sizeof(d)),
 		       exit, reason && strcmp(state, "running") ? reason : "");

@@ -30,29 +30,47 @@
 /* the controller that answered the last request (the leader) */
 static char leader[300];
 
-bool cli_grid_configured(void)
+/* --controller (GRIDVM_CONTROLLER), else the controller of this machine
+ * when its socket for local users is there (DATA/gridvmctld.sock). */
+static const char *controllers(void)
 {
+	static char *local;
 	const char *c = getenv("GRIDVM_CONTROLLER");
 
-	return c && *c;
+	if (c && *c)
+		return c;
+	if (!local)
+		local = gv_strdupf("%s/gridvmctld.sock", gv_data_dir());
+	return access(local, F_OK) == 0 ? local : NULL;
+}
+
+bool cli_grid_configured(void)
+{
+	return controllers() != NULL;
 }
 
 int cli_grid_peer(char *host, size_t len, int *port, uint8_t key[32])
 {
-	const char *ctl = getenv("GRIDVM_CONTROLLER");
+	const char *ctl = controllers();
 	const char *kf = getenv("GRIDVM_GRID_KEY");
 	char *path = kf && *kf ? strdup(kf) : gv_strdupf("%s/grid.key", gv_data_dir());
 	int r;
 
-	if (!ctl || !*ctl) {
+	if (!ctl) {
 		free(path);
 		return cli_error("no controller: give --controller ADDR:PORT (or set "
-				 "GRIDVM_CONTROLLER)"), -1;
+				 "GRIDVM_CONTROLLER; on the controller's machine, its socket "
+				 "%s/gridvmctld.sock)", gv_data_dir()), -1;
 	}
 	if (gv_xfer_peer_parse(leader[0] ? leader : ctl, host, len, port) < 0 &&
 	    gv_xfer_peer_parse(strtok(strdupa(ctl), ","), host, len, port) < 0) {
 		free(path);
 		return cli_error("invalid controller address '%s' (HOST:PORT)", ctl), -1;
+	}
+	if (host[0] == '/') { /* a local socket: the kernel says who we are */
+		memset(key, 0, 32);
+		free(path);
+		return 0;
 	}
 	r = gv_xfer_key_load(path, key);
 	if (r < 0)
@@ -74,12 +92,11 @@ int cli_grid_call(json_t *req, json_t **rep)
 		json_decref(req);
 		return -1;
 	}
-	r = gv_ctl_call(getenv("GRIDVM_CONTROLLER"), leader, sizeof(leader), key, req, 60000, rep,
-			&e);
+	r = gv_ctl_call(controllers(), leader, sizeof(leader), key, req, 60000, rep, &e);
 	OPENSSL_cleanse(key, sizeof(key));
 	json_decref(req);
 	if (r < 0) {
-		cli_error("the controller %s: %s", getenv("GRIDVM_CONTROLLER"), e.msg);
+		cli_error("the controller %s: %s", controllers(), e.msg);
 		return -1;
 	}
 	if (!json_is_true(json_object_get(*rep, "ok"))) {

@@ -34,6 +34,11 @@ static void usage(FILE *f)
 		"The gridvm grid controller: schedules jobs over the agents that join it.\n\n"
 		"  -l, --listen ADDR:PORT  where agents and users reach it (TCP, port %d if\n"
 		"                          omitted); they must hold the grid key\n"
+		"      --socket PATH       where this machine's users reach it, each as\n"
+		"                          themselves (a unix socket; default\n"
+		"                          $GRIDVM_DATA/gridvmctld.sock unless --data-dir is\n"
+		"                          given; 'none': no socket; docs/security.md#users)\n"
+		"      --quotas FILE       the users' quotas on jobs (default DIR/quotas.json)\n"
 		"  -s, --store URL         the grid's state: sqlite:PATH (default\n"
 		"                          sqlite:DATA/controller.db) or\n"
 		"                          etcd://HOST:PORT[,HOST:PORT...] (docs/kv.md), or\n"
@@ -85,7 +90,7 @@ int main(int argc, char **argv)
 {
 	enum { O_POLICY = 256, O_MODE, O_QUEUE, O_HEUR, O_BSIZE, O_BWAIT, O_REPORT, O_REPLAN,
 	       O_MOVES, O_DAEMON, O_METRICS, O_LEASE, O_GRACE, O_REPLICAS, O_LEADER,
-	       O_LWAIT };
+	       O_LWAIT, O_SOCKET, O_QUOTAS };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "store", required_argument, NULL, 's' },
@@ -107,12 +112,14 @@ int main(int argc, char **argv)
 		{ "leader-lease", required_argument, NULL, O_LEADER },
 		{ "daemon", no_argument, NULL, O_DAEMON },
 		{ "metrics", required_argument, NULL, O_METRICS },
+		{ "socket", required_argument, NULL, O_SOCKET },
+		{ "quotas", required_argument, NULL, O_QUOTAS },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 } };
 	gv_ctl_opts o;
 	gv_ctl *c = NULL;
 	gv_err e = { "" };
-	char *datadir = NULL, *keyfile = NULL, *lockpath;
+	char *datadir = NULL, *keyfile = NULL, *lockpath, *sock = NULL;
 	bool daemon = false, leader_set = false, again = false;
 	int ch, r, lock;
 	long n;
@@ -191,6 +198,8 @@ int main(int argc, char **argv)
 		}
 		case O_DAEMON: daemon = true; break;
 		case O_METRICS: o.metrics = optarg; break;
+		case O_SOCKET: sock = strdup(optarg); break;
+		case O_QUOTAS: o.quotas = optarg; break;
 		case O_LEADER:
 			if (seconds("--leader-lease", optarg, &o.leader_ttl_s) < 0)
 				return 2;
@@ -211,6 +220,13 @@ int main(int argc, char **argv)
 	if (!leader_set && o.store &&
 	    (!strncmp(o.store, "etcd://", 7) || !strncmp(o.store, "etcds://", 8)))
 		o.leader_ttl_s = 5; /* a replicated store: elect (docs/grid.md) */
+	if (!sock && !datadir) /* the controller of this machine's data directory */
+		sock = gv_strdupf("%s/gridvmctld.sock", gv_data_dir());
+	if (sock && strcmp(sock, "none") && sock[0] != '/') {
+		fprintf(stderr, "gridvmctld: --socket wants an absolute path or 'none'\n");
+		return 2;
+	}
+	o.socket = sock && strcmp(sock, "none") ? sock : NULL;
 	if (!datadir)
 		datadir = gv_strdupf("%s/controller", gv_data_dir());
 	if (!keyfile)
@@ -252,8 +268,9 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (!again)
-			fprintf(stderr, "gridvmctld: controller on %s (%s, %s), data in %s%s\n",
-				gv_ctl_addr(c), gv_sched_policy_name(o.params.policy),
+			fprintf(stderr, "gridvmctld: controller on %s%s%s (%s, %s), data in %s%s\n",
+				gv_ctl_addr(c), o.socket ? " and " : "", o.socket ? o.socket : "",
+				gv_sched_policy_name(o.params.policy),
 				gv_sched_mode_name(o.params.mode), datadir,
 				o.leader_ttl_s ? "; campaigning for the leadership" : "");
 		if (o.metrics && !again)
@@ -272,6 +289,7 @@ int main(int argc, char **argv)
 	gv_ctl_stop(c);
 	free(datadir);
 	free(keyfile);
+	free(sock);
 	return 0;
 bad:
 	fprintf(stderr, "gridvmctld: %s\n", e.msg);

@@ -61,6 +61,11 @@ bool gv_user_may(const gv_user *u, const json_t *owner);
 /* The owner's name ("root" when there is no owner). */
 const char *gv_owner_name(const json_t *owner);
 
+/* Make the unix socket @path usable by every local user (0666), or,
+ * where group GV_USE_GROUP exists, by its members only (root:gridvm
+ * 0660): every request on it is then its user's. */
+int gv_user_socket_access(const char *path, gv_err *e) GV_WUR;
+
 /* Open @path with @flags (and @mode) with the rights of local user @u
  * rather than ours (a child drops to @u's uid and groups, opens, and
  * hands the descriptor over): what @u could not open, we do not either.

@@ -20,6 +20,9 @@ typedef struct gv_ctl gv_ctl;
 
 typedef struct gv_ctl_opts {
 	const char *listen;	/* ADDR:PORT for agents and users (grid key) */
+	const char *socket;	/* a unix socket for this machine's users, each
+				 * known by the kernel (NULL: none) */
+	const char *quotas;	/* users' quota file (NULL: DATADIR/quotas.json) */
 	const char *store;	/* "sqlite:PATH"; NULL: sqlite:DATADIR/controller.db */
 	const char *datadir;	/* job inputs, outputs and logs */
 	const char *grid_key;	/* the grid's key file */

@@ -16,6 +16,7 @@
 #define GRIDVM_XFER_TLS_H
 
 #include <gridvm/base/err.h>
+#include <gridvm/base/user.h>
 #include <gridvm/base/util.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,12 +48,15 @@ int gv_tls_set_default_dir(const char *dir, gv_err *e) GV_WUR;
 /* Who is on the other side of an authenticated connection: with TLS, the
  * verified certificate's host name (CN), role (OU) and subject (as
  * QEMU's tls-authz sees it: "O=gridvm,OU=agent,CN=h1"); with the shared
- * key, only that the peer holds it. */
+ * key, only that the peer holds it; on a unix socket (a server listening
+ * on a path), the local user the kernel names (@local, @user). */
 typedef struct gv_peer_id {
 	bool tls;
 	char name[256];
 	char role[32];
 	char dn[512];
+	bool local;
+	gv_user user;
 } gv_peer_id;
 
 #endif

@@ -19,6 +19,7 @@
 
 #include <gridvm/base/err.h>
 #include <gridvm/blocks/hostidx.h>
+#include <gridvm/xfer/tls.h>
 #include <jansson.h>
 
 #define GV_XFER_PORT 7878
@@ -35,7 +36,8 @@ typedef enum gv_codec {
 int gv_codec_parse(const char *s);
 const char *gv_codec_name(gv_codec c);
 
-/* "host", "host:port" or "[v6]:port"; *port defaults to GV_XFER_PORT. */
+/* "host", "host:port" or "[v6]:port"; *port defaults to GV_XFER_PORT. A
+ * unix socket: "/path" or "unix:/path" (*host the path, *port 0). */
 int gv_xfer_peer_parse(const char *s, char *host, size_t len, int *port) GV_WUR;
 
 /* Read a grid key file: 64 hex characters (32 bytes). */
@@ -68,6 +70,10 @@ typedef int (*gv_xfer_dirty_fn)(void *ud, const char *name, uint64_t since,
 typedef struct gv_xfer_server gv_xfer_server;
 
 /* Listen on @addr ("IP:PORT" or "IP") and serve each peer in a thread.
+ * On a unix socket (@addr a path): no handshake, the kernel names each
+ * peer's local user (control requests get "_peer": {"local": true,
+ * "uid", "gid", "name", "admin"}), and the socket is open to local users
+ * (gv_user_socket_access).
  * @return 0, or a negative errno with the reason in @e. */
 int gv_xfer_server_start(const char *addr, const uint8_t key[GV_XFER_KEY_LEN],
 			 gv_xfer_resolve_fn resolve, void *ud,
@@ -79,6 +85,11 @@ void gv_xfer_server_set_control(gv_xfer_server *s, gv_xfer_control_fn fn);
  * gv_tls_default(), which is also what a new server uses). */
 typedef struct gv_tls gv_tls;
 void gv_xfer_server_set_tls(gv_xfer_server *s, gv_tls *tls);
+/* Ask @fn(ud, peer, name) before serving @name to @peer (an OPEN): 0, or
+ * a negative errno and the peer is told there is no such image. NULL:
+ * every authenticated peer may fetch whatever resolves. */
+typedef int (*gv_xfer_authorize_fn)(void *ud, const gv_peer_id *peer, const char *name);
+void gv_xfer_server_set_authorize(gv_xfer_server *s, gv_xfer_authorize_fn fn);
 /* Index live images from @fn's written ranges (NULL: hash them whole). */
 void gv_xfer_server_set_dirty(gv_xfer_server *s, gv_xfer_dirty_fn fn);
 
