@@ -389,6 +389,7 @@ static void *start_thread(void *arg)
 		char *dest = gv_strdupf("%s/%s-input.tar", dir, name);
 		int port;
 		set_phase(g, w->id, "staging", "fetching its input");
+		unlink(dest); /* an earlier run's, here before its host was lost */
 		if ((r = gv_mkdir_p(dir, 0700)) < 0 ||
 		    (r = gv_xfer_peer_parse(ctl ? ctl : g->controller, host, sizeof(host), &port)) < 0) {
 			gv_err_set(&e, r, "cannot prepare the input");
