@@ -19,7 +19,7 @@ same() { [ "$1" = "$2" ] || fail "${3:-value}: got '$1', want '$2'"; }
 hosts_up_count() { # N: N hosts are up
 	[ "$(G hosts --json | python3 -c 'import json,sys; print(sum(h["state"] == "up" for h in json.load(sys.stdin)))')" = "$1" ]
 }
-starts_of() { G job events "$1" | grep -c 'scheduled -> running' || true; }
+starts_of() { G job events "$1" | grep -cE '(scheduled|staging) -> running' || true; }
 counts() { # K N: lines K.1 .. K.N
 	seq 1 "$2" | sed "s/^/$1./" | tr '\n' ' '
 }

@@ -146,7 +146,7 @@ grid_ctl_start
 for k in 1 2 3 4 5; do
 	grid_wait_state 600 "${R[k]}" completed
 	same "$(G job logs "${R[k]}" | tr '\n' ' ')" "$(seq 1 12 | sed "s/^/$k./" | tr '\n' ' ')"
-	starts=$(G job events "${R[k]}" | grep -c 'scheduled -> running' || true)
+	starts=$(G job events "${R[k]}" | grep -cE '(scheduled|staging) -> running' || true)
 	same "$starts" 1
 done
 echo "ok: the controller restarted mid-run: 5 jobs completed, each ran once"
