@@ -272,13 +272,16 @@ static void test_files(void **state)
 
 	/* over TLS, a copy asked with an agent's certificate is refused; a
 	 * bad name is refused */
-	rep = ctl_files_op(lead, json_pack("{s:s, s:s, s:s, s:{s:b, s:s, s:s}}", "kind", "input",
-					   "arg", token, "from", gv_ctl_addr(a), "_peer", "tls", 1,
-					   "name", "h1", "role", "agent"));
+	json_t *req = json_pack("{s:s, s:s, s:s, s:{s:b, s:s, s:s}}", "kind", "input", "arg", token,
+				"from", gv_ctl_addr(a), "_peer", "tls", 1, "name", "h1", "role",
+				"agent");
+	rep = ctl_files_op(lead, req); /* (the request stays the caller's) */
+	json_decref(req);
 	assert_int_equal(json_integer_value(json_object_get(rep, "errno")), EACCES);
 	json_decref(rep);
-	rep = ctl_files_op(lead, json_pack("{s:s, s:s, s:s}", "kind", "input", "arg", "../x",
-					   "from", gv_ctl_addr(a)));
+	req = json_pack("{s:s, s:s, s:s}", "kind", "input", "arg", "../x", "from", gv_ctl_addr(a));
+	rep = ctl_files_op(lead, req);
+	json_decref(req);
 	assert_int_equal(json_integer_value(json_object_get(rep, "errno")), EINVAL);
 	json_decref(rep);
 
