@@ -392,6 +392,7 @@ int gv_ctl_start(const gv_ctl_opts *o, gv_ctl **out, gv_err *e)
 		goto fail;
 	gv_xfer_server_set_control(c->xs, ctl_request);
 	gv_xfer_server_set_authorize(c->xs, ctl_authorize);
+	gv_xfer_server_set_users(c->xs, true);
 	if (o->socket && (r = gv_xfer_server_start(o->socket, c->key, ctl_resolve, c, &c->ls,
 						   e)) < 0)
 		goto fail;

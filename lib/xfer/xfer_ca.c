@@ -253,8 +253,10 @@ int gv_ca_issue(const char *cadir, const char *host, const char *role,
 	if (!name_ok(host))
 		return gv_err_set(e, -EINVAL, "bad host name '%s' (letters, digits, '-', '.', '_'; "
 				  "at most 63)", host);
-	if (!role || (strcmp(role, "agent") && strcmp(role, "controller")))
-		return gv_err_set(e, -EINVAL, "the role must be agent or controller");
+	if (!role || (strcmp(role, "agent") && strcmp(role, "controller") && strcmp(role, "user")))
+		return gv_err_set(e, -EINVAL, "the role must be agent, controller or user");
+	if (!strcmp(role, "user") && naddrs)
+		return gv_err_set(e, -EINVAL, "a user's certificate names no address");
 	if ((r = ca_load(cadir, &cak, &ca, e)) < 0)
 		return r;
 	san = gv_strdupf("DNS:%s", host);
@@ -275,7 +277,9 @@ int gv_ca_issue(const char *cadir, const char *host, const char *role,
 	 * want of a TLS peer's certificate */
 	if (!x || add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
 	    add_ext(x, ca, NID_key_usage, "critical,digitalSignature,keyEncipherment") < 0 ||
-	    add_ext(x, ca, NID_ext_key_usage, "serverAuth,clientAuth") < 0 ||
+	    /* a user's is a client's only: it can never pose as a host */
+	    add_ext(x, ca, NID_ext_key_usage,
+		    strcmp(role, "user") ? "serverAuth,clientAuth" : "clientAuth") < 0 ||
 	    add_ext(x, ca, NID_subject_alt_name, san) < 0 || !X509_sign(x, cak, EVP_sha256())) {
 		r = ssl_fail(e, "cannot make the host certificate");
 		goto out;

@@ -65,6 +65,8 @@ struct xconn {
 	size_t npre;
 	char tls_why[200]; /* the TLS library's reason for the last failure */
 	gv_peer_id peer;   /* once authenticated */
+	bool users_ok;	   /* a server that takes users' certificates (role
+			    * user); a client never does */
 };
 
 /* Set up @c on connected socket @fd with read/write timeouts. */

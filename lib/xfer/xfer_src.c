@@ -59,6 +59,7 @@ struct gv_xfer_server {
 	gv_xfer_dirty_fn dirty;
 	gv_xfer_authorize_fn authorize;
 	char *unix_path; /* listening on a unix socket: local users */
+	bool users_ok;	 /* takes users' certificates (a controller) */
 	void *ud;
 };
 
@@ -531,6 +532,7 @@ static void serve(struct session *s)
 	const char *full;
 
 	s->c.tls = s->srv->tls;
+	s->c.users_ok = s->srv->users_ok;
 	r = s->srv->unix_path ? xauth_local(&s->c, true, NULL)
 			      : xauth_server(&s->c, s->srv->key, NULL);
 	full = admit(s, r == 0);
@@ -779,6 +781,11 @@ void gv_xfer_server_set_dirty(gv_xfer_server *s, gv_xfer_dirty_fn fn)
 void gv_xfer_server_set_authorize(gv_xfer_server *s, gv_xfer_authorize_fn fn)
 {
 	s->authorize = fn;
+}
+
+void gv_xfer_server_set_users(gv_xfer_server *s, bool on)
+{
+	s->users_ok = on;
 }
 
 int gv_xfer_server_port(const gv_xfer_server *s)

@@ -95,6 +95,13 @@ static bool role_ok(const char *role)
 	return !strcmp(role, "agent") || !strcmp(role, "controller");
 }
 
+/* A grid user's certificate (docs/security.md#users): a client of the
+ * controller only. */
+static bool role_user(const char *role)
+{
+	return !strcmp(role, "user");
+}
+
 static int alpn_select(SSL *s, const unsigned char **out, unsigned char *outlen,
 		       const unsigned char *in, unsigned int inlen, void *arg)
 {
@@ -156,8 +163,8 @@ static void tls_load(gv_tls *t)
 	if (!what) {
 		cert_identity(SSL_CTX_get0_certificate(ctx), t->name, sizeof(t->name), t->role,
 			      sizeof(t->role), NULL, 0);
-		if (!role_ok(t->role))
-			what = "host.crt names no role (OU agent or controller)";
+		if (!role_ok(t->role) && !role_user(t->role))
+			what = "host.crt names no role (OU agent, controller or user)";
 	}
 	if (what) {
 		ssl_reason(why, sizeof(why));
@@ -470,7 +477,10 @@ static int peer_identity(struct xconn *c, gv_err *e)
 	c->peer.tls = true;
 	cert_identity(x, c->peer.name, sizeof(c->peer.name), c->peer.role, sizeof(c->peer.role),
 		      c->peer.dn, sizeof(c->peer.dn));
-	if (!role_ok(c->peer.role))
+	if (role_user(c->peer.role) && !c->users_ok)
+		return gv_err_set(e, -EACCES, "the peer's certificate (%s) is a user's: only a "
+				  "controller takes users; hosts talk to hosts", c->peer.dn);
+	if (!role_ok(c->peer.role) && !role_user(c->peer.role))
 		return gv_err_set(e, -EACCES, "the peer's certificate (%s) names no gridvm role "
 				  "(OU agent or controller)", c->peer.dn);
 	return 0;

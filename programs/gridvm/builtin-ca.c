@@ -85,6 +85,7 @@ static int ca_issue(int argc, char **argv)
 	if (cli_wants_help(argc, argv)) {
 		puts("Usage: gridvm ca issue HOST --role agent|controller [--addr IP]...\n"
 		     "                       [--out DIR] [--ca DIR] [--days N]\n"
+		     "       gridvm ca issue USER --role user --out DIR [--ca DIR] [--days N]\n"
 		     "A key and a certificate for HOST signed by the grid CA (--ca, default\n"
 		     "DATA/ca): CN and subjectAltName name HOST and every --addr (peers check\n"
 		     "that the address they dial is listed: give each address the host is\n"
@@ -92,7 +93,10 @@ static int ca_issue(int argc, char **argv)
 		     "revocation list to DIR (default DATA/tls, where the agent finds them):\n"
 		     "ca.crt, host.crt, host.key (0600), crl.pem. Valid N days (825). With\n"
 		     "them the agent talks mutual TLS 1.3 to its peers and its migrations'\n"
-		     "memory streams use TLS; see docs/security.md.");
+		     "memory streams use TLS; see docs/security.md.\n"
+		     "A user's certificate (--role user, client use only) lets USER reach the\n"
+		     "controller from any machine as USER (GRIDVM_TLS_DIR=DIR gridvm\n"
+		     "--controller ADDR:PORT ...); agents refuse it. Give DIR to the user.");
 		return 0;
 	}
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -112,7 +116,7 @@ static int ca_issue(int argc, char **argv)
 	}
 	if (optind + 1 != argc || !role) {
 		free(addrs);
-		return cli_error("usage: gridvm ca issue HOST --role agent|controller "
+		return cli_error("usage: gridvm ca issue HOST --role agent|controller|user "
 				 "[--addr IP]... (see --help)"), 2;
 	}
 	char *cd = default_dir(ca, "ca"), *od = default_dir(out, "tls");

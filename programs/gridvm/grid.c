@@ -19,6 +19,7 @@
 #include <gridvm/base/util.h>
 #include <gridvm/vmm/jobio.h>
 #include <gridvm/vmm/vmdef.h>
+#include <gridvm/xfer/tls.h>
 #include <gridvm/xfer/xfer.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -73,9 +74,13 @@ int cli_grid_peer(char *host, size_t len, int *port, uint8_t key[32])
 		return 0;
 	}
 	r = gv_xfer_key_load(path, key);
+	if (r < 0 && gv_tls_enabled(gv_tls_default(), NULL)) {
+		memset(key, 0, 32); /* a certificate (a host's, or a user's) instead */
+		r = 0;
+	}
 	if (r < 0)
-		cli_error("cannot read the grid key %s: %s (give --grid-key FILE)", path,
-			  strerror(-r));
+		cli_error("cannot read the grid key %s: %s (give --grid-key FILE, or your "
+			  "certificate's directory in GRIDVM_TLS_DIR)", path, strerror(-r));
 	free(path);
 	return r < 0 ? -1 : 0;
 }

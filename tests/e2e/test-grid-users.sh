@@ -6,6 +6,8 @@
 # or fetch the outputs of the other's jobs (they answer "no such job"), nor
 # drain or label hosts; root (and a host holding the grid key) sees all; a
 # quota exceeded is a clear error that makes no job and starts no QEMU.
+# Over TCP, a user's certificate (gridvm ca issue USER --role user) is the
+# same user; without one a user has no way in.
 set -euo pipefail
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 source "$ROOT/tests/e2e/lib.sh"
@@ -33,6 +35,17 @@ trap users_cleanup EXIT # hosts_up chains its own cleanup after this one
 hosts_up 1
 chmod 755 "$HOSTS_DIR" # the controller's socket is in it
 SOCK=$HOSTS_DIR/gridvmctld.sock
+# a grid CA: the controller's certificate (its agents keep the grid key:
+# the controller takes both), and the two users'
+CA=$HOSTS_DIR/ca-home
+mkdir -p "$CA" "$HOSTS_DIR/ctl"
+GRIDVM_DATA=$CA "$GV" ca init >/dev/null
+GRIDVM_DATA=$CA "$GV" ca issue ctl --role controller --addr "${HOST_IP[1]}" \
+	--out "$HOSTS_DIR/ctl/tls" >/dev/null
+for u in $ALICE $BOB; do
+	GRIDVM_DATA=$CA "$GV" ca issue $u --role user --out "$TMPU/$u-tls" >/dev/null
+	chown -R $u "$TMPU/$u-tls"
+done
 grid_ctl_start --socket "$SOCK"
 grid_join 1 --grid-cpus 2 --grid-memory 1G
 wait_until 60 "the host to be up" sh -c "'$GV' --controller '$SOCK' hosts 2>/dev/null | grep -q ' up '"
@@ -133,6 +146,22 @@ ck_eq "no QEMU started" "$(qemus)" "$before"
 as $ALICE job cancel "$a" >/dev/null || bad "alice cannot cancel her job"
 as $BOB job cancel "$c" >/dev/null || bad "bob cannot cancel his job"
 grid_wait_state 60 "$a" cancelled
+
+# over TCP: a user's certificate is that user (by name), in h1's namespace
+tcp_as() { # USER ARGS...: with USER's certificate
+	local u=$1
+	shift
+	(cd "$TMPU" && ip netns exec "${HOST_NS[1]}" runuser -u "$u" -- env GRIDVM_DATA="$TMPU" \
+		GRIDVM_TLS_DIR="$TMPU/$u-tls" "$GV" --controller "$GRID_CTL" "$@")
+}
+ck_eq "alice's certificate lists her jobs only" "$(tcp_as $ALICE jobs --json | ids)" "$a"
+ck_eq "bob's certificate lists his jobs only" "$(tcp_as $BOB jobs --json | ids)" "$b $c"
+ck_err "bob's certificate shows alice's job" "no such job: $a" tcp_as $BOB job show "$a"
+ck_err "bob's certificate drains the host" "permission denied: draining a host" \
+	tcp_as $BOB host drain h1
+ck_err "a user without a certificate over TCP" "cannot read the grid key" \
+	ip netns exec "${HOST_NS[1]}" runuser -u $BOB -- env GRIDVM_DATA="$TMPU" "$GV" \
+	--controller "$GRID_CTL" jobs
 
 [ $FAILED = 0 ] || fail "$FAILED checks failed"
 echo "PASS: test-grid-users"

@@ -429,6 +429,51 @@ static void test_roles(void **state)
 	stop(s, t);
 }
 
+/* Users (docs/security.md#users): a user's certificate (role user, client
+ * use only) is refused by a server that does not take users (an agent)
+ * and taken, with its name and role, by one that does (a controller); it
+ * cannot serve; and a server on a unix socket names the local user. */
+static void test_users(void **state)
+{
+	char *ca = path("ca"), *o = path("alice"), *sock = path("ctl.sock");
+	const char *addrs[] = { "127.0.0.1" };
+	json_t *req = json_pack("{s:s}", "op", "hello"), *rep = NULL;
+	gv_xfer_server *s;
+	gv_tls *t;
+	gv_err e;
+
+	expect_refused(gv_ca_issue(ca, "alice", "user", addrs, 1, 30, o, &e), &e,
+		       "a user's certificate names no address");
+	assert_int_equal(gv_ca_issue(ca, "alice", "user", NULL, 0, 30, o, &e), 0);
+	s = server("srv", nokey, &t); /* an agent's server */
+	expect_refused(ask(s, "alice", nokey, &e), &e, "is a user's: only a controller takes users");
+	gv_xfer_server_set_users(s, true); /* a controller's */
+	assert_int_equal(ask(s, "alice", nokey, &e), 0);
+	assert_string_equal(json_string_value(json_object_get(last_peer, "role")), "user");
+	assert_string_equal(json_string_value(json_object_get(last_peer, "name")), "alice");
+	stop(s, t);
+	s = server("alice", nokey, &t); /* a user's certificate cannot serve */
+	gv_xfer_server_set_users(s, true);
+	assert_true(ask(s, "cli", nokey, &e) < 0);
+	stop(s, t);
+
+	/* a unix socket: no handshake, the kernel's word on the user */
+	assert_int_equal(gv_xfer_server_start(sock, nokey, resolve, NULL, &s, &e), 0);
+	gv_xfer_server_set_control(s, control);
+	assert_int_equal(gv_xfer_control(sock, 0, nokey, req, 5000, &rep, &e), 0);
+	assert_true(json_is_true(json_object_get(last_peer, "local")));
+	assert_int_equal(json_integer_value(json_object_get(last_peer, "uid")), (json_int_t)geteuid());
+	assert_true(json_is_true(json_object_get(last_peer, "admin"))); /* the server's own user */
+	assert_null(json_object_get(last_peer, "tls"));
+	json_decref(rep);
+	gv_xfer_server_stop(s);
+	assert_int_equal(access(sock, F_OK), -1); /* removed when it stops */
+	json_decref(req);
+	free(ca);
+	free(o);
+	free(sock);
+}
+
 /* A raw TCP peer: a plain-text hello is refused, a TLS hello that never
  * finishes is cut at the handshake deadline (the server closes). */
 static void test_plain_and_stalled(void **state)
@@ -474,6 +519,7 @@ int main(void)
 		cmocka_unit_test(test_plain_and_stalled),
 		cmocka_unit_test(test_odd_certificates),
 		cmocka_unit_test(test_roles),
+		cmocka_unit_test(test_users),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

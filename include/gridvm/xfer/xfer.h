@@ -90,6 +90,10 @@ void gv_xfer_server_set_tls(gv_xfer_server *s, gv_tls *tls);
  * every authenticated peer may fetch whatever resolves. */
 typedef int (*gv_xfer_authorize_fn)(void *ud, const gv_peer_id *peer, const char *name);
 void gv_xfer_server_set_authorize(gv_xfer_server *s, gv_xfer_authorize_fn fn);
+/* Take peers with a user's certificate (role user; off by default, as on
+ * agents, which refuse them at the handshake): a controller does, and its
+ * handlers see "_peer": {"tls": true, "role": "user", "name": USER}. */
+void gv_xfer_server_set_users(gv_xfer_server *s, bool on);
 /* Index live images from @fn's written ranges (NULL: hash them whole). */
 void gv_xfer_server_set_dirty(gv_xfer_server *s, gv_xfer_dirty_fn fn);
 
