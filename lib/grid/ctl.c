@@ -457,8 +457,10 @@ void gv_ctl_stop(gv_ctl *c)
 		pthread_join(c->loop, NULL);
 	gv_xfer_server_stop(c->xs);
 	gv_xfer_server_stop(c->ls);
-	/* output collections end by themselves (their requests time out) */
-	for (int i = 0; i < 600; i++) {
+	/* output collections end by themselves (each of their requests times
+	 * out; copies to the other controllers in a time by their size): wait
+	 * for them all, they use the controller */
+	for (;;) {
 		pthread_mutex_lock(&c->mu);
 		unsigned busy = c->collectors;
 		pthread_mutex_unlock(&c->mu);

@@ -36,9 +36,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Waits for a copy from a peer (the peer fetches the whole file before it
- * answers). */
-#define COPY_TIMEOUT_MS (10 * 60 * 1000)
+/* How long the leader waits for a peer's copy (the peer fetches the whole
+ * file before it answers): 30 s, and 1 s per 4 MiB of the file. A peer
+ * that takes longer copies it in the background later. */
+#define COPY_BASE_MS 30000
+#define COPY_BYTES_PER_MS 4194
 /* The background copy tries a missing file again after 5 s, doubling up
  * to 5 min. */
 #define RETRY_MIN_MS 5000
@@ -200,9 +202,16 @@ int ctl_files_push(gv_ctl *c, const char *kind, const char *arg, gv_err *e)
 {
 	json_t *req = json_pack("{s:s, s:s, s:s, s:s}", "op", "ctl-file-get", "kind", kind, "arg",
 				arg, "from", c->listen_addr);
-	char why[400];
+	char why[400], *path = NULL, *idx = NULL;
 	unsigned asked = 0;
-	int ok = ctl_peers_call(c, req, COPY_TIMEOUT_MS, &asked, why, sizeof(why));
+	uint64_t ms = COPY_BASE_MS;
+
+	if (file_paths(c, kind, arg, &path, &idx) == 0)
+		ms += gv_file_size(path) / COPY_BYTES_PER_MS;
+	free(path);
+	free(idx);
+	int ok = ctl_peers_call(c, req, ms < INT32_MAX ? (int)ms : INT32_MAX, &asked, why,
+				sizeof(why));
 
 	json_decref(req);
 	if (asked && !ok)

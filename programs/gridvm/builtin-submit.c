@@ -123,7 +123,10 @@ int cmd_submit(int argc, char **argv)
 		goto out;
 	json_object_set_new(req, "uid", json_integer((json_int_t)getuid()));
 	json_object_set_new(req, "op", json_string("submit"));
-	if (cli_grid_call(json_incref(req), &rep) < 0)
+	/* with an input, the controller answers once the other controllers
+	 * copied it (docs/grid.md): a minute, and a second per 4 MiB */
+	json_int_t in_bytes = json_integer_value(json_object_get(req, "input_bytes"));
+	if (cli_grid_call_within(json_incref(req), &rep, 60000 + (int)(in_bytes / 4194)) < 0)
 		goto out;
 	if (as_json)
 		cli_print_json(json_pack("{s:O}", "id", json_object_get(rep, "id")));

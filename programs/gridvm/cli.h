@@ -79,6 +79,8 @@ bool cli_grid_configured(void);
 /* Send @req (reference taken) to the controller; on failure print the
  * error once and return -1. *rep: the reply (new reference). */
 int cli_grid_call(json_t *req, json_t **rep);
+/* The same, waiting up to @timeout_ms (cli_grid_call: 60 s). */
+int cli_grid_call_within(json_t *req, json_t **rep, int timeout_ms);
 /* The controller's address and the grid key (for transfers). */
 int cli_grid_peer(char *host, size_t len, int *port, uint8_t key[32]);
 

@@ -87,6 +87,11 @@ int cli_grid_peer(char *host, size_t len, int *port, uint8_t key[32])
 
 int cli_grid_call(json_t *req, json_t **rep)
 {
+	return cli_grid_call_within(req, rep, 60000);
+}
+
+int cli_grid_call_within(json_t *req, json_t **rep, int timeout_ms)
+{
 	uint8_t key[32];
 	char host[256];
 	int port, r;
@@ -97,7 +102,7 @@ int cli_grid_call(json_t *req, json_t **rep)
 		json_decref(req);
 		return -1;
 	}
-	r = gv_ctl_call(controllers(), leader, sizeof(leader), key, req, 60000, rep, &e);
+	r = gv_ctl_call(controllers(), leader, sizeof(leader), key, req, timeout_ms, rep, &e);
 	OPENSSL_cleanse(key, sizeof(key));
 	json_decref(req);
 	if (r < 0) {

@@ -33,6 +33,10 @@ holds_files() { # I DIR: controller I holds the log and output of both jobs as D
 		cmp -s "$HOSTS_DIR/ctl$1/$f" "$2/$f" || return 1
 	done
 }
+ended() { # ID: wait until the job ends; it must have completed
+	grid_wait_state 300 "$1" completed failed cancelled
+	same "$(grid_state "$1")" completed "job $1's state ($(grid_field "$1" 'j.get("error", "")'))"
+}
 kill_leader() { # I: SIGKILL controller I and delete its data directory
 	local pid
 	pid=$(grid_ha_pid "$1")
@@ -74,7 +78,7 @@ j1=$(G submit --memory 128M --input "$T/in1.bin" --output out1.bin -- \
 	sh -c 'cp in1.bin out1.bin && echo one && echo two')
 j2=$(G submit --memory 128M --requires '"ready" in labels' --input "$T/in2.bin" \
 	--output out2.bin -- sh -c 'cp in2.bin out2.bin && echo three')
-grid_wait_state 300 "$j1" completed
+ended "$j1"
 grid_in_state "$j2" queued || fail "job $j2 should wait for the label: $(grid_state "$j2")"
 lead=$HOSTS_DIR/ctl$first
 for i in 1 2 3; do
@@ -94,7 +98,7 @@ kill_leader "$first"
 wait_until 60 "another controller to lead" grid_leader_is_not "$old"
 second=$(grid_ctl_of "$(grid_leader_addr)")
 G host label h2 ready=yes
-grid_wait_state 300 "$j2" completed
+ended "$j2"
 same "$(grid_field "$j2" 'j["exit_code"]')" 0 "job $j2's exit code"
 check_outputs "after the loss of h$first's controller"
 echo "ok: h$first's controller SIGKILLed and its data directory deleted; under h$second job $j2 got its input; both jobs' outputs and logs exact"
