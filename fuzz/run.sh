@@ -16,7 +16,7 @@ clang "${CFLAGS[@]}" -o "$OUT/fuzz-blockidx" fuzz/fuzz-blockidx.c lib/blocks/blo
 	-lcrypto -lm -lpthread
 XFER_SRC=(lib/xfer/xfer_dst.c lib/xfer/xfer_dst_blocks.c lib/xfer/xfer_proto.c lib/xfer/xfer_tls.c
 	lib/blocks/blockidx.c lib/blocks/hostidx.c
-	lib/base/util.c lib/base/err.c)
+	lib/base/util.c lib/base/err.c lib/base/user.c)
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-xfer" fuzz/fuzz-xfer.c "${XFER_SRC[@]}" \
 	-ljansson -lssl -lcrypto -lzstd -llz4 -lz -lm -lpthread
 clang "${CFLAGS[@]}" -o "$OUT/fuzz-expr" fuzz/fuzz-expr.c lib/sched/expr_parse.c lib/sched/expr_eval.c \
