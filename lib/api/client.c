@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* client.c - HTTP+JSON client of the node agent over its unix socket. */
 #include <gridvm/api/client.h>
+#include <gridvm/base/user.h>
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -34,17 +35,22 @@ char *gv_client_socket_path(void)
 	return s && *s ? strdup(s) : gv_strdupf("%s/gridvmd.sock", gv_data_dir());
 }
 
-static bool agent_answers(const char *sock)
+/* 0 if an agent answers on @sock, else the errno of the connect */
+static int agent_connect(const char *sock)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool ok;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), r;
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-	ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	r = fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? errno : 0;
 	if (fd >= 0)
 		close(fd);
-	return ok;
+	return r;
+}
+
+static bool agent_answers(const char *sock)
+{
+	return agent_connect(sock) == 0;
 }
 
 static int autostart(const char *bin, const char *sock, gv_err *e)
@@ -75,6 +81,10 @@ int gv_client_new(const char *sock, const char *autostart_bin, gv_client **out,
 {
 	gv_client *c;
 
+	if (agent_connect(sock) == EACCES) /* it runs, not for us */
+		return gv_err_set(e, -EACCES, "cannot use the gridvm agent on %s: permission "
+				  "denied (only root and the members of group %s may here)", sock,
+				  GV_USE_GROUP);
 	if (!agent_answers(sock)) {
 		if (!autostart_bin)
 			return gv_err_set(e, -ECONNREFUSED, "the gridvm agent is not running "

@@ -5,7 +5,9 @@
 # show, stop, read the logs of, checkpoint, migrate or delete the other's
 # VMs (they answer "no such VM"), nor read the host's files through the
 # agent; root sees everything; a quota exceeded is a clear error and starts
-# no QEMU. The users are made here (useradd) if absent and removed after.
+# no QEMU; a member of group gridvm-admin sees everything; where group
+# gridvm exists, only its members reach the socket. The users (useradd)
+# and groups are made here if absent and removed after.
 source "$(dirname "$0")/lib.sh"
 gv_setup
 chmod 755 "$GRIDVM_DATA" # mktemp made it the owner's only
@@ -20,11 +22,13 @@ for u in $ALICE $BOB; do
 		MADE+=("$u")
 	fi
 done
+MADE_GROUPS=()
 TMPU=$(mktemp -d /tmp/gvt-users.XXXXXX)
 chmod 755 "$TMPU"
 users_teardown() {
 	local rc=$?
 	rm -rf "$TMPU"
+	for g in "${MADE_GROUPS[@]}"; do groupdel "$g" 2>/dev/null || true; done
 	for u in "${MADE[@]}"; do userdel "$u" 2>/dev/null || true; done
 	(exit $rc)
 	gv_teardown
@@ -146,6 +150,27 @@ ck_err "alice over her memory quota" "quota exceeded: memory of user $ALICE: lim
 ck_eq "no QEMU started for it either" "$(qemus)" "$before"
 ck_eq "a2 stays defined" "$(vm_state a2)" defined
 ck_eq "root has no quota (5 vcpus, over the default 4)" "$("$GV" run --cold --cpus 5 --memory 128M -- echo root)" root
+
+# the groups: gridvm-admin's members administer; where group gridvm
+# exists, only its members reach the socket (made here, removed after)
+for g in gridvm-admin gridvm; do
+	getent group $g >/dev/null && fail "group $g exists on this machine: this test makes its own"
+done
+groupadd gridvm-admin && MADE_GROUPS+=(gridvm-admin)
+usermod -aG gridvm-admin $BOB
+ck_eq "bob in group gridvm-admin lists every VM" "$(as $BOB vm list --json | names)" "a1 a2 b1 b2"
+ck_eq "and sees alice's log" "$(as $BOB vm logs a1 | head -1)" 1
+gpasswd -d $BOB gridvm-admin >/dev/null
+ck_eq "bob out of the group again lists his own" "$(as $BOB vm list --json | names)" "b1 b2"
+groupadd gridvm && MADE_GROUPS+=(gridvm)
+usermod -aG gridvm $ALICE
+pid=$(agent_pid)
+kill "$pid"
+wait_until 30 "the agent to stop" proc_gone "$pid"
+"$GV" host info >/dev/null # root starts it again: the socket is the group's now
+ck_eq "with group gridvm, the socket is root:gridvm 0660" "$(stat -c '%U:%G %a' "$GRIDVM_SOCKET")" "root:gridvm 660"
+ck_eq "alice, a member, reaches it" "$(as $ALICE vm list --json | names)" "a1 a2"
+ck_err "bob, not a member, cannot" "permission denied \(only root and the members of group gridvm may here\)" as $BOB vm list
 
 [ $FAILED = 0 ] || fail "$FAILED checks failed"
 echo "PASS: test-users"
