@@ -27,6 +27,7 @@ TMPU=$(mktemp -d /tmp/gvt-users.XXXXXX)
 chmod 755 "$TMPU"
 users_teardown() {
 	local rc=$?
+	set +e # (exit $rc) below must not end the trap before gv_teardown
 	rm -rf "$TMPU"
 	for g in "${MADE_GROUPS[@]}"; do groupdel "$g" 2>/dev/null || true; done
 	for u in "${MADE[@]}"; do userdel "$u" 2>/dev/null || true; done
