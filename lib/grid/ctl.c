@@ -54,6 +54,16 @@ struct ctl_job *ctl_job_find(gv_ctl *c, uint64_t id)
 	return NULL;
 }
 
+struct ctl_host *ctl_host_of_sidx(gv_ctl *c, uint32_t sidx)
+{
+	if (sidx < c->nhosts && c->hosts[sidx].sidx == sidx)
+		return &c->hosts[sidx]; /* hosts join both in the same order */
+	for (size_t i = 0; i < c->nhosts; i++)
+		if (c->hosts[i].sidx == sidx)
+			return &c->hosts[i];
+	return NULL;
+}
+
 struct ctl_host *ctl_host_find(gv_ctl *c, const char *name)
 {
 	for (size_t i = 0; name && i < c->nhosts; i++)
@@ -127,12 +137,6 @@ int ctl_job_set_state(gv_ctl *c, struct ctl_job *j, gv_job_state s, const char *
 	gv_job_state old = gv_job_record_state(j->rec);
 	gv_err e;
 
-	/* the hosts' lists of bound jobs (ctl_hosts.c) gain a job when it is
-	 * bound or arrives from a move (its host is set first); one that
-	 * ends, waits again or starts stays listed until the next rebuild
-	 * and is skipped there, so those changes need no rebuild */
-	if (s == GV_JOB_S_SCHEDULED || old == GV_JOB_S_MIGRATING || old == s)
-		c->jobs_gen++;
 	json_object_set_new(j->rec, "state", json_string(gv_job_state_name(s)));
 	if (reason)
 		json_object_set_new(j->rec, "reason", json_string(reason));
@@ -217,12 +221,15 @@ struct ctl_job *ctl_job_add(gv_ctl *c, json_t *rec, int64_t mod_rev, gv_err *e)
 		free(j);
 		return NULL;
 	}
+	struct ctl_host *h = NULL;
 	if (j->sidx != GV_SCHED_NONE && s != GV_JOB_S_QUEUED) {
-		struct ctl_host *h = ctl_host_find(c, json_string_value(json_object_get(rec, "host")));
+		h = ctl_host_find(c, json_string_value(json_object_get(rec, "host")));
 		double start = json_number_value(json_object_get(rec, "bound"));
 		if (h && gv_sched_job_bind(c->st, j->sidx, h->sidx, start) < 0)
 			fprintf(stderr, "gridvmctld: job %" PRIu64 ": cannot restore its binding\n",
 				j->id);
+		if (!h && json_object_get(rec, "host"))
+			c->unlisted++; /* listed when its host joins (ctl_host_add) */
 	}
 	if (c->njobs == c->cap_jobs) {
 		c->cap_jobs = c->cap_jobs ? 2 * c->cap_jobs : 64;
@@ -234,7 +241,8 @@ struct ctl_job *ctl_job_add(gv_ctl *c, json_t *rec, int64_t mod_rev, gv_err *e)
 		c->jobs[at] = c->jobs[at - 1];
 	c->jobs[at] = j;
 	c->njobs++;
-	c->jobs_gen++;
+	if (h)
+		ctl_host_list_job(c, h, j);
 	return j;
 }
 
@@ -254,10 +262,18 @@ struct ctl_host *ctl_host_add(gv_ctl *c, const char *name, gv_err *e)
 	}
 	h = &c->hosts[c->nhosts++];
 	memset(h, 0, sizeof(*h));
-	c->jobs_gen++;
 	snprintf(h->name, sizeof(h->name), "%s", name);
 	h->sidx = sidx;
 	h->labels = json_object();
+	/* jobs loaded bound to it before it was known */
+	for (size_t i = 0; c->unlisted && i < c->njobs; i++) {
+		struct ctl_job *j = c->jobs[i];
+		const char *host = json_string_value(json_object_get(j->rec, "host"));
+		if (j->listed || j->sidx == GV_SCHED_NONE || !host || strcmp(host, name))
+			continue;
+		ctl_host_list_job(c, h, j);
+		c->unlisted--;
+	}
 	return h;
 }
 

@@ -174,6 +174,7 @@ static void job_vm_report(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json
 		snprintf(from, sizeof(from), "%s", bound);
 		bound = from;
 		json_object_set_new(j->rec, "host", json_string(h->name));
+		ctl_host_list_job(c, h, j);
 		json_object_del(j->rec, "migrate_to");
 		json_object_set_new(j->rec, "moves", json_integer(json_integer_value(
 							       json_object_get(j->rec, "moves")) + 1));
@@ -260,51 +261,34 @@ static void job_vm_report(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json
 	}
 }
 
-static int host_name_cmp(const void *a, const void *b)
+void ctl_host_list_job(gv_ctl *c, struct ctl_host *h, struct ctl_job *j)
 {
-	return strcmp((*(struct ctl_host *const *)a)->name, (*(struct ctl_host *const *)b)->name);
-}
+	uint32_t at = (uint32_t)(h - c->hosts) + 1;
+	size_t k;
 
-/* Each host's list of the jobs bound to it (in id order), rebuilt in one
- * pass over the jobs when any job changed since: a report then looks at
- * its own jobs only, not at every job of the grid. */
-static void bound_index(gv_ctl *c)
-{
-	struct ctl_host **by_name = malloc((c->nhosts + 1) * sizeof(*by_name)), key, *kp = &key;
-
-	if (c->bound_gen == c->jobs_gen && c->bound_gen)
-		goto out;
-	if (!by_name)
-		abort();
-	for (size_t i = 0; i < c->nhosts; i++) {
-		by_name[i] = &c->hosts[i];
-		c->hosts[i].nbound = 0;
-	}
-	qsort(by_name, c->nhosts, sizeof(*by_name), host_name_cmp);
-	for (size_t i = 0; i < c->njobs; i++) {
-		struct ctl_job *j = c->jobs[i];
-		gv_job_state s = gv_job_record_state(j->rec);
-		const char *host = json_string_value(json_object_get(j->rec, "host"));
-		if (gv_job_state_final(s) || s == GV_JOB_S_QUEUED || !host ||
-		    strlen(host) >= sizeof(key.name))
-			continue;
-		snprintf(key.name, sizeof(key.name), "%s", host);
-		struct ctl_host **hp = bsearch(&kp, by_name, c->nhosts, sizeof(*by_name),
-					       host_name_cmp);
-		if (!hp)
-			continue;
-		struct ctl_host *h = *hp;
-		if (h->nbound == h->cap_bound) {
-			h->cap_bound = h->cap_bound ? 2 * h->cap_bound : 16;
-			h->bound = realloc(h->bound, h->cap_bound * sizeof(*h->bound));
-			if (!h->bound)
-				abort();
+	if (j->listed == at)
+		return;
+	if (j->listed) { /* off the list of the host it was bound to before */
+		struct ctl_host *o = &c->hosts[j->listed - 1];
+		for (k = 0; k < o->nbound && o->bound[k] != j; k++)
+			;
+		if (k < o->nbound) {
+			memmove(&o->bound[k], &o->bound[k + 1], (o->nbound - k - 1) * sizeof(*o->bound));
+			o->nbound--;
 		}
-		h->bound[h->nbound++] = j;
 	}
-	c->bound_gen = c->jobs_gen;
-out:
-	free(by_name);
+	if (h->nbound == h->cap_bound) {
+		h->cap_bound = h->cap_bound ? 2 * h->cap_bound : 16;
+		h->bound = realloc(h->bound, h->cap_bound * sizeof(*h->bound));
+		if (!h->bound)
+			abort();
+	}
+	/* in id order: a new job goes last, a moved or recovered one in place */
+	for (k = h->nbound; k > 0 && h->bound[k - 1]->id > j->id; k--)
+		h->bound[k] = h->bound[k - 1];
+	h->bound[k] = j;
+	h->nbound++;
+	j->listed = at;
 }
 
 /* ---- host loss (docs/host-loss.md) ---- */
@@ -416,15 +400,20 @@ void ctl_note_replicas(gv_ctl *c, struct ctl_host *h, struct ctl_job *j, json_t 
 static json_t *host_orders(gv_ctl *c, struct ctl_host *h, json_t *release)
 {
 	json_t *bind = json_array(), *moves = json_array();
+	size_t kept = 0;
 	char vm[40];
 
-	bound_index(c);
 	for (size_t i = 0; i < h->nbound; i++) {
 		struct ctl_job *j = h->bound[i];
 		gv_job_state s = gv_job_record_state(j->rec);
 		const char *host = json_string_value(json_object_get(j->rec, "host"));
 		if (gv_job_state_final(s) || s == GV_JOB_S_QUEUED || !host ||
-		    strcmp(host, h->name) || j->collecting)
+		    strcmp(host, h->name)) {
+			j->listed = 0; /* ended, waits again, or went elsewhere */
+			continue;
+		}
+		h->bound[kept++] = j;
+		if (j->collecting)
 			continue;
 		json_int_t epoch = json_integer_value(json_object_get(j->rec, "epoch"));
 		gv_job_vm_name(j->id, vm, sizeof(vm));
@@ -458,6 +447,7 @@ static json_t *host_orders(gv_ctl *c, struct ctl_host *h, json_t *release)
 			json_object_set_new(b, "restore", restore_order(c, h, rc));
 		json_array_append_new(bind, b);
 	}
+	h->nbound = kept;
 	json_t *rep = json_pack("{s:b, s:s, s:o, s:o, s:O, s:i, s:i}", "ok", 1, "host", h->name,
 				"bindings", bind, "moves", moves, "release", release, "report_s",
 				(int)c->o.report_s, "lease_s", (int)c->o.host_lease_s);

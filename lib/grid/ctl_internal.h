@@ -66,7 +66,9 @@ struct ctl_host {
 	size_t nmissing;
 	unsigned missing_host_gen, missing_cat_gen;
 	double move_rate; /* bytes/s of the moves into it (0: none measured) */
-	/* the jobs bound to it, not ended (ctl_hosts.c keeps it by jobs_gen) */
+	/* the jobs bound to it, in id order (ctl_host_list_job adds one when
+	 * it is bound here; a report drops those that ended, wait again or
+	 * went elsewhere): a report looks at its own jobs, not the grid's */
 	struct ctl_job **bound;
 	size_t nbound, cap_bound;
 };
@@ -82,6 +84,7 @@ struct ctl_job {
 	int last_why;	     /* the scheduler's last reason code for it (-1: none) */
 	uint64_t state_since; /* monotonic ms of the last state change */
 	double moved_before;  /* its last move before the one under way (-1: none) */
+	uint32_t listed;      /* on the bound list of c->hosts[listed - 1] (0: none) */
 };
 
 struct gv_ctl {
@@ -101,9 +104,9 @@ struct gv_ctl {
 	bool recover_hint; /* some job may wait to restore a checkpoint (ctl_recover_sched) */
 	size_t njobs, cap_jobs;
 	uint64_t next_id;
-	/* bumped by every change of a job's state or binding, and by a new
-	 * host or job: the hosts' lists of bound jobs are stale */
-	uint64_t jobs_gen, bound_gen;
+	/* jobs loaded bound to a host the store did not name (yet): listed
+	 * when a host of that name joins */
+	size_t unlisted;
 	pthread_t loop;
 	bool loop_started, stopping;
 	uint64_t last_replan;
@@ -147,6 +150,8 @@ struct gv_ctl {
 /* ---- ctl.c ---- */
 struct ctl_job *ctl_job_find(gv_ctl *c, uint64_t id);
 struct ctl_host *ctl_host_find(gv_ctl *c, const char *name);
+/* The host of the scheduler's host @sidx, or NULL. */
+struct ctl_host *ctl_host_of_sidx(gv_ctl *c, uint32_t sidx);
 /* Write the job's record (after changing it in memory); mu held. */
 int ctl_job_save(gv_ctl *c, struct ctl_job *j, gv_err *e);
 int ctl_host_save(gv_ctl *c, struct ctl_host *h, gv_err *e);
@@ -241,6 +246,9 @@ int ctl_authorize(void *ud, const gv_peer_id *peer, const char *name);
 
 /* ---- ctl_hosts.c ---- */
 json_t *ctl_host_report(gv_ctl *c, json_t *req);
+/* @j is bound to @h now (its record names @h): it goes on @h's list of
+ * bound jobs, and off the list it was on; mu held. */
+void ctl_host_list_job(gv_ctl *c, struct ctl_host *h, struct ctl_job *j);
 /* Push what a host's report says into the scheduler's host; mu held. */
 void ctl_host_to_sched(gv_ctl *c, struct ctl_host *h);
 json_t *ctl_hosts_json(gv_ctl *c);

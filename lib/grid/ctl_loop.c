@@ -104,17 +104,22 @@ static bool reports_vm(struct ctl_host *h, struct ctl_job *j)
 	return false;
 }
 
-/* Jobs bound to @h, not ended (nor queued). */
-static unsigned bound_jobs(gv_ctl *c, struct ctl_host *h)
+/* Is @j bound to @h, not ended (nor queued)? */
+static bool bound_here(struct ctl_host *h, struct ctl_job *j)
+{
+	const char *host = json_string_value(json_object_get(j->rec, "host"));
+	gv_job_state s = gv_job_record_state(j->rec);
+
+	return host && !strcmp(host, h->name) && !gv_job_state_final(s) && s != GV_JOB_S_QUEUED;
+}
+
+/* Jobs bound to @h, not ended (nor queued): on its list (ctl_host_list_job). */
+static unsigned bound_jobs(struct ctl_host *h)
 {
 	unsigned n = 0;
 
-	for (size_t k = 0; k < c->njobs; k++) {
-		const char *host = json_string_value(json_object_get(c->jobs[k]->rec, "host"));
-		gv_job_state s = gv_job_record_state(c->jobs[k]->rec);
-		n += host && !strcmp(host, h->name) && !gv_job_state_final(s) &&
-		     s != GV_JOB_S_QUEUED;
-	}
+	for (size_t k = 0; k < h->nbound; k++)
+		n += bound_here(h, h->bound[k]);
 	return n;
 }
 
@@ -147,14 +152,10 @@ static void check_hosts(gv_ctl *c)
 			ctl_host_to_sched(c, h);
 			fprintf(stderr, "gridvmctld: host %s is down (no report for %llu s)\n",
 				h->name, (unsigned long long)((now - seen) / 1000));
-			for (size_t k = 0; k < c->njobs; k++) {
-				struct ctl_job *j = c->jobs[k];
-				const char *host = json_string_value(json_object_get(j->rec, "host"));
-				if (host && !strcmp(host, h->name) &&
-				    !gv_job_state_final(gv_job_record_state(j->rec)))
-					ctl_event(c, j, "host", "its host %s stopped reporting",
-						  h->name);
-			}
+			for (size_t k = 0; k < h->nbound; k++)
+				if (bound_here(h, h->bound[k]))
+					ctl_event(c, h->bound[k], "host", "its host %s stopped "
+						  "reporting", h->name);
 		}
 		if (h->up || h->lost || !lease || now - seen < lost)
 			continue;
@@ -163,18 +164,16 @@ static void check_hosts(gv_ctl *c)
 		double last_wall = ctl_now() - silent;
 		/* lost: with its jobs or without (a host not heard from since
 		 * this controller started, and with none, stays down) */
-		if (h->last_seen || bound_jobs(c, h)) {
+		if (h->last_seen || bound_jobs(h)) {
 			h->lost = true;
 			fprintf(stderr, "gridvmctld: host %s is lost (no report for %.0f s)%s\n",
-				h->name, silent, bound_jobs(c, h) ? ": its jobs are recovered "
-								   "elsewhere" : "");
+				h->name, silent, bound_jobs(h) ? ": its jobs are recovered "
+							       "elsewhere" : "");
 		}
-		for (size_t k = 0; k < c->njobs && h->lost; k++) {
-			struct ctl_job *j = c->jobs[k];
-			const char *host = json_string_value(json_object_get(j->rec, "host"));
+		for (size_t k = 0; k < h->nbound && h->lost; k++) {
+			struct ctl_job *j = h->bound[k];
 			gv_job_state s = gv_job_record_state(j->rec);
-			if (!host || strcmp(host, h->name) || gv_job_state_final(s) ||
-			    s == GV_JOB_S_QUEUED || j->collecting)
+			if (!bound_here(h, j) || j->collecting)
 				continue;
 			/* a move that arrived: its destination binds it */
 			const char *to = json_string_value(json_object_get(j->rec, "migrate_to"));
@@ -193,9 +192,12 @@ static void check_hosts(gv_ctl *c)
 static void bind_job(gv_ctl *c, struct ctl_job *j, const gv_sched_decision *d, const char *why)
 {
 	const gv_sched_host *h = gv_sched_host_get(c->st, d->host);
+	struct ctl_host *ch = ctl_host_of_sidx(c, d->host);
 
 	json_object_set_new(j->rec, "host", json_string(h->name));
 	json_object_set_new(j->rec, "bound", json_real(ctl_now()));
+	if (ch)
+		ctl_host_list_job(c, ch, j);
 	j->last_why = -1;
 	c->count.placements++;
 	ctl_event(c, j, "place", "%s", why);
