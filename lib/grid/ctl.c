@@ -72,6 +72,32 @@ struct ctl_host *ctl_host_find(gv_ctl *c, const char *name)
 	return NULL;
 }
 
+void ctl_store_failed(gv_ctl *c, int r, const char *msg)
+{
+	if (c->deposed)
+		return;
+	if (r == -ESTALE && c->o.leader_ttl_s)
+		fprintf(stderr, "gridvmctld: lost the leadership: a write was fenced (%s); it acts "
+			"no more\n", msg);
+	else
+		fprintf(stderr, "gridvmctld: the store failed (%s): what this controller holds in "
+			"memory may no longer be what the store holds, so it acts no more and starts "
+			"again from the store\n", msg);
+	c->store_failed = r != -ESTALE || !c->o.leader_ttl_s;
+	c->leading = false;
+	c->deposed = true;
+	c->leader[0] = '\0';
+}
+
+int ctl_batch_commit(gv_ctl *c, gv_err *e)
+{
+	int r = gv_kv_batch_commit(c->kv, e);
+
+	if (r < 0)
+		ctl_store_failed(c, r, e->msg);
+	return r;
+}
+
 int ctl_job_save(gv_ctl *c, struct ctl_job *j, gv_err *e)
 {
 	char *key = job_key(j->id), *text = json_dumps(j->rec, JSON_COMPACT);
@@ -83,10 +109,12 @@ int ctl_job_save(gv_ctl *c, struct ctl_job *j, gv_err *e)
 		e = &local;
 	r = gv_kv_put(c->kv, key, text, 0, &rev, e);
 
-	if (r == 0)
+	if (r == 0) {
 		j->mod_rev = rev;
-	else
+	} else {
 		fprintf(stderr, "gridvmctld: cannot store job %" PRIu64 ": %s\n", j->id, e->msg);
+		ctl_store_failed(c, r, e->msg);
+	}
 	free(key);
 	free(text);
 	return r;
@@ -104,6 +132,8 @@ int ctl_host_save(gv_ctl *c, struct ctl_host *h, gv_err *e)
 	r = gv_kv_put(c->kv, key, text, 0, &rev, e);
 	if (r == 0)
 		h->mod_rev = rev;
+	else
+		ctl_store_failed(c, r, e->msg);
 	json_decref(rec);
 	free(key);
 	free(text);
@@ -123,9 +153,12 @@ void ctl_event(gv_ctl *c, struct ctl_job *j, const char *kind, const char *fmt, 
 	ev = json_pack("{s:f, s:s, s:s}", "time", ctl_now(), "kind", kind, "text", text);
 	key = gv_strdupf(CTL_KEY_EVENTS "%020" PRIu64 "/%08u", j->id, j->events++);
 	val = json_dumps(ev, JSON_COMPACT);
-	if (gv_kv_put(c->kv, key, val, 0, NULL, &e) < 0)
+	int r = gv_kv_put(c->kv, key, val, 0, NULL, &e);
+	if (r < 0) {
 		fprintf(stderr, "gridvmctld: cannot store an event of job %" PRIu64 ": %s\n",
 			j->id, e.msg);
+		ctl_store_failed(c, r, e.msg);
+	}
 	fprintf(stderr, "gridvmctld: job %" PRIu64 ": %s: %s\n", j->id, kind, text);
 	json_decref(ev);
 	free(key);

@@ -198,6 +198,10 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 		return refuse(r, e.msg);
 	req_user(req, &u);
 	pthread_mutex_lock(&c->mu);
+	if (!ctl_leading(c)) { /* deposed while this request waited */
+		pthread_mutex_unlock(&c->mu);
+		return ctl_standby_reply(c);
+	}
 	gv_kv_batch_begin(c->kv); /* the job and its first event: one commit */
 	id = c->next_id;
 	r = gv_job_from_submit(req, id, u.uid > 0 ? (uint32_t)u.uid : 0, ctl_now(), &rec, &e);
@@ -212,11 +216,13 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 			       json_string_value(json_object_get(rec, "image")));
 	if (r == 0 && size)
 		json_object_set_new(rec, "image_size", json_integer((json_int_t)size));
+	/* nothing of an earlier job of this id (one whose submission failed)
+	 * stays in its directory, which is made when its log is collected
+	 * (ctl_loop.c) or copied from a peer (ctl_files.c): not here, under
+	 * the lock (an ext4 mkdir showed in the profile) */
 	if (r == 0) {
 		dir = ctl_job_dir(c, id);
 		(void)gv_rm_rf(dir);
-		if ((r = gv_mkdir_p(dir, 0700)) < 0)
-			gv_err_set(&e, r, "cannot create %s", dir);
 	}
 	if (r == 0 && token) /* its input: DATA/inputs/TOKEN.tar */
 		json_object_set_new(rec, "upload", json_string(token));
@@ -246,8 +252,14 @@ static json_t *op_submit(gv_ctl *c, json_t *req)
 			r = -EINVAL;
 		}
 	}
-	if (gv_kv_batch_end(c->kv, &e) < 0) /* stored before the user hears of it */
+	/* committed here, synced before the user hears of it (ctl_request:
+	 * one sync for the submissions and reports committed meanwhile); a
+	 * failed commit loses the job, and the controller starts again from
+	 * the store (ctl_store_failed) */
+	if (ctl_batch_commit(c, &e) < 0 && r == 0) {
 		fprintf(stderr, "gridvmctld: cannot store job %" PRIu64 ": %s\n", id, e.msg);
+		r = gv_err_set(&e, -EIO, "the job could not be stored: %s", e.msg);
+	}
 	pthread_mutex_unlock(&c->mu);
 	if (r < 0 && dir)
 		(void)gv_rm_rf(dir);
@@ -351,12 +363,28 @@ static json_t *op_job_events(gv_ctl *c, json_t *req)
 	return json_pack("{s:b, s:o}", "ok", 1, "events", list);
 }
 
+/* A change a user asked for (cancel, drain, label): @r its write's
+ * result; the batch it was made in committed (synced by ctl_request). */
+static json_t *change_reply(gv_ctl *c, int r, const char *what)
+{
+	gv_err e = { "" };
+
+	if (ctl_batch_commit(c, &e) < 0 || r < 0)
+		return gv_err_jsonf(-EIO, "cannot %s: the store failed%s%s", what, *e.msg ? ": " : "",
+				    e.msg);
+	return ok();
+}
+
 static json_t *op_job_cancel(gv_ctl *c, json_t *req)
 {
 	json_t *rep = NULL;
 	char msg[128];
 
 	pthread_mutex_lock(&c->mu);
+	if (!ctl_leading(c)) {
+		pthread_mutex_unlock(&c->mu);
+		return ctl_standby_reply(c);
+	}
 	struct ctl_job *j = job_of(c, req, &rep);
 	if (j) {
 		gv_job_state s = gv_job_record_state(j->rec);
@@ -367,9 +395,10 @@ static json_t *op_job_cancel(gv_ctl *c, json_t *req)
 		} else {
 			/* its host (if any) drops the VM when it sees the job
 			 * cancelled in its bindings */
+			gv_kv_batch_begin(c->kv);
 			ctl_job_unschedule(c, j);
-			ctl_job_set_state(c, j, GV_JOB_S_CANCELLED, "cancelled by the user");
-			rep = ok();
+			int r = ctl_job_set_state(c, j, GV_JOB_S_CANCELLED, "cancelled by the user");
+			rep = change_reply(c, r, "cancel the job");
 			ctl_kick(c);
 		}
 	}
@@ -529,13 +558,16 @@ static json_t *op_host_drain(gv_ctl *c, json_t *req, bool drain)
 	if (!u.admin)
 		return need_admin(&u, drain ? "draining a host" : "undraining a host");
 	pthread_mutex_lock(&c->mu);
+	if (!ctl_leading(c)) {
+		pthread_mutex_unlock(&c->mu);
+		return ctl_standby_reply(c);
+	}
 	struct ctl_host *h = host_of(c, req, &rep);
 	if (h) {
 		h->drained = drain;
-		if (ctl_host_save(c, h, &e) < 0)
-			rep = refuse(-EIO, e.msg);
-		else
-			rep = ok();
+		gv_kv_batch_begin(c->kv);
+		rep = change_reply(c, ctl_host_save(c, h, &e), drain ? "drain the host"
+								      : "undrain the host");
 		ctl_host_to_sched(c, h);
 		fprintf(stderr, "gridvmctld: host %s %s\n", h->name, drain ? "drained" : "undrained");
 		c->last_replan = 0; /* re-plan now */
@@ -561,13 +593,18 @@ static json_t *op_host_label(gv_ctl *c, json_t *req)
 	if (val && !json_is_null(val) && !json_is_string(val) && !json_is_boolean(val))
 		return refuse(-EINVAL, "a label's value is a string or true");
 	pthread_mutex_lock(&c->mu);
+	if (!ctl_leading(c)) {
+		pthread_mutex_unlock(&c->mu);
+		return ctl_standby_reply(c);
+	}
 	struct ctl_host *h = host_of(c, req, &rep);
 	if (h) {
 		if (!val || json_is_null(val))
 			json_object_del(h->labels, key);
 		else
 			json_object_set(h->labels, key, val);
-		rep = ctl_host_save(c, h, &e) < 0 ? refuse(-EIO, e.msg) : ok();
+		gv_kv_batch_begin(c->kv);
+		rep = change_reply(c, ctl_host_save(c, h, &e), "label the host");
 		ctl_host_to_sched(c, h);
 		ctl_kick(c);
 	}
@@ -655,6 +692,37 @@ static const struct {
 	{ "grid-status", op_grid_status },
 };
 
+/* A reply goes out only once what it says is on disk: the request's own
+ * changes, and those of other requests and cycles it may have read, all
+ * committed before it (one sync serves the requests that end at once:
+ * group commit). A reply built from memory that a failed write made
+ * different from the store never goes out: a reader is asked to ask
+ * again (the controller starts again from the store); a submission
+ * (whose handler acts only while the memory is sound) keeps its answer. */
+static json_t *durable_reply(gv_ctl *c, const char *op, json_t *rep)
+{
+	gv_err e = { "" };
+	bool failed;
+
+	if (gv_kv_sync(c->kv, &e) < 0) {
+		pthread_mutex_lock(&c->mu);
+		ctl_store_failed(c, -EIO, e.msg);
+		pthread_mutex_unlock(&c->mu);
+		json_decref(rep);
+		return gv_err_jsonf(-EIO, "the controller could not make this durable (%s): it may "
+				    "or may not have been stored; the controller starts again from "
+				    "its store", e.msg);
+	}
+	pthread_mutex_lock(&c->mu);
+	failed = c->store_failed;
+	pthread_mutex_unlock(&c->mu);
+	if (failed && json_is_true(json_object_get(rep, "ok")) && strcmp(op, "submit")) {
+		json_decref(rep);
+		return ctl_standby_reply(c);
+	}
+	return rep;
+}
+
 json_t *ctl_request(void *ud, json_t *req)
 {
 	const char *op = json_string_value(json_object_get(req, "op"));
@@ -673,7 +741,7 @@ json_t *ctl_request(void *ud, json_t *req)
 		return standby; /* another controller leads (ctl_elect.c) */
 	for (size_t i = 0; op && i < sizeof(ctl_ops) / sizeof(ctl_ops[0]); i++)
 		if (!strcmp(op, ctl_ops[i].op))
-			return ctl_fenced_reply(ud, ctl_ops[i].fn(ud, req));
+			return durable_reply(ud, op, ctl_fenced_reply(ud, ctl_ops[i].fn(ud, req)));
 	snprintf(msg, sizeof(msg), "unknown request '%s' (is this a grid controller?)",
 		 op ? op : "");
 	return refuse(-EINVAL, msg);

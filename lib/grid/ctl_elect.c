@@ -65,7 +65,12 @@ json_t *ctl_standby_reply(gv_ctl *c)
 	json_t *rep = NULL;
 
 	pthread_mutex_lock(&c->mu);
-	if (!ctl_leading(c)) {
+	if (!ctl_leading(c) && c->store_failed) {
+		rep = gv_err_jsonf(-EAGAIN, "this controller's store failed: it starts again from "
+				   "the store; ask again");
+		json_object_set_new(rep, "standby", json_true());
+		json_object_set_new(rep, "leader", json_null());
+	} else if (!ctl_leading(c)) {
 		rep = c->leader[0]
 			      ? gv_err_jsonf(-EAGAIN, "this controller stands by; %s leads",
 					     c->leader)
@@ -161,6 +166,8 @@ static int campaign(gv_ctl *c, int64_t *lease)
 	if (r == 0) {
 		pthread_mutex_lock(&c->mu);
 		r = ctl_load(c, &e);
+		if (r == 0 && c->deposed) /* a write while loading failed */
+			r = gv_err_set(&e, -EIO, "the store failed while the grid was loaded");
 		if (r == 0) {
 			c->leading = true;
 			c->lead_until = t0 + ttl * 1000ull;

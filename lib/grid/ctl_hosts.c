@@ -472,6 +472,11 @@ json_t *ctl_host_report(gv_ctl *c, json_t *req)
 	if (!name || !gv_name_valid(name) || !addr || !*addr)
 		return gv_err_json(-EINVAL, "a host report needs the host's name and address");
 	pthread_mutex_lock(&c->mu);
+	if (!ctl_leading(c)) { /* deposed while this report waited */
+		pthread_mutex_unlock(&c->mu);
+		json_decref(release);
+		return ctl_standby_reply(c);
+	}
 	h = ctl_host_find(c, name);
 	changed = !h;
 	if (!h && !(h = ctl_host_add(c, name, &e))) {
@@ -518,8 +523,12 @@ json_t *ctl_host_report(gv_ctl *c, json_t *req)
 	json_object_set_new(rep, "stale", stale);
 	if (!h->samples_known) /* the controller restarted: send them again */
 		json_object_set_new(rep, "want_samples", json_true());
-	if (gv_kv_batch_end(c->kv, &e) < 0) /* durable before the agent acts on it */
+	/* committed here, synced before the agent hears of it (ctl_request) */
+	if (ctl_batch_commit(c, &e) < 0) {
 		fprintf(stderr, "gridvmctld: cannot store host %s's report: %s\n", h->name, e.msg);
+		json_decref(rep);
+		rep = gv_err_jsonf(-EIO, "the controller could not store this report: %s", e.msg);
+	}
 	pthread_mutex_unlock(&c->mu);
 	json_decref(release);
 	return rep;

@@ -120,6 +120,7 @@ struct gv_ctl {
 	pthread_t elect;
 	bool elect_started;
 	bool leading, deposed;
+	bool store_failed;	 /* a write, commit or sync failed: deposed */
 	uint64_t lead_until;	 /* monotonic ms: it acts only before this */
 	char leader[300];	 /* the leader's address ("": none known) */
 	pthread_cond_t elect_wake; /* stopping */
@@ -157,6 +158,15 @@ int ctl_job_save(gv_ctl *c, struct ctl_job *j, gv_err *e);
 int ctl_host_save(gv_ctl *c, struct ctl_host *h, gv_err *e);
 /* Set the job's state (and a reason) and save; mu held. */
 int ctl_job_set_state(gv_ctl *c, struct ctl_job *j, gv_job_state s, const char *reason);
+/* A write to the store failed (@r, @msg): the memory of the grid no
+ * longer matches the store, so this controller acts no more (deposed;
+ * the program starts a new one, which loads the grid from the store);
+ * mu held. -ESTALE: fenced, another controller leads. */
+void ctl_store_failed(gv_ctl *c, int r, const char *msg);
+/* Commit the batch begun with gv_kv_batch_begin (mu held; the caller
+ * syncs with gv_kv_sync once it let go of mu, ctl_request does for
+ * requests); a failed commit is ctl_store_failed. */
+int ctl_batch_commit(gv_ctl *c, gv_err *e);
 /* Append an event to the job's history ("place", "wait", "move",
  * "state", ...); mu held. */
 void ctl_event(gv_ctl *c, struct ctl_job *j, const char *kind, const char *fmt, ...)

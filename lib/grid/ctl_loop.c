@@ -363,8 +363,15 @@ void *ctl_loop(void *arg)
 			c->last_replan = gv_now_ms();
 			replan(c, now);
 		}
-		if (gv_kv_batch_end(c->kv, &e) < 0)
-			fprintf(stderr, "gridvmctld: cannot store the cycle's decisions: %s\n", e.msg);
+		if (ctl_batch_commit(c, &e) < 0)
+			continue; /* deposed: the store no longer holds what memory does */
+		/* on disk without holding up the requests (a reply that tells of
+		 * a decision syncs first anyway: ctl_request) */
+		pthread_mutex_unlock(&c->mu);
+		int r = gv_kv_sync(c->kv, &e);
+		pthread_mutex_lock(&c->mu);
+		if (r < 0)
+			ctl_store_failed(c, r, e.msg);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
@@ -469,7 +476,7 @@ static void *collect_thread(void *arg)
 	char *dir = ctl_job_dir(c, k->id);
 	gv_err e = { "" };
 	int r = gv_mkdir_p(dir, 0700);
-	bool log_ok = false, out_ok = false;
+	bool log_ok = false, out_ok = false, sync = false;
 
 	if (r == 0)
 		log_ok = (r = collect_log(k, dir, &e)) == 0;
@@ -498,7 +505,9 @@ static void *collect_thread(void *arg)
 	}
 	pthread_mutex_lock(&c->mu);
 	gv_kv_batch_begin(c->kv);
-	struct ctl_job *j = ctl_job_find(c, k->id);
+	/* (deposed meanwhile: its memory is not the store's; the controller
+	 * that comes next collects again) */
+	struct ctl_job *j = ctl_leading(c) ? ctl_job_find(c, k->id) : NULL;
 	if (j) {
 		int tries = (int)json_integer_value(json_object_get(j->rec, "collect_tries")) + 1;
 		j->collecting = false;
@@ -526,9 +535,16 @@ static void *collect_thread(void *arg)
 		}
 	}
 	c->collectors--;
-	if (gv_kv_batch_end(c->kv, &e) < 0)
+	if (ctl_batch_commit(c, &e) < 0)
 		fprintf(stderr, "gridvmctld: cannot store job %" PRIu64 "'s end: %s\n", k->id, e.msg);
+	else
+		sync = true;
 	pthread_mutex_unlock(&c->mu);
+	if (sync && gv_kv_sync(c->kv, &e) < 0) {
+		pthread_mutex_lock(&c->mu);
+		ctl_store_failed(c, -EIO, e.msg);
+		pthread_mutex_unlock(&c->mu);
+	}
 	json_decref(k->missing);
 	free(dir);
 	free(k);

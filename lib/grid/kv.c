@@ -205,9 +205,21 @@ void gv_kv_batch_begin(gv_kv *kv)
 		(void)kv->ops->batch(kv->b, true, &e); /* failed: no batch, no harm */
 }
 
-int gv_kv_batch_end(gv_kv *kv, gv_err *e)
+int gv_kv_batch_commit(gv_kv *kv, gv_err *e)
 {
 	return kv->ops->batch ? kv->ops->batch(kv->b, false, e) : 0;
+}
+
+int gv_kv_sync(gv_kv *kv, gv_err *e)
+{
+	return kv->ops->sync ? kv->ops->sync(kv->b, e) : 0;
+}
+
+int gv_kv_batch_end(gv_kv *kv, gv_err *e)
+{
+	int r = gv_kv_batch_commit(kv, e);
+
+	return r < 0 ? r : gv_kv_sync(kv, e);
 }
 
 int gv_kv_revision(gv_kv *kv, int64_t *rev, gv_err *e)

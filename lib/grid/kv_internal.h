@@ -38,9 +38,11 @@ typedef struct gv_kv_ops {
 	int (*lease_revoke)(gv_kv_backend *b, int64_t id, gv_err *e);
 	int (*lease_ttl)(gv_kv_backend *b, int64_t id, int *ttl_s, int64_t *remaining_ms,
 			 gv_err *e);
-	/* gv_kv_batch_begin (@begin) and _end; NULL: each change commits on
-	 * its own (the calls do nothing) */
+	/* gv_kv_batch_begin (@begin) and gv_kv_batch_commit; NULL: each
+	 * change commits on its own (the calls do nothing) */
 	int (*batch)(gv_kv_backend *b, bool begin, gv_err *e);
+	/* gv_kv_sync; NULL: every change is durable when its call returns */
+	int (*sync)(gv_kv_backend *b, gv_err *e);
 } gv_kv_ops;
 
 extern const gv_kv_ops gv_kv_sqlite_ops;

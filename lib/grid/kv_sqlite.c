@@ -2,30 +2,36 @@
 /*
  * kv_sqlite.c - the state store in one SQLite file ("sqlite:PATH"): the
  * embedded backend of kv.h, with etcd's revisions, transactions, watches
- * and leases (docs/kv.md has the schema and the reasoning).
+ * and leases (docs/kv.md has the schema and the reasoning). This file
+ * opens the store, makes changes, reads and watches;
+ * kv_sqlite_commit.c has the transactions and the group commit,
+ * kv_sqlite_lease.c the leases (kv_sqlite_internal.h).
  *
  * Every change is one SQLite transaction (BEGIN IMMEDIATE) that reads the
  * store's revision from meta, applies its operations at the next one,
  * appends them to history (what watches read) and writes the revision
- * back. Leases expire lazily: every operation first deletes the keys of
- * the leases whose time (wall clock, ms, stored in the file) is up, each
- * lease at a revision of its own; a waiting watch does the same on every
- * poll. One mutex per handle serialises its SQLite use; a condition
- * variable wakes the handle's watches after each of its writes, and a
- * poll every POLL_MS sees the writes of other handles and processes.
+ * back. Commits do not wait for the disk (WAL, synchronous=NORMAL): the
+ * handle syncs the WAL itself before a change is reported done, one
+ * fdatasync for every commit made meanwhile (kv_sqlite_commit.c). One
+ * mutex per handle serialises its SQLite use; a condition variable wakes
+ * the handle's watches after each of its writes, and a poll every
+ * POLL_MS sees the writes of other handles and processes.
  */
-#include "kv_internal.h"
+#include "kv_sqlite_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SCHEMA_VERSION 1
-#define BUSY_TIMEOUT_MS 5000
 #define POLL_MS 50
 /* automatic compaction: keep the last HISTORY_KEEP revisions, trimming
  * once HISTORY_SLACK more have piled up */
@@ -33,28 +39,6 @@
 #define HISTORY_SLACK 1000
 
 enum { EV_PUT = 0, EV_DELETE = 1 }; /* history.kind */
-
-enum q {
-	Q_META,
-	Q_SET_REV,
-	Q_SET_COMPACTED,
-	Q_HIST_TRIM,
-	Q_GET,
-	Q_RANGE,
-	Q_MODREV,
-	Q_KV_PREV,
-	Q_KV_PUT,
-	Q_KV_DEL,
-	Q_HIST_ADD,
-	Q_HIST_SCAN,
-	Q_LEASE_GET,
-	Q_LEASE_ADD,
-	Q_LEASE_RENEW,
-	Q_LEASE_DEL,
-	Q_LEASE_DUE,
-	Q_LEASE_KEYS,
-	Q_N
-};
 
 static const char *const sql[Q_N] = {
 	[Q_META] = "SELECT revision, compacted FROM meta",
@@ -103,25 +87,7 @@ static const char schema[] =
 	" expires_at_ms INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS leases_expiry ON leases (expires_at_ms);";
 
-struct gv_kv_backend {
-	sqlite3 *db;
-	char *path;
-	sqlite3_stmt *st[Q_N];
-	pthread_mutex_t mu;
-	pthread_cond_t changed; /* broadcast after each write of this handle */
-	bool wrote;		/* the transaction being committed changed keys */
-	unsigned batch;		/* depth of the open batch (0: none): each change
-				 * is then a savepoint of its transaction */
-	bool batch_wrote;	/* a change of the batch changed keys */
-};
-
-/* one change: the revision it starts from, how many operations so far */
-struct chg {
-	int64_t rev, compacted;
-	int sub;
-};
-
-static int64_t wall_ms(void)
+int64_t sq_wall_ms(void)
 {
 	struct timespec ts;
 
@@ -137,7 +103,7 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int fail(gv_kv_backend *b, int rc, const char *what, gv_err *e)
+int sq_fail(gv_kv_backend *b, int rc, const char *what, gv_err *e)
 {
 	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
 		return gv_err_set(e, -EBUSY,
@@ -149,7 +115,7 @@ static int fail(gv_kv_backend *b, int rc, const char *what, gv_err *e)
 }
 
 /* The prepared statement @id, reset and unbound; NULL with @e set. */
-static sqlite3_stmt *q(gv_kv_backend *b, enum q id, gv_err *e)
+sqlite3_stmt *sq_q(gv_kv_backend *b, enum q id, gv_err *e)
 {
 	int rc;
 
@@ -157,7 +123,7 @@ static sqlite3_stmt *q(gv_kv_backend *b, enum q id, gv_err *e)
 		rc = sqlite3_prepare_v3(b->db, sql[id], -1, SQLITE_PREPARE_PERSISTENT, &b->st[id],
 					NULL);
 		if (rc != SQLITE_OK) {
-			fail(b, rc, "prepare", e);
+			sq_fail(b, rc, "prepare", e);
 			return NULL;
 		}
 	}
@@ -167,93 +133,36 @@ static sqlite3_stmt *q(gv_kv_backend *b, enum q id, gv_err *e)
 }
 
 /* Run a statement that returns no rows (binding done); reset it. */
-static int run(gv_kv_backend *b, sqlite3_stmt *st, const char *what, gv_err *e)
+int sq_run(gv_kv_backend *b, sqlite3_stmt *st, const char *what, gv_err *e)
 {
 	int rc = sqlite3_step(st);
 
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : fail(b, rc, what, e);
+	return rc == SQLITE_DONE ? 0 : sq_fail(b, rc, what, e);
 }
 
-static int exec(gv_kv_backend *b, const char *stmt, gv_err *e)
+int sq_exec(gv_kv_backend *b, const char *stmt, gv_err *e)
 {
 	int rc = sqlite3_exec(b->db, stmt, NULL, NULL, NULL);
 
-	return rc == SQLITE_OK ? 0 : fail(b, rc, stmt, e);
-}
-
-static int begin_write(gv_kv_backend *b, gv_err *e)
-{
-	b->wrote = false;
-	return exec(b, b->batch ? "SAVEPOINT w" : "BEGIN IMMEDIATE", e);
-}
-
-/* Commit when @r >= 0, else roll back; wake this handle's watches when
- * keys changed. In a batch, release or roll back the change's savepoint
- * (the batch's end commits). @return @r or the commit's error. */
-static int end_write(gv_kv_backend *b, int r, gv_err *e)
-{
-	if (b->batch) {
-		if (r >= 0)
-			r = exec(b, "RELEASE w", e);
-		if (r < 0) {
-			sqlite3_exec(b->db, "ROLLBACK TO w", NULL, NULL, NULL);
-			sqlite3_exec(b->db, "RELEASE w", NULL, NULL, NULL);
-		} else if (b->wrote) {
-			b->batch_wrote = true;
-		}
-		b->wrote = false;
-		return r;
-	}
-	if (r >= 0) {
-		r = exec(b, "COMMIT", e);
-		if (r == 0 && b->wrote)
-			pthread_cond_broadcast(&b->changed);
-	}
-	if (r < 0)
-		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
-	b->wrote = false;
-	return r;
+	return rc == SQLITE_OK ? 0 : sq_fail(b, rc, stmt, e);
 }
 
 /* A read's snapshot (inside a batch: the batch's transaction). */
-static int read_begin(gv_kv_backend *b, gv_err *e)
+int sq_read_begin(gv_kv_backend *b, gv_err *e)
 {
-	return b->batch ? 0 : exec(b, "BEGIN", e);
+	return b->batch ? 0 : sq_exec(b, "BEGIN", e);
 }
 
-static void read_end(gv_kv_backend *b)
+void sq_read_end(gv_kv_backend *b)
 {
 	if (!b->batch)
 		sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL);
 }
 
-/* gv_kv_batch_begin/end: one transaction (one fsync) for the changes
- * until the outermost end. A begin that fails leaves each change its own
- * transaction. */
-static int sq_batch(gv_kv_backend *b, bool begin, gv_err *e)
-{
-	int r = 0;
-
-	pthread_mutex_lock(&b->mu);
-	if (begin) {
-		if (b->batch || (r = exec(b, "BEGIN IMMEDIATE", e)) == 0)
-			b->batch++;
-	} else if (b->batch && --b->batch == 0) {
-		r = exec(b, "COMMIT", e);
-		if (r < 0)
-			sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
-		else if (b->batch_wrote)
-			pthread_cond_broadcast(&b->changed);
-		b->batch_wrote = false;
-	}
-	pthread_mutex_unlock(&b->mu);
-	return r;
-}
-
 static int meta_read(gv_kv_backend *b, int64_t *rev, int64_t *compacted, gv_err *e)
 {
-	sqlite3_stmt *st = q(b, Q_META, e);
+	sqlite3_stmt *st = sq_q(b, Q_META, e);
 	int rc;
 
 	if (!st)
@@ -267,12 +176,12 @@ static int meta_read(gv_kv_backend *b, int64_t *rev, int64_t *compacted, gv_err 
 	sqlite3_reset(st);
 	if (rc == SQLITE_DONE)
 		return gv_err_set(e, -EIO, "store sqlite:%s: no meta row (not a store?)", b->path);
-	return rc == SQLITE_ROW ? 0 : fail(b, rc, "read the revision", e);
+	return rc == SQLITE_ROW ? 0 : sq_fail(b, rc, "read the revision", e);
 }
 
 /* --- changes, inside a write transaction --- */
 
-static int chg_start(gv_kv_backend *b, struct chg *c, gv_err *e)
+int sq_chg_start(gv_kv_backend *b, struct chg *c, gv_err *e)
 {
 	c->sub = 0;
 	return meta_read(b, &c->rev, &c->compacted, e);
@@ -282,7 +191,7 @@ static int history_add(gv_kv_backend *b, struct chg *c, int kind, const char *ke
 		       const char *value, int64_t create_rev, int64_t version, int64_t lease,
 		       gv_err *e)
 {
-	sqlite3_stmt *st = q(b, Q_HIST_ADD, e);
+	sqlite3_stmt *st = sq_q(b, Q_HIST_ADD, e);
 
 	if (!st)
 		return -EIO;
@@ -295,47 +204,20 @@ static int history_add(gv_kv_backend *b, struct chg *c, int kind, const char *ke
 	sqlite3_bind_int64(st, 6, create_rev);
 	sqlite3_bind_int64(st, 7, version);
 	sqlite3_bind_int64(st, 8, lease);
-	return run(b, st, "append to the history", e);
-}
-
-/* Does lease @id exist and has time left at @now? */
-static int lease_alive(gv_kv_backend *b, int64_t id, int64_t now, int *ttl_s, int64_t *left,
-		       gv_err *e)
-{
-	sqlite3_stmt *st = q(b, Q_LEASE_GET, e);
-	int rc, r = -ENOENT;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW && sqlite3_column_int64(st, 1) > now) {
-		if (ttl_s)
-			*ttl_s = sqlite3_column_int(st, 0);
-		if (left)
-			*left = sqlite3_column_int64(st, 1) - now;
-		r = 0;
-	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return fail(b, rc, "read a lease", e);
-	if (r < 0)
-		return gv_err_set(e, -ENOENT, "store: lease %" PRId64 " not found (expired or revoked)",
-				  id);
-	return 0;
+	return sq_run(b, st, "append to the history", e);
 }
 
 static int chg_put(gv_kv_backend *b, struct chg *c, const char *key, const char *value,
 		   int64_t lease, gv_err *e)
 {
-	sqlite3_stmt *st = q(b, Q_KV_PREV, e);
+	sqlite3_stmt *st = sq_q(b, Q_KV_PREV, e);
 	int64_t create_rev = c->rev + 1, version = 1;
 	int rc, r;
 
 	if (!st)
 		return -EIO;
 	if (lease) {
-		r = lease_alive(b, lease, wall_ms(), NULL, NULL, e);
+		r = sq_lease_alive(b, lease, sq_wall_ms(), NULL, NULL, e);
 		if (r < 0)
 			return r;
 	}
@@ -347,8 +229,8 @@ static int chg_put(gv_kv_backend *b, struct chg *c, const char *key, const char 
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return fail(b, rc, "read a key", e);
-	st = q(b, Q_KV_PUT, e);
+		return sq_fail(b, rc, "read a key", e);
+	st = sq_q(b, Q_KV_PUT, e);
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -357,24 +239,24 @@ static int chg_put(gv_kv_backend *b, struct chg *c, const char *key, const char 
 	sqlite3_bind_int64(st, 4, c->rev + 1);
 	sqlite3_bind_int64(st, 5, version);
 	sqlite3_bind_int64(st, 6, lease);
-	r = run(b, st, "write a key", e);
+	r = sq_run(b, st, "write a key", e);
 	if (r < 0)
 		return r;
 	return history_add(b, c, EV_PUT, key, value, create_rev, version, lease, e);
 }
 
 /* *deleted: whether @key was there */
-static int chg_delete(gv_kv_backend *b, struct chg *c, const char *key, bool *deleted,
+int sq_chg_delete(gv_kv_backend *b, struct chg *c, const char *key, bool *deleted,
 		      gv_err *e)
 {
-	sqlite3_stmt *st = q(b, Q_KV_DEL, e);
+	sqlite3_stmt *st = sq_q(b, Q_KV_DEL, e);
 	int r;
 
 	*deleted = false;
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	r = run(b, st, "delete a key", e);
+	r = sq_run(b, st, "delete a key", e);
 	if (r < 0 || sqlite3_changes(b->db) == 0)
 		return r;
 	*deleted = true;
@@ -383,36 +265,36 @@ static int chg_delete(gv_kv_backend *b, struct chg *c, const char *key, bool *de
 
 static int compact_locked(gv_kv_backend *b, int64_t rev, gv_err *e)
 {
-	sqlite3_stmt *st = q(b, Q_HIST_TRIM, e);
+	sqlite3_stmt *st = sq_q(b, Q_HIST_TRIM, e);
 	int r;
 
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, rev);
-	r = run(b, st, "compact the history", e);
+	r = sq_run(b, st, "compact the history", e);
 	if (r < 0)
 		return r;
-	st = q(b, Q_SET_COMPACTED, e);
+	st = sq_q(b, Q_SET_COMPACTED, e);
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, rev);
-	return run(b, st, "compact the history", e);
+	return sq_run(b, st, "compact the history", e);
 }
 
 /* Close one change: when it changed something, the store moves to the
  * next revision (and c->rev with it); old history is trimmed. */
-static int chg_finish(gv_kv_backend *b, struct chg *c, gv_err *e)
+int sq_chg_finish(gv_kv_backend *b, struct chg *c, gv_err *e)
 {
 	sqlite3_stmt *st;
 	int r;
 
 	if (c->sub == 0)
 		return 0;
-	st = q(b, Q_SET_REV, e);
+	st = sq_q(b, Q_SET_REV, e);
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, c->rev + 1);
-	r = run(b, st, "write the revision", e);
+	r = sq_run(b, st, "write the revision", e);
 	if (r < 0)
 		return r;
 	c->rev++;
@@ -427,92 +309,6 @@ static int chg_finish(gv_kv_backend *b, struct chg *c, gv_err *e)
 	return 0;
 }
 
-/* Delete lease @id's keys, at a revision of their own, and the lease. */
-static int revoke_locked(gv_kv_backend *b, struct chg *c, int64_t id, gv_err *e)
-{
-	sqlite3_stmt *st = q(b, Q_LEASE_KEYS, e);
-	char **keys = NULL, **nk;
-	size_t n = 0;
-	bool deleted;
-	int rc, r = 0;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		nk = realloc(keys, (n + 1) * sizeof(*keys));
-		if (!nk || !(nk[n] = strdup((const char *)sqlite3_column_text(st, 0)))) {
-			keys = nk ? nk : keys;
-			r = gv_err_set(e, -ENOMEM, "out of memory");
-			break;
-		}
-		keys = nk;
-		n++;
-	}
-	sqlite3_reset(st);
-	if (r == 0 && rc != SQLITE_DONE)
-		r = fail(b, rc, "list a lease's keys", e);
-	for (size_t i = 0; i < n && r == 0; i++)
-		r = chg_delete(b, c, keys[i], &deleted, e);
-	for (size_t i = 0; i < n; i++)
-		free(keys[i]);
-	free(keys);
-	if (r == 0)
-		r = chg_finish(b, c, e);
-	if (r == 0 && (st = q(b, Q_LEASE_DEL, e)) == NULL)
-		r = -EIO;
-	if (r == 0) {
-		sqlite3_bind_int64(st, 1, id);
-		r = run(b, st, "delete a lease", e);
-	}
-	return r;
-}
-
-/* Apply every lease whose time is up (the start of every operation). */
-static int expire(gv_kv_backend *b, gv_err *e)
-{
-	int64_t now = wall_ms(), *ids = NULL, *ni;
-	sqlite3_stmt *st = q(b, Q_LEASE_DUE, e);
-	size_t n = 0;
-	struct chg c;
-	int rc, r;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, now);
-	rc = sqlite3_step(st); /* the common case: none due, no write lock */
-	sqlite3_reset(st);
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (rc != SQLITE_ROW)
-		return fail(b, rc, "look for expired leases", e);
-	r = begin_write(b, e);
-	if (r < 0)
-		return r;
-	r = chg_start(b, &c, e);
-	if (r == 0 && (st = q(b, Q_LEASE_DUE, e)) == NULL)
-		r = -EIO;
-	if (r == 0) {
-		sqlite3_bind_int64(st, 1, now);
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			ni = realloc(ids, (n + 1) * sizeof(*ids));
-			if (!ni) {
-				r = gv_err_set(e, -ENOMEM, "out of memory");
-				break;
-			}
-			ids = ni;
-			ids[n++] = sqlite3_column_int64(st, 0);
-		}
-		sqlite3_reset(st);
-		if (r == 0 && rc != SQLITE_DONE)
-			r = fail(b, rc, "list expired leases", e);
-	}
-	for (size_t i = 0; i < n && r == 0; i++)
-		r = revoke_locked(b, &c, ids[i], e);
-	free(ids);
-	return end_write(b, r, e);
-}
-
 /* --- the backend's operations --- */
 
 static void sq_close(gv_kv_backend *b)
@@ -522,8 +318,12 @@ static void sq_close(gv_kv_backend *b)
 	for (int i = 0; i < Q_N; i++)
 		sqlite3_finalize(b->st[i]);
 	sqlite3_close(b->db);
+	if (b->wal_fd >= 0)
+		close(b->wal_fd);
 	pthread_cond_destroy(&b->changed);
+	pthread_cond_destroy(&b->sync_done);
 	pthread_mutex_destroy(&b->mu);
+	free(b->wal_path);
 	free(b->path);
 	free(b);
 }
@@ -534,11 +334,19 @@ static int sq_init(gv_kv_backend *b, gv_err *e)
 	int rc, r, version = 0;
 
 	sqlite3_busy_timeout(b->db, BUSY_TIMEOUT_MS);
-	r = exec(b, "PRAGMA journal_mode=WAL", e);
+	/* WAL: commits write the log without a sync (NORMAL) and sq_sync
+	 * syncs it before a change is reported done; a file system without
+	 * WAL keeps the rollback journal and FULL (a sync per commit) */
+	rc = sqlite3_prepare_v2(b->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		b->group = !sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_ROW)
+		return sq_fail(b, rc, "PRAGMA journal_mode=WAL", e);
+	r = sq_exec(b, b->group ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", e);
 	if (r == 0)
-		r = exec(b, "PRAGMA synchronous=FULL", e);
-	if (r == 0)
-		r = exec(b, "BEGIN IMMEDIATE", e);
+		r = sq_exec(b, "BEGIN IMMEDIATE", e);
 	if (r < 0)
 		return r;
 	rc = sqlite3_prepare_v2(b->db, "PRAGMA user_version", -1, &st, NULL);
@@ -546,16 +354,16 @@ static int sq_init(gv_kv_backend *b, gv_err *e)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW)
-		r = fail(b, rc, "read the schema version", e);
+		r = sq_fail(b, rc, "read the schema version", e);
 	else if (version > SCHEMA_VERSION)
 		r = gv_err_set(e, -EPROTO,
 			       "store sqlite:%s: schema version %d is newer than this gridvm's (%d)",
 			       b->path, version, SCHEMA_VERSION);
 	if (r == 0)
-		r = exec(b, schema, e);
+		r = sq_exec(b, schema, e);
 	if (r == 0 && version < SCHEMA_VERSION)
-		r = exec(b, "PRAGMA user_version = 1", e);
-	return end_write(b, r, e);
+		r = sq_exec(b, "PRAGMA user_version = 1", e);
+	return sq_end_write(b, r, e);
 }
 
 static int sq_open(const char *where, gv_kv_backend **out, gv_err *e)
@@ -569,7 +377,9 @@ static int sq_open(const char *where, gv_kv_backend **out, gv_err *e)
 		free(b);
 		return gv_err_set(e, -ENOMEM, "out of memory");
 	}
+	b->wal_fd = -1;
 	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->sync_done, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&b->changed, &ca);
@@ -583,6 +393,16 @@ static int sq_open(const char *where, gv_kv_backend **out, gv_err *e)
 		return r;
 	}
 	r = sq_init(b, e);
+	if (r == 0 && b->group) {
+		/* the log on disk, and its name in the directory, from now on */
+		char msg[sizeof(b->sync_msg)];
+		const char *wal = sqlite3_filename_wal(sqlite3_db_filename(b->db, "main"));
+		if (!wal || !*wal || !(b->wal_path = strdup(wal)))
+			r = gv_err_set(e, -EIO, "store sqlite:%s: no WAL file name", where);
+		else if ((r = sq_wal_sync(b, msg, sizeof(msg))) < 0)
+			gv_err_set(e, r, "%s", msg);
+		b->synced = b->committed;
+	}
 	if (r < 0) {
 		sq_close(b);
 		return r;
@@ -596,11 +416,11 @@ static int sq_revision(gv_kv_backend *b, int64_t *rev, gv_err *e)
 	int r;
 
 	pthread_mutex_lock(&b->mu);
-	r = expire(b, e);
+	uint64_t c0 = b->committed;
+	r = sq_expire(b, e);
 	if (r == 0)
 		r = meta_read(b, rev, NULL, e);
-	pthread_mutex_unlock(&b->mu);
-	return r;
+	return sq_op_end(b, c0, r, e);
 }
 
 static int entry_from_row(sqlite3_stmt *st, gv_kv_entry *en)
@@ -642,13 +462,14 @@ static int sq_range(gv_kv_backend *b, const char *prefix, bool exact, gv_kv_entr
 	int rc = SQLITE_DONE, r;
 
 	pthread_mutex_lock(&b->mu);
-	r = expire(b, e);
+	uint64_t c0 = b->committed;
+	r = sq_expire(b, e);
 	if (r == 0)
-		r = read_begin(b, e); /* one snapshot for the revision and the rows */
+		r = sq_read_begin(b, e); /* one snapshot for the revision and the rows */
 	if (r < 0)
 		goto out;
 	r = meta_read(b, rev, NULL, e);
-	st = r < 0 ? NULL : q(b, exact ? Q_GET : Q_RANGE, e);
+	st = r < 0 ? NULL : sq_q(b, exact ? Q_GET : Q_RANGE, e);
 	if (st) {
 		sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
 		if (end)
@@ -665,13 +486,13 @@ static int sq_range(gv_kv_backend *b, const char *prefix, bool exact, gv_kv_entr
 		}
 		sqlite3_reset(st);
 		if (r == 0 && rc != SQLITE_DONE)
-			r = fail(b, rc, "read keys", e);
+			r = sq_fail(b, rc, "read keys", e);
 	} else if (r == 0) {
 		r = -EIO;
 	}
-	read_end(b);
+	sq_read_end(b);
 out:
-	pthread_mutex_unlock(&b->mu);
+	r = sq_op_end(b, c0, r, e);
 	free(end);
 	if (r < 0) {
 		gv_kv_entries_free(v, cnt);
@@ -685,7 +506,7 @@ out:
 /* Does @cmp hold? */
 static int cmp_holds(gv_kv_backend *b, const gv_kv_cmp *cmp, bool *holds, gv_err *e)
 {
-	sqlite3_stmt *st = q(b, Q_MODREV, e);
+	sqlite3_stmt *st = sq_q(b, Q_MODREV, e);
 	int64_t mod = 0;
 	int rc;
 
@@ -697,7 +518,7 @@ static int cmp_holds(gv_kv_backend *b, const gv_kv_cmp *cmp, bool *holds, gv_err
 		mod = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return fail(b, rc, "compare a key", e);
+		return sq_fail(b, rc, "compare a key", e);
 	*holds = mod == cmp->mod_rev;
 	return 0;
 }
@@ -711,12 +532,13 @@ static int sq_txn(gv_kv_backend *b, const gv_kv_cmp *cmp, size_t ncmp, const gv_
 	int r;
 
 	pthread_mutex_lock(&b->mu);
-	r = expire(b, e);
+	uint64_t c0 = b->committed;
+	r = sq_expire(b, e);
 	if (r == 0)
-		r = begin_write(b, e);
+		r = sq_begin_write(b, e);
 	if (r < 0)
 		goto out;
-	r = chg_start(b, &c, e);
+	r = sq_chg_start(b, &c, e);
 	for (size_t i = 0; i < ncmp && r == 0 && holds; i++)
 		r = cmp_holds(b, &cmp[i], &holds, e);
 	for (size_t i = 0; i < nops && r == 0 && holds; i++) {
@@ -724,20 +546,20 @@ static int sq_txn(gv_kv_backend *b, const gv_kv_cmp *cmp, size_t ncmp, const gv_
 			r = chg_put(b, &c, ops[i].key, ops[i].value, ops[i].lease, e);
 			cnt++;
 		} else {
-			r = chg_delete(b, &c, ops[i].key, &deleted, e);
+			r = sq_chg_delete(b, &c, ops[i].key, &deleted, e);
 			cnt += deleted;
 		}
 	}
 	if (r == 0)
-		r = chg_finish(b, &c, e);
-	r = end_write(b, r, e);
+		r = sq_chg_finish(b, &c, e);
+	r = sq_end_write(b, r, e);
+out:
+	r = sq_op_end(b, c0, r, e);
 	if (r == 0) {
 		*ok = holds;
 		*rev = c.rev;
 		*changed = cnt;
 	}
-out:
-	pthread_mutex_unlock(&b->mu);
 	return r;
 }
 
@@ -770,7 +592,7 @@ static int events_read(gv_kv_backend *b, const char *prefix, int64_t from, gv_kv
 	sqlite3_stmt *st = NULL;
 	int rc = SQLITE_DONE, r;
 
-	r = read_begin(b, e);
+	r = sq_read_begin(b, e);
 	if (r == 0)
 		r = meta_read(b, &rev, &compacted, e);
 	if (r == 0 && from < compacted)
@@ -778,7 +600,7 @@ static int events_read(gv_kv_backend *b, const char *prefix, int64_t from, gv_kv
 			       "store: revision %" PRId64 " was compacted (the history starts at %"
 			       PRId64 "): list again",
 			       from, compacted);
-	if (r == 0 && !(st = q(b, Q_HIST_SCAN, e)))
+	if (r == 0 && !(st = sq_q(b, Q_HIST_SCAN, e)))
 		r = -EIO;
 	if (r == 0) {
 		sqlite3_bind_int64(st, 1, from);
@@ -802,9 +624,9 @@ static int events_read(gv_kv_backend *b, const char *prefix, int64_t from, gv_kv
 		}
 		sqlite3_reset(st);
 		if (r == 0 && !capped && rc != SQLITE_DONE)
-			r = fail(b, rc, "read the history", e);
+			r = sq_fail(b, rc, "read the history", e);
 	}
-	read_end(b);
+	sq_read_end(b);
 	free(end);
 	if (r < 0) {
 		gv_kv_events_free(v, cnt);
@@ -825,12 +647,13 @@ static int sq_watch(gv_kv_backend *b, const char *prefix, int64_t from, int time
 	int r = 0;
 
 	pthread_mutex_lock(&b->mu);
+	uint64_t c0 = b->committed;
 	if (from == 0) {
 		r = meta_read(b, &rev, NULL, e);
 		from = rev + 1;
 	}
 	while (r == 0) {
-		r = expire(b, e);
+		r = sq_expire(b, e);
 		if (r == 0)
 			r = events_read(b, prefix, from, ev, n, next, e);
 		if (r < 0 || *n > 0)
@@ -847,7 +670,12 @@ static int sq_watch(gv_kv_backend *b, const char *prefix, int64_t from, int time
 		gv_kv_events_free(*ev, 0);
 		*ev = NULL;
 	}
-	pthread_mutex_unlock(&b->mu);
+	r = sq_op_end(b, c0, r, e);
+	if (r < 0) {
+		gv_kv_events_free(*ev, *n);
+		*ev = NULL;
+		*n = 0;
+	}
 	return r;
 }
 
@@ -857,98 +685,20 @@ static int sq_compact(gv_kv_backend *b, int64_t rev, gv_err *e)
 	int r;
 
 	pthread_mutex_lock(&b->mu);
-	r = begin_write(b, e);
+	uint64_t c0 = b->committed;
+	r = sq_begin_write(b, e);
 	if (r < 0)
 		goto out;
-	r = chg_start(b, &c, e);
+	r = sq_chg_start(b, &c, e);
 	if (r == 0 && rev > c.rev)
 		r = gv_err_set(e, -EINVAL,
 			       "store: cannot compact at %" PRId64 ", beyond the revision %" PRId64,
 			       rev, c.rev);
 	if (r == 0 && rev > c.compacted)
 		r = compact_locked(b, rev, e);
-	r = end_write(b, r, e);
+	r = sq_end_write(b, r, e);
 out:
-	pthread_mutex_unlock(&b->mu);
-	return r;
-}
-
-static int sq_lease_grant(gv_kv_backend *b, int ttl_s, int64_t *id, gv_err *e)
-{
-	sqlite3_stmt *st;
-	int r;
-
-	pthread_mutex_lock(&b->mu);
-	r = expire(b, e);
-	st = r < 0 ? NULL : q(b, Q_LEASE_ADD, e);
-	if (st) {
-		sqlite3_bind_int(st, 1, ttl_s);
-		sqlite3_bind_int64(st, 2, wall_ms() + (int64_t)ttl_s * 1000);
-		r = run(b, st, "grant a lease", e);
-		if (r == 0)
-			*id = sqlite3_last_insert_rowid(b->db);
-	} else if (r == 0) {
-		r = -EIO;
-	}
-	pthread_mutex_unlock(&b->mu);
-	return r;
-}
-
-static int sq_lease_keepalive(gv_kv_backend *b, int64_t id, gv_err *e)
-{
-	sqlite3_stmt *st;
-	int r;
-
-	pthread_mutex_lock(&b->mu);
-	r = expire(b, e);
-	st = r < 0 ? NULL : q(b, Q_LEASE_RENEW, e);
-	if (st) {
-		sqlite3_bind_int64(st, 1, id);
-		sqlite3_bind_int64(st, 2, wall_ms());
-		r = run(b, st, "renew a lease", e);
-		if (r == 0 && sqlite3_changes(b->db) == 0)
-			r = gv_err_set(e, -ENOENT,
-				       "store: lease %" PRId64 " not found (expired or revoked)", id);
-	} else if (r == 0) {
-		r = -EIO;
-	}
-	pthread_mutex_unlock(&b->mu);
-	return r;
-}
-
-static int sq_lease_revoke(gv_kv_backend *b, int64_t id, gv_err *e)
-{
-	struct chg c;
-	int r;
-
-	pthread_mutex_lock(&b->mu);
-	r = expire(b, e);
-	if (r == 0)
-		r = begin_write(b, e);
-	if (r < 0)
-		goto out;
-	r = lease_alive(b, id, wall_ms(), NULL, NULL, e);
-	if (r == 0)
-		r = chg_start(b, &c, e);
-	if (r == 0)
-		r = revoke_locked(b, &c, id, e);
-	r = end_write(b, r, e);
-out:
-	pthread_mutex_unlock(&b->mu);
-	return r;
-}
-
-static int sq_lease_ttl(gv_kv_backend *b, int64_t id, int *ttl_s, int64_t *remaining_ms,
-			gv_err *e)
-{
-	int r;
-
-	pthread_mutex_lock(&b->mu);
-	r = expire(b, e);
-	if (r == 0)
-		r = lease_alive(b, id, wall_ms(), ttl_s, remaining_ms, e);
-	pthread_mutex_unlock(&b->mu);
-	return r;
+	return sq_op_end(b, c0, r, e);
 }
 
 const gv_kv_ops gv_kv_sqlite_ops = {
@@ -965,4 +715,5 @@ const gv_kv_ops gv_kv_sqlite_ops = {
 	.lease_revoke = sq_lease_revoke,
 	.lease_ttl = sq_lease_ttl,
 	.batch = sq_batch,
+	.sync = sq_sync,
 };

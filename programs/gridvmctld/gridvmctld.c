@@ -254,8 +254,9 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
-	/* a controller deposed (it lost the leadership) is replaced by a
-	 * new one, which stands by (gv_ctl_deposed) */
+	/* a controller deposed (it lost the leadership, or its store failed)
+	 * is replaced by a new one, which loads the grid from the store and
+	 * stands by (or leads at once, without an election: gv_ctl_deposed) */
 	while (!quit) {
 		r = gv_ctl_start(&o, &c, &e);
 		if (r < 0 && !again) {
@@ -275,11 +276,12 @@ int main(int argc, char **argv)
 				o.leader_ttl_s ? "; campaigning for the leadership" : "");
 		if (o.metrics && !again)
 			fprintf(stderr, "gridvmctld: metrics on http://%s/metrics\n", o.metrics);
-		while (!quit && !(o.leader_ttl_s && gv_ctl_deposed(c)))
-			poll(NULL, 0, o.leader_ttl_s ? 100 : -1); /* (a signal ends it) */
+		while (!quit && !gv_ctl_deposed(c))
+			poll(NULL, 0, 100); /* (a signal ends it) */
 		if (quit)
 			break;
-		fprintf(stderr, "gridvmctld: deposed: starting again, as a standby\n");
+		fprintf(stderr, "gridvmctld: deposed: starting again%s\n",
+			o.leader_ttl_s ? ", as a standby" : " from the store");
 		gv_ctl_stop(c);
 		c = NULL;
 		again = true;

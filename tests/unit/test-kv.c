@@ -16,6 +16,7 @@
  * is particular to one backend (SQLite's automatic compaction; a watch
  * across an etcd restart).
  */
+#include <gridvm/base/fault.h>
 #include <gridvm/base/util.h>
 #include <gridvm/grid/kv.h>
 #include <gridvm/xfer/ca.h>
@@ -749,6 +750,90 @@ static void test_batch(void **state)
 	gv_kv_close(other);
 }
 
+/* Group commit, as the controller does it: each thread changes and
+ * commits under its own lock (gv_kv_batch_commit), then syncs without it
+ * (gv_kv_sync), several at once; every sync returns 0 and every change is
+ * there, at a revision of its own, for another handle. */
+#define GROUP_THREADS 4
+#define GROUP_BATCHES 20
+struct group {
+	struct fx *fx;
+	pthread_mutex_t *mu;
+	int t;
+	int r; /* the first failure (the thread asserts nothing itself) */
+	char msg[512];
+};
+
+static void *group_thread(void *arg)
+{
+	struct group *g = arg;
+	char key[256];
+	gv_err e = { "" };
+
+	for (int i = 0; i < GROUP_BATCHES && g->r == 0; i++) {
+		int r = 0;
+		pthread_mutex_lock(g->mu);
+		gv_kv_batch_begin(g->fx->kv);
+		for (int k = 0; k < 2 && r == 0; k++) {
+			snprintf(key, sizeof(key), "%sg/%d/%02d/%d", g->fx->pfx, g->t, i, k);
+			r = gv_kv_put(g->fx->kv, key, "v", 0, NULL, &e);
+		}
+		int rc = gv_kv_batch_commit(g->fx->kv, &e);
+		pthread_mutex_unlock(g->mu);
+		if (r == 0)
+			r = rc;
+		if (r == 0)
+			r = gv_kv_sync(g->fx->kv, &e);
+		if (r < 0) {
+			g->r = r;
+			snprintf(g->msg, sizeof(g->msg), "%s", e.msg);
+		}
+	}
+	return NULL;
+}
+
+static void test_group_commit(void **state)
+{
+	struct fx *fx = *state;
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	struct group g[GROUP_THREADS];
+	pthread_t th[GROUP_THREADS];
+	gv_kv *other = NULL;
+	gv_kv_entry *en = NULL;
+	size_t n = 0;
+	int64_t r0 = rev_now(fx), rev;
+
+	/* one batch, committed: every handle sees it before the sync */
+	assert_int_equal(gv_kv_open(fx->url, &other, &fx->e), 0);
+	gv_kv_batch_begin(fx->kv);
+	put(fx, "x", "1", 0);
+	put(fx, "y", "2", 0);
+	assert_int_equal(gv_kv_batch_commit(fx->kv, &fx->e), 0);
+	assert_int_equal(gv_kv_range(other, K(fx, ""), &en, &n, &rev, &fx->e), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(rev, r0 + 2);
+	gv_kv_entries_free(en, n);
+	assert_int_equal(gv_kv_sync(fx->kv, &fx->e), 0);
+	assert_int_equal(gv_kv_sync(fx->kv, &fx->e), 0); /* nothing new: at once */
+	/* threads at once */
+	for (int t = 0; t < GROUP_THREADS; t++) {
+		g[t] = (struct group){ .fx = fx, .mu = &mu, .t = t };
+		assert_int_equal(pthread_create(&th[t], NULL, group_thread, &g[t]), 0);
+	}
+	for (int t = 0; t < GROUP_THREADS; t++)
+		pthread_join(th[t], NULL);
+	for (int t = 0; t < GROUP_THREADS; t++)
+		if (g[t].r < 0)
+			fail_msg("thread %d: %s", t, g[t].msg);
+	assert_int_equal(gv_kv_range(other, K(fx, "g/"), &en, &n, &rev, &fx->e), 0);
+	assert_int_equal(n, GROUP_THREADS * GROUP_BATCHES * 2);
+	assert_int_equal(rev, r0 + 2 + GROUP_THREADS * GROUP_BATCHES * 2);
+	for (size_t i = 1; i < n; i++)
+		assert_int_not_equal(en[i].mod_rev, en[i - 1].mod_rev);
+	gv_kv_entries_free(en, n);
+	gv_kv_close(other);
+}
+
 /* --- not conformance: the URL dispatch, SQLite's own behaviour --- */
 
 /* SQLite: a batch is one transaction, so another handle sees nothing of
@@ -780,6 +865,85 @@ static void test_sqlite_batch(void **state)
 	gv_kv_entries_free(en, n);
 	gv_kv_close(other);
 	gv_kv_close(kv);
+	gv_rm_rf(dir);
+}
+
+static void fault_set(const char *spec)
+{
+	if (spec)
+		setenv("GRIDVM_FAULT", spec, 1);
+	else
+		unsetenv("GRIDVM_FAULT");
+	gv_fault_reset();
+}
+
+/* SQLite: a batch whose commit fails (kv.sqlite.commit) is gone as a
+ * whole, for every handle; the store goes on. */
+static void test_sqlite_commit_fails(void **state)
+{
+	char dir[] = "/tmp/gv-kv-XXXXXX", url[128];
+	gv_kv *kv, *other;
+	gv_kv_entry *en = NULL;
+	size_t n = 0;
+	int64_t rev = 0, r0 = 0;
+	gv_err e = { "" };
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(url, sizeof(url), "sqlite:%s/kv.db", dir);
+	assert_int_equal(gv_kv_open(url, &kv, &e), 0);
+	assert_int_equal(gv_kv_open(url, &other, &e), 0);
+	assert_int_equal(gv_kv_revision(kv, &r0, &e), 0);
+	gv_kv_batch_begin(kv);
+	assert_int_equal(gv_kv_put(kv, "x", "1", 0, NULL, &e), 0);
+	assert_int_equal(gv_kv_put(kv, "y", "2", 0, NULL, &e), 0);
+	fault_set("kv.sqlite.commit=fail");
+	assert_int_equal(gv_kv_batch_commit(kv, &e), -EIO);
+	assert_non_null(strstr(e.msg, "kv.sqlite.commit"));
+	fault_set(NULL);
+	assert_int_equal(gv_kv_range(kv, "", &en, &n, &rev, &e), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(rev, r0);
+	assert_int_equal(gv_kv_range(other, "", &en, &n, &rev, &e), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(gv_kv_put(kv, "z", "3", 0, &rev, &e), 0);
+	assert_int_equal(rev, r0 + 1);
+	assert_int_equal(gv_kv_sync(kv, &e), 0);
+	gv_kv_close(other);
+	gv_kv_close(kv);
+	gv_rm_rf(dir);
+}
+
+/* SQLite: a sync that fails (kv.sqlite.sync, once) fails the change
+ * that waited for it, and every later sync of that handle, since what
+ * the disk dropped is unknown; the file opened again is sound. */
+static void test_sqlite_sync_fails(void **state)
+{
+	char dir[] = "/tmp/gv-kv-XXXXXX", url[128];
+	gv_kv *kv, *again;
+	gv_kv_entry *en = NULL;
+	gv_err e = { "" };
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(url, sizeof(url), "sqlite:%s/kv.db", dir);
+	assert_int_equal(gv_kv_open(url, &kv, &e), 0);
+	fault_set("kv.sqlite.sync=fail@1");
+	assert_int_equal(gv_kv_put(kv, "x", "1", 0, NULL, &e), -EIO);
+	assert_non_null(strstr(e.msg, "kv.sqlite.sync"));
+	fault_set(NULL);
+	e.msg[0] = '\0';
+	assert_int_equal(gv_kv_put(kv, "y", "2", 0, NULL, &e), -EIO);
+	assert_non_null(strstr(e.msg, "kv.sqlite.sync"));
+	gv_kv_batch_begin(kv);
+	assert_int_equal(gv_kv_put(kv, "z", "3", 0, NULL, &e), 0);
+	assert_int_equal(gv_kv_batch_commit(kv, &e), 0);
+	assert_int_equal(gv_kv_sync(kv, &e), -EIO);
+	gv_kv_close(kv);
+	assert_int_equal(gv_kv_open(url, &again, &e), 0);
+	assert_int_equal(gv_kv_get(again, "y", &en, &e), 0); /* written, only not synced */
+	gv_kv_entries_free(en, 1);
+	assert_int_equal(gv_kv_put(again, "w", "4", 0, NULL, &e), 0);
+	assert_int_equal(gv_kv_sync(again, &e), 0);
+	gv_kv_close(again);
 	gv_rm_rf(dir);
 }
 
@@ -1117,6 +1281,8 @@ static void test_etcd_tls(void **state)
 							 fx_teardown, (void *)(be)),      \
 		cmocka_unit_test_prestate_setup_teardown(test_batch, fx_setup, fx_teardown, \
 							 (void *)(be)),                   \
+		cmocka_unit_test_prestate_setup_teardown(test_group_commit, fx_setup,     \
+							 fx_teardown, (void *)(be)),      \
 	}
 
 int main(void)
@@ -1125,6 +1291,8 @@ int main(void)
 		cmocka_unit_test(test_urls),
 		cmocka_unit_test(test_sqlite_autocompact),
 		cmocka_unit_test(test_sqlite_batch),
+		cmocka_unit_test(test_sqlite_commit_fails),
+		cmocka_unit_test(test_sqlite_sync_fails),
 		cmocka_unit_test(test_etcd_unreachable),
 	};
 	const struct CMUnitTest etcd_only[] = {

@@ -58,9 +58,10 @@ const char *gv_ctl_addr(const gv_ctl *c);
 /* Whether it leads now (always, without an election). */
 bool gv_ctl_leading(gv_ctl *c);
 /* Whether it led and lost the leadership (its lease ran out: cut off
- * from the store, or paused too long). It acts no more and never leads
- * again (its memory of the grid may be stale): stop it and start a new
- * one, which stands by. */
+ * from the store, or paused too long), or a write to its store failed
+ * (a commit, a sync). It acts no more and never leads again (its memory
+ * of the grid may be stale): stop it and start a new one, which loads
+ * the grid from the store (and stands by, with an election). */
 bool gv_ctl_deposed(gv_ctl *c);
 
 #endif

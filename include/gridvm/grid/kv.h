@@ -114,6 +114,19 @@ int gv_kv_fence(gv_kv *kv, const char *key, int64_t mod_rev, gv_err *e);
  * committed. */
 void gv_kv_batch_begin(gv_kv *kv);
 int gv_kv_batch_end(gv_kv *kv, gv_err *e) __attribute__((warn_unused_result));
+/* gv_kv_batch_end() in two steps, so that a caller need not hold its
+ * own locks while the disk syncs (group commit): gv_kv_batch_commit()
+ * commits the batch (visible at once, to watches too), and
+ * gv_kv_sync() returns 0 once every change committed through @kv so
+ * far, by any thread, is durable (one sync serves the threads that
+ * wait at once). Until then the batch may be lost to a crash: act on
+ * it only after gv_kv_sync() returned 0. A failed commit loses the
+ * whole batch; after a failed sync every later one fails too (what the
+ * disk dropped is unknown: close and open the store again). Calls
+ * other than these two are durable when they return, as before; etcd
+ * makes every change durable at once and gv_kv_sync() does nothing. */
+int gv_kv_batch_commit(gv_kv *kv, gv_err *e) __attribute__((warn_unused_result));
+int gv_kv_sync(gv_kv *kv, gv_err *e) __attribute__((warn_unused_result));
 
 /* Changes under @prefix with revision >= @from_rev (0: from the next
  * change on), oldest first (in a transaction: in the order of its
