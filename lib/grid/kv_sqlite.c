@@ -317,6 +317,7 @@ static void sq_close(gv_kv_backend *b)
 		return;
 	for (int i = 0; i < Q_N; i++)
 		sqlite3_finalize(b->st[i]);
+	sqlite3_close(b->ckpt);
 	sqlite3_close(b->db);
 	if (b->wal_fd >= 0)
 		close(b->wal_fd);
@@ -402,6 +403,8 @@ static int sq_open(const char *where, gv_kv_backend **out, gv_err *e)
 		else if ((r = sq_wal_sync(b, msg, sizeof(msg))) < 0)
 			gv_err_set(e, r, "%s", msg);
 		b->synced = b->committed;
+		if (r == 0)
+			sq_checkpointer(b);
 	}
 	if (r < 0) {
 		sq_close(b);

@@ -20,6 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* a checkpoint once the WAL holds this many pages (SQLite's default) */
+#define CHECKPOINT_PAGES 1000
+
 /* A transaction was committed (mu held): count it when it wrote. */
 void sq_note_commit(gv_kv_backend *b)
 {
@@ -187,8 +190,42 @@ int sq_sync(gv_kv_backend *b, gv_err *e)
 		pthread_cond_broadcast(&b->sync_done);
 	}
 	r = b->sync_err ? gv_err_set(e, b->sync_err, "%s", b->sync_msg) : 0;
+	/* the WAL copied into the database once it is long, on the
+	 * checkpoints' own connection: other threads go on committing
+	 * (PASSIVE waits for no reader or writer) instead of waiting inside
+	 * a commit as with SQLite's automatic checkpoints */
+	if (r == 0 && b->ckpt && !b->checkpointing && b->wal_pages >= CHECKPOINT_PAGES) {
+		b->checkpointing = true;
+		pthread_mutex_unlock(&b->mu);
+		(void)sqlite3_wal_checkpoint_v2(b->ckpt, "main", SQLITE_CHECKPOINT_PASSIVE, NULL,
+						NULL); /* partial or busy: the next one goes on */
+		pthread_mutex_lock(&b->mu);
+		b->checkpointing = false;
+	}
 	pthread_mutex_unlock(&b->mu);
 	return r;
+}
+
+/* After each commit of the handle's connection (mu held). */
+static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
+{
+	(void)db, (void)name;
+	((gv_kv_backend *)ud)->wal_pages = pages;
+	return SQLITE_OK;
+}
+
+void sq_checkpointer(gv_kv_backend *b)
+{
+	/* (a read first: a connection knows the file is in WAL mode only
+	 * once it has read it, and checkpoints nothing before) */
+	if (sqlite3_open_v2(b->path, &b->ckpt, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+	    sqlite3_exec(b->ckpt, "SELECT revision FROM meta", NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_close(b->ckpt); /* SQLite's own checkpoints stay */
+		b->ckpt = NULL;
+		return;
+	}
+	sqlite3_busy_timeout(b->ckpt, BUSY_TIMEOUT_MS);
+	sqlite3_wal_hook(b->db, wal_hook, b); /* (ends the automatic checkpoints) */
 }
 
 /* Each operation notes the commit count when it starts (mu held) and,

@@ -61,6 +61,12 @@ struct gv_kv_backend {
 	int sync_err;		/* a sync failed: every later one fails too */
 	char sync_msg[512];
 	pthread_cond_t sync_done;
+	/* checkpoints, out of the commits: a connection of their own (NULL:
+	 * SQLite's automatic ones, inside a commit), used by one thread at a
+	 * time (checkpointing); the WAL's pages after the last commit */
+	sqlite3 *ckpt;
+	bool checkpointing;
+	int wal_pages;
 };
 
 /* one change: the revision it starts from, how many operations so far */
@@ -105,6 +111,9 @@ int sq_op_end(gv_kv_backend *b, uint64_t c0, int r, gv_err *e);
 /* gv_kv_ops.batch and .sync */
 int sq_batch(gv_kv_backend *b, bool begin, gv_err *e);
 int sq_sync(gv_kv_backend *b, gv_err *e);
+/* Checkpoints on a connection of their own, after the syncs, instead of
+ * SQLite's inside a commit (at open; without it, SQLite's stay). */
+void sq_checkpointer(gv_kv_backend *b);
 
 /* ---- kv_sqlite_lease.c ---- */
 /* Does lease @id exist with time left at @now (mu held)? -ENOENT if not. */

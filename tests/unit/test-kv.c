@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -947,6 +948,47 @@ static void test_sqlite_sync_fails(void **state)
 	gv_rm_rf(dir);
 }
 
+/* SQLite: the WAL is copied into the database (checkpointed) as it
+ * grows, also while every commit waits for its sync (the checkpoints run
+ * after the syncs, on a connection of their own): it stays a few MB while
+ * 20 MB are written through it. */
+static void test_sqlite_wal_bounded(void **state)
+{
+	char dir[] = "/tmp/gv-kv-XXXXXX", url[128], key[64], val[1024];
+	gv_kv *kv, *other;
+	gv_kv_entry *en = NULL;
+	size_t n = 0;
+	struct stat st;
+	gv_err e = { "" };
+	char *wal;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(url, sizeof(url), "sqlite:%s/kv.db", dir);
+	wal = gv_strdupf("%s/kv.db-wal", dir);
+	memset(val, 'v', sizeof(val) - 1);
+	val[sizeof(val) - 1] = '\0';
+	assert_int_equal(gv_kv_open(url, &kv, &e), 0);
+	for (int b = 0; b < 2000; b++) {
+		gv_kv_batch_begin(kv);
+		for (int i = 0; i < 10; i++) {
+			snprintf(key, sizeof(key), "k/%04d/%d", b, i);
+			assert_int_equal(gv_kv_put(kv, key, val, 0, NULL, &e), 0);
+		}
+		assert_int_equal(gv_kv_batch_commit(kv, &e), 0);
+		assert_int_equal(gv_kv_sync(kv, &e), 0);
+	}
+	assert_int_equal(stat(wal, &st), 0);
+	assert_true(st.st_size < (12 << 20));
+	assert_int_equal(gv_kv_open(url, &other, &e), 0);
+	assert_int_equal(gv_kv_range(other, "k/", &en, &n, NULL, &e), 0);
+	assert_int_equal(n, 20000);
+	gv_kv_entries_free(en, n);
+	gv_kv_close(other);
+	gv_kv_close(kv);
+	free(wal);
+	gv_rm_rf(dir);
+}
+
 static void test_urls(void **state)
 {
 	gv_kv *kv = (gv_kv *)1;
@@ -1293,6 +1335,7 @@ int main(void)
 		cmocka_unit_test(test_sqlite_batch),
 		cmocka_unit_test(test_sqlite_commit_fails),
 		cmocka_unit_test(test_sqlite_sync_fails),
+		cmocka_unit_test(test_sqlite_wal_bounded),
 		cmocka_unit_test(test_etcd_unreachable),
 	};
 	const struct CMUnitTest etcd_only[] = {
