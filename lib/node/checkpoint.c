@@ -4,12 +4,17 @@
  * (checkpoint.h). The catalogue is checkpoint_store.c, restoring
  * checkpoint_restore.c, copying them to other hosts checkpoint_push.c.
  *
- * Create: QEMU migrates the running guest to a unix socket the agent
- * listens on; a thread cuts the stream into content-defined chunks as it
- * arrives. When QEMU reports completion the guest is stopped; the agent
- * stores the disk overlay (fixed 64 KiB chunks, qcow2's cluster size),
- * notes how much job output exists, syncs, and lets the guest go on. The
- * pause is QEMU's downtime plus that disk step; both are reported.
+ * Create: QEMU migrates the running guest into a socketpair; a thread
+ * cuts the stream into content-defined chunks as it arrives. Under KVM
+ * the guest runs meanwhile (a live pre-copy); under TCG it is stopped
+ * first (vm_precopy_prepare: TCG's pre-copy loses writes) and the stream
+ * goes to an unlinked file, cut into chunks once the guest runs again.
+ * When QEMU reports completion the guest is stopped; the agent stores the
+ * disk overlay (fixed 64 KiB chunks, qcow2's cluster size), notes how
+ * much job output exists and lets the guest go on; then the chunks are
+ * synced, before the manifest names them. The pause is QEMU's downtime
+ * (under TCG: the whole memory copy) plus that disk step; both are
+ * reported.
  */
 #include "checkpoint_internal.h"
 
@@ -94,31 +99,78 @@ static int capture_chunk(void *ud, const uint8_t *d, size_t n)
 
 struct memcap {
 	int fd; /* our end of the stream's socketpair */
+	/* >= 0: the stream is written to this file as it comes and cut into
+	 * chunks once the guest runs again: a guest stopped for the copy of
+	 * its memory (TCG) waits for QEMU only, not for the chunk store */
+	int spool;
 	struct capture cap;
 	pthread_t thread;
 };
 
+/* Cut what @fd gives, to its end, into chunks of @c; 0 or -errno. */
+static int chunk_stream(struct capture *c, int fd)
+{
+	gv_cdc *cdc = gv_cdc_new();
+	uint8_t *buf = malloc(1 << 20);
+	ssize_t n = 0;
+	int r = cdc && buf ? 0 : -ENOMEM;
+
+	while (r == 0 && (n = read(fd, buf, 1 << 20)) > 0)
+		if (gv_cdc_feed(cdc, buf, (size_t)n, capture_chunk, c) < 0)
+			r = c->err ? c->err : -EIO;
+	if (r == 0 && n < 0)
+		r = -errno;
+	if (r == 0 && gv_cdc_finish(cdc, capture_chunk, c) < 0)
+		r = c->err ? c->err : -EIO;
+	free(buf);
+	gv_cdc_free(cdc);
+	return r;
+}
+
+/* Copy what @from gives, to its end, to @to; 0 or -errno. */
+static int copy_stream(int from, int to)
+{
+	uint8_t *buf = malloc(1 << 20);
+	ssize_t n = 0;
+	int r = buf ? 0 : -ENOMEM;
+
+	while (r == 0 && (n = read(from, buf, 1 << 20)) > 0)
+		for (ssize_t off = 0, w; r == 0 && off < n; off += w)
+			if ((w = write(to, buf + off, (size_t)(n - off))) <= 0)
+				r = w < 0 ? -errno : -EIO;
+	if (r == 0 && n < 0)
+		r = -errno;
+	free(buf);
+	return r;
+}
+
 static void *memcap_thread(void *arg)
 {
 	struct memcap *m = arg;
-	gv_cdc *cdc = gv_cdc_new();
-	uint8_t *buf = malloc(1 << 20);
-	int fd = m->fd;
-	ssize_t n;
+	int r = m->spool >= 0 ? copy_stream(m->fd, m->spool) : chunk_stream(&m->cap, m->fd);
 
-	if (!cdc || !buf) {
-		m->cap.err = -ENOMEM;
-		goto out;
-	}
-	while (m->cap.err == 0 && (n = read(fd, buf, 1 << 20)) > 0)
-		if (gv_cdc_feed(cdc, buf, (size_t)n, capture_chunk, &m->cap) < 0)
-			break;
-	if (m->cap.err == 0 && gv_cdc_finish(cdc, capture_chunk, &m->cap) < 0)
-		m->cap.err = m->cap.err ? m->cap.err : -EIO;
-out:
-	free(buf);
-	gv_cdc_free(cdc);
+	if (r < 0)
+		m->cap.err = r;
 	return NULL;
+}
+
+/* An unlinked file in @dir for the stream (0600: it holds the guest's
+ * memory); the fd or -errno. */
+static int spool_open(const char *dir)
+{
+	char *path;
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR))
+		return fd >= 0 ? fd : -errno;
+	path = gv_strdupf("%s/ckpt.stream", dir); /* a file system without O_TMPFILE */
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		fd = -errno;
+	else
+		unlink(path);
+	free(path);
+	return fd;
 }
 
 static int capture_disk(struct capture *c, const char *path)
@@ -248,13 +300,13 @@ static void prev_stream(gv_host *h, const char *vm, struct capture *c)
 
 static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out, gv_err *e)
 {
-	struct memcap m = { .fd = -1 };
+	struct memcap m = { .fd = -1, .spool = -1 };
 	struct capture d = { 0 }, jo = { 0 };
 	char *dir = ckpt_dir(h, r->def->name), *id = new_id(), *path = NULL, *text;
 	char *csdir = gv_strdupf("%s/chunks", h->datadir);
-	bool was_running = r->state == GV_VM_RUNNING;
+	bool was_running = r->state == GV_VM_RUNNING, stopped = false;
 	json_t *migstat = NULL, *man = NULL;
-	uint64_t t0 = gv_now_ms(), t_stop = 0, jobout = 0;
+	uint64_t t0 = gv_now_ms(), t_paused = 0, t_stop = 0, t_cont = 0, jobout = 0;
 	gv_qmp *q = NULL;
 	int rc = gv_chunkstore_open(csdir, &m.cap.cs);
 
@@ -271,6 +323,12 @@ static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out,
 		goto out;
 	}
 	rc = host_qmp(p, &q, e);
+	if (rc == 0 && was_running)
+		rc = vm_precopy_prepare(q, &stopped, e);
+	t_paused = gv_now_ms();
+	if (rc == 0 && stopped && (m.spool = spool_open(p->dir)) < 0)
+		rc = gv_err_set(e, m.spool, "cannot make a file in %s: %s", p->dir,
+				strerror(-m.spool));
 	if (rc == 0)
 		rc = capture_memory(q, &m, &migstat, e);
 	t_stop = gv_now_ms();
@@ -287,14 +345,22 @@ static int do_create(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, json_t **out,
 	if (rc == 0 && access(p->jobout, F_OK) == 0 && (rc = capture_disk(&jo, p->jobout)) < 0)
 		gv_err_set(e, rc, "cannot store the job output: %s", strerror(-rc));
 	jobout = jo.bytes;
-	if (rc == 0)
-		ckpt_sync_dir(csdir);
 	if (q && was_running && host_qmp_run(q, "cont", NULL, rc == 0 ? e : NULL) < 0 && rc == 0)
 		rc = -EIO;
+	t_cont = gv_now_ms();
+	/* the guest runs again: the spooled stream into chunks, then every
+	 * chunk synced once, before the manifest that names them */
+	if (rc == 0 && m.spool >= 0 &&
+	    (rc = lseek(m.spool, 0, SEEK_SET) < 0 ? -errno : chunk_stream(&m.cap, m.spool)) < 0)
+		gv_err_set(e, rc, "cannot store the memory stream: %s", strerror(-rc));
+	if (rc == 0)
+		ckpt_sync_dir(csdir);
 	if (rc < 0)
 		goto out;
 	double downtime = (double)json_integer_value(json_object_get(migstat, "downtime"));
-	double pause = was_running ? downtime + (double)(gv_now_ms() - t_stop) : 0;
+	double pause = !was_running ? 0
+		       : stopped    ? (double)(t_cont - t_paused)
+				    : downtime + (double)(t_cont - t_stop);
 	man = manifest(r, id, &m, &d, &jo, migstat, jobout, pause,
 		       (double)(gv_now_ms() - t0) / 1000.0);
 	path = gv_strdupf("%s/%s.json", dir, id);
@@ -316,6 +382,8 @@ out:
 		json_decref(man);
 	}
 	gv_qmp_free(q);
+	if (m.spool >= 0)
+		close(m.spool);
 	gv_chunkstore_close(m.cap.cs);
 	json_decref(m.cap.chunks);
 	json_decref(d.chunks);

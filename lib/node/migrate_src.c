@@ -493,8 +493,9 @@ static int mig_src_live(struct mig *m, json_t **summary)
 				 "auto-converge", "state", 1);
 	json_t *rep = NULL, *args = NULL, *st = NULL, *conf = NULL;
 	gv_qmp *q = NULL;
-	uint64_t paused = 0, t_done = 0, wire = 0, memory = m->r->def->memory_mib << 20;
-	bool completed = false;
+	uint64_t paused = 0, t_done = 0, t_stopped = 0, wire = 0,
+		 memory = m->r->def->memory_mib << 20;
+	bool completed = false, stopped = false;
 	int r;
 
 	/* a test's stand-in for a live migration that cannot be (e.g. the
@@ -517,6 +518,11 @@ static int mig_src_live(struct mig *m, json_t **summary)
 		r = mig_any_stream_setup(q, m->compress, m->e);
 	if (r == 0)
 		r = mig_src_tls_setup(q, rep, m->e);
+	/* under TCG the guest stops for the memory copy (vm_precopy_prepare);
+	 * the disk was copied while it ran, a back-out resumes it */
+	if (r == 0 && m->was_running)
+		r = vm_precopy_prepare(q, &stopped, m->e);
+	t_stopped = gv_now_ms();
 	if (r == 0) {
 		args = json_pack("{s:s}", "uri", json_string_value(json_object_get(rep, "uri")));
 		r = host_qmp_run(q, "migrate", args, m->e);
@@ -525,6 +531,8 @@ static int mig_src_live(struct mig *m, json_t **summary)
 		r = mig_src_precopy(m, q);
 	if (r == 0)
 		r = mig_src_switch(m, q, &paused, &wire, &completed);
+	if (stopped)
+		paused = gv_now_ms() - t_stopped;
 	if (r < 0 && completed && r != -EREMOTEIO) {
 		/* QEMU handed everything over and only the answer about the
 		 * final disk copy is missing: it may have completed there, so

@@ -54,6 +54,12 @@ int vm_migration_wait(gv_qmp *q, const char *const until[], uint64_t timeout_ms,
  * leaves its capabilities set on both QEMUs (multifd channels, a pause
  * before the switchover), which would make the stream wait forever. */
 int vm_migration_plain(gv_qmp *q, gv_err *e);
+/* Before QEMU streams the memory of a guest that runs (a checkpoint, a
+ * live migration): under KVM it runs on (a live pre-copy); under TCG it
+ * is stopped first, since QEMU's TCG loses writes the guest makes during
+ * a pre-copy (vmsave.c). *@stopped: whether this stopped it (then the
+ * caller resumes it where it goes on). */
+int vm_precopy_prepare(gv_qmp *q, bool *stopped, gv_err *e);
 /* Wait until completed (vm_migration_wait, 10 ms); run one command on an
  * open monitor connection. */
 int host_wait_migration(gv_qmp *q, uint64_t timeout_ms, gv_err *e);

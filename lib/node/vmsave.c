@@ -121,6 +121,36 @@ int vm_migration_plain(gv_qmp *q, gv_err *e)
 	return r;
 }
 
+/* A live pre-copy is exact only under KVM. Under TCG, QEMU loses pages
+ * the guest writes while its memory is copied: clearing the migration's
+ * dirty bits (the fast path of cpu_physical_memory_sync_dirty_bitmap)
+ * leaves in place the TLB entries through which TCG writes without
+ * marking pages dirty, so pages written after they were sent are not
+ * sent again. The copy then resumes with stale pages: a checkpoint
+ * restored, or a VM migrated live, runs on with corrupt memory (seen: a
+ * guest that writes two buffers alike finds them different, or its
+ * kernel dies; in CI a job's shell was killed by SIGSEGV after a
+ * checkpoint restore). Upstream fixed that path in QEMU 9.0 ("physmem:
+ * Fix migration dirty bitmap coherency with TCG memory access"), not in
+ * the 7.2 of Debian 12, and reported other such races; so under TCG the
+ * guest does not run while its memory is copied, whatever the version.
+ * A stopped guest's copy is exact. */
+int vm_precopy_prepare(gv_qmp *q, bool *stopped, gv_err *e)
+{
+	json_t *kvm = NULL;
+	int r = gv_qmp_execute(q, "query-kvm", NULL, 5000, &kvm, NULL);
+
+	*stopped = false;
+	if (r == 0 && json_is_true(json_object_get(kvm, "enabled"))) {
+		json_decref(kvm);
+		return 0;
+	}
+	json_decref(kvm);
+	r = host_qmp_run(q, "stop", NULL, e);
+	*stopped = r == 0;
+	return r;
+}
+
 /* The stream into @tmp, which the agent opens (0600: it holds the
  * guest's memory) and hands QEMU as a file descriptor. */
 static int save_stream(gv_qmp *q, const char *tmp, gv_err *e)
