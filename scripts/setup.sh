@@ -1,9 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # setup.sh - everything gridvm needs on a fresh Debian 12 machine (root):
-# installs the Debian packages, builds and installs gridvm, prepares the
-# default guest (Debian cloud kernel + our initramfs + a busybox image) and
-# runs the demo: a VM boots, runs a job, its output and exit code come back.
+# installs the Debian packages, creates QEMU's unprivileged user, builds and
+# installs gridvm, prepares the default guest (Debian cloud kernel + our
+# initramfs + a busybox image) and runs the demo: a VM boots, runs a job,
+# its output and exit code come back.
 #
 #   scripts/setup.sh [--no-demo]
 set -euo pipefail
@@ -33,6 +34,26 @@ if [ ${#missing[@]} -gt 0 ]; then
 	echo "== installing ${missing[*]}"
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# QEMU's users (docs/security.md): gridvm-qemu, a system user without a
+# login (it builds templates), and 65536 subordinate uids and gids (each
+# VM's QEMU runs as one of them), from the first free block past every
+# range /etc/subuid and /etc/subgid already hand out. Idempotent.
+QEMU_USER=gridvm-qemu
+if ! getent passwd "$QEMU_USER" >/dev/null; then
+	echo "== creating the system user $QEMU_USER (QEMU runs unprivileged)"
+	useradd --system --user-group --no-create-home --home-dir /nonexistent \
+		--shell /usr/sbin/nologin --comment "gridvm QEMU (unprivileged)" "$QEMU_USER"
+fi
+touch /etc/subuid /etc/subgid
+if ! grep -q "^$QEMU_USER:" /etc/subuid || ! grep -q "^$QEMU_USER:" /etc/subgid; then
+	first=$(awk -F: 'BEGIN { m = 100000 } NF == 3 && $2 + $3 > m { m = $2 + $3 } END { print m }' \
+		/etc/subuid /etc/subgid)
+	first=$(( (first + 65535) / 65536 * 65536 ))
+	echo "== giving $QEMU_USER the ids $first-$((first + 65535)) for the VMs' QEMUs"
+	grep -q "^$QEMU_USER:" /etc/subuid || usermod --add-subuids "$first-$((first + 65535))" "$QEMU_USER"
+	grep -q "^$QEMU_USER:" /etc/subgid || usermod --add-subgids "$first-$((first + 65535))" "$QEMU_USER"
 fi
 
 echo "== building"

@@ -32,7 +32,7 @@ declare -A MAY=(
 node_rank() {
 	case "$1" in
 	host.c | store.c | image.c | host_internal.h) echo 0 ;;
-	vm.c | vmsave.c | monitor.c | dirtytrack.c | template.c | vm_internal.h | dirty_internal.h) echo 1 ;;
+	vm.c | vmsave.c | vmspawn.c | monitor.c | dirtytrack.c | template.c | vm_internal.h | dirty_internal.h) echo 1 ;;
 	checkpoint*.c | imagefetch.c | checkpoint_internal.h) echo 2 ;;
 	migrate_*.c | migrate_internal.h) echo 3 ;;
 	node.c) echo 4 ;;

@@ -153,6 +153,27 @@ static int qmp_do(gv_qmp *q, const char *cmd, json_t *args, json_t **ret, gv_err
 	return r;
 }
 
+/* Start QEMU's NBD server on @sock: the agent binds it (QEMU cannot write
+ * the VM's directory) and passes the listening socket. */
+static int nbd_start(gv_qmp *q, const char *sock, gv_err *e)
+{
+	int fd = gv_unix_listen(sock, 4), r;
+
+	if (fd < 0)
+		return gv_err_set(e, fd, "cannot listen on %s: %s", sock, strerror(-fd));
+	r = gv_qmp_getfd(q, "gv-nbd", fd, QMP_MS, e);
+	if (r < 0)
+		gv_err_wrap(e, r, "getfd");
+	if (r == 0)
+		r = qmp_do(q, "nbd-server-start",
+			   json_pack("{s:{s:s, s:{s:s}}}", "addr", "type", "fd", "data", "str",
+				     "gv-nbd"), NULL, e);
+	close(fd);
+	if (r < 0)
+		unlink(sock);
+	return r;
+}
+
 /* The overlay file node's size, and whether it has our bitmap. */
 static int file_node(gv_qmp *q, uint64_t *size, bool *tracked, gv_err *e)
 {
@@ -245,9 +266,7 @@ static int bitmap_read(gv_qmp *q, const gv_vmpaths *p, struct dirtytrack *t, gv_
 		 * all the same: no retry, the caller restarts tracking) */
 	}
 	if (r == 0 && access(sock, F_OK) < 0) /* ours runs until tracking stops */
-		r = qmp_do(q, "nbd-server-start",
-			   json_pack("{s:{s:s, s:{s:s}}}", "addr", "type", "unix", "data", "path",
-				     sock), NULL, e);
+		r = nbd_start(q, sock, e);
 	if (r == 0)
 		r = qmp_do(q, "block-export-add",
 			   json_pack("{s:s, s:s, s:s, s:s, s:[s], s:b}", "type", "nbd", "id",

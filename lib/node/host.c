@@ -3,6 +3,7 @@
 #include "host_internal.h"
 
 #include <gridvm/vmm/cgroup.h>
+#include <gridvm/vmm/confine.h>
 #include <gridvm/vmm/jobout.h>
 
 #include <errno.h>
@@ -289,7 +290,7 @@ bool host_qemu_alive(int pid, const gv_vmpaths *p)
 	if (gv_read_file(path, &cmd, &len) < 0)
 		return false;
 	for (size_t i = 0; i < len; i += strlen(cmd + i) + 1)
-		if (strstr(cmd + i, p->qmp))
+		if (strstr(cmd + i, p->console)) /* its own console log */
 			ok = true;
 	free(cmd);
 	return ok;
@@ -476,8 +477,29 @@ static json_t *qemu_version(void)
 	return j;
 }
 
+/* How QEMU runs here (confine.h): one line for a person, and whether it
+ * is confined. */
+static char *qemu_user_line(bool *confined)
+{
+	gv_qemu_users u;
+	gv_err e = { "" };
+
+	*confined = false;
+	if (gv_qemu_users_load(&u, &e) < 0)
+		return gv_strdupf("none: %s", e.msg);
+	if (!u.confined)
+		return strdup(u.why);
+	*confined = true;
+	return gv_strdupf("%s (uid %u) builds templates; each VM's QEMU runs as its own uid "
+			  "and gid of %u-%u, in a mount namespace, under seccomp", u.name,
+			  (unsigned)u.uid, (unsigned)u.first_uid,
+			  (unsigned)(u.first_uid + u.count - 1));
+}
+
 json_t *gv_host_info(gv_host *h)
 {
+	bool confined;
+	char *quser = qemu_user_line(&confined);
 	char *kernel = gv_strdupf("%s/guest/vmlinuz", h->datadir);
 	char *kver = gv_strdupf("%s/guest/kernel-version", h->datadir), *kv = NULL;
 	const char *cg = gv_cgroup_version();
@@ -495,6 +517,9 @@ json_t *gv_host_info(gv_host *h)
 	json_object_set_new(j, "guest_kernel",
 			    access(kernel, R_OK) == 0 ? json_string(kernel) : json_null());
 	json_object_set_new(j, "guest_kernel_version", kv ? json_string(kv) : json_null());
+	json_object_set_new(j, "qemu_confined", json_boolean(confined));
+	json_object_set_new(j, "qemu_user", json_string(quser));
+	free(quser);
 	free(kernel);
 	free(kver);
 	free(kv);

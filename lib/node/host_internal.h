@@ -116,7 +116,7 @@ bool host_backing_is(const char *qcow2, const char *want);
 bool host_refresh(gv_host *h, gv_vmrec *r);
 
 /* Is @pid the QEMU process of this VM (alive, and its command line names
- * the VM's QMP socket)? */
+ * the VM's console log)? */
 bool host_qemu_alive(int pid, const gv_vmpaths *p);
 
 /* Connect to the VM's monitor. */

@@ -279,7 +279,7 @@ static int mig_dst_incoming(gv_host *h, const gv_vmpaths *p, json_t *req, char *
 	if (r == 0)
 		r = mig_any_stream_setup(q, compress, e);
 	if (r == 0)
-		r = mig_dst_tls_setup(q, req, tls, e);
+		r = mig_dst_tls_setup(q, p, req, tls, e);
 	if (r == 0)
 		r = host_qmp_run(q, "migrate-incoming", args, e);
 	if (r == 0 && (r = gv_qmp_execute(q, "query-migrate", NULL, 5000, &st, NULL)) < 0)

@@ -68,8 +68,8 @@ int mig_any_stream_setup(gv_qmp *q, const char *compress, gv_err *e);
  * sets its QEMU to check the destination's. Without certificates: 0. */
 bool mig_any_tls_on(void);
 int mig_dst_tls_check(json_t *req, gv_err *e);
-int mig_dst_tls_setup(gv_qmp *q, json_t *req, bool *tls, gv_err *e);
-int mig_src_tls_setup(gv_qmp *q, json_t *rep, gv_err *e);
+int mig_dst_tls_setup(gv_qmp *q, const gv_vmpaths *p, json_t *req, bool *tls, gv_err *e);
+int mig_src_tls_setup(gv_qmp *q, const gv_vmpaths *p, json_t *rep, gv_err *e);
 /* The destination runs an arrived VM (confirm or adopt). */
 json_t *mig_dst_run(gv_host *h, const char *name, gv_err *err);
 

@@ -517,7 +517,7 @@ static int mig_src_live(struct mig *m, json_t **summary)
 	if (r == 0)
 		r = mig_any_stream_setup(q, m->compress, m->e);
 	if (r == 0)
-		r = mig_src_tls_setup(q, rep, m->e);
+		r = mig_src_tls_setup(q, m->p, rep, m->e);
 	/* under TCG the guest stops for the memory copy (vm_precopy_prepare);
 	 * the disk was copied while it ran, a back-out resumes it */
 	if (r == 0 && m->was_running)

@@ -15,6 +15,7 @@
 #include <gridvm/xfer/tls.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,29 +30,57 @@ bool mig_any_tls_on(void)
 	return gv_tls_enabled(gv_tls_default(), NULL);
 }
 
-/* DATA/tls/qemu: the names QEMU's tls-creds-x509 reads, linked to the
- * host's material (one certificate serves both endpoints). */
-static char *qemu_dir(void)
-{
-	static const char *const links[][2] = {
-		{ "ca-cert.pem", "../ca.crt" },	     { "server-cert.pem", "../host.crt" },
-		{ "server-key.pem", "../host.key" }, { "client-cert.pem", "../host.crt" },
-		{ "client-key.pem", "../host.key" }, { "ca-crl.pem", "../crl.pem" },
-	};
-	const char *tls = gv_tls_dir(gv_tls_default());
-	char *dir = gv_strdupf("%s/qemu", tls), *crl = gv_strdupf("%s/crl.pem", tls);
-	bool has_crl = access(crl, F_OK) == 0;
+/* The names QEMU's tls-creds-x509 reads, and the host's files they are. */
+static const char *const creds_files[][2] = {
+	{ "ca-cert.pem", "ca.crt" },	 { "server-cert.pem", "host.crt" },
+	{ "server-key.pem", "host.key" }, { "client-cert.pem", "host.crt" },
+	{ "client-key.pem", "host.key" }, { "ca-crl.pem", "crl.pem" },
+};
 
-	mkdir(dir, 0700);
-	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
-		char *l = gv_strdupf("%s/%s", dir, links[i][0]);
-		unlink(l);
-		if (i < 5 || has_crl)
-			if (symlink(links[i][1], l) < 0)
-				fprintf(stderr, "gridvmd: cannot link %s: %m\n", l);
-		free(l);
+static int copy_file(const char *from, const char *to, gid_t gid)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int fd, r = gv_read_file(from, &buf, &len);
+
+	if (r < 0)
+		return r;
+	fd = open(to, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd < 0 || write(fd, buf, len) != (ssize_t)len || fchown(fd, 0, gid) < 0)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return r;
+}
+
+/* VMDIR/tls: the host's material under QEMU's names, readable by this
+ * VM's QEMU alone (its group, lib/node/vmspawn.c), for as long as QEMU
+ * takes to load it (object-add); removed right after. */
+static char *creds_dir(const gv_vmpaths *p, gv_err *e)
+{
+	const char *tls = gv_tls_dir(gv_tls_default());
+	char *dir = gv_strdupf("%s/tls", p->dir);
+	struct stat st;
+	int r = stat(p->dir, &st) < 0 ? -errno : 0;
+
+	gv_rm_rf(dir);
+	if (r == 0 && (mkdir(dir, 0750) < 0 || chown(dir, 0, st.st_gid) < 0))
+		r = -errno;
+	for (size_t i = 0; r == 0 && i < sizeof(creds_files) / sizeof(creds_files[0]); i++) {
+		char *from = gv_strdupf("%s/%s", tls, creds_files[i][1]);
+		char *to = gv_strdupf("%s/%s", dir, creds_files[i][0]);
+		if (i < 5 || access(from, F_OK) == 0)
+			r = copy_file(from, to, st.st_gid);
+		free(from);
+		free(to);
 	}
-	free(crl);
+	if (r < 0) {
+		gv_err_set(e, r, "cannot give QEMU the TLS material in %s: %s", dir, strerror(-r));
+		gv_rm_rf(dir);
+		free(dir);
+		return NULL;
+	}
 	return dir;
 }
 
@@ -70,15 +99,19 @@ static int add_object(gv_qmp *q, const char *id, json_t *props, gv_err *e)
 	return r;
 }
 
-static int add_creds(gv_qmp *q, bool server, gv_err *e)
+static int add_creds(gv_qmp *q, const gv_vmpaths *p, bool server, gv_err *e)
 {
-	char *dir = qemu_dir();
-	int r = add_object(q, CREDS_ID,
-			   json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type", "tls-creds-x509",
-				     "id", CREDS_ID, "endpoint", server ? "server" : "client",
-				     "dir", dir, "verify-peer", 1),
-			   e);
+	char *dir = creds_dir(p, e);
+	int r;
 
+	if (!dir)
+		return -EIO;
+	r = add_object(q, CREDS_ID,
+		       json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type", "tls-creds-x509",
+				 "id", CREDS_ID, "endpoint", server ? "server" : "client",
+				 "dir", dir, "verify-peer", 1),
+		       e);
+	gv_rm_rf(dir); /* loaded: QEMU reads them when the object is made */
 	free(dir);
 	return r;
 }
@@ -99,7 +132,7 @@ int mig_dst_tls_check(json_t *req, gv_err *e)
 	return 0;
 }
 
-int mig_dst_tls_setup(gv_qmp *q, json_t *req, bool *tls, gv_err *e)
+int mig_dst_tls_setup(gv_qmp *q, const gv_vmpaths *p, json_t *req, bool *tls, gv_err *e)
 {
 	const char *dn = json_string_value(json_object_get(json_object_get(req, "_peer"), "dn"));
 	json_t *par;
@@ -110,7 +143,7 @@ int mig_dst_tls_setup(gv_qmp *q, json_t *req, bool *tls, gv_err *e)
 		return r;
 	if (!dn || !*dn)
 		return gv_err_set(e, -EACCES, "the source's certificate has no subject");
-	r = add_creds(q, true, e);
+	r = add_creds(q, p, true, e);
 	if (r == 0)
 		r = add_object(q, AUTHZ_ID,
 			       json_pack("{s:s, s:s, s:s}", "qom-type", "authz-simple", "id",
@@ -124,7 +157,7 @@ int mig_dst_tls_setup(gv_qmp *q, json_t *req, bool *tls, gv_err *e)
 	return r;
 }
 
-int mig_src_tls_setup(gv_qmp *q, json_t *rep, gv_err *e)
+int mig_src_tls_setup(gv_qmp *q, const gv_vmpaths *p, json_t *rep, gv_err *e)
 {
 	const char *uri = json_string_value(json_object_get(rep, "uri"));
 	char host[256] = "";
@@ -149,7 +182,7 @@ int mig_src_tls_setup(gv_qmp *q, json_t *rep, gv_err *e)
 	if (!host[0])
 		return gv_err_set(e, -EINVAL, "the destination's migration address '%s' is not "
 				  "tcp:HOST:PORT", uri ? uri : "");
-	r = add_creds(q, false, e);
+	r = add_creds(q, p, false, e);
 	par = json_pack("{s:s, s:s}", "tls-creds", CREDS_ID, "tls-hostname", host);
 	if (r == 0)
 		r = host_qmp_run(q, "migrate-set-parameters", par, e);

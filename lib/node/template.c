@@ -26,16 +26,19 @@
 
 #include <gridvm/node/image.h>
 #include <gridvm/node/template.h>
+#include <gridvm/vmm/confine.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -125,18 +128,9 @@ static char *file_id(const char *path)
 
 static char *qemu_path(void)
 {
-	const char *path = getenv("PATH");
-	char *copy = strdup(path ? path : "/usr/bin:/bin"), *save = NULL, *found = NULL;
+	char *q = gv_qemu_binary();
 
-	for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-		char *f = gv_strdupf("%s/qemu-system-x86_64", d);
-		if (access(f, X_OK) == 0)
-			found = f;
-		else
-			free(f);
-	}
-	free(copy);
-	return found ? found : strdup("qemu-system-x86_64");
+	return q ? q : strdup("qemu-system-x86_64");
 }
 
 static char *guest_id(gv_host *h)
@@ -342,6 +336,9 @@ static int build_locked(gv_host *h, const struct tmpl *t, gv_err *e)
 	vm_kill_qemu(&rec, &p); /* it quit after the save; else it must go */
 	if (r == 0 && ((r = fsync_file(mem_part)) < 0 || (r = fsync_file(state_part)) < 0))
 		gv_err_set(e, r, "cannot sync the template's files: %s", strerror(-r));
+	/* root's from now on: QEMUs get a sealed copy (tmplmem_get) */
+	if (r == 0 && (chown(mem_part, 0, 0) < 0 || chmod(mem_part, 0600) < 0))
+		r = gv_err_set(e, -errno, "cannot own %s: %s", mem_part, strerror(errno));
 	if (r == 0 && (rename(state_part, t->state) < 0 || rename(mem_part, t->mem) < 0))
 		r = gv_err_set(e, -errno, "cannot write %s: %s", t->dir, strerror(errno));
 	if (r < 0)
@@ -452,6 +449,139 @@ json_t *gv_template_list(gv_host *h)
 	return a;
 }
 
+/* ---- a template's RAM for VMs: a sealed copy in memory ----
+ *
+ * A VM's QEMU maps the template's RAM privately (copy-on-write), but QEMU
+ * 7.2 opens the file for writing even then, and a file every VM's QEMU
+ * could write would let one of them change the memory of every VM
+ * started from it later (and the pages the others have not written yet).
+ * So the agent copies "mem" once into a memfd, seals it against writes,
+ * growing and shrinking, and passes it: all VMs of the template share
+ * its pages, none can change them. One copy per template file (dev,
+ * inode, mtime), kept while the agent runs; a rebuilt or deleted template
+ * drops it (VMs that map it keep their mapping). */
+struct tmplmem {
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	uint64_t mtime;
+	int fd;
+	struct tmplmem *next;
+};
+static struct tmplmem *tmplmem;
+static pthread_mutex_t tmplmem_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static bool zero_page(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* Copy @src's data (not its holes, nor pages of zeros) into a new sealed
+ * memfd of @size bytes; the fd or a negative errno. */
+static int memfd_load(int src, off_t size)
+{
+	enum { CHUNK = 1 << 20, PAGE = 4096 };
+	int fd = memfd_create("gridvm-template", MFD_CLOEXEC | MFD_ALLOW_SEALING), r = 0;
+	uint8_t *buf = malloc(CHUNK);
+	off_t off = 0, data, hole;
+
+	if (fd < 0 || !buf || ftruncate(fd, size) < 0)
+		r = fd < 0 || buf ? -errno : -ENOMEM;
+	while (r == 0 && off < size && (data = lseek(src, off, SEEK_DATA)) >= 0) {
+		hole = lseek(src, data, SEEK_HOLE);
+		if (hole < 0 || hole > size)
+			hole = size;
+		for (off = data; r == 0 && off < hole;) {
+			ssize_t n = pread(src, buf, (size_t)(hole - off < CHUNK ? hole - off : CHUNK),
+					  off);
+			if (n <= 0) {
+				r = n < 0 ? -errno : -EIO;
+				break;
+			}
+			for (ssize_t i = 0; r == 0 && i < n; i += PAGE) {
+				size_t len = (size_t)(n - i < PAGE ? n - i : PAGE);
+				if (!zero_page(buf + i, len) &&
+				    pwrite(fd, buf + i, len, off + i) != (ssize_t)len)
+					r = -errno;
+			}
+			off += n;
+		}
+	}
+	if (r == 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
+					      F_SEAL_SEAL) < 0)
+		r = -errno;
+	free(buf);
+	if (r < 0 && fd >= 0)
+		close(fd);
+	return r < 0 ? r : fd;
+}
+
+/* Forget the copies of @path (all, if NULL). */
+static void tmplmem_drop(const char *path)
+{
+	pthread_mutex_lock(&tmplmem_mu);
+	for (struct tmplmem **pp = &tmplmem; *pp;) {
+		struct tmplmem *m = *pp;
+		if (path && strcmp(m->path, path)) {
+			pp = &m->next;
+			continue;
+		}
+		*pp = m->next;
+		close(m->fd);
+		free(m->path);
+		free(m);
+	}
+	pthread_mutex_unlock(&tmplmem_mu);
+}
+
+/* A new fd (the caller closes it) of @t's sealed RAM copy. */
+static int tmplmem_get(const struct tmpl *t, gv_err *e)
+{
+	struct tmplmem *m;
+	struct stat st;
+	int src = open(t->mem, O_RDONLY | O_CLOEXEC), fd = -1;
+
+	if (src < 0 || fstat(src, &st) < 0) {
+		fd = gv_err_set(e, -errno, "cannot open %s: %s", t->mem, strerror(errno));
+		goto out;
+	}
+	pthread_mutex_lock(&tmplmem_mu);
+	for (m = tmplmem; m && strcmp(m->path, t->mem); m = m->next)
+		;
+	if (m && (m->dev != st.st_dev || m->ino != st.st_ino ||
+		  m->mtime != gv_stat_mtime_ns(&st))) {
+		pthread_mutex_unlock(&tmplmem_mu);
+		tmplmem_drop(t->mem);
+		pthread_mutex_lock(&tmplmem_mu);
+		m = NULL;
+	}
+	if (!m) {
+		int mfd = memfd_load(src, st.st_size);
+		if (mfd < 0) {
+			fd = gv_err_set(e, mfd, "cannot copy %s into memory: %s", t->mem,
+					strerror(-mfd));
+		} else {
+			m = calloc(1, sizeof(*m));
+			if (!m)
+				abort();
+			*m = (struct tmplmem){ .path = strdup(t->mem), .dev = st.st_dev,
+					       .ino = st.st_ino, .mtime = gv_stat_mtime_ns(&st),
+					       .fd = mfd, .next = tmplmem };
+			tmplmem = m;
+		}
+	}
+	if (m && (fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 3)) < 0)
+		fd = gv_err_set(e, -errno, "cannot pass %s: %s", t->mem, strerror(errno));
+	pthread_mutex_unlock(&tmplmem_mu);
+out:
+	if (src >= 0)
+		close(src);
+	return fd;
+}
+
 /* Remove @t's files, under its exclusive lock. */
 static int tmpl_remove(gv_host *h, const struct tmpl *t)
 {
@@ -462,6 +592,7 @@ static int tmpl_remove(gv_host *h, const struct tmpl *t)
 		r = -ENOENT;
 	else
 		gv_rm_rf(t->dir); /* unlinked: VMs that map "mem" keep its pages */
+	tmplmem_drop(t->mem);
 	tmpl_unlock(fd);
 	return r;
 }
@@ -562,8 +693,11 @@ static int restore_from(gv_host *h, const struct tmpl *t, gv_vmrec *r, const gv_
 
 	if (fd < 0)
 		rc = gv_err_set(e, -EPROTO, "cannot open %s: %s", t->state, strerror(errno));
-	pp.mem_file = t->mem;
-	pp.no_disks = pp.tmpl_layout = true;
+	pp.mem_file = NULL;
+	pp.mem_from_fd = pp.no_disks = pp.tmpl_layout = true;
+	pp.mem_fd = rc == 0 ? tmplmem_get(t, e) : -1;
+	if (rc == 0 && pp.mem_fd < 0)
+		rc = pp.mem_fd;
 	unlink(p->output); /* a fresh boot: an empty output disk */
 	if (rc == 0)
 		rc = vm_spawn_qemu(h, r, &pp, true, e);
@@ -597,6 +731,8 @@ static int restore_from(gv_host *h, const struct tmpl *t, gv_vmrec *r, const gv_
 	json_decref(off);
 	if (fd >= 0)
 		close(fd);
+	if (pp.mem_fd >= 0)
+		close(pp.mem_fd);
 	free(base);
 	return rc;
 }

@@ -65,8 +65,7 @@ static int create_files(gv_host *h, const gv_vmdef *d, const gv_vmpaths *p,
 }
 
 /* The kernel and initramfs a VM boots must exist (not for firmware boot). */
-static int check_boot_files(gv_host *h, const gv_vmdef *d, const gv_vmpaths *p,
-			    gv_err *e)
+int vm_check_boot_files(gv_host *h, const gv_vmdef *d, const gv_vmpaths *p, gv_err *e)
 {
 	if (d->boot_disk)
 		return 0;
@@ -104,7 +103,7 @@ int gv_vm_create(gv_host *h, gv_vmdef *d, gv_err *e)
 		r = gv_err_set(e, -EEXIST, "a VM named %s exists already", d->name);
 		goto out;
 	}
-	r = check_boot_files(h, d, &p, e);
+	r = vm_check_boot_files(h, d, &p, e);
 	if (r < 0)
 		goto out;
 	gv_rm_rf(p.dir); /* leftovers of a crashed create */
@@ -122,131 +121,6 @@ out:
 	gv_vmpaths_clear(&p);
 	gv_vmdef_free(d);
 	return r;
-}
-
-/* Wait until @pid, our QEMU, is gone, up to @ms; then SIGKILL. Once it is
- * known to be ours, only the pid is watched: an exiting process has an
- * empty command line before it disappears. */
-static void wait_gone(int pid, const gv_vmpaths *p, uint64_t ms)
-{
-	uint64_t end = gv_now_ms() + ms;
-
-	if (!host_qemu_alive(pid, p))
-		return;
-	while (gv_pid_alive(pid) && gv_now_ms() < end)
-		usleep(20000);
-	if (gv_pid_alive(pid)) {
-		kill(pid, SIGKILL);
-		end = gv_now_ms() + 5000;
-		while (gv_pid_alive(pid) && gv_now_ms() < end)
-			usleep(10000);
-	}
-}
-
-static int read_pid(const char *pidfile)
-{
-	char *buf = NULL;
-	int pid = 0;
-
-	if (gv_read_file(pidfile, &buf, NULL) == 0)
-		pid = atoi(buf);
-	free(buf);
-	return pid;
-}
-
-static int exec_qemu(char **argv, const gv_vmpaths *p)
-{
-	int log = open(p->qemulog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	int rc = gv_run_to_fd(argv, log, true);
-
-	if (log >= 0)
-		close(log);
-	return rc;
-}
-
-/* Start QEMU paused (-S) for @r; on success r->pid is set. */
-static int spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
-		      bool incoming, gv_err *e)
-{
-	gv_accel acc = h->accel;
-	char **argv, line[300], *log = NULL;
-	int rc;
-
-	if (r->def->accel && gv_accel_choose(r->def->accel, &acc) < 0)
-		return gv_err_set(e, -EINVAL, "invalid accelerator %s", r->def->accel);
-	rc = check_boot_files(h, r->def, p, e);
-	if (rc < 0)
-		return rc;
-	/* a fresh boot gets an empty output disk; a guest that continues
-	 * (restore, migration) keeps its own, or gets an empty one where it
-	 * has none (it writes it only once its job has ended) */
-	if (r->def->outputs && (!incoming || access(p->output, F_OK) < 0) &&
-	    (rc = gv_jobio_output_create(p->output, r->def->output_max, e)) < 0)
-		return rc;
-	unlink(p->qmp);
-	unlink(p->blkmon);
-	unlink(p->fence);
-	unlink(p->pidfile);
-	unlink(p->qemulog);
-	gv_vmpaths withbase = *p;
-	char *base = NULL;
-	withbase.tmpl_layout = p->tmpl_layout || r->def->tmpl; /* template.c */
-	if (r->def->image &&
-	    gv_image_resolve(h->datadir, r->def->image, &base, &withbase.base_fmt) == 0)
-		withbase.base = base;
-	argv = gv_vmdef_qemu_argv(r->def, &withbase, gv_accel_qemu_arg(&acc), incoming);
-	free(base);
-	rc = exec_qemu(argv, p);
-	gv_strv_free(argv);
-	if (rc != 0) {
-		if (gv_read_file(p->qemulog, &log, NULL) < 0)
-			log = NULL;
-		gv_err_set(e, -EIO, "QEMU failed to start: %s",
-			   log && *log ? gv_last_line(log, line, sizeof(line))
-				       : "no message");
-		free(log);
-		return -EIO;
-	}
-	r->pid = read_pid(p->pidfile);
-	if (!host_qemu_alive(r->pid, p))
-		return gv_err_set(e, -EIO, "QEMU exited right after starting");
-	rc = gv_cgroup_apply(r->def->name, r->pid, r->def->cpu_weight,
-			     r->def->cpu_cap_pct);
-	if (rc < 0 && (r->def->cpu_weight || r->def->cpu_cap_pct)) {
-		kill(r->pid, SIGKILL);
-		return gv_err_set(e, rc, "cannot apply CPU limits through cgroups: %s",
-				  strerror(-rc));
-	}
-	return 0;
-}
-
-static void kill_qemu(gv_vmrec *r, const gv_vmpaths *p)
-{
-	/* an agent that died mid-start or mid-restore knew no pid yet */
-	if (r->pid <= 0)
-		r->pid = read_pid(p->pidfile);
-	if (r->pid > 0 && host_qemu_alive(r->pid, p)) {
-		kill(r->pid, SIGKILL);
-		wait_gone(r->pid, p, 5000);
-	}
-	r->pid = 0;
-	gv_cgroup_remove(r->def->name);
-}
-
-int vm_spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
-		  bool incoming, gv_err *e)
-{
-	return spawn_qemu(h, r, p, incoming, e);
-}
-
-void vm_kill_qemu(gv_vmrec *r, const gv_vmpaths *p)
-{
-	kill_qemu(r, p);
-}
-
-void vm_wait_gone(int pid, const gv_vmpaths *p, uint64_t ms)
-{
-	wait_gone(pid, p, ms);
 }
 
 /* host_with_vm, the VM's lock held by the caller */
@@ -301,10 +175,10 @@ static int do_start(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 	rc = vm_start_template(h, r, p, e); /* 1: boot it cold */
 	if (rc < 0)
 		return rc;
-	if (rc == 1 && (rc = spawn_qemu(h, r, p, false, e)) == 0)
+	if (rc == 1 && (rc = vm_spawn_qemu(h, r, p, false, e)) == 0)
 		rc = host_qmp_cmd(p, "cont", NULL, 5000, NULL, e);
 	if (rc < 0) {
-		kill_qemu(r, p);
+		vm_kill_qemu(r, p);
 		return rc;
 	}
 	r->state = GV_VM_RUNNING;
@@ -314,7 +188,7 @@ static int do_start(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 	r->error = NULL;
 	rc = host_put(h, r, e);
 	if (rc < 0)
-		kill_qemu(r, p);
+		vm_kill_qemu(r, p);
 	return rc;
 }
 
@@ -369,10 +243,10 @@ static int do_stop(gv_host *h, gv_vmrec *r, const gv_vmpaths *p,
 		if (r->state == GV_VM_PAUSED)
 			(void)host_qmp_cmd(p, "cont", NULL, 2000, NULL, NULL);
 		(void)host_qmp_cmd(p, "system_powerdown", NULL, 2000, NULL, NULL);
-		wait_gone(r->pid, p, timeout);
+		vm_wait_gone(r->pid, p, timeout);
 	} else {
 		(void)host_qmp_cmd(p, "quit", NULL, 2000, NULL, NULL);
-		wait_gone(r->pid, p, 3000);
+		vm_wait_gone(r->pid, p, 3000);
 	}
 	unlink(p->qmp);
 	unlink(p->blkmon);
@@ -398,7 +272,7 @@ int vm_delete_locked(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, const void *a
 	if ((r->state == GV_VM_RUNNING || r->state == GV_VM_PAUSED) && !force)
 		return gv_err_set(e, -EBUSY, "VM %s is %s; stop it first (or use "
 				  "--force)", r->def->name, gv_vmstate_name(r->state));
-	kill_qemu(r, p);
+	vm_kill_qemu(r, p);
 	rc = gv_store_vm_delete(h->store, r->def->name);
 	if (rc < 0 && rc != -ENOENT)
 		return gv_err_set(e, rc, "cannot delete the record of %s", r->def->name);

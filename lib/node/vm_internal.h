@@ -18,7 +18,9 @@ int host_with_vm(gv_host *h, const char *name, host_verb_fn fn, const void *arg,
 /* -EBUSY, "cannot VERB VM NAME: it is STATE". */
 int host_bad_state(gv_vmrec *r, const char *verb, gv_err *e);
 
-/* From vm.c: start QEMU (paused, -S) for @r, kill it, wait for it. */
+/* From vmspawn.c: start QEMU (paused, -S) for @r, confined; kill it;
+ * wait for it. From vm.c: are the kernel and initramfs @d boots there? */
+int vm_check_boot_files(gv_host *h, const gv_vmdef *d, const gv_vmpaths *p, gv_err *e);
 int vm_spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, bool incoming,
 		  gv_err *e);
 void vm_kill_qemu(gv_vmrec *r, const gv_vmpaths *p);

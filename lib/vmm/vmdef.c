@@ -352,7 +352,7 @@ void gv_vmpaths_init(gv_vmpaths *p, const char *datadir, const char *name)
 	p->fence = gv_strdupf("%s/fence.sock", p->dir);
 	p->base = p->base_fmt = NULL;
 	p->mem_file = NULL;
-	p->mem_shared = p->no_disks = p->tmpl_layout = false;
+	p->mem_shared = p->no_disks = p->tmpl_layout = p->mem_from_fd = false;
 }
 
 void gv_vmpaths_clear(gv_vmpaths *p)
@@ -525,12 +525,24 @@ static void add_tmpl_memory(struct argv *a, const gv_vmdef *d, const gv_vmpaths 
 	unsigned long long mib = (unsigned long long)d->memory_mib;
 
 	arg(a, "-object");
-	if (p->mem_file)
+	if (p->mem_from_fd) /* a template's sealed copy (template.c) */
+		argf(a, gv_strdupf("memory-backend-file,id=pc.ram,size=%lluM,"
+				   "mem-path=/proc/self/fd/%d,share=off", mib, GV_QEMU_FD_MEM));
+	else if (p->mem_file)
 		argf(a, gv_strdupf("memory-backend-file,id=pc.ram,size=%lluM,mem-path=%s,share=%s",
 				   mib, p->mem_file, p->mem_shared ? "on" : "off"));
 	else
 		argf(a, gv_strdupf("memory-backend-ram,id=pc.ram,size=%lluM", mib));
 	args(a, (const char *const[]){ "-machine", "memory-backend=pc.ram", NULL });
+}
+
+/* A QMP monitor on the listening socket QEMU finds as fd @fd. */
+static void add_monitor(struct argv *a, const char *id, int fd)
+{
+	arg(a, "-chardev");
+	argf(a, gv_strdupf("socket,id=%s,fd=%d,server=on,wait=off", id, fd));
+	arg(a, "-mon");
+	argf(a, gv_strdupf("chardev=%s,mode=control", id));
 }
 
 /* What a template has that a cold boot does not: the control port the job
@@ -539,7 +551,7 @@ static void add_tmpl_memory(struct argv *a, const gv_vmdef *d, const gv_vmpaths 
 static void add_tmpl_devices(struct argv *a, const gv_vmpaths *p)
 {
 	arg(a, "-chardev");
-	argf(a, gv_strdupf("socket,id=gvctl,path=%s,server=on,wait=off", p->ctl));
+	argf(a, gv_strdupf("socket,id=gvctl,fd=%d,server=on,wait=off", GV_QEMU_FD_CTL));
 	args(a, (const char *const[]){ "-device", "virtserialport,bus=vser0.0,chardev=gvctl,"
 				       "name=org.gridvm.ctl", "-device", "vmgenid,guid=auto",
 				       "-device", "pcie-root-port,id=rp0,chassis=1,slot=1",
@@ -645,20 +657,17 @@ char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
 		add_disk(&a, d, p);
 	if (!p->no_disks)
 		add_io_disks(&a, d, p);
-	arg(&a, "-qmp");
-	argf(&a, gv_strdupf("unix:%s,server=on,wait=off", p->qmp));
-	if (p->fence) {
-		arg(&a, "-chardev");
-		argf(&a, gv_strdupf("socket,id=gvfence,path=%s,server=on,wait=off", p->fence));
-		args(&a, (const char *const[]){ "-mon", "chardev=gvfence,mode=control", NULL });
-	}
-	if (d->image) { /* write tracking (lib/node/dirtytrack.c) has a monitor of its own */
-		arg(&a, "-chardev");
-		argf(&a, gv_strdupf("socket,id=gvblk,path=%s,server=on,wait=off", p->blkmon));
-		args(&a, (const char *const[]){ "-mon", "chardev=gvblk,mode=control", NULL });
-	}
-	args(&a, (const char *const[]){ "-pidfile", p->pidfile, "-daemonize",
-					"-S", NULL });
+	/* the monitors' sockets are bound by the agent and passed to QEMU
+	 * (vmdef.h: GV_QEMU_FD_*), which cannot write the VM's directory */
+	add_monitor(&a, "gvqmp", GV_QEMU_FD_QMP);
+	if (p->fence)
+		add_monitor(&a, "gvfence", GV_QEMU_FD_FENCE);
+	if (d->image) /* write tracking (lib/node/dirtytrack.c) has a monitor of its own */
+		add_monitor(&a, "gvblk", GV_QEMU_FD_BLKMON);
+	/* seccomp: no obsolete calls, no set*uid, no fork or exec, no
+	 * scheduler or priority changes (lib/vmm/confine.c says why QEMU
+	 * then runs in the foreground, started unprivileged) */
+	args(&a, (const char *const[]){ "-sandbox", GV_QEMU_SANDBOX, "-S", NULL });
 	if (incoming)
 		args(&a, (const char *const[]){ "-incoming", "defer", NULL });
 	return a.v;

@@ -4,6 +4,7 @@
  * gridvm API on a unix socket. Stopping it leaves the VMs running; the next
  * gridvmd reattaches to them.
  */
+#include <gridvm/vmm/confine.h>
 #include <gridvm/api/agent.h>
 #include <gridvm/api/client.h>
 #include <gridvm/api/gridagent.h>
@@ -260,6 +261,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	fprintf(stderr, "gridvmd: serving %s on %s\n", gv_data_dir(), sock);
+	{ /* an administrator reads here how QEMU runs, or why no VM can start */
+		gv_qemu_users u;
+		gv_err qe = { "" };
+		if (gv_qemu_users_load(&u, &qe) < 0)
+			fprintf(stderr, "gridvmd: warning: no VM can start: %s\n", qe.msg);
+		else if (!u.confined)
+			fprintf(stderr, "gridvmd: warning: QEMU is not confined: %s\n", u.why);
+		else
+			fprintf(stderr, "gridvmd: QEMU runs confined: VMs as uids %u-%u of %s\n",
+				(unsigned)u.first_uid, (unsigned)(u.first_uid + u.count - 1), u.name);
+	}
 	while (!quit) {
 		sleep(1);
 		gv_host_refresh_all(h);

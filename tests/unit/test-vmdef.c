@@ -93,10 +93,20 @@ static void test_qemu_argv(void **state)
 	assert_string_equal(argv[find(argv, "-initrd") + 1], "/data/guest/initrd.img");
 	assert_true(find(argv, "driver=file,filename=/data/vms/vm1/disk.qcow2,node-name=file0,drop-cache=off") > 0);
 	assert_true(find(argv, "virtio-blk-pci,drive=qcow0,id=vda") > 0);
-	assert_true(find(argv, "unix:/data/vms/vm1/qmp.sock,server=on,wait=off") > 0);
+	/* the monitors on sockets the agent binds and passes (QEMU cannot
+	 * write the VM's directory), in the foreground (-daemonize would
+	 * fork, which the sandbox forbids), no pidfile (the agent writes it) */
+	assert_true(find(argv, "socket,id=gvqmp,fd=3,server=on,wait=off") > 0);
+	assert_true(find(argv, "chardev=gvqmp,mode=control") > 0);
+	assert_true(find(argv, "socket,id=gvfence,fd=4,server=on,wait=off") > 0);
+	assert_true(find(argv, "socket,id=gvblk,fd=5,server=on,wait=off") > 0);
+	assert_int_equal(find(argv, "-qmp"), -1);
 	assert_true(find(argv, "name=opt/gridvm/job,file=/data/vms/vm1/job.spec") > 0);
 	assert_true(find(argv, "file,id=gvjob,path=/data/vms/vm1/job.out,append=on") > 0);
-	assert_true(find(argv, "-daemonize") > 0);
+	assert_int_equal(find(argv, "-daemonize"), -1);
+	assert_int_equal(find(argv, "-pidfile"), -1);
+	assert_string_equal(argv[find(argv, "-sandbox") + 1],
+			    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
 	assert_true(find(argv, "-S") > 0);
 	assert_int_equal(find(argv, "-incoming"), -1);
 	assert_int_equal(find(argv, "-object"), -1);
@@ -298,12 +308,20 @@ static void test_template_layout(void **state)
 	assert_true(find(argv, "memory-backend-file,id=pc.ram,size=256M,"
 			       "mem-path=/d/templates/tcg-1c-256m/mem,share=off") > 0);
 	assert_true(find(argv, "memory-backend=pc.ram") > 0);
-	assert_true(find(argv, "socket,id=gvctl,path=/d/vms/t/ctl.sock,server=on,wait=off") > 0);
+	assert_true(find(argv, "socket,id=gvctl,fd=6,server=on,wait=off") > 0);
 	assert_true(find(argv, "vmgenid,guid=auto") > 0);
 	assert_true(find(argv, "pcie-root-port,id=rp2,chassis=3,slot=3") > 0);
 	assert_int_equal(find(argv, "virtio-blk-pci,drive=qcow0,id=vda,bus=rp0,"
 				    "serial=gridvm-root"), -1);
 	gv_strv_free(argv);
+	/* as the agent starts it: the template's sealed copy, passed as fd 7 */
+	p.mem_file = NULL;
+	p.mem_from_fd = true;
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg", true);
+	assert_true(find(argv, "memory-backend-file,id=pc.ram,size=256M,"
+			       "mem-path=/proc/self/fd/7,share=off") > 0);
+	gv_strv_free(argv);
+	p.mem_from_fd = false;
 
 	/* its disks, hot-plugged with the node names a cold boot uses */
 	p.base = "/d/images/i.img";

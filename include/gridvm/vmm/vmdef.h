@@ -62,6 +62,19 @@ enum { GV_START_AUTO, GV_START_COLD, GV_START_TEMPLATE };
  * with the job's disks, so the guest finds it by serial, not as vda). */
 #define GV_ROOT_SERIAL "gridvm-root"
 
+/* The file descriptors QEMU is started with (lib/node/vmspawn.c): the
+ * listening sockets of its monitors and control port, bound by the agent
+ * at the paths below, and a template's RAM. */
+#define GV_QEMU_FD_QMP 3
+#define GV_QEMU_FD_FENCE 4
+#define GV_QEMU_FD_BLKMON 5
+#define GV_QEMU_FD_CTL 6
+#define GV_QEMU_FD_MEM 7
+#define GV_QEMU_NFDS 5
+
+/* QEMU's seccomp filter, on every QEMU. */
+#define GV_QEMU_SANDBOX "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
 /* Paths of the files one VM uses, all inside its directory. */
 typedef struct gv_vmpaths {
 	char *dir, *disk, *qmp, *pidfile, *console, *jobout, *jobspec, *qemulog;
@@ -77,6 +90,10 @@ typedef struct gv_vmpaths {
 	 * the restore. Set by the caller, not owned. */
 	const char *mem_file;
 	bool mem_shared, no_disks, tmpl_layout;
+	/* the RAM from the file descriptor GV_QEMU_FD_MEM instead (a
+	 * template's sealed copy in memory, mapped copy-on-write) */
+	bool mem_from_fd;
+	int mem_fd; /* that fd in the agent (borrowed) */
 	char *ctl; /* the control port's socket (template layout) */
 	/* a third QMP monitor, the fence keeper's alone: it pauses the VM
 	 * when the agent is away past its grid lease (docs/host-loss.md) */
@@ -99,7 +116,9 @@ void gv_vmpaths_clear(gv_vmpaths *p);
 char *gv_vmdef_jobspec(const gv_vmdef *d, size_t *len);
 
 /* The QEMU argv (NULL-terminated, free with gv_strv_free). @accel_arg is
- * the -accel value, @incoming non-zero adds "-incoming defer". */
+ * the -accel value, @incoming non-zero adds "-incoming defer". QEMU runs
+ * in the foreground, paused (-S), under -sandbox, its monitors on the
+ * file descriptors GV_QEMU_FD_*; it writes no pidfile. */
 char **gv_vmdef_qemu_argv(const gv_vmdef *d, const gv_vmpaths *p,
 			  const char *accel_arg, bool incoming);
 
