@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: MIT
 # setup.sh - everything gridvm needs on a fresh Debian 12 machine (root):
 # installs the Debian packages, creates QEMU's unprivileged user, builds and
-# installs gridvm, prepares the default guest (Debian cloud kernel + our
-# initramfs + a busybox image) and runs the demo: a VM boots, runs a job,
-# its output and exit code come back.
+# installs gridvm (and its systemd units, not enabled), prepares the
+# default guest (Debian cloud kernel + our initramfs + a busybox image) and
+# runs the demo: a VM boots, runs a job, its output and exit code come back.
 #
 #   scripts/setup.sh [--no-demo]
 set -euo pipefail
@@ -60,6 +60,13 @@ echo "== building"
 [ -d build ] || meson setup build --prefix=/usr/local -Dwerror=true
 ninja -C build
 ninja -C build install >/dev/null
+# the units of gridvmd and gridvmctld (dist/systemd), installed with the
+# rest into /usr/local/lib/systemd/system; enabled by the administrator
+# (docs/security.md, "As a service"). A machine without systemd running
+# (a container, CI) just has the files.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+	systemctl daemon-reload || echo "setup.sh: systemctl daemon-reload failed (ignored)" >&2
+fi
 
 echo "== preparing the default guest in $DATADIR"
 bash scripts/prepare-guest.sh "$DATADIR" build/guest/gridvm-init
