@@ -673,6 +673,29 @@ static int send_job(const gv_vmdef *d, const gv_vmpaths *p, gv_err *e)
 	return r;
 }
 
+/* Give QEMU the base image @path, opened read-only, as its fd set
+ * GV_QEMU_BASE_FDSET (QMP add-fd), for the hot-plugged disk to read. */
+static int add_base_fd(gv_qmp *q, const char *path, gv_err *e)
+{
+	json_t *args = json_pack("{s:i, s:s}", "fdset-id", GV_QEMU_BASE_FDSET, "opaque",
+				 "base-image"), *ret = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+	gv_err qe;
+
+	if (fd < 0) {
+		json_decref(args);
+		return gv_err_set(e, -errno, "cannot open the base image %s: %s", path,
+				  strerror(errno));
+	}
+	r = gv_qmp_execute_fd(q, "add-fd", args, fd, 10000, &ret, &qe);
+	if (r < 0)
+		gv_err_set(e, r, "QEMU refused the base image's descriptor: %s", qe.msg);
+	json_decref(ret);
+	json_decref(args);
+	close(fd);
+	return r;
+}
+
 /* QEMU for @r, restored from @t: the template's RAM copy-on-write, its
  * device state, the VM's disks hot-plugged; not yet running. -EPROTO:
  * the template itself failed. */
@@ -716,6 +739,9 @@ static int restore_from(gv_host *h, const struct tmpl *t, gv_vmrec *r, const gv_
 	if (rc == 0 && r->def->image &&
 	    gv_image_resolve(h->datadir, r->def->image, &base, &pp.base_fmt) == 0)
 		pp.base = base;
+	if (rc == 0 && pp.base) /* QEMU's user may not read it: passed open */
+		rc = add_base_fd(q, pp.base, e);
+	pp.base_from_fd = pp.base != NULL;
 	cmds = rc == 0 ? gv_vmdef_hotplug_cmds(r->def, &pp) : NULL;
 	json_array_foreach(cmds, i, c) {
 		rc = host_qmp_run(q, json_string_value(json_object_get(c, "execute")),

@@ -208,7 +208,8 @@ static int read_pid(const char *pidfile)
 }
 
 /* What QEMU reads besides its VM's directory, bound read-only into its
- * jail; NULL-terminated, the strings borrowed from @d and @p. */
+ * jail; NULL-terminated, the strings borrowed from @d and @p. (The base
+ * image is passed open instead: QEMU's user may not read a user's.) */
 static void jail_ro(const gv_vmdef *d, const gv_vmpaths *p, const char *qemu,
 		    const char **ro)
 {
@@ -218,8 +219,6 @@ static void jail_ro(const gv_vmdef *d, const gv_vmpaths *p, const char *qemu,
 		ro[n++] = d->kernel ? d->kernel : p->kernel;
 		ro[n++] = d->initrd ? d->initrd : p->initrd;
 	}
-	if (p->base)
-		ro[n++] = p->base;
 	if (strncmp(qemu, "/usr/", 5))
 		ro[n++] = qemu;
 	ro[n] = NULL;
@@ -248,13 +247,13 @@ static int bind_sockets(const gv_vmdef *d, const gv_vmpaths *p, int fds[GV_QEMU_
 
 /* Start QEMU for @r (paused, -S) as the head comment says; r->pid set. */
 static int spawn(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, bool incoming,
-		 const gv_accel *acc, gv_err *e)
+		 const gv_accel *acc, int base_fd, gv_err *e)
 {
 	gv_qemu_users u;
 	gv_spawn s;
 	uid_t uid = 0;
 	gid_t gid = 0;
-	const char *ro[6], *rw[3] = { p->dir, NULL, NULL };
+	const char *ro[5], *rw[3] = { p->dir, NULL, NULL };
 	char *qemu = gv_qemu_binary(), **argv = NULL, *jail = NULL;
 	int fds[GV_QEMU_NFDS], log = -1, rc;
 	pid_t pid = -1;
@@ -277,6 +276,7 @@ static int spawn(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, bool incoming,
 	if (rc < 0)
 		goto out;
 	fds[GV_QEMU_FD_MEM - 3] = p->mem_from_fd ? p->mem_fd : -1;
+	fds[GV_QEMU_FD_BASE - 3] = p->base_from_fd ? base_fd : -1;
 	argv = gv_vmdef_qemu_argv(r->def, p, gv_accel_qemu_arg(acc), incoming);
 	free(argv[0]);
 	argv[0] = strdup(qemu);
@@ -315,7 +315,7 @@ int vm_spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, bool incoming, g
 	gv_accel acc = h->accel;
 	gv_vmpaths withbase = *p;
 	char *base = NULL;
-	int rc;
+	int base_fd = -1, rc;
 
 	if (r->def->accel && gv_accel_choose(r->def->accel, &acc) < 0)
 		return gv_err_set(e, -EINVAL, "invalid accelerator %s", r->def->accel);
@@ -337,8 +337,22 @@ int vm_spawn_qemu(gv_host *h, gv_vmrec *r, const gv_vmpaths *p, bool incoming, g
 	if (r->def->image &&
 	    gv_image_resolve(h->datadir, r->def->image, &base, &withbase.base_fmt) == 0)
 		withbase.base = base;
+	/* the base image open, for QEMU to read as its fd set (the disks on
+	 * its command line; a hot-plug passes it itself, template.c) */
+	if (withbase.base && !withbase.no_disks) {
+		base_fd = open(withbase.base, O_RDONLY | O_CLOEXEC);
+		if (base_fd < 0) {
+			rc = gv_err_set(e, -errno, "cannot open the base image %s: %s",
+					withbase.base, strerror(errno));
+			free(base);
+			return rc;
+		}
+		withbase.base_from_fd = true;
+	}
 	r->pid = 0;
-	rc = spawn(h, r, &withbase, incoming, &acc, e);
+	rc = spawn(h, r, &withbase, incoming, &acc, base_fd, e);
+	if (base_fd >= 0)
+		close(base_fd);
 	free(base);
 	if (rc < 0) {
 		vm_kill_qemu(r, p);

@@ -361,15 +361,25 @@ int gv_qmp_execute(gv_qmp *q, const char *cmd, json_t *args, int timeout_ms,
 	return execute(q, cmd, args, -1, deadline_after(timeout_ms), ret, e);
 }
 
+int gv_qmp_execute_fd(gv_qmp *q, const char *cmd, json_t *args, int fd, int timeout_ms,
+		      json_t **ret, gv_err *e)
+{
+	if (ret)
+		*ret = NULL;
+	if (!q || !cmd || fd < 0 || (args && !json_is_object(args)))
+		return gv_err_set(e, -EINVAL, "%s", strerror(EINVAL));
+	return execute(q, cmd, args, fd, deadline_after(timeout_ms), ret, e);
+}
+
 int gv_qmp_getfd(gv_qmp *q, const char *fdname, int fd, int timeout_ms, gv_err *e)
 {
 	json_t *args;
 	int r;
 
-	if (!q || !fdname || fd < 0)
+	if (!fdname)
 		return gv_err_set(e, -EINVAL, "%s", strerror(EINVAL));
 	args = json_pack("{s:s}", "fdname", fdname);
-	r = execute(q, "getfd", args, fd, deadline_after(timeout_ms), NULL, e);
+	r = gv_qmp_execute_fd(q, "getfd", args, fd, timeout_ms, NULL, e);
 	json_decref(args);
 	return r;
 }

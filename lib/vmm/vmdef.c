@@ -351,6 +351,7 @@ void gv_vmpaths_init(gv_vmpaths *p, const char *datadir, const char *name)
 	p->ctl = gv_strdupf("%s/ctl.sock", p->dir);
 	p->fence = gv_strdupf("%s/fence.sock", p->dir);
 	p->base = p->base_fmt = NULL;
+	p->base_from_fd = false;
 	p->mem_file = NULL;
 	p->mem_shared = p->no_disks = p->tmpl_layout = p->mem_from_fd = false;
 }
@@ -472,9 +473,14 @@ static void add_disk(struct argv *a, const gv_vmdef *d, const gv_vmpaths *p)
 	 * the whole base image's cache goes, and the resumed guest reads it
 	 * from disk again) */
 	if (p->base) {
+		if (p->base_from_fd) {
+			arg(a, "-add-fd");
+			argf(a, gv_strdupf("fd=%d,set=%d,opaque=base-image", GV_QEMU_FD_BASE,
+					   GV_QEMU_BASE_FDSET));
+		}
 		arg(a, "-blockdev");
 		argf(a, gv_strdupf("driver=file,filename=%s,node-name=base-file,read-only=on,"
-				   "drop-cache=off", p->base));
+				   "drop-cache=off", p->base_from_fd ? GV_QEMU_BASE_PATH : p->base));
 		arg(a, "-blockdev");
 		argf(a, gv_strdupf("driver=%s,file=base-file,node-name=base0,read-only=on",
 				   p->base_fmt ? p->base_fmt : "raw"));
@@ -594,7 +600,9 @@ json_t *gv_vmdef_hotplug_cmds(const gv_vmdef *d, const gv_vmpaths *p)
 		if (p->base) {
 			json_array_append_new(a, qmp_cmd("blockdev-add",
 				json_pack("{s:s, s:s, s:s, s:b, s:b}", "driver", "file",
-					  "filename", p->base, "node-name", "base-file",
+					  "filename",
+					  p->base_from_fd ? GV_QEMU_BASE_PATH : p->base,
+					  "node-name", "base-file",
 					  "read-only", 1, "drop-cache", 0)));
 			json_array_append_new(a, qmp_cmd("blockdev-add",
 				json_pack("{s:s, s:s, s:s, s:b}", "driver",

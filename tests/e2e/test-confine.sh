@@ -7,7 +7,8 @@
 source "$(dirname "$0")/lib.sh"
 gv_setup
 # the data directory searchable (not readable) by the QEMUs' users, so
-# that what stops them below is each file's owner, not the path to it
+# that what stops them below is each VM's directory and files, not the
+# path to them
 chmod 711 "$GRIDVM_DATA"
 command -v setpriv >/dev/null || fail "setpriv (util-linux) is missing"
 
@@ -15,9 +16,14 @@ command -v setpriv >/dev/null || fail "setpriv (util-linux) is missing"
 expect_eq "host info: QEMU confined" \
 	"$(python3 -c 'import json,sys; print(json.load(sys.stdin)["qemu_confined"])' <"$GRIDVM_DATA/info.json")" True
 
-# a from a template (its RAM a sealed copy of the template's), b booted
-"$GV" vm create a --job 'while :; do echo tick; sleep 1; done' >/dev/null
-"$GV" vm create b --cold --job 'echo started; sleep 3600' >/dev/null
+# both on an image only root can read (a user's image is 0600): QEMU
+# gets it open from the agent; a from a template (its RAM a sealed copy
+# of the template's, its disks hot-plugged), b booted
+cp --sparse=always "$SYSDATA/images/default.img" "$GRIDVM_DATA/private.img"
+"$GV" image import private "$GRIDVM_DATA/private.img" >/dev/null
+chmod 600 "$GRIDVM_DATA/images/private.img"
+"$GV" vm create a --image private --job 'while :; do echo tick; sleep 1; done' >/dev/null
+"$GV" vm create b --image private --cold --job 'echo started; sleep 3600' >/dev/null
 "$GV" vm start a >/dev/null
 "$GV" vm start b >/dev/null
 wait_until 120 "a's job to print" sh -c "'$GV' vm logs a | grep -q tick"
@@ -42,7 +48,10 @@ done
 [ "$ua" != "$ub" ] || fail "a and b run as the same uid $ua"
 echo "ok: a runs as $ua, b as $ub"
 
-# as a's QEMU's uid: its own disk opens, b's does not
+# as a's QEMU's uid: its own disk opens, b's does not (DATA/vms is the
+# agent's alone, 0700; made searchable here, so that what stops a's uid
+# is each VM's own directory and files)
+chmod 711 "$GRIDVM_DATA/vms"
 as_a() { setpriv --reuid="$ua" --regid="$ga" --clear-groups "$@"; }
 as_a head -c 4 "$GRIDVM_DATA/vms/a/disk.qcow2" >/dev/null || fail "a's uid cannot read a's own disk"
 for f in disk.qcow2 job.spec job.out console.log; do
@@ -74,8 +83,8 @@ done
 echo "ok: a's QEMU sees its VM's directory, /usr and /dev, not b, the agent's files or /etc"
 
 # the template's RAM: a sealed copy that a's uid cannot change
-tmpl=$(vm_field a '["template"]')
-[ -n "$tmpl" ] && [ "$tmpl" != None ] || fail "a did not start from a template"
+tmpl=$(vm_field a '.get("template")')
+[ -n "$tmpl" ] && [ "$tmpl" != None ] || fail "a did not start from a template: $(vm_field a '.get("boot")')"
 mfd=$(ls -l /proc/$pa/fd | awk '/memfd:gridvm-template/ && !f { print $9; f = 1 }')
 [ -n "$mfd" ] || fail "a's QEMU holds no template memfd"
 if as_a sh -c "printf X | dd of=/proc/$pa/fd/$mfd conv=notrunc bs=1 count=1" 2>"$GRIDVM_DATA/err"; then

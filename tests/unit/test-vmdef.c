@@ -124,6 +124,17 @@ static void test_qemu_argv(void **state)
 	assert_true(find(argv, "driver=qcow2,file=file0,node-name=qcow0,backing=base0") >
 		    find(argv, "driver=raw,file=base-file,node-name=base0,read-only=on"));
 	gv_strv_free(argv);
+	/* as the agent starts it: the base image passed open, as fd set 1
+	 * (QEMU's user may not read the file itself) */
+	p.base_from_fd = true;
+	argv = gv_vmdef_qemu_argv(d, &p, "tcg", false);
+	assert_string_equal(argv[find(argv, "-add-fd") + 1], "fd=8,set=1,opaque=base-image");
+	assert_true(find(argv, "driver=file,filename=/dev/fdset/1,node-name=base-file,"
+			       "read-only=on,drop-cache=off") > 0);
+	assert_int_equal(find(argv, "driver=file,filename=/data/images/deb.img,node-name=base-file,"
+				    "read-only=on,drop-cache=off"), -1);
+	gv_strv_free(argv);
+	p.base_from_fd = false;
 	p.base = NULL;
 
 	argv = gv_vmdef_qemu_argv(d, &p, "kvm", true);
@@ -329,6 +340,7 @@ static void test_template_layout(void **state)
 	char *text = json_dumps(cmds, JSON_COMPACT | JSON_SORT_KEYS);
 	assert_non_null(strstr(text, "\"node-name\":\"file0\""));
 	assert_non_null(strstr(text, "\"backing\":\"base0\""));
+	assert_non_null(strstr(text, "\"filename\":\"/d/images/i.img\""));
 	assert_non_null(strstr(text, "{\"arguments\":{\"bus\":\"rp0\",\"drive\":\"qcow0\","
 				     "\"driver\":\"virtio-blk-pci\",\"id\":\"vda\","
 				     "\"serial\":\"gridvm-root\"},\"execute\":\"device_add\"}"));
@@ -336,6 +348,14 @@ static void test_template_layout(void **state)
 	assert_non_null(strstr(text, "\"bus\":\"rp2\",\"drive\":\"out0\""));
 	free(text);
 	json_decref(cmds);
+	p.base_from_fd = true; /* hot-plugged from the fd set QMP add-fd made */
+	cmds = gv_vmdef_hotplug_cmds(d, &p);
+	text = json_dumps(cmds, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_non_null(strstr(text, "\"filename\":\"/dev/fdset/1\""));
+	assert_null(strstr(text, "/d/images/i.img"));
+	free(text);
+	json_decref(cmds);
+	p.base_from_fd = false;
 
 	/* later (a save restored, a migration's destination): anonymous RAM
 	 * named as before, the disks on the command line at those slots */

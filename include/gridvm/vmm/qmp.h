@@ -49,6 +49,11 @@ int gv_qmp_execute(gv_qmp *q, const char *cmd, json_t *args, int timeout_ms,
 int gv_qmp_getfd(gv_qmp *q, const char *fdname, int fd, int timeout_ms, gv_err *e)
     __attribute__((warn_unused_result));
 
+/* gv_qmp_execute with a copy of @fd attached (SCM_RIGHTS), for the
+ * commands that take one: getfd, add-fd. @fd stays ours. */
+int gv_qmp_execute_fd(gv_qmp *q, const char *cmd, json_t *args, int fd, int timeout_ms,
+		      json_t **ret, gv_err *e) __attribute__((warn_unused_result));
+
 /* Wait for an event named @name (NULL = any event). Queued events are
  * looked at first; non-matching events stay queued. On success *event
  * (if not NULL) holds a new reference to the whole event object.

@@ -70,7 +70,13 @@ enum { GV_START_AUTO, GV_START_COLD, GV_START_TEMPLATE };
 #define GV_QEMU_FD_BLKMON 5
 #define GV_QEMU_FD_CTL 6
 #define GV_QEMU_FD_MEM 7
-#define GV_QEMU_NFDS 5
+#define GV_QEMU_FD_BASE 8
+#define GV_QEMU_NFDS 6
+/* The base image, opened read-only by the agent (QEMU's user may not
+ * read it: a user's image is 0600): fd set 1 (-add-fd, or QMP add-fd
+ * before a hot-plug), which QEMU opens as this path. */
+#define GV_QEMU_BASE_FDSET 1
+#define GV_QEMU_BASE_PATH "/dev/fdset/1"
 
 /* QEMU's seccomp filter, on every QEMU. */
 #define GV_QEMU_SANDBOX "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
@@ -84,6 +90,7 @@ typedef struct gv_vmpaths {
 	/* the base image and its format, if the caller set them (not owned,
 	 * not freed by gv_vmpaths_clear): then QEMU opens it as we say */
 	const char *base, *base_fmt;
+	bool base_from_fd; /* QEMU gets it as GV_QEMU_BASE_PATH, not @base */
 	/* the template layout (d->tmpl, or building a template): guest RAM
 	 * from @mem_file (a template's), shared with it only while a template
 	 * is built (@mem_shared); @no_disks: the disks are hot-plugged after
